@@ -1,0 +1,60 @@
+//! `credit-node serve --config FILE`: run a node until SIGTERM or Ctrl-C; reload on SIGHUP.
+
+use std::path::Path;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::CliError;
+use crate::{
+    config::LoadedConfig,
+    logging,
+    server::{NodeSettings, RunningNode},
+};
+
+pub async fn run(config_path: &Path) -> Result<(), CliError> {
+    let loaded = LoadedConfig::load(config_path)?;
+    logging::init(loaded.config.log.format, &loaded.config.log.level);
+    let node = start(&loaded).await?;
+
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| CliError::Runtime(e.to_string()))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| CliError::Runtime(e.to_string()))?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => reload(config_path, &node),
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+pub async fn start(loaded: &LoadedConfig) -> Result<RunningNode, CliError> {
+    let settings = NodeSettings {
+        listen: loaded.config.node.listen,
+        tls: loaded.tls_material()?,
+        limits: loaded.config.limits.clone(),
+    };
+    RunningNode::start(settings)
+        .await
+        .map_err(|e| CliError::Runtime(format!("{}: {e}", loaded.path.display())))
+}
+
+/// Re-reads the config file and swaps in new TLS material. A reload that fails changes
+/// nothing: the node keeps serving with what it had, and the log says why.
+pub fn reload(config_path: &Path, node: &RunningNode) {
+    let result = LoadedConfig::load(config_path)
+        .and_then(|loaded| loaded.tls_material())
+        .map_err(|e| e.to_string())
+        .and_then(|material| node.tls().reload(material).map_err(|e| e.to_string()));
+    match result {
+        Ok(()) => tracing::info!(config = %config_path.display(), "reloaded TLS material"),
+        Err(error) => tracing::error!(
+            config = %config_path.display(),
+            %error,
+            "reload refused; keeping the running TLS material"
+        ),
+    }
+}

@@ -1,0 +1,94 @@
+//! `credit-node whoami`: the identity a node established for us, as JSON.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::CliError;
+use crate::{client, proto};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The node, e.g. https://127.0.0.1:7443
+    #[arg(long)]
+    pub endpoint: String,
+    /// Our certificate (PEM).
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// Our private key (PEM).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// CA bundle(s) the node's certificate must chain to; repeat for several regions.
+    #[arg(long, required = true)]
+    pub ca: Vec<PathBuf>,
+}
+
+/// The JSON printed: the identity fields of `credit.v1.Identity`, plus the node that answered.
+#[derive(Debug, Serialize)]
+pub struct WhoAmIOutput {
+    pub spiffe_id: String,
+    pub trust_domain: String,
+    pub kind: String,
+    pub id: String,
+    pub certificate_serial: String,
+    pub certificate_not_after: String,
+    pub certificate_sha256: String,
+    pub node: String,
+}
+
+pub async fn run(args: Args) -> Result<(), CliError> {
+    let cas: Vec<&std::path::Path> = args.ca.iter().map(PathBuf::as_path).collect();
+    let tls = client::tls_config_from_files(&args.cert, &args.key, &cas)?;
+    let output = whoami(&args.endpoint, tls).await?;
+    let json =
+        serde_json::to_string_pretty(&output).map_err(|e| CliError::Runtime(e.to_string()))?;
+    println!("{json}");
+    Ok(())
+}
+
+pub async fn whoami(
+    endpoint: &str,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<WhoAmIOutput, CliError> {
+    let channel = client::connect(endpoint, tls).await?;
+    let mut api = proto::credit_query_client::CreditQueryClient::new(channel);
+    let response = api
+        .who_am_i(proto::WhoAmIRequest {})
+        .await
+        .map_err(|status| CliError::Runtime(describe_status(&status)))?
+        .into_inner();
+    let identity = response
+        .identity
+        .ok_or_else(|| CliError::Runtime("node answered without an identity".into()))?;
+    let kind = match identity.kind() {
+        proto::PrincipalKind::Dept => "dept",
+        proto::PrincipalKind::Officer => "officer",
+        proto::PrincipalKind::Operator => "operator",
+        proto::PrincipalKind::Unspecified => "unspecified",
+    };
+    Ok(WhoAmIOutput {
+        spiffe_id: identity.spiffe_id,
+        trust_domain: identity.trust_domain,
+        kind: kind.into(),
+        id: identity.id,
+        certificate_serial: identity.certificate_serial,
+        certificate_not_after: identity.certificate_not_after,
+        certificate_sha256: identity.certificate_sha256,
+        node: response.node_spiffe_id,
+    })
+}
+
+/// A status with its transport cause: a refused handshake shows up as the TLS alert.
+pub fn describe_status(status: &tonic::Status) -> String {
+    use std::error::Error;
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    if let Some(source) = status.source() {
+        let chain = client::error_chain(source);
+        if !text.contains(&chain) {
+            text.push_str(" (");
+            text.push_str(&chain);
+            text.push(')');
+        }
+    }
+    text
+}

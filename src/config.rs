@@ -1,0 +1,391 @@
+//! The node's one TOML configuration file: every path and limit, documented in the README.
+//!
+//! Promise 9 of design.md: a bad file stops start-up with the file, line and key in the message.
+//! Relative paths are resolved against the folder of the config file, so a config and its
+//! certificates can move together.
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{
+    identity::TrustDomain,
+    tls::{self, ServerMaterial, TrustDomainMaterial},
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeSection,
+    /// One entry per trust domain (region) whose callers this node accepts.
+    #[serde(rename = "trust_domain", default)]
+    pub trust_domains: Vec<TrustDomainSection>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Address to listen on, e.g. `127.0.0.1:7443`; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// PEM certificate chain of this node (leaf first).
+    pub cert: Spanned<PathBuf>,
+    /// PEM private key of this node.
+    pub key: Spanned<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustDomainSection {
+    /// The trust domain, e.g. `region-a.credit.test`.
+    pub name: Spanned<String>,
+    /// PEM bundle of the trust domain's CA certificates.
+    pub ca: Spanned<PathBuf>,
+    /// PEM CRLs issued by those CAs; when present, a certificate of unknown status is refused.
+    #[serde(default)]
+    pub crls: Vec<Spanned<PathBuf>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request or response message, in bytes.
+    pub max_message_bytes: usize,
+    /// HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Open connections; further ones are closed before the handshake.
+    pub max_connections: usize,
+    /// Time a client has to finish the TLS handshake.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_streams: 256,
+            max_connections: 4096,
+            handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `credit_node=debug`.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// A config error that says where: `file:line:column: key: message`.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A parsed config and the text it came from, so later checks can still point at lines.
+pub struct LoadedConfig {
+    pub path: PathBuf,
+    pub config: Config,
+    text: String,
+}
+
+impl LoadedConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(path, text)
+    }
+
+    pub fn parse(path: &Path, text: String) -> Result<Self, ConfigError> {
+        let config = parse_toml::<Config>(path, &text)?;
+        let loaded = Self {
+            path: path.to_owned(),
+            config,
+            text,
+        };
+        loaded.validate()?;
+        Ok(loaded)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = Vec::new();
+        for (i, td) in self.config.trust_domains.iter().enumerate() {
+            let parsed = TrustDomain::parse(td.name.get_ref()).map_err(|e| {
+                self.error_at(td.name.span(), &format!("trust_domain[{i}].name"), e)
+            })?;
+            if seen.contains(&parsed) {
+                return Err(self.error_at(
+                    td.name.span(),
+                    &format!("trust_domain[{i}].name"),
+                    format!("trust domain {parsed} is listed twice"),
+                ));
+            }
+            seen.push(parsed);
+        }
+        if self.config.trust_domains.is_empty() {
+            return Err(self.error_at(
+                0..0,
+                "trust_domain",
+                "at least one [[trust_domain]] is required",
+            ));
+        }
+        let limits = &self.config.limits;
+        for (key, zero) in [
+            ("limits.max_message_bytes", limits.max_message_bytes == 0),
+            (
+                "limits.max_concurrent_streams",
+                limits.max_concurrent_streams == 0,
+            ),
+            ("limits.max_connections", limits.max_connections == 0),
+            (
+                "limits.handshake_timeout_ms",
+                limits.handshake_timeout_ms == 0,
+            ),
+        ] {
+            if zero {
+                return Err(self.error_at(0..0, key, "must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A path from the config, resolved against the config file's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_owned(),
+        }
+    }
+
+    /// Reads the certificate, key, trust bundles and CRLs the config names. Called at start-up
+    /// and on every SIGHUP; any failure names the key that pointed at the bad file.
+    pub fn tls_material(&self) -> Result<ServerMaterial, ConfigError> {
+        let node = &self.config.node;
+        let at = |spanned: &Spanned<PathBuf>, key: &str| {
+            let path = self.resolve(spanned.get_ref());
+            (path, spanned.span(), key.to_owned())
+        };
+        let (cert_path, span, key) = at(&node.cert, "node.cert");
+        let chain = tls::load_certs(&cert_path).map_err(|e| self.error_at(span, &key, e))?;
+        let (key_path, span, key) = at(&node.key, "node.key");
+        let private = tls::load_key(&key_path).map_err(|e| self.error_at(span, &key, e))?;
+        let mut trust = Vec::new();
+        for (i, td) in self.config.trust_domains.iter().enumerate() {
+            let domain = TrustDomain::parse(td.name.get_ref()).map_err(|e| {
+                self.error_at(td.name.span(), &format!("trust_domain[{i}].name"), e)
+            })?;
+            let (ca_path, span, key) = at(&td.ca, &format!("trust_domain[{i}].ca"));
+            let roots = tls::load_certs(&ca_path).map_err(|e| self.error_at(span, &key, e))?;
+            let mut crls = Vec::new();
+            for (j, crl) in td.crls.iter().enumerate() {
+                let (crl_path, span, key) = at(crl, &format!("trust_domain[{i}].crls[{j}]"));
+                crls.extend(tls::load_crls(&crl_path).map_err(|e| self.error_at(span, &key, e))?);
+            }
+            trust.push(TrustDomainMaterial {
+                domain,
+                roots,
+                crls,
+            });
+        }
+        Ok(ServerMaterial {
+            chain,
+            key: private,
+            trust,
+        })
+    }
+
+    fn error_at(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        message: impl fmt::Display,
+    ) -> ConfigError {
+        let (line, column) = if span == (0..0) {
+            (0, 0)
+        } else {
+            line_col(&self.text, span.start)
+        };
+        ConfigError {
+            file: self.path.clone(),
+            line,
+            column,
+            key: key.to_owned(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Deserializes TOML with the failing key's dotted path and its line in the error.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    let error = |span: Option<std::ops::Range<usize>>, key: String, message: String| {
+        let (line, column) = span.map_or((0, 0), |s| line_col(text, s.start));
+        ConfigError {
+            file: path.to_owned(),
+            line,
+            column,
+            key,
+            message,
+        }
+    };
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| error(e.span(), String::new(), e.message().trim().to_owned()))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        let inner = e.into_inner();
+        error(inner.span(), key, inner.message().trim().to_owned())
+    })
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[node]
+listen = "127.0.0.1:0"
+cert = "node.crt"
+key = "node.key"
+
+[[trust_domain]]
+name = "region-a.credit.test"
+ca = "a/ca.crt"
+crls = ["a/crl.pem"]
+
+[limits]
+max_message_bytes = 1048576
+"#;
+
+    fn parse(text: &str) -> Result<LoadedConfig, ConfigError> {
+        LoadedConfig::parse(Path::new("/etc/credit/node.toml"), text.to_owned())
+    }
+
+    #[test]
+    fn good_config_resolves_relative_paths_next_to_the_file() {
+        let cfg = parse(GOOD).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cfg.resolve(cfg.config.node.cert.get_ref()),
+            PathBuf::from("/etc/credit/node.crt")
+        );
+        assert_eq!(cfg.config.limits.max_message_bytes, 1_048_576);
+        assert_eq!(
+            cfg.config.limits.max_concurrent_streams, 256,
+            "defaults fill the rest"
+        );
+    }
+
+    fn check_error(text: &str, expected: &str) {
+        match parse(text) {
+            Ok(_) => panic!("config should be refused:\n{text}"),
+            Err(e) => assert_eq!(e.to_string(), expected),
+        }
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        check_error(
+            &GOOD.replace("max_message_bytes", "max_mesage_bytes"),
+            "/etc/credit/node.toml:13:1: limits.max_mesage_bytes: unknown field `max_mesage_bytes`, expected one of `max_message_bytes`, `max_concurrent_streams`, `max_connections`, `handshake_timeout_ms`",
+        );
+        check_error(
+            &GOOD.replace("\"127.0.0.1:0\"", "\"localhost\""),
+            "/etc/credit/node.toml:3:10: node.listen: invalid socket address syntax",
+        );
+        check_error(
+            &GOOD.replace("1048576", "\"big\""),
+            "/etc/credit/node.toml:13:21: limits.max_message_bytes: invalid type: string \"big\", expected usize",
+        );
+        check_error(
+            &GOOD.replace("region-a.credit.test", "Region A"),
+            "/etc/credit/node.toml:8:8: trust_domain[0].name: malformed trust domain \"Region A\"",
+        );
+        check_error(
+            &GOOD.replace("1048576", "0"),
+            "/etc/credit/node.toml: limits.max_message_bytes: must be greater than 0",
+        );
+        check_error(
+            "[node]\nlisten = \"127.0.0.1:0\"\nkey = \"k\"\n",
+            "/etc/credit/node.toml:1:1: node: missing field `cert`",
+        );
+        check_error(
+            "[node\n",
+            "/etc/credit/node.toml:1:6: unclosed table, expected `]`",
+        );
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\n信用x", 9), (2, 3));
+        assert_eq!(
+            line_col("ab\n信用x", 8),
+            (2, 2),
+            "inside a character: its start"
+        );
+        assert_eq!(line_col("", 0), (1, 1));
+    }
+}

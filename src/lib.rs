@@ -1,0 +1,20 @@
+//! credit-node: share public credit information between departments lawfully, privately and
+//! verifiably. See ARCHITECTURE.md for the module map and its invariants.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod identity;
+pub mod logging;
+pub mod pki;
+pub mod server;
+pub mod tls;
+
+/// Generated from `proto/credit/v1/*.proto` at build time.
+pub mod proto {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("credit.v1");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("credit_descriptor");
+}

@@ -1,0 +1,64 @@
+//! The `credit-node` command: serve a node, make a development PKI, call a node, or take the tour.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use credit_node::cli;
+
+#[derive(Parser)]
+#[command(
+    name = "credit-node",
+    version,
+    about = "Share public credit information between departments lawfully, privately and verifiably."
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node from its TOML config file. SIGHUP reloads certificates, trust bundles and CRLs.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Write a development PKI: two regions' CAs, identities, negative fixtures, catalog key.
+    DevPki {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Ask a node who it thinks you are; prints the identity as JSON.
+    Whoami(cli::whoami::Args),
+    /// The newcomer's tour: a PKI, two regional nodes on 127.0.0.1, and what they accept and refuse.
+    Demo(cli::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match args.command {
+            Command::Serve { config } => cli::serve::run(&config).await,
+            Command::DevPki { out } => cli::dev_pki(&out),
+            Command::Whoami(args) => cli::whoami::run(args).await,
+            Command::Demo(args) => cli::demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

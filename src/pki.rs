@@ -1,0 +1,494 @@
+//! The development PKI: two regions (trust domains), each with its own root CA, department,
+//! officer and operator identities, plus the negative fixtures every refusal test needs.
+//!
+//! Development only. Real deployments get their certificates from each region's own CA; nothing
+//! in the node depends on this module except `dev-pki` and `demo`.
+//!
+//! The certificates are built to satisfy every TLS stack an inter-agency client may use
+//! (OpenSSL/BoringSSL, Go, Java, rustls): CA and leaves have distinct subjects, key usages and
+//! extended key usages are set, and leaves name `localhost`, 127.0.0.1 and ::1 besides their
+//! SPIFFE ID.
+
+use std::{
+    fs,
+    io::Write,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::identity::{Kind, SpiffeId, TrustDomain};
+
+/// The two development regions.
+pub const REGION_A: &str = "region-a.credit.test";
+pub const REGION_B: &str = "region-b.credit.test";
+
+/// Identities issued in each region: (kind, id). The first department runs the region's node.
+pub const REGION_A_IDENTITIES: &[(Kind, &str)] = &[
+    (Kind::Dept, "samr"),
+    (Kind::Dept, "tax"),
+    (Kind::Dept, "court"),
+    (Kind::Officer, "auditor"),
+    (Kind::Operator, "admin"),
+];
+pub const REGION_B_IDENTITIES: &[(Kind, &str)] = &[
+    (Kind::Dept, "hrss"),
+    (Kind::Dept, "tax"),
+    (Kind::Dept, "eco"),
+    (Kind::Officer, "auditor"),
+    (Kind::Operator, "admin"),
+];
+
+/// Where `dev-pki` puts each file, relative to its output folder. Tests, `demo` and the docs all
+/// go through these functions so the layout is written down once.
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn region_dir(&self, trust_domain: &str) -> PathBuf {
+        self.root.join(trust_domain)
+    }
+    pub fn ca_cert(&self, trust_domain: &str) -> PathBuf {
+        self.region_dir(trust_domain).join("ca.crt")
+    }
+    pub fn ca_key(&self, trust_domain: &str) -> PathBuf {
+        self.region_dir(trust_domain).join("ca.key")
+    }
+    pub fn crl(&self, trust_domain: &str) -> PathBuf {
+        self.region_dir(trust_domain).join("crl.pem")
+    }
+    /// Certificate and key of an identity: `<region>/<kind>-<id>.crt|.key`.
+    pub fn identity(&self, trust_domain: &str, kind: Kind, id: &str) -> (PathBuf, PathBuf) {
+        let dir = self.region_dir(trust_domain);
+        (
+            dir.join(format!("{kind}-{id}.crt")),
+            dir.join(format!("{kind}-{id}.key")),
+        )
+    }
+    /// A negative fixture: `negative/<name>.crt|.key`.
+    pub fn negative(&self, name: &str) -> (PathBuf, PathBuf) {
+        let dir = self.root.join("negative");
+        (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        )
+    }
+    pub fn catalog_authority_key(&self) -> PathBuf {
+        self.root.join("catalog-authority.key")
+    }
+    pub fn catalog_authority_pub(&self) -> PathBuf {
+        self.root.join("catalog-authority.pub")
+    }
+}
+
+/// The negative fixtures, by file name under `negative/`, with what each must be refused for.
+pub const NEGATIVE_FIXTURES: &[(&str, &str)] = &[
+    ("rogue", "issued by a CA no node trusts"),
+    ("expired", "expired yesterday"),
+    ("revoked", "revoked by region A's CRL"),
+    (
+        "cross-domain",
+        "issued by region B's CA but claims region A's trust domain",
+    ),
+    ("no-spiffe-id", "has no spiffe:// URI SAN"),
+    ("two-spiffe-ids", "has two spiffe:// URI SANs"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("{path}: {reason}")]
+    Bad { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Identity(#[from] crate::identity::IdentityError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |source| PkiError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes a development PKI under `out`. Existing files are overwritten.
+pub fn generate(out: &Path) -> Result<Layout, PkiError> {
+    let layout = Layout::new(out);
+    let now = OffsetDateTime::now_utc();
+    let region_a = new_ca(REGION_A, now)?;
+    let region_b = new_ca(REGION_B, now)?;
+
+    let mut revoked_serial = None;
+    for (td, ca, identities) in [
+        (REGION_A, &region_a, REGION_A_IDENTITIES),
+        (REGION_B, &region_b, REGION_B_IDENTITIES),
+    ] {
+        fs::create_dir_all(layout.region_dir(td)).map_err(io_err(&layout.region_dir(td)))?;
+        write_public(&layout.ca_cert(td), &ca.pem())?;
+        write_private(&layout.ca_key(td), &ca.key().serialize_pem())?;
+        for &(kind, id) in identities {
+            let uri = SpiffeId::new(TrustDomain::parse(td)?, kind, id)?.to_string();
+            let (crt, key) = layout.identity(td, kind, id);
+            issue(ca, &[uri], &format!("{kind} {id}"), td, now, false)?.write(&crt, &key)?;
+        }
+    }
+
+    let negative = layout.root.join("negative");
+    fs::create_dir_all(&negative).map_err(io_err(&negative))?;
+    let a_uri = |kind, id: &str| -> Result<String, PkiError> {
+        Ok(SpiffeId::new(TrustDomain::parse(REGION_A)?, kind, id)?.to_string())
+    };
+    let rogue_ca = new_ca("rogue.invalid", now)?;
+    let write_neg = |name: &str, leaf: Leaf| -> Result<(), PkiError> {
+        let (crt, key) = layout.negative(name);
+        leaf.write(&crt, &key)
+    };
+    write_public(&negative.join("rogue-ca.crt"), &rogue_ca.pem())?;
+    write_neg(
+        "rogue",
+        issue(
+            &rogue_ca,
+            &[a_uri(Kind::Dept, "tax")?],
+            "dept tax",
+            REGION_A,
+            now,
+            false,
+        )?,
+    )?;
+    write_neg(
+        "expired",
+        issue(
+            &region_a,
+            &[a_uri(Kind::Dept, "expired")?],
+            "dept expired",
+            REGION_A,
+            now,
+            true,
+        )?,
+    )?;
+    let revoked = issue(
+        &region_a,
+        &[a_uri(Kind::Dept, "revoked")?],
+        "dept revoked",
+        REGION_A,
+        now,
+        false,
+    )?;
+    revoked_serial = revoked_serial.or(Some(revoked.serial.clone()));
+    write_neg("revoked", revoked)?;
+    write_neg(
+        "cross-domain",
+        issue(
+            &region_b,
+            &[a_uri(Kind::Dept, "tax")?],
+            "dept tax (forged)",
+            REGION_B,
+            now,
+            false,
+        )?,
+    )?;
+    write_neg(
+        "no-spiffe-id",
+        issue(&region_a, &[], "dept anonymous", REGION_A, now, false)?,
+    )?;
+    write_neg(
+        "two-spiffe-ids",
+        issue(
+            &region_a,
+            &[a_uri(Kind::Dept, "tax")?, a_uri(Kind::Dept, "court")?],
+            "dept ambiguous",
+            REGION_A,
+            now,
+            false,
+        )?,
+    )?;
+
+    write_crl(
+        &layout.crl(REGION_A),
+        &region_a,
+        revoked_serial.as_slice(),
+        1,
+        now,
+    )?;
+    write_crl(&layout.crl(REGION_B), &region_b, &[], 1, now)?;
+
+    let (private_pem, public_pem) = generate_authority_key().map_err(|reason| PkiError::Bad {
+        path: layout.catalog_authority_key(),
+        reason,
+    })?;
+    write_private(&layout.catalog_authority_key(), &private_pem)?;
+    write_public(&layout.catalog_authority_pub(), &public_pem)?;
+    Ok(layout)
+}
+
+/// Revokes a certificate: rewrites its region's CRL with the certificate's serial added and a
+/// higher CRL number. Used by operators' rehearsals and by the reload tests.
+pub fn revoke(layout: &Layout, trust_domain: &str, cert_path: &Path) -> Result<(), PkiError> {
+    let ca_pem = read(&layout.ca_cert(trust_domain))?;
+    let ca_key = KeyPair::from_pem(&read(&layout.ca_key(trust_domain))?)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
+
+    let serial = serial_of(cert_path)?;
+    let crl_path = layout.crl(trust_domain);
+    let crl_pem = read(&crl_path)?;
+    let bad = |reason: String| PkiError::Bad {
+        path: crl_path.clone(),
+        reason,
+    };
+    let crl_der = pem::parse(&crl_pem).map_err(|e| bad(e.to_string()))?;
+    use x509_parser::prelude::FromDer;
+    let (_, crl) =
+        x509_parser::revocation_list::CertificateRevocationList::from_der(crl_der.contents())
+            .map_err(|e| bad(e.to_string()))?;
+    let mut serials: Vec<Vec<u8>> = crl
+        .iter_revoked_certificates()
+        .map(|r| r.raw_serial().to_vec())
+        .collect();
+    serials.push(serial);
+    let number = crl
+        .crl_number()
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(0)
+        + 1;
+    write_crl(
+        &crl_path,
+        &issuer,
+        &serials,
+        number,
+        OffsetDateTime::now_utc(),
+    )
+}
+
+fn serial_of(cert_path: &Path) -> Result<Vec<u8>, PkiError> {
+    let pem_text = read(cert_path)?;
+    let bad = |reason: String| PkiError::Bad {
+        path: cert_path.to_owned(),
+        reason,
+    };
+    let der = pem::parse(&pem_text).map_err(|e| bad(e.to_string()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der.contents()).map_err(|e| bad(e.to_string()))?;
+    Ok(cert.raw_serial().to_vec())
+}
+
+fn new_ca(
+    trust_domain: &str,
+    now: OffsetDateTime,
+) -> Result<CertifiedIssuer<'static, KeyPair>, PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(
+        trust_domain,
+        &format!("credit-node dev root CA {trust_domain}"),
+    );
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = now - Duration::days(1);
+    params.not_after = now + Duration::days(3650);
+    params.serial_number = Some(random_serial()?);
+    params.key_identifier_method = KeyIdMethod::Sha256;
+    Ok(CertifiedIssuer::self_signed(params, KeyPair::generate()?)?)
+}
+
+struct Leaf {
+    cert_pem: String,
+    key_pem: String,
+    serial: Vec<u8>,
+}
+
+impl Leaf {
+    fn write(&self, crt: &Path, key: &Path) -> Result<(), PkiError> {
+        write_public(crt, &self.cert_pem)?;
+        write_private(key, &self.key_pem)
+    }
+}
+
+/// Issues a leaf usable both as TLS server and TLS client.
+fn issue(
+    ca: &Issuer<'_, KeyPair>,
+    spiffe_uris: &[String],
+    common_name: &str,
+    trust_domain: &str,
+    now: OffsetDateTime,
+    expired: bool,
+) -> Result<Leaf, PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(trust_domain, &format!("{common_name} ({trust_domain})"));
+    params.subject_alt_names = spiffe_uris
+        .iter()
+        .map(|u| Ok(SanType::URI(u.as_str().try_into()?)))
+        .collect::<Result<Vec<_>, rcgen::Error>>()?;
+    params
+        .subject_alt_names
+        .push(SanType::DnsName("localhost".try_into()?));
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    let serial = random_serial()?;
+    let serial_bytes = serial.to_bytes();
+    params.serial_number = Some(serial);
+    if expired {
+        params.not_before = now - Duration::days(30);
+        params.not_after = now - Duration::days(1);
+    } else {
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + Duration::days(365);
+    }
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, ca)?;
+    Ok(Leaf {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        serial: serial_bytes,
+    })
+}
+
+fn write_crl(
+    path: &Path,
+    issuer: &Issuer<'_, KeyPair>,
+    serials: &[Vec<u8>],
+    number: u64,
+    now: OffsetDateTime,
+) -> Result<(), PkiError> {
+    let params = CertificateRevocationListParams {
+        this_update: now - Duration::minutes(5),
+        next_update: now + Duration::days(30),
+        crl_number: SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|s| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(s),
+                revocation_time: now - Duration::minutes(1),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(issuer)?;
+    write_public(path, &crl.pem()?)
+}
+
+fn name(trust_domain: &str, common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "credit-node development");
+    dn.push(DnType::OrganizationalUnitName, trust_domain);
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+/// 16 random bytes with the top bit clear: a positive serial of full entropy, as RFC 5280 asks.
+fn random_serial() -> Result<SerialNumber, PkiError> {
+    let mut bytes = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).map_err(|_| {
+        PkiError::Bad {
+            path: PathBuf::new(),
+            reason: "system random number generator failed".into(),
+        }
+    })?;
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x01;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    fs::read_to_string(path).map_err(io_err(path))
+}
+
+fn write_public(path: &Path, contents: &str) -> Result<(), PkiError> {
+    fs::write(path, contents).map_err(io_err(path))
+}
+
+/// Private keys are created with mode 0600 from the start, never widened after the fact.
+pub fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        // An existing file keeps its mode on open: force it.
+        if path.exists() {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io_err(path))?;
+        }
+    }
+    let mut file = options.open(path).map_err(io_err(path))?;
+    file.write_all(contents.as_bytes()).map_err(io_err(path))
+}
+
+/// An Ed25519 catalog-authority key pair: PKCS#8 PEM private key, SPKI PEM public key, the forms
+/// OpenSSL and every other stack read.
+fn generate_authority_key() -> Result<(String, String), String> {
+    use ring::signature::KeyPair as _;
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| e.to_string())?;
+    let pair =
+        ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| e.to_string())?;
+    // SubjectPublicKeyInfo for Ed25519 (RFC 8410): a fixed 12-byte header and the raw key.
+    let mut spki = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    spki.extend_from_slice(pair.public_key().as_ref());
+    Ok((
+        pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec())),
+        pem::encode(&pem::Pem::new("PUBLIC KEY", spki)),
+    ))
+}
+
+/// The TOML config of a development node of `region` that runs as its first department and
+/// trusts both development regions, with their CRLs. Used by `demo` and by the tests.
+pub fn node_config_toml(layout: &Layout, region: &str, listen: std::net::SocketAddr) -> String {
+    let identities = if region == REGION_A {
+        REGION_A_IDENTITIES
+    } else {
+        REGION_B_IDENTITIES
+    };
+    let (kind, id) = identities[0];
+    let (cert, key) = layout.identity(region, kind, id);
+    let mut toml = format!(
+        "# Development node of {region}, generated by credit-node.\n\
+         [node]\nlisten = \"{listen}\"\ncert = {cert:?}\nkey = {key:?}\n",
+        cert = cert.display().to_string(),
+        key = key.display().to_string(),
+    );
+    for td in [REGION_A, REGION_B] {
+        toml.push_str(&format!(
+            "\n[[trust_domain]]\nname = \"{td}\"\nca = {ca:?}\ncrls = [{crl:?}]\n",
+            ca = layout.ca_cert(td).display().to_string(),
+            crl = layout.crl(td).display().to_string(),
+        ));
+    }
+    toml.push_str("\n[limits]\nmax_message_bytes = 4194304\nmax_concurrent_streams = 256\n");
+    toml
+}

@@ -1,0 +1,303 @@
+//! A running node: the TCP listener, our own TLS termination, and the tonic router.
+//!
+//! TLS is terminated here rather than inside tonic so that (1) the client-certificate verifier is
+//! ours ([`crate::tls::SpiffeClientVerifier`]), (2) the server config can be swapped on SIGHUP
+//! without dropping the listener or open connections, and (3) the caller's identity is parsed
+//! once per connection and typed before any request is read.
+
+mod conn;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, mpsc, watch},
+    task::JoinHandle,
+};
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+
+pub use conn::PeerInfo;
+use conn::TlsConnection;
+
+use crate::{
+    api::CreditQueryApi,
+    config::Limits,
+    identity::SpiffeId,
+    proto::credit_query_server::CreditQueryServer,
+    tls::{self, ServerMaterial, TlsError},
+};
+
+/// What a node needs to start; built from a config file by `serve`, or directly by tests.
+pub struct NodeSettings {
+    pub listen: SocketAddr,
+    pub tls: ServerMaterial,
+    pub limits: Limits,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("node certificate: {0}")]
+    NodeIdentity(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The swappable TLS server config. Read once per accepted connection, written on reload;
+/// connections already established keep the config they were accepted with.
+#[derive(Clone)]
+pub struct TlsReloader {
+    current: Arc<RwLock<Arc<rustls::ServerConfig>>>,
+}
+
+impl TlsReloader {
+    fn new(config: Arc<rustls::ServerConfig>) -> Self {
+        Self {
+            current: Arc::new(RwLock::new(config)),
+        }
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        let config = match self.current.read() {
+            Ok(guard) => guard.clone(),
+            // A panic while holding the lock cannot leave a half-written Arc: use it.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        TlsAcceptor::from(config)
+    }
+
+    /// Builds a new server config from fresh material and swaps it in. On any error the
+    /// running config stays, and the error says why.
+    pub fn reload(&self, material: ServerMaterial) -> Result<(), TlsError> {
+        let config = tls::server_config(material)?;
+        match self.current.write() {
+            Ok(mut guard) => *guard = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
+        Ok(())
+    }
+}
+
+pub struct RunningNode {
+    local_addr: SocketAddr,
+    node_id: SpiffeId,
+    tls: TlsReloader,
+    shutdown: watch::Sender<bool>,
+    accept_task: JoinHandle<()>,
+    serve_task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningNode {
+    /// Binds the listener and starts serving. Returns once the node accepts connections.
+    pub async fn start(settings: NodeSettings) -> Result<Self, StartError> {
+        let node_cert = settings
+            .tls
+            .chain
+            .first()
+            .ok_or_else(|| StartError::NodeIdentity("empty certificate chain".into()))?;
+        let node_id =
+            tls::spiffe_id_of(node_cert).map_err(|e| StartError::NodeIdentity(e.to_string()))?;
+        let tls = TlsReloader::new(tls::server_config(settings.tls)?);
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (conn_tx, conn_rx) = mpsc::channel::<Result<TlsConnection, std::io::Error>>(64);
+        let accept_task = tokio::spawn(accept_loop(
+            listener,
+            tls.clone(),
+            settings.limits.clone(),
+            conn_tx,
+            shutdown_rx.clone(),
+        ));
+
+        let router = build_router(&settings.limits, &node_id).await;
+        let mut stop = shutdown_rx;
+        let serve_task = tokio::spawn(router.serve_with_incoming_shutdown(
+            ReceiverStream::new(conn_rx),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ));
+        tracing::info!(addr = %local_addr, node = %node_id, "listening");
+        Ok(Self {
+            local_addr,
+            node_id,
+            tls,
+            shutdown,
+            accept_task,
+            serve_task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn node_id(&self) -> &SpiffeId {
+        &self.node_id
+    }
+
+    pub fn tls(&self) -> &TlsReloader {
+        &self.tls
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for the server to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.accept_task.await;
+        match self.serve_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "server ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "server task failed"),
+        }
+    }
+}
+
+async fn build_router(limits: &Limits, node_id: &SpiffeId) -> tonic::transport::server::Router {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    // Both reflection versions: grpcurl and most tools ask v1alpha first, newer ones v1.
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha();
+    let query = CreditQueryServer::new(CreditQueryApi::new(node_id.clone()))
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
+
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+    let router = builder.add_service(health);
+    let router = match (reflection_v1, reflection_v1alpha) {
+        (Ok(v1), Ok(v1alpha)) => router.add_service(v1).add_service(v1alpha),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "server reflection unavailable");
+            router
+        }
+    };
+    // Serving from the first request on: the listener is bound before anyone can ask.
+    health_reporter
+        .set_serving::<CreditQueryServer<CreditQueryApi>>()
+        .await;
+    router.add_service(query)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: TlsReloader,
+    limits: Limits,
+    conns: mpsc::Sender<Result<TlsConnection, std::io::Error>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let handshake_timeout = Duration::from_millis(limits.handshake_timeout_ms);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let (stream, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, limit = limits.max_connections, "connection limit reached; closing");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = tls.acceptor();
+        let conns = conns.clone();
+        tokio::spawn(async move {
+            let handshake = acceptor.accept(stream).into_fallible();
+            let tls_stream = match tokio::time::timeout(handshake_timeout, handshake).await {
+                Ok(Ok(s)) => s,
+                Ok(Err((e, stream))) => {
+                    tracing::info!(%remote, error = %e, "TLS handshake refused");
+                    linger_close(stream).await;
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let caller = match tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+            {
+                Some(cert) => tls::caller_from_cert(cert),
+                None => Err(crate::identity::IdentityError::NoSpiffeId),
+            };
+            // The verifier already accepted this certificate, so this only fails if the two
+            // parsers disagree: refuse rather than serve an unidentified caller.
+            let caller = match caller {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(%remote, error = %e, "verified certificate without identity");
+                    return;
+                }
+            };
+            tracing::debug!(%remote, caller = %caller.spiffe_id, "connection accepted");
+            let info = PeerInfo {
+                caller: Arc::new(caller),
+                remote,
+            };
+            let _ = conns
+                .send(Ok(TlsConnection::new(tls_stream, info, permit)))
+                .await;
+        });
+    }
+}
+
+/// Closes a refused connection so that the client reads our TLS alert. In TLS 1.3 a client
+/// may already have sent its first request when its certificate is refused; closing a socket
+/// with unread data makes the kernel send a reset, which can destroy the alert in flight and
+/// leave the client with a bare "connection reset" instead of "certificate revoked". So: send
+/// FIN, then drain what the client sent, bounded in bytes and time.
+async fn linger_close(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const MAX_DRAIN: usize = 64 * 1024;
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut drained = 0;
+        while drained < MAX_DRAIN {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+}

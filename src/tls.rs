@@ -1,0 +1,319 @@
+//! The one TLS-building module, shared by the node and every client it ships.
+//!
+//! Promise 1 of design.md lives here: TLS 1.3 only, the ring provider only, a client
+//! certificate always required, and a caller's identity taken from exactly one
+//! `spiffe://<trust-domain>/...` URI SAN whose trust domain is the one whose CA issued the
+//! certificate. A certificate from region B's CA can never speak for region A, because a
+//! certificate is verified only against the roots (and CRLs) of the trust domain it claims.
+//!
+//! Architecture invariant: this is the only module that reads certificates for identity; the
+//! rest of the node receives a typed [`Caller`].
+
+use std::{fmt, path::Path, sync::Arc};
+
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, SignatureScheme,
+    client::{WebPkiServerVerifier, danger::ServerCertVerifier},
+    crypto::CryptoProvider,
+    pki_types::{
+        CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime, pem::PemObject,
+    },
+    server::{
+        WebPkiClientVerifier,
+        danger::{ClientCertVerified, ClientCertVerifier},
+    },
+};
+
+use crate::identity::{Caller, IdentityError, SpiffeId, TrustDomain};
+
+/// ALPN for gRPC over HTTP/2.
+const ALPN_H2: &[u8] = b"h2";
+
+/// The crypto provider of every config we build: ring, never aws-lc-rs or OpenSSL.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("trust domain {domain}: {reason}")]
+    TrustDomain { domain: String, reason: String },
+    #[error("{0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("{0}")]
+    Identity(#[from] IdentityError),
+}
+
+fn file_err(path: &Path, reason: impl fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads every certificate of a PEM file; an empty file is an error, not an empty trust store.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_err(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(path, e))?;
+    if certs.is_empty() {
+        return Err(file_err(path, "no CERTIFICATE found in PEM file"));
+    }
+    Ok(certs)
+}
+
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    // Never include key material in the error: only the path and the parser's complaint.
+    PrivateKeyDer::from_pem_file(path).map_err(|e| file_err(path, e))
+}
+
+pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(|e| file_err(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(path, e))?;
+    if crls.is_empty() {
+        return Err(file_err(path, "no X509 CRL found in PEM file"));
+    }
+    Ok(crls)
+}
+
+/// One region's trust material: its CA bundle and the CRLs of those CAs.
+#[derive(Clone, Debug)]
+pub struct TrustDomainMaterial {
+    pub domain: TrustDomain,
+    pub roots: Vec<CertificateDer<'static>>,
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+/// Everything a node's TLS endpoint is built from; reloaded as a whole on SIGHUP.
+#[derive(Debug)]
+pub struct ServerMaterial {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub trust: Vec<TrustDomainMaterial>,
+}
+
+/// Builds the node's server config: TLS 1.3, ring, HTTP/2, client certificates verified per
+/// trust domain.
+pub fn server_config(material: ServerMaterial) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let verifier = Arc::new(SpiffeClientVerifier::new(&material.trust)?);
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(material.chain, material.key)?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Builds a client config: TLS 1.3, ring, HTTP/2, our certificate, and the server verified
+/// against the given roots (all regions a client may call).
+pub fn client_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    roots: &[CertificateDer<'static>],
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone())?;
+    }
+    let verifier: Arc<dyn ServerCertVerifier> =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(chain, key)?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Reads the SPIFFE ID of a certificate: exactly one `spiffe://` URI SAN, well formed.
+/// Other URI SANs are ignored; DNS and IP SANs serve TLS server names, not identity.
+pub fn spiffe_id_of(cert: &CertificateDer<'_>) -> Result<SpiffeId, IdentityError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+    spiffe_id_of_parsed(&parsed)
+}
+
+fn spiffe_id_of_parsed(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+) -> Result<SpiffeId, IdentityError> {
+    use x509_parser::extensions::GeneralName;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+    let mut uris = san
+        .iter()
+        .flat_map(|ext| ext.value.general_names.iter())
+        .filter_map(|name| match name {
+            GeneralName::URI(uri)
+                if uri
+                    .get(..9)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("spiffe://")) =>
+            {
+                Some(*uri)
+            }
+            _ => None,
+        });
+    let first = uris.next().ok_or(IdentityError::NoSpiffeId)?;
+    let more = uris.count();
+    if more > 0 {
+        return Err(IdentityError::SeveralSpiffeIds(more + 1));
+    }
+    SpiffeId::parse(first)
+}
+
+/// The facts of a verified peer certificate that the node keeps: identity, serial, expiry and
+/// fingerprint. Called on certificates the verifier has already accepted.
+pub fn caller_from_cert(cert: &CertificateDer<'_>) -> Result<Caller, IdentityError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+    let spiffe_id = spiffe_id_of_parsed(&parsed)?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+    let mut fingerprint = [0u8; 32];
+    fingerprint.copy_from_slice(digest.as_ref());
+    Ok(Caller {
+        spiffe_id,
+        serial: hex(parsed.raw_serial()),
+        not_after_unix: parsed.validity().not_after.timestamp(),
+        fingerprint,
+    })
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Verifies a client certificate against the trust domain it claims, and only that one.
+///
+/// The SPIFFE ID is read first (cheap, and it refuses certificates with no or several IDs before
+/// any signature work); then the chain is verified by the webpki verifier built from that
+/// domain's roots and CRLs. Expiry and revocation are webpki's checks.
+#[derive(Debug)]
+pub struct SpiffeClientVerifier {
+    domains: Vec<(TrustDomain, Arc<dyn ClientCertVerifier>)>,
+    hints: Vec<DistinguishedName>,
+    schemes: Vec<SignatureScheme>,
+}
+
+impl SpiffeClientVerifier {
+    pub fn new(trust: &[TrustDomainMaterial]) -> Result<Self, TlsError> {
+        if trust.is_empty() {
+            return Err(TlsError::TrustDomain {
+                domain: "-".into(),
+                reason: "no trust domain configured".into(),
+            });
+        }
+        let mut domains = Vec::with_capacity(trust.len());
+        let mut hints = Vec::new();
+        for material in trust {
+            let err = |reason: String| TlsError::TrustDomain {
+                domain: material.domain.to_string(),
+                reason,
+            };
+            let mut store = rustls::RootCertStore::empty();
+            for root in &material.roots {
+                store.add(root.clone()).map_err(|e| err(e.to_string()))?;
+            }
+            let mut builder =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider());
+            if !material.crls.is_empty() {
+                // A CRL past its nextUpdate no longer proves that a certificate is not revoked.
+                builder = builder
+                    .with_crls(material.crls.iter().cloned())
+                    .only_check_end_entity_revocation()
+                    .enforce_revocation_expiration();
+            }
+            let verifier = builder.build().map_err(|e| err(e.to_string()))?;
+            hints.extend_from_slice(verifier.root_hint_subjects());
+            domains.push((material.domain.clone(), verifier));
+        }
+        let schemes = domains[0].1.supported_verify_schemes();
+        Ok(Self {
+            domains,
+            hints,
+            schemes,
+        })
+    }
+
+    fn verifier_for(&self, domain: &TrustDomain) -> Option<&Arc<dyn ClientCertVerifier>> {
+        self.domains
+            .iter()
+            .find(|(d, _)| d == domain)
+            .map(|(_, v)| v)
+    }
+
+    fn any(&self) -> &Arc<dyn ClientCertVerifier> {
+        // `new` refuses an empty list, so there is always a first verifier.
+        &self.domains[0].1
+    }
+}
+
+impl ClientCertVerifier for SpiffeClientVerifier {
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let refuse = |reason: String| {
+            tracing::warn!(%reason, "client certificate refused");
+            rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            )
+        };
+        let id = spiffe_id_of(end_entity).map_err(|e| refuse(e.to_string()))?;
+        let Some(verifier) = self.verifier_for(id.trust_domain()) else {
+            tracing::warn!(spiffe_id = %id, "client certificate claims a trust domain this node does not trust");
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ));
+        };
+        verifier
+            .verify_client_cert(end_entity, intermediates, now)
+            .inspect_err(
+                |e| tracing::warn!(spiffe_id = %id, error = %e, "client certificate refused"),
+            )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.any().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.any().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes.clone()
+    }
+}

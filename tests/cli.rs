@@ -1,0 +1,430 @@
+//! The `credit-node` binary as operators use it: bad config files, SIGHUP reload, the demo, and
+//! the development PKI seen through another TLS stack (OpenSSL).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use common::{TestPki, whoami_as};
+use credit_node::{
+    identity::Kind,
+    pki::{self, REGION_A, REGION_A_IDENTITIES, REGION_B, REGION_B_IDENTITIES},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_credit-node");
+/// Upper bound on waiting for a log line; a guard against hanging, never a synchronisation.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run credit-node")
+}
+
+#[test]
+fn bad_config_files_stop_startup_with_file_line_and_key() {
+    let pki = TestPki::new();
+    let good = std::fs::read_to_string(pki.write_config(REGION_A)).expect("config");
+    let dir = pki.dir.path();
+    for (name, text, expected) in [
+        (
+            "unknown-key.toml",
+            good.replace("[limits]\n", "[limits]\nmax_streams = 4\n"),
+            ":18:1: limits.max_streams: unknown field `max_streams`",
+        ),
+        (
+            "bad-listen.toml",
+            good.replace("127.0.0.1:0", "127.0.0.1"),
+            ":3:10: node.listen: invalid socket address syntax",
+        ),
+        (
+            "missing-cert.toml",
+            good.replace("dept-samr.crt", "dept-nobody.crt"),
+            ":4:8: node.cert: ",
+        ),
+        (
+            "bad-trust-domain.toml",
+            good.replacen("name = \"region-a.credit.test\"", "name = \"Region A\"", 1),
+            ":8:8: trust_domain[0].name: malformed trust domain \"Region A\"",
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        let out = run(&["serve", "--config", path.to_str().expect("utf-8")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        let wanted = format!("{}{expected}", path.display());
+        assert!(
+            stderr.contains(&wanted),
+            "{name}: expected {wanted:?} in:\n{stderr}"
+        );
+    }
+}
+
+/// A `serve` child process with its JSON log lines readable one event at a time.
+struct NodeProcess {
+    child: Child,
+    events: mpsc::Receiver<serde_json::Value>,
+    addr: String,
+}
+
+impl NodeProcess {
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config", config.to_str().expect("utf-8")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                    && tx.send(event).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let mut node = Self {
+            child,
+            events,
+            addr: String::new(),
+        };
+        let listening = node.wait_for("listening");
+        node.addr = listening["addr"].as_str().expect("addr").to_owned();
+        node
+    }
+
+    fn wait_for(&mut self, message: &str) -> serde_json::Value {
+        loop {
+            let event = self
+                .events
+                .recv_timeout(PATIENCE)
+                .unwrap_or_else(|_| panic!("no {message:?} log event"));
+            if event["message"] == message {
+                return event;
+            }
+        }
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal");
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn sighup_reloads_a_new_crl_and_a_failed_reload_keeps_serving() {
+    let pki = TestPki::new();
+    let config = pki.write_config(REGION_A);
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("\n[log]\nformat = \"json\"\nlevel = \"info\"\n");
+    std::fs::write(&config, text).expect("config");
+    let mut node = NodeProcess::start(&config);
+    let endpoint = format!("https://{}", node.addr);
+    let call = |kind, id| {
+        let (cert, key) = pki.identity(REGION_A, kind, id);
+        let tls = pki.client_tls(&cert, &key);
+        let endpoint = endpoint.clone();
+        async move { credit_node::cli::whoami::whoami(&endpoint, tls).await }
+    };
+
+    call(Kind::Dept, "court")
+        .await
+        .expect("court accepted before revocation");
+    let (court_cert, _) = pki.identity(REGION_A, Kind::Dept, "court");
+    pki::revoke(&pki.layout, REGION_A, &court_cert).expect("revoke");
+    node.signal(nix::sys::signal::Signal::SIGHUP);
+    node.wait_for("reloaded TLS material");
+    let err = call(Kind::Dept, "court")
+        .await
+        .expect_err("court refused after reload");
+    assert!(err.to_string().contains("CertificateRevoked"), "{err}");
+
+    std::fs::write(pki.layout.crl(REGION_A), "garbage").expect("break CRL");
+    node.signal(nix::sys::signal::Signal::SIGHUP);
+    let refused = node.wait_for("reload refused; keeping the running TLS material");
+    assert!(
+        refused["error"].as_str().unwrap_or("").contains("crls[0]"),
+        "the refusal names the bad key: {refused}"
+    );
+    call(Kind::Dept, "tax")
+        .await
+        .expect("still serving with the old material");
+    let err = call(Kind::Dept, "court")
+        .await
+        .expect_err("old CRL still in force");
+    assert!(err.to_string().contains("CertificateRevoked"), "{err}");
+}
+
+#[test]
+fn whoami_command_prints_the_identity_as_json() {
+    let pki = TestPki::new();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let node = runtime.block_on(pki.start_node(REGION_B));
+    let (cert, key) = pki.identity(REGION_B, Kind::Officer, "auditor");
+    let endpoint = common::endpoint(&node);
+    let out = run(&[
+        "whoami",
+        "--endpoint",
+        &endpoint,
+        "--cert",
+        cert.to_str().expect("utf-8"),
+        "--key",
+        key.to_str().expect("utf-8"),
+        "--ca",
+        pki.layout.ca_cert(REGION_B).to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(
+        json["spiffe_id"],
+        "spiffe://region-b.credit.test/officer/auditor"
+    );
+    assert_eq!(json["kind"], "officer");
+    assert_eq!(json["node"], "spiffe://region-b.credit.test/dept/hrss");
+
+    let (rogue_cert, rogue_key) = pki.layout.negative("rogue");
+    let out = run(&[
+        "whoami",
+        "--endpoint",
+        &endpoint,
+        "--cert",
+        rogue_cert.to_str().expect("utf-8"),
+        "--key",
+        rogue_key.to_str().expect("utf-8"),
+        "--ca",
+        pki.layout.ca_cert(REGION_B).to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "nothing printed for a refused caller"
+    );
+    runtime.block_on(node.shutdown());
+}
+
+#[test]
+fn dev_pki_writes_private_keys_with_mode_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = run(&["dev-pki", "--out", dir.path().to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let layout = pki::Layout::new(dir.path());
+    let mut keys = vec![
+        layout.ca_key(REGION_A),
+        layout.ca_key(REGION_B),
+        layout.catalog_authority_key(),
+    ];
+    for (region, ids) in [
+        (REGION_A, REGION_A_IDENTITIES),
+        (REGION_B, REGION_B_IDENTITIES),
+    ] {
+        keys.extend(ids.iter().map(|&(k, id)| layout.identity(region, k, id).1));
+    }
+    keys.extend(
+        pki::NEGATIVE_FIXTURES
+            .iter()
+            .map(|(n, _)| layout.negative(n).1),
+    );
+    for key in keys {
+        let mode = std::fs::metadata(&key)
+            .expect("key exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+    }
+}
+
+#[test]
+fn demo_tour_runs_and_exits_with_no_wait() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = run(&[
+        "demo",
+        "--work",
+        dir.path().to_str().expect("utf-8"),
+        "--port-a",
+        "0",
+        "--port-b",
+        "0",
+        "--no-wait",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("identified as spiffe://region-b.credit.test/dept/tax"),
+        "{stdout}"
+    );
+    for (name, _) in pki::NEGATIVE_FIXTURES {
+        assert!(
+            stdout.contains(&format!("✗ {name}")),
+            "{name} refusal shown:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("grpcurl"), "{stdout}");
+}
+
+fn openssl() -> Command {
+    Command::new("openssl")
+}
+
+/// Inter-agency clients in other languages use OpenSSL or BoringSSL: every leaf must verify
+/// against its CA there too.
+#[test]
+fn openssl_verifies_every_leaf_against_its_ca() {
+    let pki = TestPki::new();
+    for (region, ids) in [
+        (REGION_A, REGION_A_IDENTITIES),
+        (REGION_B, REGION_B_IDENTITIES),
+    ] {
+        let ca = pki.layout.ca_cert(region);
+        for &(kind, id) in ids {
+            let (cert, _) = pki.identity(region, kind, id);
+            let out = openssl()
+                .args(["verify", "-purpose", "sslclient", "-CAfile"])
+                .arg(&ca)
+                .arg(&cert)
+                .output()
+                .expect("openssl installed (.ci/run installs it)");
+            assert!(
+                out.status.success(),
+                "{region} {kind} {id}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            let out = openssl()
+                .args(["verify", "-purpose", "sslserver", "-CAfile"])
+                .arg(&ca)
+                .arg(&cert)
+                .output()
+                .expect("openssl");
+            assert!(out.status.success(), "{region} {kind} {id} as server");
+        }
+    }
+    // And OpenSSL refuses the revoked fixture when given the CRL.
+    let (revoked, _) = pki.layout.negative("revoked");
+    let out = openssl()
+        .args(["verify", "-crl_check", "-CAfile"])
+        .arg(pki.layout.ca_cert(REGION_A))
+        .arg("-CRLfile")
+        .arg(pki.layout.crl(REGION_A))
+        .arg(&revoked)
+        .output()
+        .expect("openssl");
+    assert!(
+        !out.status.success(),
+        "OpenSSL must refuse the revoked certificate"
+    );
+}
+
+/// An OpenSSL client with a department certificate completes the mutual-TLS handshake: the
+/// node's HTTP/2 SETTINGS frame, sent only after the handshake, reaches it. A rogue
+/// certificate gets nothing.
+#[tokio::test]
+async fn openssl_client_completes_the_mutual_tls_handshake() {
+    let pki = TestPki::new();
+    let node = pki.start_node(REGION_A).await;
+    let port = node.local_addr().port();
+    let (cert, key) = pki.identity(REGION_A, Kind::Dept, "tax");
+    let ca = pki.layout.ca_cert(REGION_A);
+    let (rogue_cert, rogue_key) = pki.layout.negative("rogue");
+
+    let good = tokio::task::spawn_blocking({
+        let (cert, key, ca) = (cert.clone(), key.clone(), ca.clone());
+        move || openssl_first_bytes(port, &cert, &key, &ca)
+    })
+    .await
+    .expect("join");
+    assert!(good.len() >= 9, "no HTTP/2 data after the handshake");
+    assert_eq!(good[3], 0x04, "first frame is SETTINGS: {good:02x?}");
+
+    let rogue = tokio::task::spawn_blocking(move || {
+        openssl_first_bytes(port, &rogue_cert, &rogue_key, &ca)
+    })
+    .await
+    .expect("join");
+    assert!(
+        rogue.is_empty(),
+        "rogue certificate received data: {rogue:02x?}"
+    );
+
+    let (cert, key) = pki.identity(REGION_A, Kind::Dept, "tax");
+    whoami_as(&pki, &node, &cert, &key)
+        .await
+        .expect("node still serving");
+    node.shutdown().await;
+}
+
+/// Runs `openssl s_client`, sends the HTTP/2 client preface, and returns the first bytes the
+/// server sends back (empty if the server closed the connection).
+fn openssl_first_bytes(port: u16, cert: &Path, key: &Path, ca: &Path) -> Vec<u8> {
+    let mut child = openssl()
+        .args([
+            "s_client",
+            "-quiet",
+            "-tls1_3",
+            "-alpn",
+            "h2",
+            "-verify_return_error",
+        ])
+        .args(["-connect", &format!("127.0.0.1:{port}")])
+        .arg("-cert")
+        .arg(cert)
+        .arg("-key")
+        .arg(key)
+        .arg("-CAfile")
+        .arg(ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl installed (.ci/run installs it)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // Client preface and an empty SETTINGS frame.
+    let _ =
+        stdin.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00");
+    let _ = stdin.flush();
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut buf = vec![0u8; 9];
+    let mut got = 0;
+    while got < buf.len() {
+        match stdout.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    buf.truncate(got);
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    buf
+}

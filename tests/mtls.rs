@@ -1,0 +1,241 @@
+//! Promise 1: identity comes from the certificate, and only trusted, valid, unrevoked
+//! certificates with exactly one SPIFFE ID of their own trust domain get in.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{TestPki, endpoint, whoami_as};
+use credit_node::{
+    identity::Kind,
+    pki::{REGION_A, REGION_A_IDENTITIES, REGION_B, REGION_B_IDENTITIES},
+    proto::{self, credit_query_client::CreditQueryClient},
+    tls,
+};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+#[tokio::test]
+async fn whoami_identifies_every_kind_of_identity_in_both_regions() {
+    let pki = TestPki::new();
+    let node = pki.start_node(REGION_A).await;
+    for (region, identities) in [
+        (REGION_A, REGION_A_IDENTITIES),
+        (REGION_B, REGION_B_IDENTITIES),
+    ] {
+        for &(kind, id) in identities {
+            let (cert, key) = pki.identity(region, kind, id);
+            let who = whoami_as(&pki, &node, &cert, &key)
+                .await
+                .unwrap_or_else(|e| panic!("{region} {kind} {id}: {e}"));
+            assert_eq!(who.spiffe_id, format!("spiffe://{region}/{kind}/{id}"));
+            assert_eq!(who.trust_domain, region);
+            assert_eq!(who.kind, kind.as_str());
+            assert_eq!(who.id, id);
+            assert_eq!(who.node, "spiffe://region-a.credit.test/dept/samr");
+
+            let der = &tls::load_certs(&cert).expect("cert")[0];
+            let caller = tls::caller_from_cert(der).expect("caller");
+            assert_eq!(who.certificate_serial, caller.serial);
+            assert_eq!(who.certificate_sha256, tls::hex(&caller.fingerprint));
+            assert!(
+                who.certificate_not_after.ends_with('Z'),
+                "{}",
+                who.certificate_not_after
+            );
+        }
+    }
+    node.shutdown().await;
+}
+
+/// Each negative fixture is refused, for its own reason: the TLS alert names it.
+#[tokio::test]
+async fn negative_fixtures_are_refused_at_the_handshake() {
+    let pki = TestPki::new();
+    let node = pki.start_node(REGION_A).await;
+    for (fixture, alert) in [
+        ("rogue", "UnknownCA"),
+        ("expired", "CertificateExpired"),
+        ("revoked", "CertificateRevoked"),
+        // Issued by region B's CA, claims region A: verified against region A's roots only.
+        ("cross-domain", "UnknownCA"),
+        ("no-spiffe-id", "AccessDenied"),
+        ("two-spiffe-ids", "AccessDenied"),
+    ] {
+        let (cert, key) = pki.layout.negative(fixture);
+        let result = whoami_as(&pki, &node, &cert, &key).await;
+        match result {
+            Ok(who) => panic!("{fixture} was accepted as {}", who.spiffe_id),
+            Err(e) => assert!(
+                e.to_string().contains(alert),
+                "{fixture}: expected TLS alert {alert}, got: {e}"
+            ),
+        }
+    }
+    // The node keeps serving good callers after all those refusals.
+    let (cert, key) = pki.identity(REGION_A, Kind::Dept, "tax");
+    whoami_as(&pki, &node, &cert, &key)
+        .await
+        .expect("good caller still served");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_without_certificate_is_refused() {
+    let pki = TestPki::new();
+    let node = pki.start_node(REGION_A).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for root in tls::load_certs(&pki.layout.ca_cert(REGION_A)).expect("ca") {
+        roots.add(root).expect("root");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let err = credit_node::cli::whoami::whoami(&endpoint(&node), Arc::new(config))
+        .await
+        .expect_err("no client certificate must be refused");
+    assert!(err.to_string().contains("CertificateRequired"), "{err}");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tls12_only_client_is_refused() {
+    let pki = TestPki::new();
+    let node = pki.start_node(REGION_A).await;
+    let (cert, key) = pki.identity(REGION_A, Kind::Dept, "tax");
+    let mut roots = rustls::RootCertStore::empty();
+    for root in tls::load_certs(&pki.layout.ca_cert(REGION_A)).expect("ca") {
+        roots.add(root).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            tls::load_certs(&cert).expect("cert"),
+            tls::load_key(&key).expect("key"),
+        )
+        .expect("client auth");
+    let tcp = TcpStream::connect(node.local_addr()).await.expect("tcp");
+    let result = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await;
+    let err = result.expect_err("TLS 1.2 must be refused");
+    assert!(err.to_string().contains("ProtocolVersion"), "{err}");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_plaintext_client_gets_nothing() {
+    let pki = TestPki::new();
+    let node = pki.start_node(REGION_A).await;
+    let plain = format!("http://127.0.0.1:{}", node.local_addr().port());
+    let channel = tonic::transport::Endpoint::from_shared(plain)
+        .expect("endpoint")
+        .connect_lazy();
+    let status = CreditQueryClient::new(channel)
+        .who_am_i(proto::WhoAmIRequest {})
+        .await
+        .expect_err("plaintext must be refused");
+    assert_ne!(status.code(), tonic::Code::Ok);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_and_reflection_answer_stock_clients() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+
+    let pki = TestPki::new();
+    let node = pki.start_node(REGION_A).await;
+    let (cert, key) = pki.identity(REGION_A, Kind::Operator, "admin");
+    let channel = credit_node::client::connect(&endpoint(&node), pki.client_tls(&cert, &key))
+        .await
+        .expect("connect");
+
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: "credit.v1.CreditQuery".into(),
+        })
+        .await
+        .expect("health check")
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let response = stream
+        .message()
+        .await
+        .expect("message")
+        .expect("one response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer: {response:?}");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"credit.v1.CreditQuery"), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    node.shutdown().await;
+}
+
+/// Reload through the node's own API: a newly revoked certificate is refused on the next
+/// connection; a broken CRL file is refused while the running material stays.
+#[tokio::test]
+async fn reload_picks_up_a_new_crl_and_refuses_broken_material() {
+    let pki = TestPki::new();
+    let config_path = pki.write_config(REGION_A);
+    let loaded = credit_node::config::LoadedConfig::load(&config_path).expect("config");
+    let node = credit_node::server::RunningNode::start(credit_node::server::NodeSettings {
+        listen: loaded.config.node.listen,
+        tls: loaded.tls_material().expect("material"),
+        limits: loaded.config.limits.clone(),
+    })
+    .await
+    .expect("start");
+    let (court_cert, court_key) = pki.identity(REGION_A, Kind::Dept, "court");
+    whoami_as(&pki, &node, &court_cert, &court_key)
+        .await
+        .expect("court before revocation");
+
+    credit_node::pki::revoke(&pki.layout, REGION_A, &court_cert).expect("revoke");
+    node.tls()
+        .reload(loaded.tls_material().expect("material"))
+        .expect("reload");
+    let err = whoami_as(&pki, &node, &court_cert, &court_key)
+        .await
+        .expect_err("revoked after reload");
+    assert!(err.to_string().contains("CertificateRevoked"), "{err}");
+
+    std::fs::write(pki.layout.crl(REGION_A), "not a CRL").expect("break CRL");
+    let refused = credit_node::config::LoadedConfig::load(&config_path)
+        .expect("config")
+        .tls_material();
+    let err = refused.expect_err("broken CRL must be refused");
+    assert!(err.to_string().contains("trust_domain[0].crls[0]"), "{err}");
+    let (tax_cert, tax_key) = pki.identity(REGION_A, Kind::Dept, "tax");
+    whoami_as(&pki, &node, &tax_cert, &tax_key)
+        .await
+        .expect("still serving");
+    let err = whoami_as(&pki, &node, &court_cert, &court_key)
+        .await
+        .expect_err("still revoked");
+    assert!(err.to_string().contains("CertificateRevoked"), "{err}");
+    node.shutdown().await;
+}
