@@ -379,6 +379,14 @@ max_message_bytes = 1048576
     }
 
     #[test]
+    fn the_documented_example_config_parses() {
+        let text = include_str!("../deploy/node.example.toml");
+        let cfg = parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.config.trust_domains.len(), 2);
+        assert_eq!(cfg.config.log.format, LogFormat::Json);
+    }
+
+    #[test]
     fn line_col_counts_characters() {
         assert_eq!(line_col("ab\n信用x", 9), (2, 3));
         assert_eq!(

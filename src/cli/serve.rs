@@ -14,11 +14,11 @@ use crate::{
 pub async fn run(config_path: &Path) -> Result<(), CliError> {
     let loaded = LoadedConfig::load(config_path)?;
     logging::init(loaded.config.log.format, &loaded.config.log.level);
-    let node = start(&loaded).await?;
-
+    // Handlers first: a SIGHUP arriving right after "listening" must reload, not kill.
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| CliError::Runtime(e.to_string()))?;
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| CliError::Runtime(e.to_string()))?;
+    let node = start(&loaded).await?;
     loop {
         tokio::select! {
             _ = hangup.recv() => reload(config_path, &node),
