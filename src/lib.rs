@@ -3,12 +3,16 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod desensitize;
+pub mod identifier;
 pub mod identity;
 pub mod logging;
 pub mod pki;
+pub mod policy;
 pub mod server;
 pub mod tls;
 

@@ -1,0 +1,246 @@
+use super::*;
+use crate::identity::SpiffeId;
+use proptest::prelude::*;
+
+fn key(recipient: &str) -> RecipientKey {
+    let id = SpiffeId::parse(recipient).unwrap_or_else(|e| panic!("{e}"));
+    RecipientKey::derive(&[7u8; 32], &id)
+}
+
+fn check(form: &str, value: &str, expected: Result<&str, ()>) {
+    let rule: Rule = form.parse().unwrap_or_else(|e| panic!("{e}"));
+    let got = rule.apply(value, &key("spiffe://region-a.credit.test/dept/tax"));
+    match (got, expected) {
+        (Ok(Applied::Value(v)), Ok(e)) => assert_eq!(v, e, "{form} on {value:?}"),
+        (Ok(Applied::Suppressed), Ok(e)) => assert_eq!("<suppressed>", e, "{form} on {value:?}"),
+        (Err(_), Err(())) => {}
+        (got, expected) => panic!("{form} on {value:?}: got {got:?}, expected {expected:?}"),
+    }
+}
+
+#[test]
+fn masks() {
+    check("mask(3,4)", "13812341234", Ok("138****1234"));
+    check("mask(1,1)", "11010519491231002X", Ok("1****************X"));
+    check("mask(2,2)", "abcd", Ok("****"));
+    check("mask(2,2)", "abc", Ok("***"));
+    check("mask(0,0)", "", Ok(""));
+    // U+20BB7 (𠮷) is outside the BMP: one character, one star, never split.
+    check("mask(1,0)", "𠮷野家", Ok("𠮷**"));
+    check("mask(0,1)", "吉𠮷", Ok("*𠮷"));
+    check("mask(1,1)", "𠮷", Ok("*"));
+    check(
+        "resident_id",
+        "11010519491231002X",
+        Ok("1****************X"),
+    );
+}
+
+#[test]
+fn presets() {
+    check("chinese_name", "张三", Ok("张*"));
+    check("chinese_name", "张三丰", Ok("张**"));
+    check("chinese_name", "欧阳娜娜", Ok("欧阳**"));
+    check("chinese_name", "诸葛亮", Ok("诸葛*"));
+    check("chinese_name", "欧阳", Ok("**"));
+    check("chinese_name", "李", Ok("*"));
+    check("chinese_name", "𠮷田", Ok("𠮷*"));
+    check("chinese_name", "John Smith", Ok("**********"));
+    check("chinese_name", "买买提·艾力", Ok("买*****"));
+    check("mobile", "13812341234", Ok("138****1234"));
+    check("mobile", "12812341234", Ok("***********"));
+    check("mobile", "1381234123", Ok("**********"));
+    check("mobile", "+8613812341234", Ok("**************"));
+    check("mobile", "１３８１２３４１２３４", Ok("***********"));
+    check("address", "北京市朝阳区建国路88号", Ok("北京市朝阳区"));
+    check(
+        "address",
+        "广东省深圳市南山区科技园南区1栋",
+        Ok("广东省深圳市南山区"),
+    );
+    check(
+        "address",
+        "新疆维吾尔自治区乌鲁木齐市天山区解放南路1号",
+        Ok("新疆维吾尔自治区乌鲁木齐市天山区"),
+    );
+    check(
+        "address",
+        "内蒙古自治区呼伦贝尔市鄂温克族自治旗巴彦托海镇",
+        Ok("内蒙古自治区呼伦贝尔市鄂温克族自治旗"),
+    );
+    check(
+        "address",
+        "河北省保定市涞水县城关镇1号",
+        Ok("河北省保定市涞水县"),
+    );
+    check("address", "上海浦东新区张江路1号", Ok("上海浦东新区"));
+    check(
+        "address",
+        "广东省东莞市南城街道工业区3号",
+        Ok("***************"),
+    );
+    check("address", "建国路88号", Ok("******"));
+    check("address", "", Ok(""));
+}
+
+#[test]
+fn generalise_and_suppress() {
+    check("generalise(year)", "2024-02-29", Ok("2024"));
+    check("generalise(month)", "2024-02-29", Ok("2024-02"));
+    check("generalise(year)", "2023-02-29", Err(()));
+    check("generalise(year)", "20240229", Err(()));
+    check("generalise(year)", "张三", Err(()));
+    check("generalise(amount,10000)", "15000", Ok("10000-20000"));
+    check("generalise(amount,10000)", "9999.99", Ok("0-10000"));
+    check("generalise(amount,10000)", "-5", Err(()));
+    check("generalise(amount,10000)", "1e5", Err(()));
+    check("generalise(amount,10)", "18446744073709551615", Err(()));
+    check("generalise(province)", "110105", Ok("110000"));
+    check("generalise(city)", "440305", Ok("440300"));
+    check("generalise(city)", "44030", Err(()));
+    check("suppress", "anything", Ok("<suppressed>"));
+}
+
+#[test]
+fn errors_never_carry_the_value() {
+    let rule: Rule = "generalise(year)".parse().unwrap_or(Rule::Suppress);
+    let err = rule.apply(
+        "11010519491231002X",
+        &key("spiffe://region-a.credit.test/dept/tax"),
+    );
+    let text = format!(
+        "{err:?} {}",
+        err.as_ref()
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string())
+    );
+    assert!(!text.contains("1101051949"), "{text}");
+}
+
+#[test]
+fn form_syntax_round_trips() {
+    for text in [
+        "raw",
+        "mask(3,4)",
+        "pseudonym",
+        "suppress",
+        "generalise(year)",
+        "generalise(month)",
+        "generalise(amount,10000)",
+        "generalise(province)",
+        "generalise(city)",
+        "resident_id",
+        "chinese_name",
+        "mobile",
+        "address",
+    ] {
+        let form: Form = text.parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(form.to_string(), text);
+    }
+    assert_eq!(
+        "mask( 3 , 4 )".parse::<Form>().map(|f| f.to_string()),
+        Ok("mask(3,4)".into())
+    );
+    for bad in [
+        "",
+        "Raw",
+        "mask",
+        "mask(3)",
+        "mask(a,b)",
+        "mask(3,4",
+        "generalise(day)",
+        "pseudonym(1)",
+        "hash",
+        "generalise(amount,0)",
+    ] {
+        assert!(bad.parse::<Form>().is_err(), "{bad} accepted");
+    }
+}
+
+#[test]
+fn pseudonym_shape() {
+    let Ok(Applied::Value(p)) =
+        Rule::Pseudonym.apply("x", &key("spiffe://region-a.credit.test/dept/tax"))
+    else {
+        panic!("no pseudonym")
+    };
+    assert_eq!(p.len(), 34);
+    assert!(
+        p.starts_with("p_")
+            && p[2..]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+}
+
+fn any_rule() -> impl Strategy<Value = Rule> {
+    prop_oneof![
+        (0u16..6, 0u16..6).prop_map(|(keep_first, keep_last)| Rule::Mask {
+            keep_first,
+            keep_last
+        }),
+        Just(Rule::Pseudonym),
+        Just(Rule::Suppress),
+        Just(Rule::ResidentId),
+        Just(Rule::ChineseName),
+        Just(Rule::Mobile),
+        Just(Rule::Address),
+        Just(Rule::Generalise(Generalise::Year)),
+        Just(Rule::Generalise(Generalise::Month)),
+        Just(Rule::Generalise(Generalise::Province)),
+        Just(Rule::Generalise(Generalise::City)),
+        (1u64..1_000_000).prop_map(|width| Rule::Generalise(Generalise::Amount { width })),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn no_rule_panics(rule in any_rule(), value in "\\PC{0,40}|[0-9.\\-]{0,12}|[\\u{4e00}-\\u{4e50}区县市省路]{0,16}") {
+        let _ = rule.apply(&value, &key("spiffe://region-a.credit.test/dept/tax"));
+    }
+
+    #[test]
+    fn masks_keep_length_and_hide_masked_positions(first in 0u16..5, last in 0u16..5, value in "\\PC{0,30}") {
+        let rule = Rule::Mask { keep_first: first, keep_last: last };
+        let Ok(Applied::Value(out)) = rule.apply(&value, &key("spiffe://region-a.credit.test/dept/tax")) else {
+            return Err(TestCaseError::fail("mask failed"));
+        };
+        let input: Vec<char> = value.chars().collect();
+        let output: Vec<char> = out.chars().collect();
+        prop_assert_eq!(input.len(), output.len());
+        let n = input.len();
+        let (first, last) = (usize::from(first), usize::from(last));
+        for i in 0..n {
+            let kept = n > first + last && (i < first || i >= n - last);
+            if kept {
+                prop_assert_eq!(output[i], input[i]);
+            } else {
+                prop_assert_eq!(output[i], '*');
+            }
+        }
+    }
+
+    #[test]
+    fn presets_never_return_the_raw_value(value in "\\PC{1,30}") {
+        // A value of stars is its own mask; any other value must change.
+        prop_assume!(!value.contains('*'));
+        let k = key("spiffe://region-a.credit.test/dept/tax");
+        for rule in [Rule::ResidentId, Rule::ChineseName, Rule::Mobile] {
+            if let Ok(Applied::Value(out)) = rule.apply(&value, &k) {
+                prop_assert_ne!(&out, &value);
+                prop_assert_eq!(out.chars().count(), value.chars().count());
+            }
+        }
+    }
+
+    #[test]
+    fn pseudonyms_stable_per_recipient_distinct_across(value in "\\PC{0,30}") {
+        let a1 = key("spiffe://region-a.credit.test/dept/tax");
+        let a2 = key("spiffe://region-a.credit.test/dept/tax");
+        let b = key("spiffe://region-b.credit.test/dept/tax");
+        let p = |k: &RecipientKey| Rule::Pseudonym.apply(&value, k);
+        prop_assert_eq!(p(&a1), p(&a2));
+        prop_assert_ne!(p(&a1), p(&b));
+        prop_assert_ne!(p(&a1), Ok(Applied::Value(value.clone())));
+    }
+}

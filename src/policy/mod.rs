@@ -1,0 +1,180 @@
+//! Field-level policy: from (caller, purpose, requested items and fields, signed catalog) to a
+//! decision per field.
+//!
+//! Promise 2 of design.md: default deny, field by field. A field is granted only when the
+//! signed catalog grants its item to this caller for this purpose; every other requested field
+//! is withheld with a [`Withheld`] reason the response can carry.
+//!
+//! Style item 5 (authorization returns a permit): a [`Decision`] has private fields and only
+//! [`decide`] builds one; [`Decision::disclose`], the only way this crate turns a stored record
+//! into disclosed values, takes it. Disclosing without deciding does not compile, and it takes a
+//! [`SignedCatalog`], so an unsigned catalog cannot reach it either.
+//!
+//! Architecture invariant: pure. No I/O, no clock, no randomness; the same inputs always give the
+//! same decision.
+
+mod decide;
+mod disclose;
+mod grants;
+
+use std::borrow::Cow;
+use std::fmt;
+
+pub use decide::decide;
+pub use disclose::{DiscloseError, Disclosed, FieldSource};
+pub use grants::{FieldGrant, ItemGrants, PurposeGrants, effective_grants};
+
+use crate::desensitize::Form;
+use crate::identity::SpiffeId;
+
+/// One requested item; an empty `fields` list means all of the item's fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ItemRequest {
+    pub item: String,
+    pub fields: Vec<String>,
+}
+
+impl ItemRequest {
+    pub fn all(item: &str) -> Self {
+        Self {
+            item: item.to_owned(),
+            fields: Vec::new(),
+        }
+    }
+
+    pub fn fields(item: &str, fields: &[&str]) -> Self {
+        Self {
+            item: item.to_owned(),
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+        }
+    }
+}
+
+/// Why a field is withheld. `Display` is the text a response and an explanation carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Withheld {
+    /// The item, or the field of a known item, is not in the catalog.
+    NotInCatalog,
+    /// The item's sharing attribute is `none`.
+    NotShared,
+    /// No grant of the item names this caller (its trust domain and department).
+    CallerNotGranted,
+    /// Grants name this caller, but none for the stated purpose.
+    PurposeNotGranted,
+    /// The stated purpose is not one the catalog declares.
+    UnknownPurpose,
+    /// Officers and operators receive no credit data, whatever they ask.
+    CallerNotDepartment,
+    /// The grants for this caller and purpose do not list this field.
+    FieldNotGranted,
+    /// Granted in form `suppress`: the value is removed.
+    Suppressed,
+    /// The stored value does not fit the field's de-sensitization rule (a `generalise(year)`
+    /// on a non-date): withheld rather than disclosed as is.
+    NotDesensitizable,
+}
+
+impl Withheld {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Withheld::NotInCatalog => "not in catalog",
+            Withheld::NotShared => "not shared",
+            Withheld::CallerNotGranted => "caller not granted",
+            Withheld::PurposeNotGranted => "purpose not granted",
+            Withheld::UnknownPurpose => "unknown purpose",
+            Withheld::CallerNotDepartment => "caller is not a department",
+            Withheld::FieldNotGranted => "field not granted",
+            Withheld::Suppressed => "suppressed",
+            Withheld::NotDesensitizable => "value does not fit its de-sensitization rule",
+        }
+    }
+}
+
+impl fmt::Display for Withheld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happens to one requested field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Disclosed in this form (`Form::Raw` only where a grant says raw explicitly).
+    Granted(Form),
+    Withheld(Withheld),
+}
+
+/// The permit: per requested item and field, granted (in which form) or withheld (why).
+/// Built only by [`decide`]; borrows names from the catalog it was decided under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision<'c> {
+    caller: SpiffeId,
+    purpose: String,
+    items: Vec<ItemDecision<'c>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemDecision<'c> {
+    item: Cow<'c, str>,
+    refused: Option<Withheld>,
+    fields: Vec<FieldDecision<'c>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldDecision<'c> {
+    field: Cow<'c, str>,
+    outcome: Outcome,
+}
+
+impl<'c> Decision<'c> {
+    pub fn caller(&self) -> &SpiffeId {
+        &self.caller
+    }
+
+    pub fn purpose(&self) -> &str {
+        &self.purpose
+    }
+
+    pub fn items(&self) -> &[ItemDecision<'c>] {
+        &self.items
+    }
+
+    /// Whether at least one field of at least one item is granted.
+    pub fn grants_anything(&self) -> bool {
+        self.items.iter().any(|i| {
+            i.fields
+                .iter()
+                .any(|f| matches!(f.outcome, Outcome::Granted(_)))
+        })
+    }
+}
+
+impl ItemDecision<'_> {
+    pub fn item(&self) -> &str {
+        &self.item
+    }
+
+    /// Set when the whole item is refused for one reason (unknown item, not shared, caller or
+    /// purpose not granted ...); every field then carries that reason too.
+    pub fn refused(&self) -> Option<Withheld> {
+        self.refused
+    }
+
+    pub fn fields(&self) -> &[FieldDecision<'_>] {
+        &self.fields
+    }
+}
+
+impl FieldDecision<'_> {
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+}
+
+#[cfg(test)]
+mod tests;
