@@ -13,10 +13,12 @@ pub mod identity;
 pub mod logging;
 pub mod pki;
 pub mod policy;
+pub mod records;
 pub mod server;
 pub mod tls;
 
 /// Generated from `proto/credit/v1/*.proto` at build time.
+
 pub mod proto {
     #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("credit.v1");

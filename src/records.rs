@@ -1,0 +1,175 @@
+//! The credit records a department's node holds, as plain domain types.
+//!
+//! A record is one fact of one catalog item about one subject, resting on a legally effective
+//! basis document (design.md section 1: a record without its basis is refused). Whether it may
+//! be shared today is a pure function of the record and today's date ([`Record::disclosable`]),
+//! so promise 8 (expired and restored records are not shared) is enforced at query time, not by
+//! a cleanup job.
+//!
+//! Architecture invariant: pure: no I/O, no clock; `store` persists these types and `ingest`
+//! produces them.
+
+use std::collections::BTreeMap;
+
+use time::Date;
+
+use crate::catalog::Severity;
+
+/// The legally effective document a record rests on (a penalty decision, a court ruling ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Basis {
+    /// e.g. `行政处罚决定书`, `判决书`.
+    pub kind: String,
+    /// The document's number, e.g. `京市监罚〔2026〕123号`.
+    pub number: String,
+    pub date: Date,
+    /// Code of the department that issued it.
+    pub issuer: String,
+}
+
+/// Credit restoration: publication ends and the record is no longer shared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restoration {
+    pub on: Date,
+    /// The restoration decision the record's withdrawal rests on.
+    pub basis: String,
+}
+
+/// A designation on a list (the list of seriously untrustworthy entities): narrow, with
+/// removal conditions, and shared only while not removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Designation {
+    pub designated_on: Date,
+    pub removal_conditions: String,
+    pub removed_on: Option<Date>,
+    pub removal_basis: Option<String>,
+}
+
+/// One credit record. `subject` is the canonical identifier (USCC or resident identity number,
+/// upper case), already validated against the item's subject type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub subject: String,
+    pub item: String,
+    /// Field values as text, validated against the catalog's field types at ingest.
+    pub fields: BTreeMap<String, String>,
+    pub basis: Basis,
+    /// Severity class, for items with disclosure periods.
+    pub severity: Option<Severity>,
+    pub decision_date: Date,
+    /// First day the record is no longer disclosed, derived from the catalog at ingest;
+    /// `None` for items without a disclosure period.
+    pub disclosure_end: Option<Date>,
+    pub restoration: Option<Restoration>,
+    pub designation: Option<Designation>,
+}
+
+/// Why a stored record is not shared today.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotDisclosable {
+    Expired,
+    Restored,
+    RemovedFromList,
+}
+
+impl Record {
+    /// Idempotency key: the same subject, item and basis document is the same record, so
+    /// re-ingesting a file creates no duplicates. SHA-256 over length-prefixed parts.
+    pub fn key(&self) -> [u8; 32] {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for part in [
+            self.subject.as_str(),
+            self.item.as_str(),
+            self.basis.kind.as_str(),
+            self.basis.number.as_str(),
+        ] {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part.as_bytes());
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
+    /// Whether the record may be shared on `today`.
+    pub fn disclosable(&self, today: Date) -> Result<(), NotDisclosable> {
+        if self.restoration.as_ref().is_some_and(|r| r.on <= today) {
+            return Err(NotDisclosable::Restored);
+        }
+        if self
+            .designation
+            .as_ref()
+            .and_then(|d| d.removed_on)
+            .is_some_and(|removed| removed <= today)
+        {
+            return Err(NotDisclosable::RemovedFromList);
+        }
+        if self.disclosure_end.is_some_and(|end| end <= today) {
+            return Err(NotDisclosable::Expired);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    fn record() -> Record {
+        Record {
+            subject: "91110000100000000X".into(),
+            item: "admin-penalty".into(),
+            fields: BTreeMap::new(),
+            basis: Basis {
+                kind: "行政处罚决定书".into(),
+                number: "京市监罚〔2026〕1号".into(),
+                date: date!(2026 - 05 - 01),
+                issuer: "samr".into(),
+            },
+            severity: Some(Severity::Ordinary),
+            decision_date: date!(2026 - 05 - 01),
+            disclosure_end: Some(date!(2027 - 05 - 01)),
+            restoration: None,
+            designation: None,
+        }
+    }
+
+    #[test]
+    fn disclosure_ends_on_its_end_date_restoration_and_removal() {
+        let r = record();
+        assert_eq!(r.disclosable(date!(2027 - 04 - 30)), Ok(()));
+        assert_eq!(r.disclosable(date!(2027 - 05 - 01)), Err(NotDisclosable::Expired));
+
+        let mut restored = record();
+        restored.restoration = Some(Restoration {
+            on: date!(2026 - 09 - 01),
+            basis: "信用修复决定〔2026〕9号".into(),
+        });
+        assert_eq!(restored.disclosable(date!(2026 - 08 - 31)), Ok(()));
+        assert_eq!(restored.disclosable(date!(2026 - 09 - 01)), Err(NotDisclosable::Restored));
+
+        let mut listed = record();
+        listed.designation = Some(Designation {
+            designated_on: date!(2026 - 05 - 01),
+            removal_conditions: "履行完毕并公开承诺".into(),
+            removed_on: Some(date!(2026 - 12 - 01)),
+            removal_basis: Some("移出决定".into()),
+        });
+        assert_eq!(listed.disclosable(date!(2026 - 11 - 30)), Ok(()));
+        assert_eq!(
+            listed.disclosable(date!(2026 - 12 - 01)),
+            Err(NotDisclosable::RemovedFromList)
+        );
+    }
+
+    #[test]
+    fn key_depends_on_subject_item_and_basis_only() {
+        let a = record();
+        let mut b = record();
+        b.fields.insert("amount".into(), "5000".into());
+        assert_eq!(a.key(), b.key(), "same record, other field values");
+        b.basis.number = "京市监罚〔2026〕2号".into();
+        assert_ne!(a.key(), b.key());
+    }
+}
