@@ -10,6 +10,7 @@ pub mod config;
 pub mod desensitize;
 pub mod identifier;
 pub mod identity;
+pub mod ledger;
 pub mod logging;
 pub mod pki;
 pub mod policy;
@@ -18,7 +19,6 @@ pub mod server;
 pub mod tls;
 
 /// Generated from `proto/credit/v1/*.proto` at build time.
-
 pub mod proto {
     #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("credit.v1");

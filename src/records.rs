@@ -139,7 +139,10 @@ mod tests {
     fn disclosure_ends_on_its_end_date_restoration_and_removal() {
         let r = record();
         assert_eq!(r.disclosable(date!(2027 - 04 - 30)), Ok(()));
-        assert_eq!(r.disclosable(date!(2027 - 05 - 01)), Err(NotDisclosable::Expired));
+        assert_eq!(
+            r.disclosable(date!(2027 - 05 - 01)),
+            Err(NotDisclosable::Expired)
+        );
 
         let mut restored = record();
         restored.restoration = Some(Restoration {
@@ -147,7 +150,10 @@ mod tests {
             basis: "信用修复决定〔2026〕9号".into(),
         });
         assert_eq!(restored.disclosable(date!(2026 - 08 - 31)), Ok(()));
-        assert_eq!(restored.disclosable(date!(2026 - 09 - 01)), Err(NotDisclosable::Restored));
+        assert_eq!(
+            restored.disclosable(date!(2026 - 09 - 01)),
+            Err(NotDisclosable::Restored)
+        );
 
         let mut listed = record();
         listed.designation = Some(Designation {

@@ -1,0 +1,141 @@
+//! One ledger entry and its canonical encoding.
+//!
+//! Every query — granted, partly withheld, denied, throttled, malformed — and
+//! every officer review becomes one [`Entry`] (design.md promises 5 and 6).
+//! The leaf hash of the Merkle log is taken over [`Entry::encode`], so the
+//! encoding must be canonical: one entry has exactly one byte string, and
+//! the decoder accepts exactly the strings the encoder produces. That is why
+//! it is hand-written rather than serde: no map ordering, no optional
+//! whitespace, no alternative integer forms. Fields are fixed-width
+//! big-endian or `u32` length-prefixed, led by a format byte so a later
+//! format can be added without ever reinterpreting old entries.
+//!
+//! Architecture Invariant: this module never imports tonic, sqlx or tokio;
+//! storage passes it bytes and gets bytes back.
+
+mod codec;
+mod reader;
+#[cfg(test)]
+pub(crate) mod tests;
+mod validate;
+
+pub use codec::{DecodeError, FORMAT_V1};
+
+use crate::ledger::merkle::{self, Hash};
+
+/// A registered inquiry or review. Plain data: the api and policy layers
+/// fill it in, storage persists [`Entry::encode`], verification decodes it.
+///
+/// Contract kept by storage, not here (promise 5): a response carrying data
+/// is sent only after its entry is durably committed, and
+/// `response_sha256` is the digest of exactly that response, so a reviewer
+/// can match what left the node to what was logged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Position in the log, from 0; must equal the leaf index.
+    pub seq: u64,
+    /// Unix time in milliseconds, from the node's injected clock.
+    pub time_ms: i64,
+    /// The query's id, returned to the caller with the receipt.
+    pub query_id: [u8; 16],
+    /// The caller's SPIFFE ID, taken from its certificate (promise 1).
+    pub caller: String,
+    /// SHA-256 of the caller's client certificate (DER).
+    pub caller_cert_sha256: [u8; 32],
+    /// The original caller when a peer node forwards a query.
+    pub on_behalf_of: Option<String>,
+    pub purpose: String,
+    /// Reference to the legal basis or document the query relies on.
+    pub basis: String,
+    /// The subject identifier; empty for refusals before parsing.
+    pub subject: String,
+    /// Requested fields as "item.field".
+    pub requested_fields: Vec<String>,
+    pub decisions: Vec<FieldDecision>,
+    pub outcome: Outcome,
+    /// SHA-256 of the exact response body sent; zeros when none was sent.
+    pub response_sha256: [u8; 32],
+}
+
+/// What the policy decided for one requested field (promise 2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldDecision {
+    pub field: String,
+    pub decision: Decision,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    GrantedRaw,
+    /// Granted after de-sensitization with the named rule (promise 4).
+    GrantedForm(String),
+    /// Withheld, with the reason given to the caller.
+    Withheld(String),
+}
+
+/// How the query ended, or what the entry records if it is not a query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Granted,
+    PartlyWithheld,
+    Denied {
+        reason: String,
+    },
+    /// Refusals folded into one entry per caller and window (promise 5),
+    /// so a flood cannot flood the ledger.
+    Throttled {
+        count: u64,
+        window_start_ms: i64,
+    },
+    Invalid {
+        reason: String,
+    },
+    /// An officer's review of entries `first_seq..=last_seq`; reviews are
+    /// ledger entries too, so they are as tamper-evident as what they judge.
+    Review(Review),
+    /// A detection, e.g. enumeration or harvesting suspected (promise 7).
+    Alert {
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Review {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub decision: ReviewDecision,
+    pub comment: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReviewDecision {
+    Accepted,
+    Flagged,
+    Referred,
+}
+
+impl Entry {
+    /// The canonical bytes (format [`FORMAT_V1`]).
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    /// Strict decoder for untrusted bytes: rejects unknown formats, bad
+    /// lengths or tags, non-UTF-8 text and trailing bytes; never panics.
+    /// Whatever it accepts re-encodes to the same bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
+        codec::decode(bytes)
+    }
+
+    /// Checks that `bytes` would decode, without building the entry, and
+    /// returns the entry's own sequence number: same verdict and same error
+    /// as [`Entry::decode`], no allocation. For the audit's hot loop.
+    pub fn validate(bytes: &[u8]) -> Result<u64, DecodeError> {
+        validate::validate(bytes)
+    }
+
+    /// The Merkle leaf hash of the canonical encoding.
+    pub fn leaf_hash(&self) -> Hash {
+        merkle::leaf_hash(&self.encode())
+    }
+}

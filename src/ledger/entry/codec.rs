@@ -1,0 +1,233 @@
+//! Format v1 of the canonical entry encoding.
+//!
+//! ```text
+//! u8  format = 0x01
+//! u64 seq | i64 time_ms | [16] query_id            (big-endian)
+//! str caller | [32] caller_cert_sha256
+//! u8 0|1 then str on_behalf_of
+//! str purpose | str basis | str subject
+//! u32 count, str*  requested_fields
+//! u32 count, (str field, u8 tag, [str])*  decisions
+//! u8 tag, payload  outcome
+//! [32] response_sha256
+//! ```
+//! `str` is a u32 big-endian byte length then UTF-8. Tags outside their
+//! enum, lengths past the end, and bytes after the last field are errors,
+//! which is what makes the encoding canonical.
+
+use super::reader::Reader;
+use super::{Decision, Entry, FieldDecision, Outcome, Review, ReviewDecision};
+
+/// The leading format byte of entries written by this code.
+pub const FORMAT_V1: u8 = 0x01;
+
+/// Why bytes are not a valid entry. `field` names where decoding stopped,
+/// so `ledger verify` can say precisely what is wrong with a stored row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("empty input")]
+    Empty,
+    #[error("unknown entry format {0:#04x}")]
+    UnknownFormat(u8),
+    #[error("input ends inside field `{field}`")]
+    Truncated { field: &'static str },
+    #[error("invalid tag {tag} in field `{field}`")]
+    BadTag { field: &'static str, tag: u8 },
+    #[error("field `{field}` is not UTF-8")]
+    NotUtf8 { field: &'static str },
+    #[error("review range {first}..={last} is reversed")]
+    ReversedReview { first: u64, last: u64 },
+    #[error("{count} trailing bytes after the entry")]
+    TrailingBytes { count: usize },
+}
+
+pub(super) fn encode(e: &Entry) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(256));
+    w.u8(FORMAT_V1);
+    w.bytes(&e.seq.to_be_bytes());
+    w.bytes(&e.time_ms.to_be_bytes());
+    w.bytes(&e.query_id);
+    w.str(&e.caller);
+    w.bytes(&e.caller_cert_sha256);
+    match &e.on_behalf_of {
+        None => w.u8(0),
+        Some(s) => {
+            w.u8(1);
+            w.str(s);
+        }
+    }
+    w.str(&e.purpose);
+    w.str(&e.basis);
+    w.str(&e.subject);
+    w.len(e.requested_fields.len());
+    for f in &e.requested_fields {
+        w.str(f);
+    }
+    w.len(e.decisions.len());
+    for d in &e.decisions {
+        w.str(&d.field);
+        match &d.decision {
+            Decision::GrantedRaw => w.u8(0),
+            Decision::GrantedForm(form) => {
+                w.u8(1);
+                w.str(form);
+            }
+            Decision::Withheld(reason) => {
+                w.u8(2);
+                w.str(reason);
+            }
+        }
+    }
+    encode_outcome(&mut w, &e.outcome);
+    w.bytes(&e.response_sha256);
+    w.0
+}
+
+fn encode_outcome(w: &mut Writer, o: &Outcome) {
+    match o {
+        Outcome::Granted => w.u8(0),
+        Outcome::PartlyWithheld => w.u8(1),
+        Outcome::Denied { reason } => {
+            w.u8(2);
+            w.str(reason);
+        }
+        Outcome::Throttled {
+            count,
+            window_start_ms,
+        } => {
+            w.u8(3);
+            w.bytes(&count.to_be_bytes());
+            w.bytes(&window_start_ms.to_be_bytes());
+        }
+        Outcome::Invalid { reason } => {
+            w.u8(4);
+            w.str(reason);
+        }
+        Outcome::Review(r) => {
+            w.u8(5);
+            w.bytes(&r.first_seq.to_be_bytes());
+            w.bytes(&r.last_seq.to_be_bytes());
+            w.u8(match r.decision {
+                ReviewDecision::Accepted => 0,
+                ReviewDecision::Flagged => 1,
+                ReviewDecision::Referred => 2,
+            });
+            w.str(&r.comment);
+        }
+        Outcome::Alert { reason } => {
+            w.u8(6);
+            w.str(reason);
+        }
+    }
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, b: u8) {
+        self.0.push(b);
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(b);
+    }
+    /// Lengths above u32::MAX cannot be produced by a real query (requests
+    /// are size-capped long before); saturating keeps `encode` total, and
+    /// the decoder would then reject the entry rather than misread it.
+    fn len(&mut self, n: usize) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.bytes(&n.to_be_bytes());
+    }
+    fn str(&mut self, s: &str) {
+        self.len(s.len());
+        self.bytes(s.as_bytes());
+    }
+}
+
+pub(super) fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
+    let (&format, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    if format != FORMAT_V1 {
+        return Err(DecodeError::UnknownFormat(format));
+    }
+    let mut r = Reader(rest);
+    let entry = Entry {
+        seq: r.u64("seq")?,
+        time_ms: r.i64("time_ms")?,
+        query_id: r.array("query_id")?,
+        caller: r.str("caller")?,
+        caller_cert_sha256: r.array("caller_cert_sha256")?,
+        on_behalf_of: match r.u8("on_behalf_of")? {
+            0 => None,
+            1 => Some(r.str("on_behalf_of")?),
+            tag => return Err(bad("on_behalf_of", tag)),
+        },
+        purpose: r.str("purpose")?,
+        basis: r.str("basis")?,
+        subject: r.str("subject")?,
+        requested_fields: r.list("requested_fields", |r| r.str("requested_fields"))?,
+        decisions: r.list("decisions", decode_decision)?,
+        outcome: decode_outcome(&mut r)?,
+        response_sha256: r.array("response_sha256")?,
+    };
+    if !r.0.is_empty() {
+        return Err(DecodeError::TrailingBytes { count: r.0.len() });
+    }
+    Ok(entry)
+}
+
+fn bad(field: &'static str, tag: u8) -> DecodeError {
+    DecodeError::BadTag { field, tag }
+}
+
+fn decode_decision(r: &mut Reader<'_>) -> Result<FieldDecision, DecodeError> {
+    let field = r.str("decisions.field")?;
+    let decision = match r.u8("decisions.decision")? {
+        0 => Decision::GrantedRaw,
+        1 => Decision::GrantedForm(r.str("decisions.form")?),
+        2 => Decision::Withheld(r.str("decisions.reason")?),
+        tag => return Err(bad("decisions.decision", tag)),
+    };
+    Ok(FieldDecision { field, decision })
+}
+
+fn decode_outcome(r: &mut Reader<'_>) -> Result<Outcome, DecodeError> {
+    Ok(match r.u8("outcome")? {
+        0 => Outcome::Granted,
+        1 => Outcome::PartlyWithheld,
+        2 => Outcome::Denied {
+            reason: r.str("outcome.reason")?,
+        },
+        3 => Outcome::Throttled {
+            count: r.u64("outcome.count")?,
+            window_start_ms: r.i64("outcome.window_start_ms")?,
+        },
+        4 => Outcome::Invalid {
+            reason: r.str("outcome.reason")?,
+        },
+        5 => {
+            let first_seq = r.u64("review.first_seq")?;
+            let last_seq = r.u64("review.last_seq")?;
+            if first_seq > last_seq {
+                return Err(DecodeError::ReversedReview {
+                    first: first_seq,
+                    last: last_seq,
+                });
+            }
+            let decision = match r.u8("review.decision")? {
+                0 => ReviewDecision::Accepted,
+                1 => ReviewDecision::Flagged,
+                2 => ReviewDecision::Referred,
+                tag => return Err(bad("review.decision", tag)),
+            };
+            Outcome::Review(Review {
+                first_seq,
+                last_seq,
+                decision,
+                comment: r.str("review.comment")?,
+            })
+        }
+        6 => Outcome::Alert {
+            reason: r.str("outcome.reason")?,
+        },
+        tag => return Err(bad("outcome", tag)),
+    })
+}
