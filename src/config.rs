@@ -14,6 +14,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
+    catalog::{CatalogError, SignedCatalog},
+    desensitize::PseudonymKey,
     identity::TrustDomain,
     tls::{self, ServerMaterial, TrustDomainMaterial},
 };
@@ -25,10 +27,34 @@ pub struct Config {
     /// One entry per trust domain (region) whose callers this node accepts.
     #[serde(rename = "trust_domain", default)]
     pub trust_domains: Vec<TrustDomainSection>,
+    pub catalog: CatalogSection,
+    pub privacy: PrivacySection,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
     pub log: LogSection,
+}
+
+/// The signed catalog this node shares under (promise 3: only a catalog signed by the
+/// authority key named here is loaded).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSection {
+    /// The catalog TOML file.
+    pub path: Spanned<PathBuf>,
+    /// Its detached signature; defaults to `<path>.sig`.
+    pub signature: Option<Spanned<PathBuf>>,
+    /// The catalog authority's Ed25519 public key (SPKI PEM).
+    pub authority_key: Spanned<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacySection {
+    /// The node's secret for keyed pseudonyms: 32 random bytes as 64 hex digits, readable by
+    /// the node's user only. Per-recipient keys are derived from it, so rotating it changes
+    /// every pseudonym the node has given out.
+    pub pseudonym_key: Spanned<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,6 +269,65 @@ impl LoadedConfig {
         })
     }
 
+    /// Loads and verifies the catalog the config names. Any failure names the key at fault.
+    pub fn catalog(&self) -> Result<SignedCatalog, ConfigError> {
+        let section = &self.config.catalog;
+        let path = self.resolve(section.path.get_ref());
+        let (signature, sig_span, sig_key) = match &section.signature {
+            Some(sig) => (self.resolve(sig.get_ref()), sig.span(), "catalog.signature"),
+            None => {
+                let mut with_sig = path.clone().into_os_string();
+                with_sig.push(".sig");
+                (PathBuf::from(with_sig), section.path.span(), "catalog.path")
+            }
+        };
+        let key = self.resolve(section.authority_key.get_ref());
+        SignedCatalog::load(&path, &signature, &key).map_err(|e| {
+            let (span, key_name) = match &e {
+                CatalogError::Key { .. } => (section.authority_key.span(), "catalog.authority_key"),
+                CatalogError::Io { file, .. } if Path::new(file) == signature => {
+                    (sig_span.clone(), sig_key)
+                }
+                CatalogError::Io { file, .. } if Path::new(file) == key => {
+                    (section.authority_key.span(), "catalog.authority_key")
+                }
+                _ => (section.path.span(), "catalog.path"),
+            };
+            self.error_at(span, key_name, e)
+        })
+    }
+
+    /// Reads the pseudonym key. Refused when group or others may read it: a leaked key lets
+    /// anyone reverse pseudonyms of low-entropy identifiers by enumeration.
+    pub fn pseudonym_key(&self) -> Result<PseudonymKey, ConfigError> {
+        let spanned = &self.config.privacy.pseudonym_key;
+        let path = self.resolve(spanned.get_ref());
+        let err = |message: String| self.error_at(spanned.span(), "privacy.pseudonym_key", message);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .map_err(|e| err(format!("{}: {e}", path.display())))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(err(format!(
+                    "{}: readable by group or others (mode {:o}); chmod 600 it",
+                    path.display(),
+                    mode & 0o777
+                )));
+            }
+        }
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        PseudonymKey::from_hex(text.trim()).ok_or_else(|| {
+            err(format!(
+                "{}: expected 64 hexadecimal digits (32 bytes)",
+                path.display()
+            ))
+        })
+    }
+
     fn error_at(
         &self,
         span: std::ops::Range<usize>,
@@ -319,6 +404,13 @@ crls = ["a/crl.pem"]
 
 [limits]
 max_message_bytes = 1048576
+
+[catalog]
+path = "catalog.toml"
+authority_key = "authority.pub"
+
+[privacy]
+pseudonym_key = "pseudonym.key"
 "#;
 
     fn parse(text: &str) -> Result<LoadedConfig, ConfigError> {

@@ -16,6 +16,7 @@ pub mod pki;
 pub mod policy;
 pub mod records;
 pub mod server;
+pub mod state;
 pub mod tls;
 
 /// Generated from `proto/credit/v1/*.proto` at build time.

@@ -28,6 +28,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Catalogs: keygen, check, sign, verify, explain.
+    #[command(subcommand)]
+    Catalog(cli::catalog::Command),
     /// Ask a node who it thinks you are; prints the identity as JSON.
     Whoami(cli::whoami::Args),
     /// The newcomer's tour: a PKI, two regional nodes on 127.0.0.1, and what they accept and refuse.
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         match args.command {
             Command::Serve { config } => cli::serve::run(&config).await,
             Command::DevPki { out } => cli::dev_pki(&out),
+            Command::Catalog(command) => cli::catalog::run(command),
             Command::Whoami(args) => cli::whoami::run(args).await,
             Command::Demo(args) => cli::demo::run(args).await,
         }

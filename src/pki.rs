@@ -92,6 +92,14 @@ impl Layout {
     pub fn catalog_authority_pub(&self) -> PathBuf {
         self.root.join("catalog-authority.pub")
     }
+    /// The demo catalog, signed (`catalog.toml.sig` beside it) by [`write_signed_demo_catalog`].
+    pub fn demo_catalog(&self) -> PathBuf {
+        self.root.join("catalog.toml")
+    }
+    /// The pseudonym master key of the region's development node.
+    pub fn pseudonym_key(&self, trust_domain: &str) -> PathBuf {
+        self.region_dir(trust_domain).join("pseudonym.key")
+    }
 }
 
 /// The negative fixtures, by file name under `negative/`, with what each must be refused for.
@@ -230,13 +238,41 @@ pub fn generate(out: &Path) -> Result<Layout, PkiError> {
     )?;
     write_crl(&layout.crl(REGION_B), &region_b, &[], 1, now)?;
 
-    let (private_pem, public_pem) = generate_authority_key().map_err(|reason| PkiError::Bad {
+    let authority = crate::catalog::AuthorityKeyPair::generate().map_err(|e| PkiError::Bad {
         path: layout.catalog_authority_key(),
-        reason,
+        reason: e.to_string(),
     })?;
-    write_private(&layout.catalog_authority_key(), &private_pem)?;
-    write_public(&layout.catalog_authority_pub(), &public_pem)?;
+    write_private(
+        &layout.catalog_authority_key(),
+        &authority.private_key_pem(),
+    )?;
+    write_public(
+        &layout.catalog_authority_pub(),
+        &authority.public_key().to_pem(),
+    )?;
+
+    for td in [REGION_A, REGION_B] {
+        let key = crate::desensitize::PseudonymKey::generate().map_err(|_| PkiError::Bad {
+            path: layout.pseudonym_key(td),
+            reason: "system random number generator failed".into(),
+        })?;
+        write_private(&layout.pseudonym_key(td), &format!("{}\n", key.to_hex()))?;
+    }
     Ok(layout)
+}
+
+/// Writes the demo catalog next to the PKI and signs it with the development catalog-authority
+/// key, as a catalog authority would before distributing it.
+pub fn write_signed_demo_catalog(layout: &Layout) -> Result<(), PkiError> {
+    let path = layout.demo_catalog();
+    write_public(&path, crate::catalog::DEMO)?;
+    let mut sig = path.clone().into_os_string();
+    sig.push(".sig");
+    crate::catalog::keyfiles::sign_file(&path, &layout.catalog_authority_key(), Path::new(&sig))
+        .map_err(|e| PkiError::Bad {
+            path: path.clone(),
+            reason: e.to_string(),
+        })
 }
 
 /// Revokes a certificate: rewrites its region's CRL with the certificate's serial added and a
@@ -447,25 +483,6 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
     file.write_all(contents.as_bytes()).map_err(io_err(path))
 }
 
-/// An Ed25519 catalog-authority key pair: PKCS#8 PEM private key, SPKI PEM public key, the forms
-/// OpenSSL and every other stack read.
-fn generate_authority_key() -> Result<(String, String), String> {
-    use ring::signature::KeyPair as _;
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| e.to_string())?;
-    let pair =
-        ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| e.to_string())?;
-    // SubjectPublicKeyInfo for Ed25519 (RFC 8410): a fixed 12-byte header and the raw key.
-    let mut spki = vec![
-        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-    ];
-    spki.extend_from_slice(pair.public_key().as_ref());
-    Ok((
-        pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec())),
-        pem::encode(&pem::Pem::new("PUBLIC KEY", spki)),
-    ))
-}
-
 /// The TOML config of a development node of `region` that runs as its first department and
 /// trusts both development regions, with their CRLs. Used by `demo` and by the tests.
 pub fn node_config_toml(layout: &Layout, region: &str, listen: std::net::SocketAddr) -> String {
@@ -489,6 +506,12 @@ pub fn node_config_toml(layout: &Layout, region: &str, listen: std::net::SocketA
             crl = layout.crl(td).display().to_string(),
         ));
     }
+    toml.push_str(&format!(
+        "\n[catalog]\npath = {catalog:?}\nauthority_key = {authority:?}\n\n[privacy]\npseudonym_key = {pseudonym:?}\n",
+        catalog = layout.demo_catalog().display().to_string(),
+        authority = layout.catalog_authority_pub().display().to_string(),
+        pseudonym = layout.pseudonym_key(region).display().to_string(),
+    ));
     toml.push_str("\n[limits]\nmax_message_bytes = 4194304\nmax_concurrent_streams = 256\n");
     toml
 }

@@ -202,13 +202,7 @@ async fn reload_picks_up_a_new_crl_and_refuses_broken_material() {
     let pki = TestPki::new();
     let config_path = pki.write_config(REGION_A);
     let loaded = credit_node::config::LoadedConfig::load(&config_path).expect("config");
-    let node = credit_node::server::RunningNode::start(credit_node::server::NodeSettings {
-        listen: loaded.config.node.listen,
-        tls: loaded.tls_material().expect("material"),
-        limits: loaded.config.limits.clone(),
-    })
-    .await
-    .expect("start");
+    let node = common::start_from_config(&config_path).await;
     let (court_cert, court_key) = pki.identity(REGION_A, Kind::Dept, "court");
     whoami_as(&pki, &node, &court_cert, &court_key)
         .await

@@ -1,7 +1,9 @@
 //! Domain types to protobuf messages, in one place.
 
 use crate::{
+    catalog::SignedCatalog,
     identity::{Caller, Kind},
+    policy::PurposeGrants,
     proto,
 };
 
@@ -36,4 +38,40 @@ pub fn rfc3339(unix: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| unix.to_string())
+}
+
+pub fn grants(
+    catalog: &SignedCatalog,
+    grants: Vec<PurposeGrants>,
+) -> proto::DescribeGrantsResponse {
+    let cat = catalog.catalog();
+    proto::DescribeGrantsResponse {
+        catalog_version: cat.version.clone(),
+        catalog_sha256: catalog.digest_hex(),
+        purposes: grants
+            .into_iter()
+            .map(|p| proto::PurposeGrants {
+                purpose: p.purpose,
+                items: p
+                    .items
+                    .into_iter()
+                    .map(|i| proto::ItemGrants {
+                        item_name: cat
+                            .item(&i.item)
+                            .map(|it| it.name.clone())
+                            .unwrap_or_default(),
+                        item: i.item,
+                        fields: i
+                            .fields
+                            .into_iter()
+                            .map(|f| proto::FieldGrant {
+                                field: f.field,
+                                form: f.form.to_string(),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
 }

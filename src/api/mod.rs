@@ -3,12 +3,16 @@
 
 mod convert;
 
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
 use crate::{
-    identity::{Caller, SpiffeId},
+    identity::Caller,
+    policy,
     proto::{self, credit_query_server::CreditQuery},
     server::PeerInfo,
+    state::NodeState,
 };
 
 /// The caller proven by the TLS handshake. Identity is never read from a request field.
@@ -23,12 +27,12 @@ pub fn caller<T>(request: &Request<T>) -> Result<&Caller, Status> {
 }
 
 pub struct CreditQueryApi {
-    node_id: SpiffeId,
+    state: Arc<NodeState>,
 }
 
 impl CreditQueryApi {
-    pub fn new(node_id: SpiffeId) -> Self {
-        Self { node_id }
+    pub fn new(state: Arc<NodeState>) -> Self {
+        Self { state }
     }
 }
 
@@ -41,7 +45,17 @@ impl CreditQuery for CreditQueryApi {
         let caller = caller(&request)?;
         Ok(Response::new(proto::WhoAmIResponse {
             identity: Some(convert::identity(caller)),
-            node_spiffe_id: self.node_id.to_string(),
+            node_spiffe_id: self.state.node_id().to_string(),
         }))
+    }
+
+    async fn describe_grants(
+        &self,
+        request: Request<proto::DescribeGrantsRequest>,
+    ) -> Result<Response<proto::DescribeGrantsResponse>, Status> {
+        let caller = caller(&request)?;
+        let catalog = self.state.catalog();
+        let grants = policy::effective_grants(&catalog, &caller.spiffe_id);
+        Ok(Response::new(convert::grants(&catalog, grants)))
     }
 }

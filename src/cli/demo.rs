@@ -34,16 +34,21 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<(), CliError> {
-    // Quiet logs: the tour's own lines are the output. RUST_LOG still overrides.
-    logging::init(LogFormat::Text, "warn");
+    // Quiet logs: the tour's own lines are the output (refusals included). RUST_LOG overrides.
+    logging::init(LogFormat::Text, "error");
     let runtime = |e: &dyn std::fmt::Display| CliError::Runtime(e.to_string());
     std::fs::create_dir_all(&args.work)
         .map_err(|e| runtime(&format!("{}: {e}", args.work.display())))?;
     let work = std::fs::canonicalize(&args.work).map_err(|e| runtime(&e))?;
     let layout = pki::generate(&work.join("pki")).map_err(|e| runtime(&e))?;
+    pki::write_signed_demo_catalog(&layout).map_err(|e| runtime(&e))?;
 
     println!("credit-node demo: work folder {}\n", work.display());
     println!("  development PKI   {}", layout.root().display());
+    println!(
+        "  signed catalog    {} (signed with the development catalog-authority key)",
+        layout.demo_catalog().display()
+    );
     let node_a = start_node(&layout, &work, REGION_A, args.port_a).await?;
     let node_b = start_node(&layout, &work, REGION_B, args.port_b).await?;
     let a = format!("https://127.0.0.1:{}", node_a.local_addr().port());
@@ -81,6 +86,8 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             ),
         }
     }
+
+    show_grants(&node_a, &layout).await?;
 
     let (cert, key) = layout.identity(REGION_A, Kind::Dept, "tax");
     let ca = layout.ca_cert(REGION_A);
@@ -170,4 +177,61 @@ fn short_reason(error: &str) -> String {
         ),
         None => error.to_owned(),
     }
+}
+
+/// Default deny, field by field: the same registration item seen by two tax bureaus of two
+/// regions, and what each may ask for, through the node's own DescribeGrants.
+async fn show_grants(node: &RunningNode, layout: &Layout) -> Result<(), CliError> {
+    let purpose = "tax-administration";
+    let catalog = node.state().catalog();
+    println!(
+        "\nWhat may leave? The signed catalog {} decides, field by field (purpose {purpose}):",
+        catalog.catalog().version
+    );
+    for region in [REGION_A, REGION_B] {
+        let caller = crate::identity::SpiffeId::new(
+            crate::identity::TrustDomain::parse(region)
+                .map_err(|e| CliError::Runtime(e.to_string()))?,
+            Kind::Dept,
+            "tax",
+        )
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
+        let explanation = crate::catalog::explain(&catalog, &caller, purpose);
+        println!("\n  {caller}   (credit-node catalog explain)");
+        for row in explanation.rows.iter().filter(|r| r.item == "registration") {
+            let what = match (&row.form, row.reason) {
+                (Some(form), _) => format!("granted as {form}"),
+                (None, Some(reason)) => format!("withheld: {reason}"),
+                (None, None) => "withheld".to_owned(),
+            };
+            println!("    registration.{:<20} {what}", row.field);
+        }
+    }
+
+    let (cert, key) = layout.identity(REGION_B, Kind::Dept, "tax");
+    let cas = [layout.ca_cert(REGION_A), layout.ca_cert(REGION_B)];
+    let cas: Vec<&Path> = cas.iter().map(PathBuf::as_path).collect();
+    let tls = client::tls_config_from_files(&cert, &key, &cas)?;
+    let channel = client::connect(
+        &format!("https://127.0.0.1:{}", node.local_addr().port()),
+        tls,
+    )
+    .await?;
+    let grants = crate::proto::credit_query_client::CreditQueryClient::new(channel)
+        .describe_grants(crate::proto::DescribeGrantsRequest {})
+        .await
+        .map_err(|s| CliError::Runtime(whoami::describe_status(&s)))?
+        .into_inner();
+    let fields: usize = grants
+        .purposes
+        .iter()
+        .flat_map(|p| &p.items)
+        .map(|i| i.fields.len())
+        .sum();
+    println!(
+        "\n  DescribeGrants over mTLS as spiffe://region-b.credit.test/dept/tax: {} purposes, {} granted (item, field) pairs in all",
+        grants.purposes.len(),
+        fields
+    );
+    Ok(())
 }

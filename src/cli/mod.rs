@@ -2,6 +2,7 @@
 //! scripts what kind of failure it was: 2 for bad input (config, arguments, files), 1 for the
 //! rest (network, refusals, runtime).
 
+pub mod catalog;
 pub mod demo;
 pub mod serve;
 pub mod whoami;

@@ -32,29 +32,59 @@ pub async fn run(config_path: &Path) -> Result<(), CliError> {
 }
 
 pub async fn start(loaded: &LoadedConfig) -> Result<RunningNode, CliError> {
+    let catalog = loaded.catalog()?;
+    tracing::info!(
+        version = %catalog.catalog().version,
+        sha256 = %catalog.digest_hex(),
+        "catalog loaded"
+    );
     let settings = NodeSettings {
         listen: loaded.config.node.listen,
         tls: loaded.tls_material()?,
         limits: loaded.config.limits.clone(),
+        catalog,
+        pseudonym_key: loaded.pseudonym_key()?,
     };
     RunningNode::start(settings)
         .await
         .map_err(|e| CliError::Runtime(format!("{}: {e}", loaded.path.display())))
 }
 
-/// Re-reads the config file and swaps in new TLS material. A reload that fails changes
-/// nothing: the node keeps serving with what it had, and the log says why.
+/// Re-reads the config file and swaps in new TLS material and a new catalog, each on its own:
+/// a part that fails to load changes nothing of it (the node keeps serving with what it had,
+/// and the log says why), while the other part may still be renewed.
 pub fn reload(config_path: &Path, node: &RunningNode) {
-    let result = LoadedConfig::load(config_path)
-        .and_then(|loaded| loaded.tls_material())
+    let loaded = match LoadedConfig::load(config_path) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            tracing::error!(%error, "reload refused; keeping the running TLS material and catalog");
+            return;
+        }
+    };
+    let tls = loaded
+        .tls_material()
         .map_err(|e| e.to_string())
         .and_then(|material| node.tls().reload(material).map_err(|e| e.to_string()));
-    match result {
+    match tls {
         Ok(()) => tracing::info!(config = %config_path.display(), "reloaded TLS material"),
         Err(error) => tracing::error!(
             config = %config_path.display(),
             %error,
             "reload refused; keeping the running TLS material"
+        ),
+    }
+    match loaded.catalog() {
+        Ok(catalog) => {
+            tracing::info!(
+                version = %catalog.catalog().version,
+                sha256 = %catalog.digest_hex(),
+                "reloaded catalog"
+            );
+            node.state().replace_catalog(catalog);
+        }
+        Err(error) => tracing::error!(
+            %error,
+            "catalog reload refused; keeping the running catalog"
         ),
     }
 }

@@ -58,3 +58,46 @@ impl std::fmt::Debug for RecipientKey {
             .finish_non_exhaustive()
     }
 }
+
+/// The node's master secret for pseudonyms. Never printed: `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct PseudonymKey([u8; 32]);
+
+impl PseudonymKey {
+    /// 32 bytes from the system's secure random number generator.
+    pub fn generate() -> Result<Self, ring::error::Unspecified> {
+        let mut bytes = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)?;
+        Ok(Self(bytes))
+    }
+
+    /// Parses 64 hexadecimal digits.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let digits = text.as_bytes();
+        if digits.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+            let hi = char::from(pair[0]).to_digit(16)?;
+            let lo = char::from(pair[1]).to_digit(16)?;
+            *byte = u8::try_from(hi * 16 + lo).ok()?;
+        }
+        Some(Self(bytes))
+    }
+
+    pub fn to_hex(&self) -> String {
+        crate::tls::hex(&self.0)
+    }
+
+    /// The key of one recipient; derive it once per request.
+    pub fn recipient_key(&self, recipient: &SpiffeId) -> RecipientKey {
+        RecipientKey::derive(&self.0, recipient)
+    }
+}
+
+impl std::fmt::Debug for PseudonymKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PseudonymKey(..)")
+    }
+}

@@ -28,7 +28,7 @@ mod apply;
 mod key;
 mod syntax;
 
-pub use key::RecipientKey;
+pub use key::{PseudonymKey, RecipientKey};
 
 /// A de-sensitization rule with its parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

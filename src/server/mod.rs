@@ -26,9 +26,12 @@ use conn::TlsConnection;
 
 use crate::{
     api::CreditQueryApi,
+    catalog::SignedCatalog,
     config::Limits,
+    desensitize::PseudonymKey,
     identity::SpiffeId,
     proto::credit_query_server::CreditQueryServer,
+    state::NodeState,
     tls::{self, ServerMaterial, TlsError},
 };
 
@@ -37,6 +40,8 @@ pub struct NodeSettings {
     pub listen: SocketAddr,
     pub tls: ServerMaterial,
     pub limits: Limits,
+    pub catalog: SignedCatalog,
+    pub pseudonym_key: PseudonymKey,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +94,7 @@ impl TlsReloader {
 
 pub struct RunningNode {
     local_addr: SocketAddr,
-    node_id: SpiffeId,
+    state: Arc<NodeState>,
     tls: TlsReloader,
     shutdown: watch::Sender<bool>,
     accept_task: JoinHandle<()>,
@@ -129,7 +134,12 @@ impl RunningNode {
             shutdown_rx.clone(),
         ));
 
-        let router = build_router(&settings.limits, &node_id).await;
+        let state = Arc::new(NodeState::new(
+            node_id,
+            settings.catalog,
+            settings.pseudonym_key,
+        ));
+        let router = build_router(&settings.limits, state.clone()).await;
         let mut stop = shutdown_rx;
         let serve_task = tokio::spawn(router.serve_with_incoming_shutdown(
             ReceiverStream::new(conn_rx),
@@ -137,10 +147,10 @@ impl RunningNode {
                 let _ = stop.wait_for(|s| *s).await;
             },
         ));
-        tracing::info!(addr = %local_addr, node = %node_id, "listening");
+        tracing::info!(addr = %local_addr, node = %state.node_id(), "listening");
         Ok(Self {
             local_addr,
-            node_id,
+            state,
             tls,
             shutdown,
             accept_task,
@@ -153,7 +163,12 @@ impl RunningNode {
     }
 
     pub fn node_id(&self) -> &SpiffeId {
-        &self.node_id
+        self.state.node_id()
+    }
+
+    /// The node's shared state: the place a reload installs a new catalog.
+    pub fn state(&self) -> &NodeState {
+        &self.state
     }
 
     pub fn tls(&self) -> &TlsReloader {
@@ -172,7 +187,7 @@ impl RunningNode {
     }
 }
 
-async fn build_router(limits: &Limits, node_id: &SpiffeId) -> tonic::transport::server::Router {
+async fn build_router(limits: &Limits, state: Arc<NodeState>) -> tonic::transport::server::Router {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     // Both reflection versions: grpcurl and most tools ask v1alpha first, newer ones v1.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -183,7 +198,7 @@ async fn build_router(limits: &Limits, node_id: &SpiffeId) -> tonic::transport::
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha();
-    let query = CreditQueryServer::new(CreditQueryApi::new(node_id.clone()))
+    let query = CreditQueryServer::new(CreditQueryApi::new(state))
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
 

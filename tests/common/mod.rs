@@ -27,6 +27,7 @@ impl TestPki {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let layout = pki::generate(&dir.path().join("pki")).expect("dev PKI");
+        pki::write_signed_demo_catalog(&layout).expect("signed demo catalog");
         Self { dir, layout }
     }
 
@@ -50,14 +51,7 @@ impl TestPki {
     }
 
     pub async fn start_node(&self, region: &str) -> RunningNode {
-        let loaded = LoadedConfig::load(&self.write_config(region)).expect("config loads");
-        RunningNode::start(NodeSettings {
-            listen: loaded.config.node.listen,
-            tls: loaded.tls_material().expect("TLS material"),
-            limits: loaded.config.limits.clone(),
-        })
-        .await
-        .expect("node starts")
+        start_from_config(&self.write_config(region)).await
     }
 }
 
@@ -72,4 +66,18 @@ pub async fn whoami_as(
     key: &Path,
 ) -> Result<whoami::WhoAmIOutput, CliError> {
     whoami::whoami(&endpoint(node), pki.client_tls(cert, key)).await
+}
+
+/// Starts a node in this process from a config file, as `serve` does.
+pub async fn start_from_config(path: &Path) -> RunningNode {
+    let loaded = LoadedConfig::load(path).expect("config loads");
+    RunningNode::start(NodeSettings {
+        listen: loaded.config.node.listen,
+        tls: loaded.tls_material().expect("TLS material"),
+        limits: loaded.config.limits.clone(),
+        catalog: loaded.catalog().expect("catalog"),
+        pseudonym_key: loaded.pseudonym_key().expect("pseudonym key"),
+    })
+    .await
+    .expect("node starts")
 }
