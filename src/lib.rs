@@ -8,8 +8,10 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod desensitize;
+pub mod gen_data;
 pub mod identifier;
 pub mod identity;
+pub mod ingest;
 pub mod ledger;
 pub mod logging;
 pub mod pki;
@@ -17,6 +19,7 @@ pub mod policy;
 pub mod records;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod tls;
 
 /// Generated from `proto/credit/v1/*.proto` at build time.

@@ -81,3 +81,49 @@ pub async fn start_from_config(path: &Path) -> RunningNode {
     .await
     .expect("node starts")
 }
+
+/// The stores a store test runs on: a fresh SQLite file always, and a fresh PostgreSQL
+/// database when `DATABASE_URL` names a server (CI's). Under `CI=true` a missing PostgreSQL is
+/// a failure, not a skip.
+pub async fn test_stores(dir: &Path) -> Vec<(&'static str, credit_node::store::Store)> {
+    let sqlite =
+        credit_node::store::Store::open(&format!("sqlite://{}", dir.join("node.db").display()))
+            .await
+            .expect("SQLite store");
+    let mut stores = vec![("sqlite", sqlite)];
+    match postgres_url().await {
+        Some(url) => stores.push((
+            "postgres",
+            credit_node::store::Store::open(&url)
+                .await
+                .expect("PostgreSQL store"),
+        )),
+        None => eprintln!("PostgreSQL tests skipped: DATABASE_URL is not set"),
+    }
+    stores
+}
+
+/// A new, empty PostgreSQL database on the server `DATABASE_URL` names, so tests never see each
+/// other's rows.
+pub async fn postgres_url() -> Option<String> {
+    use sqlx::{Connection, Executor};
+    let Ok(base) = std::env::var("DATABASE_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but DATABASE_URL is not set: PostgreSQL tests must run in CI"
+        );
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&base)
+        .await
+        .expect("PostgreSQL reachable");
+    let mut bytes = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).expect("random");
+    let name = format!("credit_test_{}", credit_node::tls::hex(&bytes));
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create database");
+    let cut = base.rfind('/').expect("database URL has a path");
+    Some(format!("{}/{name}", &base[..cut]))
+}

@@ -1,0 +1,212 @@
+//! CSV reader: a header row naming fixed columns and one column per field name.
+//!
+//! Fixed columns: `subject,item,basis_kind,basis_number,basis_date,basis_issuer,severity,
+//! decision_date`, optionally `restored_on,restoration_basis,designated_on,removal_conditions,
+//! removed_on,removal_basis`. Every other column is a field name; the reader does not know the
+//! catalog, so a non-empty cell in a column that is not a field of the row's item reaches
+//! validation as an unknown field. Header problems (missing or repeated columns) are reported
+//! for line 1 and end the file, since no row can be read without a sound header.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+
+use super::RowError;
+use super::jsonl::shorten;
+use super::raw::{RawBasis, RawDesignation, RawRestoration, RawRow, present};
+
+const REQUIRED: [&str; 8] = [
+    "subject",
+    "item",
+    "basis_kind",
+    "basis_number",
+    "basis_date",
+    "basis_issuer",
+    "severity",
+    "decision_date",
+];
+const OPTIONAL: [&str; 6] = [
+    "restored_on",
+    "restoration_basis",
+    "designated_on",
+    "removal_conditions",
+    "removed_on",
+    "removal_basis",
+];
+
+/// Every fixed column, in the order `gen_data`-style writers use.
+pub fn fixed_columns() -> impl Iterator<Item = &'static str> {
+    REQUIRED.into_iter().chain(OPTIONAL)
+}
+
+/// Streams the rows of a CSV file.
+pub struct CsvRows<R: Read> {
+    reader: csv::Reader<R>,
+    header: Option<Vec<String>>,
+    pending: Vec<RowError>,
+    done: bool,
+    record: csv::StringRecord,
+}
+
+impl<R: Read> CsvRows<R> {
+    pub fn new(reader: R) -> Self {
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(false)
+            .from_reader(reader);
+        Self {
+            reader,
+            header: None,
+            pending: Vec::new(),
+            done: false,
+            record: csv::StringRecord::new(),
+        }
+    }
+
+    /// Reads and checks the header; on failure queues its problems and ends the file.
+    fn read_header(&mut self) {
+        match self.reader.read_record(&mut self.record) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.pending
+                    .push(RowError::new(1, "(header)", "empty file: no header row"));
+                self.done = true;
+                return;
+            }
+            Err(e) => {
+                self.pending.push(csv_error(1, &e));
+                self.done = true;
+                return;
+            }
+        }
+        let names: Vec<String> = self
+            .record
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let n = if i == 0 {
+                    n.trim_start_matches('\u{feff}')
+                } else {
+                    n
+                };
+                n.trim().to_owned()
+            })
+            .collect();
+        let mut seen = BTreeSet::new();
+        for name in &names {
+            if name.is_empty() {
+                self.pending
+                    .push(RowError::new(1, "(header)", "empty column name"));
+            } else if !seen.insert(name.as_str()) {
+                self.pending.push(RowError::new(
+                    1,
+                    format!("(header).{}", shorten(name)),
+                    "column appears more than once",
+                ));
+            }
+        }
+        for col in REQUIRED {
+            if !seen.contains(col) {
+                self.pending.push(RowError::new(
+                    1,
+                    format!("(header).{col}"),
+                    "required column missing",
+                ));
+            }
+        }
+        if self.pending.is_empty() {
+            self.header = Some(names);
+        } else {
+            self.done = true;
+        }
+    }
+}
+
+impl<R: Read> Iterator for CsvRows<R> {
+    type Item = Result<RawRow, RowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.header.is_none() && !self.done {
+            self.read_header();
+        }
+        if !self.pending.is_empty() {
+            return Some(Err(self.pending.remove(0)));
+        }
+        if self.done {
+            return None;
+        }
+        let header = self.header.as_ref()?;
+        match self.reader.read_record(&mut self.record) {
+            Ok(false) => {
+                self.done = true;
+                None
+            }
+            Ok(true) => {
+                let line = self.record.position().map_or(0, csv::Position::line);
+                Some(Ok(to_row(line, header, &self.record)))
+            }
+            Err(e) => {
+                let line = e.position().map_or(0, csv::Position::line);
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    self.done = true;
+                }
+                Some(Err(csv_error(line, &e)))
+            }
+        }
+    }
+}
+
+/// Our own wording: the csv crate's messages are precise but may grow to quote data.
+fn csv_error(line: u64, e: &csv::Error) -> RowError {
+    let reason = match e.kind() {
+        csv::ErrorKind::Io(io) => format!("read error: {io}"),
+        csv::ErrorKind::Utf8 { err, .. } => {
+            format!("column {}: not valid UTF-8", err.field() + 1)
+        }
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("row has {len} columns, the header has {expected_len}"),
+        _ => "malformed CSV".to_owned(),
+    };
+    RowError::new(line, "(row)", reason)
+}
+
+fn to_row(line: u64, header: &[String], record: &csv::StringRecord) -> RawRow {
+    let mut row = RawRow {
+        line,
+        ..RawRow::default()
+    };
+    let (mut basis, mut restoration, mut designation) = (
+        RawBasis::default(),
+        RawRestoration::default(),
+        RawDesignation::default(),
+    );
+    for (name, cell) in header.iter().zip(record.iter()) {
+        let v = present(cell);
+        match name.as_str() {
+            "subject" => row.subject = v,
+            "item" => row.item = v,
+            "severity" => row.severity = v,
+            "decision_date" => row.decision_date = v,
+            "basis_kind" => basis.kind = v,
+            "basis_number" => basis.number = v,
+            "basis_date" => basis.date = v,
+            "basis_issuer" => basis.issuer = v,
+            "restored_on" => restoration.on = v,
+            "restoration_basis" => restoration.basis = v,
+            "designated_on" => designation.designated_on = v,
+            "removal_conditions" => designation.removal_conditions = v,
+            "removed_on" => designation.removed_on = v,
+            "removal_basis" => designation.removal_basis = v,
+            field => {
+                if let Some(v) = v {
+                    row.fields.insert(field.to_owned(), v);
+                }
+            }
+        }
+    }
+    // A group of columns all empty is an absent part, as an absent JSON key would be.
+    row.basis = (basis != RawBasis::default()).then_some(basis);
+    row.restoration = (restoration != RawRestoration::default()).then_some(restoration);
+    row.designation = (designation != RawDesignation::default()).then_some(designation);
+    row
+}

@@ -1,0 +1,58 @@
+//! Schema migrations, one set per engine under `migrations/<engine>/`, embedded in the binary
+//! so a node needs no files beside its config, and applied at start-up by sqlx's migrator.
+
+use std::borrow::Cow;
+
+use futures_util::future::BoxFuture;
+use sqlx::{
+    AnyPool,
+    error::BoxDynError,
+    migrate::{Migration, MigrationSource, MigrationType, Migrator},
+};
+
+use super::{Engine, StoreError};
+
+/// (version, description, SQL) per engine. Append only: a released migration never changes
+/// (sqlx refuses to start on a checksum mismatch, which is what we want).
+const SQLITE: &[(i64, &str, &str)] = &[(
+    1,
+    "records",
+    include_str!("../../migrations/sqlite/0001_records.sql"),
+)];
+const POSTGRES: &[(i64, &str, &str)] = &[(
+    1,
+    "records",
+    include_str!("../../migrations/postgres/0001_records.sql"),
+)];
+
+#[derive(Debug)]
+struct Embedded(&'static [(i64, &'static str, &'static str)]);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(self) -> BoxFuture<'s, Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+pub async fn run(pool: &AnyPool, engine: Engine) -> Result<(), StoreError> {
+    let source = match engine {
+        Engine::Sqlite => Embedded(SQLITE),
+        Engine::Postgres => Embedded(POSTGRES),
+    };
+    Migrator::new(source).await?.run(pool).await?;
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! The store suite, run on SQLite and on PostgreSQL alike.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use credit_node::{
+    catalog::Severity,
+    records::{Basis, Designation, Record},
+};
+use time::macros::date;
+
+fn record(subject: &str, number: u32) -> Record {
+    Record {
+        subject: subject.into(),
+        item: "admin-penalty".into(),
+        fields: BTreeMap::from([
+            (
+                "decision_no".to_owned(),
+                format!("京市监罚〔2026〕{number}号"),
+            ),
+            ("amount".to_owned(), "5000.00".to_owned()),
+            (
+                "facts".to_owned(),
+                "未按规定公示年度报告；𠮷字测试".to_owned(),
+            ),
+        ]),
+        basis: Basis {
+            kind: "行政处罚决定书".into(),
+            number: format!("京市监罚〔2026〕{number}号"),
+            date: date!(2026 - 05 - 01),
+            issuer: "samr".into(),
+        },
+        severity: Some(Severity::Ordinary),
+        decision_date: date!(2026 - 05 - 01),
+        disclosure_end: Some(date!(2027 - 05 - 01)),
+        restoration: None,
+        designation: None,
+    }
+}
+
+const SUBJECT: &str = "91110000100000000X";
+
+#[tokio::test]
+async fn records_round_trip_and_reingest_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let mut listed = record(SUBJECT, 2);
+        listed.item = "serious-untrustworthy".into();
+        listed.designation = Some(Designation {
+            designated_on: date!(2026 - 05 - 02),
+            removal_conditions: "履行完毕".into(),
+            removed_on: None,
+            removal_basis: None,
+        });
+        let batch = vec![
+            record(SUBJECT, 1),
+            listed.clone(),
+            record("110105194912310029", 3),
+        ];
+        let first = store.insert_records(&batch, 1).await.unwrap();
+        assert_eq!((first.inserted, first.already_present), (3, 0), "{engine}");
+        let again = store.insert_records(&batch, 2).await.unwrap();
+        assert_eq!(
+            (again.inserted, again.already_present),
+            (0, 3),
+            "{engine}: no duplicates"
+        );
+
+        let stored = store.records_of(SUBJECT).await.unwrap();
+        assert_eq!(stored, vec![record(SUBJECT, 1), listed], "{engine}");
+        assert!(store.subject_exists(SUBJECT).await.unwrap());
+        assert!(!store.subject_exists("91110000100000001X").await.unwrap());
+
+        let key = record(SUBJECT, 1).key();
+        assert!(
+            store
+                .restore_record(&key, date!(2026 - 09 - 01), "修复决定")
+                .await
+                .unwrap(),
+            "{engine}"
+        );
+        assert!(
+            !store
+                .restore_record(&[0; 32], date!(2026 - 09 - 01), "x")
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .remove_from_list(
+                    SUBJECT,
+                    "serious-untrustworthy",
+                    date!(2026 - 10 - 01),
+                    "移出决定"
+                )
+                .await
+                .unwrap(),
+            1
+        );
+        let stored = store.records_of(SUBJECT).await.unwrap();
+        assert_eq!(
+            stored[0].restoration.as_ref().map(|r| r.on),
+            Some(date!(2026 - 09 - 01))
+        );
+        assert_eq!(
+            stored[1].designation.as_ref().and_then(|d| d.removed_on),
+            Some(date!(2026 - 10 - 01)),
+            "{engine}"
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_batch_with_one_bad_row_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let mut batch: Vec<Record> = (0..1000).map(|n| record(SUBJECT, n)).collect();
+        // The store itself refuses a record without a basis document, whatever the caller
+        // validated: a CHECK constraint, so the whole transaction rolls back.
+        batch[700].basis.kind.clear();
+        assert!(store.insert_records(&batch, 1).await.is_err(), "{engine}");
+        assert!(
+            store.records_of(SUBJECT).await.unwrap().is_empty(),
+            "{engine}: nothing written"
+        );
+        assert!(
+            !store.subject_exists(SUBJECT).await.unwrap(),
+            "{engine}: not even the subject"
+        );
+        store.close().await;
+    }
+}
