@@ -29,6 +29,8 @@ pub struct Config {
     pub trust_domains: Vec<TrustDomainSection>,
     pub catalog: CatalogSection,
     pub privacy: PrivacySection,
+    pub store: StoreSection,
+    pub ledger: LedgerSection,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -78,6 +80,40 @@ pub struct TrustDomainSection {
     /// PEM CRLs issued by those CAs; when present, a certificate of unknown status is refused.
     #[serde(default)]
     pub crls: Vec<Spanned<PathBuf>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `sqlite://PATH` (relative paths are resolved against the config file's folder) or
+    /// `postgres://user@host:port/database`.
+    pub database_url: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    /// The node's own Ed25519 ledger key (PKCS#8 PEM, mode 0600): signs tree heads.
+    pub signing_key: Spanned<PathBuf>,
+    /// A signed tree head at least every this many entries ...
+    #[serde(default = "default_sth_every_entries")]
+    pub sth_every_entries: u64,
+    /// ... and at least every this many milliseconds while entries arrive.
+    #[serde(default = "default_sth_interval_ms")]
+    pub sth_interval_ms: u64,
+    /// Most entries committed in one group-commit transaction.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+fn default_sth_every_entries() -> u64 {
+    1000
+}
+fn default_sth_interval_ms() -> u64 {
+    1000
+}
+fn default_max_batch() -> usize {
+    1024
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -297,6 +333,38 @@ impl LoadedConfig {
         })
     }
 
+    /// The database URL with a relative SQLite path resolved against the config's folder.
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        let spanned = &self.config.store.database_url;
+        let url = spanned.get_ref();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(self.error_at(
+                    spanned.span(),
+                    "store.database_url",
+                    "sqlite:// needs a file path",
+                ));
+            }
+            return Ok(format!(
+                "sqlite://{}",
+                self.resolve(Path::new(path)).display()
+            ));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(url.clone());
+        }
+        Err(self.error_at(
+            spanned.span(),
+            "store.database_url",
+            "expected sqlite://PATH or postgres://...",
+        ))
+    }
+
+    /// The ledger signing key's path, resolved.
+    pub fn ledger_key_path(&self) -> PathBuf {
+        self.resolve(self.config.ledger.signing_key.get_ref())
+    }
+
     /// Reads the pseudonym key. Refused when group or others may read it: a leaked key lets
     /// anyone reverse pseudonyms of low-entropy identifiers by enumeration.
     pub fn pseudonym_key(&self) -> Result<PseudonymKey, ConfigError> {
@@ -411,6 +479,12 @@ authority_key = "authority.pub"
 
 [privacy]
 pseudonym_key = "pseudonym.key"
+
+[store]
+database_url = "sqlite://data/node.db"
+
+[ledger]
+signing_key = "ledger.key"
 "#;
 
     fn parse(text: &str) -> Result<LoadedConfig, ConfigError> {

@@ -96,6 +96,14 @@ impl Layout {
     pub fn demo_catalog(&self) -> PathBuf {
         self.root.join("catalog.toml")
     }
+    /// The Ed25519 ledger key of the region's development node (signs tree heads), and its
+    /// public key (what an auditor verifies exports with).
+    pub fn ledger_key(&self, trust_domain: &str) -> PathBuf {
+        self.region_dir(trust_domain).join("ledger.key")
+    }
+    pub fn ledger_pub(&self, trust_domain: &str) -> PathBuf {
+        self.region_dir(trust_domain).join("ledger.pub")
+    }
     /// The pseudonym master key of the region's development node.
     pub fn pseudonym_key(&self, trust_domain: &str) -> PathBuf {
         self.region_dir(trust_domain).join("pseudonym.key")
@@ -257,6 +265,12 @@ pub fn generate(out: &Path) -> Result<Layout, PkiError> {
             reason: "system random number generator failed".into(),
         })?;
         write_private(&layout.pseudonym_key(td), &format!("{}\n", key.to_hex()))?;
+        let ledger = crate::catalog::AuthorityKeyPair::generate().map_err(|e| PkiError::Bad {
+            path: layout.ledger_key(td),
+            reason: e.to_string(),
+        })?;
+        write_private(&layout.ledger_key(td), &ledger.private_key_pem())?;
+        write_public(&layout.ledger_pub(td), &ledger.public_key().to_pem())?;
     }
     Ok(layout)
 }
@@ -511,6 +525,11 @@ pub fn node_config_toml(layout: &Layout, region: &str, listen: std::net::SocketA
         catalog = layout.demo_catalog().display().to_string(),
         authority = layout.catalog_authority_pub().display().to_string(),
         pseudonym = layout.pseudonym_key(region).display().to_string(),
+    ));
+    toml.push_str(&format!(
+        "\n[store]\ndatabase_url = \"sqlite://{db}\"\n\n[ledger]\nsigning_key = {ledger:?}\n",
+        db = layout.root().join(format!("{region}.db")).display(),
+        ledger = layout.ledger_key(region).display().to_string(),
     ));
     toml.push_str("\n[limits]\nmax_message_bytes = 4194304\nmax_concurrent_streams = 256\n");
     toml

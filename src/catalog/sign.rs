@@ -91,6 +91,12 @@ impl AuthorityKeyPair {
         AuthorityPublicKey(key)
     }
 
+    /// The underlying ring key pair, for other Ed25519 signatures made with keys in this file
+    /// format (the ledger's signed tree heads).
+    pub fn ring_pair(&self) -> &Ed25519KeyPair {
+        &self.pair
+    }
+
     /// The contents of the detached signature file for `bytes`.
     pub fn sign(&self, bytes: &[u8]) -> String {
         let mut out = hex(self.pair.sign(bytes).as_ref());
