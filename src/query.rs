@@ -1,0 +1,371 @@
+//! One query's answer, from a policy decision and the subject's stored records: the join of
+//! promise 2 (default deny, field by field), 4 (de-sensitized forms) and 8 (expired and
+//! restored records are not shared).
+//!
+//! Architecture invariant: pure: no I/O, no clock (today's date is an argument). The handler
+//! reads the records, calls [`answer`], logs the outcome in the ledger and only then responds.
+
+use time::Date;
+
+use crate::{
+    desensitize::{Form, RecipientKey},
+    policy::{Decision, Outcome, Withheld},
+    records::Record,
+};
+
+/// A record as it leaves the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordView {
+    pub item: String,
+    /// Hex of [`Record::key`]: stable, and lets an operator restore exactly this record.
+    pub record_id: String,
+    pub decision_date: Date,
+    pub disclosure_end: Option<Date>,
+    /// (field, value, form) in decision order.
+    pub fields: Vec<(String, String, Form)>,
+    /// Fields withheld for this record only (a value that does not fit its rule, suppressed).
+    pub withheld: Vec<(String, Withheld)>,
+}
+
+/// The whole answer for one subject.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub records: Vec<RecordView>,
+    /// (item, field, reason): what the decision withheld for every record of the item, and
+    /// items refused as a whole (field empty).
+    pub withheld: Vec<(String, String, Withheld)>,
+    /// Per field decided: "item.field" and its outcome, for the ledger.
+    pub decisions: Vec<(String, Outcome)>,
+}
+
+/// How a query ended, for the ledger and for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerKind {
+    /// Everything requested was granted.
+    Granted,
+    /// Some fields were withheld.
+    PartlyWithheld,
+    /// Nothing was granted.
+    Denied,
+}
+
+impl Answer {
+    pub fn kind(&self) -> AnswerKind {
+        let granted = self
+            .decisions
+            .iter()
+            .any(|(_, o)| matches!(o, Outcome::Granted(_)));
+        let withheld =
+            !self.withheld.is_empty() || self.records.iter().any(|r| !r.withheld.is_empty());
+        match (granted, withheld) {
+            (false, _) => AnswerKind::Denied,
+            (true, true) => AnswerKind::PartlyWithheld,
+            (true, false) => AnswerKind::Granted,
+        }
+    }
+}
+
+/// Applies `decision` to the subject's `records` on `today`. Records of items not requested,
+/// not disclosable today (expired, restored, removed from the list) or refused as a whole leave
+/// no trace; each remaining record carries exactly its granted fields, in their forms.
+pub fn answer(
+    decision: &Decision<'_>,
+    records: &[Record],
+    today: Date,
+    key: &RecipientKey,
+) -> Answer {
+    let mut out = Answer {
+        records: Vec::new(),
+        withheld: Vec::new(),
+        decisions: Vec::new(),
+    };
+    for item in decision.items() {
+        if let Some(reason) = item.refused() {
+            out.withheld
+                .push((item.item().to_owned(), String::new(), reason));
+        }
+        for f in item.fields() {
+            out.decisions
+                .push((format!("{}.{}", item.item(), f.field()), f.outcome()));
+            if let Outcome::Withheld(reason) = f.outcome()
+                && item.refused().is_none()
+            {
+                out.withheld
+                    .push((item.item().to_owned(), f.field().to_owned(), reason));
+            }
+        }
+        if item.refused().is_some()
+            || !item
+                .fields()
+                .iter()
+                .any(|f| matches!(f.outcome(), Outcome::Granted(_)))
+        {
+            continue;
+        }
+        for record in records.iter().filter(|r| r.item == item.item()) {
+            if record.disclosable(today).is_err() {
+                continue;
+            }
+            // The decision was made for this caller; a key for anyone else is a programming
+            // error, and the record is then withheld rather than disclosed.
+            let Ok(disclosed) = decision.disclose(item.item(), &record.fields, key) else {
+                continue;
+            };
+            let forms = item.fields();
+            out.records.push(RecordView {
+                item: record.item.clone(),
+                record_id: crate::tls::hex(&record.key()),
+                decision_date: record.decision_date,
+                disclosure_end: record.disclosure_end,
+                fields: disclosed
+                    .fields
+                    .into_iter()
+                    .filter_map(|(name, value)| {
+                        let form =
+                            forms.iter().find(|f| f.field() == name).and_then(|f| {
+                                match f.outcome() {
+                                    Outcome::Granted(form) => Some(form),
+                                    Outcome::Withheld(_) => None,
+                                }
+                            })?;
+                        Some((name.to_owned(), value, form))
+                    })
+                    .collect(),
+                withheld: disclosed
+                    .withheld
+                    .into_iter()
+                    .filter(|(name, _)| {
+                        // Decision-level withholdings are reported once, not per record.
+                        forms.iter().any(|f| {
+                            f.field() == *name && matches!(f.outcome(), Outcome::Granted(_))
+                        })
+                    })
+                    .map(|(name, why)| (name.to_owned(), why))
+                    .collect(),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use time::macros::date;
+
+    use super::*;
+    use crate::{
+        catalog::{Severity, testing},
+        desensitize::PseudonymKey,
+        identity::SpiffeId,
+        policy::{ItemRequest, decide},
+        records::{Basis, Restoration},
+    };
+
+    const SUBJECT: &str = "91330100716105852F";
+
+    fn registration() -> Record {
+        Record {
+            subject: SUBJECT.into(),
+            item: "registration".into(),
+            fields: BTreeMap::from(
+                [
+                    ("uscc", SUBJECT),
+                    ("name", "杭州星河网络科技有限公司"),
+                    ("status", "存续"),
+                    ("established", "2009-03-17"),
+                    ("registered_capital", "1500000.00"),
+                    ("division", "330106"),
+                    ("legal_rep_name", "欧阳娜娜"),
+                    ("legal_rep_id", "11010519491231002X"),
+                    ("legal_rep_mobile", "13812341234"),
+                ]
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+            ),
+            basis: Basis {
+                kind: "营业执照".into(),
+                number: "330106000012345".into(),
+                date: date!(2009 - 03 - 17),
+                issuer: "samr".into(),
+            },
+            severity: None,
+            decision_date: date!(2009 - 03 - 17),
+            disclosure_end: None,
+            restoration: None,
+            designation: None,
+        }
+    }
+
+    fn penalty(number: &str, decided: Date, end: Date) -> Record {
+        Record {
+            subject: SUBJECT.into(),
+            item: "admin-penalty".into(),
+            fields: BTreeMap::from(
+                [
+                    ("decision_no", number),
+                    ("uscc", SUBJECT),
+                    ("severity", "ordinary"),
+                    ("penalty_type", "罚款"),
+                    ("amount", "15000.00"),
+                    ("decision_date", "2026-05-01"),
+                    ("facts", "未按规定公示年度报告"),
+                    ("legal_rep_id", "11010519491231002X"),
+                ]
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+            ),
+            basis: Basis {
+                kind: "行政处罚决定书".into(),
+                number: number.into(),
+                date: decided,
+                issuer: "samr".into(),
+            },
+            severity: Some(Severity::Ordinary),
+            decision_date: decided,
+            disclosure_end: Some(end),
+            restoration: None,
+            designation: None,
+        }
+    }
+
+    fn ask(caller: &str, purpose: &str, items: &[ItemRequest], records: &[Record]) -> Answer {
+        let catalog = testing::demo();
+        let caller = SpiffeId::parse(caller).unwrap();
+        let decision = decide(&catalog, &caller, purpose, items);
+        let key = PseudonymKey::from_hex(&"ab".repeat(32))
+            .unwrap()
+            .recipient_key(&caller);
+        answer(&decision, records, date!(2026 - 11 - 23), &key)
+    }
+
+    fn value<'a>(answer: &'a Answer, item: &str, field: &str) -> Option<(&'a str, String)> {
+        let r = answer.records.iter().find(|r| r.item == item)?;
+        r.fields
+            .iter()
+            .find(|(f, _, _)| f == field)
+            .map(|(_, v, form)| (v.as_str(), form.to_string()))
+    }
+
+    #[test]
+    fn each_caller_gets_its_own_form_of_the_same_record() {
+        let records = [registration()];
+        let all = [ItemRequest::all("registration")];
+        let a = ask(
+            "spiffe://region-a.credit.test/dept/tax",
+            "tax-administration",
+            &all,
+            &records,
+        );
+        let b = ask(
+            "spiffe://region-b.credit.test/dept/tax",
+            "tax-administration",
+            &all,
+            &records,
+        );
+        let court = ask(
+            "spiffe://region-a.credit.test/dept/court",
+            "enforcement",
+            &all,
+            &records,
+        );
+
+        assert_eq!(
+            value(&a, "registration", "legal_rep_id"),
+            Some(("1****************X", "resident_id".into()))
+        );
+        assert_eq!(
+            value(&a, "registration", "legal_rep_name"),
+            Some(("欧阳**", "chinese_name".into()))
+        );
+        let (pseudonym, form) = value(&b, "registration", "legal_rep_id").unwrap();
+        assert!(
+            pseudonym.starts_with("p_") && form == "pseudonym",
+            "{pseudonym}"
+        );
+        assert_eq!(
+            value(&court, "registration", "legal_rep_id"),
+            Some(("11010519491231002X", "raw".into()))
+        );
+        assert_eq!(
+            value(&court, "registration", "legal_rep_mobile"),
+            Some(("13812341234", "raw".into()))
+        );
+
+        assert_eq!(value(&a, "registration", "legal_rep_mobile"), None);
+        assert!(a.withheld.contains(&(
+            "registration".into(),
+            "legal_rep_mobile".into(),
+            Withheld::FieldNotGranted
+        )));
+        assert_eq!(a.kind(), AnswerKind::PartlyWithheld);
+        assert_eq!(court.kind(), AnswerKind::Granted);
+        // Nothing personal reaches region A's tax bureau in clear.
+        let rendered = format!("{a:?}");
+        assert!(!rendered.contains("11010519491231002X") && !rendered.contains("13812341234"));
+    }
+
+    #[test]
+    fn expired_and_restored_records_leave_no_trace() {
+        let current = penalty(
+            "京市监罚〔2026〕1号",
+            date!(2026 - 05 - 01),
+            date!(2027 - 05 - 01),
+        );
+        let expired = penalty(
+            "京市监罚〔2024〕7号",
+            date!(2024 - 05 - 01),
+            date!(2025 - 05 - 01),
+        );
+        let mut restored = penalty(
+            "京市监罚〔2026〕2号",
+            date!(2026 - 06 - 01),
+            date!(2027 - 06 - 01),
+        );
+        restored.restoration = Some(Restoration {
+            on: date!(2026 - 10 - 01),
+            basis: "信用修复决定〔2026〕3号".into(),
+        });
+        let answer = ask(
+            "spiffe://region-a.credit.test/dept/tax",
+            "public-procurement",
+            &[ItemRequest::all("admin-penalty")],
+            &[current, expired, restored],
+        );
+        assert_eq!(answer.records.len(), 1);
+        let rendered = format!("{answer:?}");
+        assert!(rendered.contains("〔2026〕1号"));
+        assert!(
+            !rendered.contains("〔2024〕7号") && !rendered.contains("〔2026〕2号"),
+            "{rendered}"
+        );
+        assert_eq!(
+            value(&answer, "admin-penalty", "amount"),
+            Some(("10000-20000", "generalise(amount,10000)".into()))
+        );
+    }
+
+    #[test]
+    fn refused_items_disclose_nothing_and_say_why() {
+        let records = [registration()];
+        let officer = ask(
+            "spiffe://region-a.credit.test/officer/auditor",
+            "tax-administration",
+            &[ItemRequest::all("registration")],
+            &records,
+        );
+        assert!(officer.records.is_empty());
+        assert_eq!(officer.kind(), AnswerKind::Denied);
+        let unknown = ask(
+            "spiffe://region-a.credit.test/dept/tax",
+            "tax-administration",
+            &[
+                ItemRequest::all("no-such-item"),
+                ItemRequest::all("inspection-notes"),
+            ],
+            &records,
+        );
+        assert!(unknown.records.is_empty());
+        let reasons: Vec<Withheld> = unknown.withheld.iter().map(|w| w.2).collect();
+        assert_eq!(reasons, vec![Withheld::NotInCatalog, Withheld::NotShared]);
+    }
+}
