@@ -31,6 +31,10 @@ enum Command {
     /// Catalogs: keygen, check, sign, verify, explain.
     #[command(subcommand)]
     Catalog(cli::catalog::Command),
+    /// Load a CSV or JSON Lines file of credit records (one transaction; any bad row, nothing written).
+    Ingest(cli::ingest::Args),
+    /// Write realistic synthetic records as JSON Lines (for the demo, tests and benchmarks).
+    GenData(cli::gen_data::Args),
     /// Ask a node who it thinks you are; prints the identity as JSON.
     Whoami(cli::whoami::Args),
     /// The newcomer's tour: a PKI, two regional nodes on 127.0.0.1, and what they accept and refuse.
@@ -54,6 +58,8 @@ fn main() -> ExitCode {
             Command::Serve { config } => cli::serve::run(&config).await,
             Command::DevPki { out } => cli::dev_pki(&out),
             Command::Catalog(command) => cli::catalog::run(command),
+            Command::Ingest(args) => cli::ingest::run(args).await,
+            Command::GenData(args) => cli::gen_data::run(args),
             Command::Whoami(args) => cli::whoami::run(args).await,
             Command::Demo(args) => cli::demo::run(args).await,
         }

@@ -4,6 +4,8 @@
 
 pub mod catalog;
 pub mod demo;
+pub mod gen_data;
+pub mod ingest;
 pub mod serve;
 pub mod whoami;
 
