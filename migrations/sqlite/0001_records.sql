@@ -25,6 +25,6 @@ CREATE TABLE records (
     removed_on          TEXT,
     removal_basis       TEXT,
     ingested_ms         BIGINT NOT NULL
-);
+) WITHOUT ROWID;
 
 CREATE INDEX records_by_subject ON records (subject_id, item_id);

@@ -70,7 +70,8 @@ impl Store {
                     let settings = match engine {
                         Engine::Sqlite => {
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                             PRAGMA cache_size = -65536;"
                         }
                         Engine::Postgres => "SET synchronous_commit = on",
                     };
