@@ -90,7 +90,7 @@ impl Store {
         // In key order: the primary key is the table's clustered B-tree, and sorted inserts
         // touch each page once instead of at random.
         let mut ordered: Vec<(&Record, [u8; 32])> = records.iter().map(|r| (r, r.key())).collect();
-        ordered.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        ordered.sort_unstable_by_key(|(_, key)| *key);
         let mut inserted = 0;
         for chunk in ordered.chunks(CHUNK) {
             let sql = format!(
