@@ -32,12 +32,19 @@ pub struct Args {
 pub fn run(args: Args) -> Result<(), CliError> {
     let catalog = match &args.catalog {
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
-            Catalog::parse(&path.display().to_string(), &bytes).map_err(|e| CliError::Input(e.to_string()))?
+            let bytes = std::fs::read(path)
+                .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+            Catalog::parse(&path.display().to_string(), &bytes)
+                .map_err(|e| CliError::Input(e.to_string()))?
         }
-        None => Catalog::parse("demo.toml", crate::catalog::DEMO.as_bytes()).map_err(|e| CliError::Runtime(e.to_string()))?,
+        None => Catalog::parse("demo.toml", crate::catalog::DEMO.as_bytes())
+            .map_err(|e| CliError::Runtime(e.to_string()))?,
     };
-    if !catalog.items.iter().any(|i| i.source_department == args.department) {
+    if !catalog
+        .items
+        .iter()
+        .any(|i| i.source_department == args.department)
+    {
         return Err(CliError::Input(format!(
             "--department: the catalog has no item whose source is {:?}",
             args.department
@@ -45,7 +52,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
     }
     let sink: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(
-            std::fs::File::create(path).map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?,
+            std::fs::File::create(path)
+                .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?,
         ),
         None => Box::new(std::io::stdout().lock()),
     };
@@ -53,7 +61,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let today = Clock::system().today();
     let write_err = |e: std::io::Error| CliError::Runtime(format!("writing records: {e}"));
     for record in gen_data::generate(&catalog, &args.department, args.subjects, args.seed, today) {
-        out.write_all(gen_data::to_json_line(&record).as_bytes()).map_err(write_err)?;
+        out.write_all(gen_data::to_json_line(&record).as_bytes())
+            .map_err(write_err)?;
         out.write_all(b"\n").map_err(write_err)?;
     }
     out.flush().map_err(write_err)

@@ -63,7 +63,10 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             progress.finish_and_clear();
             let report = report.with_file(args.data.display().to_string());
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
             } else {
                 eprint!("{report}");
             }
@@ -73,7 +76,10 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             )));
         }
     };
-    progress.set_message(format!("writing {} records in one transaction", records.len()));
+    progress.set_message(format!(
+        "writing {} records in one transaction",
+        records.len()
+    ));
     let store = Store::open(&loaded.database_url()?)
         .await
         .map_err(|e| CliError::Runtime(e.to_string()))?;
@@ -91,7 +97,10 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             duplicates_in_file: summary.counts.duplicates,
             outcome: &outcome,
         };
-        println!("{}", serde_json::to_string_pretty(&printed).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&printed).unwrap_or_default()
+        );
     } else {
         println!(
             "{}: {} rows, {} records: {} inserted, {} already present{}",
@@ -119,7 +128,9 @@ pub fn own_department(loaded: &LoadedConfig) -> Result<String, CliError> {
         .ok_or_else(|| CliError::Input("node.cert: empty certificate chain".into()))?;
     let id = tls::spiffe_id_of(cert).map_err(|e| CliError::Input(format!("node.cert: {e}")))?;
     if id.kind() != Kind::Dept {
-        return Err(CliError::Input(format!("node.cert: {id} is not a department identity")));
+        return Err(CliError::Input(format!(
+            "node.cert: {id} is not a department identity"
+        )));
     }
     Ok(id.id().to_owned())
 }
