@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod demo;
+pub mod ledger;
 pub mod serve;
 pub mod whoami;
 
