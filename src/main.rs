@@ -37,6 +37,9 @@ enum Command {
     GenData(cli::gen_data::Args),
     /// Ask a node who it thinks you are; prints the identity as JSON.
     Whoami(cli::whoami::Args),
+    /// The ledger: verify (stored or an export, offline), list, export with proofs.
+    #[command(subcommand)]
+    Ledger(cli::ledger::Command),
     /// The newcomer's tour: a PKI, two regional nodes on 127.0.0.1, and what they accept and refuse.
     Demo(cli::demo::Args),
 }
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
             Command::GenData(args) => cli::gen_data::run(args),
             Command::Whoami(args) => cli::whoami::run(args).await,
             Command::Demo(args) => cli::demo::run(args).await,
+            Command::Ledger(command) => cli::ledger::run(command).await,
         }
     });
     match result {

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod demo;
 pub mod gen_data;
 pub mod ingest;
+pub mod ledger;
 pub mod serve;
 pub mod whoami;
 

@@ -6,14 +6,23 @@
 //! checked end to end by [`verify`], which recomputes every leaf from the
 //! stored entry bytes rather than trusting stored hashes (immudb's mistake).
 //!
-//! Architecture Invariant: nothing under `ledger` (outside the storage layer
-//! that will wrap it) imports tonic, sqlx or tokio. `merkle` and `entry` are
+//! Architecture Invariant: nothing under `ledger` outside its storage edge
+//! (`store`, `writer`, `audit`, `key`) imports tonic, sqlx or tokio. `merkle` and `entry` are
 //! pure functions over plain types; storage calls into them, never the other
 //! way round, so the math is testable without a database and reusable by the
 //! offline `credit-node ledger verify` command.
 
+pub mod audit;
 pub mod entry;
 pub mod hex;
+pub mod key;
 pub mod merkle;
 pub mod sth;
+pub mod store;
 pub mod verify;
+mod writer;
+
+pub use store::{
+    EntryFilter, EntryPage, Ledger, LedgerError, LedgerSettings, OutcomeKind, Page, Receipt,
+    StoredEntry,
+};

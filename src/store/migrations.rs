@@ -14,16 +14,30 @@ use super::{Engine, StoreError};
 
 /// (version, description, SQL) per engine. Append only: a released migration never changes
 /// (sqlx refuses to start on a checksum mismatch, which is what we want).
-const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "records",
-    include_str!("../../migrations/sqlite/0001_records.sql"),
-)];
-const POSTGRES: &[(i64, &str, &str)] = &[(
-    1,
-    "records",
-    include_str!("../../migrations/postgres/0001_records.sql"),
-)];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "records",
+        include_str!("../../migrations/sqlite/0001_records.sql"),
+    ),
+    (
+        2,
+        "ledger",
+        include_str!("../../migrations/sqlite/0002_ledger.sql"),
+    ),
+];
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "records",
+        include_str!("../../migrations/postgres/0001_records.sql"),
+    ),
+    (
+        2,
+        "ledger",
+        include_str!("../../migrations/postgres/0002_ledger.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Embedded(&'static [(i64, &'static str, &'static str)]);

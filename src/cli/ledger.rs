@@ -1,0 +1,450 @@
+//! `credit-node ledger ...`: what a security officer or auditor does with a node's ledger:
+//! verify it (stored, or an export offline), list entries, export entries with proofs.
+//!
+//! Personal values: the table of `list` shows subject identifiers masked (first 4 and last 2
+//! characters, the rest `*`; shorter values masked whole), because a table ends up in
+//! terminals, tickets and screenshots. `list --jsonl` and `export` carry the full entries:
+//! they are the auditor's material (an export must hold the exact bytes to be verifiable), so
+//! they go to a file or pipe the auditor chose. Nothing here logs a subject.
+
+use std::{
+    fs::File,
+    io::{BufReader, BufWriter, IsTerminal, Write},
+    path::{Path, PathBuf},
+};
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::CliError;
+use crate::{
+    config::LoadedConfig,
+    ledger::{
+        EntryFilter, OutcomeKind, Page, StoredEntry, audit,
+        entry::{Decision, Outcome, ReviewDecision},
+        hex, key, store,
+        verify::verify_export,
+    },
+    store::Store,
+};
+
+/// Show a progress bar only for audits long enough to need one.
+const PROGRESS_THRESHOLD: u64 = 100_000;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Verify every stored entry and signed tree head (or, with --export, an export file
+    /// offline, without a database). Exit 1 and the first bad sequence number on failure.
+    Verify {
+        /// The node's config: its database and ledger key.
+        #[arg(
+            long,
+            short,
+            required_unless_present = "export",
+            conflicts_with = "export"
+        )]
+        config: Option<PathBuf>,
+        /// An export file (JSON Lines) to verify offline; needs --key.
+        #[arg(long, requires = "key")]
+        export: Option<PathBuf>,
+        /// The ledger public key (SPKI PEM). With --config it defaults to the public half of
+        /// the node's signing key; an auditor should pass the key published for the node.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Print a JSON summary on stdout instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List entries, oldest first. Subjects are masked in the table; --jsonl prints them in
+    /// full (for auditors).
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Only entries after this sequence number (paging).
+        #[arg(long)]
+        after: Option<u64>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// JSON Lines, one full entry per line, instead of a table.
+        #[arg(long)]
+        jsonl: bool,
+    },
+    /// Export entries with inclusion proofs against the latest signed tree head (JSON Lines),
+    /// for `ledger verify --export`.
+    Export {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug, Default)]
+pub struct FilterArgs {
+    /// Caller SPIFFE ID.
+    #[arg(long)]
+    pub caller: Option<String>,
+    /// Subject identifier (exact).
+    #[arg(long)]
+    pub subject: Option<String>,
+    #[arg(long)]
+    pub purpose: Option<String>,
+    /// granted, partly_withheld, denied, throttled, invalid, review, alert.
+    #[arg(long)]
+    pub outcome: Option<OutcomeKind>,
+    /// From this time (inclusive): RFC 3339 (2026-11-23T10:00:00Z) or Unix milliseconds.
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<i64>,
+    /// Until this time (exclusive): RFC 3339 or Unix milliseconds.
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<i64>,
+}
+
+impl FilterArgs {
+    pub fn to_filter(&self) -> EntryFilter {
+        EntryFilter {
+            caller: self.caller.clone(),
+            subject: self.subject.clone(),
+            purpose: self.purpose.clone(),
+            outcome: self.outcome,
+            from_ms: self.from,
+            until_ms: self.until,
+        }
+    }
+}
+
+fn parse_time(text: &str) -> Result<i64, String> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("expected RFC 3339 or Unix milliseconds: {e}"))?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| "time out of range".into())
+}
+
+fn runtime(e: impl std::fmt::Display) -> CliError {
+    CliError::Runtime(e.to_string())
+}
+
+fn input(e: impl std::fmt::Display) -> CliError {
+    CliError::Input(e.to_string())
+}
+
+pub async fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Verify {
+            export: Some(file),
+            key: Some(key),
+            json,
+            ..
+        } => verify_export_file(&file, &key, json),
+        Command::Verify {
+            config: Some(config),
+            key,
+            json,
+            ..
+        } => verify_stored(&config, key.as_deref(), json).await,
+        Command::Verify { .. } => Err(input("give --config NODE.toml, or --export FILE --key KEY")),
+        Command::List {
+            config,
+            filter,
+            after,
+            limit,
+            jsonl,
+        } => list(&config, &filter.to_filter(), after, limit, jsonl).await,
+        Command::Export {
+            config,
+            filter,
+            out,
+        } => export(&config, &filter.to_filter(), &out).await,
+    }
+}
+
+async fn open_store(config: &Path) -> Result<(LoadedConfig, Store), CliError> {
+    let loaded = LoadedConfig::load(config)?;
+    let url = loaded.database_url()?;
+    let store = Store::open(&url).await.map_err(runtime)?;
+    Ok((loaded, store))
+}
+
+async fn verify_stored(config: &Path, key: Option<&Path>, json: bool) -> Result<(), CliError> {
+    let (loaded, store) = open_store(config).await?;
+    let public_key = match key {
+        Some(path) => key::read_public_key(path).map_err(input)?,
+        None => {
+            key::public_key_of(&key::read_signing_key(&loaded.ledger_key_path()).map_err(input)?)
+        }
+    };
+    let total = audit::audit_size(&store).await.map_err(runtime)?;
+    let bar = (std::io::stderr().is_terminal() && total >= PROGRESS_THRESHOLD).then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "verifying {bar:40} {pos}/{len} entries ({per_sec}, {eta} left)",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let result = audit::verify_store(&store, &public_key, |done| {
+        if let Some(bar) = &bar {
+            bar.set_position(done);
+        }
+    })
+    .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    store.close().await;
+    match result {
+        Ok(report) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "ok": true,
+                        "entries": report.entries,
+                        "root_hash": hex::encode(&report.root),
+                        "sths_checked": report.sths_checked,
+                        "signed_size": report.signed_size,
+                        "unsigned_tail": report.unsigned_tail,
+                    })
+                );
+            } else {
+                println!(
+                    "ledger verified: {} entries, {} signed tree heads checked, latest signed size {} ({} entries appended since), root {}",
+                    report.entries,
+                    report.sths_checked,
+                    report.signed_size,
+                    report.unsigned_tail,
+                    hex::encode(&report.root),
+                );
+            }
+            Ok(())
+        }
+        Err(audit::AuditError::Ledger(e)) => Err(runtime(format!("cannot verify the ledger: {e}"))),
+        Err(e) => {
+            let seq = e.first_bad_seq();
+            if json {
+                println!(
+                    "{}",
+                    json!({ "ok": false, "first_bad_seq": seq, "error": e.to_string() })
+                );
+            }
+            Err(CliError::Runtime(match seq {
+                Some(seq) => format!("ledger verification FAILED at entry {seq}: {e}"),
+                None => format!("ledger verification FAILED: {e}"),
+            }))
+        }
+    }
+}
+
+fn verify_export_file(file: &Path, key_path: &Path, json: bool) -> Result<(), CliError> {
+    let public_key = key::read_public_key(key_path).map_err(input)?;
+    let reader = File::open(file)
+        .map(BufReader::new)
+        .map_err(|e| input(format!("cannot open {}: {e}", file.display())))?;
+    match verify_export(reader, &public_key) {
+        Ok(report) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "ok": true,
+                        "entries": report.entries,
+                        "tree_size": report.tree_size,
+                        "root_hash": hex::encode(&report.root_hash),
+                        "complete": report.complete,
+                    })
+                );
+            } else {
+                println!(
+                    "export verified: {} entries proven included in the signed tree of size {}{}",
+                    report.entries,
+                    report.tree_size,
+                    if report.complete { " (complete)" } else { "" },
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if json {
+                println!("{}", json!({ "ok": false, "error": e.to_string() }));
+            }
+            Err(CliError::Runtime(format!(
+                "export verification FAILED ({}): {e}",
+                file.display()
+            )))
+        }
+    }
+}
+
+async fn list(
+    config: &Path,
+    filter: &EntryFilter,
+    after: Option<u64>,
+    limit: u32,
+    jsonl: bool,
+) -> Result<(), CliError> {
+    let (_, store) = open_store(config).await?;
+    let page = store::entries(&store, filter, Page { after, limit })
+        .await
+        .map_err(runtime)?;
+    store.close().await;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let io = |e: std::io::Error| runtime(format!("writing output: {e}"));
+    if jsonl {
+        for e in &page.entries {
+            writeln!(out, "{}", entry_json(e)).map_err(io)?;
+        }
+    } else {
+        writeln!(
+            out,
+            "{:>8}  {:<24}  {:<18}  {:<16}  {:<40}  PURPOSE",
+            "SEQ", "TIME (UTC)", "SUBJECT", "OUTCOME", "CALLER"
+        )
+        .map_err(io)?;
+        for e in &page.entries {
+            writeln!(
+                out,
+                "{:>8}  {:<24}  {:<18}  {:<16}  {:<40}  {}",
+                e.seq,
+                time_text(e.entry.time_ms),
+                mask(&e.entry.subject),
+                OutcomeKind::of(&e.entry.outcome).as_str(),
+                e.entry.caller,
+                e.entry.purpose,
+            )
+            .map_err(io)?;
+        }
+        if let Some(next) = page.next_after {
+            writeln!(out, "(more: --after {next})").map_err(io)?;
+        }
+    }
+    out.flush().map_err(io)
+}
+
+async fn export(config: &Path, filter: &EntryFilter, out: &Path) -> Result<(), CliError> {
+    let (_, store) = open_store(config).await?;
+    let file =
+        File::create(out).map_err(|e| input(format!("cannot create {}: {e}", out.display())))?;
+    let mut writer = BufWriter::new(file);
+    let summary = audit::export(&store, filter, &mut writer)
+        .await
+        .map_err(runtime)?;
+    store.close().await;
+    println!(
+        "exported {} entries with inclusion proofs against the signed tree head of size {} to {}",
+        summary.entries,
+        summary.tree_size,
+        out.display()
+    );
+    Ok(())
+}
+
+/// First 4 and last 2 characters in clear, the rest `*` (in characters, never bytes); values
+/// of 8 characters or fewer are masked whole, so nothing short is shown nearly in full.
+pub fn mask(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() <= 8 {
+        return "*".repeat(chars.len());
+    }
+    let n = chars.len();
+    chars
+        .iter()
+        .enumerate()
+        .map(|(i, c)| if i < 4 || i >= n - 2 { *c } else { '*' })
+        .collect()
+}
+
+fn time_text(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// The full entry as JSON (auditors' format; holds the subject in clear).
+pub fn entry_json(e: &StoredEntry) -> Value {
+    let entry = &e.entry;
+    let decisions: Vec<Value> = entry
+        .decisions
+        .iter()
+        .map(|d| match &d.decision {
+            Decision::GrantedRaw => json!({ "field": d.field, "decision": "granted_raw" }),
+            Decision::GrantedForm(form) => {
+                json!({ "field": d.field, "decision": "granted_form", "form": form })
+            }
+            Decision::Withheld(reason) => {
+                json!({ "field": d.field, "decision": "withheld", "reason": reason })
+            }
+        })
+        .collect();
+    let outcome = match &entry.outcome {
+        Outcome::Granted | Outcome::PartlyWithheld => json!({}),
+        Outcome::Denied { reason } | Outcome::Invalid { reason } | Outcome::Alert { reason } => {
+            json!({ "reason": reason })
+        }
+        Outcome::Throttled {
+            count,
+            window_start_ms,
+        } => json!({ "count": count, "window_start_ms": window_start_ms }),
+        Outcome::Review(r) => json!({
+            "first_seq": r.first_seq,
+            "last_seq": r.last_seq,
+            "decision": match r.decision {
+                ReviewDecision::Accepted => "accepted",
+                ReviewDecision::Flagged => "flagged",
+                ReviewDecision::Referred => "referred",
+            },
+            "comment": r.comment,
+        }),
+    };
+    json!({
+        "seq": e.seq,
+        "leaf_hash": hex::encode(&e.leaf_hash),
+        "time_ms": entry.time_ms,
+        "query_id": hex::encode(&entry.query_id),
+        "caller": entry.caller,
+        "caller_cert_sha256": hex::encode(&entry.caller_cert_sha256),
+        "on_behalf_of": entry.on_behalf_of,
+        "purpose": entry.purpose,
+        "basis": entry.basis,
+        "subject": entry.subject,
+        "requested_fields": entry.requested_fields,
+        "decisions": decisions,
+        "outcome": OutcomeKind::of(&entry.outcome).as_str(),
+        "outcome_detail": outcome,
+        "response_sha256": hex::encode(&entry.response_sha256),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_keeps_first_four_and_last_two_characters() {
+        assert_eq!(mask("91110000100000000X"), "9111************0X");
+        assert_eq!(mask("11010519491231002X"), "1101************2X");
+        assert_eq!(mask("12345678"), "********");
+        assert_eq!(mask(""), "");
+        // Characters, not bytes.
+        assert_eq!(mask("𠮷一二三四五六七八"), "𠮷一二三***七八");
+    }
+
+    #[test]
+    fn times_parse_as_rfc3339_or_milliseconds() {
+        assert_eq!(parse_time("1790000000000"), Ok(1_790_000_000_000));
+        assert_eq!(parse_time("1970-01-01T00:00:01Z"), Ok(1000));
+        assert!(parse_time("yesterday").is_err());
+    }
+}

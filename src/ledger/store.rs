@@ -1,0 +1,583 @@
+//! The ledger over a [`Store`]: the [`Ledger`] handle the query path appends through, and the
+//! read side (tree heads, proofs, filtered listings) that `credit-node ledger` and reviews use.
+//!
+//! This is the I/O edge of the ledger: it owns SQL and the async runtime, and calls into the
+//! pure core (`merkle`, `entry`, `sth`) for every hash and signature. Proofs are computed by
+//! the core's `inclusion_proof` / `consistency_proof` over a lookup of stored nodes; since which
+//! nodes a proof needs depends only on the sizes, the lookup is done in two passes (record the
+//! wanted nodes, fetch them in one query, compute), so the core stays synchronous.
+//!
+//! Promise 5 is kept by [`Ledger::append`] (see its contract); promise 6 by storing the
+//! canonical bytes and checking them with [`super::audit::verify_store`].
+
+use std::{cell::RefCell, collections::HashMap, sync::Arc};
+
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use sqlx::{Any, AnyConnection, Row, any::AnyRow};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    entry::{Entry, Outcome},
+    merkle::{self, Hash, ProofError},
+    sth::{SignedTreeHead, TreeHead},
+    writer::{Command, Writer},
+};
+use crate::store::{Store, StoreError};
+
+/// Rows per multi-row statement (and nodes per lookup query): keeps parameter counts far below
+/// both engines' limits while amortising the statement cost.
+pub(super) const CHUNK: usize = 256;
+
+/// How often tree heads are signed and how large a group commit may grow (`[ledger]` in the
+/// node's config).
+#[derive(Clone, Copy, Debug)]
+pub struct LedgerSettings {
+    /// Sign a tree head once this many entries are unsigned ...
+    pub sth_every_entries: u64,
+    /// ... or once this many milliseconds have passed since the last one (checked at commits).
+    pub sth_interval_ms: u64,
+    /// Most appends committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl From<&crate::config::LedgerSection> for LedgerSettings {
+    fn from(s: &crate::config::LedgerSection) -> Self {
+        Self {
+            sth_every_entries: s.sth_every_entries,
+            sth_interval_ms: s.sth_interval_ms,
+            max_batch: s.max_batch,
+        }
+    }
+}
+
+/// Unix milliseconds, injected so tests control tree-head timing.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Proof that an entry is durably in the log: returned to the caller with the response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub seq: u64,
+    pub leaf_hash: Hash,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The entry's batch was not committed (database gone, disk full, lock timeout ...). The
+    /// caller must answer UNAVAILABLE and disclose nothing (promise 5, fail closed).
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
+    /// The ledger was shut down; nothing more is accepted.
+    #[error("ledger is shut down")]
+    Closed,
+    #[error("ledger database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// What is stored contradicts itself (a missing node, a malformed hash): tampering or a bug.
+    #[error("stored ledger is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Proof(#[from] ProofError),
+    #[error("tree size {requested} is larger than the log ({size} entries)")]
+    BeyondLog { requested: u64, size: u64 },
+    #[error("the log is empty: there is nothing to sign")]
+    Empty,
+    #[error("invalid ledger settings: {0}")]
+    Settings(&'static str),
+}
+
+impl LedgerError {
+    /// Whether the caller should answer UNAVAILABLE (everything on the append path is).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            LedgerError::Unavailable(_) | LedgerError::Closed | LedgerError::Database(_)
+        )
+    }
+}
+
+/// The ledger: cheap to clone (a channel sender and a pool handle), shared by every handler.
+#[derive(Clone)]
+pub struct Ledger {
+    store: Store,
+    commands: mpsc::Sender<Command>,
+    public_key: Arc<[u8]>,
+}
+
+impl Ledger {
+    /// Opens the ledger on a migrated store and starts its single writer task. Fails if the
+    /// stored state cannot be loaded (a missing frontier node means a damaged log: better to
+    /// refuse to start than to extend it).
+    pub async fn open(
+        store: Store,
+        key: Ed25519KeyPair,
+        settings: LedgerSettings,
+        clock: impl Fn() -> i64 + Send + Sync + 'static,
+    ) -> Result<Ledger, LedgerError> {
+        if settings.max_batch == 0 {
+            return Err(LedgerError::Settings("max_batch must be at least 1"));
+        }
+        if settings.sth_every_entries == 0 {
+            return Err(LedgerError::Settings(
+                "sth_every_entries must be at least 1",
+            ));
+        }
+        let public_key: Arc<[u8]> = key.public_key().as_ref().into();
+        let mut writer = Writer::new(store.clone(), key, settings, Arc::new(clock));
+        writer.load().await?;
+        // Bounded: when the database stalls, appenders wait here rather than pile up memory.
+        let (commands, rx) = mpsc::channel(settings.max_batch.saturating_mul(4).max(64));
+        tokio::spawn(writer.run(rx));
+        Ok(Ledger {
+            store,
+            commands,
+            public_key,
+        })
+    }
+
+    /// Appends `entry` (its `seq` is assigned here) and returns its receipt.
+    ///
+    /// Contract (promise 5): the future resolves `Ok` only after the transaction holding the
+    /// entry — its row, the Merkle nodes it completes and any tree head due — is durably
+    /// committed (SQLite WAL `synchronous=FULL`, PostgreSQL `synchronous_commit=on`). A
+    /// response that discloses anything must wait for it. An `Err` means the entry is not known
+    /// to be logged: answer UNAVAILABLE and disclose nothing. Concurrent appends are batched
+    /// into one transaction by the writer task (group commit), so each pays one shared fsync.
+    pub async fn append(&self, entry: Entry) -> Result<Receipt, LedgerError> {
+        let (reply, receipt) = oneshot::channel();
+        self.commands
+            .send(Command::Append { entry, reply })
+            .await
+            .map_err(|_| LedgerError::Closed)?;
+        receipt.await.map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Signs a tree head over everything committed so far (after whatever is queued now), or
+    /// returns the latest one if it already covers the whole log.
+    pub async fn sign_now(&self) -> Result<SignedTreeHead, LedgerError> {
+        let (reply, sth) = oneshot::channel();
+        self.commands
+            .send(Command::SignNow { reply })
+            .await
+            .map_err(|_| LedgerError::Closed)?;
+        sth.await.map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Stops accepting appends, commits everything already queued, signs the tail, and returns
+    /// when the writer has finished. Appends after this fail with [`LedgerError::Closed`].
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Shutdown { reply })
+            .await
+            .is_ok()
+        {
+            let _ = done.await;
+        }
+    }
+
+    /// The raw Ed25519 public key tree heads are signed with.
+    pub fn public_key(&self) -> &[u8] {
+        &self.public_key
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub async fn latest_sth(&self) -> Result<Option<SignedTreeHead>, LedgerError> {
+        latest_sth(&self.store).await
+    }
+
+    pub async fn inclusion_proof(
+        &self,
+        seq: u64,
+        tree_size: u64,
+    ) -> Result<Vec<Hash>, LedgerError> {
+        inclusion_proof(&self.store, seq, tree_size).await
+    }
+
+    pub async fn consistency_proof(
+        &self,
+        first: u64,
+        second: u64,
+    ) -> Result<Vec<Hash>, LedgerError> {
+        consistency_proof(&self.store, first, second).await
+    }
+
+    pub async fn entries(
+        &self,
+        filter: &EntryFilter,
+        page: Page,
+    ) -> Result<EntryPage, LedgerError> {
+        entries(&self.store, filter, page).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read side, usable without a writer (the CLI reads a node's database this way).
+
+/// Committed log size, from the head row.
+pub async fn committed_size(store: &Store) -> Result<u64, LedgerError> {
+    let row = sqlx::query::<Any>("SELECT size FROM ledger_head WHERE id = 0")
+        .fetch_one(store.pool())
+        .await?;
+    to_u64(row.try_get::<i64, _>(0)?, "head size")
+}
+
+/// The tree head with the largest size, if any was signed.
+pub async fn latest_sth(store: &Store) -> Result<Option<SignedTreeHead>, LedgerError> {
+    let row = sqlx::query::<Any>(
+        "SELECT tree_size, root_hash, timestamp_ms, key_id, signature FROM ledger_sths \
+         ORDER BY tree_size DESC LIMIT 1",
+    )
+    .fetch_optional(store.pool())
+    .await?;
+    row.as_ref().map(sth_from_row).transpose()
+}
+
+/// Every tree head, in issuance (= size) order, up to `max_size`.
+pub async fn sths(store: &Store, max_size: u64) -> Result<Vec<SignedTreeHead>, LedgerError> {
+    let rows = sqlx::query::<Any>(
+        "SELECT tree_size, root_hash, timestamp_ms, key_id, signature FROM ledger_sths \
+         WHERE tree_size <= $1 ORDER BY tree_size",
+    )
+    .bind(to_i64(max_size)?)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(sth_from_row).collect()
+}
+
+pub(super) fn sth_from_row(row: &AnyRow) -> Result<SignedTreeHead, LedgerError> {
+    Ok(SignedTreeHead {
+        head: TreeHead {
+            tree_size: to_u64(row.try_get::<i64, _>("tree_size")?, "tree_size")?,
+            root_hash: fixed(row.try_get::<Vec<u8>, _>("root_hash")?, "root_hash")?,
+            timestamp_ms: row.try_get::<i64, _>("timestamp_ms")?,
+        },
+        key_id: fixed(row.try_get::<Vec<u8>, _>("key_id")?, "key_id")?,
+        signature: fixed(row.try_get::<Vec<u8>, _>("signature")?, "signature")?,
+    })
+}
+
+/// Audit path of entry `seq` in the tree of `tree_size` entries (RFC 9162 §2.1.3).
+pub async fn inclusion_proof(
+    store: &Store,
+    seq: u64,
+    tree_size: u64,
+) -> Result<Vec<Hash>, LedgerError> {
+    let mut conn = store.pool().acquire().await?;
+    inclusion_proof_on(&mut conn, seq, tree_size).await
+}
+
+pub(super) async fn inclusion_proof_on(
+    conn: &mut AnyConnection,
+    seq: u64,
+    tree_size: u64,
+) -> Result<Vec<Hash>, LedgerError> {
+    check_size(conn, tree_size).await?;
+    let wanted = wanted(|l| merkle::inclusion_proof(seq, tree_size, l))?;
+    let nodes = fetch_nodes(conn, &wanted).await?;
+    Ok(merkle::inclusion_proof(seq, tree_size, |l, i| {
+        nodes.get(&(l, i)).copied()
+    })?)
+}
+
+/// Proof that the tree of `second` entries extends the tree of `first` (RFC 9162 §2.1.4).
+pub async fn consistency_proof(
+    store: &Store,
+    first: u64,
+    second: u64,
+) -> Result<Vec<Hash>, LedgerError> {
+    let mut conn = store.pool().acquire().await?;
+    check_size(&mut conn, second).await?;
+    let wanted = wanted(|l| merkle::consistency_proof(first, second, l))?;
+    let nodes = fetch_nodes(&mut conn, &wanted).await?;
+    Ok(merkle::consistency_proof(first, second, |l, i| {
+        nodes.get(&(l, i)).copied()
+    })?)
+}
+
+async fn check_size(conn: &mut AnyConnection, requested: u64) -> Result<(), LedgerError> {
+    let row = sqlx::query::<Any>("SELECT size FROM ledger_head WHERE id = 0")
+        .fetch_one(&mut *conn)
+        .await?;
+    let size = to_u64(row.try_get::<i64, _>(0)?, "head size")?;
+    if requested > size {
+        return Err(LedgerError::BeyondLog { requested, size });
+    }
+    Ok(())
+}
+
+type Lookup<'a> = &'a dyn Fn(u8, u64) -> Option<Hash>;
+
+/// The nodes a proof computation asks for. Which nodes are read depends only on the sizes,
+/// never on hash values, so a dry run with zero hashes records exactly the set needed.
+pub(super) fn wanted<T>(
+    run: impl FnOnce(Lookup<'_>) -> Result<T, ProofError>,
+) -> Result<Vec<(u8, u64)>, LedgerError> {
+    let seen = RefCell::new(Vec::new());
+    run(&|level, index| {
+        seen.borrow_mut().push((level, index));
+        Some([0; 32])
+    })?;
+    let mut seen = seen.into_inner();
+    seen.sort_unstable();
+    seen.dedup();
+    Ok(seen)
+}
+
+/// Reads the named nodes: level 0 from the entries' leaf hashes, the rest from `ledger_nodes`.
+/// A node asked for but not stored is simply absent from the map; the core reports it.
+pub(super) async fn fetch_nodes(
+    conn: &mut AnyConnection,
+    keys: &[(u8, u64)],
+) -> Result<HashMap<(u8, u64), Hash>, LedgerError> {
+    let mut out = HashMap::with_capacity(keys.len());
+    let (leaves, inner): (Vec<_>, Vec<_>) = keys.iter().partition(|(level, _)| *level == 0);
+    for chunk in leaves.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT seq, leaf_hash FROM ledger_entries WHERE seq IN ({})",
+            numbered(1, chunk.len())
+        );
+        let mut q = sqlx::query::<Any>(&sql);
+        for (_, index) in chunk {
+            q = q.bind(to_i64(*index)?);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let seq = to_u64(row.try_get::<i64, _>(0)?, "seq")?;
+            out.insert((0, seq), fixed(row.try_get::<Vec<u8>, _>(1)?, "leaf_hash")?);
+        }
+    }
+    for chunk in inner.chunks(CHUNK) {
+        let mut sql = String::from("SELECT level, node_index, hash FROM ledger_nodes WHERE ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(" OR ");
+            }
+            sql.push_str(&format!(
+                "(level = ${} AND node_index = ${})",
+                2 * i + 1,
+                2 * i + 2
+            ));
+        }
+        let mut q = sqlx::query::<Any>(&sql);
+        for (level, index) in chunk {
+            q = q.bind(i64::from(*level)).bind(to_i64(*index)?);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let level = u8::try_from(row.try_get::<i64, _>(0)?)
+                .map_err(|_| LedgerError::Corrupt("node level out of range".into()))?;
+            let index = to_u64(row.try_get::<i64, _>(1)?, "node_index")?;
+            out.insert(
+                (level, index),
+                fixed(row.try_get::<Vec<u8>, _>(2)?, "hash")?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filtered listing.
+
+/// The kind of an entry's outcome, as stored in the `outcome` column for filtering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutcomeKind {
+    Granted,
+    PartlyWithheld,
+    Denied,
+    Throttled,
+    Invalid,
+    Review,
+    Alert,
+}
+
+impl OutcomeKind {
+    pub const ALL: [OutcomeKind; 7] = [
+        OutcomeKind::Granted,
+        OutcomeKind::PartlyWithheld,
+        OutcomeKind::Denied,
+        OutcomeKind::Throttled,
+        OutcomeKind::Invalid,
+        OutcomeKind::Review,
+        OutcomeKind::Alert,
+    ];
+
+    pub fn of(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Granted => OutcomeKind::Granted,
+            Outcome::PartlyWithheld => OutcomeKind::PartlyWithheld,
+            Outcome::Denied { .. } => OutcomeKind::Denied,
+            Outcome::Throttled { .. } => OutcomeKind::Throttled,
+            Outcome::Invalid { .. } => OutcomeKind::Invalid,
+            Outcome::Review(_) => OutcomeKind::Review,
+            Outcome::Alert { .. } => OutcomeKind::Alert,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::Granted => "granted",
+            OutcomeKind::PartlyWithheld => "partly_withheld",
+            OutcomeKind::Denied => "denied",
+            OutcomeKind::Throttled => "throttled",
+            OutcomeKind::Invalid => "invalid",
+            OutcomeKind::Review => "review",
+            OutcomeKind::Alert => "alert",
+        }
+    }
+}
+
+impl std::str::FromStr for OutcomeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        OutcomeKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = OutcomeKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!(
+                    "unknown outcome {s:?}: expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// Which entries to list; every set field must match (AND). Times are Unix ms, `from_ms`
+/// inclusive and `until_ms` exclusive.
+#[derive(Clone, Debug, Default)]
+pub struct EntryFilter {
+    pub caller: Option<String>,
+    pub subject: Option<String>,
+    pub purpose: Option<String>,
+    pub outcome: Option<OutcomeKind>,
+    pub from_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+}
+
+/// Keyset pagination in sequence order: entries with `seq > after` (all when `None`), at most
+/// `limit` of them. Stable while the log grows, unlike OFFSET.
+#[derive(Clone, Copy, Debug)]
+pub struct Page {
+    pub after: Option<u64>,
+    pub limit: u32,
+}
+
+/// One stored entry: its canonical bytes, decoded.
+#[derive(Clone, Debug)]
+pub struct StoredEntry {
+    pub seq: u64,
+    pub leaf_hash: Hash,
+    pub bytes: Vec<u8>,
+    pub entry: Entry,
+}
+
+#[derive(Clone, Debug)]
+pub struct EntryPage {
+    pub entries: Vec<StoredEntry>,
+    /// Pass as `Page::after` for the next page; `None` when this page was the last.
+    pub next_after: Option<u64>,
+}
+
+/// Lists committed entries matching `filter`, in sequence order.
+pub async fn entries(
+    store: &Store,
+    filter: &EntryFilter,
+    page: Page,
+) -> Result<EntryPage, LedgerError> {
+    let mut sql = String::from("SELECT seq, entry, leaf_hash FROM ledger_entries WHERE seq > $1");
+    let mut n = 1;
+    let mut clause = |sql: &mut String, column: &str, op: &str| {
+        n += 1;
+        sql.push_str(&format!(" AND {column} {op} ${n}"));
+    };
+    if filter.caller.is_some() {
+        clause(&mut sql, "caller", "=");
+    }
+    if filter.subject.is_some() {
+        clause(&mut sql, "subject", "=");
+    }
+    if filter.purpose.is_some() {
+        clause(&mut sql, "purpose", "=");
+    }
+    if filter.outcome.is_some() {
+        clause(&mut sql, "outcome", "=");
+    }
+    if filter.from_ms.is_some() {
+        clause(&mut sql, "time_ms", ">=");
+    }
+    if filter.until_ms.is_some() {
+        clause(&mut sql, "time_ms", "<");
+    }
+    sql.push_str(&format!(" ORDER BY seq LIMIT ${}", n + 1));
+    let after = match page.after {
+        Some(a) => to_i64(a)?,
+        None => -1,
+    };
+    let mut q = sqlx::query::<Any>(&sql).bind(after);
+    for text in [&filter.caller, &filter.subject, &filter.purpose]
+        .into_iter()
+        .flatten()
+    {
+        q = q.bind(text.as_str());
+    }
+    if let Some(kind) = filter.outcome {
+        q = q.bind(kind.as_str());
+    }
+    for ms in [filter.from_ms, filter.until_ms].into_iter().flatten() {
+        q = q.bind(ms);
+    }
+    q = q.bind(i64::from(page.limit));
+    let rows = q.fetch_all(store.pool()).await?;
+    let entries = rows
+        .iter()
+        .map(|row| {
+            let seq = to_u64(row.try_get::<i64, _>(0)?, "seq")?;
+            let bytes = row.try_get::<Vec<u8>, _>(1)?;
+            let entry = Entry::decode(&bytes)
+                .map_err(|e| LedgerError::Corrupt(format!("entry {seq} cannot be decoded: {e}")))?;
+            Ok(StoredEntry {
+                seq,
+                leaf_hash: fixed(row.try_get::<Vec<u8>, _>(2)?, "leaf_hash")?,
+                bytes,
+                entry,
+            })
+        })
+        .collect::<Result<Vec<_>, LedgerError>>()?;
+    let next_after = if entries.len() == page.limit as usize {
+        entries.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok(EntryPage {
+        entries,
+        next_after,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small conversions shared with the writer and the audit.
+
+/// `$first, $first+1, ...` for `count` parameters.
+pub(super) fn numbered(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub(super) fn to_i64(v: u64) -> Result<i64, LedgerError> {
+    i64::try_from(v).map_err(|_| LedgerError::Corrupt(format!("{v} does not fit a BIGINT")))
+}
+
+pub(super) fn to_u64(v: i64, what: &str) -> Result<u64, LedgerError> {
+    u64::try_from(v).map_err(|_| LedgerError::Corrupt(format!("negative {what}: {v}")))
+}
+
+pub(super) fn fixed<const N: usize>(bytes: Vec<u8>, what: &str) -> Result<[u8; N], LedgerError> {
+    <[u8; N]>::try_from(bytes.as_slice())
+        .map_err(|_| LedgerError::Corrupt(format!("{what} has {} bytes, not {N}", bytes.len())))
+}

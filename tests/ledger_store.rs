@@ -1,0 +1,707 @@
+//! The ledger over a real store, on SQLite and PostgreSQL alike (promises 5 and 6): group
+//! commit and sequencing, tamper detection by `ledger verify`'s function, fail-closed appends,
+//! replicas over one database, proofs from stored nodes, exports.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+};
+
+use credit_node::{
+    ledger::{
+        EntryFilter, Ledger, LedgerError, LedgerSettings, OutcomeKind, Page,
+        audit::{self, AuditError},
+        entry::{Decision, Entry, FieldDecision, Outcome},
+        merkle::{verify_consistency, verify_inclusion},
+        sth::TreeHead,
+        store as ledger_store,
+        verify::{ExportError, VerifyError, verify_export},
+    },
+    store::{Engine, Store},
+};
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use sqlx::{Any, Row};
+
+const T0: i64 = 1_790_000_000_000;
+
+fn key(seed: u8) -> Ed25519KeyPair {
+    Ed25519KeyPair::from_seed_unchecked(&[seed; 32]).unwrap()
+}
+
+fn public(seed: u8) -> Vec<u8> {
+    key(seed).public_key().as_ref().to_vec()
+}
+
+fn entry(n: u64) -> Entry {
+    Entry {
+        seq: 0,
+        time_ms: T0 + n as i64,
+        query_id: [n as u8; 16],
+        caller: format!("spiffe://region-a.credit.test/dept/d{}", n % 3),
+        caller_cert_sha256: [0xab; 32],
+        on_behalf_of: None,
+        purpose: "licensing".into(),
+        basis: "doc-2026-17".into(),
+        subject: format!("9111000010000{:04}X", n % 5),
+        requested_fields: vec!["penalty.amount".into()],
+        decisions: vec![FieldDecision {
+            field: "penalty.amount".into(),
+            decision: Decision::GrantedRaw,
+        }],
+        outcome: if n.is_multiple_of(4) {
+            Outcome::Denied {
+                reason: "no grant".into(),
+            }
+        } else {
+            Outcome::Granted
+        },
+        response_sha256: [0x11; 32],
+    }
+}
+
+/// A clock the test moves.
+#[derive(Clone)]
+struct TestClock(Arc<AtomicI64>);
+
+impl TestClock {
+    fn new() -> Self {
+        Self(Arc::new(AtomicI64::new(T0)))
+    }
+    fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+    fn f(&self) -> impl Fn() -> i64 + Send + Sync + 'static {
+        let c = self.0.clone();
+        move || c.load(Ordering::SeqCst)
+    }
+}
+
+fn settings(sth_every_entries: u64, max_batch: usize) -> LedgerSettings {
+    LedgerSettings {
+        sth_every_entries,
+        sth_interval_ms: 60_000,
+        max_batch,
+    }
+}
+
+async fn open(store: &Store, every: u64) -> Ledger {
+    Ledger::open(
+        store.clone(),
+        key(1),
+        settings(every, 1024),
+        TestClock::new().f(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Appends `n` entries one after another (one batch each, so tree heads land at multiples of
+/// the cadence).
+async fn append_sequentially(ledger: &Ledger, n: u64) {
+    for i in 0..n {
+        ledger.append(entry(i)).await.unwrap();
+    }
+}
+
+async fn concurrently(ledger: &Ledger, n: u64) -> Vec<Result<u64, LedgerError>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.append(entry(i)).await.map(|r| r.seq) })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+async fn verify(store: &Store) -> Result<credit_node::ledger::verify::VerifyReport, AuditError> {
+    audit::verify_store(store, &public(1), |_| {}).await
+}
+
+#[tokio::test]
+async fn concurrent_appends_get_distinct_consecutive_seqs_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let ledger = open(&store, 16).await;
+        let seqs: BTreeSet<u64> = concurrently(&ledger, 64)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(seqs, (0..64).collect(), "{engine}");
+        let sth = ledger.sign_now().await.unwrap();
+        assert_eq!(sth.head.tree_size, 64, "{engine}");
+        let report = verify(&store).await.unwrap();
+        assert_eq!((report.entries, report.unsigned_tail), (64, 0), "{engine}");
+        // The receipt's leaf hash is the stored entry's.
+        let receipt = ledger.append(entry(99)).await.unwrap();
+        assert_eq!(receipt.seq, 64);
+        let page = ledger
+            .entries(
+                &EntryFilter::default(),
+                Page {
+                    after: Some(63),
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.entries.len(), 1);
+        assert_eq!(page.entries[0].leaf_hash, receipt.leaf_hash);
+        assert_eq!(page.entries[0].entry.seq, 64);
+        ledger.shutdown().await;
+        assert!(matches!(
+            ledger.append(entry(1)).await,
+            Err(LedgerError::Closed)
+        ));
+        // Shutdown signed the tail.
+        let report = verify(&store).await.unwrap();
+        assert_eq!((report.entries, report.unsigned_tail), (65, 0), "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn tree_heads_follow_the_entry_count_and_the_injected_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let clock = TestClock::new();
+        let ledger = Ledger::open(
+            store.clone(),
+            key(1),
+            LedgerSettings {
+                sth_every_entries: 5,
+                sth_interval_ms: 1000,
+                max_batch: 64,
+            },
+            clock.f(),
+        )
+        .await
+        .unwrap();
+        let signed = || async { ledger.latest_sth().await.unwrap().map(|s| s.head.tree_size) };
+        // The first batch signs (no tree head yet, and the interval has long passed).
+        ledger.append(entry(0)).await.unwrap();
+        assert_eq!(signed().await, Some(1), "{engine}");
+        for i in 1..5 {
+            ledger.append(entry(i)).await.unwrap();
+        }
+        assert_eq!(
+            signed().await,
+            Some(1),
+            "{engine}: 4 unsigned, no time passed"
+        );
+        ledger.append(entry(5)).await.unwrap();
+        assert_eq!(signed().await, Some(6), "{engine}: 5 unsigned");
+        ledger.append(entry(6)).await.unwrap();
+        assert_eq!(signed().await, Some(6), "{engine}");
+        clock.advance(1000);
+        ledger.append(entry(7)).await.unwrap();
+        assert_eq!(signed().await, Some(8), "{engine}: interval passed");
+        let sth = ledger.latest_sth().await.unwrap().unwrap();
+        assert_eq!(sth.head.timestamp_ms, T0 + 1000);
+        // sign_now with nothing new returns the same head.
+        assert_eq!(ledger.sign_now().await.unwrap(), sth);
+        verify(&store).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn empty_ledger_verifies_and_has_nothing_to_sign() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let ledger = open(&store, 10).await;
+        assert!(
+            matches!(ledger.sign_now().await, Err(LedgerError::Empty)),
+            "{engine}"
+        );
+        assert_eq!(verify(&store).await.unwrap().entries, 0);
+        // The writer is still healthy.
+        assert_eq!(ledger.append(entry(0)).await.unwrap().seq, 0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tamper detection: a log of 20 entries with tree heads at 1 (the first batch: no head yet),
+// 6, 11, 16 and 20 (shutdown), then one change.
+
+async fn signed_log(store: &Store) {
+    let ledger = open(store, 5).await;
+    append_sequentially(&ledger, 20).await;
+    ledger.shutdown().await;
+    let report = verify(store).await.unwrap();
+    assert_eq!((report.entries, report.sths_checked), (20, 5));
+}
+
+async fn stored_entry(store: &Store, seq: i64) -> (Vec<u8>, Vec<u8>) {
+    let row = sqlx::query::<Any>("SELECT entry, leaf_hash FROM ledger_entries WHERE seq = $1")
+        .bind(seq)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+async fn set_entry(store: &Store, seq: i64, bytes: Vec<u8>, hash: Vec<u8>) {
+    sqlx::query::<Any>("UPDATE ledger_entries SET entry = $1, leaf_hash = $2 WHERE seq = $3")
+        .bind(bytes)
+        .bind(hash)
+        .bind(seq)
+        .execute(store.pool())
+        .await
+        .unwrap();
+}
+
+async fn exec(store: &Store, sql: &str) {
+    sqlx::query::<Any>(sql).execute(store.pool()).await.unwrap();
+}
+
+#[tokio::test]
+async fn one_changed_byte_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        signed_log(&store).await;
+        let (mut bytes, hash) = stored_entry(&store, 7).await;
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        set_entry(&store, 7, bytes.clone(), hash).await;
+        let err = verify(&store).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Tampered(VerifyError::ModifiedEntry { seq: 7 })
+            ),
+            "{engine}: {err}"
+        );
+        assert_eq!(err.first_bad_seq(), Some(7));
+        // Recomputing the stored hash too does not help: the signed root no longer matches.
+        let rehashed = credit_node::ledger::merkle::leaf_hash(&bytes).to_vec();
+        set_entry(&store, 7, bytes, rehashed).await;
+        let err = verify(&store).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Tampered(VerifyError::RootMismatch { size: 11 })
+            ),
+            "{engine}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_entry_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        signed_log(&store).await;
+        exec(&store, "DELETE FROM ledger_entries WHERE seq = 12").await;
+        let err = verify(&store).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Tampered(VerifyError::MissingEntry { expected_seq: 12 })
+            ),
+            "{engine}: {err}"
+        );
+        assert_eq!(err.first_bad_seq(), Some(12));
+    }
+}
+
+#[tokio::test]
+async fn two_swapped_entries_are_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        signed_log(&store).await;
+        let (a, ha) = stored_entry(&store, 3).await;
+        let (b, hb) = stored_entry(&store, 4).await;
+        set_entry(&store, 3, b, hb).await;
+        set_entry(&store, 4, a, ha).await;
+        let err = verify(&store).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Tampered(VerifyError::Reordered { seq: 3, found: 4 })
+            ),
+            "{engine}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_truncated_tail_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        signed_log(&store).await;
+        exec(&store, "DELETE FROM ledger_entries WHERE seq >= 17").await;
+        let err = verify(&store).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Tampered(VerifyError::Truncated {
+                    have: 17,
+                    sth_size: 20
+                })
+            ),
+            "{engine}: {err}"
+        );
+        // Cutting the tree heads too still leaves the head row's count.
+        exec(&store, "DELETE FROM ledger_sths WHERE tree_size > 15").await;
+        let err = verify(&store).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::TailMissing {
+                    expected_seq: 17,
+                    head_size: 20,
+                    have: 17
+                }
+            ),
+            "{engine}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_tree_head_signed_by_another_key_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        signed_log(&store).await;
+        let sths = ledger_store::sths(&store, 20).await.unwrap();
+        let honest = &sths[2];
+        assert_eq!(honest.head.tree_size, 11);
+        let forged = TreeHead {
+            root_hash: [9; 32],
+            ..honest.head
+        }
+        .sign(&key(2));
+        sqlx::query::<Any>(
+            "UPDATE ledger_sths SET root_hash = $1, key_id = $2, signature = $3 WHERE tree_size = 11",
+        )
+        .bind(forged.head.root_hash.to_vec())
+        .bind(forged.key_id.to_vec())
+        .bind(forged.signature.to_vec())
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let err = verify(&store).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Tampered(VerifyError::BadSthSignature { size: 11, .. })
+            ),
+            "{engine}: {err}"
+        );
+        // And the honest key id with the forger's signature.
+        sqlx::query::<Any>("UPDATE ledger_sths SET key_id = $1 WHERE tree_size = 11")
+            .bind(honest.key_id.to_vec())
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let err = verify(&store).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Tampered(VerifyError::BadSthSignature { size: 11, .. })
+            ),
+            "{engine}: {err}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fail closed (promise 5).
+
+/// A failure inside the transaction (a trigger refuses the insert, as a full disk would):
+/// every append of the batch errors, nothing is committed, and the writer recovers.
+#[tokio::test]
+async fn a_failed_commit_fails_every_append_of_the_batch_and_the_writer_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let ledger = open(&store, 8).await;
+        append_sequentially(&ledger, 10).await;
+        match store.engine() {
+            Engine::Sqlite => {
+                exec(
+                    &store,
+                    "CREATE TRIGGER fail_ledger BEFORE INSERT ON ledger_entries \
+                     BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+                )
+                .await
+            }
+            Engine::Postgres => {
+                exec(
+                    &store,
+                    "CREATE FUNCTION fail_ledger() RETURNS trigger AS $$ \
+                     BEGIN RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql",
+                )
+                .await;
+                exec(
+                    &store,
+                    "CREATE TRIGGER fail_ledger BEFORE INSERT ON ledger_entries \
+                     FOR EACH ROW EXECUTE FUNCTION fail_ledger()",
+                )
+                .await
+            }
+        }
+        let results = concurrently(&ledger, 64).await;
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(e @ LedgerError::Unavailable(_)) if e.is_unavailable())),
+            "{engine}: {results:?}"
+        );
+        assert_eq!(ledger_store::committed_size(&store).await.unwrap(), 10);
+        let drop = match store.engine() {
+            Engine::Sqlite => "DROP TRIGGER fail_ledger",
+            Engine::Postgres => "DROP TRIGGER fail_ledger ON ledger_entries",
+        };
+        exec(&store, drop).await;
+        // Recovered: the next appends continue the sequence without a gap.
+        let seqs: BTreeSet<u64> = concurrently(&ledger, 16)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(seqs, (10..26).collect(), "{engine}");
+        ledger.sign_now().await.unwrap();
+        assert_eq!(verify(&store).await.unwrap().entries, 26, "{engine}");
+    }
+}
+
+/// The database goes away (SQLite: the pool is closed; PostgreSQL: the database is dropped
+/// under the node): every append errors, none hangs.
+#[tokio::test]
+async fn appends_fail_closed_when_the_database_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let ledger = open(&store, 8).await;
+        append_sequentially(&ledger, 3).await;
+        match store.engine() {
+            Engine::Sqlite => store.close().await,
+            Engine::Postgres => {
+                use sqlx::{Connection, Executor};
+                let name: String = sqlx::query::<Any>("SELECT current_database()::text")
+                    .fetch_one(store.pool())
+                    .await
+                    .unwrap()
+                    .get(0);
+                let base = std::env::var("DATABASE_URL").unwrap();
+                let mut admin = sqlx::AnyConnection::connect(&base).await.unwrap();
+                admin
+                    .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
+                    .await
+                    .unwrap();
+            }
+        }
+        let results = concurrently(&ledger, 64).await;
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(e) if e.is_unavailable())),
+            "{engine}: {results:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replicas: two ledgers (two pools, as two node processes would have) over one database.
+
+#[tokio::test]
+async fn two_replicas_over_one_database_yield_one_verifiable_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut urls = vec![(
+        "sqlite",
+        format!("sqlite://{}", dir.path().join("shared.db").display()),
+    )];
+    if let Some(url) = common::postgres_url().await {
+        urls.push(("postgres", url));
+    }
+    for (engine, url) in urls {
+        let a = Store::open(&url).await.unwrap();
+        let b = Store::open(&url).await.unwrap();
+        let clock = TestClock::new();
+        let la = Ledger::open(a.clone(), key(1), settings(7, 16), clock.f())
+            .await
+            .unwrap();
+        let lb = Ledger::open(b.clone(), key(1), settings(7, 16), clock.f())
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..256u64 {
+            let l = if i % 2 == 0 { la.clone() } else { lb.clone() };
+            tasks.push(tokio::spawn(async move {
+                l.append(entry(i)).await.unwrap().seq
+            }));
+        }
+        let mut seqs = BTreeSet::new();
+        for t in tasks {
+            assert!(
+                seqs.insert(t.await.unwrap()),
+                "{engine}: a seq was given twice"
+            );
+        }
+        assert_eq!(seqs, (0..256).collect(), "{engine}");
+        la.sign_now().await.unwrap();
+        lb.shutdown().await;
+        let report = verify(&a).await.unwrap();
+        assert_eq!((report.entries, report.unsigned_tail), (256, 0), "{engine}");
+        assert!(report.sths_checked >= 2, "{engine}: {report:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proofs, listing and export.
+
+#[tokio::test]
+async fn inclusion_and_consistency_proofs_from_the_store_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let ledger = open(&store, 6).await;
+        append_sequentially(&ledger, 37).await;
+        ledger.sign_now().await.unwrap();
+        let sths = ledger_store::sths(&store, u64::MAX >> 1).await.unwrap();
+        assert_eq!(sths.last().unwrap().head.tree_size, 37, "{engine}");
+        let page = ledger
+            .entries(
+                &EntryFilter::default(),
+                Page {
+                    after: None,
+                    limit: 100,
+                },
+            )
+            .await
+            .unwrap();
+        for sth in &sths {
+            let (size, root) = (sth.head.tree_size, sth.head.root_hash);
+            for e in page.entries.iter().filter(|e| e.seq < size) {
+                let proof = ledger.inclusion_proof(e.seq, size).await.unwrap();
+                verify_inclusion(e.seq, size, &e.leaf_hash, &proof, &root)
+                    .unwrap_or_else(|err| panic!("{engine}: {} in {size}: {err}", e.seq));
+            }
+            for older in sths.iter().filter(|o| o.head.tree_size <= size) {
+                let first = older.head.tree_size;
+                let proof = ledger.consistency_proof(first, size).await.unwrap();
+                verify_consistency(first, size, &older.head.root_hash, &root, &proof)
+                    .unwrap_or_else(|err| panic!("{engine}: {first}→{size}: {err}"));
+            }
+        }
+        assert!(matches!(
+            ledger.inclusion_proof(3, 38).await,
+            Err(LedgerError::BeyondLog {
+                requested: 38,
+                size: 37
+            })
+        ));
+    }
+}
+
+#[tokio::test]
+async fn entries_are_filtered_and_paged() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let ledger = open(&store, 100).await;
+        append_sequentially(&ledger, 30).await;
+        let all = |filter: EntryFilter| {
+            let ledger = ledger.clone();
+            async move {
+                let mut seqs = Vec::new();
+                let mut page = Page {
+                    after: None,
+                    limit: 4,
+                };
+                for _ in 0..100 {
+                    let got = ledger.entries(&filter, page).await.unwrap();
+                    seqs.extend(got.entries.iter().map(|e| e.seq));
+                    match got.next_after {
+                        Some(after) => page.after = Some(after),
+                        None => return seqs,
+                    }
+                }
+                panic!("paging did not end");
+            }
+        };
+        assert_eq!(
+            all(EntryFilter::default()).await,
+            (0..30).collect::<Vec<_>>(),
+            "{engine}"
+        );
+        let expect = |p: &dyn Fn(u64) -> bool| (0..30).filter(|&n| p(n)).collect::<Vec<_>>();
+        let by_caller = EntryFilter {
+            caller: Some("spiffe://region-a.credit.test/dept/d1".into()),
+            ..Default::default()
+        };
+        assert_eq!(all(by_caller).await, expect(&|n| n % 3 == 1), "{engine}");
+        let by_subject = EntryFilter {
+            subject: Some(entry(2).subject),
+            outcome: Some(OutcomeKind::Granted),
+            ..Default::default()
+        };
+        assert_eq!(
+            all(by_subject).await,
+            expect(&|n| n % 5 == 2 && n % 4 != 0),
+            "{engine}"
+        );
+        let denied_in_time = EntryFilter {
+            outcome: Some(OutcomeKind::Denied),
+            from_ms: Some(T0 + 8),
+            until_ms: Some(T0 + 20),
+            purpose: Some("licensing".into()),
+            ..Default::default()
+        };
+        assert_eq!(all(denied_in_time).await, vec![8, 12, 16], "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn an_export_verifies_offline_and_a_tampered_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let ledger = open(&store, 8).await;
+        append_sequentially(&ledger, 21).await;
+        ledger.sign_now().await.unwrap();
+        ledger.append(entry(100)).await.unwrap(); // unsigned: not exported
+        let mut out = Vec::new();
+        let summary = audit::export(&store, &EntryFilter::default(), &mut out)
+            .await
+            .unwrap();
+        assert_eq!((summary.entries, summary.tree_size), (21, 21), "{engine}");
+        let report = verify_export(out.as_slice(), &public(1)).unwrap();
+        assert!(
+            report.complete && report.entries == 21,
+            "{engine}: {report:?}"
+        );
+
+        // A selection: one subject's entries.
+        let mut one = Vec::new();
+        let filter = EntryFilter {
+            subject: Some(entry(3).subject),
+            ..Default::default()
+        };
+        audit::export(&store, &filter, &mut one).await.unwrap();
+        let report = verify_export(one.as_slice(), &public(1)).unwrap();
+        assert_eq!((report.entries, report.complete), (4, false), "{engine}");
+
+        // Another key, and one changed hex digit of an entry: refused.
+        assert!(matches!(
+            verify_export(out.as_slice(), &public(2)),
+            Err(ExportError::Sth(_))
+        ));
+        let text = String::from_utf8(out).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let at = lines[6].find("\"entry\":\"").unwrap() + 40;
+        let flipped = if &lines[6][at..=at] == "0" { "1" } else { "0" };
+        lines[6].replace_range(at..=at, flipped);
+        let tampered = lines.join("\n");
+        let err = verify_export(tampered.as_bytes(), &public(1)).unwrap_err();
+        assert!(
+            matches!(err, ExportError::LeafMismatch { seq: 5 }),
+            "{engine}: {err}"
+        );
+    }
+}
