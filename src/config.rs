@@ -127,6 +127,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time a client has to finish the TLS handshake.
     pub handshake_timeout_ms: u64,
+    /// Subjects in one BatchQuery.
+    pub max_batch_subjects: usize,
 }
 
 impl Default for Limits {
@@ -136,6 +138,7 @@ impl Default for Limits {
             max_concurrent_streams: 256,
             max_connections: 4096,
             handshake_timeout_ms: 10_000,
+            max_batch_subjects: 100,
         }
     }
 }
@@ -365,6 +368,19 @@ impl LoadedConfig {
         self.resolve(self.config.ledger.signing_key.get_ref())
     }
 
+    /// Reads the ledger's Ed25519 signing key (PKCS#8 PEM).
+    pub fn ledger_key(&self) -> Result<ring::signature::Ed25519KeyPair, ConfigError> {
+        let spanned = &self.config.ledger.signing_key;
+        let path = self.ledger_key_path();
+        let err = |message: String| self.error_at(spanned.span(), "ledger.signing_key", message);
+        let pem =
+            std::fs::read_to_string(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let pair = crate::catalog::AuthorityKeyPair::from_pem(&pem)
+            .map_err(|e| err(format!("{}: {e}", path.display())))?;
+        ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pair.pkcs8_der())
+            .map_err(|e| err(format!("{}: {e}", path.display())))
+    }
+
     /// Reads the pseudonym key. Refused when group or others may read it: a leaked key lets
     /// anyone reverse pseudonyms of low-entropy identifiers by enumeration.
     pub fn pseudonym_key(&self) -> Result<PseudonymKey, ConfigError> {
@@ -516,7 +532,7 @@ signing_key = "ledger.key"
     fn errors_name_file_line_and_key() {
         check_error(
             &GOOD.replace("max_message_bytes", "max_mesage_bytes"),
-            "/etc/credit/node.toml:13:1: limits.max_mesage_bytes: unknown field `max_mesage_bytes`, expected one of `max_message_bytes`, `max_concurrent_streams`, `max_connections`, `handshake_timeout_ms`",
+            "/etc/credit/node.toml:13:1: limits.max_mesage_bytes: unknown field `max_mesage_bytes`, expected one of `max_message_bytes`, `max_concurrent_streams`, `max_connections`, `handshake_timeout_ms`, `max_batch_subjects`",
         );
         check_error(
             &GOOD.replace("\"127.0.0.1:0\"", "\"localhost\""),

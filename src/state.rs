@@ -6,21 +6,64 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::{catalog::SignedCatalog, desensitize::PseudonymKey, identity::SpiffeId};
+use crate::{
+    catalog::SignedCatalog, clock::Clock, config::Limits, desensitize::PseudonymKey,
+    identity::SpiffeId, ledger::store::Ledger, store::Store,
+};
 
 pub struct NodeState {
     node_id: SpiffeId,
     catalog: ArcSwap<SignedCatalog>,
     pseudonym_key: PseudonymKey,
+    store: Store,
+    ledger: Ledger,
+    clock: Clock,
+    limits: Limits,
+}
+
+/// The parts a node is built from.
+pub struct NodeParts {
+    pub node_id: SpiffeId,
+    pub catalog: SignedCatalog,
+    pub pseudonym_key: PseudonymKey,
+    pub store: Store,
+    pub ledger: Ledger,
+    pub clock: Clock,
+    pub limits: Limits,
 }
 
 impl NodeState {
-    pub fn new(node_id: SpiffeId, catalog: SignedCatalog, pseudonym_key: PseudonymKey) -> Self {
+    pub fn new(parts: NodeParts) -> Self {
         Self {
-            node_id,
-            catalog: ArcSwap::from_pointee(catalog),
-            pseudonym_key,
+            node_id: parts.node_id,
+            catalog: ArcSwap::from_pointee(parts.catalog),
+            pseudonym_key: parts.pseudonym_key,
+            store: parts.store,
+            ledger: parts.ledger,
+            clock: parts.clock,
+            limits: parts.limits,
         }
+    }
+
+    /// The department this node records and answers for (its own SPIFFE ID's id).
+    pub fn department(&self) -> &str {
+        self.node_id.id()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     pub fn node_id(&self) -> &SpiffeId {

@@ -252,6 +252,8 @@ fn dev_pki_writes_private_keys_with_mode_0600() {
         (REGION_B, REGION_B_IDENTITIES),
     ] {
         keys.extend(ids.iter().map(|&(k, id)| layout.identity(region, k, id).1));
+        keys.push(layout.ledger_key(region));
+        keys.push(layout.pseudonym_key(region));
     }
     keys.extend(
         pki::NEGATIVE_FIXTURES

@@ -1,7 +1,11 @@
 //! The gRPC surface. Handlers only wire the parts together; prost types stop here (style.md,
 //! "convert at the edge"): everything below this module works on our own domain types.
 
+mod admin;
 mod convert;
+mod query;
+
+pub use admin::AdministrationApi;
 
 use std::sync::Arc;
 
@@ -58,4 +62,115 @@ impl CreditQuery for CreditQueryApi {
         let grants = policy::effective_grants(&catalog, &caller.spiffe_id);
         Ok(Response::new(convert::grants(&catalog, grants)))
     }
+
+    async fn query(
+        &self,
+        request: Request<proto::QueryRequest>,
+    ) -> Result<Response<proto::QueryResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let state = &self.state;
+        let asked = match validate(
+            state,
+            &req.subject,
+            req.subject_type(),
+            &req.items,
+            &req.purpose,
+            &req.basis_reference,
+            "subject",
+        ) {
+            Ok(asked) => asked,
+            Err(status) => {
+                return Err(query::refuse_invalid(
+                    state,
+                    caller,
+                    &req.subject,
+                    &req.purpose,
+                    &req.basis_reference,
+                    status,
+                )
+                .await);
+            }
+        };
+        query::answer(state, caller, &asked)
+            .await
+            .map(Response::new)
+    }
+
+    async fn batch_query(
+        &self,
+        request: Request<proto::BatchQueryRequest>,
+    ) -> Result<Response<proto::BatchQueryResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let state = &self.state;
+        let max = state.limits().max_batch_subjects;
+        let first = req.subjects.first().map(String::as_str).unwrap_or_default();
+        if req.subjects.is_empty() || req.subjects.len() > max {
+            let status = Status::invalid_argument(format!(
+                "subjects: between 1 and {max} subjects per batch, got {}",
+                req.subjects.len()
+            ));
+            return Err(query::refuse_invalid(
+                state,
+                caller,
+                first,
+                &req.purpose,
+                &req.basis_reference,
+                status,
+            )
+            .await);
+        }
+        let mut asked = Vec::with_capacity(req.subjects.len());
+        for (i, subject) in req.subjects.iter().enumerate() {
+            match validate(
+                state,
+                subject,
+                req.subject_type(),
+                &req.items,
+                &req.purpose,
+                &req.basis_reference,
+                &format!("subjects[{i}]"),
+            ) {
+                Ok(a) => asked.push(a),
+                Err(status) => {
+                    return Err(query::refuse_invalid(
+                        state,
+                        caller,
+                        subject,
+                        &req.purpose,
+                        &req.basis_reference,
+                        status,
+                    )
+                    .await);
+                }
+            }
+        }
+        // Concurrently: the ledger commits them in one group, so a batch costs about one fsync.
+        let answers =
+            futures_util::future::join_all(asked.iter().map(|a| query::answer(state, caller, a)))
+                .await;
+        let answers = answers.into_iter().collect::<Result<Vec<_>, Status>>()?;
+        Ok(Response::new(proto::BatchQueryResponse { answers }))
+    }
+}
+
+/// Request fields to a validated query; errors name the field.
+fn validate(
+    state: &NodeState,
+    subject: &str,
+    kind: proto::SubjectType,
+    items: &[proto::ItemSelection],
+    purpose: &str,
+    basis: &str,
+    subject_field: &str,
+) -> Result<query::Asked, Status> {
+    let subject = convert::subject(subject_field, subject, kind, state.clock().today())?;
+    let (items, purpose, basis) = convert::selection(&state.catalog(), items, purpose, basis)?;
+    Ok(query::Asked {
+        subject,
+        items,
+        purpose,
+        basis,
+    })
 }

@@ -81,6 +81,11 @@ impl AuthorityKeyPair {
         Ok(Self { pkcs8, pair })
     }
 
+    /// The PKCS#8 document, for building another owner of the same key.
+    pub fn pkcs8_der(&self) -> Vec<u8> {
+        self.pkcs8.clone()
+    }
+
     pub fn private_key_pem(&self) -> String {
         pem("PRIVATE KEY", &self.pkcs8)
     }

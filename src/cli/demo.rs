@@ -40,6 +40,8 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     std::fs::create_dir_all(&args.work)
         .map_err(|e| runtime(&format!("{}: {e}", args.work.display())))?;
     let work = std::fs::canonicalize(&args.work).map_err(|e| runtime(&e))?;
+    // A fresh PKI makes fresh ledger keys: start the databases afresh too.
+    let _ = std::fs::remove_dir_all(work.join("pki"));
     let layout = pki::generate(&work.join("pki")).map_err(|e| runtime(&e))?;
     pki::write_signed_demo_catalog(&layout).map_err(|e| runtime(&e))?;
 
@@ -88,6 +90,8 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     }
 
     show_grants(&node_a, &layout).await?;
+    let subject = load_synthetic_data(&node_a, &layout, &a).await?;
+    show_one_subject(&layout, &a, &subject).await?;
 
     let (cert, key) = layout.identity(REGION_A, Kind::Dept, "tax");
     let ca = layout.ca_cert(REGION_A);
@@ -233,5 +237,138 @@ async fn show_grants(node: &RunningNode, layout: &Layout) -> Result<(), CliError
         grants.purposes.len(),
         fields
     );
+    Ok(())
+}
+
+/// Generates realistic records for region A's market regulator and ingests them through the
+/// Administration service, as its operator would. Returns a subject worth asking about: one
+/// with a registration and a penalty still disclosed today.
+async fn load_synthetic_data(
+    node: &RunningNode,
+    layout: &Layout,
+    endpoint: &str,
+) -> Result<String, CliError> {
+    use crate::proto::administration_client::AdministrationClient;
+    const SUBJECTS: u64 = 2_000;
+    let catalog = node.state().catalog();
+    let today = node.state().clock().today();
+    let records: Vec<_> = crate::gen_data::generate(
+        catalog.catalog(),
+        node.state().department(),
+        SUBJECTS,
+        2026,
+        today,
+    )
+    .collect();
+    let (cert, key) = layout.identity(REGION_A, Kind::Operator, "admin");
+    let cas = [layout.ca_cert(REGION_A)];
+    let cas: Vec<&Path> = cas.iter().map(PathBuf::as_path).collect();
+    let channel =
+        client::connect(endpoint, client::tls_config_from_files(&cert, &key, &cas)?).await?;
+    let mut admin = AdministrationClient::new(channel);
+    let mut inserted = 0;
+    for chunk in records.chunks(1_000) {
+        let json_lines = chunk.iter().map(crate::gen_data::to_json_line).collect();
+        inserted += admin
+            .ingest_records(crate::proto::IngestRecordsRequest { json_lines })
+            .await
+            .map_err(|s| CliError::Runtime(whoami::describe_status(&s)))?
+            .into_inner()
+            .inserted;
+    }
+    println!(
+        "\nRecords: {inserted} synthetic records of {SUBJECTS} subjects ingested by spiffe://{REGION_A}/operator/admin \
+         (credit-node gen-data / ingest; some expired, some restored)."
+    );
+    let subject = records
+        .iter()
+        .filter(|r| r.item == "admin-penalty" && r.disclosable(today).is_ok())
+        .map(|r| r.subject.clone())
+        .find(|s| {
+            records
+                .iter()
+                .any(|r| &r.subject == s && r.item == "registration")
+        })
+        .ok_or_else(|| {
+            CliError::Runtime("synthetic data has no subject with a current penalty".into())
+        })?;
+    Ok(subject)
+}
+
+/// One subject asked about by two departments: what each sees, in which form, and what is
+/// withheld and why.
+async fn show_one_subject(layout: &Layout, endpoint: &str, subject: &str) -> Result<(), CliError> {
+    use crate::proto::{
+        ItemSelection, QueryRequest, SubjectType, credit_query_client::CreditQueryClient,
+    };
+    let cas = [layout.ca_cert(REGION_A), layout.ca_cert(REGION_B)];
+    let cas: Vec<&Path> = cas.iter().map(PathBuf::as_path).collect();
+    for (region, dept, purpose) in [
+        (REGION_A, "tax", "tax-administration"),
+        (REGION_B, "tax", "tax-administration"),
+        (REGION_A, "court", "enforcement"),
+    ] {
+        let (cert, key) = layout.identity(region, Kind::Dept, dept);
+        let channel =
+            client::connect(endpoint, client::tls_config_from_files(&cert, &key, &cas)?).await?;
+        let response = CreditQueryClient::new(channel)
+            .query(QueryRequest {
+                subject: subject.to_owned(),
+                subject_type: SubjectType::LegalPerson.into(),
+                items: vec![
+                    ItemSelection {
+                        item: "registration".into(),
+                        fields: vec![],
+                    },
+                    ItemSelection {
+                        item: "admin-penalty".into(),
+                        fields: vec![],
+                    },
+                ],
+                purpose: purpose.into(),
+                basis_reference: "（2026）演示第1号".into(),
+            })
+            .await
+            .map_err(|s| CliError::Runtime(whoami::describe_status(&s)))?
+            .into_inner();
+        let result = response.result.unwrap_or_default();
+        let receipt = response.receipt.unwrap_or_default();
+        println!(
+            "\n  Query {subject} as spiffe://{region}/dept/{dept}, purpose {purpose}  (ledger entry #{}):",
+            receipt.sequence
+        );
+        for record in &result.records {
+            for f in &record.fields {
+                if matches!(
+                    f.field.as_str(),
+                    "legal_rep_name"
+                        | "legal_rep_id"
+                        | "legal_rep_mobile"
+                        | "amount"
+                        | "decision_no"
+                        | "name"
+                ) {
+                    let note = if f.form == "raw" {
+                        String::new()
+                    } else {
+                        format!("   ({})", f.form)
+                    };
+                    println!("    {:<14} {:<18} {}{note}", record.item, f.field, f.value);
+                }
+            }
+        }
+        for w in result
+            .withheld
+            .iter()
+            .filter(|w| w.item == "registration" || w.item == "admin-penalty")
+        {
+            println!(
+                "    {:<14} {:<18} withheld: {}",
+                w.item,
+                if w.field.is_empty() { "*" } else { &w.field },
+                w.reason
+            );
+        }
+    }
     Ok(())
 }

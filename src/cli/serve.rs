@@ -6,9 +6,12 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::CliError;
 use crate::{
+    clock::Clock,
     config::LoadedConfig,
+    ledger::store::{Ledger, LedgerSettings},
     logging,
     server::{NodeSettings, RunningNode},
+    store::Store,
 };
 
 pub async fn run(config_path: &Path) -> Result<(), CliError> {
@@ -32,18 +35,49 @@ pub async fn run(config_path: &Path) -> Result<(), CliError> {
 }
 
 pub async fn start(loaded: &LoadedConfig) -> Result<RunningNode, CliError> {
+    start_with_clock(loaded, Clock::system()).await
+}
+
+/// [`start`] with the clock injected: tests set the date instead of waiting for it.
+pub async fn start_with_clock(
+    loaded: &LoadedConfig,
+    clock: Clock,
+) -> Result<RunningNode, CliError> {
     let catalog = loaded.catalog()?;
     tracing::info!(
         version = %catalog.catalog().version,
         sha256 = %catalog.digest_hex(),
         "catalog loaded"
     );
+    let tls = loaded.tls_material()?;
+    let pseudonym_key = loaded.pseudonym_key()?;
+    let ledger_key = loaded.ledger_key()?;
+    let store = Store::open(&loaded.database_url()?)
+        .await
+        .map_err(|e| CliError::Runtime(format!("store.database_url: {e}")))?;
+    let ledger_clock = clock.clone();
+    let section = &loaded.config.ledger;
+    let ledger = Ledger::open(
+        store.clone(),
+        ledger_key,
+        LedgerSettings {
+            sth_every_entries: section.sth_every_entries,
+            sth_interval_ms: section.sth_interval_ms,
+            max_batch: section.max_batch,
+        },
+        move || ledger_clock.now_ms(),
+    )
+    .await
+    .map_err(|e| CliError::Runtime(format!("ledger: {e}")))?;
     let settings = NodeSettings {
         listen: loaded.config.node.listen,
-        tls: loaded.tls_material()?,
+        tls,
         limits: loaded.config.limits.clone(),
         catalog,
-        pseudonym_key: loaded.pseudonym_key()?,
+        pseudonym_key,
+        store,
+        ledger,
+        clock,
     };
     RunningNode::start(settings)
         .await

@@ -25,13 +25,16 @@ pub use conn::PeerInfo;
 use conn::TlsConnection;
 
 use crate::{
-    api::CreditQueryApi,
+    api::{AdministrationApi, CreditQueryApi},
     catalog::SignedCatalog,
+    clock::Clock,
     config::Limits,
     desensitize::PseudonymKey,
     identity::SpiffeId,
-    proto::credit_query_server::CreditQueryServer,
-    state::NodeState,
+    ledger::store::Ledger,
+    proto::{administration_server::AdministrationServer, credit_query_server::CreditQueryServer},
+    state::{NodeParts, NodeState},
+    store::Store,
     tls::{self, ServerMaterial, TlsError},
 };
 
@@ -42,6 +45,9 @@ pub struct NodeSettings {
     pub limits: Limits,
     pub catalog: SignedCatalog,
     pub pseudonym_key: PseudonymKey,
+    pub store: Store,
+    pub ledger: Ledger,
+    pub clock: Clock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,11 +140,15 @@ impl RunningNode {
             shutdown_rx.clone(),
         ));
 
-        let state = Arc::new(NodeState::new(
+        let state = Arc::new(NodeState::new(NodeParts {
             node_id,
-            settings.catalog,
-            settings.pseudonym_key,
-        ));
+            catalog: settings.catalog,
+            pseudonym_key: settings.pseudonym_key,
+            store: settings.store,
+            ledger: settings.ledger,
+            clock: settings.clock,
+            limits: settings.limits.clone(),
+        }));
         let router = build_router(&settings.limits, state.clone()).await;
         let mut stop = shutdown_rx;
         let serve_task = tokio::spawn(router.serve_with_incoming_shutdown(
@@ -175,7 +185,8 @@ impl RunningNode {
         &self.tls
     }
 
-    /// Stops accepting, lets in-flight requests finish, and waits for the server to end.
+    /// Stops accepting, lets in-flight requests finish, drains the ledger, and closes the
+    /// store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.accept_task.await;
@@ -184,6 +195,8 @@ impl RunningNode {
             Ok(Err(e)) => tracing::warn!(error = %e, "server ended with an error"),
             Err(e) => tracing::warn!(error = %e, "server task failed"),
         }
+        self.state.ledger().shutdown().await;
+        self.state.store().close().await;
     }
 }
 
@@ -198,7 +211,10 @@ async fn build_router(limits: &Limits, state: Arc<NodeState>) -> tonic::transpor
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha();
-    let query = CreditQueryServer::new(CreditQueryApi::new(state))
+    let query = CreditQueryServer::new(CreditQueryApi::new(state.clone()))
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
+    let admin = AdministrationServer::new(AdministrationApi::new(state))
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
 
@@ -218,7 +234,7 @@ async fn build_router(limits: &Limits, state: Arc<NodeState>) -> tonic::transpor
     health_reporter
         .set_serving::<CreditQueryServer<CreditQueryApi>>()
         .await;
-    router.add_service(query)
+    router.add_service(query).add_service(admin)
 }
 
 async fn accept_loop(

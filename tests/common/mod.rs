@@ -14,7 +14,7 @@ use credit_node::{
     config::LoadedConfig,
     identity::Kind,
     pki::{self, Layout, REGION_A, REGION_B},
-    server::{NodeSettings, RunningNode},
+    server::RunningNode,
 };
 use tempfile::TempDir;
 
@@ -71,15 +71,17 @@ pub async fn whoami_as(
 /// Starts a node in this process from a config file, as `serve` does.
 pub async fn start_from_config(path: &Path) -> RunningNode {
     let loaded = LoadedConfig::load(path).expect("config loads");
-    RunningNode::start(NodeSettings {
-        listen: loaded.config.node.listen,
-        tls: loaded.tls_material().expect("TLS material"),
-        limits: loaded.config.limits.clone(),
-        catalog: loaded.catalog().expect("catalog"),
-        pseudonym_key: loaded.pseudonym_key().expect("pseudonym key"),
-    })
-    .await
-    .expect("node starts")
+    credit_node::cli::serve::start(&loaded)
+        .await
+        .expect("node starts")
+}
+
+/// The same with a clock the test sets.
+pub async fn start_with_clock(path: &Path, clock: credit_node::clock::Clock) -> RunningNode {
+    let loaded = LoadedConfig::load(path).expect("config loads");
+    credit_node::cli::serve::start_with_clock(&loaded, clock)
+        .await
+        .expect("node starts")
 }
 
 /// The stores a store test runs on: a fresh SQLite file always, and a fresh PostgreSQL

@@ -1,0 +1,608 @@
+//! The query path over mutual TLS, end to end: records ingested by an operator, asked for by
+//! departments of two regions under the signed catalog, with a clock the test sets.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use common::{TestPki, endpoint};
+use credit_node::{
+    clock::Clock,
+    identifier::Uscc,
+    identity::Kind,
+    pki::{REGION_A, REGION_B},
+    proto::{
+        self, administration_client::AdministrationClient, credit_query_client::CreditQueryClient,
+    },
+    server::RunningNode,
+};
+use serde_json::json;
+use tonic::Code;
+
+const REP_ID: &str = "11010519491231002X";
+const MOBILE: &str = "13812341234";
+
+fn today() -> Clock {
+    Clock::fixed(time::macros::datetime!(2026-11-23 10:00 UTC))
+}
+
+fn registration(subject: &str) -> String {
+    json!({
+        "subject": subject, "item": "registration",
+        "fields": {
+            "uscc": subject, "name": "杭州星河网络科技有限公司", "status": "存续",
+            "established": "2009-03-17", "registered_capital": "1500000.00", "division": "330106",
+            "legal_rep_name": "欧阳娜娜", "legal_rep_id": REP_ID, "legal_rep_mobile": MOBILE
+        },
+        "basis": {"kind": "营业执照", "number": format!("REG-{subject}"), "date": "2009-03-17", "issuer": "samr"},
+        "decision_date": "2009-03-17"
+    })
+    .to_string()
+}
+
+fn penalty(subject: &str, number: &str, decided: &str) -> String {
+    json!({
+        "subject": subject, "item": "admin-penalty",
+        "fields": {
+            "decision_no": number, "uscc": subject, "severity": "ordinary", "penalty_type": "罚款",
+            "amount": "15000.00", "decision_date": decided, "facts": "未按规定公示年度报告",
+            "legal_rep_id": REP_ID
+        },
+        "basis": {"kind": "行政处罚决定书", "number": number, "date": decided, "issuer": "samr"},
+        "severity": "ordinary",
+        "decision_date": decided
+    })
+    .to_string()
+}
+
+struct Fixture {
+    pki: TestPki,
+    node: RunningNode,
+    subject: String,
+}
+
+async fn fixture() -> Fixture {
+    let pki = TestPki::new();
+    let node = common::start_with_clock(&pki.write_config(REGION_A), today()).await;
+    let subject = Uscc::from_seed(42).to_string();
+    let rows = vec![
+        registration(&subject),
+        penalty(&subject, "浙市监罚〔2026〕1号", "2026-05-01"), // current until 2027-05-01
+        penalty(&subject, "浙市监罚〔2024〕7号", "2024-05-01"), // expired 2025-05-01
+        penalty(&subject, "浙市监罚〔2026〕2号", "2026-06-01"), // restored below
+    ];
+    let mut admin = admin_as(&pki, &node, REGION_A, Kind::Operator, "admin").await;
+    let done = admin
+        .ingest_records(proto::IngestRecordsRequest { json_lines: rows })
+        .await
+        .expect("operator ingests")
+        .into_inner();
+    assert_eq!(done.inserted, 4);
+    Fixture { pki, node, subject }
+}
+
+async fn channel(
+    pki: &TestPki,
+    node: &RunningNode,
+    region: &str,
+    kind: Kind,
+    id: &str,
+) -> tonic::transport::Channel {
+    let (cert, key) = pki.identity(region, kind, id);
+    credit_node::client::connect(&endpoint(node), pki.client_tls(&cert, &key))
+        .await
+        .expect("connect")
+}
+
+async fn query_as(
+    pki: &TestPki,
+    node: &RunningNode,
+    region: &str,
+    id: &str,
+    request: proto::QueryRequest,
+) -> Result<proto::QueryResponse, tonic::Status> {
+    let mut client = CreditQueryClient::new(channel(pki, node, region, Kind::Dept, id).await);
+    client.query(request).await.map(tonic::Response::into_inner)
+}
+
+async fn admin_as(
+    pki: &TestPki,
+    node: &RunningNode,
+    region: &str,
+    kind: Kind,
+    id: &str,
+) -> AdministrationClient<tonic::transport::Channel> {
+    AdministrationClient::new(channel(pki, node, region, kind, id).await)
+}
+
+fn ask(subject: &str, item: &str, purpose: &str) -> proto::QueryRequest {
+    proto::QueryRequest {
+        subject: subject.into(),
+        subject_type: proto::SubjectType::LegalPerson.into(),
+        items: vec![proto::ItemSelection {
+            item: item.into(),
+            fields: vec![],
+        }],
+        purpose: purpose.into(),
+        basis_reference: "（2026）浙0106执123号".into(),
+    }
+}
+
+fn field<'a>(
+    response: &'a proto::QueryResponse,
+    item: &str,
+    name: &str,
+) -> Option<&'a proto::FieldValue> {
+    let result = response.result.as_ref()?;
+    result
+        .records
+        .iter()
+        .find(|r| r.item == item)?
+        .fields
+        .iter()
+        .find(|f| f.field == name)
+}
+
+#[tokio::test]
+async fn two_regions_tax_bureaus_and_a_court_see_one_record_in_their_own_forms() {
+    let f = fixture().await;
+    let a = query_as(
+        &f.pki,
+        &f.node,
+        REGION_A,
+        "tax",
+        ask(&f.subject, "registration", "tax-administration"),
+    )
+    .await
+    .unwrap();
+    let b = query_as(
+        &f.pki,
+        &f.node,
+        REGION_B,
+        "tax",
+        ask(&f.subject, "registration", "tax-administration"),
+    )
+    .await
+    .unwrap();
+    let court = query_as(
+        &f.pki,
+        &f.node,
+        REGION_A,
+        "court",
+        ask(&f.subject, "registration", "enforcement"),
+    )
+    .await
+    .unwrap();
+
+    let id_a = field(&a, "registration", "legal_rep_id").unwrap();
+    assert_eq!(
+        (id_a.value.as_str(), id_a.form.as_str()),
+        ("1****************X", "resident_id")
+    );
+    let id_b = field(&b, "registration", "legal_rep_id").unwrap();
+    assert!(
+        id_b.value.starts_with("p_") && id_b.form == "pseudonym",
+        "{id_b:?}"
+    );
+    let id_court = field(&court, "registration", "legal_rep_id").unwrap();
+    assert_eq!(
+        (id_court.value.as_str(), id_court.form.as_str()),
+        (REP_ID, "raw")
+    );
+    assert_eq!(
+        field(&court, "registration", "legal_rep_mobile")
+            .unwrap()
+            .value,
+        MOBILE
+    );
+
+    // What region A's tax bureau may not have is withheld, says why, and appears nowhere.
+    let result = a.result.as_ref().unwrap();
+    assert!(
+        result
+            .withheld
+            .iter()
+            .any(|w| w.field == "legal_rep_mobile" && w.reason == "field not granted")
+    );
+    let bytes = prost::Message::encode_to_vec(&a);
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        !text.contains(REP_ID) && !text.contains(MOBILE),
+        "no personal value in clear"
+    );
+
+    // Receipts: one entry each, and the digest covers exactly the result that was sent.
+    let receipt = a.receipt.as_ref().unwrap();
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        &prost::Message::encode_to_vec(result),
+    );
+    assert_eq!(receipt.result_sha256, digest.as_ref());
+    assert_eq!(receipt.leaf_hash.len(), 32);
+    let seqs = [
+        a.receipt.unwrap().sequence,
+        b.receipt.unwrap().sequence,
+        court.receipt.unwrap().sequence,
+    ];
+    assert!(seqs[0] < seqs[1] && seqs[1] < seqs[2], "{seqs:?}");
+    f.node.shutdown().await;
+}
+
+#[tokio::test]
+async fn expired_and_restored_records_never_appear() {
+    let f = fixture().await;
+    let before = query_as(
+        &f.pki,
+        &f.node,
+        REGION_A,
+        "tax",
+        ask(&f.subject, "admin-penalty", "public-procurement"),
+    )
+    .await
+    .unwrap();
+    let numbers = |r: &proto::QueryResponse| -> Vec<String> {
+        r.result
+            .as_ref()
+            .unwrap()
+            .records
+            .iter()
+            .map(|rec| field_value(rec, "decision_no"))
+            .collect()
+    };
+    assert_eq!(
+        numbers(&before),
+        vec!["浙市监罚〔2026〕1号", "浙市监罚〔2026〕2号"],
+        "the 2024 penalty expired"
+    );
+
+    let restored = before
+        .result
+        .as_ref()
+        .unwrap()
+        .records
+        .iter()
+        .find(|r| field_value(r, "decision_no") == "浙市监罚〔2026〕2号")
+        .unwrap()
+        .record_id
+        .clone();
+    let mut admin = admin_as(&f.pki, &f.node, REGION_A, Kind::Operator, "admin").await;
+    admin
+        .restore_record(proto::RestoreRecordRequest {
+            record_id: restored,
+            restored_on: "2026-11-01".into(),
+            basis: "信用修复决定〔2026〕9号".into(),
+        })
+        .await
+        .expect("operator restores");
+    let after = query_as(
+        &f.pki,
+        &f.node,
+        REGION_A,
+        "tax",
+        ask(&f.subject, "admin-penalty", "public-procurement"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(numbers(&after), vec!["浙市监罚〔2026〕1号"]);
+    let text = format!("{after:?}");
+    assert!(
+        !text.contains("〔2024〕7号") && !text.contains("〔2026〕2号"),
+        "no trace: {text}"
+    );
+    f.node.shutdown().await;
+}
+
+fn field_value(record: &proto::RecordView, name: &str) -> String {
+    record
+        .fields
+        .iter()
+        .find(|f| f.field == name)
+        .map(|f| f.value.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn malformed_requests_are_refused_naming_the_field_and_the_node_keeps_serving() {
+    let f = fixture().await;
+    let mut bad = f.subject.clone();
+    let last = bad.pop().unwrap();
+    bad.push(if last == '0' { '1' } else { '0' });
+    for (request, expected) in [
+        (
+            ask(&bad, "registration", "tax-administration"),
+            "subject: unified social credit code: check character expected",
+        ),
+        (
+            ask("91330", "registration", "tax-administration"),
+            "subject: unified social credit code: wrong length (expected 18, got 5)",
+        ),
+        (
+            ask(&f.subject, "registration", "gossip"),
+            "purpose: \"gossip\" is not a purpose the catalog declares",
+        ),
+        (
+            proto::QueryRequest {
+                basis_reference: " ".into(),
+                ..ask(&f.subject, "registration", "tax-administration")
+            },
+            "basis_reference: required",
+        ),
+    ] {
+        let status = query_as(&f.pki, &f.node, REGION_A, "tax", request)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().starts_with(expected),
+            "{expected:?} in {:?}",
+            status.message()
+        );
+    }
+
+    let mut client =
+        CreditQueryClient::new(channel(&f.pki, &f.node, REGION_A, Kind::Dept, "tax").await);
+    let mut subjects = vec![f.subject.clone(); 3];
+    subjects[2] = bad;
+    let status = client
+        .batch_query(proto::BatchQueryRequest {
+            subjects,
+            subject_type: proto::SubjectType::LegalPerson.into(),
+            items: vec![],
+            purpose: "tax-administration".into(),
+            basis_reference: "case 1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("subjects[2]: "),
+        "{}",
+        status.message()
+    );
+
+    let status = client
+        .batch_query(proto::BatchQueryRequest {
+            subjects: vec![f.subject.clone(); 101],
+            subject_type: proto::SubjectType::LegalPerson.into(),
+            items: vec![],
+            purpose: "tax-administration".into(),
+            basis_reference: "case 1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().contains("between 1 and 100 subjects"),
+        "{}",
+        status.message()
+    );
+
+    let ok = client
+        .batch_query(proto::BatchQueryRequest {
+            subjects: vec![f.subject.clone(), Uscc::from_seed(7).to_string()],
+            subject_type: proto::SubjectType::LegalPerson.into(),
+            items: vec![proto::ItemSelection {
+                item: "registration".into(),
+                fields: vec![],
+            }],
+            purpose: "tax-administration".into(),
+            basis_reference: "case 1".into(),
+        })
+        .await
+        .expect("a good batch is served after the bad ones")
+        .into_inner();
+    assert_eq!(ok.answers.len(), 2);
+    assert_eq!(ok.answers[0].result.as_ref().unwrap().records.len(), 1);
+    assert!(
+        ok.answers[1].result.as_ref().unwrap().records.is_empty(),
+        "unknown subject: no records"
+    );
+    f.node.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_this_departments_operators_reach_administration() {
+    let f = fixture().await;
+    for (region, kind, id) in [
+        (REGION_A, Kind::Dept, "tax"),
+        (REGION_A, Kind::Dept, "samr"),
+        (REGION_A, Kind::Officer, "auditor"),
+        (REGION_B, Kind::Operator, "admin"),
+    ] {
+        let mut admin = admin_as(&f.pki, &f.node, region, kind, id).await;
+        let status = admin
+            .ingest_records(proto::IngestRecordsRequest {
+                json_lines: vec![registration(&Uscc::from_seed(9).to_string())],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::PermissionDenied,
+            "{region} {kind} {id}"
+        );
+        let status = admin
+            .remove_from_list(proto::RemoveFromListRequest {
+                subject: f.subject.clone(),
+                item: "serious-untrustworthy".into(),
+                removed_on: "2026-11-01".into(),
+                basis: "x".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
+    }
+    // Nothing was written by the refused callers.
+    let r = query_as(
+        &f.pki,
+        &f.node,
+        REGION_A,
+        "tax",
+        ask(
+            &Uscc::from_seed(9).to_string(),
+            "registration",
+            "tax-administration",
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(r.result.unwrap().records.is_empty());
+
+    // A bad row in an operator's batch: nothing written, the row named.
+    let mut admin = admin_as(&f.pki, &f.node, REGION_A, Kind::Operator, "admin").await;
+    let good = registration(&Uscc::from_seed(10).to_string());
+    let bad = registration(&Uscc::from_seed(11).to_string()).replace("营业执照", "");
+    let status = admin
+        .ingest_records(proto::IngestRecordsRequest {
+            json_lines: vec![good, bad],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("line 2"), "{}", status.message());
+    let r = query_as(
+        &f.pki,
+        &f.node,
+        REGION_A,
+        "tax",
+        ask(
+            &Uscc::from_seed(10).to_string(),
+            "registration",
+            "tax-administration",
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(
+        r.result.unwrap().records.is_empty(),
+        "the good row of a bad batch is not written"
+    );
+    f.node.shutdown().await;
+}
+
+/// Promise 5 under concurrent load: every answer a client received has its ledger entry, with
+/// the digest of exactly the result it received, and the stored ledger verifies.
+#[tokio::test]
+async fn no_unlogged_disclosure_under_concurrent_load() {
+    use credit_node::ledger::{audit, entry::Entry};
+    use sqlx::Row;
+    let f = fixture().await;
+    let channel = channel(&f.pki, &f.node, REGION_B, Kind::Dept, "tax").await;
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let mut client = CreditQueryClient::new(channel.clone());
+        let subject = f.subject.clone();
+        tasks.push(tokio::spawn(async move {
+            let purpose = if i % 2 == 0 {
+                "tax-administration"
+            } else {
+                "public-procurement"
+            };
+            client
+                .query(ask(&subject, "registration", purpose))
+                .await
+                .map(tonic::Response::into_inner)
+        }));
+    }
+    let mut responses = Vec::new();
+    for t in tasks {
+        responses.push(t.await.unwrap().unwrap());
+    }
+    let ledger = f.node.state().ledger().clone();
+    ledger.sign_now().await.unwrap();
+    let store = f.node.state().store();
+    for response in &responses {
+        let receipt = response.receipt.as_ref().unwrap();
+        let result = response.result.as_ref().unwrap();
+        let digest = ring::digest::digest(
+            &ring::digest::SHA256,
+            &prost::Message::encode_to_vec(result),
+        );
+        let row =
+            sqlx::query::<sqlx::Any>("SELECT entry, leaf_hash FROM ledger_entries WHERE seq = $1")
+                .bind(receipt.sequence as i64)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        let bytes: Vec<u8> = row.try_get(0).unwrap();
+        let entry = Entry::decode(&bytes).unwrap();
+        assert_eq!(entry.seq, receipt.sequence);
+        assert_eq!(
+            entry.response_sha256.as_slice(),
+            digest.as_ref(),
+            "the entry covers what was sent"
+        );
+        assert_eq!(entry.leaf_hash().as_slice(), receipt.leaf_hash.as_slice());
+        assert_eq!(entry.caller, "spiffe://region-b.credit.test/dept/tax");
+        assert_eq!(entry.subject, f.subject);
+        assert_eq!(entry.basis, "（2026）浙0106执123号");
+    }
+    let report = audit::verify_store(store, ledger.public_key(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        report.entries, 64,
+        "every query of this test is in the verified log"
+    );
+    f.node.shutdown().await;
+}
+
+/// Promise 5, fail closed: when the ledger cannot be written, the caller gets UNAVAILABLE and
+/// not one field; once it can be written again the node answers again.
+#[tokio::test]
+async fn when_the_ledger_cannot_be_written_nothing_is_disclosed() {
+    use sqlx::Executor;
+    let f = fixture().await;
+    let store = f.node.state().store().clone();
+    store
+        .pool()
+        .execute(
+            "CREATE TRIGGER fail_ledger BEFORE INSERT ON ledger_entries \
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+        )
+        .await
+        .unwrap();
+    let status = query_as(
+        &f.pki,
+        &f.node,
+        REGION_A,
+        "court",
+        ask(&f.subject, "registration", "enforcement"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        !format!("{status:?}").contains(REP_ID),
+        "no data in the refusal: {status:?}"
+    );
+    // Refusals are recorded too, so a malformed request cannot be answered either.
+    let status = query_as(
+        &f.pki,
+        &f.node,
+        REGION_A,
+        "court",
+        ask("bad", "registration", "enforcement"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+
+    store
+        .pool()
+        .execute("DROP TRIGGER fail_ledger")
+        .await
+        .unwrap();
+    let ok = query_as(
+        &f.pki,
+        &f.node,
+        REGION_A,
+        "court",
+        ask(&f.subject, "registration", "enforcement"),
+    )
+    .await
+    .expect("the node answers again once its ledger can be written");
+    assert_eq!(
+        field(&ok, "registration", "legal_rep_id").unwrap().value,
+        REP_ID
+    );
+    f.node.shutdown().await;
+}
