@@ -299,6 +299,15 @@ fn demo_tour_runs_and_exits_with_no_wait() {
         );
     }
     assert!(stdout.contains("grpcurl"), "{stdout}");
+    assert!(stdout.contains("granted as pseudonym"), "{stdout}");
+    assert!(
+        stdout.contains("p_"),
+        "a pseudonymized identifier is shown: {stdout}"
+    );
+    assert!(
+        stdout.contains("Verified from the stored entries: 3 entries"),
+        "{stdout}"
+    );
 }
 
 fn openssl() -> Command {

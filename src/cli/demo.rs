@@ -92,6 +92,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     show_grants(&node_a, &layout).await?;
     let subject = load_synthetic_data(&node_a, &layout, &a).await?;
     show_one_subject(&layout, &a, &subject).await?;
+    show_ledger(&node_a).await?;
 
     let (cert, key) = layout.identity(REGION_A, Kind::Dept, "tax");
     let ca = layout.ca_cert(REGION_A);
@@ -115,6 +116,10 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         cert.display(),
         key.display(),
         node_a.local_addr().port()
+    );
+    println!(
+        "  credit-node ledger verify --config {}   (and: ledger list, ledger export)",
+        work.join("region-a.toml").display()
     );
     println!(
         "  node configs: {}  {}",
@@ -369,6 +374,49 @@ async fn show_one_subject(layout: &Layout, endpoint: &str, subject: &str) -> Res
                 w.reason
             );
         }
+    }
+    Ok(())
+}
+
+/// The tour's end: every query above is in region A's ledger; sign a tree head, verify the
+/// whole stored log from its entry bytes, and show the entries as an officer would list them.
+async fn show_ledger(node: &RunningNode) -> Result<(), CliError> {
+    use crate::ledger::{
+        audit,
+        store::{EntryFilter, Page},
+    };
+    let runtime = |e: &dyn std::fmt::Display| CliError::Runtime(e.to_string());
+    let ledger = node.state().ledger();
+    let head = ledger.sign_now().await.map_err(|e| runtime(&e))?;
+    let report = audit::verify_store(node.state().store(), ledger.public_key(), |_| {})
+        .await
+        .map_err(|e| runtime(&e))?;
+    println!(
+        "\nThe ledger: region A's node recorded every query before answering it. Verified from the stored \
+         entries: {} entries, root {}, signed tree head of size {} (credit-node ledger verify).",
+        report.entries,
+        &crate::tls::hex(&report.root)[..16],
+        head.head.tree_size
+    );
+    let page = ledger
+        .entries(
+            &EntryFilter::default(),
+            Page {
+                after: None,
+                limit: 20,
+            },
+        )
+        .await
+        .map_err(|e| runtime(&e))?;
+    for e in &page.entries {
+        println!(
+            "  #{:<3} {:<45} {:<20} {:<20} {}",
+            e.seq,
+            e.entry.caller,
+            super::ledger::mask(&e.entry.subject),
+            e.entry.purpose,
+            crate::ledger::store::OutcomeKind::of(&e.entry.outcome).as_str()
+        );
     }
     Ok(())
 }
