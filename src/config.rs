@@ -368,17 +368,16 @@ impl LoadedConfig {
         self.resolve(self.config.ledger.signing_key.get_ref())
     }
 
-    /// Reads the ledger's Ed25519 signing key (PKCS#8 PEM).
+    /// Reads the ledger's Ed25519 signing key (PKCS#8 PEM; refused if group or others may
+    /// read it).
     pub fn ledger_key(&self) -> Result<ring::signature::Ed25519KeyPair, ConfigError> {
-        let spanned = &self.config.ledger.signing_key;
-        let path = self.ledger_key_path();
-        let err = |message: String| self.error_at(spanned.span(), "ledger.signing_key", message);
-        let pem =
-            std::fs::read_to_string(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
-        let pair = crate::catalog::AuthorityKeyPair::from_pem(&pem)
-            .map_err(|e| err(format!("{}: {e}", path.display())))?;
-        ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pair.pkcs8_der())
-            .map_err(|e| err(format!("{}: {e}", path.display())))
+        crate::ledger::key::read_signing_key(&self.ledger_key_path()).map_err(|e| {
+            self.error_at(
+                self.config.ledger.signing_key.span(),
+                "ledger.signing_key",
+                e,
+            )
+        })
     }
 
     /// Reads the pseudonym key. Refused when group or others may read it: a leaked key lets

@@ -81,11 +81,6 @@ impl AuthorityKeyPair {
         Ok(Self { pkcs8, pair })
     }
 
-    /// The PKCS#8 document, for building another owner of the same key.
-    pub fn pkcs8_der(&self) -> Vec<u8> {
-        self.pkcs8.clone()
-    }
-
     pub fn private_key_pem(&self) -> String {
         pem("PRIVATE KEY", &self.pkcs8)
     }
@@ -94,12 +89,6 @@ impl AuthorityKeyPair {
         let mut key = [0u8; 32];
         key.copy_from_slice(self.pair.public_key().as_ref());
         AuthorityPublicKey(key)
-    }
-
-    /// The underlying ring key pair, for other Ed25519 signatures made with keys in this file
-    /// format (the ledger's signed tree heads).
-    pub fn ring_pair(&self) -> &Ed25519KeyPair {
-        &self.pair
     }
 
     /// The contents of the detached signature file for `bytes`.

@@ -20,12 +20,32 @@ pub enum KeyFileError {
         #[source]
         source: std::io::Error,
     },
+    #[error("ledger key {path} is readable by group or others (mode {mode:o}); chmod 600 it")]
+    TooOpen { path: String, mode: u32 },
     #[error("ledger key {path} is not an Ed25519 {kind} in PEM")]
     Format { path: String, kind: &'static str },
 }
 
-/// The ledger signing key pair.
+/// The ledger signing key pair. Refused when group or others may read it: whoever holds it can
+/// sign tree heads over a rewritten log.
 pub fn read_signing_key(path: &Path) -> Result<Ed25519KeyPair, KeyFileError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|source| KeyFileError::Read {
+                path: path.display().to_string(),
+                source,
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(KeyFileError::TooOpen {
+                path: path.display().to_string(),
+                mode: mode & 0o777,
+            });
+        }
+    }
     let pem = read(path)?;
     let bad = || KeyFileError::Format {
         path: path.display().to_string(),

@@ -101,6 +101,9 @@ impl Writer {
     pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut shutdown_waiters = Vec::new();
         while let Some(first) = commands.recv().await {
+            // Let appenders woken by the previous commit enqueue before the batch is cut, so
+            // they share this fsync instead of waiting for the next one.
+            tokio::task::yield_now().await;
             let mut appends: Vec<(Entry, oneshot::Sender<Result<Receipt, LedgerError>>)> =
                 Vec::new();
             let mut signers = Vec::new();

@@ -1,0 +1,126 @@
+//! `credit-node ledger ...` as an officer runs it, on a node config from the development PKI:
+//! verify (exit 0, then exit 1 naming the entry after tampering), list (subjects masked in the
+//! table, in full in JSON Lines), export and offline verification of the export.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::process::Command;
+
+use common::TestPki;
+use credit_node::{
+    config::LoadedConfig,
+    ledger::{
+        Ledger, LedgerSettings,
+        entry::{Entry, Outcome},
+        key,
+    },
+    pki::REGION_A,
+    store::Store,
+};
+use sqlx::Any;
+
+const BIN: &str = env!("CARGO_BIN_EXE_credit-node");
+const SUBJECT: &str = "91110000100000000X";
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run credit-node")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn entry(n: u64) -> Entry {
+    Entry {
+        seq: 0,
+        time_ms: 1_790_000_000_000 + n as i64,
+        query_id: [1; 16],
+        caller: "spiffe://region-a.credit.test/dept/tax".into(),
+        caller_cert_sha256: [2; 32],
+        on_behalf_of: None,
+        purpose: "licensing".into(),
+        basis: "doc-1".into(),
+        subject: SUBJECT.into(),
+        requested_fields: vec![],
+        decisions: vec![],
+        outcome: Outcome::Granted,
+        response_sha256: [3; 32],
+    }
+}
+
+#[tokio::test]
+async fn verify_list_export_through_the_binary() {
+    let pki = TestPki::new();
+    let config = pki.write_config(REGION_A);
+    let loaded = LoadedConfig::load(&config).unwrap();
+    let store = Store::open(&loaded.database_url().unwrap()).await.unwrap();
+    let ledger = Ledger::open(
+        store.clone(),
+        key::read_signing_key(&loaded.ledger_key_path()).unwrap(),
+        LedgerSettings::from(&loaded.config.ledger),
+        || 1_790_000_000_000,
+    )
+    .await
+    .unwrap();
+    for n in 0..12 {
+        ledger.append(entry(n)).await.unwrap();
+    }
+    ledger.shutdown().await;
+    let config = config.to_str().unwrap();
+
+    let out = run(&["ledger", "verify", "--config", config, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["entries"], 12);
+
+    let table = run(&["ledger", "list", "--config", config]);
+    assert!(table.status.success(), "{}", text(&table.stderr));
+    let table = text(&table.stdout);
+    assert!(table.contains("9111************0X"), "{table}");
+    assert!(
+        !table.contains(SUBJECT),
+        "the table must not show a subject in full"
+    );
+    let jsonl = run(&[
+        "ledger", "list", "--config", config, "--jsonl", "--limit", "3",
+    ]);
+    let lines: Vec<serde_json::Value> = text(&jsonl.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2]["seq"], 2);
+    assert_eq!(lines[2]["subject"], SUBJECT);
+
+    let export = pki.dir.path().join("export.jsonl");
+    let export = export.to_str().unwrap();
+    let out = run(&["ledger", "export", "--config", config, "--out", export]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key = pki.layout.ledger_pub(REGION_A);
+    let key = key.to_str().unwrap();
+    let out = run(&["ledger", "verify", "--export", export, "--key", key]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("12 entries"));
+
+    // Tamper with entry 5 in the database: verify fails, exit 1, and names entry 5.
+    sqlx::query::<Any>("UPDATE ledger_entries SET entry = $1 WHERE seq = 5")
+        .bind(vec![1u8, 2, 3])
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let out = run(&["ledger", "verify", "--config", config, "--key", key]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("FAILED at entry 5"), "{stderr}");
+    let out = run(&["ledger", "verify", "--config", config, "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["ok"].clone(), report["first_bad_seq"].clone()),
+        (false.into(), 5.into())
+    );
+}
