@@ -186,13 +186,9 @@ pub fn caller_from_cert(cert: &CertificateDer<'_>) -> Result<Caller, IdentityErr
     })
 }
 
+/// Lower-case hex: the one encoder, shared with the ledger.
 pub fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    crate::ledger::hex::encode(bytes)
 }
 
 /// Verifies a client certificate against the trust domain it claims, and only that one.

@@ -73,17 +73,7 @@ impl PseudonymKey {
 
     /// Parses 64 hexadecimal digits.
     pub fn from_hex(text: &str) -> Option<Self> {
-        let digits = text.as_bytes();
-        if digits.len() != 64 {
-            return None;
-        }
-        let mut bytes = [0u8; 32];
-        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
-            let hi = char::from(pair[0]).to_digit(16)?;
-            let lo = char::from(pair[1]).to_digit(16)?;
-            *byte = u8::try_from(hi * 16 + lo).ok()?;
-        }
-        Some(Self(bytes))
+        crate::ledger::hex::decode_array::<32>(text).map(Self)
     }
 
     pub fn to_hex(&self) -> String {
