@@ -33,6 +33,9 @@ pub struct Config {
     pub ledger: LedgerSection,
     #[serde(default)]
     pub limits: Limits,
+    /// Rate limits, distinct-subject quotas and enumeration detection (promise 7).
+    #[serde(default)]
+    pub harvest: crate::harvest::HarvestSettings,
     #[serde(default)]
     pub log: LogSection,
 }
@@ -259,6 +262,9 @@ impl LoadedConfig {
             if zero {
                 return Err(self.error_at(0..0, key, "must be greater than 0"));
             }
+        }
+        if let Err((key, message)) = self.config.harvest.check() {
+            return Err(self.error_at(0..0, &key, message));
         }
         Ok(())
     }

@@ -144,6 +144,13 @@ impl Uscc {
         Ok(Self(b))
     }
 
+    /// The code whose first 17 characters are `body`, with its check character appended:
+    /// what a client holding a code without its check character (or a test) needs.
+    pub fn complete(body: &str) -> Result<Self, IdentifierError> {
+        let check = char::from(uscc_check(body.as_bytes()));
+        Self::parse(&format!("{body}{check}"))
+    }
+
     pub fn as_str(&self) -> &str {
         // Only ASCII bytes are ever stored.
         std::str::from_utf8(&self.0).unwrap_or_default()
@@ -222,6 +229,18 @@ impl ResidentId {
             });
         }
         Ok(Self(b))
+    }
+
+    /// The number whose first 17 digits are `body`, with its check character appended.
+    pub fn complete(body: &str) -> Result<Self, IdentifierError> {
+        if !(body.len() == 17 && body.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(IdentifierError::WrongLength {
+                kind: IdKind::ResidentId,
+                got: body.chars().count() + 1,
+            });
+        }
+        let check = char::from(rid_check(body.as_bytes()));
+        Self::parse(&format!("{body}{check}"))
     }
 
     /// [`ResidentId::parse`], also refusing a birth date after `today` (which the caller's clock

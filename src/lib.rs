@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod desensitize;
 pub mod gen_data;
+pub mod harvest;
 pub mod identifier;
 pub mod identity;
 pub mod ingest;

@@ -500,6 +500,30 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
 /// The TOML config of a development node of `region` that runs as its first department and
 /// trusts both development regions, with their CRLs. Used by `demo` and by the tests.
 pub fn node_config_toml(layout: &Layout, region: &str, listen: std::net::SocketAddr) -> String {
+    node_config_toml_with_harvest(layout, region, listen, DEV_HARVEST)
+}
+
+/// The development node's anti-harvesting limits: roomy enough for the demo, the tests and a
+/// person at a terminal, tight enough that a harvester is stopped within seconds.
+pub const DEV_HARVEST: &str = "\
+[harvest]
+window = \"day\"
+on_enumeration = \"suspend\"
+
+[harvest.default]
+requests_per_second = 200
+burst = 400
+distinct_subjects = 2000
+";
+
+/// The development config with `harvest` (a `[harvest]` table in TOML) as its last section, for
+/// benchmarks and tests that need other limits.
+pub fn node_config_toml_with_harvest(
+    layout: &Layout,
+    region: &str,
+    listen: std::net::SocketAddr,
+    harvest: &str,
+) -> String {
     let identities = if region == REGION_A {
         REGION_A_IDENTITIES
     } else {
@@ -531,6 +555,7 @@ pub fn node_config_toml(layout: &Layout, region: &str, listen: std::net::SocketA
         db = layout.root().join(format!("{region}.db")).display(),
         ledger = layout.ledger_key(region).display().to_string(),
     ));
-    toml.push_str("\n[limits]\nmax_message_bytes = 4194304\nmax_concurrent_streams = 256\n");
+    toml.push_str("\n[limits]\nmax_message_bytes = 4194304\nmax_concurrent_streams = 256\n\n");
+    toml.push_str(harvest);
     toml
 }

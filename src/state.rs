@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 
 use crate::{
     catalog::SignedCatalog, clock::Clock, config::Limits, desensitize::PseudonymKey,
-    identity::SpiffeId, ledger::store::Ledger, store::Store,
+    harvest::Guard, identity::SpiffeId, ledger::store::Ledger, store::Store,
 };
 
 pub struct NodeState {
@@ -19,6 +19,7 @@ pub struct NodeState {
     ledger: Ledger,
     clock: Clock,
     limits: Limits,
+    guard: Guard,
 }
 
 /// The parts a node is built from.
@@ -30,6 +31,7 @@ pub struct NodeParts {
     pub ledger: Ledger,
     pub clock: Clock,
     pub limits: Limits,
+    pub guard: Guard,
 }
 
 impl NodeState {
@@ -42,6 +44,7 @@ impl NodeState {
             ledger: parts.ledger,
             clock: parts.clock,
             limits: parts.limits,
+            guard: parts.guard,
         }
     }
 
@@ -64,6 +67,11 @@ impl NodeState {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Rate limits, quotas and enumeration detection (promise 7).
+    pub fn guard(&self) -> &Guard {
+        &self.guard
     }
 
     pub fn node_id(&self) -> &SpiffeId {

@@ -6,6 +6,7 @@ mod convert;
 mod query;
 
 pub use admin::AdministrationApi;
+pub use query::record_throttled;
 
 use std::sync::Arc;
 
@@ -70,6 +71,7 @@ impl CreditQuery for CreditQueryApi {
         let caller = caller(&request)?;
         let req = request.get_ref();
         let state = &self.state;
+        query::admit(state, caller, 1).await?;
         let asked = match validate(
             state,
             &req.subject,
@@ -92,9 +94,11 @@ impl CreditQuery for CreditQueryApi {
                 .await);
             }
         };
-        query::answer(state, caller, &asked)
-            .await
+        let mut answers = query::answer_all(state, caller, std::slice::from_ref(&asked)).await?;
+        answers
+            .pop()
             .map(Response::new)
+            .ok_or_else(|| Status::internal("no answer"))
     }
 
     async fn batch_query(
@@ -105,6 +109,10 @@ impl CreditQuery for CreditQueryApi {
         let req = request.get_ref();
         let state = &self.state;
         let max = state.limits().max_batch_subjects;
+        // The rate limit first, at one cell per subject: a flood of oversized or malformed
+        // batches is folded like any other flood instead of writing one entry each.
+        let cells = u32::try_from(req.subjects.len().max(1)).unwrap_or(u32::MAX);
+        query::admit(state, caller, cells).await?;
         let first = req.subjects.first().map(String::as_str).unwrap_or_default();
         if req.subjects.is_empty() || req.subjects.len() > max {
             let status = Status::invalid_argument(format!(
@@ -146,11 +154,7 @@ impl CreditQuery for CreditQueryApi {
                 }
             }
         }
-        // Concurrently: the ledger commits them in one group, so a batch costs about one fsync.
-        let answers =
-            futures_util::future::join_all(asked.iter().map(|a| query::answer(state, caller, a)))
-                .await;
-        let answers = answers.into_iter().collect::<Result<Vec<_>, Status>>()?;
+        let answers = query::answer_all(state, caller, &asked).await?;
         Ok(Response::new(proto::BatchQueryResponse { answers }))
     }
 }

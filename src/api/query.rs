@@ -3,12 +3,18 @@
 //! Promise 5 is kept here: every query, whatever its outcome, is appended to the ledger, and the
 //! response is built only from a [`Receipt`], which only a durable commit produces. If the
 //! ledger cannot be written the caller gets UNAVAILABLE and no data.
+//!
+//! Promise 7 too: the rate limit runs before anything else ([`admit`]); the suspension and
+//! distinct-subject quota before any record is read ([`answer_all`]); enumeration detection
+//! after, on what was found. Every refusal is recorded: quota and suspension refusals one entry
+//! per subject, rate-limit refusals folded per caller and window.
 
 use ring::digest;
-use tonic::Status;
+use tonic::{Status, metadata::MetadataValue};
 
 use super::convert;
 use crate::{
+    harvest::{Folded, Refusal, Suspension},
     identity::Caller,
     ledger::{
         entry::{self, Entry},
@@ -28,32 +34,107 @@ pub struct Asked {
     pub basis: String,
 }
 
-/// Answers one validated query and records it; returns the response only after the ledger
-/// entry is durable.
-pub async fn answer(
+/// The rate limit, before any other work: `subjects` cells of the caller's allowance.
+pub async fn admit(state: &NodeState, caller: &Caller, subjects: u32) -> Result<(), Status> {
+    match state
+        .guard()
+        .admit(caller, subjects, state.clock().now_ms())
+    {
+        Ok(()) => Ok(()),
+        Err((refusal, closed)) => {
+            if let Some(folded) = closed {
+                record_throttled(state, &folded).await;
+            }
+            Err(refusal_status(state, &refusal))
+        }
+    }
+}
+
+/// Answers validated queries that share one selection (one for `Query`, several for
+/// `BatchQuery`), each recorded; returns the responses only after their entries are durable.
+pub async fn answer_all(
+    state: &NodeState,
+    caller: &Caller,
+    asked: &[Asked],
+) -> Result<Vec<proto::QueryResponse>, Status> {
+    let Some(first) = asked.first() else {
+        return Ok(Vec::new());
+    };
+    let catalog = state.catalog();
+    let decision = policy::decide(&catalog, &caller.spiffe_id, &first.purpose, &first.items);
+    // A query that can receive nothing costs no quota and reads nothing: it learns nothing, not
+    // even whether the subject exists.
+    if decision.grants_anything() {
+        let mut subjects: Vec<&str> = asked.iter().map(|a| a.subject.as_str()).collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        let charged = state
+            .guard()
+            .charge(&caller.spiffe_id, &subjects, state.clock().now_ms())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "quota store unavailable; query refused");
+                Status::unavailable("the node's store is unavailable; nothing was disclosed")
+            })?;
+        if let Err(refusal) = charged {
+            let status = refusal_status(state, &refusal);
+            let reason = status.message().chars().take(200).collect::<String>();
+            let entries = asked.iter().map(|a| {
+                let outcome = entry::Outcome::Denied {
+                    reason: reason.clone(),
+                };
+                append(
+                    state,
+                    new_entry(state, caller, a, Vec::new(), outcome, [0; 32]),
+                )
+            });
+            for recorded in futures_util::future::join_all(entries).await {
+                recorded?;
+            }
+            return Err(status);
+        }
+    }
+    // Concurrently: the ledger commits them in one group, so a batch costs about one fsync.
+    let answers = futures_util::future::join_all(
+        asked
+            .iter()
+            .map(|a| answer_one(state, caller, a, &decision, &catalog)),
+    )
+    .await;
+    answers.into_iter().collect()
+}
+
+async fn answer_one(
     state: &NodeState,
     caller: &Caller,
     asked: &Asked,
+    decision: &policy::Decision<'_>,
+    catalog: &crate::catalog::SignedCatalog,
 ) -> Result<proto::QueryResponse, Status> {
-    let catalog = state.catalog();
-    let decision = policy::decide(&catalog, &caller.spiffe_id, &asked.purpose, &asked.items);
-    // No database work for a query that can receive nothing: it learns nothing, not even
-    // whether the subject exists.
     let records = if decision.grants_anything() {
-        state
+        let records = state
             .store()
             .records_of(&asked.subject)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "store unavailable; query refused");
                 Status::unavailable("the node's store is unavailable; nothing was disclosed")
-            })?
+            })?;
+        let now = state.clock().now_ms();
+        if let Some(alert) =
+            state
+                .guard()
+                .observe(&caller.spiffe_id, &asked.subject, records.is_empty(), now)
+        {
+            raise_alert(state, caller, asked, alert).await?;
+        }
+        records
     } else {
         Vec::new()
     };
     let key = state.pseudonym_key().recipient_key(&caller.spiffe_id);
-    let answer = query::answer(&decision, &records, state.clock().today(), &key);
-    let result = convert::query_result(&asked.subject, &answer, &catalog);
+    let answer = query::answer(decision, &records, state.clock().today(), &key);
+    let result = convert::query_result(&asked.subject, &answer, catalog);
     let result_sha256 = sha256(&prost::Message::encode_to_vec(&result));
 
     let outcome = match answer.kind() {
@@ -107,6 +188,127 @@ pub async fn refuse_invalid(
         Ok(_) => status,
         Err(unavailable) => unavailable,
     }
+}
+
+/// Records an enumeration alert (the query that raised it is still answered: it was within
+/// quota) and, if so configured, suspends the caller from the next query on.
+async fn raise_alert(
+    state: &NodeState,
+    caller: &Caller,
+    asked: &Asked,
+    alert: crate::harvest::Alert,
+) -> Result<(), Status> {
+    tracing::warn!(caller = %caller.spiffe_id, reason = %alert.reason, "enumeration alert");
+    let outcome = entry::Outcome::Alert {
+        reason: alert.reason.clone(),
+    };
+    let entry = new_entry(state, caller, asked, Vec::new(), outcome, [0; 32]);
+    let receipt = append(state, entry).await?;
+    if alert.suspend {
+        let suspension = Suspension {
+            caller: caller.spiffe_id.to_string(),
+            since_ms: state.clock().now_ms(),
+            alert_seq: receipt.seq,
+            reason: alert.reason,
+        };
+        state.guard().suspend(&suspension).await.map_err(|e| {
+            tracing::error!(error = %e, "could not store a suspension; query refused");
+            Status::unavailable("the node's store is unavailable; nothing was disclosed")
+        })?;
+    }
+    Ok(())
+}
+
+/// Records one closed window of rate-limit refusals as a `throttled` entry. A failure is
+/// logged: the refusals themselves disclosed nothing.
+pub async fn record_throttled(state: &NodeState, folded: &Folded) {
+    let entry = Entry {
+        seq: 0,
+        time_ms: state.clock().now_ms(),
+        query_id: random_id(),
+        caller: folded.caller.to_string(),
+        caller_cert_sha256: folded.fingerprint,
+        on_behalf_of: None,
+        purpose: String::new(),
+        basis: String::new(),
+        subject: String::new(),
+        requested_fields: Vec::new(),
+        decisions: Vec::new(),
+        outcome: entry::Outcome::Throttled {
+            count: folded.count,
+            window_start_ms: folded.window_start_ms,
+        },
+        response_sha256: [0; 32],
+    };
+    if let Err(e) = state.ledger().append(entry).await {
+        tracing::error!(error = %e, caller = %folded.caller, count = folded.count,
+            "could not record rate-limit refusals");
+    }
+}
+
+/// The gRPC status of a refusal, with when to retry where waiting helps.
+fn refusal_status(state: &NodeState, refusal: &Refusal) -> Status {
+    let (mut status, retry_ms) = match refusal {
+        Refusal::Throttled { retry_after } => {
+            let ms = u64::try_from(retry_after.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            (
+                Status::resource_exhausted(format!(
+                    "rate limit: too many requests from this caller; retry after {ms} ms"
+                )),
+                Some(ms),
+            )
+        }
+        Refusal::BatchOverBurst { subjects, burst } => (
+            Status::resource_exhausted(format!(
+                "subjects: {subjects} subjects exceed this caller's burst of {burst}; \
+                 send at most {burst} per request"
+            )),
+            None,
+        ),
+        Refusal::QuotaExhausted {
+            quota,
+            resets_at_ms,
+        } => {
+            let ms = u64::try_from(resets_at_ms - state.clock().now_ms())
+                .unwrap_or(0)
+                .max(1);
+            (
+                Status::resource_exhausted(format!(
+                    "quota: this caller has obtained records about its {quota} distinct \
+                     subjects for this window; repeats of those are still answered, new \
+                     subjects from {}",
+                    rfc3339(*resets_at_ms)
+                )),
+                Some(ms),
+            )
+        }
+        Refusal::Suspended { since_ms } => (
+            Status::permission_denied(format!(
+                "this caller is suspended since {} after an enumeration alert, until an \
+                 officer lifts the suspension",
+                rfc3339(*since_ms)
+            )),
+            None,
+        ),
+    };
+    if let Some(ms) = retry_ms {
+        let metadata = status.metadata_mut();
+        metadata.insert("retry-after", MetadataValue::from(ms.div_ceil(1000)));
+        metadata.insert("grpc-retry-pushback-ms", MetadataValue::from(ms));
+    }
+    status
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
 }
 
 fn new_entry(

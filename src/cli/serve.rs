@@ -78,6 +78,7 @@ pub async fn start_with_clock(
         store,
         ledger,
         clock,
+        harvest: loaded.config.harvest.clone(),
     };
     RunningNode::start(settings)
         .await

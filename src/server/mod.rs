@@ -30,6 +30,7 @@ use crate::{
     clock::Clock,
     config::Limits,
     desensitize::PseudonymKey,
+    harvest::{Folded, Guard, HarvestSettings},
     identity::SpiffeId,
     ledger::store::Ledger,
     proto::{administration_server::AdministrationServer, credit_query_server::CreditQueryServer},
@@ -48,6 +49,7 @@ pub struct NodeSettings {
     pub store: Store,
     pub ledger: Ledger,
     pub clock: Clock,
+    pub harvest: HarvestSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +106,7 @@ pub struct RunningNode {
     tls: TlsReloader,
     shutdown: watch::Sender<bool>,
     accept_task: JoinHandle<()>,
+    housekeeping_task: JoinHandle<()>,
     serve_task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
@@ -140,6 +143,7 @@ impl RunningNode {
             shutdown_rx.clone(),
         ));
 
+        let guard = Guard::start(&settings.harvest, settings.store.clone());
         let state = Arc::new(NodeState::new(NodeParts {
             node_id,
             catalog: settings.catalog,
@@ -148,7 +152,9 @@ impl RunningNode {
             ledger: settings.ledger,
             clock: settings.clock,
             limits: settings.limits.clone(),
+            guard,
         }));
+        let housekeeping_task = tokio::spawn(housekeeping(state.clone(), shutdown_rx.clone()));
         let router = build_router(&settings.limits, state.clone()).await;
         let mut stop = shutdown_rx;
         let serve_task = tokio::spawn(router.serve_with_incoming_shutdown(
@@ -164,6 +170,7 @@ impl RunningNode {
             tls,
             shutdown,
             accept_task,
+            housekeeping_task,
             serve_task,
         })
     }
@@ -195,8 +202,32 @@ impl RunningNode {
             Ok(Err(e)) => tracing::warn!(error = %e, "server ended with an error"),
             Err(e) => tracing::warn!(error = %e, "server task failed"),
         }
+        let _ = self.housekeeping_task.await;
+        // Refusals still folded in memory are recorded before the ledger closes.
+        let now = self.state.clock().now_ms();
+        record_folds(&self.state, self.state.guard().housekeeping(now, true)).await;
         self.state.ledger().shutdown().await;
         self.state.store().close().await;
+    }
+}
+
+/// Records closed windows of rate-limit refusals and lets the guard forget idle callers.
+async fn housekeeping(state: Arc<NodeState>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(state.guard().housekeeping_every());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let folds = state.guard().housekeeping(state.clock().now_ms(), false);
+        record_folds(&state, folds).await;
+    }
+}
+
+async fn record_folds(state: &NodeState, folds: Vec<Folded>) {
+    for folded in folds {
+        crate::api::record_throttled(state, &folded).await;
     }
 }
 

@@ -25,6 +25,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "ledger",
         include_str!("../../migrations/sqlite/0002_ledger.sql"),
     ),
+    (
+        3,
+        "harvest",
+        include_str!("../../migrations/sqlite/0003_harvest.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (
@@ -36,6 +41,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "ledger",
         include_str!("../../migrations/postgres/0002_ledger.sql"),
+    ),
+    (
+        3,
+        "harvest",
+        include_str!("../../migrations/postgres/0003_harvest.sql"),
     ),
 ];
 

@@ -1,0 +1,190 @@
+//! Enumeration detection: a caller working through identifiers rather than cases. Two signs,
+//! each judged per caller and quota window: many misses (subjects the node holds nothing
+//! about: a harvester guessing identifiers), and runs of sequential identifiers (a harvester
+//! counting). Each raises at most one alert per caller and window.
+//!
+//! State is a few words per active caller, kept in memory on each replica: detection is a
+//! signal for officers, while the hard bound on what a caller can obtain is the quota, which
+//! lives in the shared store.
+
+use dashmap::DashMap;
+
+use crate::identity::SpiffeId;
+
+#[derive(Clone, Copy, Debug)]
+pub struct DetectSettings {
+    pub min_queries: u32,
+    pub miss_share: f64,
+    pub sequential_run: u32,
+}
+
+/// Two identifiers are sequential when their bodies differ by at least 1 and at most this.
+const MAX_STEP: u128 = 16;
+
+#[derive(Default)]
+struct Track {
+    window: i64,
+    queries: u32,
+    misses: u32,
+    last: Option<u128>,
+    run: u32,
+    alerted: bool,
+}
+
+pub struct Detector {
+    settings: DetectSettings,
+    callers: DashMap<SpiffeId, Track>,
+}
+
+impl Detector {
+    pub fn new(settings: DetectSettings) -> Self {
+        Self {
+            settings,
+            callers: DashMap::new(),
+        }
+    }
+
+    /// Notes one answered query about `subject` (a canonical identifier); `miss` when the node
+    /// holds no record of it. Returns the alert's reason the first time a sign shows in the
+    /// window.
+    pub fn observe(
+        &self,
+        caller: &SpiffeId,
+        window: i64,
+        subject: &str,
+        miss: bool,
+    ) -> Option<String> {
+        let mut track = self.callers.entry(caller.clone()).or_default();
+        if track.window != window {
+            *track = Track {
+                window,
+                ..Track::default()
+            };
+        }
+        track.queries += 1;
+        track.misses += u32::from(miss);
+        let body = body_value(subject);
+        track.run = match (track.last, body) {
+            (Some(last), Some(now)) if (1..=MAX_STEP).contains(&last.abs_diff(now)) => {
+                track.run.max(1) + 1
+            }
+            _ => 1,
+        };
+        track.last = body;
+        if track.alerted {
+            return None;
+        }
+        let s = &self.settings;
+        let reason = if track.run >= s.sequential_run {
+            format!(
+                "enumeration suspected: {} sequential identifiers in a row",
+                track.run
+            )
+        } else if track.queries >= s.min_queries
+            && f64::from(track.misses) >= s.miss_share * f64::from(track.queries)
+        {
+            format!(
+                "enumeration suspected: {} of {} subjects asked about in this window are unknown",
+                track.misses, track.queries
+            )
+        } else {
+            return None;
+        };
+        track.alerted = true;
+        Some(reason)
+    }
+
+    /// Drops callers not seen in the current window.
+    pub fn forget_before(&self, window: i64) {
+        self.callers.retain(|_, t| t.window >= window);
+    }
+}
+
+/// The identifier without its check character(s), as a number: resident identity numbers by
+/// their 17 digits, USCCs by their first 16 characters in base 31 (the 17th is the
+/// organisation code's own check character, the 18th the overall one).
+fn body_value(subject: &str) -> Option<u128> {
+    const USCC: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+    let bytes = subject.as_bytes();
+    if bytes.len() != 18 {
+        return None;
+    }
+    if bytes[..17].iter().all(u8::is_ascii_digit) {
+        return subject[..17].parse().ok();
+    }
+    bytes[..16].iter().try_fold(0u128, |acc, &b| {
+        let digit = USCC.bytes().position(|c| c == b)?;
+        Some(acc * 31 + digit as u128)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identifier::{ResidentId, Uscc};
+
+    fn detector() -> Detector {
+        Detector::new(DetectSettings {
+            min_queries: 10,
+            miss_share: 0.5,
+            sequential_run: 5,
+        })
+    }
+
+    fn caller() -> SpiffeId {
+        SpiffeId::parse("spiffe://region-a.credit.test/dept/tax").unwrap()
+    }
+
+    #[test]
+    fn sequential_resident_ids_raise_one_alert() {
+        let d = detector();
+        let mut alerts = Vec::new();
+        for seq in 1..=12u32 {
+            let body = format!("11010519491231{seq:03}");
+            let id = ResidentId::complete(&body).unwrap();
+            alerts.extend(d.observe(&caller(), 7, id.as_str(), false));
+        }
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert!(alerts[0].contains("5 sequential"), "{}", alerts[0]);
+    }
+
+    #[test]
+    fn sequential_organisation_codes_are_sequential() {
+        let a = Uscc::complete("91110108MA01A2B3").unwrap();
+        let b = Uscc::complete("91110108MA01A2B4").unwrap();
+        let (x, y) = (
+            body_value(a.as_str()).unwrap(),
+            body_value(b.as_str()).unwrap(),
+        );
+        assert_eq!(x.abs_diff(y), 1);
+    }
+
+    #[test]
+    fn misses_alert_only_after_enough_queries() {
+        let d = detector();
+        let spaced = |i: u32| {
+            ResidentId::complete(&format!("1101051949{:04}{:03}", 1000 + i * 37, i)).unwrap()
+        };
+        for i in 0..9 {
+            assert_eq!(d.observe(&caller(), 1, spaced(i).as_str(), true), None);
+        }
+        let alert = d.observe(&caller(), 1, spaced(9).as_str(), true).unwrap();
+        assert!(alert.contains("10 of 10"), "{alert}");
+        // A new window starts clean.
+        assert_eq!(d.observe(&caller(), 2, spaced(10).as_str(), true), None);
+    }
+
+    #[test]
+    fn ordinary_work_raises_nothing() {
+        let d = detector();
+        for i in 0..100u32 {
+            let id = ResidentId::complete(&format!(
+                "1101051949{:04}{:03}",
+                1000 + (i * 7919) % 8000,
+                i % 997
+            ))
+            .unwrap();
+            assert_eq!(d.observe(&caller(), 1, id.as_str(), i % 5 == 0), None);
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Anti-harvesting (design.md promise 7): an authorised caller must not be able to copy the
+//! node's database one lawful-looking query at a time.
+//!
+//! Four bounds, checked in this order on every query:
+//! 1. [`rate`]: requests per second per caller (in memory, before any database work);
+//! 2. suspension: a caller suspended after an enumeration alert gets nothing until an officer
+//!    lifts it;
+//! 3. [`quota`]: distinct subjects per caller and window (in the store, shared by replicas);
+//! 4. [`detect`]: misses and sequential identifiers raise an alert, and by configuration a
+//!    suspension.
+//!
+//! The [`Guard`] only decides; the query path records every refusal in the ledger.
+
+mod detect;
+mod fold;
+mod quota;
+mod rate;
+pub mod settings;
+
+use std::{collections::HashMap, time::Duration};
+
+pub use fold::Folded;
+pub use quota::{QuotaError, Suspension};
+pub use settings::HarvestSettings;
+
+use self::{
+    detect::{DetectSettings, Detector},
+    fold::ThrottleFold,
+    quota::{Charge, QuotaStore},
+    rate::{RateLimits, RateRefusal},
+    settings::{CallerLimits, OnEnumeration, QuotaWindow},
+};
+use crate::{
+    identity::{Caller, SpiffeId},
+    store::Store,
+};
+
+/// Why a query is refused before anything is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Over the rate limit; the request may be sent again after this long.
+    Throttled { retry_after: Duration },
+    /// A batch larger than the caller's burst can never pass.
+    BatchOverBurst { subjects: u32, burst: u32 },
+    /// The distinct-subject quota of the window is used up; it is fresh at `resets_at_ms`.
+    QuotaExhausted { quota: u64, resets_at_ms: i64 },
+    /// Suspended after an enumeration alert, until an officer lifts it.
+    Suspended { since_ms: i64 },
+}
+
+/// An enumeration alert to record; with `suspend`, the caller is suspended once it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub reason: String,
+    pub suspend: bool,
+}
+
+pub struct Guard {
+    enabled: bool,
+    window: QuotaWindow,
+    on_enumeration: OnEnumeration,
+    default: CallerLimits,
+    named: HashMap<SpiffeId, CallerLimits>,
+    rate: RateLimits,
+    fold: ThrottleFold,
+    detector: Detector,
+    quota: QuotaStore,
+}
+
+impl Guard {
+    /// Builds the guard over a migrated store; `settings` must have passed
+    /// [`HarvestSettings::check`] (unparsable caller ids are skipped here).
+    pub fn start(settings: &HarvestSettings, store: Store) -> Self {
+        let named: HashMap<SpiffeId, CallerLimits> = settings
+            .callers
+            .iter()
+            .filter_map(|c| Some((SpiffeId::parse(&c.id).ok()?, c.limits())))
+            .collect();
+        if !settings.enabled {
+            tracing::warn!(
+                "harvest.enabled = false: rate limits, quotas and enumeration detection are off"
+            );
+        }
+        Self {
+            enabled: settings.enabled,
+            window: settings.window,
+            on_enumeration: settings.on_enumeration,
+            default: settings.default,
+            rate: RateLimits::new(settings.default, &named),
+            named,
+            fold: ThrottleFold::new(settings.throttle_fold_ms),
+            detector: Detector::new(DetectSettings {
+                min_queries: settings.enumeration_min_queries,
+                miss_share: settings.enumeration_miss_share,
+                sequential_run: settings.enumeration_sequential_run,
+            }),
+            quota: QuotaStore::start(store),
+        }
+    }
+
+    fn limits(&self, caller: &SpiffeId) -> CallerLimits {
+        self.named.get(caller).copied().unwrap_or(self.default)
+    }
+
+    /// The rate limit: `subjects` cells from the caller's allowance. A refusal is counted into
+    /// the caller's fold window; when that closes a window, the closed one is returned beside
+    /// the refusal, to be recorded (boxed: it is rare, and keeps the refusal small).
+    pub fn admit(
+        &self,
+        caller: &Caller,
+        subjects: u32,
+        now_ms: i64,
+    ) -> Result<(), (Refusal, Option<Box<Folded>>)> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let refusal = match self.rate.check(&caller.spiffe_id, subjects) {
+            Ok(()) => return Ok(()),
+            Err(RateRefusal::Wait(retry_after)) => Refusal::Throttled { retry_after },
+            Err(RateRefusal::TooLarge { burst }) => Refusal::BatchOverBurst { subjects, burst },
+        };
+        Err((refusal, self.fold.refused(caller, now_ms).map(Box::new)))
+    }
+
+    /// Suspension and distinct-subject quota, for a query that would disclose something about
+    /// `subjects` (canonical, distinct). All or nothing: a refused batch counts nothing.
+    pub async fn charge(
+        &self,
+        caller: &SpiffeId,
+        subjects: &[&str],
+        now_ms: i64,
+    ) -> Result<Result<(), Refusal>, QuotaError> {
+        if !self.enabled {
+            return Ok(Ok(()));
+        }
+        let window = self.window.id(now_ms);
+        let quota = self.limits(caller).distinct_subjects;
+        let charge = self
+            .quota
+            .charge(&caller.to_string(), window, subjects, quota)
+            .await?;
+        Ok(match charge {
+            Charge::Within => Ok(()),
+            Charge::Exhausted { .. } => Err(Refusal::QuotaExhausted {
+                quota,
+                resets_at_ms: self.window.end_ms(window),
+            }),
+            Charge::Suspended { since_ms } => Err(Refusal::Suspended { since_ms }),
+        })
+    }
+
+    /// Notes an answered query; returns an alert the first time enumeration shows.
+    pub fn observe(
+        &self,
+        caller: &SpiffeId,
+        subject: &str,
+        miss: bool,
+        now_ms: i64,
+    ) -> Option<Alert> {
+        if !self.enabled {
+            return None;
+        }
+        let reason = self
+            .detector
+            .observe(caller, self.window.id(now_ms), subject, miss)?;
+        Some(Alert {
+            reason,
+            suspend: self.on_enumeration == OnEnumeration::Suspend,
+        })
+    }
+
+    pub async fn suspend(&self, suspension: &Suspension) -> Result<(), QuotaError> {
+        self.quota.suspend(suspension).await
+    }
+
+    pub async fn lift(&self, caller: &str) -> Result<Option<Suspension>, QuotaError> {
+        self.quota.lift(caller).await
+    }
+
+    pub async fn suspension(&self, caller: &str) -> Result<Option<Suspension>, QuotaError> {
+        self.quota.suspension(caller).await
+    }
+
+    pub async fn suspensions(&self) -> Result<Vec<Suspension>, QuotaError> {
+        self.quota.suspensions().await
+    }
+
+    /// Fold windows ready to be recorded (all of them at shutdown), and memory of idle callers
+    /// released.
+    pub fn housekeeping(&self, now_ms: i64, shutting_down: bool) -> Vec<Folded> {
+        self.rate.forget_idle();
+        self.detector.forget_before(self.window.id(now_ms));
+        self.fold.take_due(now_ms, shutting_down)
+    }
+
+    /// How often [`Guard::housekeeping`] should run.
+    pub fn housekeeping_every(&self) -> Duration {
+        Duration::from_millis(1000)
+    }
+}

@@ -1,0 +1,316 @@
+//! The distinct-subject quota and suspensions, in the store (so replicas share them).
+//!
+//! The hot path reads first: a subject the caller already obtained in this window costs one
+//! indexed read and no write. Only new subjects go to the single quota writer, which charges
+//! everything queued in one transaction (group commit, as the ledger does), so a burst of new
+//! subjects pays one durable commit, not one each.
+//!
+//! Correctness across replicas: each charge updates the caller's usage row under the condition
+//! `used + new <= quota`; the row lock serialises concurrent charges of one caller on
+//! PostgreSQL (the single write lock does on SQLite), so no interleaving overshoots. A race
+//! between two replicas can only over-count (both count a subject the other just added): the
+//! quota errs towards refusing.
+
+use sqlx::{Any, AnyConnection, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::Store;
+
+/// Most charges committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Charge {
+    /// Everything asked about is counted (now or before).
+    Within,
+    /// The new subjects would take the caller past its quota; nothing was counted.
+    Exhausted { used: u64 },
+    /// The caller is suspended; nothing was counted.
+    Suspended { since_ms: i64 },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("quota store: {0}")]
+pub struct QuotaError(String);
+
+impl From<sqlx::Error> for QuotaError {
+    fn from(e: sqlx::Error) -> Self {
+        QuotaError(e.to_string())
+    }
+}
+
+/// One suspended caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspension {
+    pub caller: String,
+    pub since_ms: i64,
+    pub alert_seq: u64,
+    pub reason: String,
+}
+
+struct Request {
+    caller: String,
+    window: i64,
+    subjects: Vec<String>,
+    limit: u64,
+    reply: oneshot::Sender<Result<Charge, QuotaError>>,
+}
+
+#[derive(Clone)]
+pub struct QuotaStore {
+    store: Store,
+    requests: mpsc::Sender<Request>,
+}
+
+impl QuotaStore {
+    /// Starts the quota writer on `store` (migrated).
+    pub fn start(store: Store) -> Self {
+        let (requests, rx) = mpsc::channel(MAX_BATCH * 4);
+        tokio::spawn(write_loop(store.clone(), rx));
+        Self { store, requests }
+    }
+
+    /// Charges `subjects` (canonical identifiers, distinct) to `caller`'s quota of `limit` in
+    /// `window`, all or nothing, unless the caller is suspended.
+    pub async fn charge(
+        &self,
+        caller: &str,
+        window: i64,
+        subjects: &[&str],
+        limit: u64,
+    ) -> Result<Charge, QuotaError> {
+        let mut sql = String::from(
+            "SELECT 1, '' FROM suspensions WHERE caller = $1 UNION ALL \
+             SELECT 2, subject FROM quota_subjects WHERE caller = $2 AND window_id = $3 \
+             AND subject IN (",
+        );
+        push_params(&mut sql, 4, subjects.len());
+        sql.push(')');
+        let mut q = sqlx::query::<Any>(&sql)
+            .bind(caller)
+            .bind(caller)
+            .bind(window);
+        for s in subjects {
+            q = q.bind(*s);
+        }
+        let rows = q.fetch_all(self.store.pool()).await?;
+        let mut counted = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<i32, _>(0)? == 1 {
+                return Ok(Charge::Suspended {
+                    since_ms: self.suspended_since(caller).await?.unwrap_or_default(),
+                });
+            }
+            counted.push(row.try_get::<String, _>(1)?);
+        }
+        let new: Vec<String> = subjects
+            .iter()
+            .filter(|s| !counted.iter().any(|c| c == *s))
+            .map(|s| (*s).to_owned())
+            .collect();
+        if new.is_empty() {
+            return Ok(Charge::Within);
+        }
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            caller: caller.to_owned(),
+            window,
+            subjects: new,
+            limit,
+            reply,
+        };
+        let closed = || QuotaError("the quota writer has stopped".into());
+        self.requests.send(request).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    async fn suspended_since(&self, caller: &str) -> Result<Option<i64>, QuotaError> {
+        let row = sqlx::query::<Any>("SELECT since_ms FROM suspensions WHERE caller = $1")
+            .bind(caller)
+            .fetch_optional(self.store.pool())
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?)
+    }
+
+    /// Suspends `caller` (a second alert keeps the first suspension).
+    pub async fn suspend(&self, s: &Suspension) -> Result<(), QuotaError> {
+        let seq =
+            i64::try_from(s.alert_seq).map_err(|_| QuotaError("alert_seq too large".into()))?;
+        sqlx::query::<Any>(
+            "INSERT INTO suspensions (caller, since_ms, alert_seq, reason) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (caller) DO NOTHING",
+        )
+        .bind(s.caller.as_str())
+        .bind(s.since_ms)
+        .bind(seq)
+        .bind(s.reason.as_str())
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Lifts `caller`'s suspension; `None` if it was not suspended.
+    pub async fn lift(&self, caller: &str) -> Result<Option<Suspension>, QuotaError> {
+        let found = self.suspension(caller).await?;
+        if found.is_some() {
+            sqlx::query::<Any>("DELETE FROM suspensions WHERE caller = $1")
+                .bind(caller)
+                .execute(self.store.pool())
+                .await?;
+        }
+        Ok(found)
+    }
+
+    pub async fn suspension(&self, caller: &str) -> Result<Option<Suspension>, QuotaError> {
+        let row = sqlx::query::<Any>(
+            "SELECT caller, since_ms, alert_seq, reason FROM suspensions WHERE caller = $1",
+        )
+        .bind(caller)
+        .fetch_optional(self.store.pool())
+        .await?;
+        row.map(|r| suspension_of(&r)).transpose()
+    }
+
+    pub async fn suspensions(&self) -> Result<Vec<Suspension>, QuotaError> {
+        let rows = sqlx::query::<Any>(
+            "SELECT caller, since_ms, alert_seq, reason FROM suspensions ORDER BY since_ms",
+        )
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.iter().map(suspension_of).collect()
+    }
+}
+
+fn suspension_of(row: &sqlx::any::AnyRow) -> Result<Suspension, QuotaError> {
+    Ok(Suspension {
+        caller: row.try_get(0)?,
+        since_ms: row.try_get(1)?,
+        alert_seq: u64::try_from(row.try_get::<i64, _>(2)?).unwrap_or_default(),
+        reason: row.try_get(3)?,
+    })
+}
+
+fn push_params(sql: &mut String, first: usize, count: usize) {
+    for i in 0..count {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!("${}", first + i));
+    }
+}
+
+async fn write_loop(store: Store, mut rx: mpsc::Receiver<Request>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        match commit(&store, &batch).await {
+            Ok(outcomes) => {
+                for (request, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = request.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "quota charge failed; refusing the batch");
+                for request in batch.drain(..) {
+                    let _ = request.reply.send(Err(QuotaError(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+async fn commit(store: &Store, batch: &[Request]) -> Result<Vec<Charge>, sqlx::Error> {
+    let mut tx = store.pool().begin().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch {
+        outcomes.push(charge_one(&mut tx, request).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+async fn charge_one(conn: &mut AnyConnection, r: &Request) -> Result<Charge, sqlx::Error> {
+    let opened = sqlx::query::<Any>(
+        "INSERT INTO quota_usage (caller, window_id, used) VALUES ($1, $2, 0) \
+         ON CONFLICT (caller, window_id) DO NOTHING",
+    )
+    .bind(r.caller.as_str())
+    .bind(r.window)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if opened > 0 {
+        // The caller's first charge in this window: its older windows are spent; drop them so
+        // the tables hold at most about one window per caller.
+        for table in ["quota_subjects", "quota_usage"] {
+            sqlx::query::<Any>(&format!(
+                "DELETE FROM {table} WHERE caller = $1 AND window_id < $2"
+            ))
+            .bind(r.caller.as_str())
+            .bind(r.window)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    // Subjects another replica (or an earlier charge of this batch) counted meanwhile.
+    let mut sql = String::from(
+        "SELECT subject FROM quota_subjects WHERE caller = $1 AND window_id = $2 AND subject IN (",
+    );
+    push_params(&mut sql, 3, r.subjects.len());
+    sql.push(')');
+    let mut q = sqlx::query::<Any>(&sql)
+        .bind(r.caller.as_str())
+        .bind(r.window);
+    for s in &r.subjects {
+        q = q.bind(s.as_str());
+    }
+    let counted: Vec<String> = q
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
+    let new: Vec<&String> = r.subjects.iter().filter(|s| !counted.contains(s)).collect();
+    if new.is_empty() {
+        return Ok(Charge::Within);
+    }
+    let n = i64::try_from(new.len()).unwrap_or(i64::MAX);
+    let limit = i64::try_from(r.limit).unwrap_or(i64::MAX);
+    let updated = sqlx::query::<Any>(
+        "UPDATE quota_usage SET used = used + $1 \
+         WHERE caller = $2 AND window_id = $3 AND used + $4 <= $5",
+    )
+    .bind(n)
+    .bind(r.caller.as_str())
+    .bind(r.window)
+    .bind(n)
+    .bind(limit)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        let used: i64 =
+            sqlx::query::<Any>("SELECT used FROM quota_usage WHERE caller = $1 AND window_id = $2")
+                .bind(r.caller.as_str())
+                .bind(r.window)
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get(0)?;
+        return Ok(Charge::Exhausted {
+            used: u64::try_from(used).unwrap_or_default(),
+        });
+    }
+    let mut sql = String::from("INSERT INTO quota_subjects (caller, window_id, subject) VALUES ");
+    for i in 0..new.len() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
+    }
+    sql.push_str(" ON CONFLICT (caller, window_id, subject) DO NOTHING");
+    let mut q = sqlx::query::<Any>(&sql);
+    for s in new {
+        q = q.bind(r.caller.as_str()).bind(r.window).bind(s.as_str());
+    }
+    q.execute(&mut *conn).await?;
+    Ok(Charge::Within)
+}
