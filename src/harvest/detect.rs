@@ -150,8 +150,9 @@ mod tests {
 
     #[test]
     fn sequential_organisation_codes_are_sequential() {
-        let a = Uscc::complete("91110108MA01A2B3").unwrap();
-        let b = Uscc::complete("91110108MA01A2B4").unwrap();
+        // The 17th character (the organisation code's own check) changes too, and is ignored.
+        let a = Uscc::complete("91110108MA01A2B37").unwrap();
+        let b = Uscc::complete("91110108MA01A2B4X").unwrap();
         let (x, y) = (
             body_value(a.as_str()).unwrap(),
             body_value(b.as_str()).unwrap(),
@@ -162,8 +163,9 @@ mod tests {
     #[test]
     fn misses_alert_only_after_enough_queries() {
         let d = detector();
+        // Birth dates months apart: no two of them are sequential.
         let spaced = |i: u32| {
-            ResidentId::complete(&format!("1101051949{:04}{:03}", 1000 + i * 37, i)).unwrap()
+            ResidentId::complete(&format!("1101051949{:02}{:02}{:03}", 1 + i, 10 + i, i)).unwrap()
         };
         for i in 0..9 {
             assert_eq!(d.observe(&caller(), 1, spaced(i).as_str(), true), None);
@@ -179,9 +181,11 @@ mod tests {
         let d = detector();
         for i in 0..100u32 {
             let id = ResidentId::complete(&format!(
-                "1101051949{:04}{:03}",
-                1000 + (i * 7919) % 8000,
-                i % 997
+                "11010519{:02}{:02}{:02}{:03}",
+                50 + i % 40,
+                1 + (i * 7) % 12,
+                1 + (i * 13) % 28,
+                (i * 389) % 997
             ))
             .unwrap();
             assert_eq!(d.observe(&caller(), 1, id.as_str(), i % 5 == 0), None);
