@@ -18,6 +18,11 @@ impl Clock {
         Self(Arc::new(move || at))
     }
 
+    /// A clock read from `f`: for tests that move time forward (a new quota window, a new day).
+    pub fn from_fn(f: impl Fn() -> OffsetDateTime + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
     pub fn now(&self) -> OffsetDateTime {
         (self.0)()
     }

@@ -250,7 +250,8 @@ pub async fn record_throttled(state: &NodeState, folded: &Folded) {
 fn refusal_status(state: &NodeState, refusal: &Refusal) -> Status {
     let (mut status, retry_ms) = match refusal {
         Refusal::Throttled { retry_after } => {
-            let ms = u64::try_from(retry_after.as_millis())
+            // Rounded up: a client that waits exactly this long must pass.
+            let ms = u64::try_from(retry_after.as_micros().div_ceil(1000))
                 .unwrap_or(u64::MAX)
                 .max(1);
             (

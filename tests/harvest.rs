@@ -1,0 +1,556 @@
+//! Anti-harvesting over mutual TLS (design.md promise 7): rate limits, distinct-subject quotas,
+//! batch caps, enumeration alerts and suspensions, each seen as a client sees it and as the
+//! ledger records it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, Ordering},
+};
+
+use common::{TestPki, endpoint};
+use credit_node::{
+    clock::Clock,
+    identifier::Uscc,
+    identity::Kind,
+    ledger::{
+        entry::Outcome,
+        store::{EntryFilter, OutcomeKind, Page, StoredEntry},
+    },
+    pki::{self, REGION_A, REGION_B},
+    proto::{
+        self, administration_client::AdministrationClient, credit_query_client::CreditQueryClient,
+    },
+    server::RunningNode,
+    store::Store,
+};
+use serde_json::json;
+use tonic::{Code, transport::Channel};
+
+const TAX_B: &str = "spiffe://region-b.credit.test/dept/tax";
+
+/// A clock the test moves forward: quota windows follow it, so no test waits for a new day.
+#[derive(Clone)]
+struct TestClock(Arc<AtomicI64>);
+
+impl TestClock {
+    fn new() -> Self {
+        // 2026-11-23 10:00 UTC
+        Self(Arc::new(AtomicI64::new(1_795_428_000)))
+    }
+    fn clock(&self) -> Clock {
+        let secs = self.0.clone();
+        Clock::from_fn(move || {
+            time::OffsetDateTime::from_unix_timestamp(secs.load(Ordering::SeqCst)).unwrap()
+        })
+    }
+    fn advance_days(&self, days: i64) {
+        self.0.fetch_add(days * 86_400, Ordering::SeqCst);
+    }
+}
+
+fn subject(n: u64) -> String {
+    Uscc::from_seed(n).to_string()
+}
+
+fn registration(subject: &str) -> String {
+    json!({
+        "subject": subject, "item": "registration",
+        "fields": {
+            "uscc": subject, "name": "杭州星河网络科技有限公司", "status": "存续",
+            "established": "2009-03-17", "registered_capital": "1500000.00", "division": "330106",
+            "legal_rep_name": "欧阳娜娜", "legal_rep_id": "11010519491231002X",
+            "legal_rep_mobile": "13812341234"
+        },
+        "basis": {"kind": "营业执照", "number": format!("REG-{subject}"), "date": "2009-03-17", "issuer": "samr"},
+        "decision_date": "2009-03-17"
+    })
+    .to_string()
+}
+
+struct Node {
+    pki: TestPki,
+    node: RunningNode,
+    db: String,
+}
+
+/// A region-A node with `harvest` as its `[harvest]` config and registrations of subjects
+/// `0..subjects` ingested by its operator.
+async fn start(harvest: &str, clock: &TestClock, subjects: u64) -> Node {
+    let pki = TestPki::new();
+    let path = pki.dir.path().join("node.toml");
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let toml = pki::node_config_toml_with_harvest(&pki.layout, REGION_A, listen, harvest);
+    std::fs::write(&path, toml).unwrap();
+    let node = common::start_with_clock(&path, clock.clock()).await;
+    ingest(&pki, &node, subjects).await;
+    let db = format!(
+        "sqlite://{}",
+        pki.layout.root().join(format!("{REGION_A}.db")).display()
+    );
+    Node { pki, node, db }
+}
+
+async fn ingest(pki: &TestPki, node: &RunningNode, subjects: u64) {
+    let rows = (0..subjects).map(|n| registration(&subject(n))).collect();
+    let mut admin =
+        AdministrationClient::new(channel(pki, node, REGION_A, Kind::Operator, "admin").await);
+    admin
+        .ingest_records(proto::IngestRecordsRequest { json_lines: rows })
+        .await
+        .expect("operator ingests");
+}
+
+async fn channel(pki: &TestPki, node: &RunningNode, region: &str, kind: Kind, id: &str) -> Channel {
+    let (cert, key) = pki.identity(region, kind, id);
+    credit_node::client::connect(&endpoint(node), pki.client_tls(&cert, &key))
+        .await
+        .expect("connect")
+}
+
+async fn client(n: &Node, region: &str, id: &str) -> CreditQueryClient<Channel> {
+    CreditQueryClient::new(channel(&n.pki, &n.node, region, Kind::Dept, id).await)
+}
+
+fn ask(subject: &str) -> proto::QueryRequest {
+    proto::QueryRequest {
+        subject: subject.into(),
+        subject_type: proto::SubjectType::LegalPerson.into(),
+        items: vec![proto::ItemSelection {
+            item: "registration".into(),
+            fields: vec![],
+        }],
+        purpose: "public-procurement".into(),
+        basis_reference: "（2026）浙0106执123号".into(),
+    }
+}
+
+fn batch(subjects: &[String]) -> proto::BatchQueryRequest {
+    let one = ask("");
+    proto::BatchQueryRequest {
+        subjects: subjects.to_vec(),
+        subject_type: one.subject_type,
+        items: one.items,
+        purpose: one.purpose,
+        basis_reference: one.basis_reference,
+    }
+}
+
+async fn query(
+    client: &mut CreditQueryClient<Channel>,
+    subject: &str,
+) -> Result<proto::QueryResponse, tonic::Status> {
+    client
+        .query(ask(subject))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The query was answered with the subject's registration record.
+fn answered(response: Result<proto::QueryResponse, tonic::Status>) -> proto::QueryResponse {
+    let response = response.expect("answered");
+    let records = &response.result.as_ref().unwrap().records;
+    assert_eq!(records.len(), 1, "the registration record is disclosed");
+    response
+}
+
+async fn ledger_entries(store: &Store, filter: EntryFilter) -> Vec<StoredEntry> {
+    credit_node::ledger::store::entries(
+        store,
+        &filter,
+        Page {
+            after: None,
+            limit: 10_000,
+        },
+    )
+    .await
+    .unwrap()
+    .entries
+}
+
+fn by_outcome(outcome: OutcomeKind) -> EntryFilter {
+    EntryFilter {
+        outcome: Some(outcome),
+        ..EntryFilter::default()
+    }
+}
+
+const QUOTA_3: &str = "\
+[harvest]
+[harvest.default]
+requests_per_second = 1000
+burst = 1000
+distinct_subjects = 3
+";
+
+#[tokio::test]
+async fn the_next_new_subject_over_the_quota_is_refused_but_repeats_still_pass() {
+    let clock = TestClock::new();
+    let n = start(QUOTA_3, &clock, 6).await;
+    let mut tax = client(&n, REGION_B, "tax").await;
+    for i in 0..3 {
+        answered(query(&mut tax, &subject(i)).await);
+    }
+
+    let refused = query(&mut tax, &subject(3)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().starts_with("quota:"),
+        "{}",
+        refused.message()
+    );
+    assert!(
+        !refused.message().contains(&subject(3)),
+        "the refusal does not echo what it refused"
+    );
+    let pushback: u64 = refused
+        .metadata()
+        .get("grpc-retry-pushback-ms")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        pushback > 0 && pushback <= 86_400_000,
+        "retry at the next window: {pushback} ms"
+    );
+
+    // Subjects already counted cost nothing, however often they are asked about again.
+    for _ in 0..3 {
+        for i in 0..3 {
+            answered(query(&mut tax, &subject(i)).await);
+        }
+    }
+    // Another caller has a quota of its own.
+    let mut eco = client(&n, REGION_B, "eco").await;
+    answered(query(&mut eco, &subject(3)).await);
+
+    // The refusal is on record, as a denial naming the quota.
+    let store = n.node.state().store();
+    let denied = ledger_entries(
+        store,
+        EntryFilter {
+            caller: Some(TAX_B.into()),
+            ..by_outcome(OutcomeKind::Denied)
+        },
+    )
+    .await;
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].entry.subject, subject(3));
+    assert!(
+        matches!(&denied[0].entry.outcome, Outcome::Denied { reason } if reason.starts_with("quota:"))
+    );
+
+    // A new window (the next day, UTC+8) brings a fresh quota.
+    clock.advance_days(1);
+    answered(query(&mut tax, &subject(3)).await);
+    n.node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_batch_counts_every_subject_and_is_refused_whole() {
+    let clock = TestClock::new();
+    let n = start(QUOTA_3, &clock, 6).await;
+    let mut tax = client(&n, REGION_B, "tax").await;
+    let first: Vec<String> = (0..2).map(subject).collect();
+    let answers = tax
+        .batch_query(batch(&first))
+        .await
+        .unwrap()
+        .into_inner()
+        .answers;
+    assert_eq!(answers.len(), 2);
+
+    // Two new subjects with one slot left: nothing of the batch is disclosed or counted.
+    let over = vec![subject(2), subject(3)];
+    let refused = tax.batch_query(batch(&over)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().starts_with("quota:"),
+        "{}",
+        refused.message()
+    );
+    // So the last slot is still free.
+    answered(query(&mut tax, &subject(3)).await);
+    let refused = query(&mut tax, &subject(2)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+
+    // The batch size cap holds whatever the quota.
+    let too_many: Vec<String> = (0..101).map(|i| subject(i % 3)).collect();
+    let refused = tax.batch_query(batch(&too_many)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().starts_with("subjects:"),
+        "{}",
+        refused.message()
+    );
+    n.node.shutdown().await;
+}
+
+const BURST_5: &str = "\
+[harvest]
+throttle_fold_ms = 60000
+
+[harvest.default]
+requests_per_second = 1000
+burst = 1000
+distinct_subjects = 100
+
+[[harvest.caller]]
+id = \"spiffe://region-b.credit.test/dept/tax\"
+requests_per_second = 10
+burst = 5
+distinct_subjects = 100
+";
+
+#[tokio::test]
+async fn bursts_are_refused_with_a_retry_time_recover_and_fold_into_one_entry() {
+    let clock = TestClock::new();
+    let n = start(BURST_5, &clock, 2).await;
+    let mut tax = client(&n, REGION_B, "tax").await;
+    let s = subject(0);
+    let mut passed = 0;
+    let mut refusals = Vec::new();
+    // Far faster than 10/s: after the burst, nearly everything is refused.
+    for _ in 0..40 {
+        match query(&mut tax, &s).await {
+            Ok(r) => {
+                answered(Ok(r));
+                passed += 1;
+            }
+            Err(status) => refusals.push(status),
+        }
+    }
+    assert!(passed >= 5, "the burst passes: {passed}");
+    assert!(!refusals.is_empty(), "a burst beyond 5 is refused");
+    let last = refusals.last().unwrap();
+    assert_eq!(last.code(), Code::ResourceExhausted);
+    assert!(
+        last.message().starts_with("rate limit:"),
+        "{}",
+        last.message()
+    );
+    let pushback: u64 = last
+        .metadata()
+        .get("grpc-retry-pushback-ms")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=100).contains(&pushback),
+        "one request per 100 ms: {pushback}"
+    );
+    assert!(last.metadata().get("retry-after").is_some());
+
+    // Another department is not slowed by this one.
+    let mut eco = client(&n, REGION_B, "eco").await;
+    answered(query(&mut eco, &s).await);
+
+    // A client that waits as told gets through.
+    tokio::time::sleep(std::time::Duration::from_millis(pushback)).await;
+    answered(query(&mut tax, &s).await);
+
+    n.node.shutdown().await;
+    // Every refusal of the flood is on record, in one entry with the count.
+    let store = Store::open(&n.db).await.unwrap();
+    let throttled = ledger_entries(&store, by_outcome(OutcomeKind::Throttled)).await;
+    assert_eq!(throttled.len(), 1, "{throttled:?}");
+    assert_eq!(throttled[0].entry.caller, TAX_B);
+    assert!(
+        matches!(throttled[0].entry.outcome, Outcome::Throttled { count, .. } if count == refusals.len() as u64),
+        "{:?}",
+        throttled[0].entry.outcome
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_batch_beyond_the_burst_is_refused_before_anything_is_read() {
+    let clock = TestClock::new();
+    let n = start(BURST_5, &clock, 8).await;
+    let mut tax = client(&n, REGION_B, "tax").await;
+    let six: Vec<String> = (0..6).map(subject).collect();
+    let refused = tax.batch_query(batch(&six)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("burst of 5"),
+        "{}",
+        refused.message()
+    );
+    // A batch within the burst passes.
+    let answers = tax
+        .batch_query(batch(&six[..5]))
+        .await
+        .unwrap()
+        .into_inner()
+        .answers;
+    assert_eq!(answers.len(), 5);
+    n.node.shutdown().await;
+}
+
+const ENUMERATION: &str = "\
+[harvest]
+on_enumeration = \"suspend\"
+enumeration_sequential_run = 4
+enumeration_min_queries = 6
+
+[harvest.default]
+requests_per_second = 1000
+burst = 1000
+distinct_subjects = 1000
+";
+
+/// Organisation codes counted upwards, as a harvester walking the number space would.
+fn sequential(n: u32) -> String {
+    Uscc::complete(&format!("91330106MA2{n:05}0"))
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn sequential_identifiers_raise_an_alert_and_suspend_the_caller() {
+    let clock = TestClock::new();
+    let n = start(ENUMERATION, &clock, 1).await;
+    let mut tax = client(&n, REGION_B, "tax").await;
+    for i in 0..4 {
+        query(&mut tax, &sequential(i))
+            .await
+            .expect("answered, though about nobody");
+    }
+    // From the next query on, the caller is suspended: nothing, not even for a known subject.
+    let refused = query(&mut tax, &subject(0)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("suspended"),
+        "{}",
+        refused.message()
+    );
+    // Others are not.
+    let mut eco = client(&n, REGION_B, "eco").await;
+    answered(query(&mut eco, &subject(0)).await);
+
+    let store = n.node.state().store();
+    let alerts = ledger_entries(store, by_outcome(OutcomeKind::Alert)).await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].entry.caller, TAX_B);
+    assert!(
+        matches!(&alerts[0].entry.outcome, Outcome::Alert { reason } if reason.contains("sequential")),
+        "{:?}",
+        alerts[0].entry.outcome
+    );
+    let suspension = n
+        .node
+        .state()
+        .guard()
+        .suspension(TAX_B)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(suspension.alert_seq, alerts[0].seq);
+
+    // Lifting it (what LedgerReview does for an officer) lets the caller work again.
+    n.node.state().guard().lift(TAX_B).await.unwrap().unwrap();
+    answered(query(&mut tax, &subject(0)).await);
+    n.node.shutdown().await;
+}
+
+const FLAG_ONLY: &str = "\
+[harvest]
+on_enumeration = \"flag\"
+enumeration_sequential_run = 100
+enumeration_min_queries = 6
+enumeration_miss_share = 0.5
+
+[harvest.default]
+requests_per_second = 1000
+burst = 1000
+distinct_subjects = 1000
+";
+
+#[tokio::test]
+async fn many_misses_raise_one_alert_and_flagging_does_not_suspend() {
+    let clock = TestClock::new();
+    let n = start(FLAG_ONLY, &clock, 1).await;
+    let mut tax = client(&n, REGION_B, "tax").await;
+    // Guessed identifiers the node knows nothing about, far apart.
+    for i in 0..10u64 {
+        query(&mut tax, &subject(1_000 + i * 7_919))
+            .await
+            .expect("a miss is answered with nothing");
+    }
+    answered(query(&mut tax, &subject(0)).await);
+    let store = n.node.state().store();
+    let alerts = ledger_entries(store, by_outcome(OutcomeKind::Alert)).await;
+    assert_eq!(alerts.len(), 1, "one alert per caller and window");
+    assert!(
+        matches!(&alerts[0].entry.outcome, Outcome::Alert { reason } if reason.contains("unknown")),
+        "{:?}",
+        alerts[0].entry.outcome
+    );
+    assert!(
+        n.node
+            .state()
+            .guard()
+            .suspension(TAX_B)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    n.node.shutdown().await;
+}
+
+/// Two nodes over one PostgreSQL database, as replicas of one department: what a caller
+/// obtained through one counts against its quota on the other.
+#[tokio::test]
+async fn replicas_on_one_postgresql_share_the_quota() {
+    let Some(url) = common::postgres_url().await else {
+        eprintln!("PostgreSQL test skipped: DATABASE_URL is not set");
+        return;
+    };
+    let pki = TestPki::new();
+    let clock = TestClock::new();
+    let mut nodes = Vec::new();
+    for replica in ["one", "two"] {
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let toml = pki::node_config_toml_with_harvest(&pki.layout, REGION_A, listen, QUOTA_3);
+        let sqlite = format!(
+            "sqlite://{}",
+            pki.layout.root().join(format!("{REGION_A}.db")).display()
+        );
+        let toml = toml.replace(&sqlite, &url);
+        assert!(toml.contains(&url));
+        let path = pki.dir.path().join(format!("{replica}.toml"));
+        std::fs::write(&path, toml).unwrap();
+        nodes.push(common::start_with_clock(&path, clock.clock()).await);
+    }
+    ingest(&pki, &nodes[0], 6).await;
+    let connect = |node: &RunningNode| {
+        let (cert, key) = pki.identity(REGION_B, Kind::Dept, "tax");
+        let tls = pki.client_tls(&cert, &key);
+        let endpoint = endpoint(node);
+        async move {
+            CreditQueryClient::new(credit_node::client::connect(&endpoint, tls).await.unwrap())
+        }
+    };
+    let mut one = connect(&nodes[0]).await;
+    let mut two = connect(&nodes[1]).await;
+    answered(query(&mut one, &subject(0)).await);
+    answered(query(&mut two, &subject(1)).await);
+    answered(query(&mut one, &subject(2)).await);
+    // The quota of 3 is used up across both replicas.
+    for client in [&mut one, &mut two] {
+        let refused = query(client, &subject(3)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    }
+    // Repeats pass on either.
+    answered(query(&mut two, &subject(0)).await);
+    answered(query(&mut one, &subject(1)).await);
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
