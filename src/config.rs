@@ -260,11 +260,11 @@ impl LoadedConfig {
             ),
         ] {
             if zero {
-                return Err(self.error_at(0..0, key, "must be greater than 0"));
+                return Err(self.error_at(self.span_of(key), key, "must be greater than 0"));
             }
         }
         if let Err((key, message)) = self.config.harvest.check() {
-            return Err(self.error_at(0..0, &key, message));
+            return Err(self.error_at(self.span_of(&key), &key, message));
         }
         Ok(())
     }
@@ -417,6 +417,39 @@ impl LoadedConfig {
         })
     }
 
+    /// Where the value of `key` (dotted, `[i]` for an element of an array of tables, as our
+    /// error keys are written) is in the file; `0..0` (no line) when it is not written there,
+    /// i.e. a default is at fault.
+    fn span_of(&self, key: &str) -> std::ops::Range<usize> {
+        use toml::de::{DeTable, DeValue};
+        let Ok(root) = DeTable::parse(&self.text) else {
+            return 0..0;
+        };
+        let mut table = root.get_ref();
+        let mut span = 0..0;
+        for part in key.split('.') {
+            let (name, index) = match part.split_once('[') {
+                Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+                None => (part, None),
+            };
+            let Some((_, value)) = table.iter().find(|(k, _)| k.get_ref() == name) else {
+                return 0..0;
+            };
+            let value = match (value.get_ref(), index) {
+                (DeValue::Array(items), Some(i)) => match items.get(i) {
+                    Some(item) => item,
+                    None => return 0..0,
+                },
+                _ => value,
+            };
+            span = value.span();
+            if let DeValue::Table(inner) = value.get_ref() {
+                table = inner;
+            }
+        }
+        span
+    }
+
     fn error_at(
         &self,
         span: std::ops::Range<usize>,
@@ -553,7 +586,21 @@ signing_key = "ledger.key"
         );
         check_error(
             &GOOD.replace("1048576", "0"),
-            "/etc/credit/node.toml: limits.max_message_bytes: must be greater than 0",
+            "/etc/credit/node.toml:13:21: limits.max_message_bytes: must be greater than 0",
+        );
+        let harvest = "\n[harvest]\non_enumeration = \"flag\"\n\n[harvest.default]\nburst = 0\n";
+        check_error(
+            &format!("{GOOD}{harvest}"),
+            "/etc/credit/node.toml:32:9: harvest.default.burst: must be greater than 0",
+        );
+        let caller = "\n[[harvest.caller]]\nid = \"spiffe://a/dept/x\"\nrequests_per_second = 1\nburst = 1\ndistinct_subjects = 1\n\n[[harvest.caller]]\nid = \"spiffe://a/tax\"\nrequests_per_second = 1\nburst = 1\ndistinct_subjects = 1\n";
+        check_error(
+            &format!("{GOOD}{caller}"),
+            "/etc/credit/node.toml:35:6: harvest.caller[1].id: malformed SPIFFE ID \"spiffe://a/tax\": expected spiffe://<trust-domain>/<dept|officer|operator>/<id>",
+        );
+        check_error(
+            &format!("{GOOD}\n[harvest]\nwindow = \"week\"\n"),
+            "/etc/credit/node.toml:29:10: harvest.window: unknown variant `week`, expected `day` or `hour`",
         );
         check_error(
             "[node]\nlisten = \"127.0.0.1:0\"\nkey = \"k\"\n",
