@@ -11,6 +11,7 @@ pub mod config;
 pub mod desensitize;
 pub mod gen_data;
 pub mod harvest;
+pub mod harvest_sim;
 pub mod identifier;
 pub mod identity;
 pub mod ingest;

@@ -37,6 +37,8 @@ enum Command {
     GenData(cli::gen_data::Args),
     /// Ask a node who it thinks you are; prints the identity as JSON.
     Whoami(cli::whoami::Args),
+    /// Measure bulk-harvesting resistance: a real node, harvesters and a legitimate workload.
+    HarvestSim(cli::harvest_sim::Args),
     /// The ledger: verify (stored or an export, offline), list, export with proofs.
     #[command(subcommand)]
     Ledger(cli::ledger::Command),
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
             Command::Ingest(args) => cli::ingest::run(args).await,
             Command::GenData(args) => cli::gen_data::run(args),
             Command::Whoami(args) => cli::whoami::run(args).await,
+            Command::HarvestSim(args) => cli::harvest_sim::run(args).await,
             Command::Demo(args) => cli::demo::run(args).await,
             Command::Ledger(command) => cli::ledger::run(command).await,
         }

@@ -327,6 +327,34 @@ pub fn revoke(layout: &Layout, trust_domain: &str, cert_path: &Path) -> Result<(
     )
 }
 
+/// Issues another certificate for an existing identity (a department's second client, say),
+/// written as `<id>-<suffix>.crt/.key` beside the first. It carries the same SPIFFE ID, so the
+/// node treats it as the same caller: same grants, same limits.
+pub fn issue_another(
+    layout: &Layout,
+    trust_domain: &str,
+    kind: Kind,
+    id: &str,
+    suffix: &str,
+) -> Result<(PathBuf, PathBuf), PkiError> {
+    let ca_pem = read(&layout.ca_cert(trust_domain))?;
+    let ca_key = KeyPair::from_pem(&read(&layout.ca_key(trust_domain))?)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
+    let uri = SpiffeId::new(TrustDomain::parse(trust_domain)?, kind, id)?.to_string();
+    let (crt, key) = layout.identity(trust_domain, kind, &format!("{id}-{suffix}"));
+    let now = OffsetDateTime::now_utc();
+    issue(
+        &issuer,
+        &[uri],
+        &format!("{kind} {id} ({suffix})"),
+        trust_domain,
+        now,
+        false,
+    )?
+    .write(&crt, &key)?;
+    Ok((crt, key))
+}
+
 fn serial_of(cert_path: &Path) -> Result<Vec<u8>, PkiError> {
     let pem_text = read(cert_path)?;
     let bad = |reason: String| PkiError::Bad {

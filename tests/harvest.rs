@@ -554,3 +554,36 @@ async fn replicas_on_one_postgresql_share_the_quota() {
         node.shutdown().await;
     }
 }
+
+/// The harvest simulation at small scale: harvesters with a leaked list and a counter, several
+/// certificates, singles and batches, beside a legitimate department working at its rate.
+#[tokio::test]
+async fn the_harvest_simulation_stops_harvesters_and_refuses_no_legitimate_query() {
+    use credit_node::harvest_sim::{self, SimSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let settings = SimSettings {
+        subjects: 400,
+        quota: 40,
+        requests_per_second: 400,
+        burst: 10,
+        harvester_certs: 3,
+        harvester_max_queries: 5_000,
+        legit_rate: 200,
+        legit_queries: 60,
+        legit_caseload: 30,
+    };
+    let report = harvest_sim::run(settings, &dir.path().join("sim"), |_| {})
+        .await
+        .unwrap();
+    assert!(report.organisations > 40, "{report:?}");
+    let list = &report.list_harvester;
+    assert_eq!(list.subjects_obtained, 40, "exactly its quota: {list:?}");
+    assert_eq!(list.stopped_by, "quota", "{list:?}");
+    let counting = &report.counting_harvester;
+    assert_eq!(counting.stopped_by, "suspended", "{counting:?}");
+    assert!(counting.subjects_obtained <= 8, "{counting:?}");
+    assert_eq!(report.alerts, 1, "the counter's alert, and no other");
+    let legit = &report.legitimate;
+    assert_eq!(legit.queries, 60);
+    assert_eq!(legit.refused, 0, "{legit:?}");
+}

@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod demo;
 pub mod gen_data;
+pub mod harvest_sim;
 pub mod ingest;
 pub mod ledger;
 pub mod serve;
