@@ -2,6 +2,11 @@
 //! node), at concurrency 1 and 64, in the same run. Every Query is appended to the durable
 //! ledger (group commit) before it is answered, exactly as in production.
 //!
+//! Two nodes over two SQLite files: one with the anti-harvesting guard on (limits so high that
+//! nothing is refused: what is measured is the cost of checking, rate limit and quota read or
+//! charge on every query), one with `harvest.enabled = false`. Their Query cases alternate, so
+//! drift of this shared machine falls on both alike.
+//!
 //! `cargo bench --bench query_load` — prints a Markdown table for BENCHMARKS.md.
 
 use std::{
@@ -23,7 +28,7 @@ use credit_node::{
 use tonic::transport::Channel;
 
 const SUBJECTS: u64 = 10_000;
-const RUN: Duration = Duration::from_secs(4);
+const RUN: Duration = Duration::from_secs(3);
 const CONNECTIONS: usize = 4;
 
 fn main() {
@@ -38,24 +43,32 @@ async fn run() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let layout = pki::generate(&dir.path().join("pki")).unwrap_or_else(|e| panic!("{e}"));
     pki::write_signed_demo_catalog(&layout).unwrap_or_else(|e| panic!("{e}"));
-    let config = dir.path().join("node.toml");
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    std::fs::write(&config, pki::node_config_toml(&layout, REGION_A, listen))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let loaded = LoadedConfig::load(&config).unwrap_or_else(|e| panic!("{e}"));
-    let node = serve::start(&loaded)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut nodes = Vec::new();
+    for (name, harvest) in [("guarded", GUARDED), ("unguarded", UNGUARDED)] {
+        let config = dir.path().join(format!("{name}.toml"));
+        let toml = pki::node_config_toml_with_harvest(&layout, REGION_A, listen, harvest)
+            .replace(&format!("{REGION_A}.db"), &format!("{name}.db"));
+        std::fs::write(&config, toml).unwrap_or_else(|e| panic!("{e}"));
+        let loaded = LoadedConfig::load(&config).unwrap_or_else(|e| panic!("{e}"));
+        nodes.push(
+            serve::start(&loaded)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
 
     let catalog = Catalog::parse("demo.toml", credit_node::catalog::DEMO.as_bytes())
         .unwrap_or_else(|e| panic!("{e}"));
-    let today = node.state().clock().today();
+    let today = nodes[0].state().clock().today();
     let records: Vec<_> = gen_data::generate(&catalog, "samr", SUBJECTS, 3, today).collect();
-    node.state()
-        .store()
-        .insert_records(&records, 1)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    for node in &nodes {
+        node.state()
+            .store()
+            .insert_records(&records, 1)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
     let subjects: Arc<Vec<String>> = Arc::new(
         records
             .iter()
@@ -67,15 +80,20 @@ async fn run() {
     let (cert, key) = layout.identity(REGION_A, Kind::Dept, "tax");
     let ca = layout.ca_cert(REGION_A);
     let tls = client::tls_config_from_files(&cert, &key, &[&ca]).unwrap_or_else(|e| panic!("{e}"));
-    let endpoint = format!("https://127.0.0.1:{}", node.local_addr().port());
     let mut channels = Vec::new();
-    for _ in 0..CONNECTIONS {
-        channels.push(
-            client::connect(&endpoint, tls.clone())
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
+    for node in &nodes {
+        let endpoint = format!("https://127.0.0.1:{}", node.local_addr().port());
+        let mut of_node = Vec::new();
+        for _ in 0..CONNECTIONS {
+            of_node.push(
+                client::connect(&endpoint, tls.clone())
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        channels.push(of_node);
     }
+    let (guarded, unguarded) = (&channels[0], &channels[1]);
 
     println!(
         "{} records, {} subjects with a registration; {CONNECTIONS} connections; {} s per case\n",
@@ -83,31 +101,60 @@ async fn run() {
         subjects.len(),
         RUN.as_secs()
     );
-    println!("| concurrency | case | requests/s | p50 | p99 | ratio to WhoAmI |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| concurrency | case | requests/s | p50 | p99 | ratio to WhoAmI | ratio to guard off |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for concurrency in [1usize, 64] {
-        let whoami = load(&channels, concurrency, subjects.clone(), false).await;
-        let query = load(&channels, concurrency, subjects.clone(), true).await;
+        let whoami = load(guarded, concurrency, subjects.clone(), false).await;
+        // Alternating, twice each, averaged: off, on, off, on.
+        let mut off = Vec::new();
+        let mut on = Vec::new();
+        for _ in 0..2 {
+            off.push(load(unguarded, concurrency, subjects.clone(), true).await);
+            on.push(load(guarded, concurrency, subjects.clone(), true).await);
+        }
+        let (off, on) = (Result::mean(&off), Result::mean(&on));
         for (name, r) in [
             ("WhoAmI (baseline)", &whoami),
-            ("Query (registration, de-sensitized, ledgered)", &query),
+            ("Query, anti-harvesting off", &off),
+            ("Query, anti-harvesting on", &on),
         ] {
             println!(
-                "| {concurrency} | {name} | {:.0} | {} µs | {} µs | {:.2} |",
+                "| {concurrency} | {name} | {:.0} | {} µs | {} µs | {:.2} | {:.2} |",
                 r.rate,
                 r.p50,
                 r.p99,
-                r.rate / whoami.rate
+                r.rate / whoami.rate,
+                r.rate / off.rate
             );
         }
     }
-    node.shutdown().await;
+    for node in nodes {
+        node.shutdown().await;
+    }
 }
+
+/// Limits no load of this benchmark reaches: the guard checks every query and refuses none.
+const GUARDED: &str = "[harvest]\n[harvest.default]\nrequests_per_second = 10000000\n\
+                       burst = 10000000\ndistinct_subjects = 10000000\n";
+const UNGUARDED: &str = "[harvest]\nenabled = false\n";
 
 struct Result {
     rate: f64,
     p50: u128,
     p99: u128,
+}
+
+impl Result {
+    fn mean(runs: &[Result]) -> Result {
+        let n = runs.len().max(1);
+        Result {
+            rate: runs.iter().map(|r| r.rate).sum::<f64>() / n as f64,
+            p50: runs.iter().map(|r| r.p50).sum::<u128>() / n as u128,
+            p99: runs.iter().map(|r| r.p99).sum::<u128>() / n as u128,
+        }
+    }
 }
 
 async fn load(

@@ -323,13 +323,37 @@ fn shuffled(organisations: &[String], seed: u64) -> Vec<String> {
     v
 }
 
-/// Codes counted upwards from `base`'s first 16 characters, each with a valid check character.
-fn counting_from(base: &str, n: u64) -> Vec<String> {
+/// Codes counted upwards from `base`'s first 10 characters, each with a valid check character:
+/// what a harvester walking the identifier space asks about.
+pub fn counting_from(base: &str, n: u64) -> Vec<String> {
     let prefix: String = base.chars().take(10).collect();
     (0..n.min(1_000_000))
         .filter_map(|i| Uscc::complete(&format!("{prefix}{i:06}0")).ok())
         .map(|c| c.to_string())
         .collect()
+}
+
+/// One harvester on one connection, as `demo` shows it: `targets` asked about `batch` at a time
+/// (1: single queries), as fast as the node allows, until it refuses for good.
+pub async fn run_harvester(
+    client: CreditQueryClient<Channel>,
+    targets: Vec<String>,
+    batch: usize,
+    identity: String,
+) -> HarvesterReport {
+    let shared = Arc::new(Shared::new(Instant::now()));
+    let plan = if batch > 1 {
+        Plan::Batches(batch)
+    } else {
+        Plan::Singles
+    };
+    let max = targets.len() as u64;
+    harvest(client, plan, targets, max, shared.clone()).await;
+    let mut report = Arc::try_unwrap(shared)
+        .map(Shared::into_report)
+        .unwrap_or_default();
+    report.identity = identity;
+    report
 }
 
 enum Plan {

@@ -539,9 +539,9 @@ window = \"day\"
 on_enumeration = \"suspend\"
 
 [harvest.default]
-requests_per_second = 200
-burst = 400
-distinct_subjects = 2000
+requests_per_second = 100
+burst = 200
+distinct_subjects = 200
 ";
 
 /// The development config with `harvest` (a `[harvest]` table in TOML) as its last section, for

@@ -90,9 +90,10 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     }
 
     show_grants(&node_a, &layout).await?;
-    let subject = load_synthetic_data(&node_a, &layout, &a).await?;
+    let (subject, organisations) = load_synthetic_data(&node_a, &layout, &a).await?;
     show_one_subject(&layout, &a, &subject).await?;
     show_ledger(&node_a).await?;
+    show_harvesters_stopped(&node_a, &layout, &a, organisations).await?;
 
     let (cert, key) = layout.identity(REGION_A, Kind::Dept, "tax");
     let ca = layout.ca_cert(REGION_A);
@@ -246,13 +247,13 @@ async fn show_grants(node: &RunningNode, layout: &Layout) -> Result<(), CliError
 }
 
 /// Generates realistic records for region A's market regulator and ingests them through the
-/// Administration service, as its operator would. Returns a subject worth asking about: one
-/// with a registration and a penalty still disclosed today.
+/// Administration service, as its operator would. Returns a subject worth asking about (one
+/// with a registration and a penalty still disclosed today) and every organisation's code.
 async fn load_synthetic_data(
     node: &RunningNode,
     layout: &Layout,
     endpoint: &str,
-) -> Result<String, CliError> {
+) -> Result<(String, Vec<String>), CliError> {
     use crate::proto::administration_client::AdministrationClient;
     const SUBJECTS: u64 = 2_000;
     let catalog = node.state().catalog();
@@ -297,7 +298,13 @@ async fn load_synthetic_data(
         .ok_or_else(|| {
             CliError::Runtime("synthetic data has no subject with a current penalty".into())
         })?;
-    Ok(subject)
+    let mut organisations: Vec<String> = records
+        .iter()
+        .filter(|r| r.item == "registration")
+        .map(|r| r.subject.clone())
+        .collect();
+    organisations.dedup();
+    Ok((subject, organisations))
 }
 
 /// One subject asked about by two departments: what each sees, in which form, and what is
@@ -416,6 +423,109 @@ async fn show_ledger(node: &RunningNode) -> Result<(), CliError> {
             super::ledger::mask(&e.entry.subject),
             e.entry.purpose,
             crate::ledger::store::OutcomeKind::of(&e.entry.outcome).as_str()
+        );
+    }
+    Ok(())
+}
+
+/// Promise 7 in action: region B's tax bureau tries to copy every organisation region A holds,
+/// and its economy bureau counts through the code space. Both are stopped; then what the
+/// officer sees: the alert in the ledger and the suspension to review.
+async fn show_harvesters_stopped(
+    node: &RunningNode,
+    layout: &Layout,
+    endpoint: &str,
+    organisations: Vec<String>,
+) -> Result<(), CliError> {
+    use crate::{
+        harvest_sim,
+        ledger::store::{EntryFilter, OutcomeKind, Page},
+        proto::credit_query_client::CreditQueryClient,
+    };
+    let runtime = |e: &dyn std::fmt::Display| CliError::Runtime(e.to_string());
+    let cas = [layout.ca_cert(REGION_A), layout.ca_cert(REGION_B)];
+    let cas: Vec<&Path> = cas.iter().map(PathBuf::as_path).collect();
+    let connect = |id: &str| {
+        let (cert, key) = layout.identity(REGION_B, Kind::Dept, id);
+        let tls = client::tls_config_from_files(&cert, &key, &cas);
+        async move {
+            Ok::<_, CliError>(CreditQueryClient::new(
+                client::connect(endpoint, tls?).await?,
+            ))
+        }
+    };
+    let tax = crate::identity::SpiffeId::parse(&format!("spiffe://{REGION_B}/dept/tax"))
+        .map_err(|e| runtime(&e))?;
+    let quota = node.state().guard().limits(&tax).distinct_subjects;
+    println!(
+        "\nHarvesting is stopped: every department may obtain records about {quota} distinct subjects a day."
+    );
+    let total = organisations.len();
+    let list = harvest_sim::run_harvester(
+        connect("tax").await?,
+        organisations,
+        1,
+        format!("spiffe://{REGION_B}/dept/tax"),
+    )
+    .await;
+    if list.subjects_obtained > quota || list.stopped_by != "quota" {
+        return Err(runtime(&format!(
+            "the list harvester was not stopped by its quota: {list:?}"
+        )));
+    }
+    println!(
+        "  ✗ region B tax, asking for all {total} organisations as fast as allowed: obtained {}, \
+         then RESOURCE_EXHAUSTED (quota) after {} ms",
+        list.subjects_obtained, list.ended_after_ms
+    );
+    let counting = harvest_sim::run_harvester(
+        connect("eco").await?,
+        harvest_sim::counting_from("91330106MA2B3C4D5E", 1_000),
+        1,
+        format!("spiffe://{REGION_B}/dept/eco"),
+    )
+    .await;
+    if counting.stopped_by != "suspended" {
+        return Err(runtime(&format!(
+            "the counting harvester was not suspended: {counting:?}"
+        )));
+    }
+    println!(
+        "  ✗ region B eco, counting through organisation codes: suspended after {} queries \
+         (PERMISSION_DENIED until an officer lifts it)",
+        counting.queries - counting.suspended_refused
+    );
+    let alerts = node
+        .state()
+        .ledger()
+        .entries(
+            &EntryFilter {
+                outcome: Some(OutcomeKind::Alert),
+                ..EntryFilter::default()
+            },
+            Page {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .map_err(|e| runtime(&e))?;
+    println!("\nWhat the security officer sees (credit-node ledger list --outcome alert):");
+    for e in &alerts.entries {
+        if let crate::ledger::entry::Outcome::Alert { reason } = &e.entry.outcome {
+            println!("  #{:<5} {:<45} {reason}", e.seq, e.entry.caller);
+        }
+    }
+    for s in node
+        .state()
+        .guard()
+        .suspensions()
+        .await
+        .map_err(|e| runtime(&e))?
+    {
+        println!(
+            "  suspended: {} since alert #{} — lifted only by an officer through LedgerReview",
+            s.caller, s.alert_seq
         );
     }
     Ok(())

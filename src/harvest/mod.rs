@@ -98,7 +98,8 @@ impl Guard {
         }
     }
 
-    fn limits(&self, caller: &SpiffeId) -> CallerLimits {
+    /// The limits `caller` is held to (its own, or the default).
+    pub fn limits(&self, caller: &SpiffeId) -> CallerLimits {
         self.named.get(caller).copied().unwrap_or(self.default)
     }
 
