@@ -37,7 +37,8 @@ enum Command {
     GenData(cli::gen_data::Args),
     /// Ask a node who it thinks you are; prints the identity as JSON.
     Whoami(cli::whoami::Args),
-    /// The ledger: verify (stored or an export, offline), list, export with proofs.
+    /// The ledger: verify (stored or an export, offline), list, export with proofs; review and
+    /// lift suspensions on a running node (officers).
     #[command(subcommand)]
     Ledger(cli::ledger::Command),
     /// The newcomer's tour: a PKI, two regional nodes on 127.0.0.1, and what they accept and refuse.

@@ -792,3 +792,257 @@ async fn lifting_a_suspension_reviews_its_alert_and_lets_the_caller_back() {
     assert_eq!(all_entries(&mut c).await.len(), before);
     f.node.shutdown().await;
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_credit-node");
+
+/// `credit-node ledger <args> --endpoint .. --cert .. --key .. --ca ..` as `kind`/`id` of
+/// region A.
+fn ledger_cli(
+    pki: &TestPki,
+    node: &RunningNode,
+    kind: Kind,
+    id: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let (cert, key) = pki.identity(REGION_A, kind, id);
+    let ca = pki.layout.ca_cert(REGION_A);
+    let mut command = std::process::Command::new(BIN);
+    command.arg("ledger").args(args);
+    command
+        .arg("--endpoint")
+        .arg(endpoint(node))
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .arg("--ca")
+        .arg(ca);
+    command.output().expect("run credit-node")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+// Not a tokio test: the binary runs while the node serves on this runtime's worker threads.
+#[test]
+fn ledger_review_suspensions_and_lift_commands() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let pki = TestPki::new();
+    let node = runtime.block_on(common::start_with_clock(
+        &pki.write_config(REGION_A),
+        clock(),
+    ));
+    let subject = Uscc::from_seed(42).to_string();
+    runtime.block_on(async {
+        query(
+            &pki,
+            &node,
+            REGION_A,
+            "tax",
+            ask(&subject, "tax-administration"),
+        )
+        .await
+        .expect("answered");
+        query(&pki, &node, REGION_A, "court", ask(&subject, "enforcement"))
+            .await
+            .expect("answered");
+    });
+
+    let out = ledger_cli(
+        &pki,
+        &node,
+        Kind::Officer,
+        "auditor",
+        &[
+            "review",
+            "--seq",
+            "0",
+            "--decision",
+            "flagged",
+            "--comment",
+            "no case number on file",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let receipt: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON receipt");
+    assert_eq!(receipt["seq"], 2);
+    assert_eq!(receipt["decision"], "flagged");
+    assert_eq!(
+        (receipt["first_seq"].clone(), receipt["last_seq"].clone()),
+        (0.into(), 0.into())
+    );
+    assert_eq!(receipt["leaf_hash"].as_str().map(str::len), Some(64));
+
+    let out = ledger_cli(
+        &pki,
+        &node,
+        Kind::Officer,
+        "auditor",
+        &[
+            "review",
+            "--from",
+            "0",
+            "--to",
+            "2",
+            "--decision",
+            "accepted",
+            "--comment",
+            "fine",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!(
+            "review recorded: entries 0..=2 accepted, as ledger entry 3 (leaf hash {})",
+            receipt_hash(&runtime, &node, 3)
+        )
+    );
+
+    // A range that does not exist: bad input, exit 2, the field named.
+    let out = ledger_cli(
+        &pki,
+        &node,
+        Kind::Officer,
+        "auditor",
+        &[
+            "review",
+            "--from",
+            "1",
+            "--to",
+            "40",
+            "--decision",
+            "referred",
+            "--comment",
+            "x",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("last_seq: no entry 40"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Both a single entry and a range: refused by the argument parser.
+    let out = ledger_cli(
+        &pki,
+        &node,
+        Kind::Officer,
+        "auditor",
+        &[
+            "review",
+            "--seq",
+            "1",
+            "--from",
+            "1",
+            "--to",
+            "2",
+            "--decision",
+            "accepted",
+            "--comment",
+            "x",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    // A department is refused: exit 1, nothing on stdout.
+    let out = ledger_cli(
+        &pki,
+        &node,
+        Kind::Dept,
+        "tax",
+        &[
+            "review",
+            "--seq",
+            "0",
+            "--decision",
+            "accepted",
+            "--comment",
+            "mine",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("PermissionDenied"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+
+    let out = ledger_cli(&pki, &node, Kind::Officer, "auditor", &["suspensions"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "no caller is suspended");
+    runtime.block_on(async {
+        node.state()
+            .guard()
+            .suspend(&Suspension {
+                caller: TAX_A.into(),
+                since_ms: now_ms(),
+                alert_seq: 1,
+                reason: "sequential identifiers".into(),
+            })
+            .await
+            .unwrap();
+    });
+    let out = ledger_cli(
+        &pki,
+        &node,
+        Kind::Officer,
+        "auditor",
+        &["suspensions", "--json"],
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON line");
+    assert_eq!(listed["caller"], TAX_A);
+    assert_eq!(listed["alert_seq"], 1);
+
+    let out = ledger_cli(
+        &pki,
+        &node,
+        Kind::Officer,
+        "auditor",
+        &[
+            "lift",
+            "--caller",
+            TAX_A,
+            "--comment",
+            "checked with the bureau",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lifted: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON receipt");
+    assert_eq!(
+        (lifted["seq"].clone(), lifted["alert_seq"].clone()),
+        (4.into(), 1.into())
+    );
+    let out = ledger_cli(
+        &pki,
+        &node,
+        Kind::Officer,
+        "auditor",
+        &["lift", "--caller", TAX_A, "--comment", "again"],
+    );
+    assert_eq!(out.status.code(), Some(1), "not suspended any more");
+    assert!(
+        text(&out.stderr).contains("NotFound"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    runtime.block_on(node.shutdown());
+}
+
+/// The leaf hash of entry `seq`, hex, read in-process.
+fn receipt_hash(runtime: &tokio::runtime::Runtime, node: &RunningNode, seq: u64) -> String {
+    let page = runtime
+        .block_on(node.state().ledger().entries(
+            &credit_node::ledger::EntryFilter::default(),
+            credit_node::ledger::Page {
+                after: seq.checked_sub(1),
+                limit: 1,
+            },
+        ))
+        .unwrap();
+    credit_node::ledger::hex::encode(&page.entries[0].leaf_hash)
+}

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod gen_data;
 pub mod ingest;
 pub mod ledger;
+pub mod review;
 pub mod serve;
 pub mod whoami;
 
