@@ -1046,3 +1046,37 @@ fn receipt_hash(runtime: &tokio::runtime::Runtime, node: &RunningNode, seq: u64)
         .unwrap();
     credit_node::ledger::hex::encode(&page.entries[0].leaf_hash)
 }
+
+#[tokio::test]
+async fn reflection_lists_the_ledger_review_service() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let pki = TestPki::new();
+    let node = pki.start_node(REGION_A).await;
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let channel = channel(&pki, &node, REGION_A, Kind::Officer, "auditor").await;
+    let response = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner()
+        .message()
+        .await
+        .expect("message")
+        .expect("one response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer: {response:?}");
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "credit.v1.LedgerReview"),
+        "{list:?}"
+    );
+    node.shutdown().await;
+}
