@@ -39,7 +39,8 @@ enum Command {
     Whoami(cli::whoami::Args),
     /// Measure bulk-harvesting resistance: a real node, harvesters and a legitimate workload.
     HarvestSim(cli::harvest_sim::Args),
-    /// The ledger: verify (stored or an export, offline), list, export with proofs.
+    /// The ledger: verify (stored or an export, offline), list, export with proofs; review and
+    /// lift suspensions on a running node (officers).
     #[command(subcommand)]
     Ledger(cli::ledger::Command),
     /// The newcomer's tour: a PKI, two regional nodes on 127.0.0.1, and what they accept and refuse.

@@ -230,3 +230,148 @@ pub fn receipt(
         result_sha256: result_sha256.to_vec(),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Ledger review: ledger types to `credit.v1.LedgerReview` messages and back.
+
+use crate::ledger::{
+    OutcomeKind, StoredEntry,
+    entry::{Decision, Outcome, ReviewDecision},
+};
+
+pub fn outcome_kind(kind: OutcomeKind) -> proto::EntryOutcome {
+    match kind {
+        OutcomeKind::Granted => proto::EntryOutcome::Granted,
+        OutcomeKind::PartlyWithheld => proto::EntryOutcome::PartlyWithheld,
+        OutcomeKind::Denied => proto::EntryOutcome::Denied,
+        OutcomeKind::Throttled => proto::EntryOutcome::Throttled,
+        OutcomeKind::Invalid => proto::EntryOutcome::Invalid,
+        OutcomeKind::Review => proto::EntryOutcome::Review,
+        OutcomeKind::Alert => proto::EntryOutcome::Alert,
+    }
+}
+
+/// An outcome filter: `None` for UNSPECIFIED (any outcome).
+pub fn outcome_filter(outcome: proto::EntryOutcome) -> Option<OutcomeKind> {
+    match outcome {
+        proto::EntryOutcome::Unspecified => None,
+        proto::EntryOutcome::Granted => Some(OutcomeKind::Granted),
+        proto::EntryOutcome::PartlyWithheld => Some(OutcomeKind::PartlyWithheld),
+        proto::EntryOutcome::Denied => Some(OutcomeKind::Denied),
+        proto::EntryOutcome::Throttled => Some(OutcomeKind::Throttled),
+        proto::EntryOutcome::Invalid => Some(OutcomeKind::Invalid),
+        proto::EntryOutcome::Review => Some(OutcomeKind::Review),
+        proto::EntryOutcome::Alert => Some(OutcomeKind::Alert),
+    }
+}
+
+pub fn review_decision(decision: ReviewDecision) -> proto::ReviewDecision {
+    match decision {
+        ReviewDecision::Accepted => proto::ReviewDecision::Accepted,
+        ReviewDecision::Flagged => proto::ReviewDecision::Flagged,
+        ReviewDecision::Referred => proto::ReviewDecision::Referred,
+    }
+}
+
+/// A requested decision; `None` for UNSPECIFIED, which the caller must refuse.
+pub fn review_decision_from(decision: proto::ReviewDecision) -> Option<ReviewDecision> {
+    match decision {
+        proto::ReviewDecision::Unspecified => None,
+        proto::ReviewDecision::Accepted => Some(ReviewDecision::Accepted),
+        proto::ReviewDecision::Flagged => Some(ReviewDecision::Flagged),
+        proto::ReviewDecision::Referred => Some(ReviewDecision::Referred),
+    }
+}
+
+/// A stored entry, decoded, as the officer sees it (subjects in full: the officer's material).
+pub fn ledger_entry(stored: &StoredEntry) -> proto::LedgerEntry {
+    let e = &stored.entry;
+    let mut out = proto::LedgerEntry {
+        seq: stored.seq,
+        time_ms: e.time_ms,
+        query_id: e.query_id.to_vec(),
+        caller: e.caller.clone(),
+        caller_cert_sha256: e.caller_cert_sha256.to_vec(),
+        on_behalf_of: e.on_behalf_of.clone(),
+        purpose: e.purpose.clone(),
+        basis: e.basis.clone(),
+        subject: e.subject.clone(),
+        requested_fields: e.requested_fields.clone(),
+        decisions: e
+            .decisions
+            .iter()
+            .map(|d| {
+                let (decision, detail) = match &d.decision {
+                    Decision::GrantedRaw => ("granted_raw", String::new()),
+                    Decision::GrantedForm(form) => ("granted_form", form.clone()),
+                    Decision::Withheld(reason) => ("withheld", reason.clone()),
+                };
+                proto::EntryFieldDecision {
+                    field: d.field.clone(),
+                    decision: decision.to_owned(),
+                    detail,
+                }
+            })
+            .collect(),
+        outcome: outcome_kind(OutcomeKind::of(&e.outcome)).into(),
+        response_sha256: e.response_sha256.to_vec(),
+        leaf_hash: stored.leaf_hash.to_vec(),
+        ..Default::default()
+    };
+    match &e.outcome {
+        Outcome::Granted | Outcome::PartlyWithheld => {}
+        Outcome::Denied { reason } | Outcome::Invalid { reason } | Outcome::Alert { reason } => {
+            out.reason = reason.clone();
+        }
+        Outcome::Throttled {
+            count,
+            window_start_ms,
+        } => {
+            out.throttled_count = *count;
+            out.throttled_window_start_ms = *window_start_ms;
+        }
+        Outcome::Review(r) => {
+            out.review = Some(proto::Review {
+                first_seq: r.first_seq,
+                last_seq: r.last_seq,
+                decision: review_decision(r.decision).into(),
+                comment: r.comment.clone(),
+            });
+        }
+    }
+    out
+}
+
+pub fn ledger_receipt(receipt: &crate::ledger::store::Receipt) -> proto::LedgerReceipt {
+    proto::LedgerReceipt {
+        seq: receipt.seq,
+        leaf_hash: receipt.leaf_hash.to_vec(),
+    }
+}
+
+pub fn suspension(s: &crate::harvest::Suspension) -> proto::Suspension {
+    proto::Suspension {
+        caller: s.caller.clone(),
+        since_ms: s.since_ms,
+        alert_seq: s.alert_seq,
+        reason: s.reason.clone(),
+    }
+}
+
+pub fn signed_tree_head(
+    sth: &crate::ledger::sth::SignedTreeHead,
+    public_key: &[u8],
+) -> proto::GetSignedTreeHeadResponse {
+    proto::GetSignedTreeHeadResponse {
+        tree_size: sth.head.tree_size,
+        root_hash: sth.head.root_hash.to_vec(),
+        timestamp_ms: sth.head.timestamp_ms,
+        key_id: sth.key_id.to_vec(),
+        signature: sth.signature.to_vec(),
+        public_key: public_key.to_vec(),
+    }
+}
+
+pub fn hashes(hashes: &[crate::ledger::merkle::Hash]) -> Vec<Vec<u8>> {
+    hashes.iter().map(|h| h.to_vec()).collect()
+}

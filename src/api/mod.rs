@@ -4,9 +4,11 @@
 mod admin;
 mod convert;
 mod query;
+mod review;
 
 pub use admin::AdministrationApi;
 pub use query::record_throttled;
+pub use review::LedgerReviewApi;
 
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
 //! `credit-node ledger ...`: what a security officer or auditor does with a node's ledger:
-//! verify it (stored, or an export offline), list entries, export entries with proofs.
+//! verify it (stored, or an export offline), list entries, export entries with proofs; and,
+//! over gRPC on a running node ([`super::review`]), record review decisions and lift
+//! suspensions.
 //!
 //! Personal values: the table of `list` shows subject identifiers masked (first 4 and last 2
 //! characters, the rest `*`; shorter values masked whole), because a table ends up in
@@ -82,6 +84,13 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Record a review decision about entries of a running node, over gRPC with an officer's
+    /// certificate: the decision becomes a ledger entry; prints its receipt.
+    Review(super::review::ReviewArgs),
+    /// List the callers a running node has suspended after enumeration alerts (officers).
+    Suspensions(super::review::SuspensionsArgs),
+    /// Lift a caller's suspension on a running node (officers); recorded as a review entry.
+    Lift(super::review::LiftArgs),
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -162,6 +171,9 @@ pub async fn run(command: Command) -> Result<(), CliError> {
             filter,
             out,
         } => export(&config, &filter.to_filter(), &out).await,
+        Command::Review(args) => super::review::run_review(args).await,
+        Command::Suspensions(args) => super::review::run_suspensions(args).await,
+        Command::Lift(args) => super::review::run_lift(args).await,
     }
 }
 
@@ -362,7 +374,7 @@ pub fn mask(value: &str) -> String {
         .collect()
 }
 
-fn time_text(ms: i64) -> String {
+pub(super) fn time_text(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {

@@ -8,6 +8,7 @@ pub mod gen_data;
 pub mod harvest_sim;
 pub mod ingest;
 pub mod ledger;
+pub mod review;
 pub mod serve;
 pub mod whoami;
 

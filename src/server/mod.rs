@@ -25,7 +25,7 @@ pub use conn::PeerInfo;
 use conn::TlsConnection;
 
 use crate::{
-    api::{AdministrationApi, CreditQueryApi},
+    api::{AdministrationApi, CreditQueryApi, LedgerReviewApi},
     catalog::SignedCatalog,
     clock::Clock,
     config::Limits,
@@ -33,7 +33,10 @@ use crate::{
     harvest::{Folded, Guard, HarvestSettings},
     identity::SpiffeId,
     ledger::store::Ledger,
-    proto::{administration_server::AdministrationServer, credit_query_server::CreditQueryServer},
+    proto::{
+        administration_server::AdministrationServer, credit_query_server::CreditQueryServer,
+        ledger_review_server::LedgerReviewServer,
+    },
     state::{NodeParts, NodeState},
     store::Store,
     tls::{self, ServerMaterial, TlsError},
@@ -245,7 +248,11 @@ async fn build_router(limits: &Limits, state: Arc<NodeState>) -> tonic::transpor
     let query = CreditQueryServer::new(CreditQueryApi::new(state.clone()))
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
-    let admin = AdministrationServer::new(AdministrationApi::new(state))
+    let admin = AdministrationServer::new(AdministrationApi::new(state.clone()))
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
+
+    let review = LedgerReviewServer::new(LedgerReviewApi::new(state))
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
 
@@ -265,7 +272,10 @@ async fn build_router(limits: &Limits, state: Arc<NodeState>) -> tonic::transpor
     health_reporter
         .set_serving::<CreditQueryServer<CreditQueryApi>>()
         .await;
-    router.add_service(query).add_service(admin)
+    router
+        .add_service(query)
+        .add_service(admin)
+        .add_service(review)
 }
 
 async fn accept_loop(
