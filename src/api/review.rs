@@ -76,12 +76,19 @@ impl LedgerReviewApi {
     }
 
     /// Officers, or departments of any trust domain the node lets in (for their own entries).
-    fn reader<'r, T>(&self, request: &'r Request<T>, rpc: &str) -> Result<Reader<'r>, Status> {
+    /// A department's proof requests draw on its query rate limit: a tree head may be signed
+    /// for it, and that must not be floodable.
+    async fn reader<'r, T>(
+        &self,
+        request: &'r Request<T>,
+        rpc: &str,
+    ) -> Result<Reader<'r>, Status> {
         let caller = caller(request)?;
         if self.is_officer(caller) {
             return Ok(Reader::Officer);
         }
         if caller.spiffe_id.kind() == Kind::Dept {
+            super::query::admit(&self.state, caller, 1).await?;
             return Ok(Reader::Peer(caller));
         }
         tracing::warn!(caller = %caller.spiffe_id, rpc, "ledger review refused: neither officer nor department");
@@ -277,7 +284,7 @@ impl LedgerReview for LedgerReviewApi {
         &self,
         request: Request<proto::GetSignedTreeHeadRequest>,
     ) -> Result<Response<proto::GetSignedTreeHeadResponse>, Status> {
-        self.reader(&request, "GetSignedTreeHead")?;
+        self.reader(&request, "GetSignedTreeHead").await?;
         // A head covering the log now, so a receipt just received can be proven at once;
         // `sign_now` signs only when the log grew, within the writer's group commit.
         let ledger = self.state.ledger();
@@ -292,7 +299,7 @@ impl LedgerReview for LedgerReviewApi {
         &self,
         request: Request<proto::GetInclusionProofRequest>,
     ) -> Result<Response<proto::GetInclusionProofResponse>, Status> {
-        let reader = self.reader(&request, "GetInclusionProof")?;
+        let reader = self.reader(&request, "GetInclusionProof").await?;
         let req = request.get_ref();
         let size = self.size().await?;
         if req.seq >= size {

@@ -191,7 +191,16 @@ impl Guard {
     pub fn housekeeping(&self, now_ms: i64, shutting_down: bool) -> Vec<Folded> {
         self.rate.forget_idle();
         self.detector.forget_before(self.window.id(now_ms));
+        self.quota.forget_before(self.window.id(now_ms));
         self.fold.take_due(now_ms, shutting_down)
+    }
+
+    /// Takes in suspensions and lifts made by other replicas (see [`quota`]).
+    pub async fn refresh(&self) -> Result<(), QuotaError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.quota.refresh_suspensions().await
     }
 
     /// How often [`Guard::housekeeping`] should run.

@@ -5,12 +5,23 @@
 //! everything queued in one transaction (group commit, as the ledger does), so a burst of new
 //! subjects pays one durable commit, not one each.
 //!
+//! Repeats cost nothing at all: each replica remembers, per caller, the subjects it has seen
+//! counted in the caller's current window. Counted subjects are never uncounted within a
+//! window, so this memory is right on every replica however the others charge; it holds at
+//! most the caller's quota of subjects, and callers idle past their window are forgotten.
+//! Suspensions are remembered too, refreshed from the store every housekeeping tick: a
+//! suspension or lift on another replica takes effect here within that tick (a new subject is
+//! always checked against the store itself).
+//!
 //! Correctness across replicas: each charge updates the caller's usage row under the condition
 //! `used + new <= quota`; the row lock serialises concurrent charges of one caller on
 //! PostgreSQL (the single write lock does on SQLite), so no interleaving overshoots. A race
 //! between two replicas can only over-count (both count a subject the other just added): the
 //! quota errs towards refusing.
 
+use std::{collections::HashSet, sync::Arc};
+
+use dashmap::DashMap;
 use sqlx::{Any, AnyConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
@@ -56,10 +67,19 @@ struct Request {
     reply: oneshot::Sender<Result<Charge, QuotaError>>,
 }
 
+/// Subjects known to be counted for one caller, in one window.
+struct Known {
+    window: i64,
+    subjects: HashSet<Box<str>>,
+}
+
 #[derive(Clone)]
 pub struct QuotaStore {
     store: Store,
     requests: mpsc::Sender<Request>,
+    known: Arc<DashMap<String, Known>>,
+    /// Suspended callers and since when, as last read from the store (or set here).
+    suspended: Arc<DashMap<String, i64>>,
 }
 
 impl QuotaStore {
@@ -67,12 +87,79 @@ impl QuotaStore {
     pub fn start(store: Store) -> Self {
         let (requests, rx) = mpsc::channel(MAX_BATCH * 4);
         tokio::spawn(write_loop(store.clone(), rx));
-        Self { store, requests }
+        Self {
+            store,
+            requests,
+            known: Arc::default(),
+            suspended: Arc::default(),
+        }
+    }
+
+    /// Whether every subject is known counted for `caller` in `window`.
+    fn all_known(&self, caller: &str, window: i64, subjects: &[&str]) -> bool {
+        self.known
+            .get(caller)
+            .is_some_and(|k| k.window == window && subjects.iter().all(|s| k.subjects.contains(*s)))
+    }
+
+    fn remember(&self, caller: &str, window: i64, subjects: &[&str]) {
+        let mut known = self
+            .known
+            .entry(caller.to_owned())
+            .or_insert_with(|| Known {
+                window,
+                subjects: HashSet::new(),
+            });
+        if known.window != window {
+            known.window = window;
+            known.subjects.clear();
+        }
+        known
+            .subjects
+            .extend(subjects.iter().map(|s| Box::<str>::from(*s)));
+    }
+
+    /// Forgets what was counted in windows before `window`.
+    pub fn forget_before(&self, window: i64) {
+        self.known.retain(|_, k| k.window >= window);
+    }
+
+    /// Re-reads the suspensions from the store (other replicas may have changed them).
+    pub async fn refresh_suspensions(&self) -> Result<(), QuotaError> {
+        let now: Vec<Suspension> = self.suspensions().await?;
+        self.suspended
+            .retain(|caller, _| now.iter().any(|s| &s.caller == caller));
+        for s in now {
+            self.suspended.insert(s.caller, s.since_ms);
+        }
+        Ok(())
     }
 
     /// Charges `subjects` (canonical identifiers, distinct) to `caller`'s quota of `limit` in
     /// `window`, all or nothing, unless the caller is suspended.
     pub async fn charge(
+        &self,
+        caller: &str,
+        window: i64,
+        subjects: &[&str],
+        limit: u64,
+    ) -> Result<Charge, QuotaError> {
+        if let Some(since_ms) = self.suspended.get(caller).map(|s| *s) {
+            return Ok(Charge::Suspended { since_ms });
+        }
+        if self.all_known(caller, window, subjects) {
+            return Ok(Charge::Within);
+        }
+        let charge = self
+            .charge_in_store(caller, window, subjects, limit)
+            .await?;
+        if charge == Charge::Within {
+            self.remember(caller, window, subjects);
+        }
+        Ok(charge)
+    }
+
+    async fn charge_in_store(
         &self,
         caller: &str,
         window: i64,
@@ -146,6 +233,7 @@ impl QuotaStore {
         .bind(s.reason.as_str())
         .execute(self.store.pool())
         .await?;
+        self.suspended.entry(s.caller.clone()).or_insert(s.since_ms);
         Ok(())
     }
 
@@ -158,6 +246,7 @@ impl QuotaStore {
                 .execute(self.store.pool())
                 .await?;
         }
+        self.suspended.remove(caller);
         Ok(found)
     }
 

@@ -225,6 +225,9 @@ async fn housekeeping(state: Arc<NodeState>, mut shutdown: watch::Receiver<bool>
         }
         let folds = state.guard().housekeeping(state.clock().now_ms(), false);
         record_folds(&state, folds).await;
+        if let Err(e) = state.guard().refresh().await {
+            tracing::warn!(error = %e, "could not refresh suspensions from the store");
+        }
     }
 }
 
