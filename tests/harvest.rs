@@ -550,6 +550,25 @@ async fn replicas_on_one_postgresql_share_the_quota() {
     // Repeats pass on either.
     answered(query(&mut two, &subject(0)).await);
     answered(query(&mut one, &subject(1)).await);
+
+    // A suspension made on one replica holds on the other: at once for anything the other
+    // must check in the store, and for repeats from its next refresh on.
+    let suspension = credit_node::harvest::Suspension {
+        caller: TAX_B.into(),
+        since_ms: 1,
+        alert_seq: 0,
+        reason: "test".into(),
+    };
+    nodes[0].state().guard().suspend(&suspension).await.unwrap();
+    let refused = query(&mut two, &subject(5)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    nodes[1].state().guard().refresh().await.unwrap();
+    let refused = query(&mut two, &subject(0)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    // And so does lifting it.
+    nodes[0].state().guard().lift(TAX_B).await.unwrap().unwrap();
+    nodes[1].state().guard().refresh().await.unwrap();
+    answered(query(&mut two, &subject(0)).await);
     for node in nodes {
         node.shutdown().await;
     }
