@@ -13,11 +13,11 @@
 //! suspension or lift on another replica takes effect here within that tick (a new subject is
 //! always checked against the store itself).
 //!
-//! Correctness across replicas: each charge updates the caller's usage row under the condition
-//! `used + new <= quota`; the row lock serialises concurrent charges of one caller on
-//! PostgreSQL (the single write lock does on SQLite), so no interleaving overshoots. A race
-//! between two replicas can only over-count (both count a subject the other just added): the
-//! quota errs towards refusing.
+//! Correctness across replicas: each batch first locks the caller's usage row (an `UPDATE`
+//! that changes nothing), then reads which subjects are counted and how many, and writes the
+//! new count and subjects in the same transaction. The row lock serialises concurrent charges
+//! of one caller on PostgreSQL (the single write lock does on SQLite), and each statement after
+//! it sees what the other replicas committed, so no interleaving overshoots or double-counts.
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -309,21 +309,41 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Request>) {
 
 async fn commit(store: &Store, batch: &[Request]) -> Result<Vec<Charge>, sqlx::Error> {
     let mut tx = store.pool().begin().await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for request in batch {
-        outcomes.push(charge_one(&mut tx, request).await?);
+    let mut outcomes = vec![Charge::Within; batch.len()];
+    // Grouped by caller and window: a handful of statements per caller and batch, however many
+    // of its queries are queued.
+    let mut groups: Vec<(&str, i64, Vec<usize>)> = Vec::new();
+    for (i, r) in batch.iter().enumerate() {
+        match groups
+            .iter_mut()
+            .find(|(c, w, _)| *c == r.caller && *w == r.window)
+        {
+            Some((_, _, members)) => members.push(i),
+            None => groups.push((r.caller.as_str(), r.window, vec![i])),
+        }
+    }
+    for (caller, window, members) in groups {
+        charge_group(&mut tx, caller, window, batch, &members, &mut outcomes).await?;
     }
     tx.commit().await?;
     Ok(outcomes)
 }
 
-async fn charge_one(conn: &mut AnyConnection, r: &Request) -> Result<Charge, sqlx::Error> {
+/// Charges the requests `members` of one caller and window, in order, each all or nothing.
+async fn charge_group(
+    conn: &mut AnyConnection,
+    caller: &str,
+    window: i64,
+    batch: &[Request],
+    members: &[usize],
+    outcomes: &mut [Charge],
+) -> Result<(), sqlx::Error> {
     let opened = sqlx::query::<Any>(
         "INSERT INTO quota_usage (caller, window_id, used) VALUES ($1, $2, 0) \
          ON CONFLICT (caller, window_id) DO NOTHING",
     )
-    .bind(r.caller.as_str())
-    .bind(r.window)
+    .bind(caller)
+    .bind(window)
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -334,72 +354,88 @@ async fn charge_one(conn: &mut AnyConnection, r: &Request) -> Result<Charge, sql
             sqlx::query::<Any>(&format!(
                 "DELETE FROM {table} WHERE caller = $1 AND window_id < $2"
             ))
-            .bind(r.caller.as_str())
-            .bind(r.window)
+            .bind(caller)
+            .bind(window)
             .execute(&mut *conn)
             .await?;
         }
     }
-    // Subjects another replica (or an earlier charge of this batch) counted meanwhile.
-    let mut sql = String::from(
-        "SELECT subject FROM quota_subjects WHERE caller = $1 AND window_id = $2 AND subject IN (",
-    );
-    push_params(&mut sql, 3, r.subjects.len());
-    sql.push(')');
-    let mut q = sqlx::query::<Any>(&sql)
-        .bind(r.caller.as_str())
-        .bind(r.window);
-    for s in &r.subjects {
-        q = q.bind(s.as_str());
-    }
-    let counted: Vec<String> = q
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|row| row.try_get::<String, _>(0))
-        .collect::<Result<_, _>>()?;
-    let new: Vec<&String> = r.subjects.iter().filter(|s| !counted.contains(s)).collect();
-    if new.is_empty() {
-        return Ok(Charge::Within);
-    }
-    let n = i64::try_from(new.len()).unwrap_or(i64::MAX);
-    let limit = i64::try_from(r.limit).unwrap_or(i64::MAX);
-    let updated = sqlx::query::<Any>(
-        "UPDATE quota_usage SET used = used + $1 \
-         WHERE caller = $2 AND window_id = $3 AND used + $4 <= $5",
+    // Lock the usage row first (PostgreSQL replicas queue here), then read under the lock.
+    let used: i64 = sqlx::query::<Any>(
+        "UPDATE quota_usage SET used = used WHERE caller = $1 AND window_id = $2 RETURNING used",
     )
-    .bind(n)
-    .bind(r.caller.as_str())
-    .bind(r.window)
-    .bind(n)
-    .bind(limit)
-    .execute(&mut *conn)
+    .bind(caller)
+    .bind(window)
+    .fetch_one(&mut *conn)
     .await?
-    .rows_affected();
-    if updated == 0 {
-        let used: i64 =
-            sqlx::query::<Any>("SELECT used FROM quota_usage WHERE caller = $1 AND window_id = $2")
-                .bind(r.caller.as_str())
-                .bind(r.window)
-                .fetch_one(&mut *conn)
-                .await?
-                .try_get(0)?;
-        return Ok(Charge::Exhausted {
-            used: u64::try_from(used).unwrap_or_default(),
-        });
-    }
-    let mut sql = String::from("INSERT INTO quota_subjects (caller, window_id, subject) VALUES ");
-    for i in 0..new.len() {
-        if i > 0 {
-            sql.push(',');
+    .try_get(0)?;
+    let start = u64::try_from(used).unwrap_or_default();
+    let mut used = start;
+    // Subjects another replica (or an earlier batch) counted meanwhile.
+    let asked: Vec<&str> = members
+        .iter()
+        .flat_map(|&i| batch[i].subjects.iter().map(String::as_str))
+        .collect();
+    let mut counted: HashSet<String> = HashSet::new();
+    for chunk in asked.chunks(500) {
+        let mut sql = String::from(
+            "SELECT subject FROM quota_subjects WHERE caller = $1 AND window_id = $2 \
+             AND subject IN (",
+        );
+        push_params(&mut sql, 3, chunk.len());
+        sql.push(')');
+        let mut q = sqlx::query::<Any>(&sql).bind(caller).bind(window);
+        for s in chunk {
+            q = q.bind(*s);
         }
-        sql.push_str(&format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
+        for row in q.fetch_all(&mut *conn).await? {
+            counted.insert(row.try_get::<String, _>(0)?);
+        }
     }
-    sql.push_str(" ON CONFLICT (caller, window_id, subject) DO NOTHING");
-    let mut q = sqlx::query::<Any>(&sql);
-    for s in new {
-        q = q.bind(r.caller.as_str()).bind(r.window).bind(s.as_str());
+    let mut new_subjects: Vec<&str> = Vec::new();
+    for &i in members {
+        let r = &batch[i];
+        let new: Vec<&str> = r
+            .subjects
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !counted.contains(*s))
+            .collect();
+        if new.is_empty() {
+            outcomes[i] = Charge::Within;
+        } else if used + new.len() as u64 <= r.limit {
+            used += new.len() as u64;
+            counted.extend(new.iter().map(|s| (*s).to_owned()));
+            new_subjects.extend(new);
+            outcomes[i] = Charge::Within;
+        } else {
+            outcomes[i] = Charge::Exhausted { used };
+        }
     }
-    q.execute(&mut *conn).await?;
-    Ok(Charge::Within)
+    if used == start {
+        return Ok(());
+    }
+    sqlx::query::<Any>("UPDATE quota_usage SET used = $1 WHERE caller = $2 AND window_id = $3")
+        .bind(i64::try_from(used).unwrap_or(i64::MAX))
+        .bind(caller)
+        .bind(window)
+        .execute(&mut *conn)
+        .await?;
+    for chunk in new_subjects.chunks(300) {
+        let mut sql =
+            String::from("INSERT INTO quota_subjects (caller, window_id, subject) VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
+        }
+        sql.push_str(" ON CONFLICT (caller, window_id, subject) DO NOTHING");
+        let mut q = sqlx::query::<Any>(&sql);
+        for s in chunk {
+            q = q.bind(caller).bind(window).bind(*s);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
