@@ -361,6 +361,16 @@ enum Plan {
     Batches(usize),
 }
 
+/// What a harvester does after a refusal.
+enum Next {
+    /// Throttled: the same request again, as soon as the node allows.
+    Retry(Duration),
+    /// Some other error: on to the next target.
+    Skip,
+    /// Refused for good: quota used up, or suspended.
+    Stop,
+}
+
 /// What a harvester's workers saw, merged.
 struct Shared {
     start: Instant,
@@ -381,9 +391,10 @@ impl Shared {
         }
     }
 
-    fn answered(&self, subjects_with_records: impl IntoIterator<Item = String>, queries: u64) {
+    /// Counts one answered request and the subjects it disclosed records about.
+    fn answered(&self, subjects_with_records: impl IntoIterator<Item = String>) {
         let mut t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        t.report.queries += queries;
+        t.report.queries += 1;
         let mut new = false;
         for s in subjects_with_records {
             new |= t.obtained.insert(s);
@@ -394,9 +405,8 @@ impl Shared {
         }
     }
 
-    /// Counts a refusal; returns how long to wait before trying again, or `None` when the
-    /// node refuses this harvester for good (quota used up, or suspended).
-    fn refused(&self, status: &tonic::Status) -> Option<Duration> {
+    /// Counts a refusal and says what the harvester does next.
+    fn refused(&self, status: &tonic::Status) -> Next {
         let mut t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         t.report.queries += 1;
         match status.code() {
@@ -407,23 +417,23 @@ impl Shared {
                     .get("grpc-retry-pushback-ms")
                     .and_then(|v| v.to_str().ok()?.parse().ok())
                     .unwrap_or(10);
-                Some(Duration::from_millis(ms))
+                Next::Retry(Duration::from_millis(ms))
             }
             Code::ResourceExhausted => {
                 t.report.quota_refused += 1;
                 t.report.stopped_by = "quota".into();
                 t.report.ended_after_ms = self.start.elapsed().as_millis() as u64;
-                None
+                Next::Stop
             }
             Code::PermissionDenied => {
                 t.report.suspended_refused += 1;
                 t.report.stopped_by = "suspended".into();
                 t.report.ended_after_ms = self.start.elapsed().as_millis() as u64;
-                None
+                Next::Stop
             }
             _ => {
                 t.report.other_errors += 1;
-                Some(Duration::ZERO)
+                Next::Skip
             }
         }
     }
@@ -477,16 +487,13 @@ async fn harvest(
                     let result = a.result?;
                     (!result.records.is_empty()).then_some(result.subject)
                 });
-                shared.answered(got, 1);
+                shared.answered(got);
                 current = chunks.next();
             }
             Err(status) => match shared.refused(&status) {
-                // Throttled: the same request again, as soon as allowed.
-                Some(wait) if status.code() == Code::ResourceExhausted => {
-                    tokio::time::sleep(wait).await
-                }
-                Some(_) => current = chunks.next(),
-                None => return,
+                Next::Retry(wait) => tokio::time::sleep(wait).await,
+                Next::Skip => current = chunks.next(),
+                Next::Stop => return,
             },
         }
     }

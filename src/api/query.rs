@@ -360,7 +360,7 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-fn random_id() -> [u8; 16] {
+pub(super) fn random_id() -> [u8; 16] {
     let mut id = [0u8; 16];
     // The id only correlates log lines; on an RNG failure a zero id is still a valid entry.
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);

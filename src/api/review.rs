@@ -133,7 +133,7 @@ impl LedgerReviewApi {
         let entry = Entry {
             seq: 0, // assigned by the ledger writer
             time_ms: self.state.clock().now_ms(),
-            query_id: random_id(),
+            query_id: super::query::random_id(),
             caller: officer.0.spiffe_id.to_string(),
             caller_cert_sha256: officer.0.fingerprint,
             on_behalf_of: None,
@@ -468,12 +468,4 @@ impl LedgerReview for LedgerReviewApi {
 fn store_down(e: crate::harvest::QuotaError) -> Status {
     tracing::error!(error = %e, "suspension store unavailable");
     Status::unavailable("the node's store is unavailable; nothing changed")
-}
-
-/// A fresh query id for a review entry; it only correlates log lines, so an RNG failure
-/// leaves a zero id rather than failing the review.
-fn random_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
-    id
 }

@@ -54,7 +54,11 @@ impl Detector {
         subject: &str,
         miss: bool,
     ) -> Option<String> {
-        let mut track = self.callers.entry(caller.clone()).or_default();
+        // Look up before inserting: the caller's id is cloned once, not on every query.
+        let mut track = match self.callers.get_mut(caller) {
+            Some(track) => track,
+            None => self.callers.entry(caller.clone()).or_default(),
+        };
         if track.window != window {
             *track = Track {
                 window,
