@@ -141,23 +141,10 @@ async fn bare_insert(store: &Store, records: &[Record]) {
         let mut sql = String::from(
             "INSERT INTO bare (record_key, subject_id, item_id, fields, basis_kind, basis_number, basis_date, basis_issuer, decision_date, ingested_ms) VALUES ",
         );
-        for r in 0..chunk.len() {
-            let b = r * 10;
-            sql.push_str(&format!(
-                "{}(${},${},${},${},${},${},${},${},${},${})",
-                if r == 0 { "" } else { "," },
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9,
-                b + 10
-            ));
-        }
+        store
+            .engine()
+            .placeholders()
+            .tuples(&mut sql, chunk.len(), 10);
         let mut q = sqlx::query::<Any>(&sql);
         for r in chunk {
             q = q

@@ -25,7 +25,7 @@ use dashmap::DashMap;
 use sqlx::{Any, AnyConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::Store;
+use crate::store::{Engine, Store};
 
 /// Most charges committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -166,12 +166,16 @@ impl QuotaStore {
         subjects: &[&str],
         limit: u64,
     ) -> Result<Charge, QuotaError> {
-        let mut sql = String::from(
-            "SELECT 1, '' FROM suspensions WHERE caller = $1 UNION ALL \
-             SELECT 2, subject FROM quota_subjects WHERE caller = $2 AND window_id = $3 \
+        let mut p = self.store.engine().placeholders();
+        let mut sql = format!(
+            "SELECT 1, '' FROM suspensions WHERE caller = {} UNION ALL \
+             SELECT 2, subject FROM quota_subjects WHERE caller = {} AND window_id = {} \
              AND subject IN (",
+            p.next(),
+            p.next(),
+            p.next()
         );
-        push_params(&mut sql, 4, subjects.len());
+        p.list(&mut sql, subjects.len());
         sql.push(')');
         let mut q = sqlx::query::<Any>(&sql)
             .bind(caller)
@@ -279,15 +283,6 @@ fn suspension_of(row: &sqlx::any::AnyRow) -> Result<Suspension, QuotaError> {
     })
 }
 
-fn push_params(sql: &mut String, first: usize, count: usize) {
-    for i in 0..count {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&format!("${}", first + i));
-    }
-}
-
 async fn write_loop(store: Store, mut rx: mpsc::Receiver<Request>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -338,6 +333,7 @@ async fn charge_group(
     members: &[usize],
     outcomes: &mut [Charge],
 ) -> Result<(), sqlx::Error> {
+    let engine = Engine::of(conn);
     let opened = sqlx::query::<Any>(
         "INSERT INTO quota_usage (caller, window_id, used) VALUES ($1, $2, 0) \
          ON CONFLICT (caller, window_id) DO NOTHING",
@@ -378,11 +374,14 @@ async fn charge_group(
         .collect();
     let mut counted: HashSet<String> = HashSet::new();
     for chunk in asked.chunks(500) {
-        let mut sql = String::from(
-            "SELECT subject FROM quota_subjects WHERE caller = $1 AND window_id = $2 \
+        let mut p = engine.placeholders();
+        let mut sql = format!(
+            "SELECT subject FROM quota_subjects WHERE caller = {} AND window_id = {} \
              AND subject IN (",
+            p.next(),
+            p.next()
         );
-        push_params(&mut sql, 3, chunk.len());
+        p.list(&mut sql, chunk.len());
         sql.push(')');
         let mut q = sqlx::query::<Any>(&sql).bind(caller).bind(window);
         for s in chunk {
@@ -424,12 +423,7 @@ async fn charge_group(
     for chunk in new_subjects.chunks(300) {
         let mut sql =
             String::from("INSERT INTO quota_subjects (caller, window_id, subject) VALUES ");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
-        }
+        engine.placeholders().tuples(&mut sql, chunk.len(), 3);
         sql.push_str(" ON CONFLICT (caller, window_id, subject) DO NOTHING");
         let mut q = sqlx::query::<Any>(&sql);
         for s in chunk {

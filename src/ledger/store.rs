@@ -10,7 +10,7 @@
 //! Promise 5 is kept by [`Ledger::append`] (see its contract); promise 6 by storing the
 //! canonical bytes and checking them with [`super::audit::verify_store`].
 
-use std::{cell::RefCell, collections::HashMap, sync::Arc};
+use std::{cell::RefCell, collections::HashMap, fmt::Write as _, sync::Arc};
 
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use sqlx::{Any, AnyConnection, Row, any::AnyRow};
@@ -22,7 +22,7 @@ use super::{
     sth::{SignedTreeHead, TreeHead},
     writer::{Command, Writer},
 };
-use crate::store::{Store, StoreError};
+use crate::store::{Engine, Store, StoreError};
 
 /// Rows per multi-row statement (and nodes per lookup query): keeps parameter counts far below
 /// both engines' limits while amortising the statement cost.
@@ -337,10 +337,9 @@ pub(super) async fn fetch_nodes(
     let mut out = HashMap::with_capacity(keys.len());
     let (leaves, inner): (Vec<_>, Vec<_>) = keys.iter().partition(|(level, _)| *level == 0);
     for chunk in leaves.chunks(CHUNK) {
-        let sql = format!(
-            "SELECT seq, leaf_hash FROM ledger_entries WHERE seq IN ({})",
-            numbered(1, chunk.len())
-        );
+        let mut sql = String::from("SELECT seq, leaf_hash FROM ledger_entries WHERE seq IN (");
+        Engine::of(conn).placeholders().list(&mut sql, chunk.len());
+        sql.push(')');
         let mut q = sqlx::query::<Any>(&sql);
         for (_, index) in chunk {
             q = q.bind(to_i64(*index)?);
@@ -352,15 +351,12 @@ pub(super) async fn fetch_nodes(
     }
     for chunk in inner.chunks(CHUNK) {
         let mut sql = String::from("SELECT level, node_index, hash FROM ledger_nodes WHERE ");
+        let mut p = Engine::of(conn).placeholders();
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push_str(" OR ");
             }
-            sql.push_str(&format!(
-                "(level = ${} AND node_index = ${})",
-                2 * i + 1,
-                2 * i + 2
-            ));
+            let _ = write!(sql, "(level = {} AND node_index = {})", p.next(), p.next());
         }
         let mut q = sqlx::query::<Any>(&sql);
         for (level, index) in chunk {
@@ -560,14 +556,6 @@ pub async fn entries(
 
 // ---------------------------------------------------------------------------------------------
 // Small conversions shared with the writer and the audit.
-
-/// `$first, $first+1, ...` for `count` parameters.
-pub(super) fn numbered(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 pub(super) fn to_i64(v: u64) -> Result<i64, LedgerError> {
     i64::try_from(v).map_err(|_| LedgerError::Corrupt(format!("{v} does not fit a BIGINT")))

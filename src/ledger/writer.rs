@@ -27,11 +27,11 @@ use super::{
     merkle::{CompactRange, NewNode, leaf_hash},
     sth::{SignedTreeHead, TreeHead},
     store::{
-        CHUNK, Clock, LedgerError, LedgerSettings, OutcomeKind, Receipt, fetch_nodes, numbered,
-        sth_from_row, to_i64, to_u64,
+        CHUNK, Clock, LedgerError, LedgerSettings, OutcomeKind, Receipt, fetch_nodes, sth_from_row,
+        to_i64, to_u64,
     },
 };
-use crate::store::Store;
+use crate::store::{Engine, Store};
 
 // Nearly every command is an `Append`: boxing its entry would add an allocation per append to
 // make the two rare variants smaller.
@@ -328,11 +328,13 @@ async fn insert_entries(
 ) -> Result<(), LedgerError> {
     const COLS: usize = 8;
     for (chunk, chunk_rows) in entries.chunks(CHUNK).zip(rows.chunks(CHUNK)) {
-        let sql = format!(
+        let mut sql = String::from(
             "INSERT INTO ledger_entries \
-             (seq, entry, leaf_hash, time_ms, caller, subject, purpose, outcome) VALUES {}",
-            tuples(chunk.len(), COLS)
+             (seq, entry, leaf_hash, time_ms, caller, subject, purpose, outcome) VALUES ",
         );
+        Engine::of(conn)
+            .placeholders()
+            .tuples(&mut sql, chunk.len(), COLS);
         let mut q = sqlx::query::<Any>(&sql);
         for (entry, (bytes, hash)) in chunk.iter().zip(chunk_rows) {
             q = q
@@ -352,10 +354,10 @@ async fn insert_entries(
 
 async fn insert_nodes(conn: &mut AnyConnection, nodes: &[NewNode]) -> Result<(), LedgerError> {
     for chunk in nodes.chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO ledger_nodes (level, node_index, hash) VALUES {}",
-            tuples(chunk.len(), 3)
-        );
+        let mut sql = String::from("INSERT INTO ledger_nodes (level, node_index, hash) VALUES ");
+        Engine::of(conn)
+            .placeholders()
+            .tuples(&mut sql, chunk.len(), 3);
         let mut q = sqlx::query::<Any>(&sql);
         for node in chunk {
             q = q
@@ -366,12 +368,4 @@ async fn insert_nodes(conn: &mut AnyConnection, nodes: &[NewNode]) -> Result<(),
         q.execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-/// `($1,...,$cols),($cols+1,...)` for `rows` rows.
-fn tuples(rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", numbered(r * cols + 1, cols)))
-        .collect::<Vec<_>>()
-        .join(",")
 }

@@ -40,22 +40,6 @@ fn subject_kind(subject: &str) -> &'static str {
     }
 }
 
-fn placeholders(rows: usize, cols: usize) -> String {
-    let mut sql = String::with_capacity(rows * cols * 5);
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ",(" });
-        for c in 0..cols {
-            if c > 0 {
-                sql.push(',');
-            }
-            sql.push('$');
-            sql.push_str(&(r * cols + c + 1).to_string());
-        }
-        sql.push(')');
-    }
-    sql
-}
-
 fn date_text(d: Date) -> String {
     d.to_string()
 }
@@ -77,10 +61,9 @@ impl Store {
         subjects.sort_unstable();
         subjects.dedup();
         for chunk in subjects.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO subjects (id, kind, created_ms) VALUES {} ON CONFLICT (id) DO NOTHING",
-                placeholders(chunk.len(), 3)
-            );
+            let mut sql = String::from("INSERT INTO subjects (id, kind, created_ms) VALUES ");
+            self.engine.placeholders().tuples(&mut sql, chunk.len(), 3);
+            sql.push_str(" ON CONFLICT (id) DO NOTHING");
             let mut q = sqlx::query::<Any>(&sql);
             for s in chunk {
                 q = q.bind(*s).bind(subject_kind(s)).bind(now_ms);
@@ -93,10 +76,11 @@ impl Store {
         ordered.sort_unstable_by_key(|(_, key)| *key);
         let mut inserted = 0;
         for chunk in ordered.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO records ({COLUMNS}) VALUES {} ON CONFLICT (record_key) DO NOTHING",
-                placeholders(chunk.len(), NCOLS)
-            );
+            let mut sql = format!("INSERT INTO records ({COLUMNS}) VALUES ");
+            self.engine
+                .placeholders()
+                .tuples(&mut sql, chunk.len(), NCOLS);
+            sql.push_str(" ON CONFLICT (record_key) DO NOTHING");
             let mut q = sqlx::query::<Any>(&sql);
             for (r, key) in chunk {
                 q = bind_record(q, r, key, now_ms)?;
