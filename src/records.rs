@@ -73,22 +73,82 @@ pub enum NotDisclosable {
 }
 
 impl Record {
+    /// SHA-256 of everything the record says, so ingest can tell a repeated row (same content:
+    /// collapsed) from a conflicting one (same key, other content: refused) without keeping
+    /// the rows. Every field is destructured, so a new field cannot be left out unnoticed.
+    pub fn content_digest(&self) -> [u8; 32] {
+        let Record {
+            subject,
+            item,
+            fields,
+            basis:
+                Basis {
+                    kind,
+                    number,
+                    date,
+                    issuer,
+                },
+            severity,
+            decision_date,
+            disclosure_end,
+            restoration,
+            designation,
+        } = self;
+        let mut d = Digest(ring::digest::Context::new(&ring::digest::SHA256));
+        d.text(subject);
+        d.text(item);
+        d.count(fields.len());
+        for (name, value) in fields {
+            d.text(name);
+            d.text(value);
+        }
+        d.text(kind);
+        d.text(number);
+        d.date(Some(*date));
+        d.text(issuer);
+        d.text(severity.map_or("", |s| s.as_str()));
+        d.date(Some(*decision_date));
+        d.date(*disclosure_end);
+        match restoration {
+            None => d.count(0),
+            Some(Restoration { on, basis }) => {
+                d.count(1);
+                d.date(Some(*on));
+                d.text(basis);
+            }
+        }
+        match designation {
+            None => d.count(0),
+            Some(Designation {
+                designated_on,
+                removal_conditions,
+                removed_on,
+                removal_basis,
+            }) => {
+                d.count(1);
+                d.date(Some(*designated_on));
+                d.text(removal_conditions);
+                d.date(*removed_on);
+                d.count(usize::from(removal_basis.is_some()));
+                d.text(removal_basis.as_deref().unwrap_or(""));
+            }
+        }
+        d.finish()
+    }
+
     /// Idempotency key: the same subject, item and basis document is the same record, so
     /// re-ingesting a file creates no duplicates. SHA-256 over length-prefixed parts.
     pub fn key(&self) -> [u8; 32] {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut d = Digest(ring::digest::Context::new(&ring::digest::SHA256));
         for part in [
             self.subject.as_str(),
             self.item.as_str(),
             self.basis.kind.as_str(),
             self.basis.number.as_str(),
         ] {
-            ctx.update(&(part.len() as u64).to_be_bytes());
-            ctx.update(part.as_bytes());
+            d.text(part);
         }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.finish().as_ref());
-        out
+        d.finish()
     }
 
     /// Whether the record may be shared on `today`.
@@ -108,6 +168,36 @@ impl Record {
             return Err(NotDisclosable::Expired);
         }
         Ok(())
+    }
+}
+
+/// Unambiguous input to a digest: every part length-prefixed or tagged.
+struct Digest(ring::digest::Context);
+
+impl Digest {
+    fn count(&mut self, n: usize) {
+        self.0.update(&(n as u64).to_be_bytes());
+    }
+
+    fn text(&mut self, s: &str) {
+        self.count(s.len());
+        self.0.update(s.as_bytes());
+    }
+
+    fn date(&mut self, d: Option<Date>) {
+        match d {
+            None => self.0.update(&[0]),
+            Some(d) => {
+                self.0.update(&[1]);
+                self.0.update(&d.to_julian_day().to_be_bytes());
+            }
+        }
+    }
+
+    fn finish(self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.0.finish().as_ref());
+        out
     }
 }
 
@@ -167,6 +257,39 @@ mod tests {
             listed.disclosable(date!(2026 - 12 - 01)),
             Err(NotDisclosable::RemovedFromList)
         );
+    }
+
+    #[test]
+    fn content_digest_changes_with_any_part_of_the_record() {
+        let a = record();
+        assert_eq!(a.content_digest(), a.clone().content_digest());
+        let variants: [fn(&mut Record); 6] = [
+            |r| {
+                r.fields.insert("amount".into(), "5000".into());
+            },
+            |r| r.basis.issuer = "other".into(),
+            |r| r.decision_date = date!(2026 - 01 - 02),
+            |r| r.disclosure_end = None,
+            |r| {
+                r.restoration = Some(Restoration {
+                    on: date!(2026 - 06 - 01),
+                    basis: String::new(),
+                })
+            },
+            |r| {
+                r.designation = Some(Designation {
+                    designated_on: date!(2026 - 06 - 01),
+                    removal_conditions: String::new(),
+                    removed_on: None,
+                    removal_basis: None,
+                })
+            },
+        ];
+        for (i, change) in variants.iter().enumerate() {
+            let mut b = record();
+            change(&mut b);
+            assert_ne!(a.content_digest(), b.content_digest(), "variant {i}");
+        }
     }
 
     #[test]

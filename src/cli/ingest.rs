@@ -12,7 +12,10 @@ use crate::{
     clock::Clock,
     config::LoadedConfig,
     identity::Kind,
-    ingest::{self, Counts},
+    ingest::{
+        self, Counts,
+        load::{self, LoadError},
+    },
     store::{Store, records::InsertOutcome},
     tls,
 };
@@ -46,21 +49,27 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     let clock = Clock::system();
 
     let rows = ingest::parse_file(&args.data).map_err(|e| CliError::Input(e.to_string()))?;
+    let store = Store::open(&loaded.database_url()?)
+        .await
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
     let progress = spinner(&args.data);
-    let mut records = Vec::new();
-    let validated = ingest::validate_into(
-        catalog.catalog(),
-        &department,
+    let shown = progress.clone();
+    let result = load::validate_and_write(
+        &store,
+        catalog.catalog().clone(),
+        department,
         clock.today(),
         rows,
+        clock.now_ms(),
         10_000,
-        |counts: &Counts| progress.set_message(format!("validated {} rows", counts.rows)),
-        |record| records.push(record),
-    );
-    let summary = match validated {
-        Ok(summary) => summary,
-        Err(report) => {
-            progress.finish_and_clear();
+        move |counts: &Counts| shown.set_message(format!("{} rows validated", counts.rows)),
+    )
+    .await;
+    store.close().await;
+    progress.finish_and_clear();
+    let (summary, outcome) = match result {
+        Ok(done) => done,
+        Err(LoadError::Refused(report)) => {
             let report = report.with_file(args.data.display().to_string());
             if args.json {
                 println!(
@@ -75,20 +84,13 @@ pub async fn run(args: Args) -> Result<(), CliError> {
                 args.data.display()
             )));
         }
+        Err(LoadError::Store(e)) => {
+            return Err(CliError::Runtime(format!(
+                "{}: nothing written: {e}",
+                args.data.display()
+            )));
+        }
     };
-    progress.set_message(format!(
-        "writing {} records in one transaction",
-        records.len()
-    ));
-    let store = Store::open(&loaded.database_url()?)
-        .await
-        .map_err(|e| CliError::Runtime(e.to_string()))?;
-    let outcome = store
-        .insert_records(&records, clock.now_ms())
-        .await
-        .map_err(|e| CliError::Runtime(format!("{}: nothing written: {e}", args.data.display())))?;
-    store.close().await;
-    progress.finish_and_clear();
 
     if args.json {
         let printed = IngestSummary {

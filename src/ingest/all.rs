@@ -7,7 +7,6 @@ use std::fmt;
 use serde::Serialize;
 use time::Date;
 
-use super::write::to_json_line;
 use super::{RawRow, RowError, validate};
 use crate::catalog::Catalog;
 use crate::records::Record;
@@ -128,7 +127,7 @@ pub fn validate_into(
             .and_then(|raw| validate(catalog, own_department, today, &raw).map(|r| (raw.line, r)));
         match result {
             Ok((line, record)) => {
-                let content = digest(&to_json_line(&record));
+                let content = record.content_digest();
                 match seen.get(&record.key()) {
                     None => {
                         seen.insert(record.key(), (line, content));
@@ -192,11 +191,4 @@ pub fn validate_all(
         out.push(r)
     })?;
     Ok(out)
-}
-
-fn digest(s: &str) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }

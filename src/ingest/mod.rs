@@ -29,12 +29,14 @@
 //!   one column carries both (the demo's `admin-penalty` has both fields).
 //!
 //! Architecture invariant: parsing reads only the stream it is given; validation is pure (no
-//! I/O, no clock: `today` is a parameter).
+//! I/O, no clock: `today` is a parameter). Only [`load`] touches the store: it joins
+//! validation to one ingest transaction.
 
 mod all;
 mod csv_rows;
 mod fields;
 mod jsonl;
+pub mod load;
 mod raw;
 mod validate;
 mod write;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use sqlx::{Any, Row, any::AnyRow, query::Query};
 use time::Date;
 
-use super::{Store, StoreError};
+use super::{Engine, Store, StoreError};
 use crate::{
     catalog::Severity,
     records::{Basis, Designation, Record, Restoration},
@@ -20,7 +20,7 @@ const COLUMNS: &str = "record_key, subject_id, item_id, fields, basis_kind, basi
 const NCOLS: usize = 18;
 /// Rows per INSERT statement: 200 × 18 parameters stays far below both engines' limits, and
 /// multi-row statements are what make a 50,000-rows/s ingest possible on SQLite.
-const CHUNK: usize = 200;
+const CHUNK: usize = 1000;
 
 /// What an ingest batch changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -48,15 +48,20 @@ fn opt_date(d: Option<Date>) -> Option<String> {
     d.map(date_text)
 }
 
-impl Store {
-    /// Inserts every record in one transaction. Records already stored (same key) are left as
-    /// they are and counted as `already_present`.
-    pub async fn insert_records(
-        &self,
-        records: &[Record],
-        now_ms: i64,
-    ) -> Result<InsertOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+/// One ingest batch in progress: a transaction that takes records a part at a time and writes
+/// them only on [`Ingest::commit`]. Dropped uncommitted, it leaves the store as it was, so a
+/// file can be written while it is still being validated and still be all or nothing.
+pub struct Ingest {
+    tx: sqlx::Transaction<'static, Any>,
+    engine: Engine,
+    now_ms: i64,
+    outcome: InsertOutcome,
+}
+
+impl Ingest {
+    /// Writes `records` into the batch. Records already stored, or written earlier in this
+    /// batch (same key), are left as they are and counted as `already_present`.
+    pub async fn write(&mut self, records: &[Record]) -> Result<(), StoreError> {
         let mut subjects: Vec<&str> = records.iter().map(|r| r.subject.as_str()).collect();
         subjects.sort_unstable();
         subjects.dedup();
@@ -66,15 +71,14 @@ impl Store {
             sql.push_str(" ON CONFLICT (id) DO NOTHING");
             let mut q = sqlx::query::<Any>(&sql);
             for s in chunk {
-                q = q.bind(*s).bind(subject_kind(s)).bind(now_ms);
+                q = q.bind(*s).bind(subject_kind(s)).bind(self.now_ms);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&mut *self.tx).await?;
         }
         // In key order: the primary key is the table's clustered B-tree, and sorted inserts
         // touch each page once instead of at random.
         let mut ordered: Vec<(&Record, [u8; 32])> = records.iter().map(|r| (r, r.key())).collect();
         ordered.sort_unstable_by_key(|(_, key)| *key);
-        let mut inserted = 0;
         for chunk in ordered.chunks(CHUNK) {
             let mut sql = format!("INSERT INTO records ({COLUMNS}) VALUES ");
             self.engine
@@ -83,14 +87,42 @@ impl Store {
             sql.push_str(" ON CONFLICT (record_key) DO NOTHING");
             let mut q = sqlx::query::<Any>(&sql);
             for (r, key) in chunk {
-                q = bind_record(q, r, key, now_ms)?;
+                q = bind_record(q, r, key, self.now_ms)?;
             }
-            inserted += q.execute(&mut *tx).await?.rows_affected();
+            let inserted = q.execute(&mut *self.tx).await?.rows_affected();
+            self.outcome.inserted += inserted;
+            self.outcome.already_present += chunk.len() as u64 - inserted;
         }
-        tx.commit().await?;
-        Ok(InsertOutcome {
-            inserted,
-            already_present: records.len() as u64 - inserted,
+        Ok(())
+    }
+
+    /// Makes everything written durable, at once.
+    pub async fn commit(self) -> Result<InsertOutcome, StoreError> {
+        self.tx.commit().await?;
+        Ok(self.outcome)
+    }
+}
+
+impl Store {
+    /// Inserts every record in one transaction. Records already stored (same key) are left as
+    /// they are and counted as `already_present`.
+    pub async fn insert_records(
+        &self,
+        records: &[Record],
+        now_ms: i64,
+    ) -> Result<InsertOutcome, StoreError> {
+        let mut ingest = self.begin_ingest(now_ms).await?;
+        ingest.write(records).await?;
+        ingest.commit().await
+    }
+
+    /// Opens one ingest batch, to be written a part at a time as its records are validated.
+    pub async fn begin_ingest(&self, now_ms: i64) -> Result<Ingest, StoreError> {
+        Ok(Ingest {
+            tx: self.pool.begin().await?,
+            engine: self.engine,
+            now_ms,
+            outcome: InsertOutcome::default(),
         })
     }
 

@@ -105,6 +105,9 @@ pub async fn test_stores(dir: &Path) -> Vec<(&'static str, credit_node::store::S
     stores
 }
 
+/// Test databases older than this were left by an earlier run that has ended.
+const STALE_AFTER_SECS: u64 = 6 * 3600;
+
 /// A new, empty PostgreSQL database on the server `DATABASE_URL` names, so tests never see each
 /// other's rows.
 pub async fn postgres_url() -> Option<String> {
@@ -120,9 +123,34 @@ pub async fn postgres_url() -> Option<String> {
     let mut conn = sqlx::AnyConnection::connect(&base)
         .await
         .expect("PostgreSQL reachable");
+    // Databases are named after their creation time, so each test run can drop what earlier
+    // runs left behind (a test cannot drop its own: its node may still be connected).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::TEXT FROM pg_database WHERE datname LIKE 'credit\\_test\\_%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("list test databases");
+    for old in stale {
+        let created = old
+            .split('_')
+            .nth(2)
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0);
+        if now.saturating_sub(created) > STALE_AFTER_SECS {
+            // Another test run may be dropping the same one: failures here are not ours.
+            let _ = conn
+                .execute(format!("DROP DATABASE IF EXISTS {old} WITH (FORCE)").as_str())
+                .await;
+        }
+    }
     let mut bytes = [0u8; 8];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).expect("random");
-    let name = format!("credit_test_{}", credit_node::tls::hex(&bytes));
+    let name = format!("credit_test_{now}_{}", credit_node::tls::hex(&bytes));
     conn.execute(format!("CREATE DATABASE {name}").as_str())
         .await
         .expect("create database");
