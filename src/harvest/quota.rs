@@ -227,6 +227,7 @@ impl QuotaStore {
     pub async fn suspend(&self, s: &Suspension) -> Result<(), QuotaError> {
         let seq =
             i64::try_from(s.alert_seq).map_err(|_| QuotaError("alert_seq too large".into()))?;
+        let _turn = self.store.write_turn().await;
         sqlx::query::<Any>(
             "INSERT INTO suspensions (caller, since_ms, alert_seq, reason) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (caller) DO NOTHING",
@@ -245,6 +246,7 @@ impl QuotaStore {
     pub async fn lift(&self, caller: &str) -> Result<Option<Suspension>, QuotaError> {
         let found = self.suspension(caller).await?;
         if found.is_some() {
+            let _turn = self.store.write_turn().await;
             sqlx::query::<Any>("DELETE FROM suspensions WHERE caller = $1")
                 .bind(caller)
                 .execute(self.store.pool())
@@ -303,6 +305,7 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Request>) {
 }
 
 async fn commit(store: &Store, batch: &[Request]) -> Result<Vec<Charge>, sqlx::Error> {
+    let _turn = store.write_turn().await;
     let mut tx = store.pool().begin().await?;
     let mut outcomes = vec![Charge::Within; batch.len()];
     // Grouped by caller and window: a handful of statements per caller and batch, however many

@@ -190,6 +190,7 @@ impl Writer {
         entries: &mut [Entry],
         force: bool,
     ) -> Result<Committed, LedgerError> {
+        let _turn = self.store.write_turn().await;
         let mut tx = self.store.pool().begin().await?;
         // Lock first, then read: a write transaction from its first statement, so SQLite never
         // has to upgrade a read snapshot and PostgreSQL replicas queue on this row.
