@@ -118,7 +118,7 @@ async fn fresh_store(engine: &str, url: &str, dir: &std::path::Path, case: &str)
 /// The baseline: the same rows into the same table, one transaction, multi-row INSERT
 /// statements of the same size, no conflict handling, no subject rows.
 async fn bare_insert(store: &Store, records: &[Record]) {
-    const CHUNK: usize = 200;
+    const CHUNK: usize = 1000;
     store
         .pool()
         .execute("DROP TABLE IF EXISTS bare")
