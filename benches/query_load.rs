@@ -29,7 +29,7 @@ use credit_node::{
 };
 use tonic::transport::Channel;
 
-const SUBJECTS: u64 = 40_000;
+const SUBJECTS: u64 = 100_000;
 const RUN: Duration = Duration::from_secs(3);
 const CONNECTIONS: usize = 4;
 

@@ -243,6 +243,17 @@ async fn the_next_new_subject_over_the_quota_is_refused_but_repeats_still_pass()
     assert!(
         matches!(&denied[0].entry.outcome, Outcome::Denied { reason } if reason.starts_with("quota:"))
     );
+    // And only the denial: the answer computed before the charge failed left no entry behind.
+    let about_it = ledger_entries(
+        store,
+        EntryFilter {
+            caller: Some(TAX_B.into()),
+            subject: Some(subject(3)),
+            ..EntryFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(about_it.len(), 1);
 
     // A new window (the next day, UTC+8) brings a fresh quota.
     clock.advance_days(1);

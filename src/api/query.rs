@@ -5,8 +5,10 @@
 //! ledger cannot be written the caller gets UNAVAILABLE and no data.
 //!
 //! Promise 7 too: the rate limit runs before anything else ([`admit`]); the suspension and
-//! distinct-subject quota before any record is read ([`answer_all`]); enumeration detection
-//! after, on what was found. Every refusal is recorded: quota and suspension refusals one entry
+//! distinct-subject quota are checked before any record is read ([`answer_all`]), and new
+//! subjects are charged in the very transaction that records the query, which then holds
+//! refusals instead if the charge no longer fits; enumeration detection runs after the read,
+//! on what was found. Every refusal is recorded: quota and suspension refusals one entry
 //! per subject, rate-limit refusals folded per caller and window.
 
 use ring::digest;
@@ -14,7 +16,7 @@ use tonic::{Status, metadata::MetadataValue};
 
 use super::convert;
 use crate::{
-    harvest::{Folded, Refusal, Suspension},
+    harvest::{Admission, Charge, Folded, Refusal, Suspension},
     identity::Caller,
     ledger::{
         entry::{self, Entry},
@@ -64,53 +66,121 @@ pub async fn answer_all(
     let decision = policy::decide(&catalog, &caller.spiffe_id, &first.purpose, &first.items);
     // A query that can receive nothing costs no quota and reads nothing: it learns nothing, not
     // even whether the subject exists.
+    let mut pending = None;
     if decision.grants_anything() {
         let mut subjects: Vec<&str> = asked.iter().map(|a| a.subject.as_str()).collect();
         subjects.sort_unstable();
         subjects.dedup();
-        let charged = state
+        let admission = state
             .guard()
-            .charge(&caller.spiffe_id, &subjects, state.clock().now_ms())
+            .check(&caller.spiffe_id, &subjects, state.clock().now_ms())
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "quota store unavailable; query refused");
                 Status::unavailable("the node's store is unavailable; nothing was disclosed")
             })?;
-        if let Err(refusal) = charged {
-            let status = refusal_status(state, &refusal);
-            let reason = status.message().chars().take(200).collect::<String>();
-            let entries = asked.iter().map(|a| {
-                let outcome = entry::Outcome::Denied {
-                    reason: reason.clone(),
-                };
-                append(
-                    state,
-                    new_entry(state, caller, a, Vec::new(), outcome, [0; 32]),
-                )
-            });
-            for recorded in futures_util::future::join_all(entries).await {
-                recorded?;
+        match admission {
+            Admission::Free => {}
+            Admission::Charge(charge) => pending = Some(charge),
+            Admission::Refused(refusal) => {
+                let status = refusal_status(state, &refusal);
+                let entries = refusal_entries(state, caller, asked, &status);
+                let recorded = entries.into_iter().map(|e| append(state, e));
+                for recorded in futures_util::future::join_all(recorded).await {
+                    recorded?;
+                }
+                return Err(status);
             }
-            return Err(status);
         }
     }
     // Concurrently: the ledger commits them in one group, so a batch costs about one fsync.
-    let answers = futures_util::future::join_all(
+    let prepared = futures_util::future::join_all(
         asked
             .iter()
-            .map(|a| answer_one(state, caller, a, &decision, &catalog)),
+            .map(|a| prepare_one(state, caller, a, &decision, &catalog)),
     )
     .await;
-    answers.into_iter().collect()
+    let prepared: Vec<Prepared> = prepared.into_iter().collect::<Result<_, _>>()?;
+    let Some(pending) = pending else {
+        let answered = prepared.into_iter().map(|p| async move {
+            let receipt = append(state, p.entry).await?;
+            Ok::<_, Status>(p.answer.response(&receipt))
+        });
+        return futures_util::future::join_all(answered)
+            .await
+            .into_iter()
+            .collect();
+    };
+    // New subjects: the charge commits with the entries, or the entries become refusals.
+    let refusal = refusal_status(state, &pending.if_exhausted);
+    let refused = refusal_entries(state, caller, asked, &refusal);
+    let (answers, granted): (Vec<Answered>, Vec<Entry>) =
+        prepared.into_iter().map(|p| (p.answer, p.entry)).unzip();
+    let (charge, receipts) = state
+        .ledger()
+        .append_charged(pending.charge.clone(), granted, refused)
+        .await
+        .map_err(|e| ledger_unavailable(&e))?;
+    match charge {
+        Charge::Within => {
+            state.guard().charged(&pending.charge);
+            Ok(answers
+                .into_iter()
+                .zip(&receipts)
+                .map(|(a, receipt)| a.response(receipt))
+                .collect())
+        }
+        Charge::Exhausted { .. } => Err(refusal),
+    }
 }
 
-async fn answer_one(
+/// A query answered and its entry written, the entry not yet durable.
+struct Prepared {
+    answer: Answered,
+    entry: Entry,
+}
+
+/// What the caller receives once the entry is durable.
+struct Answered {
+    result: proto::QueryResult,
+    result_sha256: [u8; 32],
+}
+
+impl Answered {
+    fn response(self, receipt: &Receipt) -> proto::QueryResponse {
+        proto::QueryResponse {
+            result: Some(self.result),
+            receipt: Some(convert::receipt(receipt, &self.result_sha256)),
+        }
+    }
+}
+
+/// One `denied` entry per query, with the refusal's message as its reason.
+fn refusal_entries(
+    state: &NodeState,
+    caller: &Caller,
+    asked: &[Asked],
+    status: &Status,
+) -> Vec<Entry> {
+    let reason = status.message().chars().take(200).collect::<String>();
+    asked
+        .iter()
+        .map(|a| {
+            let outcome = entry::Outcome::Denied {
+                reason: reason.clone(),
+            };
+            new_entry(state, caller, a, Vec::new(), outcome, [0; 32])
+        })
+        .collect()
+}
+
+async fn prepare_one(
     state: &NodeState,
     caller: &Caller,
     asked: &Asked,
     decision: &policy::Decision<'_>,
     catalog: &crate::catalog::SignedCatalog,
-) -> Result<proto::QueryResponse, Status> {
+) -> Result<Prepared, Status> {
     let records = if decision.grants_anything() {
         let records = state
             .store()
@@ -157,10 +227,12 @@ async fn answer_one(
         })
         .collect();
     let entry = new_entry(state, caller, asked, decisions, outcome, result_sha256);
-    let receipt = append(state, entry).await?;
-    Ok(proto::QueryResponse {
-        result: Some(result),
-        receipt: Some(convert::receipt(&receipt, &result_sha256)),
+    Ok(Prepared {
+        answer: Answered {
+            result,
+            result_sha256,
+        },
+        entry,
     })
 }
 
@@ -348,10 +420,16 @@ fn new_entry(
 }
 
 async fn append(state: &NodeState, entry: Entry) -> Result<Receipt, Status> {
-    state.ledger().append(entry).await.map_err(|e| {
-        tracing::error!(error = %e, "ledger append failed; answering UNAVAILABLE");
-        Status::unavailable("the query could not be recorded in the ledger; nothing was disclosed")
-    })
+    state
+        .ledger()
+        .append(entry)
+        .await
+        .map_err(|e| ledger_unavailable(&e))
+}
+
+fn ledger_unavailable(e: &crate::ledger::store::LedgerError) -> Status {
+    tracing::error!(error = %e, "ledger append failed; answering UNAVAILABLE");
+    Status::unavailable("the query could not be recorded in the ledger; nothing was disclosed")
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {

@@ -13,20 +13,20 @@
 
 mod detect;
 mod fold;
-mod quota;
+pub mod quota;
 mod rate;
 pub mod settings;
 
 use std::{collections::HashMap, time::Duration};
 
 pub use fold::Folded;
-pub use quota::{QuotaError, Suspension};
+pub use quota::{Charge, QuotaCharge, QuotaError, Suspension};
 pub use settings::HarvestSettings;
 
 use self::{
     detect::{DetectSettings, Detector},
     fold::ThrottleFold,
-    quota::{Charge, QuotaStore},
+    quota::{Check, QuotaStore},
     rate::{RateLimits, RateRefusal},
     settings::{CallerLimits, OnEnumeration, QuotaWindow},
 };
@@ -46,6 +46,24 @@ pub enum Refusal {
     QuotaExhausted { quota: u64, resets_at_ms: i64 },
     /// Suspended after an enumeration alert, until an officer lifts it.
     Suspended { since_ms: i64 },
+}
+
+/// What the guard asks of a query that passed the rate limit, before any record is read.
+#[derive(Debug)]
+pub enum Admission {
+    /// Nothing to charge: the guard is off, or every subject is already counted.
+    Free,
+    /// Refused: record the refusal, disclose nothing.
+    Refused(Refusal),
+    /// New subjects: the query may disclose only if this charge commits with its entries.
+    Charge(PendingCharge),
+}
+
+/// A charge to make with a query's entries, and the refusal to give if it no longer fits.
+#[derive(Debug)]
+pub struct PendingCharge {
+    pub charge: QuotaCharge,
+    pub if_exhausted: Refusal,
 }
 
 /// An enumeration alert to record; with `suspend`, the caller is suspended once it is.
@@ -94,7 +112,7 @@ impl Guard {
                 miss_share: settings.enumeration_miss_share,
                 sequential_run: settings.enumeration_sequential_run,
             }),
-            quota: QuotaStore::start(store),
+            quota: QuotaStore::new(store),
         }
     }
 
@@ -123,31 +141,42 @@ impl Guard {
         Err((refusal, self.fold.refused(caller, now_ms).map(Box::new)))
     }
 
-    /// Suspension and distinct-subject quota, for a query that would disclose something about
-    /// `subjects` (canonical, distinct). All or nothing: a refused batch counts nothing.
-    pub async fn charge(
+    /// The suspension and quota check, before any record is read: reads only. New subjects
+    /// come back as a [`PendingCharge`] for the ledger's writer to charge with the query's
+    /// entries (see [`quota`]).
+    pub async fn check(
         &self,
         caller: &SpiffeId,
         subjects: &[&str],
         now_ms: i64,
-    ) -> Result<Result<(), Refusal>, QuotaError> {
+    ) -> Result<Admission, QuotaError> {
         if !self.enabled {
-            return Ok(Ok(()));
+            return Ok(Admission::Free);
         }
         let window = self.window.id(now_ms);
         let quota = self.limits(caller).distinct_subjects;
-        let charge = self
+        let check = self
             .quota
-            .charge(&caller.to_string(), window, subjects, quota)
+            .check(&caller.to_string(), window, subjects, quota)
             .await?;
-        Ok(match charge {
-            Charge::Within => Ok(()),
-            Charge::Exhausted { .. } => Err(Refusal::QuotaExhausted {
-                quota,
-                resets_at_ms: self.window.end_ms(window),
+        Ok(match check {
+            Check::Counted => Admission::Free,
+            Check::Suspended { since_ms } => Admission::Refused(Refusal::Suspended { since_ms }),
+            Check::New(charge) => Admission::Charge(PendingCharge {
+                charge,
+                if_exhausted: Refusal::QuotaExhausted {
+                    quota,
+                    resets_at_ms: self.window.end_ms(window),
+                },
             }),
-            Charge::Suspended { since_ms } => Err(Refusal::Suspended { since_ms }),
         })
+    }
+
+    /// Notes a charge as committed, so repeats of its subjects are answered from memory.
+    pub fn charged(&self, charge: &QuotaCharge) {
+        let subjects: Vec<&str> = charge.subjects.iter().map(String::as_str).collect();
+        self.quota
+            .remember(&charge.caller, charge.window, &subjects);
     }
 
     /// Notes an answered query; returns an alert the first time enumeration shows.

@@ -1,9 +1,11 @@
 //! The distinct-subject quota and suspensions, in the store (so replicas share them).
 //!
 //! The hot path reads first: a subject the caller already obtained in this window costs one
-//! indexed read and no write. Only new subjects go to the single quota writer, which charges
-//! everything queued in one transaction (group commit, as the ledger does), so a burst of new
-//! subjects pays one durable commit, not one each.
+//! indexed read and no write. New subjects are charged by the ledger's writer, in the same
+//! transaction that records the query ([`charge_all`]): the charge and the record of the
+//! disclosure commit together, with one fsync, or not at all, and a charge that no longer fits
+//! (another query of the caller took the room meanwhile) turns the query's entries into
+//! refusals before anything is sent.
 //!
 //! Repeats cost nothing at all: each replica remembers, per caller, the subjects it has seen
 //! counted in the caller's current window. Counted subjects are never uncounted within a
@@ -13,31 +15,49 @@
 //! suspension or lift on another replica takes effect here within that tick (a new subject is
 //! always checked against the store itself).
 //!
-//! Correctness across replicas: each batch first locks the caller's usage row (an `UPDATE`
-//! that changes nothing), then reads which subjects are counted and how many, and writes the
-//! new count and subjects in the same transaction. The row lock serialises concurrent charges
-//! of one caller on PostgreSQL (the single write lock does on SQLite), and each statement after
-//! it sees what the other replicas committed, so no interleaving overshoots or double-counts.
+//! Correctness across replicas: the ledger's transaction locks the ledger head first, then each
+//! caller's usage row (an `UPDATE` that changes nothing), then reads which subjects are counted
+//! and how many, and writes the new count and subjects. The locks serialise concurrent charges
+//! on PostgreSQL (the single write lock does on SQLite), always in the same order, and each
+//! statement after them sees what the other replicas committed, so no interleaving overshoots
+//! or double-counts.
 
 use std::{collections::HashSet, sync::Arc};
 
 use dashmap::DashMap;
 use sqlx::{Any, AnyConnection, Row};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{Engine, Store};
 
-/// Most charges committed in one transaction.
-const MAX_BATCH: usize = 256;
-
+/// What the read before a query found.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Everything asked about is already counted: nothing to charge.
+    Counted,
+    /// The caller is suspended.
+    Suspended { since_ms: i64 },
+    /// These subjects are new: the query may disclose only once they are charged.
+    New(QuotaCharge),
+}
+
+/// Subjects to charge to a caller's quota, all or nothing, in the transaction that records
+/// the query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaCharge {
+    pub caller: String,
+    pub window: i64,
+    /// Distinct, canonical.
+    pub subjects: Vec<String>,
+    pub limit: u64,
+}
+
+/// What a charge came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Charge {
     /// Everything asked about is counted (now or before).
     Within,
     /// The new subjects would take the caller past its quota; nothing was counted.
     Exhausted { used: u64 },
-    /// The caller is suspended; nothing was counted.
-    Suspended { since_ms: i64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,14 +79,6 @@ pub struct Suspension {
     pub reason: String,
 }
 
-struct Request {
-    caller: String,
-    window: i64,
-    subjects: Vec<String>,
-    limit: u64,
-    reply: oneshot::Sender<Result<Charge, QuotaError>>,
-}
-
 /// Subjects known to be counted for one caller, in one window.
 struct Known {
     window: i64,
@@ -76,20 +88,16 @@ struct Known {
 #[derive(Clone)]
 pub struct QuotaStore {
     store: Store,
-    requests: mpsc::Sender<Request>,
     known: Arc<DashMap<String, Known>>,
     /// Suspended callers and since when, as last read from the store (or set here).
     suspended: Arc<DashMap<String, i64>>,
 }
 
 impl QuotaStore {
-    /// Starts the quota writer on `store` (migrated).
-    pub fn start(store: Store) -> Self {
-        let (requests, rx) = mpsc::channel(MAX_BATCH * 4);
-        tokio::spawn(write_loop(store.clone(), rx));
+    /// The quota over `store` (migrated).
+    pub fn new(store: Store) -> Self {
         Self {
             store,
-            requests,
             known: Arc::default(),
             suspended: Arc::default(),
         }
@@ -102,7 +110,8 @@ impl QuotaStore {
             .is_some_and(|k| k.window == window && subjects.iter().all(|s| k.subjects.contains(*s)))
     }
 
-    fn remember(&self, caller: &str, window: i64, subjects: &[&str]) {
+    /// Notes subjects as counted for `caller` in `window`, once their charge has committed.
+    pub fn remember(&self, caller: &str, window: i64, subjects: &[&str]) {
         let mut known = self
             .known
             .entry(caller.to_owned())
@@ -135,37 +144,22 @@ impl QuotaStore {
         Ok(())
     }
 
-    /// Charges `subjects` (canonical identifiers, distinct) to `caller`'s quota of `limit` in
-    /// `window`, all or nothing, unless the caller is suspended.
-    pub async fn charge(
+    /// Which of `subjects` (canonical identifiers, distinct) are new to `caller`'s quota of
+    /// `limit` in `window`, unless the caller is suspended. Charges nothing: the ledger's
+    /// writer charges the new ones with the query's entries ([`charge_all`]).
+    pub async fn check(
         &self,
         caller: &str,
         window: i64,
         subjects: &[&str],
         limit: u64,
-    ) -> Result<Charge, QuotaError> {
+    ) -> Result<Check, QuotaError> {
         if let Some(since_ms) = self.suspended.get(caller).map(|s| *s) {
-            return Ok(Charge::Suspended { since_ms });
+            return Ok(Check::Suspended { since_ms });
         }
         if self.all_known(caller, window, subjects) {
-            return Ok(Charge::Within);
+            return Ok(Check::Counted);
         }
-        let charge = self
-            .charge_in_store(caller, window, subjects, limit)
-            .await?;
-        if charge == Charge::Within {
-            self.remember(caller, window, subjects);
-        }
-        Ok(charge)
-    }
-
-    async fn charge_in_store(
-        &self,
-        caller: &str,
-        window: i64,
-        subjects: &[&str],
-        limit: u64,
-    ) -> Result<Charge, QuotaError> {
         let mut p = self.store.engine().placeholders();
         let mut sql = format!(
             "SELECT 1, '' FROM suspensions WHERE caller = {} UNION ALL \
@@ -188,7 +182,7 @@ impl QuotaStore {
         let mut counted = Vec::with_capacity(rows.len());
         for row in &rows {
             if row.try_get::<i32, _>(0)? == 1 {
-                return Ok(Charge::Suspended {
+                return Ok(Check::Suspended {
                     since_ms: self.suspended_since(caller).await?.unwrap_or_default(),
                 });
             }
@@ -200,19 +194,15 @@ impl QuotaStore {
             .map(|s| (*s).to_owned())
             .collect();
         if new.is_empty() {
-            return Ok(Charge::Within);
+            self.remember(caller, window, subjects);
+            return Ok(Check::Counted);
         }
-        let (reply, answer) = oneshot::channel();
-        let request = Request {
+        Ok(Check::New(QuotaCharge {
             caller: caller.to_owned(),
             window,
             subjects: new,
             limit,
-            reply,
-        };
-        let closed = || QuotaError("the quota writer has stopped".into());
-        self.requests.send(request).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        }))
     }
 
     async fn suspended_since(&self, caller: &str) -> Result<Option<i64>, QuotaError> {
@@ -285,54 +275,37 @@ fn suspension_of(row: &sqlx::any::AnyRow) -> Result<Suspension, QuotaError> {
     })
 }
 
-async fn write_loop(store: Store, mut rx: mpsc::Receiver<Request>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match commit(&store, &batch).await {
-            Ok(outcomes) => {
-                for (request, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = request.reply.send(Ok(outcome));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "quota charge failed; refusing the batch");
-                for request in batch.drain(..) {
-                    let _ = request.reply.send(Err(QuotaError(e.to_string())));
-                }
-            }
-        }
-    }
-}
-
-async fn commit(store: &Store, batch: &[Request]) -> Result<Vec<Charge>, sqlx::Error> {
-    let _turn = store.write_turn().await;
-    let mut tx = store.pool().begin().await?;
-    let mut outcomes = vec![Charge::Within; batch.len()];
+/// Charges each of `charges`, in order and each all or nothing, inside the caller's open
+/// transaction (the ledger writer's, after it has locked the ledger head).
+pub async fn charge_all(
+    conn: &mut AnyConnection,
+    charges: &[&QuotaCharge],
+) -> Result<Vec<Charge>, sqlx::Error> {
+    let mut outcomes = vec![Charge::Within; charges.len()];
     // Grouped by caller and window: a handful of statements per caller and batch, however many
     // of its queries are queued.
     let mut groups: Vec<(&str, i64, Vec<usize>)> = Vec::new();
-    for (i, r) in batch.iter().enumerate() {
+    for (i, c) in charges.iter().enumerate() {
         match groups
             .iter_mut()
-            .find(|(c, w, _)| *c == r.caller && *w == r.window)
+            .find(|(caller, w, _)| *caller == c.caller && *w == c.window)
         {
             Some((_, _, members)) => members.push(i),
-            None => groups.push((r.caller.as_str(), r.window, vec![i])),
+            None => groups.push((c.caller.as_str(), c.window, vec![i])),
         }
     }
     for (caller, window, members) in groups {
-        charge_group(&mut tx, caller, window, batch, &members, &mut outcomes).await?;
+        charge_group(&mut *conn, caller, window, charges, &members, &mut outcomes).await?;
     }
-    tx.commit().await?;
     Ok(outcomes)
 }
 
-/// Charges the requests `members` of one caller and window, in order, each all or nothing.
+/// Charges the charges `members` of one caller and window, in order, each all or nothing.
 async fn charge_group(
     conn: &mut AnyConnection,
     caller: &str,
     window: i64,
-    batch: &[Request],
+    batch: &[&QuotaCharge],
     members: &[usize],
     outcomes: &mut [Charge],
 ) -> Result<(), sqlx::Error> {

@@ -22,7 +22,10 @@ use super::{
     sth::{SignedTreeHead, TreeHead},
     writer::{Command, Writer},
 };
-use crate::store::{Engine, Store, StoreError};
+use crate::{
+    harvest::{Charge, QuotaCharge},
+    store::{Engine, Store, StoreError},
+};
 
 /// Rows per multi-row statement (and nodes per lookup query): keeps parameter counts far below
 /// both engines' limits while amortising the statement cost.
@@ -150,6 +153,33 @@ impl Ledger {
             .await
             .map_err(|_| LedgerError::Closed)?;
         receipt.await.map_err(|_| LedgerError::Closed)?
+    }
+
+    /// Appends `granted` if `charge` still fits the caller's distinct-subject quota, charging
+    /// it in the same transaction, or `refused` if it does not; returns which, with the
+    /// receipts of the entries appended.
+    ///
+    /// Why in the ledger's transaction: a first contact must both charge the quota and record
+    /// the disclosure durably before anything is sent; one transaction makes that one fsync
+    /// instead of two in series, and the charge and its record cannot part. Same contract as
+    /// [`Ledger::append`] otherwise: an `Err` means disclose nothing.
+    pub async fn append_charged(
+        &self,
+        charge: QuotaCharge,
+        granted: Vec<Entry>,
+        refused: Vec<Entry>,
+    ) -> Result<(Charge, Vec<Receipt>), LedgerError> {
+        let (reply, receipts) = oneshot::channel();
+        self.commands
+            .send(Command::AppendCharged {
+                charge,
+                granted,
+                refused,
+                reply,
+            })
+            .await
+            .map_err(|_| LedgerError::Closed)?;
+        receipts.await.map_err(|_| LedgerError::Closed)?
     }
 
     /// Signs a tree head over everything committed so far (after whatever is queued now), or

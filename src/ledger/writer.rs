@@ -31,7 +31,10 @@ use super::{
         to_i64, to_u64,
     },
 };
-use crate::store::{Engine, Store};
+use crate::{
+    harvest::{Charge, QuotaCharge, quota},
+    store::{Engine, Store},
+};
 
 // Nearly every command is an `Append`: boxing its entry would add an allocation per append to
 // make the two rare variants smaller.
@@ -40,6 +43,14 @@ pub(super) enum Command {
     Append {
         entry: Entry,
         reply: oneshot::Sender<Result<Receipt, LedgerError>>,
+    },
+    /// Appends `granted` if `charge` fits the caller's quota, charged in the same
+    /// transaction; `refused` instead if it does not.
+    AppendCharged {
+        charge: QuotaCharge,
+        granted: Vec<Entry>,
+        refused: Vec<Entry>,
+        reply: oneshot::Sender<Result<(Charge, Vec<Receipt>), LedgerError>>,
     },
     SignNow {
         reply: oneshot::Sender<Result<SignedTreeHead, LedgerError>>,
@@ -57,6 +68,18 @@ pub(super) struct Writer {
     /// The committed tree as this writer last saw it; `None` forces a reload (after a failure).
     frontier: Option<CompactRange>,
 }
+
+/// A charged append while its batch is written: which entries went in is known only once the
+/// charge has run inside the transaction.
+struct Charged {
+    charge: QuotaCharge,
+    granted: Vec<Entry>,
+    refused: Vec<Entry>,
+    /// Set by the transaction: the charge's outcome and how many entries it appended.
+    outcome: Option<(Charge, usize)>,
+}
+
+type ChargedReply = oneshot::Sender<Result<(Charge, Vec<Receipt>), LedgerError>>;
 
 /// What one transaction produced.
 struct Committed {
@@ -106,12 +129,32 @@ impl Writer {
             tokio::task::yield_now().await;
             let mut appends: Vec<(Entry, oneshot::Sender<Result<Receipt, LedgerError>>)> =
                 Vec::new();
+            let mut charged: Vec<(Charged, ChargedReply)> = Vec::new();
+            let mut queued = 0;
             let mut signers = Vec::new();
             let mut next = Some(first);
             // Group commit: whatever is queued now, up to max_batch appends.
             while let Some(command) = next.take() {
                 match command {
-                    Command::Append { entry, reply } => appends.push((entry, reply)),
+                    Command::Append { entry, reply } => {
+                        appends.push((entry, reply));
+                        queued += 1;
+                    }
+                    Command::AppendCharged {
+                        charge,
+                        granted,
+                        refused,
+                        reply,
+                    } => {
+                        queued += granted.len().max(refused.len());
+                        let group = Charged {
+                            charge,
+                            granted,
+                            refused,
+                            outcome: None,
+                        };
+                        charged.push((group, reply));
+                    }
                     Command::SignNow { reply } => signers.push(reply),
                     Command::Shutdown { reply } => {
                         // Refuse new sends; what is already queued is still received.
@@ -119,14 +162,14 @@ impl Writer {
                         shutdown_waiters.push(reply);
                     }
                 }
-                if appends.len() < self.settings.max_batch {
+                if queued < self.settings.max_batch {
                     next = commands.try_recv().ok();
                 }
             }
-            self.process(appends, signers).await;
+            self.process(appends, charged, signers).await;
         }
         if !shutdown_waiters.is_empty() {
-            match self.commit(&mut [], true).await {
+            match self.commit(&mut Vec::new(), &mut [], true).await {
                 Ok(_) | Err(LedgerError::Empty) => {}
                 Err(e) => tracing::warn!(error = %e, "ledger: final tree head at shutdown failed"),
             }
@@ -139,29 +182,40 @@ impl Writer {
     async fn process(
         &mut self,
         appends: Vec<(Entry, oneshot::Sender<Result<Receipt, LedgerError>>)>,
+        charged: Vec<(Charged, ChargedReply)>,
         signers: Vec<oneshot::Sender<Result<SignedTreeHead, LedgerError>>>,
     ) {
         let (mut entries, replies): (Vec<Entry>, Vec<_>) = appends.into_iter().unzip();
+        let (mut groups, group_replies): (Vec<Charged>, Vec<_>) = charged.into_iter().unzip();
         let force = !signers.is_empty();
-        match self.commit(&mut entries, force).await {
+        match self.commit(&mut entries, &mut groups, force).await {
             Ok(done) => {
-                for (reply, receipt) in replies.into_iter().zip(done.receipts) {
+                let mut receipts = done.receipts.into_iter();
+                for (reply, receipt) in replies.into_iter().zip(receipts.by_ref()) {
                     let _ = reply.send(Ok(receipt));
+                }
+                for (group, reply) in groups.iter().zip(group_replies) {
+                    let (charge, count) = group.outcome.unwrap_or((Charge::Within, 0));
+                    let _ = reply.send(Ok((charge, receipts.by_ref().take(count).collect())));
                 }
                 for reply in signers {
                     let _ = reply.send(done.sth.clone().ok_or(LedgerError::Empty));
                 }
             }
             // Only possible without appends: a sign request on an empty log.
-            Err(LedgerError::Empty) if replies.is_empty() => {
+            Err(LedgerError::Empty) if replies.is_empty() && group_replies.is_empty() => {
                 for reply in signers {
                     let _ = reply.send(Err(LedgerError::Empty));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, batch = replies.len(), "ledger: batch not committed");
+                tracing::error!(error = %e, batch = replies.len() + group_replies.len(),
+                    "ledger: batch not committed");
                 let message = e.to_string();
                 for reply in replies {
+                    let _ = reply.send(Err(LedgerError::Unavailable(message.clone())));
+                }
+                for reply in group_replies {
                     let _ = reply.send(Err(LedgerError::Unavailable(message.clone())));
                 }
                 for reply in signers {
@@ -171,13 +225,16 @@ impl Writer {
         }
     }
 
-    /// One transaction: lock the head, append `entries`, sign if due (or `force`), commit.
+    /// One transaction: lock the head, charge the quota of each of `charged` and add its granted
+    /// or its refused entries after `entries`, append them all, sign if due (or `force`),
+    /// commit.
     async fn commit(
         &mut self,
-        entries: &mut [Entry],
+        entries: &mut Vec<Entry>,
+        charged: &mut [Charged],
         force: bool,
     ) -> Result<Committed, LedgerError> {
-        let result = self.try_commit(entries, force).await;
+        let result = self.try_commit(entries, charged, force).await;
         if matches!(result, Err(ref e) if !matches!(e, LedgerError::Empty)) {
             // Whether or not the commit happened, reload from the store next time.
             self.frontier = None;
@@ -187,7 +244,8 @@ impl Writer {
 
     async fn try_commit(
         &mut self,
-        entries: &mut [Entry],
+        entries: &mut Vec<Entry>,
+        charged: &mut [Charged],
         force: bool,
     ) -> Result<Committed, LedgerError> {
         let _turn = self.store.write_turn().await;
@@ -209,6 +267,20 @@ impl Writer {
             Some(tree) if tree.size() == head.size => tree,
             _ => load_frontier(&mut tx, head.size).await?,
         };
+        if !charged.is_empty() {
+            // Under the head's lock, so replicas charge one at a time and always lock in the
+            // same order (head, then usage rows).
+            let charges: Vec<&QuotaCharge> = charged.iter().map(|c| &c.charge).collect();
+            let outcomes = quota::charge_all(&mut tx, &charges).await?;
+            for (c, outcome) in charged.iter_mut().zip(outcomes) {
+                let chosen = match outcome {
+                    Charge::Within => std::mem::take(&mut c.granted),
+                    Charge::Exhausted { .. } => std::mem::take(&mut c.refused),
+                };
+                c.outcome = Some((outcome, chosen.len()));
+                entries.extend(chosen);
+            }
+        }
 
         let mut receipts = Vec::with_capacity(entries.len());
         let mut rows = Vec::with_capacity(entries.len());
