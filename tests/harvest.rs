@@ -573,6 +573,22 @@ async fn replicas_on_one_postgresql_share_the_quota() {
     nodes[0].state().guard().suspend(&suspension).await.unwrap();
     let refused = query(&mut two, &subject(5)).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    // Found in the transaction that would have charged it: only the denial is on record.
+    let about_it = ledger_entries(
+        nodes[1].state().store(),
+        EntryFilter {
+            caller: Some(TAX_B.into()),
+            subject: Some(subject(5)),
+            ..EntryFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(about_it.len(), 1);
+    assert!(
+        matches!(&about_it[0].entry.outcome, Outcome::Denied { reason } if reason.contains("suspended")),
+        "{:?}",
+        about_it[0].entry.outcome
+    );
     nodes[1].state().guard().refresh().await.unwrap();
     let refused = query(&mut two, &subject(0)).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");

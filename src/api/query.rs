@@ -73,18 +73,13 @@ pub async fn answer_all(
         subjects.dedup();
         let admission = state
             .guard()
-            .check(&caller.spiffe_id, &subjects, state.clock().now_ms())
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "quota store unavailable; query refused");
-                Status::unavailable("the node's store is unavailable; nothing was disclosed")
-            })?;
+            .check(&caller.spiffe_id, &subjects, state.clock().now_ms());
         match admission {
             Admission::Free => {}
             Admission::Charge(charge) => pending = Some(charge),
             Admission::Refused(refusal) => {
                 let status = refusal_status(state, &refusal);
-                let entries = refusal_entries(state, caller, asked, &status);
+                let entries = refusal_entries(state, caller, asked, status.message());
                 let recorded = entries.into_iter().map(|e| append(state, e));
                 for recorded in futures_util::future::join_all(recorded).await {
                     recorded?;
@@ -112,17 +107,26 @@ pub async fn answer_all(
             .collect();
     };
     // New subjects: the charge commits with the entries, or the entries become refusals.
-    let refusal = refusal_status(state, &pending.if_exhausted);
-    let refused = refusal_entries(state, caller, asked, &refusal);
+    let mut pending = pending;
+    pending.charge.raised_suspension = prepared.iter().any(|p| p.raised_suspension);
+    let refused = refusal_entries(state, caller, asked, "");
     let (answers, granted): (Vec<Answered>, Vec<Entry>) =
         prepared.into_iter().map(|p| (p.answer, p.entry)).unzip();
+    let if_exhausted = pending.if_exhausted.clone();
+    let reason = Box::new(move |charge: Charge| {
+        let refusal = match charge {
+            Charge::Suspended { since_ms } => Refusal::Suspended { since_ms },
+            Charge::Within | Charge::Exhausted { .. } => if_exhausted.clone(),
+        };
+        refusal_message(&refusal).chars().take(200).collect()
+    });
     let (charge, receipts) = state
         .ledger()
-        .append_charged(pending.charge.clone(), granted, refused)
+        .append_charged(pending.charge.clone(), granted, refused, reason)
         .await
         .map_err(|e| ledger_unavailable(&e))?;
-    match charge {
-        Charge::Within => {
+    match pending.refusal(charge) {
+        None => {
             state.guard().charged(&pending.charge);
             Ok(answers
                 .into_iter()
@@ -130,7 +134,7 @@ pub async fn answer_all(
                 .map(|(a, receipt)| a.response(receipt))
                 .collect())
         }
-        Charge::Exhausted { .. } => Err(refusal),
+        Some(refusal) => Err(refusal_status(state, &refusal)),
     }
 }
 
@@ -138,6 +142,8 @@ pub async fn answer_all(
 struct Prepared {
     answer: Answered,
     entry: Entry,
+    /// Its own enumeration alert suspended the caller (from the next query on).
+    raised_suspension: bool,
 }
 
 /// What the caller receives once the entry is durable.
@@ -160,9 +166,9 @@ fn refusal_entries(
     state: &NodeState,
     caller: &Caller,
     asked: &[Asked],
-    status: &Status,
+    message: &str,
 ) -> Vec<Entry> {
-    let reason = status.message().chars().take(200).collect::<String>();
+    let reason = message.chars().take(200).collect::<String>();
     asked
         .iter()
         .map(|a| {
@@ -181,6 +187,7 @@ async fn prepare_one(
     decision: &policy::Decision<'_>,
     catalog: &crate::catalog::SignedCatalog,
 ) -> Result<Prepared, Status> {
+    let mut raised_suspension = false;
     let records = if decision.grants_anything() {
         let records = state
             .store()
@@ -196,6 +203,7 @@ async fn prepare_one(
                 .guard()
                 .observe(&caller.spiffe_id, &asked.subject, records.is_empty(), now)
         {
+            raised_suspension = alert.suspend;
             raise_alert(state, caller, asked, alert).await?;
         }
         records
@@ -233,6 +241,7 @@ async fn prepare_one(
             result_sha256,
         },
         entry,
+        raised_suspension,
     })
 }
 
@@ -320,51 +329,20 @@ pub async fn record_throttled(state: &NodeState, folded: &Folded) {
 
 /// The gRPC status of a refusal, with when to retry where waiting helps.
 fn refusal_status(state: &NodeState, refusal: &Refusal) -> Status {
+    let message = refusal_message(refusal);
     let (mut status, retry_ms) = match refusal {
-        Refusal::Throttled { retry_after } => {
-            // Rounded up: a client that waits exactly this long must pass.
-            let ms = u64::try_from(retry_after.as_micros().div_ceil(1000))
-                .unwrap_or(u64::MAX)
-                .max(1);
-            (
-                Status::resource_exhausted(format!(
-                    "rate limit: too many requests from this caller; retry after {ms} ms"
-                )),
-                Some(ms),
-            )
-        }
-        Refusal::BatchOverBurst { subjects, burst } => (
-            Status::resource_exhausted(format!(
-                "subjects: {subjects} subjects exceed this caller's burst of {burst}; \
-                 send at most {burst} per request"
-            )),
-            None,
+        Refusal::Throttled { retry_after } => (
+            Status::resource_exhausted(message),
+            Some(retry_ms(*retry_after)),
         ),
-        Refusal::QuotaExhausted {
-            quota,
-            resets_at_ms,
-        } => {
+        Refusal::BatchOverBurst { .. } => (Status::resource_exhausted(message), None),
+        Refusal::QuotaExhausted { resets_at_ms, .. } => {
             let ms = u64::try_from(resets_at_ms - state.clock().now_ms())
                 .unwrap_or(0)
                 .max(1);
-            (
-                Status::resource_exhausted(format!(
-                    "quota: this caller has obtained records about its {quota} distinct \
-                     subjects for this window; repeats of those are still answered, new \
-                     subjects from {}",
-                    rfc3339(*resets_at_ms)
-                )),
-                Some(ms),
-            )
+            (Status::resource_exhausted(message), Some(ms))
         }
-        Refusal::Suspended { since_ms } => (
-            Status::permission_denied(format!(
-                "this caller is suspended since {} after an enumeration alert, until an \
-                 officer lifts the suspension",
-                rfc3339(*since_ms)
-            )),
-            None,
-        ),
+        Refusal::Suspended { .. } => (Status::permission_denied(message), None),
     };
     if let Some(ms) = retry_ms {
         let metadata = status.metadata_mut();
@@ -372,6 +350,41 @@ fn refusal_status(state: &NodeState, refusal: &Refusal) -> Status {
         metadata.insert("grpc-retry-pushback-ms", MetadataValue::from(ms));
     }
     status
+}
+
+/// Rounded up: a client that waits exactly this long must pass.
+fn retry_ms(retry_after: std::time::Duration) -> u64 {
+    u64::try_from(retry_after.as_micros().div_ceil(1000))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// What a refusal says, to the caller and in its ledger entry.
+fn refusal_message(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::Throttled { retry_after } => format!(
+            "rate limit: too many requests from this caller; retry after {} ms",
+            retry_ms(*retry_after)
+        ),
+        Refusal::BatchOverBurst { subjects, burst } => format!(
+            "subjects: {subjects} subjects exceed this caller's burst of {burst}; \
+             send at most {burst} per request"
+        ),
+        Refusal::QuotaExhausted {
+            quota,
+            resets_at_ms,
+        } => format!(
+            "quota: this caller has obtained records about its {quota} distinct \
+             subjects for this window; repeats of those are still answered, new \
+             subjects from {}",
+            rfc3339(*resets_at_ms)
+        ),
+        Refusal::Suspended { since_ms } => format!(
+            "this caller is suspended since {} after an enumeration alert, until an \
+             officer lifts the suspension",
+            rfc3339(*since_ms)
+        ),
+    }
 }
 
 fn rfc3339(ms: i64) -> String {

@@ -59,11 +59,22 @@ pub enum Admission {
     Charge(PendingCharge),
 }
 
-/// A charge to make with a query's entries, and the refusal to give if it no longer fits.
+/// A charge to make with a query's entries, and the refusal to give if it does not fit.
 #[derive(Debug)]
 pub struct PendingCharge {
     pub charge: QuotaCharge,
     pub if_exhausted: Refusal,
+}
+
+impl PendingCharge {
+    /// The refusal a charge that did not go through stands for.
+    pub fn refusal(&self, charge: Charge) -> Option<Refusal> {
+        match charge {
+            Charge::Within => None,
+            Charge::Exhausted { .. } => Some(self.if_exhausted.clone()),
+            Charge::Suspended { since_ms } => Some(Refusal::Suspended { since_ms }),
+        }
+    }
 }
 
 /// An enumeration alert to record; with `suspend`, the caller is suspended once it is.
@@ -141,25 +152,19 @@ impl Guard {
         Err((refusal, self.fold.refused(caller, now_ms).map(Box::new)))
     }
 
-    /// The suspension and quota check, before any record is read: reads only. New subjects
-    /// come back as a [`PendingCharge`] for the ledger's writer to charge with the query's
-    /// entries (see [`quota`]).
-    pub async fn check(
-        &self,
-        caller: &SpiffeId,
-        subjects: &[&str],
-        now_ms: i64,
-    ) -> Result<Admission, QuotaError> {
+    /// The suspension and quota check, before any record is read, from memory: subjects not
+    /// known counted come back as a [`PendingCharge`] for the ledger's writer to charge with
+    /// the query's entries (see [`quota`]).
+    pub fn check(&self, caller: &SpiffeId, subjects: &[&str], now_ms: i64) -> Admission {
         if !self.enabled {
-            return Ok(Admission::Free);
+            return Admission::Free;
         }
         let window = self.window.id(now_ms);
         let quota = self.limits(caller).distinct_subjects;
-        let check = self
+        match self
             .quota
             .check(&caller.to_string(), window, subjects, quota)
-            .await?;
-        Ok(match check {
+        {
             Check::Counted => Admission::Free,
             Check::Suspended { since_ms } => Admission::Refused(Refusal::Suspended { since_ms }),
             Check::New(charge) => Admission::Charge(PendingCharge {
@@ -169,7 +174,7 @@ impl Guard {
                     resets_at_ms: self.window.end_ms(window),
                 },
             }),
-        })
+        }
     }
 
     /// Notes a charge as committed, so repeats of its subjects are answered from memory.

@@ -1,11 +1,11 @@
 //! The distinct-subject quota and suspensions, in the store (so replicas share them).
 //!
-//! The hot path reads first: a subject the caller already obtained in this window costs one
-//! indexed read and no write. New subjects are charged by the ledger's writer, in the same
-//! transaction that records the query ([`charge_all`]): the charge and the record of the
-//! disclosure commit together, with one fsync, or not at all, and a charge that no longer fits
-//! (another query of the caller took the room meanwhile) turns the query's entries into
-//! refusals before anything is sent.
+//! The hot path does no database work for them: [`QuotaStore::check`] answers from memory, and
+//! whatever it does not know is charged by the ledger's writer, in the same transaction that
+//! records the query ([`charge_all`]): the suspension check, the charge and the record of the
+//! disclosure commit together, with one fsync, or not at all, and a charge that does not fit
+//! (or a caller suspended meanwhile, on any replica) turns the query's entries into refusals
+//! before anything is sent.
 //!
 //! Repeats cost nothing at all: each replica remembers, per caller, the subjects it has seen
 //! counted in the caller's current window. Counted subjects are never uncounted within a
@@ -13,7 +13,7 @@
 //! most the caller's quota of subjects, and callers idle past their window are forgotten.
 //! Suspensions are remembered too, refreshed from the store every housekeeping tick: a
 //! suspension or lift on another replica takes effect here within that tick (a new subject is
-//! always checked against the store itself).
+//! always checked against the store itself, in the charge).
 //!
 //! Correctness across replicas: the ledger's transaction locks the ledger head first, then each
 //! caller's usage row (an `UPDATE` that changes nothing), then reads which subjects are counted
@@ -36,7 +36,7 @@ pub enum Check {
     Counted,
     /// The caller is suspended.
     Suspended { since_ms: i64 },
-    /// These subjects are new: the query may disclose only once they are charged.
+    /// Not known counted: the query may disclose only once these subjects are charged.
     New(QuotaCharge),
 }
 
@@ -46,9 +46,12 @@ pub enum Check {
 pub struct QuotaCharge {
     pub caller: String,
     pub window: i64,
-    /// Distinct, canonical.
+    /// Distinct, canonical; those already counted cost nothing.
     pub subjects: Vec<String>,
     pub limit: u64,
+    /// The query's own enumeration alert suspended the caller: the suspension holds from the
+    /// next query on, so it does not refuse this one.
+    pub raised_suspension: bool,
 }
 
 /// What a charge came to.
@@ -58,6 +61,8 @@ pub enum Charge {
     Within,
     /// The new subjects would take the caller past its quota; nothing was counted.
     Exhausted { used: u64 },
+    /// The caller is suspended (found in the store); nothing was counted.
+    Suspended { since_ms: i64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,73 +149,25 @@ impl QuotaStore {
         Ok(())
     }
 
-    /// Which of `subjects` (canonical identifiers, distinct) are new to `caller`'s quota of
-    /// `limit` in `window`, unless the caller is suspended. Charges nothing: the ledger's
-    /// writer charges the new ones with the query's entries ([`charge_all`]).
-    pub async fn check(
-        &self,
-        caller: &str,
-        window: i64,
-        subjects: &[&str],
-        limit: u64,
-    ) -> Result<Check, QuotaError> {
+    /// Whether `subjects` (canonical identifiers, distinct) are all known counted for `caller`
+    /// in `window`, or the caller known suspended; from memory only, so the hot path does no
+    /// database work before the read. Anything else is to be charged with the query's entries
+    /// ([`charge_all`]), which checks the store itself, under lock: counted subjects cost
+    /// nothing there either, and a suspension made on another replica is found there.
+    pub fn check(&self, caller: &str, window: i64, subjects: &[&str], limit: u64) -> Check {
         if let Some(since_ms) = self.suspended.get(caller).map(|s| *s) {
-            return Ok(Check::Suspended { since_ms });
+            return Check::Suspended { since_ms };
         }
         if self.all_known(caller, window, subjects) {
-            return Ok(Check::Counted);
+            return Check::Counted;
         }
-        let mut p = self.store.engine().placeholders();
-        let mut sql = format!(
-            "SELECT 1, '' FROM suspensions WHERE caller = {} UNION ALL \
-             SELECT 2, subject FROM quota_subjects WHERE caller = {} AND window_id = {} \
-             AND subject IN (",
-            p.next(),
-            p.next(),
-            p.next()
-        );
-        p.list(&mut sql, subjects.len());
-        sql.push(')');
-        let mut q = sqlx::query::<Any>(&sql)
-            .bind(caller)
-            .bind(caller)
-            .bind(window);
-        for s in subjects {
-            q = q.bind(*s);
-        }
-        let rows = q.fetch_all(self.store.pool()).await?;
-        let mut counted = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if row.try_get::<i32, _>(0)? == 1 {
-                return Ok(Check::Suspended {
-                    since_ms: self.suspended_since(caller).await?.unwrap_or_default(),
-                });
-            }
-            counted.push(row.try_get::<String, _>(1)?);
-        }
-        let new: Vec<String> = subjects
-            .iter()
-            .filter(|s| !counted.iter().any(|c| c == *s))
-            .map(|s| (*s).to_owned())
-            .collect();
-        if new.is_empty() {
-            self.remember(caller, window, subjects);
-            return Ok(Check::Counted);
-        }
-        Ok(Check::New(QuotaCharge {
+        Check::New(QuotaCharge {
             caller: caller.to_owned(),
             window,
-            subjects: new,
+            subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
             limit,
-        }))
-    }
-
-    async fn suspended_since(&self, caller: &str) -> Result<Option<i64>, QuotaError> {
-        let row = sqlx::query::<Any>("SELECT since_ms FROM suspensions WHERE caller = $1")
-            .bind(caller)
-            .fetch_optional(self.store.pool())
-            .await?;
-        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?)
+            raised_suspension: false,
+        })
     }
 
     /// Suspends `caller` (a second alert keeps the first suspension).
@@ -310,6 +267,27 @@ async fn charge_group(
     outcomes: &mut [Charge],
 ) -> Result<(), sqlx::Error> {
     let engine = Engine::of(conn);
+    // Suspended on any replica: nothing is charged, nothing disclosed (except to the query
+    // whose own alert suspended the caller).
+    let suspended = sqlx::query::<Any>("SELECT since_ms FROM suspensions WHERE caller = $1")
+        .bind(caller)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let mut members = members.to_vec();
+    if let Some(row) = suspended {
+        let since_ms: i64 = row.try_get(0)?;
+        members.retain(|&i| {
+            let refused = !batch[i].raised_suspension;
+            if refused {
+                outcomes[i] = Charge::Suspended { since_ms };
+            }
+            !refused
+        });
+    }
+    if members.is_empty() {
+        return Ok(());
+    }
+    let members = members.as_slice();
     let opened = sqlx::query::<Any>(
         "INSERT INTO quota_usage (caller, window_id, used) VALUES ($1, $2, 0) \
          ON CONFLICT (caller, window_id) DO NOTHING",

@@ -155,9 +155,10 @@ impl Ledger {
         receipt.await.map_err(|_| LedgerError::Closed)?
     }
 
-    /// Appends `granted` if `charge` still fits the caller's distinct-subject quota, charging
-    /// it in the same transaction, or `refused` if it does not; returns which, with the
-    /// receipts of the entries appended.
+    /// Appends `granted` if `charge` still fits the caller's distinct-subject quota (and the
+    /// caller is not suspended), charging it in the same transaction, or else `refused`, as
+    /// denials with the reason `reason` gives for the charge's outcome; returns the outcome,
+    /// with the receipts of the entries appended.
     ///
     /// Why in the ledger's transaction: a first contact must both charge the quota and record
     /// the disclosure durably before anything is sent; one transaction makes that one fsync
@@ -168,6 +169,7 @@ impl Ledger {
         charge: QuotaCharge,
         granted: Vec<Entry>,
         refused: Vec<Entry>,
+        reason: RefusalReason,
     ) -> Result<(Charge, Vec<Receipt>), LedgerError> {
         let (reply, receipts) = oneshot::channel();
         self.commands
@@ -175,6 +177,7 @@ impl Ledger {
                 charge,
                 granted,
                 refused,
+                reason,
                 reply,
             })
             .await
@@ -471,6 +474,9 @@ impl std::str::FromStr for OutcomeKind {
             })
     }
 }
+
+/// The reason recorded in the refusals of a charged append, from the charge's outcome.
+pub type RefusalReason = Box<dyn Fn(Charge) -> String + Send>;
 
 /// Which entries to list; every set field must match (AND). Times are Unix ms, `from_ms`
 /// inclusive and `until_ms` exclusive.

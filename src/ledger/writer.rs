@@ -23,12 +23,12 @@ use sqlx::{Any, AnyConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    entry::Entry,
+    entry::{Entry, Outcome},
     merkle::{CompactRange, NewNode, leaf_hash},
     sth::{SignedTreeHead, TreeHead},
     store::{
-        CHUNK, Clock, LedgerError, LedgerSettings, OutcomeKind, Receipt, fetch_nodes, sth_from_row,
-        to_i64, to_u64,
+        CHUNK, Clock, LedgerError, LedgerSettings, OutcomeKind, Receipt, RefusalReason,
+        fetch_nodes, sth_from_row, to_i64, to_u64,
     },
 };
 use crate::{
@@ -50,6 +50,7 @@ pub(super) enum Command {
         charge: QuotaCharge,
         granted: Vec<Entry>,
         refused: Vec<Entry>,
+        reason: RefusalReason,
         reply: oneshot::Sender<Result<(Charge, Vec<Receipt>), LedgerError>>,
     },
     SignNow {
@@ -75,6 +76,7 @@ struct Charged {
     charge: QuotaCharge,
     granted: Vec<Entry>,
     refused: Vec<Entry>,
+    reason: RefusalReason,
     /// Set by the transaction: the charge's outcome and how many entries it appended.
     outcome: Option<(Charge, usize)>,
 }
@@ -144,6 +146,7 @@ impl Writer {
                         charge,
                         granted,
                         refused,
+                        reason,
                         reply,
                     } => {
                         queued += granted.len().max(refused.len());
@@ -151,6 +154,7 @@ impl Writer {
                             charge,
                             granted,
                             refused,
+                            reason,
                             outcome: None,
                         };
                         charged.push((group, reply));
@@ -273,9 +277,17 @@ impl Writer {
             let charges: Vec<&QuotaCharge> = charged.iter().map(|c| &c.charge).collect();
             let outcomes = quota::charge_all(&mut tx, &charges).await?;
             for (c, outcome) in charged.iter_mut().zip(outcomes) {
-                let chosen = match outcome {
-                    Charge::Within => std::mem::take(&mut c.granted),
-                    Charge::Exhausted { .. } => std::mem::take(&mut c.refused),
+                let chosen = if outcome == Charge::Within {
+                    std::mem::take(&mut c.granted)
+                } else {
+                    let reason = (c.reason)(outcome);
+                    let mut refused = std::mem::take(&mut c.refused);
+                    for entry in &mut refused {
+                        entry.outcome = Outcome::Denied {
+                            reason: reason.clone(),
+                        };
+                    }
+                    refused
                 };
                 c.outcome = Some((outcome, chosen.len()));
                 entries.extend(chosen);
