@@ -170,6 +170,16 @@ async fn ledger_entries(store: &Store, filter: EntryFilter) -> Vec<StoredEntry> 
     .entries
 }
 
+/// Every entry of `caller` about `subject`.
+async fn entries_about(store: &Store, caller: &str, subject: &str) -> Vec<StoredEntry> {
+    let filter = EntryFilter {
+        caller: Some(caller.into()),
+        subject: Some(subject.into()),
+        ..EntryFilter::default()
+    };
+    ledger_entries(store, filter).await
+}
+
 fn by_outcome(outcome: OutcomeKind) -> EntryFilter {
     EntryFilter {
         outcome: Some(outcome),
@@ -244,15 +254,7 @@ async fn the_next_new_subject_over_the_quota_is_refused_but_repeats_still_pass()
         matches!(&denied[0].entry.outcome, Outcome::Denied { reason } if reason.starts_with("quota:"))
     );
     // And only the denial: the answer computed before the charge failed left no entry behind.
-    let about_it = ledger_entries(
-        store,
-        EntryFilter {
-            caller: Some(TAX_B.into()),
-            subject: Some(subject(3)),
-            ..EntryFilter::default()
-        },
-    )
-    .await;
+    let about_it = entries_about(store, TAX_B, &subject(3)).await;
     assert_eq!(about_it.len(), 1);
 
     // A new window (the next day, UTC+8) brings a fresh quota.
@@ -574,15 +576,7 @@ async fn replicas_on_one_postgresql_share_the_quota() {
     let refused = query(&mut two, &subject(5)).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     // Found in the transaction that would have charged it: only the denial is on record.
-    let about_it = ledger_entries(
-        nodes[1].state().store(),
-        EntryFilter {
-            caller: Some(TAX_B.into()),
-            subject: Some(subject(5)),
-            ..EntryFilter::default()
-        },
-    )
-    .await;
+    let about_it = entries_about(nodes[1].state().store(), TAX_B, &subject(5)).await;
     assert_eq!(about_it.len(), 1);
     assert!(
         matches!(&about_it[0].entry.outcome, Outcome::Denied { reason } if reason.contains("suspended")),

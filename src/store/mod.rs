@@ -204,25 +204,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn postgres_placeholders_are_numbered_across_one_statement() {
-        let mut p = Engine::Postgres.placeholders();
-        let mut sql = format!("caller = {} AND subject IN (", p.next());
-        p.list(&mut sql, 2);
-        sql.push_str(") VALUES ");
-        p.tuples(&mut sql, 2, 2);
-        assert_eq!(
-            sql,
-            "caller = $1 AND subject IN ($2,$3) VALUES ($4,$5),($6,$7)"
-        );
-    }
-
-    #[test]
-    fn sqlite_placeholders_are_anonymous() {
-        let mut p = Engine::Sqlite.placeholders();
-        let mut sql = format!("caller = {} AND subject IN (", p.next());
-        p.list(&mut sql, 2);
-        sql.push_str(") VALUES ");
-        p.tuples(&mut sql, 2, 2);
-        assert_eq!(sql, "caller = ? AND subject IN (?,?) VALUES (?,?),(?,?)");
+    fn placeholders_are_numbered_across_one_statement_on_postgres_and_anonymous_on_sqlite() {
+        for (engine, expected) in [
+            (
+                Engine::Postgres,
+                "caller = $1 AND subject IN ($2,$3) VALUES ($4,$5),($6,$7)",
+            ),
+            (
+                Engine::Sqlite,
+                "caller = ? AND subject IN (?,?) VALUES (?,?),(?,?)",
+            ),
+        ] {
+            let mut p = engine.placeholders();
+            let mut sql = format!("caller = {} AND subject IN (", p.next());
+            p.list(&mut sql, 2);
+            sql.push_str(") VALUES ");
+            p.tuples(&mut sql, 2, 2);
+            assert_eq!(sql, expected);
+        }
     }
 }
