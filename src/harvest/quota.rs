@@ -16,8 +16,8 @@
 //! always checked against the store itself, in the charge).
 //!
 //! Correctness across replicas: the ledger's transaction locks the ledger head first, then each
-//! caller's usage row (an `UPDATE` that changes nothing), then reads which subjects are counted
-//! and how many, and writes the new count and subjects. The locks serialise concurrent charges
+//! caller's usage row (an upsert that changes nothing, returning the count and any
+//! suspension), then reads which subjects are counted, and writes the new count and subjects. The locks serialise concurrent charges
 //! on PostgreSQL (the single write lock does on SQLite), always in the same order, and each
 //! statement after them sees what the other replicas committed, so no interleaving overshoots
 //! or double-counts.
@@ -267,15 +267,24 @@ async fn charge_group(
     outcomes: &mut [Charge],
 ) -> Result<(), sqlx::Error> {
     let engine = Engine::of(conn);
-    // Suspended on any replica: nothing is charged, nothing disclosed (except to the query
-    // whose own alert suspended the caller).
-    let suspended = sqlx::query::<Any>("SELECT since_ms FROM suspensions WHERE caller = $1")
-        .bind(caller)
-        .fetch_optional(&mut *conn)
-        .await?;
+    // One statement opens the caller's usage row for this window if need be and locks it
+    // (PostgreSQL replicas queue here), then reads under the lock how much is used and whether
+    // the caller is suspended on any replica.
+    let row = sqlx::query::<Any>(
+        "INSERT INTO quota_usage (caller, window_id, used) VALUES ($1, $2, 0) \
+         ON CONFLICT (caller, window_id) DO UPDATE SET used = quota_usage.used \
+         RETURNING used, (SELECT since_ms FROM suspensions WHERE suspensions.caller = $1)",
+    )
+    .bind(caller)
+    .bind(window)
+    .fetch_one(&mut *conn)
+    .await?;
+    let used: i64 = row.try_get(0)?;
+    let suspended: Option<i64> = row.try_get(1)?;
     let mut members = members.to_vec();
-    if let Some(row) = suspended {
-        let since_ms: i64 = row.try_get(0)?;
+    if let Some(since_ms) = suspended {
+        // Nothing is charged, nothing disclosed (except to the query whose own alert
+        // suspended the caller).
         members.retain(|&i| {
             let refused = !batch[i].raised_suspension;
             if refused {
@@ -288,18 +297,9 @@ async fn charge_group(
         return Ok(());
     }
     let members = members.as_slice();
-    let opened = sqlx::query::<Any>(
-        "INSERT INTO quota_usage (caller, window_id, used) VALUES ($1, $2, 0) \
-         ON CONFLICT (caller, window_id) DO NOTHING",
-    )
-    .bind(caller)
-    .bind(window)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if opened > 0 {
-        // The caller's first charge in this window: its older windows are spent; drop them so
-        // the tables hold at most about one window per caller.
+    if used == 0 {
+        // Most likely the caller's first charge in this window: its older windows are spent;
+        // drop them so the tables hold at most about one window per caller.
         for table in ["quota_subjects", "quota_usage"] {
             sqlx::query::<Any>(&format!(
                 "DELETE FROM {table} WHERE caller = $1 AND window_id < $2"
@@ -310,15 +310,6 @@ async fn charge_group(
             .await?;
         }
     }
-    // Lock the usage row first (PostgreSQL replicas queue here), then read under the lock.
-    let used: i64 = sqlx::query::<Any>(
-        "UPDATE quota_usage SET used = used WHERE caller = $1 AND window_id = $2 RETURNING used",
-    )
-    .bind(caller)
-    .bind(window)
-    .fetch_one(&mut *conn)
-    .await?
-    .try_get(0)?;
     let start = u64::try_from(used).unwrap_or_default();
     let mut used = start;
     // Subjects another replica (or an earlier batch) counted meanwhile.
