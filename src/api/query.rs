@@ -16,7 +16,7 @@ use tonic::{Status, metadata::MetadataValue};
 
 use super::convert;
 use crate::{
-    harvest::{Admission, Charge, Folded, Refusal, Suspension},
+    harvest::{self, Admission, Charge, Folded, Refusal, Suspension},
     identity::Caller,
     ledger::{
         entry::{self, Entry},
@@ -96,7 +96,7 @@ pub async fn answer_all(
     )
     .await;
     let prepared: Vec<Prepared> = prepared.into_iter().collect::<Result<_, _>>()?;
-    let Some(pending) = pending else {
+    let Some(mut pending) = pending else {
         let answered = prepared.into_iter().map(|p| async move {
             let receipt = append(state, p.entry).await?;
             Ok::<_, Status>(p.answer.response(&receipt))
@@ -107,18 +107,15 @@ pub async fn answer_all(
             .collect();
     };
     // New subjects: the charge commits with the entries, or the entries become refusals.
-    let mut pending = pending;
     pending.charge.raised_suspension = prepared.iter().any(|p| p.raised_suspension);
     let refused = refusal_entries(state, caller, asked, "");
     let (answers, granted): (Vec<Answered>, Vec<Entry>) =
         prepared.into_iter().map(|p| (p.answer, p.entry)).unzip();
     let if_exhausted = pending.if_exhausted.clone();
     let reason = Box::new(move |charge: Charge| {
-        let refusal = match charge {
-            Charge::Suspended { since_ms } => Refusal::Suspended { since_ms },
-            Charge::Within | Charge::Exhausted { .. } => if_exhausted.clone(),
-        };
-        refusal_message(&refusal).chars().take(200).collect()
+        harvest::refusal_of(charge, &if_exhausted)
+            .map(|refusal| refusal_message(&refusal).chars().take(200).collect())
+            .unwrap_or_default()
     });
     let (charge, receipts) = state
         .ledger()

@@ -69,11 +69,16 @@ pub struct PendingCharge {
 impl PendingCharge {
     /// The refusal a charge that did not go through stands for.
     pub fn refusal(&self, charge: Charge) -> Option<Refusal> {
-        match charge {
-            Charge::Within => None,
-            Charge::Exhausted { .. } => Some(self.if_exhausted.clone()),
-            Charge::Suspended { since_ms } => Some(Refusal::Suspended { since_ms }),
-        }
+        refusal_of(charge, &self.if_exhausted)
+    }
+}
+
+/// The refusal a charge's outcome stands for, given the quota refusal of its caller.
+pub fn refusal_of(charge: Charge, if_exhausted: &Refusal) -> Option<Refusal> {
+    match charge {
+        Charge::Within => None,
+        Charge::Exhausted { .. } => Some(if_exhausted.clone()),
+        Charge::Suspended { since_ms } => Some(Refusal::Suspended { since_ms }),
     }
 }
 
