@@ -311,12 +311,28 @@ async fn charge_group(
         }
     }
     let start = u64::try_from(used).unwrap_or_default();
-    let mut used = start;
-    // Subjects another replica (or an earlier batch) counted meanwhile.
-    let asked: Vec<&str> = members
+    let mut asked: Vec<&str> = members
         .iter()
         .flat_map(|&i| batch[i].subjects.iter().map(String::as_str))
         .collect();
+    asked.sort_unstable();
+    asked.dedup();
+    let limit = members.iter().map(|&i| batch[i].limit).min().unwrap_or(0);
+    if start + asked.len() as u64 <= limit {
+        // Even if every subject asked about is new, all fit: no need to read which are
+        // counted first; the insert's row count says how many were new.
+        let new = insert_subjects(conn, engine, caller, window, &asked).await?;
+        if new > 0 {
+            set_used(conn, caller, window, start + new).await?;
+        }
+        for &i in members {
+            outcomes[i] = Charge::Within;
+        }
+        return Ok(());
+    }
+    // Near the quota: each charge in order, all or nothing, against what is counted already
+    // (by another replica or an earlier batch).
+    let mut used = start;
     let mut counted: HashSet<String> = HashSet::new();
     for chunk in asked.chunks(500) {
         let mut p = engine.placeholders();
@@ -359,13 +375,21 @@ async fn charge_group(
     if used == start {
         return Ok(());
     }
-    sqlx::query::<Any>("UPDATE quota_usage SET used = $1 WHERE caller = $2 AND window_id = $3")
-        .bind(i64::try_from(used).unwrap_or(i64::MAX))
-        .bind(caller)
-        .bind(window)
-        .execute(&mut *conn)
-        .await?;
-    for chunk in new_subjects.chunks(300) {
+    set_used(conn, caller, window, used).await?;
+    insert_subjects(conn, engine, caller, window, &new_subjects).await?;
+    Ok(())
+}
+
+/// Records `subjects` as counted; returns how many were not already.
+async fn insert_subjects(
+    conn: &mut AnyConnection,
+    engine: Engine,
+    caller: &str,
+    window: i64,
+    subjects: &[&str],
+) -> Result<u64, sqlx::Error> {
+    let mut inserted = 0;
+    for chunk in subjects.chunks(300) {
         let mut sql =
             String::from("INSERT INTO quota_subjects (caller, window_id, subject) VALUES ");
         engine.placeholders().tuples(&mut sql, chunk.len(), 3);
@@ -374,7 +398,22 @@ async fn charge_group(
         for s in chunk {
             q = q.bind(caller).bind(window).bind(*s);
         }
-        q.execute(&mut *conn).await?;
+        inserted += q.execute(&mut *conn).await?.rows_affected();
     }
+    Ok(inserted)
+}
+
+async fn set_used(
+    conn: &mut AnyConnection,
+    caller: &str,
+    window: i64,
+    used: u64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query::<Any>("UPDATE quota_usage SET used = $1 WHERE caller = $2 AND window_id = $3")
+        .bind(i64::try_from(used).unwrap_or(i64::MAX))
+        .bind(caller)
+        .bind(window)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
