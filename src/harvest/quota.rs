@@ -17,7 +17,8 @@
 //!
 //! Correctness across replicas: the ledger's transaction locks the ledger head first, then each
 //! caller's usage row (an upsert that changes nothing, returning the count and any
-//! suspension), then reads which subjects are counted, and writes the new count and subjects. The locks serialise concurrent charges
+//! suspension), then writes the new subjects and count (reading first which are counted when
+//! the batch could reach the quota). The locks serialise concurrent charges
 //! on PostgreSQL (the single write lock does on SQLite), always in the same order, and each
 //! statement after them sees what the other replicas committed, so no interleaving overshoots
 //! or double-counts.
