@@ -24,6 +24,7 @@ use credit_node::{
     config::LoadedConfig,
     gen_data,
     identity::Kind,
+    ledger::store::AppendWaits,
     pki::{self, REGION_A},
     proto::{self, credit_query_client::CreditQueryClient},
 };
@@ -111,17 +112,48 @@ async fn run() {
     // the first run, so they are counted from then on.
     let mut fresh = 0usize;
     let known = Arc::new(subjects[..256].to_vec());
+    // What each Query waited for its ledger entry to be durable, per case.
+    let mut waits = Vec::new();
+    let ledger = |node: usize| nodes[node].state().ledger().append_waits();
     for concurrency in [1usize, 64] {
         let whoami = load(guarded, concurrency, subjects.clone(), 0, false).await;
+        let before = ledger(1);
         let off_new = load(unguarded, concurrency, subjects.clone(), fresh, true).await;
+        waits.push((
+            concurrency,
+            "first contact, guard off",
+            off_new.mean,
+            mean_wait(before, ledger(1)),
+        ));
+        let before = ledger(0);
         let on_new = load(guarded, concurrency, subjects.clone(), fresh, true).await;
+        waits.push((
+            concurrency,
+            "first contact, guard on",
+            on_new.mean,
+            mean_wait(before, ledger(0)),
+        ));
         fresh += on_new.count;
         assert!(
             fresh < subjects.len(),
             "more subjects needed for first contact"
         );
+        let before = ledger(1);
         let off_known = load(unguarded, concurrency, known.clone(), 0, true).await;
+        waits.push((
+            concurrency,
+            "repeats, guard off",
+            off_known.mean,
+            mean_wait(before, ledger(1)),
+        ));
+        let before = ledger(0);
         let on_known = load(guarded, concurrency, known.clone(), 0, true).await;
+        waits.push((
+            concurrency,
+            "repeats, guard on",
+            on_known.mean,
+            mean_wait(before, ledger(0)),
+        ));
         for (name, r, off) in [
             ("WhoAmI (baseline)", &whoami, &whoami),
             (
@@ -151,6 +183,16 @@ async fn run() {
             );
         }
     }
+    println!(
+        "\n| concurrency | Query | mean latency | mean wait for the ledger's commit | share of latency |"
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    for (concurrency, case, mean, wait) in waits {
+        println!(
+            "| {concurrency} | {case} | {mean:.0} µs | {wait:.0} µs | {:.2} |",
+            wait / mean
+        );
+    }
     for node in nodes {
         node.shutdown().await;
     }
@@ -165,7 +207,15 @@ struct Result {
     rate: f64,
     p50: u128,
     p99: u128,
+    /// Mean latency, µs.
+    mean: f64,
     count: usize,
+}
+
+/// Mean wait per append between two readings, µs.
+fn mean_wait(before: AppendWaits, after: AppendWaits) -> f64 {
+    let appends = after.appends.saturating_sub(before.appends).max(1);
+    (after.total.saturating_sub(before.total)).as_secs_f64() * 1e6 / appends as f64
 }
 
 async fn load(
@@ -228,6 +278,7 @@ async fn load(
         rate: all.len() as f64 / elapsed,
         p50: pick(0.5),
         p99: pick(0.99),
+        mean: all.iter().sum::<u128>() as f64 / all.len().max(1) as f64,
         count: all.len(),
     }
 }

@@ -10,7 +10,16 @@
 //! Promise 5 is kept by [`Ledger::append`] (see its contract); promise 6 by storing the
 //! canonical bytes and checking them with [`super::audit::verify_store`].
 
-use std::{cell::RefCell, collections::HashMap, fmt::Write as _, sync::Arc};
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    fmt::Write as _,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
 
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use sqlx::{Any, AnyConnection, Row, any::AnyRow};
@@ -105,6 +114,32 @@ pub struct Ledger {
     store: Store,
     commands: mpsc::Sender<Command>,
     public_key: Arc<[u8]>,
+    waits: Arc<Waits>,
+}
+
+/// How long appends waited for their durable commit, summed: what the ledger adds to a query's
+/// latency (promise 5 makes every answer wait for it). Two relaxed atomic adds per append.
+#[derive(Default)]
+struct Waits {
+    appends: AtomicU64,
+    total_ns: AtomicU64,
+}
+
+/// A reading of [`Ledger::append_waits`]; subtract two to get the appends between them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppendWaits {
+    /// Calls of [`Ledger::append`] and [`Ledger::append_charged`] answered so far.
+    pub appends: u64,
+    /// Their waits for durability, summed.
+    pub total: std::time::Duration,
+}
+
+impl Waits {
+    fn record(&self, since: Instant) {
+        let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.appends.fetch_add(1, Ordering::Relaxed);
+        self.total_ns.fetch_add(ns, Ordering::Relaxed);
+    }
 }
 
 impl Ledger {
@@ -135,6 +170,7 @@ impl Ledger {
             store,
             commands,
             public_key,
+            waits: Arc::default(),
         })
     }
 
@@ -147,12 +183,23 @@ impl Ledger {
     /// to be logged: answer UNAVAILABLE and disclose nothing. Concurrent appends are batched
     /// into one transaction by the writer task (group commit), so each pays one shared fsync.
     pub async fn append(&self, entry: Entry) -> Result<Receipt, LedgerError> {
+        let since = Instant::now();
         let (reply, receipt) = oneshot::channel();
         self.commands
             .send(Command::Append { entry, reply })
             .await
             .map_err(|_| LedgerError::Closed)?;
-        receipt.await.map_err(|_| LedgerError::Closed)?
+        let receipt = receipt.await.map_err(|_| LedgerError::Closed)?;
+        self.waits.record(since);
+        receipt
+    }
+
+    /// The appends answered so far and how long they waited for durability in all.
+    pub fn append_waits(&self) -> AppendWaits {
+        AppendWaits {
+            appends: self.waits.appends.load(Ordering::Relaxed),
+            total: std::time::Duration::from_nanos(self.waits.total_ns.load(Ordering::Relaxed)),
+        }
     }
 
     /// Appends `granted` if `charge` still fits the caller's distinct-subject quota (and the
@@ -171,6 +218,7 @@ impl Ledger {
         refused: Vec<Entry>,
         reason: RefusalReason,
     ) -> Result<(Charge, Vec<Receipt>), LedgerError> {
+        let since = Instant::now();
         let (reply, receipts) = oneshot::channel();
         self.commands
             .send(Command::AppendCharged {
@@ -182,7 +230,9 @@ impl Ledger {
             })
             .await
             .map_err(|_| LedgerError::Closed)?;
-        receipts.await.map_err(|_| LedgerError::Closed)?
+        let receipts = receipts.await.map_err(|_| LedgerError::Closed)?;
+        self.waits.record(since);
+        receipts
     }
 
     /// Signs a tree head over everything committed so far (after whatever is queued now), or
