@@ -24,7 +24,7 @@ use credit_node::{
     config::LoadedConfig,
     gen_data,
     identity::Kind,
-    ledger::store::AppendWaits,
+    ledger::store::{AppendWaits, Ledger},
     pki::{self, REGION_A},
     proto::{self, credit_query_client::CreditQueryClient},
 };
@@ -112,48 +112,59 @@ async fn run() {
     // the first run, so they are counted from then on.
     let mut fresh = 0usize;
     let known = Arc::new(subjects[..256].to_vec());
-    // What each Query waited for its ledger entry to be durable, per case.
+    let (guarded_ledger, unguarded_ledger) = (nodes[0].state().ledger(), nodes[1].state().ledger());
     let mut waits = Vec::new();
-    let ledger = |node: usize| nodes[node].state().ledger().append_waits();
     for concurrency in [1usize, 64] {
-        let whoami = load(guarded, concurrency, subjects.clone(), 0, false).await;
-        let before = ledger(1);
-        let off_new = load(unguarded, concurrency, subjects.clone(), fresh, true).await;
-        waits.push((
+        let whoami = load(
+            guarded,
+            guarded_ledger,
             concurrency,
-            "first contact, guard off",
-            off_new.mean,
-            mean_wait(before, ledger(1)),
-        ));
-        let before = ledger(0);
-        let on_new = load(guarded, concurrency, subjects.clone(), fresh, true).await;
-        waits.push((
+            subjects.clone(),
+            0,
+            false,
+        )
+        .await;
+        let off_new = load(
+            unguarded,
+            unguarded_ledger,
             concurrency,
-            "first contact, guard on",
-            on_new.mean,
-            mean_wait(before, ledger(0)),
-        ));
+            subjects.clone(),
+            fresh,
+            true,
+        )
+        .await;
+        let on_new = load(
+            guarded,
+            guarded_ledger,
+            concurrency,
+            subjects.clone(),
+            fresh,
+            true,
+        )
+        .await;
         fresh += on_new.count;
         assert!(
             fresh < subjects.len(),
             "more subjects needed for first contact"
         );
-        let before = ledger(1);
-        let off_known = load(unguarded, concurrency, known.clone(), 0, true).await;
-        waits.push((
+        let off_known = load(
+            unguarded,
+            unguarded_ledger,
             concurrency,
-            "repeats, guard off",
-            off_known.mean,
-            mean_wait(before, ledger(1)),
-        ));
-        let before = ledger(0);
-        let on_known = load(guarded, concurrency, known.clone(), 0, true).await;
-        waits.push((
-            concurrency,
-            "repeats, guard on",
-            on_known.mean,
-            mean_wait(before, ledger(0)),
-        ));
+            known.clone(),
+            0,
+            true,
+        )
+        .await;
+        let on_known = load(guarded, guarded_ledger, concurrency, known.clone(), 0, true).await;
+        for (case, r) in [
+            ("first contact, guard off", &off_new),
+            ("first contact, guard on", &on_new),
+            ("repeats, guard off", &off_known),
+            ("repeats, guard on", &on_known),
+        ] {
+            waits.push((concurrency, case, r.mean, r.ledger_wait));
+        }
         for (name, r, off) in [
             ("WhoAmI (baseline)", &whoami, &whoami),
             (
@@ -209,6 +220,8 @@ struct Result {
     p99: u128,
     /// Mean latency, µs.
     mean: f64,
+    /// Mean wait of the node's ledger appends for their commit during the run, µs.
+    ledger_wait: f64,
     count: usize,
 }
 
@@ -220,11 +233,13 @@ fn mean_wait(before: AppendWaits, after: AppendWaits) -> f64 {
 
 async fn load(
     channels: &[Channel],
+    ledger: &Ledger,
     concurrency: usize,
     subjects: Arc<Vec<String>>,
     offset: usize,
     query: bool,
 ) -> Result {
+    let waits_before = ledger.append_waits();
     let started = Instant::now();
     let deadline = started + RUN;
     let mut tasks = Vec::new();
@@ -279,6 +294,7 @@ async fn load(
         p50: pick(0.5),
         p99: pick(0.99),
         mean: all.iter().sum::<u128>() as f64 / all.len().max(1) as f64,
+        ledger_wait: mean_wait(waits_before, ledger.append_waits()),
         count: all.len(),
     }
 }
