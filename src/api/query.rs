@@ -108,8 +108,7 @@ pub async fn answer_all(
     };
     // New subjects: the charge commits with the entries, or the entries become refusals.
     pending.charge.raised_suspension = prepared.iter().any(|p| p.raised_suspension);
-    let refused = refusal_entries(state, caller, asked, "");
-    let (answers, granted): (Vec<Answered>, Vec<Entry>) =
+    let (answers, entries): (Vec<Answered>, Vec<Entry>) =
         prepared.into_iter().map(|p| (p.answer, p.entry)).unzip();
     let if_exhausted = pending.if_exhausted.clone();
     let reason = Box::new(move |charge: Charge| {
@@ -119,7 +118,7 @@ pub async fn answer_all(
     });
     let (charge, receipts) = state
         .ledger()
-        .append_charged(pending.charge.clone(), granted, refused, reason)
+        .append_charged(pending.charge.clone(), entries, reason)
         .await
         .map_err(|e| ledger_unavailable(&e))?;
     match pending.refusal(charge) {

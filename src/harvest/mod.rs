@@ -184,9 +184,7 @@ impl Guard {
 
     /// Notes a charge as committed, so repeats of its subjects are answered from memory.
     pub fn charged(&self, charge: &QuotaCharge) {
-        let subjects: Vec<&str> = charge.subjects.iter().map(String::as_str).collect();
-        self.quota
-            .remember(&charge.caller, charge.window, &subjects);
+        self.quota.remember(charge);
     }
 
     /// Notes an answered query; returns an alert the first time enumeration shows.

@@ -116,22 +116,26 @@ impl QuotaStore {
             .is_some_and(|k| k.window == window && subjects.iter().all(|s| k.subjects.contains(*s)))
     }
 
-    /// Notes subjects as counted for `caller` in `window`, once their charge has committed.
-    pub fn remember(&self, caller: &str, window: i64, subjects: &[&str]) {
-        let mut known = self
-            .known
-            .entry(caller.to_owned())
-            .or_insert_with(|| Known {
-                window,
-                subjects: HashSet::new(),
-            });
+    /// Notes a charge's subjects as counted, once it has committed.
+    pub fn remember(&self, charge: &QuotaCharge) {
+        let QuotaCharge {
+            caller,
+            window,
+            subjects,
+            ..
+        } = charge;
+        let window = *window;
+        let mut known = self.known.entry(caller.clone()).or_insert_with(|| Known {
+            window,
+            subjects: HashSet::new(),
+        });
         if known.window != window {
             known.window = window;
             known.subjects.clear();
         }
         known
             .subjects
-            .extend(subjects.iter().map(|s| Box::<str>::from(*s)));
+            .extend(subjects.iter().map(|s| Box::<str>::from(s.as_str())));
     }
 
     /// Forgets what was counted in windows before `window`.
@@ -325,9 +329,6 @@ async fn charge_group(
         let new = insert_subjects(conn, engine, caller, window, &asked).await?;
         if new > 0 {
             set_used(conn, caller, window, start + new).await?;
-        }
-        for &i in members {
-            outcomes[i] = Charge::Within;
         }
         return Ok(());
     }

@@ -115,6 +115,15 @@ pub enum ReviewDecision {
 }
 
 impl Entry {
+    /// Turns the entry of an answered query into its refusal, for a query refused at the last
+    /// moment (its quota charge did not go through): nothing was disclosed, so no field
+    /// decisions and no response digest; who asked what, when and why stands.
+    pub fn refuse(&mut self, reason: String) {
+        self.decisions.clear();
+        self.outcome = Outcome::Denied { reason };
+        self.response_sha256 = [0; 32];
+    }
+
     /// The canonical bytes (format [`FORMAT_V1`]).
     pub fn encode(&self) -> Vec<u8> {
         codec::encode(self)

@@ -202,10 +202,10 @@ impl Ledger {
         }
     }
 
-    /// Appends `granted` if `charge` still fits the caller's distinct-subject quota (and the
-    /// caller is not suspended), charging it in the same transaction, or else `refused`, as
-    /// denials with the reason `reason` gives for the charge's outcome; returns the outcome,
-    /// with the receipts of the entries appended.
+    /// Appends `entries` if `charge` still fits the caller's distinct-subject quota (and the
+    /// caller is not suspended), charging it in the same transaction, or else their refusals
+    /// ([`Entry::refuse`]) with the reason `reason` gives for the charge's outcome; returns the
+    /// outcome, with the receipts of the entries appended.
     ///
     /// Why in the ledger's transaction: a first contact must both charge the quota and record
     /// the disclosure durably before anything is sent; one transaction makes that one fsync
@@ -214,8 +214,7 @@ impl Ledger {
     pub async fn append_charged(
         &self,
         charge: QuotaCharge,
-        granted: Vec<Entry>,
-        refused: Vec<Entry>,
+        entries: Vec<Entry>,
         reason: RefusalReason,
     ) -> Result<(Charge, Vec<Receipt>), LedgerError> {
         let since = Instant::now();
@@ -223,8 +222,7 @@ impl Ledger {
         self.commands
             .send(Command::AppendCharged {
                 charge,
-                granted,
-                refused,
+                entries,
                 reason,
                 reply,
             })

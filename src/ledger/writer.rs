@@ -23,7 +23,7 @@ use sqlx::{Any, AnyConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    entry::{Entry, Outcome},
+    entry::Entry,
     merkle::{CompactRange, NewNode, leaf_hash},
     sth::{SignedTreeHead, TreeHead},
     store::{
@@ -44,12 +44,11 @@ pub(super) enum Command {
         entry: Entry,
         reply: oneshot::Sender<Result<Receipt, LedgerError>>,
     },
-    /// Appends `granted` if `charge` fits the caller's quota, charged in the same
-    /// transaction; `refused` instead if it does not.
+    /// Appends `entries` if `charge` fits the caller's quota, charged in the same
+    /// transaction; their refusals if it does not.
     AppendCharged {
         charge: QuotaCharge,
-        granted: Vec<Entry>,
-        refused: Vec<Entry>,
+        entries: Vec<Entry>,
         reason: RefusalReason,
         reply: oneshot::Sender<Result<(Charge, Vec<Receipt>), LedgerError>>,
     },
@@ -74,8 +73,7 @@ pub(super) struct Writer {
 /// charge has run inside the transaction.
 struct Charged {
     charge: QuotaCharge,
-    granted: Vec<Entry>,
-    refused: Vec<Entry>,
+    entries: Vec<Entry>,
     reason: RefusalReason,
     /// Set by the transaction: the charge's outcome and how many entries it appended.
     outcome: Option<(Charge, usize)>,
@@ -144,16 +142,14 @@ impl Writer {
                     }
                     Command::AppendCharged {
                         charge,
-                        granted,
-                        refused,
+                        entries,
                         reason,
                         reply,
                     } => {
-                        queued += granted.len().max(refused.len());
+                        queued += entries.len();
                         let group = Charged {
                             charge,
-                            granted,
-                            refused,
+                            entries,
                             reason,
                             outcome: None,
                         };
@@ -229,9 +225,8 @@ impl Writer {
         }
     }
 
-    /// One transaction: lock the head, charge the quota of each of `charged` and add its granted
-    /// or its refused entries after `entries`, append them all, sign if due (or `force`),
-    /// commit.
+    /// One transaction: lock the head, charge the quota of each of `charged` and add its entries
+    /// (or their refusals) after `entries`, append them all, sign if due (or `force`), commit.
     async fn commit(
         &mut self,
         entries: &mut Vec<Entry>,
@@ -277,20 +272,14 @@ impl Writer {
             let charges: Vec<&QuotaCharge> = charged.iter().map(|c| &c.charge).collect();
             let outcomes = quota::charge_all(&mut tx, &charges).await?;
             for (c, outcome) in charged.iter_mut().zip(outcomes) {
-                let chosen = if outcome == Charge::Within {
-                    std::mem::take(&mut c.granted)
-                } else {
+                if outcome != Charge::Within {
                     let reason = (c.reason)(outcome);
-                    let mut refused = std::mem::take(&mut c.refused);
-                    for entry in &mut refused {
-                        entry.outcome = Outcome::Denied {
-                            reason: reason.clone(),
-                        };
+                    for entry in &mut c.entries {
+                        entry.refuse(reason.clone());
                     }
-                    refused
-                };
-                c.outcome = Some((outcome, chosen.len()));
-                entries.extend(chosen);
+                }
+                c.outcome = Some((outcome, c.entries.len()));
+                entries.append(&mut c.entries);
             }
         }
 
