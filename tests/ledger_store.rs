@@ -429,7 +429,7 @@ async fn a_failed_commit_fails_every_append_of_the_batch_and_the_writer_recovers
             Engine::Sqlite => {
                 exec(
                     &store,
-                    "CREATE TRIGGER fail_ledger BEFORE INSERT ON ledger_entries \
+                    "CREATE TRIGGER activity.fail_ledger BEFORE INSERT ON ledger_entries \
                      BEGIN SELECT RAISE(ABORT, 'disk full'); END",
                 )
                 .await

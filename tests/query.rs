@@ -555,7 +555,7 @@ async fn when_the_ledger_cannot_be_written_nothing_is_disclosed() {
     store
         .pool()
         .execute(
-            "CREATE TRIGGER fail_ledger BEFORE INSERT ON ledger_entries \
+            "CREATE TRIGGER activity.fail_ledger BEFORE INSERT ON ledger_entries \
              BEGIN SELECT RAISE(ABORT, 'disk full'); END",
         )
         .await

@@ -133,3 +133,87 @@ async fn a_batch_with_one_bad_row_writes_nothing() {
         store.close().await;
     }
 }
+
+/// A SQLite store from before the activity file (ledger and quota tables in the records file)
+/// has its tables and rows moved on the next start, and the records file keeps no copy.
+#[tokio::test]
+async fn sqlite_moves_ledger_and_quota_tables_into_the_activity_file() {
+    use sqlx::{Executor, Row};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("node.db").display());
+    let tables_in = |schema: &str| {
+        format!(
+            "SELECT COUNT(*) FROM {schema}.sqlite_master WHERE type = 'table' \
+             AND name IN ('ledger_entries', 'ledger_head', 'quota_usage', 'suspensions')"
+        )
+    };
+    let count = |store: &credit_node::store::Store, sql: String| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query(&sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get::<i64, _>(0)
+        }
+    };
+
+    let store = credit_node::store::Store::open(&url).await.unwrap();
+    assert!(dir.path().join("node.activity.db").exists());
+    assert_eq!(count(&store, tables_in("main")).await, 0);
+    assert_eq!(count(&store, tables_in("activity")).await, 4);
+    // Rebuild the layout of before: every activity table back in the records file, with rows.
+    let mut conn = store.pool().acquire().await.unwrap();
+    conn.execute(
+        "INSERT INTO suspensions (caller, since_ms, alert_seq, reason) \
+         VALUES ('spiffe://a/dept/x', 1, 7, 'sequential identifiers')",
+    )
+    .await
+    .unwrap();
+    let ddl: Vec<String> = sqlx::query(
+        "SELECT sql FROM activity.sqlite_master WHERE sql IS NOT NULL ORDER BY type = 'index'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    let names: Vec<String> =
+        sqlx::query("SELECT name FROM activity.sqlite_master WHERE type = 'table'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    for sql in ddl {
+        conn.execute(sql.as_str()).await.unwrap();
+    }
+    for name in &names {
+        conn.execute(format!("INSERT INTO main.{name} SELECT * FROM activity.{name}").as_str())
+            .await
+            .unwrap();
+        conn.execute(format!("DROP TABLE activity.{name}").as_str())
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    assert_eq!(count(&store, tables_in("main")).await, 4);
+    store.close().await;
+
+    let store = credit_node::store::Store::open(&url).await.unwrap();
+    assert_eq!(count(&store, tables_in("main")).await, 0);
+    assert_eq!(count(&store, tables_in("activity")).await, 4);
+    let reason: String =
+        sqlx::query("SELECT reason FROM suspensions WHERE caller = 'spiffe://a/dept/x'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(reason, "sequential identifiers");
+    assert_eq!(
+        count(&store, "SELECT size FROM ledger_head WHERE id = 0".into()).await,
+        0
+    );
+}

@@ -9,6 +9,7 @@
 //! within what both map the same way (TEXT, BIGINT, BLOB/BYTEA). Statements built at run time
 //! with many parameters take theirs from [`Placeholders`].
 
+pub mod activity;
 mod migrations;
 pub mod records;
 
@@ -130,10 +131,19 @@ impl Store {
     /// `postgres://...`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         install_default_drivers();
-        let (engine, url) = if let Some(path) = url.strip_prefix("sqlite://") {
-            (Engine::Sqlite, format!("sqlite://{path}?mode=rwc"))
+        let (engine, url, activity) = if let Some(path) = url.strip_prefix("sqlite://") {
+            let activity = activity::path_of(std::path::Path::new(path));
+            let activity = activity
+                .to_str()
+                .map(str::to_owned)
+                .ok_or_else(|| StoreError::BadUrl(format!("{url} (the path must be UTF-8)")))?;
+            (
+                Engine::Sqlite,
+                format!("sqlite://{path}?mode=rwc"),
+                Some(activity),
+            )
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Engine::Postgres, url.to_owned())
+            (Engine::Postgres, url.to_owned(), None)
         } else {
             return Err(StoreError::BadUrl(url.to_owned()));
         };
@@ -145,17 +155,31 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(10))
+            // A SQLite connection is a file handle in this process: a ping finds nothing the
+            // statement itself would not, and costs a round trip to its thread per acquire.
+            .test_before_acquire(engine == Engine::Postgres)
             .after_connect(move |conn, _meta| {
+                let activity = activity.clone();
                 Box::pin(async move {
-                    let settings = match engine {
-                        Engine::Sqlite => {
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                             PRAGMA cache_size = -65536;"
+                    match activity {
+                        Some(path) => {
+                            sqlx::query("ATTACH DATABASE $1 AS activity")
+                                .bind(path)
+                                .execute(&mut *conn)
+                                .await?;
+                            // Per file: journal mode, durability and cache are per schema.
+                            conn.execute(
+                                "PRAGMA main.journal_mode = WAL; PRAGMA activity.journal_mode = WAL; \
+                                 PRAGMA main.synchronous = FULL; PRAGMA activity.synchronous = FULL; \
+                                 PRAGMA main.cache_size = -65536; PRAGMA activity.cache_size = -16384; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                            )
+                            .await?;
                         }
-                        Engine::Postgres => "SET synchronous_commit = on",
-                    };
-                    conn.execute(settings).await?;
+                        None => {
+                            conn.execute("SET synchronous_commit = on").await?;
+                        }
+                    }
                     Ok(())
                 })
             })
@@ -163,6 +187,9 @@ impl Store {
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         migrations::run(&pool, engine).await?;
+        if engine == Engine::Sqlite {
+            activity::split(&pool).await?;
+        }
         Ok(Self {
             pool,
             engine,

@@ -1,0 +1,158 @@
+//! On SQLite, the tables that query traffic writes (the ledger and the anti-harvesting state)
+//! live in a second file beside the records, attached to every connection as `activity`.
+//!
+//! Why: in WAL mode a connection that starts a read after *any* commit to its file throws its
+//! whole page cache away (SQLite cannot tell which pages changed). With the ledger in the
+//! records' file, every group commit emptied the cache of every reader, so each Query read its
+//! B-tree pages back from the OS one `pread` and one `malloc` at a time: under `perf` at
+//! concurrency 64 that was about half of the SQLite threads' CPU. Records change only on ingest
+//! and administration, so their file's cache now stays warm. A side effect worth having: a CLI
+//! ingest into a running node's file no longer blocks the ledger's writer.
+//!
+//! Nothing writes both files in one transaction (SQLite in WAL mode commits a multi-file
+//! transaction atomically per file, not as a set). PostgreSQL has no such cache: one database.
+//!
+//! Table names stay unqualified in queries: SQLite finds a table in whichever attached file
+//! holds it. DDL is the exception: a later migration that creates an index or trigger on one of
+//! [`TABLES`] must name the schema (`CREATE INDEX activity.x ON ledger_entries ...`).
+
+use std::path::{Path, PathBuf};
+
+use sqlx::{Any, AnyPool, Row};
+
+use super::StoreError;
+
+/// The schema name the activity file is attached under.
+pub const SCHEMA: &str = "activity";
+
+/// The tables that live in the activity file, in the order they are moved.
+const TABLES: &[&str] = &[
+    "ledger_entries",
+    "ledger_nodes",
+    "ledger_sths",
+    "ledger_head",
+    "quota_subjects",
+    "quota_usage",
+    "suspensions",
+];
+
+/// The activity file of the records file at `path`: `node.db` → `node.activity.db`.
+pub fn path_of(path: &Path) -> PathBuf {
+    path.with_extension("activity.db")
+}
+
+/// Moves [`TABLES`] from the records file into the activity file, once. Migrations create them
+/// in the records file (unqualified `CREATE TABLE` always means `main`), so a new store moves
+/// empty tables and a store from before the split moves its rows.
+///
+/// Two transactions, each writing one file, so a crash cannot lose rows: the first creates the
+/// tables in the activity file (with the DDL SQLite kept for them, so the schema has one
+/// source) and copies the rows; the second drops the originals. After a crash between the two
+/// the next start copies again (rows already there are kept) and then drops.
+pub async fn split(pool: &AnyPool) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    let in_main = |table: &str| {
+        format!("SELECT COUNT(*) FROM main.sqlite_master WHERE type = 'table' AND name = '{table}'")
+    };
+    let mut pending = Vec::new();
+    for &table in TABLES {
+        let row = sqlx::query::<Any>(&in_main(table))
+            .fetch_one(&mut *conn)
+            .await?;
+        if row.try_get::<i64, _>(0)? > 0 {
+            pending.push(table);
+        }
+    }
+    if pending.is_empty() {
+        return Ok(());
+    }
+
+    let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+    for &table in &pending {
+        let exists = sqlx::query::<Any>(&format!(
+            "SELECT COUNT(*) FROM {SCHEMA}.sqlite_master WHERE type = 'table' AND name = '{table}'"
+        ))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get::<i64, _>(0)?
+            > 0;
+        if !exists {
+            // Tables first, then their indexes; automatic indexes (sql NULL) come with the table.
+            let ddl = sqlx::query::<Any>(
+                "SELECT type, sql FROM main.sqlite_master WHERE tbl_name = $1 AND sql IS NOT NULL \
+                 ORDER BY type = 'index'",
+            )
+            .bind(table)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in ddl {
+                let kind: String = row.try_get(0)?;
+                let sql: String = row.try_get(1)?;
+                let qualified = qualify(&sql).ok_or_else(|| {
+                    StoreError::Corrupt(format!("unexpected schema of {table} ({kind}): {sql}"))
+                })?;
+                sqlx::query::<Any>(&qualified).execute(&mut *tx).await?;
+            }
+        }
+        sqlx::query::<Any>(&format!(
+            "INSERT OR IGNORE INTO {SCHEMA}.{table} SELECT * FROM main.{table}"
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+
+    let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+    for &table in &pending {
+        sqlx::query::<Any>(&format!("DROP TABLE main.{table}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(
+        tables = pending.len(),
+        "moved the ledger and quota tables into the activity file"
+    );
+    Ok(())
+}
+
+/// `CREATE TABLE t ...` → `CREATE TABLE activity.t ...`, and the same for indexes. SQLite stores
+/// the original statement with its leading keywords normalised, so the prefix is exact.
+fn qualify(sql: &str) -> Option<String> {
+    ["CREATE TABLE ", "CREATE INDEX ", "CREATE UNIQUE INDEX "]
+        .iter()
+        .find_map(|prefix| {
+            sql.strip_prefix(prefix)
+                .map(|rest| format!("{prefix}{SCHEMA}.{rest}"))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activity_file_sits_beside_the_records_file() {
+        assert_eq!(
+            path_of(Path::new("/var/lib/node/node.db")),
+            Path::new("/var/lib/node/node.activity.db")
+        );
+        assert_eq!(path_of(Path::new("data")), Path::new("data.activity.db"));
+    }
+
+    #[test]
+    fn only_known_statements_are_qualified() {
+        assert_eq!(
+            qualify("CREATE TABLE ledger_head (id BIGINT)").as_deref(),
+            Some("CREATE TABLE activity.ledger_head (id BIGINT)")
+        );
+        assert_eq!(
+            qualify("CREATE INDEX by_caller ON ledger_entries (caller, seq)").as_deref(),
+            Some("CREATE INDEX activity.by_caller ON ledger_entries (caller, seq)")
+        );
+        assert_eq!(
+            qualify("CREATE TRIGGER t AFTER INSERT ON x BEGIN END"),
+            None
+        );
+    }
+}
