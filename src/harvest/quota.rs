@@ -325,12 +325,8 @@ async fn charge_group(
     let limit = members.iter().map(|&i| batch[i].limit).min().unwrap_or(0);
     if start + asked.len() as u64 <= limit {
         // Even if every subject asked about is new, all fit: no need to read which are
-        // counted first; the insert's row count says how many were new.
-        let new = insert_subjects(conn, engine, caller, window, &asked).await?;
-        if new > 0 {
-            set_used(conn, caller, window, start + new).await?;
-        }
-        return Ok(());
+        // counted first; only the new ones are added to the count.
+        return count_subjects(conn, engine, caller, window, &asked).await;
     }
     // Near the quota: each charge in order, all or nothing, against what is counted already
     // (by another replica or an earlier batch).
@@ -377,45 +373,44 @@ async fn charge_group(
     if used == start {
         return Ok(());
     }
-    set_used(conn, caller, window, used).await?;
-    insert_subjects(conn, engine, caller, window, &new_subjects).await?;
-    Ok(())
+    count_subjects(conn, engine, caller, window, &new_subjects).await
 }
 
-/// Records `subjects` as counted; returns how many were not already.
-async fn insert_subjects(
+/// Records `subjects` as counted and adds those not counted before to the usage row: one
+/// round trip per chunk, where the count once came back to be written in a second. Each round
+/// trip is in the ledger writer's batch, which every Query of the batch waits for.
+async fn count_subjects(
     conn: &mut AnyConnection,
     engine: Engine,
     caller: &str,
     window: i64,
     subjects: &[&str],
-) -> Result<u64, sqlx::Error> {
-    let mut inserted = 0;
+) -> Result<(), sqlx::Error> {
     for chunk in subjects.chunks(300) {
-        let mut sql =
-            String::from("INSERT INTO quota_subjects (caller, window_id, subject) VALUES ");
-        engine.placeholders().tuples(&mut sql, chunk.len(), 3);
+        let mut p = engine.placeholders();
+        let mut sql = String::from(match engine {
+            Engine::Sqlite => "",
+            // PostgreSQL has no changes(): the inserted rows come back through the CTE.
+            Engine::Postgres => "WITH new AS (",
+        });
+        sql.push_str("INSERT INTO quota_subjects (caller, window_id, subject) VALUES ");
+        p.tuples(&mut sql, chunk.len(), 3);
         sql.push_str(" ON CONFLICT (caller, window_id, subject) DO NOTHING");
+        let added = match engine {
+            // changes(): the rows the INSERT just before it added, conflicts not counted.
+            Engine::Sqlite => "; UPDATE quota_usage SET used = used + changes()",
+            Engine::Postgres => {
+                " RETURNING 1) UPDATE quota_usage SET used = used + (SELECT COUNT(*) FROM new)"
+            }
+        };
+        sql.push_str(added);
+        let (c, w) = (p.next(), p.next());
+        sql.push_str(&format!(" WHERE caller = {c} AND window_id = {w}"));
         let mut q = sqlx::query::<Any>(&sql);
         for s in chunk {
             q = q.bind(caller).bind(window).bind(*s);
         }
-        inserted += q.execute(&mut *conn).await?.rows_affected();
+        q.bind(caller).bind(window).execute(&mut *conn).await?;
     }
-    Ok(inserted)
-}
-
-async fn set_used(
-    conn: &mut AnyConnection,
-    caller: &str,
-    window: i64,
-    used: u64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query::<Any>("UPDATE quota_usage SET used = $1 WHERE caller = $2 AND window_id = $3")
-        .bind(i64::try_from(used).unwrap_or(i64::MAX))
-        .bind(caller)
-        .bind(window)
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }
