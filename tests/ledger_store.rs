@@ -705,3 +705,27 @@ async fn an_export_verifies_offline_and_a_tampered_one_is_refused() {
         );
     }
 }
+
+/// SQLite: another process's ingest holds the records file's write lock until its file is
+/// written; the node's ledger lives in the activity file and keeps committing meanwhile.
+#[tokio::test]
+async fn sqlite_ledger_commits_while_an_ingest_holds_the_records_file() {
+    use credit_node::{catalog::Catalog, gen_data};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("node.db").display());
+    let node = Store::open(&url).await.unwrap();
+    // A pool of its own, as the `ingest` command in another process has.
+    let cli = Store::open(&url).await.unwrap();
+    let catalog = Catalog::parse("demo.toml", credit_node::catalog::DEMO.as_bytes()).unwrap();
+    let today = time::macros::date!(2026 - 11 - 27);
+    let records: Vec<_> = gen_data::generate(&catalog, "samr", 50, 3, today).collect();
+    let mut ingest = cli.begin_ingest(T0).await.unwrap();
+    ingest.write(&records).await.unwrap();
+
+    let ledger = open(&node, 8).await;
+    append_sequentially(&ledger, 3).await;
+    let outcome = ingest.commit().await.unwrap();
+    assert!(outcome.inserted > 0, "{outcome:?}");
+    ledger.sign_now().await.unwrap();
+    assert_eq!(verify(&node).await.unwrap().entries, 3);
+}

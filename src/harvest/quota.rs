@@ -179,7 +179,7 @@ impl QuotaStore {
     pub async fn suspend(&self, s: &Suspension) -> Result<(), QuotaError> {
         let seq =
             i64::try_from(s.alert_seq).map_err(|_| QuotaError("alert_seq too large".into()))?;
-        let _turn = self.store.write_turn().await;
+        let _turn = self.store.write_turn(crate::store::File::Activity).await;
         sqlx::query::<Any>(
             "INSERT INTO suspensions (caller, since_ms, alert_seq, reason) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (caller) DO NOTHING",
@@ -198,7 +198,7 @@ impl QuotaStore {
     pub async fn lift(&self, caller: &str) -> Result<Option<Suspension>, QuotaError> {
         let found = self.suspension(caller).await?;
         if found.is_some() {
-            let _turn = self.store.write_turn().await;
+            let _turn = self.store.write_turn(crate::store::File::Activity).await;
             sqlx::query::<Any>("DELETE FROM suspensions WHERE caller = $1")
                 .bind(caller)
                 .execute(self.store.pool())

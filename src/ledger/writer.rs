@@ -254,7 +254,7 @@ impl Writer {
         charged: &mut [Charged],
         force: bool,
     ) -> Result<Committed, LedgerError> {
-        let _turn = self.store.write_turn().await;
+        let _turn = self.store.write_turn(crate::store::File::Activity).await;
         let mut conn = match self.conn.take() {
             // A closed pool is a store shut down: no more writes, even on the kept connection.
             Some(conn) if !self.store.pool().is_closed() => conn,

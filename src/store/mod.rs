@@ -119,11 +119,21 @@ pub enum StoreError {
     BadUrl(String),
 }
 
+/// Which SQLite file a write transaction writes: see [`activity`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum File {
+    /// Records, subjects, restorations, list designations.
+    Records = 0,
+    /// The ledger, the quota and suspensions.
+    Activity = 1,
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
-    write_turn: Arc<Mutex<()>>,
+    /// One per SQLite file: [`File::Records`], [`File::Activity`].
+    write_turns: [Arc<Mutex<()>>; 2],
 }
 
 impl Store {
@@ -193,7 +203,7 @@ impl Store {
         Ok(Self {
             pool,
             engine,
-            write_turn: Arc::default(),
+            write_turns: Default::default(),
         })
     }
 
@@ -205,18 +215,18 @@ impl Store {
         self.engine
     }
 
-    /// Waits for this process's turn to write, on SQLite; PostgreSQL has no turn to take.
-    /// Held across a write transaction, begun after it and dropped after it ends.
+    /// Waits for this process's turn to write `file`, on SQLite; PostgreSQL has no turn to
+    /// take. Held across a write transaction, begun after it and dropped after it ends.
     ///
-    /// SQLite lets one transaction write at a time, and a writer that finds the lock taken
-    /// sleeps in SQLite's busy handler (1 ms, then 2, 5, 10 ...) however soon the lock is freed.
-    /// The ledger's and the quota's group-commit writers share that lock, so under load each
-    /// kept finding it taken and sleeping. Queued here instead, each gets the lock the moment
-    /// the other releases it. Other processes on the same file (`ingest`) still meet the busy
-    /// handler.
-    pub async fn write_turn(&self) -> Option<OwnedMutexGuard<()>> {
+    /// SQLite lets one transaction write a file at a time, and a writer that finds the lock
+    /// taken sleeps in SQLite's busy handler (1 ms, then 2, 5, 10 ...) however soon the lock is
+    /// freed. Queued here instead, each writer gets the lock the moment the other releases it.
+    /// One turn per file, so an administration write waiting on a CLI ingest's lock on the
+    /// records file never holds up the ledger. Other processes on the same file (`ingest`)
+    /// still meet the busy handler.
+    pub async fn write_turn(&self, file: File) -> Option<OwnedMutexGuard<()>> {
         match self.engine {
-            Engine::Sqlite => Some(self.write_turn.clone().lock_owned().await),
+            Engine::Sqlite => Some(self.write_turns[file as usize].clone().lock_owned().await),
             Engine::Postgres => None,
         }
     }

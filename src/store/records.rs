@@ -120,7 +120,7 @@ impl Store {
 
     /// Opens one ingest batch, to be written a part at a time as its records are validated.
     pub async fn begin_ingest(&self, now_ms: i64) -> Result<Ingest, StoreError> {
-        let turn = self.write_turn().await;
+        let turn = self.write_turn(super::File::Records).await;
         Ok(Ingest {
             tx: self.pool.begin().await?,
             _turn: turn,
@@ -159,7 +159,7 @@ impl Store {
         on: Date,
         basis: &str,
     ) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn(super::File::Records).await;
         let done = sqlx::query::<Any>(
             "UPDATE records SET restored_on = $1, restoration_basis = $2 WHERE record_key = $3 AND restored_on IS NULL",
         )
@@ -179,7 +179,7 @@ impl Store {
         on: Date,
         basis: &str,
     ) -> Result<u64, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn(super::File::Records).await;
         let done = sqlx::query::<Any>(
             "UPDATE records SET removed_on = $1, removal_basis = $2 \
              WHERE subject_id = $3 AND item_id = $4 AND designated_on IS NOT NULL AND removed_on IS NULL",
