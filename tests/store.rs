@@ -170,23 +170,20 @@ async fn sqlite_moves_ledger_and_quota_tables_into_the_activity_file() {
     )
     .await
     .unwrap();
-    let ddl: Vec<String> = sqlx::query(
-        "SELECT sql FROM activity.sqlite_master WHERE sql IS NOT NULL ORDER BY type = 'index'",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
-    let names: Vec<String> =
-        sqlx::query("SELECT name FROM activity.sqlite_master WHERE type = 'table'")
+    let mut column = async |sql: &str| -> Vec<String> {
+        sqlx::query(sql)
             .fetch_all(&mut *conn)
             .await
             .unwrap()
             .iter()
             .map(|r| r.get(0))
-            .collect();
+            .collect()
+    };
+    let ddl = column(
+        "SELECT sql FROM activity.sqlite_master WHERE sql IS NOT NULL ORDER BY type = 'index'",
+    )
+    .await;
+    let names = column("SELECT name FROM activity.sqlite_master WHERE type = 'table'").await;
     for sql in ddl {
         conn.execute(sql.as_str()).await.unwrap();
     }
