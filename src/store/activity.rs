@@ -104,7 +104,7 @@ pub async fn split(pool: &AnyPool) -> Result<(), StoreError> {
 
     let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
     for &table in &pending {
-        sqlx::query::<Any>(&format!("DROP TABLE main.{table}"))
+        sqlx::query::<Any>(&format!("DROP TABLE IF EXISTS main.{table}"))
             .execute(&mut *tx)
             .await?;
     }
