@@ -1,5 +1,6 @@
-//! Storage through sqlx: SQLite (WAL, a file; the embedded default) or PostgreSQL (production,
-//! several replicas of one node), from one code base over sqlx's `Any` driver.
+//! Storage through sqlx: SQLite (WAL; the embedded default: a records file and, beside it, the
+//! [`activity`] file that query traffic writes) or PostgreSQL (production, several replicas of
+//! one node), from one code base over sqlx's `Any` driver.
 //!
 //! Durability is never traded for speed (promise 5): SQLite runs in WAL mode with
 //! `synchronous=FULL`, PostgreSQL with `synchronous_commit=on`, set on every connection.
