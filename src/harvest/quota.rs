@@ -30,7 +30,7 @@ use sqlx::{Any, AnyConnection, Row};
 
 use crate::store::{Engine, Store};
 
-/// What the read before a query found.
+/// What the quota's memory says of a query, before any record is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
     /// Everything asked about is already counted: nothing to charge.

@@ -1,7 +1,7 @@
 //! A whole file: all rows validated, duplicates handled, either every record or a report of
 //! every bad row, so the caller writes one file as one transaction or nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, hash_map::Entry};
 use std::fmt;
 
 use serde::Serialize;
@@ -128,16 +128,19 @@ pub fn validate_into(
         match result {
             Ok((line, record)) => {
                 let content = record.content_digest();
-                match seen.get(&record.key()) {
-                    None => {
-                        seen.insert(record.key(), (line, content));
+                match seen.entry(record.key()) {
+                    Entry::Vacant(vacant) => {
+                        vacant.insert((line, content));
                         records += 1;
                         if report.errors.is_empty() && report.omitted == 0 {
                             sink(record);
                         }
                     }
-                    Some((_, first)) if *first == content => report.counts.duplicates += 1,
-                    Some((first_line, _)) => {
+                    Entry::Occupied(seen) if seen.get().1 == content => {
+                        report.counts.duplicates += 1
+                    }
+                    Entry::Occupied(seen) => {
+                        let first_line = seen.get().0;
                         report.counts.bad_rows += 1;
                         report.push(RowError::new(
                             line,

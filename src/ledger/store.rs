@@ -183,15 +183,23 @@ impl Ledger {
     /// to be logged: answer UNAVAILABLE and disclose nothing. Concurrent appends are batched
     /// into one transaction by the writer task (group commit), so each pays one shared fsync.
     pub async fn append(&self, entry: Entry) -> Result<Receipt, LedgerError> {
+        self.request(|reply| Command::Append { entry, reply }).await
+    }
+
+    /// Sends one command to the writer and waits for its answer, timing the wait.
+    async fn request<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, LedgerError>>) -> Command,
+    ) -> Result<T, LedgerError> {
         let since = Instant::now();
-        let (reply, receipt) = oneshot::channel();
+        let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Append { entry, reply })
+            .send(command(reply))
             .await
             .map_err(|_| LedgerError::Closed)?;
-        let receipt = receipt.await.map_err(|_| LedgerError::Closed)?;
+        let answer = answer.await.map_err(|_| LedgerError::Closed)?;
         self.waits.record(since);
-        receipt
+        answer
     }
 
     /// The appends answered so far and how long they waited for durability in all.
@@ -217,20 +225,13 @@ impl Ledger {
         entries: Vec<Entry>,
         reason: RefusalReason,
     ) -> Result<(Charge, Vec<Receipt>), LedgerError> {
-        let since = Instant::now();
-        let (reply, receipts) = oneshot::channel();
-        self.commands
-            .send(Command::AppendCharged {
-                charge,
-                entries,
-                reason,
-                reply,
-            })
-            .await
-            .map_err(|_| LedgerError::Closed)?;
-        let receipts = receipts.await.map_err(|_| LedgerError::Closed)?;
-        self.waits.record(since);
-        receipts
+        self.request(|reply| Command::AppendCharged {
+            charge,
+            entries,
+            reason,
+            reply,
+        })
+        .await
     }
 
     /// Signs a tree head over everything committed so far (after whatever is queued now), or
