@@ -134,6 +134,52 @@ async fn a_batch_with_one_bad_row_writes_nothing() {
     }
 }
 
+/// An ingest of thousands of records goes to the store in several multi-row statements, each
+/// bound while the one before runs: every row is counted once, and a bad row in a later
+/// statement still undoes the earlier ones.
+#[tokio::test]
+async fn a_batch_of_several_statements_counts_every_row_once_and_stays_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let batch: Vec<Record> = (0..3000).map(|n| record(SUBJECT, n)).collect();
+        let first = store.insert_records(&batch[..2500], 1).await.unwrap();
+        assert_eq!(
+            (first.inserted, first.already_present),
+            (2500, 0),
+            "{engine}"
+        );
+        let again = store.insert_records(&batch, 2).await.unwrap();
+        assert_eq!(
+            (again.inserted, again.already_present),
+            (500, 2500),
+            "{engine}"
+        );
+        assert_eq!(
+            store.records_of(SUBJECT).await.unwrap().len(),
+            3000,
+            "{engine}"
+        );
+
+        let other = "91110000100000002X";
+        let mut bad: Vec<Record> = (0..2500).map(|n| record(other, n)).collect();
+        // Rows go in key order: the bad one is made the last, so it fails the last statement.
+        let last = (0..bad.len())
+            .max_by_key(|&i| {
+                let mut r = bad[i].clone();
+                r.basis.kind.clear();
+                r.key()
+            })
+            .unwrap();
+        bad[last].basis.kind.clear();
+        assert!(store.insert_records(&bad, 3).await.is_err(), "{engine}");
+        assert!(
+            store.records_of(other).await.unwrap().is_empty(),
+            "{engine}: nothing of the failed batch"
+        );
+        store.close().await;
+    }
+}
+
 /// A SQLite store from before the activity file (ledger and quota tables in the records file)
 /// has its tables and rows moved on the next start, and the records file keeps no copy.
 #[tokio::test]

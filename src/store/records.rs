@@ -60,6 +60,19 @@ pub struct Ingest {
     outcome: InsertOutcome,
 }
 
+/// One multi-row INSERT of `chunk` with its parameters bound, and its row count.
+fn records_statement<'r>(
+    sql: &'r str,
+    chunk: &'r [(&Record, [u8; 32])],
+    now_ms: i64,
+) -> Result<(usize, Query<'r, Any, sqlx::any::AnyArguments<'r>>), StoreError> {
+    let mut q = sqlx::query::<Any>(sql);
+    for (r, key) in chunk {
+        q = bind_record(q, r, key, now_ms)?;
+    }
+    Ok((chunk.len(), q))
+}
+
 impl Ingest {
     /// Writes `records` into the batch. Records already stored, or written earlier in this
     /// batch (same key), are left as they are and counted as `already_present`.
@@ -81,19 +94,42 @@ impl Ingest {
         // touch each page once instead of at random.
         let mut ordered: Vec<(&Record, [u8; 32])> = records.iter().map(|r| (r, r.key())).collect();
         ordered.sort_unstable_by_key(|(_, key)| *key);
-        for chunk in ordered.chunks(CHUNK) {
+        // SQLite runs one statement while this task binds the next (serialising fields,
+        // formatting dates): the two cores overlap instead of taking turns.
+        let sql_of = |rows: usize| {
             let mut sql = format!("INSERT INTO records ({COLUMNS}) VALUES ");
-            self.engine
-                .placeholders()
-                .tuples(&mut sql, chunk.len(), NCOLS);
+            self.engine.placeholders().tuples(&mut sql, rows, NCOLS);
             sql.push_str(" ON CONFLICT (record_key) DO NOTHING");
-            let mut q = sqlx::query::<Any>(&sql);
-            for (r, key) in chunk {
-                q = bind_record(q, r, key, self.now_ms)?;
+            sql
+        };
+        let full = sql_of(CHUNK);
+        let last = sql_of(ordered.len() % CHUNK);
+        let now_ms = self.now_ms;
+        let sql = |rows: usize| {
+            if rows == CHUNK {
+                full.as_str()
+            } else {
+                last.as_str()
             }
-            let inserted = q.execute(&mut *self.tx).await?.rows_affected();
+        };
+        let mut chunks = ordered.chunks(CHUNK);
+        let mut next = chunks
+            .next()
+            .map(|c| records_statement(sql(c.len()), c, now_ms))
+            .transpose()?;
+        while let Some((rows, query)) = next {
+            let (done, following) =
+                futures_util::future::join(query.execute(&mut *self.tx), async {
+                    chunks
+                        .next()
+                        .map(|c| records_statement(sql(c.len()), c, now_ms))
+                        .transpose()
+                })
+                .await;
+            let inserted = done?.rows_affected();
             self.outcome.inserted += inserted;
-            self.outcome.already_present += chunk.len() as u64 - inserted;
+            self.outcome.already_present += rows as u64 - inserted;
+            next = following?;
         }
         Ok(())
     }
