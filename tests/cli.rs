@@ -305,9 +305,10 @@ fn demo_tour_runs_and_exits_with_no_wait() {
         "a pseudonymized identifier is shown: {stdout}"
     );
     assert!(
-        stdout.contains("Verified from the stored entries: 3 entries"),
-        "{stdout}"
+        stdout.contains("Verified from the stored entries: 8 entries"),
+        "the operator's five ingests and the tour's three queries: {stdout}"
     );
+    assert!(stdout.contains("ingest_records"), "{stdout}");
 }
 
 fn openssl() -> Command {

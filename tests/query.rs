@@ -539,8 +539,8 @@ async fn no_unlogged_disclosure_under_concurrent_load() {
         .await
         .unwrap();
     assert_eq!(
-        report.entries, 64,
-        "every query of this test is in the verified log"
+        report.entries, 65,
+        "the fixture's ingest and every query of this test are in the verified log"
     );
     f.node.shutdown().await;
 }
@@ -603,6 +603,183 @@ async fn when_the_ledger_cannot_be_written_nothing_is_disclosed() {
     assert_eq!(
         field(&ok, "registration", "legal_rep_id").unwrap().value,
         REP_ID
+    );
+    f.node.shutdown().await;
+}
+
+/// Every change an operator makes is in the ledger before it takes effect: an officer finds
+/// who changed what on which basis, the operator gets the entry's receipt, and when the ledger
+/// cannot be written nothing changes.
+#[tokio::test]
+async fn administration_is_on_record_before_it_takes_effect() {
+    use credit_node::proto::ledger_review_client::LedgerReviewClient;
+    use sqlx::Executor;
+    let f = fixture().await;
+    let operator = "spiffe://region-a.credit.test/operator/admin";
+    let records = query_as(
+        &f.pki,
+        &f.node,
+        REGION_A,
+        "tax",
+        ask(&f.subject, "admin-penalty", "public-procurement"),
+    )
+    .await
+    .unwrap()
+    .result
+    .unwrap()
+    .records;
+    let (first, second) = (records[0].record_id.clone(), records[1].record_id.clone());
+
+    let mut admin = admin_as(&f.pki, &f.node, REGION_A, Kind::Operator, "admin").await;
+    let restored = admin
+        .restore_record(proto::RestoreRecordRequest {
+            record_id: first.clone(),
+            restored_on: "2026-11-01".into(),
+            basis: "信用修复决定〔2026〕9号".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .receipt
+        .unwrap();
+    let removed = admin
+        .remove_from_list(proto::RemoveFromListRequest {
+            subject: f.subject.clone(),
+            item: "serious-untrustworthy".into(),
+            removed_on: "2026-11-02".into(),
+            basis: "移出决定〔2026〕3号".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .receipt
+        .unwrap();
+
+    let mut officer =
+        LedgerReviewClient::new(channel(&f.pki, &f.node, REGION_A, Kind::Officer, "auditor").await);
+    let listed = officer
+        .list_entries(proto::ListEntriesRequest {
+            outcome: proto::EntryOutcome::Administration.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let seen: Vec<(&str, &str, &str, &str)> = listed
+        .iter()
+        .map(|e| {
+            (
+                e.caller.as_str(),
+                e.administration_action.as_str(),
+                e.subject.as_str(),
+                e.basis.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (operator, "ingest_records", "", ""),
+            (
+                operator,
+                "restore_record",
+                f.subject.as_str(),
+                "信用修复决定〔2026〕9号"
+            ),
+            (
+                operator,
+                "remove_from_list",
+                f.subject.as_str(),
+                "移出决定〔2026〕3号"
+            ),
+        ]
+    );
+    assert!(
+        listed[0].reason.starts_with("4 records in 4 rows"),
+        "{}",
+        listed[0].reason
+    );
+    assert!(listed[1].reason.contains(&first), "{}", listed[1].reason);
+    assert!(
+        listed[2].reason.contains("serious-untrustworthy"),
+        "{}",
+        listed[2].reason
+    );
+    for (entry, receipt) in listed[1..].iter().zip([&restored, &removed]) {
+        assert_eq!(
+            (entry.seq, &entry.leaf_hash),
+            (receipt.seq, &receipt.leaf_hash)
+        );
+    }
+
+    // The ledger cannot be written: the restoration is refused and does not happen.
+    let store = f.node.state().store().clone();
+    store
+        .pool()
+        .execute(
+            "CREATE TRIGGER activity.fail_ledger BEFORE INSERT ON ledger_entries \
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+        )
+        .await
+        .unwrap();
+    let status = admin
+        .restore_record(proto::RestoreRecordRequest {
+            record_id: second.clone(),
+            restored_on: "2026-11-01".into(),
+            basis: "信用修复决定〔2026〕10号".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let status = admin
+        .ingest_records(proto::IngestRecordsRequest {
+            json_lines: vec![registration(&Uscc::from_seed(12).to_string())],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    store
+        .pool()
+        .execute("DROP TRIGGER fail_ledger")
+        .await
+        .unwrap();
+    let still = query_as(
+        &f.pki,
+        &f.node,
+        REGION_A,
+        "tax",
+        ask(&f.subject, "admin-penalty", "public-procurement"),
+    )
+    .await
+    .unwrap()
+    .result
+    .unwrap()
+    .records;
+    assert_eq!(
+        still
+            .iter()
+            .map(|r| r.record_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![second.as_str()],
+        "the unrecorded restoration did not happen"
+    );
+    let r = query_as(
+        &f.pki,
+        &f.node,
+        REGION_A,
+        "tax",
+        ask(
+            &Uscc::from_seed(12).to_string(),
+            "registration",
+            "tax-administration",
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(
+        r.result.unwrap().records.is_empty(),
+        "the unrecorded ingest wrote nothing"
     );
     f.node.shutdown().await;
 }

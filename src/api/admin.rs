@@ -1,6 +1,10 @@
 //! `credit.v1.Administration`: the department's own operators ingest, restore and remove.
 //! Everyone else — other departments, officers, operators of other regions — is refused
 //! before anything is read.
+//!
+//! On record first: each change is appended to the ledger, and made only once its entry is
+//! durable, so what the node shares never changes without a trace. A change that then fails
+//! leaves its entry (the attempt stands on record) and the operator an error.
 
 use std::sync::Arc;
 
@@ -10,6 +14,11 @@ use super::caller;
 use crate::{
     identity::{Caller, Kind},
     ingest::{self, Format, Rows},
+    ledger::{
+        Receipt,
+        entry::{self, AdminAction, Entry, Outcome},
+        hex,
+    },
     proto::{self, administration_server::Administration},
     state::NodeState,
 };
@@ -35,6 +44,48 @@ impl AdministrationApi {
         }
         Ok(caller)
     }
+
+    /// Appends the entry of one change and returns its receipt once it is durable.
+    async fn record(
+        &self,
+        operator: &Caller,
+        action: AdminAction,
+        subject: &str,
+        basis: &str,
+        detail: String,
+    ) -> Result<Receipt, Status> {
+        let entry = Entry {
+            seq: 0, // assigned by the ledger writer
+            time_ms: self.state.clock().now_ms(),
+            query_id: super::query::random_id(),
+            caller: operator.spiffe_id.to_string(),
+            caller_cert_sha256: operator.fingerprint,
+            on_behalf_of: None,
+            purpose: String::new(),
+            basis: basis.to_owned(),
+            subject: subject.to_owned(),
+            requested_fields: Vec::new(),
+            decisions: Vec::new(),
+            outcome: Outcome::Administration(entry::Administration { action, detail }),
+            response_sha256: [0; 32],
+        };
+        self.state.ledger().append(entry).await.map_err(|e| {
+            tracing::error!(error = %e, action = action.as_str(), "administration could not be recorded");
+            Status::unavailable(
+                "the change could not be recorded in the ledger; nothing was changed",
+            )
+        })
+    }
+}
+
+/// The administration's failure after its entry is durable: the entry stands, the change not.
+fn unrecorded_change(receipt: &Receipt, e: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %e, seq = receipt.seq, "administration recorded but not made");
+    Status::unavailable(format!(
+        "the node's store is unavailable: the change is recorded as ledger entry {} but was \
+         not made; try again",
+        receipt.seq
+    ))
 }
 
 fn date(field: &str, value: &str) -> Result<time::Date, Status> {
@@ -82,16 +133,27 @@ impl Administration for AdministrationApi {
                 "nothing written: {report}"
             )));
         }
+        let digest = ring::digest::digest(&ring::digest::SHA256, lines.as_bytes());
+        let detail = format!(
+            "{} records in {} rows of JSON Lines (SHA-256 of the rows joined by newlines: {})",
+            records.len(),
+            request.get_ref().json_lines.len(),
+            hex::encode(digest.as_ref())
+        );
+        let receipt = self
+            .record(caller, AdminAction::IngestRecords, "", "", detail)
+            .await?;
         let outcome = self
             .state
             .store()
             .insert_records(&records, self.state.clock().now_ms())
             .await
-            .map_err(unavailable)?;
-        tracing::info!(operator = %caller.spiffe_id, inserted = outcome.inserted, "records ingested");
+            .map_err(|e| unrecorded_change(&receipt, e))?;
+        tracing::info!(operator = %caller.spiffe_id, inserted = outcome.inserted, seq = receipt.seq, "records ingested");
         Ok(Response::new(proto::IngestRecordsResponse {
             inserted: outcome.inserted,
             already_present: outcome.already_present,
+            receipt: Some(super::convert::ledger_receipt(&receipt)),
         }))
     }
 
@@ -105,19 +167,34 @@ impl Administration for AdministrationApi {
             .ok_or_else(|| Status::invalid_argument("record_id: expected 64 hexadecimal digits"))?;
         let on = date("restored_on", &req.restored_on)?;
         let basis = required("basis", &req.basis)?;
+        let not_found =
+            || Status::not_found("record_id: no such record, or it is already restored");
+        let subject = self
+            .state
+            .store()
+            .restorable_subject(&key)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(not_found)?;
+        let detail = format!("record {} restored from {on}", hex::encode(&key));
+        let receipt = self
+            .record(caller, AdminAction::RestoreRecord, &subject, basis, detail)
+            .await?;
         let done = self
             .state
             .store()
             .restore_record(&key, on, basis)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| unrecorded_change(&receipt, e))?;
         if !done {
-            return Err(Status::not_found(
-                "record_id: no such record, or it is already restored",
-            ));
+            // Restored by another operator between the read and the write: the entry stands
+            // for an attempt, and the record is restored either way.
+            return Err(not_found());
         }
-        tracing::info!(operator = %caller.spiffe_id, record = %req.record_id, "record restored");
-        Ok(Response::new(proto::RestoreRecordResponse {}))
+        tracing::info!(operator = %caller.spiffe_id, record = %req.record_id, seq = receipt.seq, "record restored");
+        Ok(Response::new(proto::RestoreRecordResponse {
+            receipt: Some(super::convert::ledger_receipt(&receipt)),
+        }))
     }
 
     async fn remove_from_list(
@@ -140,13 +217,20 @@ impl Administration for AdministrationApi {
             .ok_or_else(|| Status::invalid_argument("item: not a list item of the catalog"))?;
         let on = date("removed_on", &req.removed_on)?;
         let basis = required("basis", &req.basis)?;
+        let detail = format!("removed from the list {} from {on}", item.id);
+        let receipt = self
+            .record(caller, AdminAction::RemoveFromList, &subject, basis, detail)
+            .await?;
         let removed = self
             .state
             .store()
             .remove_from_list(&subject, &item.id, on, basis)
             .await
-            .map_err(unavailable)?;
-        tracing::info!(operator = %caller.spiffe_id, item = %item.id, removed, "list designation removed");
-        Ok(Response::new(proto::RemoveFromListResponse { removed }))
+            .map_err(|e| unrecorded_change(&receipt, e))?;
+        tracing::info!(operator = %caller.spiffe_id, item = %item.id, removed, seq = receipt.seq, "list designation removed");
+        Ok(Response::new(proto::RemoveFromListResponse {
+            removed,
+            receipt: Some(super::convert::ledger_receipt(&receipt)),
+        }))
     }
 }

@@ -248,6 +248,7 @@ pub fn outcome_kind(kind: OutcomeKind) -> proto::EntryOutcome {
         OutcomeKind::Invalid => proto::EntryOutcome::Invalid,
         OutcomeKind::Review => proto::EntryOutcome::Review,
         OutcomeKind::Alert => proto::EntryOutcome::Alert,
+        OutcomeKind::Administration => proto::EntryOutcome::Administration,
     }
 }
 
@@ -262,6 +263,7 @@ pub fn outcome_filter(outcome: proto::EntryOutcome) -> Option<OutcomeKind> {
         proto::EntryOutcome::Invalid => Some(OutcomeKind::Invalid),
         proto::EntryOutcome::Review => Some(OutcomeKind::Review),
         proto::EntryOutcome::Alert => Some(OutcomeKind::Alert),
+        proto::EntryOutcome::Administration => Some(OutcomeKind::Administration),
     }
 }
 
@@ -329,6 +331,10 @@ pub fn ledger_entry(stored: &StoredEntry) -> proto::LedgerEntry {
         } => {
             out.throttled_count = *count;
             out.throttled_window_start_ms = *window_start_ms;
+        }
+        Outcome::Administration(a) => {
+            out.administration_action = a.action.as_str().to_owned();
+            out.reason = a.detail.clone();
         }
         Outcome::Review(r) => {
             out.review = Some(proto::Review {

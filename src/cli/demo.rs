@@ -399,8 +399,8 @@ async fn show_ledger(node: &RunningNode) -> Result<(), CliError> {
         .await
         .map_err(|e| runtime(&e))?;
     println!(
-        "\nThe ledger: region A's node recorded every query before answering it. Verified from the stored \
-         entries: {} entries, root {}, signed tree head of size {} (credit-node ledger verify).",
+        "\nThe ledger: region A's node recorded the operator's ingests before making them, and every query \
+         before answering it. Verified from the stored entries: {} entries, root {}, signed tree head of size {} (credit-node ledger verify).",
         report.entries,
         &crate::tls::hex(&report.root)[..16],
         head.head.tree_size
@@ -421,7 +421,10 @@ async fn show_ledger(node: &RunningNode) -> Result<(), CliError> {
             e.seq,
             e.entry.caller,
             super::ledger::mask(&e.entry.subject),
-            e.entry.purpose,
+            match &e.entry.outcome {
+                crate::ledger::entry::Outcome::Administration(a) => a.action.as_str(),
+                _ => &e.entry.purpose,
+            },
             crate::ledger::store::OutcomeKind::of(&e.entry.outcome).as_str()
         );
     }

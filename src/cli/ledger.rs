@@ -330,7 +330,10 @@ async fn list(
                 mask(&e.entry.subject),
                 OutcomeKind::of(&e.entry.outcome).as_str(),
                 e.entry.caller,
-                e.entry.purpose,
+                match &e.entry.outcome {
+                    Outcome::Administration(a) => a.action.as_str(),
+                    _ => &e.entry.purpose,
+                },
             )
             .map_err(io)?;
         }
@@ -419,6 +422,7 @@ pub fn entry_json(e: &StoredEntry) -> Value {
             },
             "comment": r.comment,
         }),
+        Outcome::Administration(a) => json!({ "action": a.action.as_str(), "detail": a.detail }),
     };
     json!({
         "seq": e.seq,

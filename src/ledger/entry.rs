@@ -1,7 +1,8 @@
 //! One ledger entry and its canonical encoding.
 //!
-//! Every query — granted, partly withheld, denied, throttled, malformed — and
-//! every officer review becomes one [`Entry`] (design.md promises 5 and 6).
+//! Every query — granted, partly withheld, denied, throttled, malformed —,
+//! every officer review and every operator's change to the records becomes
+//! one [`Entry`] (design.md promises 5 and 6).
 //! The leaf hash of the Merkle log is taken over [`Entry::encode`], so the
 //! encoding must be canonical: one entry has exactly one byte string, and
 //! the decoder accepts exactly the strings the encoder produces. That is why
@@ -97,6 +98,35 @@ pub enum Outcome {
     Alert {
         reason: String,
     },
+    /// An operator's change to the records, recorded before it is made: what is shared can
+    /// only change on record.
+    Administration(Administration),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Administration {
+    pub action: AdminAction,
+    /// What was changed, for the reviewer: the record, the dates, a digest of an ingested
+    /// batch. The entry's `basis` holds the document the change rests on, `subject` the
+    /// subject concerned (empty for a batch).
+    pub detail: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminAction {
+    IngestRecords,
+    RestoreRecord,
+    RemoveFromList,
+}
+
+impl AdminAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminAction::IngestRecords => "ingest_records",
+            AdminAction::RestoreRecord => "restore_record",
+            AdminAction::RemoveFromList => "remove_from_list",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

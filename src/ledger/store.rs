@@ -470,10 +470,11 @@ pub enum OutcomeKind {
     Invalid,
     Review,
     Alert,
+    Administration,
 }
 
 impl OutcomeKind {
-    pub const ALL: [OutcomeKind; 7] = [
+    pub const ALL: [OutcomeKind; 8] = [
         OutcomeKind::Granted,
         OutcomeKind::PartlyWithheld,
         OutcomeKind::Denied,
@@ -481,6 +482,7 @@ impl OutcomeKind {
         OutcomeKind::Invalid,
         OutcomeKind::Review,
         OutcomeKind::Alert,
+        OutcomeKind::Administration,
     ];
 
     pub fn of(outcome: &Outcome) -> Self {
@@ -492,6 +494,7 @@ impl OutcomeKind {
             Outcome::Invalid { .. } => OutcomeKind::Invalid,
             Outcome::Review(_) => OutcomeKind::Review,
             Outcome::Alert { .. } => OutcomeKind::Alert,
+            Outcome::Administration(_) => OutcomeKind::Administration,
         }
     }
 
@@ -504,6 +507,7 @@ impl OutcomeKind {
             OutcomeKind::Invalid => "invalid",
             OutcomeKind::Review => "review",
             OutcomeKind::Alert => "alert",
+            OutcomeKind::Administration => "administration",
         }
     }
 }

@@ -188,6 +188,18 @@ impl Store {
         Ok(row.try_get::<i64, _>(0)? > 0)
     }
 
+    /// The subject of a stored record not yet restored: what a restoration's ledger entry names
+    /// before the restoration is made. `None` when there is no such record.
+    pub async fn restorable_subject(&self, key: &[u8; 32]) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query::<Any>(
+            "SELECT subject_id FROM records WHERE record_key = $1 AND restored_on IS NULL",
+        )
+        .bind(key.to_vec())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+    }
+
     /// Records credit restoration of one record. Returns false when no such record exists.
     pub async fn restore_record(
         &self,

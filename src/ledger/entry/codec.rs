@@ -16,7 +16,9 @@
 //! which is what makes the encoding canonical.
 
 use super::reader::Reader;
-use super::{Decision, Entry, FieldDecision, Outcome, Review, ReviewDecision};
+use super::{
+    AdminAction, Administration, Decision, Entry, FieldDecision, Outcome, Review, ReviewDecision,
+};
 
 /// The leading format byte of entries written by this code.
 pub const FORMAT_V1: u8 = 0x01;
@@ -117,6 +119,15 @@ fn encode_outcome(w: &mut Writer, o: &Outcome) {
         Outcome::Alert { reason } => {
             w.u8(6);
             w.str(reason);
+        }
+        Outcome::Administration(a) => {
+            w.u8(7);
+            w.u8(match a.action {
+                AdminAction::IngestRecords => 0,
+                AdminAction::RestoreRecord => 1,
+                AdminAction::RemoveFromList => 2,
+            });
+            w.str(&a.detail);
         }
     }
 }
@@ -228,6 +239,18 @@ fn decode_outcome(r: &mut Reader<'_>) -> Result<Outcome, DecodeError> {
         6 => Outcome::Alert {
             reason: r.str("outcome.reason")?,
         },
+        7 => {
+            let action = match r.u8("administration.action")? {
+                0 => AdminAction::IngestRecords,
+                1 => AdminAction::RestoreRecord,
+                2 => AdminAction::RemoveFromList,
+                tag => return Err(bad("administration.action", tag)),
+            };
+            Outcome::Administration(Administration {
+                action,
+                detail: r.str("administration.detail")?,
+            })
+        }
         tag => return Err(bad("outcome", tag)),
     })
 }

@@ -58,6 +58,10 @@ fn all_outcomes() -> Vec<Outcome> {
         Outcome::Alert {
             reason: "enumeration".into(),
         },
+        Outcome::Administration(Administration {
+            action: AdminAction::RestoreRecord,
+            detail: "record 0a1b… restored on 2026-11-01".into(),
+        }),
     ]
 }
 
@@ -189,6 +193,16 @@ fn outcome() -> impl Strategy<Value = Outcome> {
             })
         }),
         text().prop_map(|reason| Outcome::Alert { reason }),
+        (0u8..3, text()).prop_map(|(a, detail)| {
+            Outcome::Administration(Administration {
+                action: [
+                    AdminAction::IngestRecords,
+                    AdminAction::RestoreRecord,
+                    AdminAction::RemoveFromList,
+                ][usize::from(a)],
+                detail,
+            })
+        }),
     ]
 }
 

@@ -95,6 +95,18 @@ fn outcome(r: &mut Reader<'_>) -> Result<(), DecodeError> {
             }
             r.str_ref("review.comment")?;
         }
+        7 => {
+            match r.u8("administration.action")? {
+                0..=2 => {}
+                tag => {
+                    return Err(DecodeError::BadTag {
+                        field: "administration.action",
+                        tag,
+                    });
+                }
+            }
+            r.str_ref("administration.detail")?;
+        }
         tag => {
             return Err(DecodeError::BadTag {
                 field: "outcome",
