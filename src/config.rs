@@ -107,6 +107,10 @@ pub struct LedgerSection {
     /// Most entries committed in one group-commit transaction.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// How often the lookup by caller and subject catches up with the log (`ledger::lookup`);
+    /// 0: never in the background (listings stay complete, only slower on a long tail).
+    #[serde(default = "default_lookup_every_ms")]
+    pub lookup_every_ms: u64,
 }
 
 fn default_sth_every_entries() -> u64 {
@@ -117,6 +121,9 @@ fn default_sth_interval_ms() -> u64 {
 }
 fn default_max_batch() -> usize {
     1024
+}
+fn default_lookup_every_ms() -> u64 {
+    1000
 }
 
 #[derive(Debug, Deserialize, Clone)]

@@ -18,6 +18,7 @@ use credit_node::{
         EntryFilter, Ledger, LedgerError, LedgerSettings, OutcomeKind, Page,
         audit::{self, AuditError},
         entry::{Decision, Entry, FieldDecision, Outcome},
+        lookup,
         merkle::{verify_consistency, verify_inclusion},
         sth::TreeHead,
         store as ledger_store,
@@ -87,6 +88,8 @@ fn settings(sth_every_entries: u64, max_batch: usize) -> LedgerSettings {
         sth_every_entries,
         sth_interval_ms: 60_000,
         max_batch,
+        // The tests catch the lookup up themselves, when they mean to.
+        lookup_every_ms: 0,
     }
 }
 
@@ -181,6 +184,7 @@ async fn tree_heads_follow_the_entry_count_and_the_injected_clock() {
                 sth_every_entries: 5,
                 sth_interval_ms: 1000,
                 max_batch: 64,
+                lookup_every_ms: 0,
             },
             clock.f(),
         )
@@ -601,12 +605,13 @@ async fn inclusion_and_consistency_proofs_from_the_store_verify() {
     }
 }
 
+/// Filters and pages give the same answers whether the lookup by caller and subject has not
+/// caught up at all, covers part of the log (the rest scanned), or all of it.
 #[tokio::test]
 async fn entries_are_filtered_and_paged() {
     let dir = tempfile::tempdir().unwrap();
     for (engine, store) in common::test_stores(dir.path()).await {
         let ledger = open(&store, 100).await;
-        append_sequentially(&ledger, 30).await;
         let all = |filter: EntryFilter| {
             let ledger = ledger.clone();
             async move {
@@ -626,35 +631,80 @@ async fn entries_are_filtered_and_paged() {
                 panic!("paging did not end");
             }
         };
-        assert_eq!(
-            all(EntryFilter::default()).await,
-            (0..30).collect::<Vec<_>>(),
-            "{engine}"
-        );
-        let expect = |p: &dyn Fn(u64) -> bool| (0..30).filter(|&n| p(n)).collect::<Vec<_>>();
-        let by_caller = EntryFilter {
-            caller: Some("spiffe://region-a.credit.test/dept/d1".into()),
-            ..Default::default()
-        };
-        assert_eq!(all(by_caller).await, expect(&|n| n % 3 == 1), "{engine}");
-        let by_subject = EntryFilter {
-            subject: Some(entry(2).subject),
-            outcome: Some(OutcomeKind::Granted),
-            ..Default::default()
-        };
-        assert_eq!(
-            all(by_subject).await,
-            expect(&|n| n % 5 == 2 && n % 4 != 0),
-            "{engine}"
-        );
-        let denied_in_time = EntryFilter {
-            outcome: Some(OutcomeKind::Denied),
-            from_ms: Some(T0 + 8),
-            until_ms: Some(T0 + 20),
-            purpose: Some("licensing".into()),
-            ..Default::default()
-        };
-        assert_eq!(all(denied_in_time).await, vec![8, 12, 16], "{engine}");
+        let mut size = 0;
+        for (phase, grow) in [
+            ("nothing indexed", 30),
+            ("partly indexed", 20),
+            ("all indexed", 0),
+        ] {
+            // Entry n at seq n, so the expectations below are about n alone.
+            for n in size..size + grow {
+                ledger.append(entry(n)).await.unwrap();
+            }
+            if phase == "all indexed" {
+                assert_eq!(lookup::catch_up(&store).await.unwrap(), 20, "{engine}");
+            }
+            size += grow;
+            let indexed = match phase {
+                "nothing indexed" => 0,
+                "partly indexed" => 30,
+                _ => size,
+            };
+            assert_eq!(lookup::indexed(&store).await.unwrap(), indexed, "{engine}");
+            let context = format!("{engine}, {phase}");
+            assert_eq!(
+                all(EntryFilter::default()).await,
+                (0..size).collect::<Vec<_>>(),
+                "{context}"
+            );
+            let expect = |p: &dyn Fn(u64) -> bool| (0..size).filter(|&n| p(n)).collect::<Vec<_>>();
+            let by_caller = EntryFilter {
+                caller: Some("spiffe://region-a.credit.test/dept/d1".into()),
+                ..Default::default()
+            };
+            assert_eq!(all(by_caller).await, expect(&|n| n % 3 == 1), "{context}");
+            let by_subject = EntryFilter {
+                subject: Some(entry(2).subject),
+                outcome: Some(OutcomeKind::Granted),
+                ..Default::default()
+            };
+            assert_eq!(
+                all(by_subject).await,
+                expect(&|n| n % 5 == 2 && n % 4 != 0),
+                "{context}"
+            );
+            let by_both = EntryFilter {
+                caller: Some("spiffe://region-a.credit.test/dept/d1".into()),
+                subject: Some(entry(2).subject),
+                ..Default::default()
+            };
+            assert_eq!(
+                all(by_both).await,
+                expect(&|n| n % 3 == 1 && n % 5 == 2),
+                "{context}"
+            );
+            let nobody = EntryFilter {
+                subject: Some("91110000100009999X".into()),
+                ..Default::default()
+            };
+            assert!(all(nobody).await.is_empty(), "{context}");
+            let denied_in_time = EntryFilter {
+                outcome: Some(OutcomeKind::Denied),
+                from_ms: Some(T0 + 8),
+                until_ms: Some(T0 + 20),
+                purpose: Some("licensing".into()),
+                ..Default::default()
+            };
+            assert_eq!(all(denied_in_time).await, vec![8, 12, 16], "{context}");
+            if phase == "nothing indexed" {
+                assert_eq!(lookup::catch_up(&store).await.unwrap(), 30, "{engine}");
+                assert_eq!(
+                    lookup::catch_up(&store).await.unwrap(),
+                    0,
+                    "{engine}: caught up"
+                );
+            }
+        }
     }
 }
 
@@ -728,4 +778,78 @@ async fn sqlite_ledger_commits_while_an_ingest_holds_the_records_file() {
     assert!(outcome.inserted > 0, "{outcome:?}");
     ledger.sign_now().await.unwrap();
     assert_eq!(verify(&node).await.unwrap().entries, 3);
+}
+
+/// A SQLite ledger from before the lookup (indexes by caller and subject on the entries) is
+/// migrated on the next start: the indexes are gone, the lookup tables sit in the activity
+/// file, and listings are complete before and after the lookup has caught up.
+#[tokio::test]
+async fn an_older_sqlite_ledger_gets_its_lookup_on_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("node.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let ledger = open(&store, 100).await;
+    for n in 0..10 {
+        ledger.append(entry(n)).await.unwrap();
+    }
+    ledger.shutdown().await;
+    // Back to the schema of migration 3.
+    for sql in [
+        "DROP TABLE activity.ledger_lookup",
+        "DROP TABLE activity.ledger_lookup_head",
+        "CREATE INDEX activity.ledger_entries_by_caller ON ledger_entries (caller, seq)",
+        "CREATE INDEX activity.ledger_entries_by_subject ON ledger_entries (subject, seq)",
+        "DELETE FROM _sqlx_migrations WHERE version = 4",
+    ] {
+        exec(&store, sql).await;
+    }
+    store.close().await;
+
+    let store = Store::open(&url).await.unwrap();
+    let names = |schema: &'static str| {
+        let store = store.clone();
+        async move {
+            sqlx::query::<Any>(&format!(
+                "SELECT name FROM {schema}.sqlite_master WHERE name LIKE 'ledger%' ORDER BY name"
+            ))
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect::<Vec<_>>()
+        }
+    };
+    assert!(names("main").await.is_empty(), "{:?}", names("main").await);
+    let activity = names("activity").await;
+    for table in ["ledger_lookup", "ledger_lookup_head"] {
+        assert!(activity.iter().any(|n| n == table), "{activity:?}");
+    }
+    assert!(
+        !activity
+            .iter()
+            .any(|n| n.contains("by_caller") || n.contains("by_subject")),
+        "{activity:?}"
+    );
+    let ledger = open(&store, 100).await;
+    let by_subject = EntryFilter {
+        subject: Some(entry(2).subject),
+        ..Default::default()
+    };
+    let page = Page {
+        after: None,
+        limit: 100,
+    };
+    let seqs =
+        |page: ledger_store::EntryPage| page.entries.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(ledger.entries(&by_subject, page).await.unwrap()),
+        vec![2, 7]
+    );
+    assert_eq!(lookup::catch_up(&store).await.unwrap(), 10);
+    assert_eq!(
+        seqs(ledger.entries(&by_subject, page).await.unwrap()),
+        vec![2, 7]
+    );
+    assert!(verify(&store).await.is_ok());
 }

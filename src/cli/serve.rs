@@ -60,11 +60,7 @@ pub async fn start_with_clock(
     let ledger = Ledger::open(
         store.clone(),
         ledger_key,
-        LedgerSettings {
-            sth_every_entries: section.sth_every_entries,
-            sth_interval_ms: section.sth_interval_ms,
-            max_batch: section.max_batch,
-        },
+        LedgerSettings::from(section),
         move || ledger_clock.now_ms(),
     )
     .await

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod entry;
 pub mod hex;
 pub mod key;
+pub mod lookup;
 pub mod merkle;
 pub mod sth;
 pub mod store;

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     entry::{Entry, Outcome},
+    lookup::{self, Field},
     merkle::{self, Hash, ProofError},
     sth::{SignedTreeHead, TreeHead},
     writer::{Command, Writer},
@@ -50,6 +51,8 @@ pub struct LedgerSettings {
     pub sth_interval_ms: u64,
     /// Most appends committed in one transaction.
     pub max_batch: usize,
+    /// How often the lookup by caller and subject catches up; 0: not in the background.
+    pub lookup_every_ms: u64,
 }
 
 impl From<&crate::config::LedgerSection> for LedgerSettings {
@@ -58,6 +61,7 @@ impl From<&crate::config::LedgerSection> for LedgerSettings {
             sth_every_entries: s.sth_every_entries,
             sth_interval_ms: s.sth_interval_ms,
             max_batch: s.max_batch,
+            lookup_every_ms: s.lookup_every_ms,
         }
     }
 }
@@ -115,6 +119,8 @@ pub struct Ledger {
     commands: mpsc::Sender<Command>,
     public_key: Arc<[u8]>,
     waits: Arc<Waits>,
+    /// The task keeping [`lookup`] up to date; stopped by [`Ledger::shutdown`].
+    lookup: Arc<tokio::task::AbortHandle>,
 }
 
 /// How long appends waited for their durable commit, summed: what the ledger adds to a query's
@@ -166,11 +172,14 @@ impl Ledger {
         // Bounded: when the database stalls, appenders wait here rather than pile up memory.
         let (commands, rx) = mpsc::channel(settings.max_batch.saturating_mul(4).max(64));
         tokio::spawn(writer.run(rx));
+        let every = std::time::Duration::from_millis(settings.lookup_every_ms);
+        let lookup = tokio::spawn(lookup::run(store.clone(), every)).abort_handle();
         Ok(Ledger {
             store,
             commands,
             public_key,
             waits: Arc::default(),
+            lookup: Arc::new(lookup),
         })
     }
 
@@ -248,6 +257,8 @@ impl Ledger {
     /// Stops accepting appends, commits everything already queued, signs the tail, and returns
     /// when the writer has finished. Appends after this fail with [`LedgerError::Closed`].
     pub async fn shutdown(&self) {
+        // Mid-batch is fine: a batch is one transaction, and listings never depend on it.
+        self.lookup.abort();
         let (reply, done) = oneshot::channel();
         if self
             .commands
@@ -575,29 +586,32 @@ pub async fn entries(
 ) -> Result<EntryPage, LedgerError> {
     let mut sql = String::from("SELECT seq, entry, leaf_hash FROM ledger_entries WHERE seq > $1");
     let mut n = 1;
-    let mut clause = |sql: &mut String, column: &str, op: &str| {
+    let mut param = || {
         n += 1;
-        sql.push_str(&format!(" AND {column} {op} ${n}"));
+        n
     };
-    if filter.caller.is_some() {
-        clause(&mut sql, "caller", "=");
+    // By caller and subject through the lookup (see `lookup` for why not an index).
+    for (set, field) in [
+        (filter.caller.is_some(), Field::Caller),
+        (filter.subject.is_some(), Field::Subject),
+    ] {
+        if set {
+            sql.push_str(" AND ");
+            sql.push_str(&lookup::seqs_matching(field, param()));
+        }
     }
-    if filter.subject.is_some() {
-        clause(&mut sql, "subject", "=");
+    for (set, column, op) in [
+        (filter.purpose.is_some(), "purpose", "="),
+        (filter.outcome.is_some(), "outcome", "="),
+        (filter.from_ms.is_some(), "time_ms", ">="),
+        (filter.until_ms.is_some(), "time_ms", "<"),
+    ] {
+        if set {
+            sql.push_str(&format!(" AND {column} {op} ${}", param()));
+        }
     }
-    if filter.purpose.is_some() {
-        clause(&mut sql, "purpose", "=");
-    }
-    if filter.outcome.is_some() {
-        clause(&mut sql, "outcome", "=");
-    }
-    if filter.from_ms.is_some() {
-        clause(&mut sql, "time_ms", ">=");
-    }
-    if filter.until_ms.is_some() {
-        clause(&mut sql, "time_ms", "<");
-    }
-    sql.push_str(&format!(" ORDER BY seq LIMIT ${}", n + 1));
+    let limit = param();
+    sql.push_str(&format!(" ORDER BY seq LIMIT ${limit}"));
     let after = match page.after {
         Some(a) => to_i64(a)?,
         None => -1,

@@ -31,6 +31,8 @@ const TABLES: &[&str] = &[
     "ledger_nodes",
     "ledger_sths",
     "ledger_head",
+    "ledger_lookup",
+    "ledger_lookup_head",
     "quota_subjects",
     "quota_usage",
     "suspensions",

@@ -30,6 +30,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "harvest",
         include_str!("../../migrations/sqlite/0003_harvest.sql"),
     ),
+    (
+        4,
+        "ledger lookup",
+        include_str!("../../migrations/sqlite/0004_ledger_lookup.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (
@@ -46,6 +51,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         3,
         "harvest",
         include_str!("../../migrations/postgres/0003_harvest.sql"),
+    ),
+    (
+        4,
+        "ledger lookup",
+        include_str!("../../migrations/postgres/0004_ledger_lookup.sql"),
     ),
 ];
 
