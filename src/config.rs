@@ -123,7 +123,7 @@ fn default_max_batch() -> usize {
     1024
 }
 fn default_lookup_every_ms() -> u64 {
-    1000
+    5000
 }
 
 #[derive(Debug, Deserialize, Clone)]

@@ -36,9 +36,10 @@ impl Field {
     }
 }
 
-/// Entries read and indexed per transaction: large enough that a batch of random subjects
-/// shares pages, small enough that the ledger's writer never waits long for its turn.
-const BATCH: u32 = 20_000;
+/// Entries indexed at a time: the more, the more of them share each page of the lookup.
+const BATCH: u32 = 50_000;
+/// Lookup rows per transaction: short, so the ledger's writer never waits long for its turn.
+const ROWS_PER_TRANSACTION: usize = 2_000;
 /// Rows per INSERT statement (3 parameters each).
 const ROWS_PER_STATEMENT: usize = 300;
 
@@ -87,24 +88,20 @@ pub(super) async fn run(store: Store, every: Duration) {
     }
 }
 
-/// One transaction: the next `limit` entries after `indexed` into the lookup, sorted so that
-/// each page of it is written once.
+/// The next `limit` entries after `indexed` into the lookup, sorted so that each page of it is
+/// written once, then `indexed` moved past them. The rows go in in short transactions over
+/// disjoint key ranges, each taking the activity file's write turn on its own, so the ledger's
+/// writer waits for one of them at most, never for the whole batch. A crash part way leaves
+/// rows beyond `indexed`: harmless (a listing asks `seq IN (...)`, so a seq found twice is
+/// found once) and skipped by the next attempt's `ON CONFLICT`.
 async fn index_batch(store: &Store, limit: u32) -> Result<u64, LedgerError> {
-    let _turn = store.write_turn(File::Activity).await;
-    let mut tx = store.pool().begin().await?;
-    // Lock first: replicas over one PostgreSQL index one at a time, never the same range twice.
-    let indexed: i64 = sqlx::query::<Any>(
-        "UPDATE ledger_lookup_head SET indexed = indexed WHERE id = 0 RETURNING indexed",
-    )
-    .fetch_one(&mut *tx)
-    .await?
-    .try_get(0)?;
+    let indexed = indexed(store).await?;
     let rows = sqlx::query::<Any>(
         "SELECT seq, caller, subject FROM ledger_entries WHERE seq >= $1 ORDER BY seq LIMIT $2",
     )
-    .bind(indexed)
+    .bind(i64::try_from(indexed).unwrap_or(i64::MAX))
     .bind(i64::from(limit))
-    .fetch_all(&mut *tx)
+    .fetch_all(store.pool())
     .await?;
     let Some(last) = rows.last() else {
         return Ok(0);
@@ -119,21 +116,27 @@ async fn index_batch(store: &Store, limit: u32) -> Result<u64, LedgerError> {
     }
     keys.sort_unstable();
     let engine = store.engine();
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = String::from("INSERT INTO ledger_lookup (field, value, seq) VALUES ");
-        engine.placeholders().tuples(&mut sql, chunk.len(), 3);
-        sql.push_str(" ON CONFLICT (field, value, seq) DO NOTHING");
-        let mut q = sqlx::query::<Any>(&sql);
-        for (field, value, seq) in chunk {
-            q = q.bind(*field).bind(value.as_str()).bind(*seq);
+    for part in keys.chunks(ROWS_PER_TRANSACTION) {
+        let _turn = store.write_turn(File::Activity).await;
+        let mut tx = store.pool().begin().await?;
+        for chunk in part.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = String::from("INSERT INTO ledger_lookup (field, value, seq) VALUES ");
+            engine.placeholders().tuples(&mut sql, chunk.len(), 3);
+            sql.push_str(" ON CONFLICT (field, value, seq) DO NOTHING");
+            let mut q = sqlx::query::<Any>(&sql);
+            for (field, value, seq) in chunk {
+                q = q.bind(*field).bind(value.as_str()).bind(*seq);
+            }
+            q.execute(&mut *tx).await?;
         }
-        q.execute(&mut *tx).await?;
+        tx.commit().await?;
     }
-    sqlx::query::<Any>("UPDATE ledger_lookup_head SET indexed = $1 WHERE id = 0")
+    // Never backwards: another replica may have indexed further meanwhile.
+    let _turn = store.write_turn(File::Activity).await;
+    sqlx::query::<Any>("UPDATE ledger_lookup_head SET indexed = $1 WHERE id = 0 AND indexed < $1")
         .bind(next)
-        .execute(&mut *tx)
+        .execute(store.pool())
         .await?;
-    tx.commit().await?;
     Ok(rows.len() as u64)
 }
 
