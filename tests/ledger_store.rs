@@ -846,6 +846,20 @@ async fn an_older_sqlite_ledger_gets_its_lookup_on_the_next_start() {
         seqs(ledger.entries(&by_subject, page).await.unwrap()),
         vec![2, 7]
     );
+    // An indexing interrupted after writing rows but before moving `indexed` past them: the
+    // entry is in the lookup and in the scanned tail, and is listed once.
+    exec(
+        &store,
+        &format!(
+            "INSERT INTO ledger_lookup (field, value, seq) VALUES ('subject', '{}', 7)",
+            entry(2).subject
+        ),
+    )
+    .await;
+    assert_eq!(
+        seqs(ledger.entries(&by_subject, page).await.unwrap()),
+        vec![2, 7]
+    );
     assert_eq!(lookup::catch_up(&store).await.unwrap(), 10);
     assert_eq!(
         seqs(ledger.entries(&by_subject, page).await.unwrap()),
