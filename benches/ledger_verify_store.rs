@@ -1,0 +1,124 @@
+//! `credit-node ledger verify` end to end on SQLite: [`audit::verify_store`] over a ledger of
+//! 200,000 entries written by the real writer, against the floor of reading the same rows and
+//! columns (seq, entry, leaf hash) through the same pool and SHA-256-hashing each entry, in the
+//! same run. The criterion bench
+//! `ledger_verify` measures the verifier's core over entries in memory; this one adds the
+//! store: sqlx's row stream, decoding, the signed tree heads.
+//!
+//! `cargo bench --bench ledger_verify_store` — prints a Markdown table for BENCHMARKS.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Instant;
+
+use credit_node::{
+    ledger::{
+        Ledger, LedgerSettings, audit,
+        entry::{Decision, Entry, FieldDecision, Outcome},
+    },
+    store::Store,
+};
+use futures_util::TryStreamExt;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use sqlx::{Any, Row};
+
+const N: u64 = 200_000;
+const CONCURRENCY: u64 = 64;
+const RUNS: usize = 3;
+
+fn entry(n: u64) -> Entry {
+    Entry {
+        seq: 0,
+        time_ms: 1_790_000_000_000 + n as i64,
+        query_id: [7; 16],
+        caller: "spiffe://region-a.credit.test/dept/tax".into(),
+        caller_cert_sha256: [0xab; 32],
+        on_behalf_of: None,
+        purpose: "licensing".into(),
+        basis: "doc-2026-17".into(),
+        subject: format!("9135010{:011}", n % 100_000),
+        requested_fields: vec!["penalty.amount".into()],
+        decisions: vec![FieldDecision {
+            field: "penalty.amount".into(),
+            decision: Decision::GrantedRaw,
+        }],
+        outcome: Outcome::Granted,
+        response_sha256: [0x11; 32],
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
+        .await
+        .unwrap();
+    let key = Ed25519KeyPair::from_seed_unchecked(&[1; 32]).unwrap();
+    let public_key = key.public_key().as_ref().to_vec();
+    let settings = LedgerSettings {
+        sth_every_entries: 10_000,
+        sth_interval_ms: 1_000,
+        max_batch: 1024,
+        lookup_every_ms: 0,
+    };
+    let ledger = Ledger::open(store.clone(), key, settings, || 1_790_000_000_000)
+        .await
+        .unwrap();
+    let writers: Vec<_> = (0..CONCURRENCY)
+        .map(|t| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                for n in (t..N).step_by(CONCURRENCY as usize) {
+                    ledger.append(entry(n)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    ledger.shutdown().await;
+
+    let mut verify = Vec::new();
+    let mut floor = Vec::new();
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let report = audit::verify_store(&store, &public_key, |_| {})
+            .await
+            .unwrap();
+        verify.push(started.elapsed().as_secs_f64());
+        assert_eq!(report.entries, N);
+
+        let started = Instant::now();
+        let mut rows =
+            sqlx::query::<Any>("SELECT entry, seq, leaf_hash FROM ledger_entries ORDER BY seq")
+                .fetch(store.pool());
+        let mut hashed = 0u64;
+        while let Some(row) = rows.try_next().await.unwrap() {
+            let bytes: Vec<u8> = row.get(0);
+            let _s: i64 = row.get(1);
+            let _h: Vec<u8> = row.get(2);
+            std::hint::black_box(ring::digest::digest(&ring::digest::SHA256, &bytes));
+            hashed += 1;
+        }
+        floor.push(started.elapsed().as_secs_f64());
+        assert_eq!(hashed, N);
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let (verify, floor) = (N as f64 / best(&verify), N as f64 / best(&floor));
+    println!("{N} entries in SQLite, best of {RUNS} runs each\n");
+    println!("| case | entries/s | ratio to the floor |");
+    println!("| --- | --- | --- |");
+    println!(
+        "| read seq, entry and leaf hash of every entry through sqlx, SHA-256 the entry (floor) | {floor:.0} | 1.00 |"
+    );
+    println!(
+        "| `audit::verify_store` (`ledger verify`) | {verify:.0} | {:.2} |",
+        verify / floor
+    );
+    store.close().await;
+}
