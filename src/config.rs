@@ -107,8 +107,9 @@ pub struct LedgerSection {
     /// Most entries committed in one group-commit transaction.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
-    /// How often the lookup by caller and subject catches up with the log (`ledger::lookup`);
-    /// 0: never in the background (listings stay complete, only slower on a long tail).
+    /// How often the lookup by caller and subject catches up with the log (`ledger::lookup`).
+    /// 0: never in the background; listings by caller or subject stay complete but scan every
+    /// entry since the last catch-up, which on a busy node soon means most of the ledger.
     #[serde(default = "default_lookup_every_ms")]
     pub lookup_every_ms: u64,
 }

@@ -556,6 +556,41 @@ async fn two_replicas_over_one_database_yield_one_verifiable_log() {
         let report = verify(&a).await.unwrap();
         assert_eq!((report.entries, report.unsigned_tail), (256, 0), "{engine}");
         assert!(report.sths_checked >= 2, "{engine}: {report:?}");
+
+        // Both replicas catch the lookup up at once: it ends up covering the log, each entry
+        // listed once by subject from either replica.
+        let (ca, cb) = tokio::join!(lookup::catch_up(&a), lookup::catch_up(&b));
+        assert!(ca.unwrap() + cb.unwrap() >= 256, "{engine}");
+        assert_eq!(lookup::indexed(&a).await.unwrap(), 256, "{engine}");
+        let by_subject = EntryFilter {
+            subject: Some(entry(3).subject),
+            ..Default::default()
+        };
+        let page = Page {
+            after: None,
+            limit: 1000,
+        };
+        for store in [&a, &b] {
+            let listed = ledger_store::entries(store, &by_subject, page)
+                .await
+                .unwrap();
+            let mut subjects_seqs: Vec<u64> = listed.entries.iter().map(|e| e.seq).collect();
+            subjects_seqs.dedup();
+            assert_eq!(
+                subjects_seqs.len(),
+                listed.entries.len(),
+                "{engine}: no seq twice"
+            );
+            let expected = (0..256u64).filter(|n| n % 5 == 3).count();
+            assert_eq!(listed.entries.len(), expected, "{engine}");
+            assert!(
+                listed
+                    .entries
+                    .iter()
+                    .all(|e| e.entry.subject == entry(3).subject),
+                "{engine}"
+            );
+        }
     }
 }
 

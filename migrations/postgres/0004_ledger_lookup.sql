@@ -18,5 +18,5 @@ CREATE TABLE ledger_lookup_head (
 );
 INSERT INTO ledger_lookup_head (id, indexed) VALUES (0, 0);
 
-DROP INDEX ledger_entries_by_caller;
-DROP INDEX ledger_entries_by_subject;
+DROP INDEX IF EXISTS ledger_entries_by_caller;
+DROP INDEX IF EXISTS ledger_entries_by_subject;

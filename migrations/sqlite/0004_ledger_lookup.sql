@@ -18,7 +18,6 @@ CREATE TABLE ledger_lookup_head (
 );
 INSERT INTO ledger_lookup_head (id, indexed) VALUES (0, 0);
 
--- Unqualified: SQLite finds each index in whichever file holds it (records file before the
--- activity split, activity file after).
-DROP INDEX ledger_entries_by_caller;
-DROP INDEX ledger_entries_by_subject;
+-- The indexes this replaces (ledger_entries_by_caller, ledger_entries_by_subject) are dropped
+-- by `Store::open` after the activity split, not here: on a store already split they are in
+-- the activity file, and a migration writing both files would not commit atomically.

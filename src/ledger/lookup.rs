@@ -15,10 +15,10 @@
 
 use std::time::Duration;
 
-use sqlx::{Any, Row};
+use sqlx::{Any, AnyConnection, Row};
 
 use super::store::LedgerError;
-use crate::store::{File, Store};
+use crate::store::{Engine, File, Store};
 
 /// The columns of `ledger_entries` the lookup covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,16 +43,32 @@ const ROWS_PER_TRANSACTION: usize = 2_000;
 /// Rows per INSERT statement (3 parameters each).
 const ROWS_PER_STATEMENT: usize = 300;
 
-/// A condition on `seq` for entries whose `field` equals the parameter `p`: the indexed part
-/// from the lookup, the tail from the log itself. `p` is written twice; both engines bind one
-/// numbered parameter wherever it appears.
-pub(super) fn seqs_matching(field: Field, p: usize) -> String {
+/// A condition on `seq` for entries after the parameter `after` whose `field` equals the
+/// parameter `value`: the indexed part from the lookup, the tail from the log itself. Each
+/// side takes only what follows `after` (so a page deep into a busy caller's entries does not
+/// gather all of them again) and, given `limit`, at most one page in `seq` order. Numbered
+/// parameters may appear twice; both engines bind one value wherever it appears.
+pub(super) fn seqs_matching(
+    field: Field,
+    value: usize,
+    after: usize,
+    limit: Option<usize>,
+) -> String {
     let column = field.column();
-    format!(
-        "seq IN (SELECT seq FROM ledger_lookup WHERE field = '{column}' AND value = ${p} \
-         UNION ALL SELECT seq FROM ledger_entries WHERE seq >= \
-         (SELECT indexed FROM ledger_lookup_head WHERE id = 0) AND {column} = ${p})"
-    )
+    let page = |side: String| match limit {
+        Some(l) => format!("SELECT seq FROM ({side} ORDER BY seq LIMIT ${l}) AS page"),
+        None => side,
+    };
+    let indexed = page(format!(
+        "SELECT seq FROM ledger_lookup WHERE field = '{column}' AND value = ${value} \
+         AND seq > ${after}"
+    ));
+    let tail = page(format!(
+        "SELECT seq FROM ledger_entries WHERE seq >= \
+         (SELECT indexed FROM ledger_lookup_head WHERE id = 0) AND seq > ${after} \
+         AND {column} = ${value}"
+    ));
+    format!("seq IN ({indexed} UNION ALL {tail})")
 }
 
 /// Indexes what was committed since the last call until the lookup has caught up; returns the
@@ -74,7 +90,8 @@ pub(super) async fn run(store: Store, every: Duration) {
     if every.is_zero() {
         return;
     }
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // The first round at once: after an upgrade or a restart, listings scan less sooner.
+    let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
@@ -89,25 +106,80 @@ pub(super) async fn run(store: Store, every: Duration) {
 }
 
 /// The next `limit` entries after `indexed` into the lookup, sorted so that each page of it is
-/// written once, then `indexed` moved past them. The rows go in in short transactions over
-/// disjoint key ranges, each taking the activity file's write turn on its own, so the ledger's
-/// writer waits for one of them at most, never for the whole batch. A crash part way leaves
-/// rows beyond `indexed`: harmless (a listing asks `seq IN (...)`, so a seq found twice is
-/// found once) and skipped by the next attempt's `ON CONFLICT`.
+/// written once, then `indexed` moved past them; returns how many.
+///
+/// On SQLite the rows go in in short transactions over disjoint key ranges, each taking the
+/// activity file's write turn on its own, so the ledger's writer waits for one of them at most,
+/// never for the whole batch. A crash part way leaves rows beyond `indexed`: harmless (a
+/// listing asks `seq IN (...)`, so a seq found twice is found once) and skipped by the next
+/// attempt's `ON CONFLICT`. On PostgreSQL, where writers do not exclude each other, the batch
+/// is one transaction, and an advisory lock leaves each round to one replica: the others
+/// would only index the same entries again and wait on each other's rows.
 async fn index_batch(store: &Store, limit: u32) -> Result<u64, LedgerError> {
-    let indexed = indexed(store).await?;
+    let engine = store.engine();
+    if engine == Engine::Postgres {
+        let mut tx = store.pool().begin().await?;
+        let ours: bool = sqlx::query::<Any>("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(PG_LOCK)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        if !ours {
+            return Ok(0);
+        }
+        let Some((count, next, keys)) = next_keys(&mut tx, limit).await? else {
+            return Ok(0);
+        };
+        insert(&mut tx, engine, &keys).await?;
+        advance(&mut tx, next).await?;
+        tx.commit().await?;
+        return Ok(count);
+    }
+    let mut conn = store.pool().acquire().await?;
+    let Some((count, next, keys)) = next_keys(&mut conn, limit).await? else {
+        return Ok(0);
+    };
+    drop(conn);
+    for part in keys.chunks(ROWS_PER_TRANSACTION) {
+        let _turn = store.write_turn(File::Activity).await;
+        let mut tx = store.pool().begin().await?;
+        insert(&mut tx, engine, part).await?;
+        tx.commit().await?;
+    }
+    let _turn = store.write_turn(File::Activity).await;
+    let mut conn = store.pool().acquire().await?;
+    advance(&mut conn, next).await?;
+    Ok(count)
+}
+
+/// The advisory lock of the PostgreSQL indexer: one value for every replica of a node.
+const PG_LOCK: i64 = 0x6c65_6467_6572_6c6b; // "ledgerlk"
+
+/// A lookup row: field, value, seq.
+type Key = (&'static str, String, i64);
+
+/// The keys of the next `limit` entries not yet indexed, sorted, with their count and the
+/// `indexed` they lead to; `None` when the lookup has caught up.
+async fn next_keys(
+    conn: &mut AnyConnection,
+    limit: u32,
+) -> Result<Option<(u64, i64, Vec<Key>)>, LedgerError> {
+    let indexed: i64 = sqlx::query::<Any>("SELECT indexed FROM ledger_lookup_head WHERE id = 0")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
     let rows = sqlx::query::<Any>(
         "SELECT seq, caller, subject FROM ledger_entries WHERE seq >= $1 ORDER BY seq LIMIT $2",
     )
-    .bind(i64::try_from(indexed).unwrap_or(i64::MAX))
+    .bind(indexed)
     .bind(i64::from(limit))
-    .fetch_all(store.pool())
+    .fetch_all(&mut *conn)
     .await?;
     let Some(last) = rows.last() else {
-        return Ok(0);
+        return Ok(None);
     };
     let next = last.try_get::<i64, _>(0)? + 1;
-    let mut keys: Vec<(&'static str, String, i64)> = Vec::with_capacity(rows.len() * 2);
+    let mut keys: Vec<Key> = Vec::with_capacity(rows.len() * 2);
     for row in &rows {
         let seq: i64 = row.try_get(0)?;
         for field in [Field::Caller, Field::Subject] {
@@ -115,29 +187,30 @@ async fn index_batch(store: &Store, limit: u32) -> Result<u64, LedgerError> {
         }
     }
     keys.sort_unstable();
-    let engine = store.engine();
-    for part in keys.chunks(ROWS_PER_TRANSACTION) {
-        let _turn = store.write_turn(File::Activity).await;
-        let mut tx = store.pool().begin().await?;
-        for chunk in part.chunks(ROWS_PER_STATEMENT) {
-            let mut sql = String::from("INSERT INTO ledger_lookup (field, value, seq) VALUES ");
-            engine.placeholders().tuples(&mut sql, chunk.len(), 3);
-            sql.push_str(" ON CONFLICT (field, value, seq) DO NOTHING");
-            let mut q = sqlx::query::<Any>(&sql);
-            for (field, value, seq) in chunk {
-                q = q.bind(*field).bind(value.as_str()).bind(*seq);
-            }
-            q.execute(&mut *tx).await?;
+    Ok(Some((rows.len() as u64, next, keys)))
+}
+
+async fn insert(conn: &mut AnyConnection, engine: Engine, keys: &[Key]) -> Result<(), LedgerError> {
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from("INSERT INTO ledger_lookup (field, value, seq) VALUES ");
+        engine.placeholders().tuples(&mut sql, chunk.len(), 3);
+        sql.push_str(" ON CONFLICT (field, value, seq) DO NOTHING");
+        let mut q = sqlx::query::<Any>(&sql);
+        for (field, value, seq) in chunk {
+            q = q.bind(*field).bind(value.as_str()).bind(*seq);
         }
-        tx.commit().await?;
+        q.execute(&mut *conn).await?;
     }
-    // Never backwards: another replica may have indexed further meanwhile.
-    let _turn = store.write_turn(File::Activity).await;
+    Ok(())
+}
+
+/// Moves `indexed` to `next`, never backwards (another replica may have indexed further).
+async fn advance(conn: &mut AnyConnection, next: i64) -> Result<(), LedgerError> {
     sqlx::query::<Any>("UPDATE ledger_lookup_head SET indexed = $1 WHERE id = 0 AND indexed < $1")
         .bind(next)
-        .execute(store.pool())
+        .execute(&mut *conn)
         .await?;
-    Ok(rows.len() as u64)
+    Ok(())
 }
 
 /// How many entries the lookup covers (`[0, indexed)`).

@@ -257,7 +257,8 @@ impl Ledger {
     /// Stops accepting appends, commits everything already queued, signs the tail, and returns
     /// when the writer has finished. Appends after this fail with [`LedgerError::Closed`].
     pub async fn shutdown(&self) {
-        // Mid-batch is fine: a batch is one transaction, and listings never depend on it.
+        // Mid-round is fine: each of its transactions commits whole or not at all, rows beyond
+        // `indexed` are harmless, and listings never depend on how far it got.
         self.lookup.abort();
         let (reply, done) = oneshot::channel();
         if self
@@ -584,49 +585,87 @@ pub async fn entries(
     filter: &EntryFilter,
     page: Page,
 ) -> Result<EntryPage, LedgerError> {
+    let after = match page.after {
+        Some(a) => to_i64(a)?,
+        None => -1,
+    };
     let mut sql = String::from("SELECT seq, entry, leaf_hash FROM ledger_entries WHERE seq > $1");
+    // Parameters in the order they are numbered: $1 is `after`.
+    let mut texts: Vec<&str> = Vec::new();
+    let mut ints: Vec<(usize, i64)> = Vec::new();
     let mut n = 1;
     let mut param = || {
         n += 1;
         n
     };
-    // By caller and subject through the lookup (see `lookup` for why not an index).
-    for (set, field) in [
-        (filter.caller.is_some(), Field::Caller),
-        (filter.subject.is_some(), Field::Subject),
-    ] {
-        if set {
-            sql.push_str(" AND ");
-            sql.push_str(&lookup::seqs_matching(field, param()));
-        }
-    }
-    for (set, column, op) in [
-        (filter.purpose.is_some(), "purpose", "="),
-        (filter.outcome.is_some(), "outcome", "="),
-        (filter.from_ms.is_some(), "time_ms", ">="),
-        (filter.until_ms.is_some(), "time_ms", "<"),
-    ] {
-        if set {
-            sql.push_str(&format!(" AND {column} {op} ${}", param()));
-        }
-    }
-    let limit = param();
-    sql.push_str(&format!(" ORDER BY seq LIMIT ${limit}"));
-    let after = match page.after {
-        Some(a) => to_i64(a)?,
-        None => -1,
+    // One of caller and subject through the lookup (see `lookup` for why not an index), the
+    // subject when both are given (the fewer entries), the other as a plain column check.
+    let through_lookup = match (&filter.subject, &filter.caller) {
+        (Some(subject), _) => Some((Field::Subject, subject.as_str())),
+        (None, Some(caller)) => Some((Field::Caller, caller.as_str())),
+        (None, None) => None,
     };
-    let mut q = sqlx::query::<Any>(&sql).bind(after);
-    for text in [&filter.caller, &filter.subject, &filter.purpose]
-        .into_iter()
-        .flatten()
-    {
-        q = q.bind(text.as_str());
+    let others = [
+        filter.purpose.is_some(),
+        filter.outcome.is_some(),
+        filter.from_ms.is_some(),
+        filter.until_ms.is_some(),
+        filter.subject.is_some() && filter.caller.is_some(),
+    ];
+    let mut columns: Vec<(&str, &str, &str)> = Vec::new();
+    if let (Some(_), Some(caller)) = (&filter.subject, &filter.caller) {
+        columns.push(("caller", "=", caller.as_str()));
+    }
+    if let Some(purpose) = &filter.purpose {
+        columns.push(("purpose", "=", purpose.as_str()));
     }
     if let Some(kind) = filter.outcome {
-        q = q.bind(kind.as_str());
+        columns.push(("outcome", "=", kind.as_str()));
     }
-    for ms in [filter.from_ms, filter.until_ms].into_iter().flatten() {
+    let limit_param;
+    if let Some((field, value)) = through_lookup {
+        let value_param = param();
+        texts.push(value);
+        let mut column_sql = String::new();
+        for (column, op, value) in &columns {
+            column_sql.push_str(&format!(" AND {column} {op} ${}", param()));
+            texts.push(value);
+        }
+        let mut time_sql = String::new();
+        for (ms, op) in [(filter.from_ms, ">="), (filter.until_ms, "<")] {
+            if let Some(ms) = ms {
+                let p = param();
+                time_sql.push_str(&format!(" AND time_ms {op} ${p}"));
+                ints.push((p, ms));
+            }
+        }
+        limit_param = param();
+        // With no other condition, each side of the lookup stops at one page.
+        let inner_limit = (!others.contains(&true)).then_some(limit_param);
+        sql.push_str(" AND ");
+        sql.push_str(&lookup::seqs_matching(field, value_param, 1, inner_limit));
+        sql.push_str(&column_sql);
+        sql.push_str(&time_sql);
+    } else {
+        for (column, op, value) in &columns {
+            sql.push_str(&format!(" AND {column} {op} ${}", param()));
+            texts.push(value);
+        }
+        for (ms, op) in [(filter.from_ms, ">="), (filter.until_ms, "<")] {
+            if let Some(ms) = ms {
+                let p = param();
+                sql.push_str(&format!(" AND time_ms {op} ${p}"));
+                ints.push((p, ms));
+            }
+        }
+        limit_param = param();
+    }
+    sql.push_str(&format!(" ORDER BY seq LIMIT ${limit_param}"));
+    let mut q = sqlx::query::<Any>(&sql).bind(after);
+    for text in texts {
+        q = q.bind(text);
+    }
+    for (_, ms) in ints {
         q = q.bind(ms);
     }
     q = q.bind(i64::from(page.limit));

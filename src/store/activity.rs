@@ -118,6 +118,18 @@ pub async fn split(pool: &AnyPool) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Drops the ledger's indexes by caller and subject, which `ledger_lookup` replaced (migration
+/// 4), wherever they are: after [`split`], so each drop writes one file (a migration dropping
+/// them from an already split store would write both in one transaction). Idempotent.
+pub async fn drop_replaced_indexes(pool: &AnyPool) -> Result<(), StoreError> {
+    for index in ["ledger_entries_by_caller", "ledger_entries_by_subject"] {
+        sqlx::query::<Any>(&format!("DROP INDEX IF EXISTS {index}"))
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
 /// `CREATE TABLE t ...` → `CREATE TABLE activity.t ...`, and the same for indexes. SQLite stores
 /// the original statement with its leading keywords normalised, so the prefix is exact.
 fn qualify(sql: &str) -> Option<String> {

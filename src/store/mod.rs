@@ -200,6 +200,7 @@ impl Store {
         migrations::run(&pool, engine).await?;
         if engine == Engine::Sqlite {
             activity::split(&pool).await?;
+            activity::drop_replaced_indexes(&pool).await?;
         }
         Ok(Self {
             pool,
