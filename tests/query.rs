@@ -680,7 +680,7 @@ async fn administration_is_on_record_before_it_takes_effect() {
     assert_eq!(
         seen,
         vec![
-            (operator, "ingest_records", "", ""),
+            (operator, "ingest_records", f.subject.as_str(), ""),
             (
                 operator,
                 "restore_record",
@@ -696,7 +696,9 @@ async fn administration_is_on_record_before_it_takes_effect() {
         ]
     );
     assert!(
-        listed[0].reason.starts_with("4 records in 4 rows"),
+        listed[0]
+            .reason
+            .starts_with("4 records of this subject in a batch of 4 records in 4 rows"),
         "{}",
         listed[0].reason
     );

@@ -133,27 +133,51 @@ impl Administration for AdministrationApi {
                 "nothing written: {report}"
             )));
         }
+        // One entry per subject, so that an officer listing a subject's entries finds the
+        // ingest that put its records here; each names the whole batch by its digest.
         let digest = ring::digest::digest(&ring::digest::SHA256, lines.as_bytes());
-        let detail = format!(
-            "{} records in {} rows of JSON Lines (SHA-256 of the rows joined by newlines: {})",
+        let batch = format!(
+            "a batch of {} records in {} rows of JSON Lines (SHA-256 of the rows joined by \
+             newlines: {})",
             records.len(),
             request.get_ref().json_lines.len(),
             hex::encode(digest.as_ref())
         );
-        let receipt = self
-            .record(caller, AdminAction::IngestRecords, "", "", detail)
-            .await?;
+        let mut subjects: Vec<(&str, usize)> = Vec::new();
+        let mut position: std::collections::HashMap<&str, usize> = Default::default();
+        for r in &records {
+            let i = *position.entry(&r.subject).or_insert_with(|| {
+                subjects.push((&r.subject, 0));
+                subjects.len() - 1
+            });
+            subjects[i].1 += 1;
+        }
+        let recorded = subjects.iter().map(|(subject, n)| {
+            let detail = format!("{n} records of this subject in {batch}");
+            self.record(caller, AdminAction::IngestRecords, subject, "", detail)
+        });
+        let receipts = futures_util::future::join_all(recorded)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         let outcome = self
             .state
             .store()
             .insert_records(&records, self.state.clock().now_ms())
             .await
-            .map_err(|e| unrecorded_change(&receipt, e))?;
-        tracing::info!(operator = %caller.spiffe_id, inserted = outcome.inserted, seq = receipt.seq, "records ingested");
+            .map_err(|e| match receipts.first() {
+                Some(receipt) => unrecorded_change(receipt, e),
+                None => unavailable(e),
+            })?;
+        tracing::info!(operator = %caller.spiffe_id, inserted = outcome.inserted,
+            subjects = receipts.len(), "records ingested");
         Ok(Response::new(proto::IngestRecordsResponse {
             inserted: outcome.inserted,
             already_present: outcome.already_present,
-            receipt: Some(super::convert::ledger_receipt(&receipt)),
+            receipts: receipts
+                .iter()
+                .map(super::convert::ledger_receipt)
+                .collect(),
         }))
     }
 

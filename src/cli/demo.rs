@@ -405,11 +405,36 @@ async fn show_ledger(node: &RunningNode) -> Result<(), CliError> {
         &crate::tls::hex(&report.root)[..16],
         head.head.tree_size
     );
+    // The operator's ingests first (one entry per subject: summed up here), then the tour's
+    // queries, each as `credit-node ledger list` shows it.
+    let administration = ledger
+        .entries(
+            &EntryFilter {
+                outcome: Some(crate::ledger::store::OutcomeKind::Administration),
+                ..Default::default()
+            },
+            Page {
+                after: None,
+                limit: 10_000,
+            },
+        )
+        .await
+        .map_err(|e| runtime(&e))?
+        .entries;
+    if let (Some(first), Some(last)) = (administration.first(), administration.last()) {
+        println!(
+            "  #{}–#{} {} ingest_records: {} entries, one per subject ingested",
+            first.seq,
+            last.seq,
+            first.entry.caller,
+            administration.len()
+        );
+    }
     let page = ledger
         .entries(
             &EntryFilter::default(),
             Page {
-                after: None,
+                after: administration.last().map(|e| e.seq),
                 limit: 20,
             },
         )
@@ -417,14 +442,11 @@ async fn show_ledger(node: &RunningNode) -> Result<(), CliError> {
         .map_err(|e| runtime(&e))?;
     for e in &page.entries {
         println!(
-            "  #{:<3} {:<45} {:<20} {:<20} {}",
+            "  #{:<5} {:<45} {:<20} {:<20} {}",
             e.seq,
             e.entry.caller,
             super::ledger::mask(&e.entry.subject),
-            match &e.entry.outcome {
-                crate::ledger::entry::Outcome::Administration(a) => a.action.as_str(),
-                _ => &e.entry.purpose,
-            },
+            e.entry.purpose,
             crate::ledger::store::OutcomeKind::of(&e.entry.outcome).as_str()
         );
     }
