@@ -114,6 +114,25 @@ async fn admin_as(
     AdministrationClient::new(channel(pki, node, region, kind, id).await)
 }
 
+/// Whether region A's tax bureau finds a registration of the subject of `seed`.
+async fn registration_found(f: &Fixture, seed: u64) -> bool {
+    let subject = Uscc::from_seed(seed).to_string();
+    let asked = ask(&subject, "registration", "tax-administration");
+    let r = query_as(&f.pki, &f.node, REGION_A, "tax", asked)
+        .await
+        .unwrap();
+    !r.result.unwrap().records.is_empty()
+}
+
+/// The penalties of the fixture's subject that region A's tax bureau receives.
+async fn penalties(f: &Fixture) -> Vec<proto::RecordView> {
+    let asked = ask(&f.subject, "admin-penalty", "public-procurement");
+    let r = query_as(&f.pki, &f.node, REGION_A, "tax", asked)
+        .await
+        .unwrap();
+    r.result.unwrap().records
+}
+
 fn ask(subject: &str, item: &str, purpose: &str) -> proto::QueryRequest {
     proto::QueryRequest {
         subject: subject.into(),
@@ -431,20 +450,7 @@ async fn only_this_departments_operators_reach_administration() {
         assert_eq!(status.code(), Code::PermissionDenied);
     }
     // Nothing was written by the refused callers.
-    let r = query_as(
-        &f.pki,
-        &f.node,
-        REGION_A,
-        "tax",
-        ask(
-            &Uscc::from_seed(9).to_string(),
-            "registration",
-            "tax-administration",
-        ),
-    )
-    .await
-    .unwrap();
-    assert!(r.result.unwrap().records.is_empty());
+    assert!(!registration_found(&f, 9).await);
 
     // A bad row in an operator's batch: nothing written, the row named.
     let mut admin = admin_as(&f.pki, &f.node, REGION_A, Kind::Operator, "admin").await;
@@ -458,21 +464,8 @@ async fn only_this_departments_operators_reach_administration() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("line 2"), "{}", status.message());
-    let r = query_as(
-        &f.pki,
-        &f.node,
-        REGION_A,
-        "tax",
-        ask(
-            &Uscc::from_seed(10).to_string(),
-            "registration",
-            "tax-administration",
-        ),
-    )
-    .await
-    .unwrap();
     assert!(
-        r.result.unwrap().records.is_empty(),
+        !registration_found(&f, 10).await,
         "the good row of a bad batch is not written"
     );
     f.node.shutdown().await;
@@ -616,18 +609,7 @@ async fn administration_is_on_record_before_it_takes_effect() {
     use sqlx::Executor;
     let f = fixture().await;
     let operator = "spiffe://region-a.credit.test/operator/admin";
-    let records = query_as(
-        &f.pki,
-        &f.node,
-        REGION_A,
-        "tax",
-        ask(&f.subject, "admin-penalty", "public-procurement"),
-    )
-    .await
-    .unwrap()
-    .result
-    .unwrap()
-    .records;
+    let records = penalties(&f).await;
     let (first, second) = (records[0].record_id.clone(), records[1].record_id.clone());
 
     let mut admin = admin_as(&f.pki, &f.node, REGION_A, Kind::Operator, "admin").await;
@@ -746,18 +728,7 @@ async fn administration_is_on_record_before_it_takes_effect() {
         .execute("DROP TRIGGER fail_ledger")
         .await
         .unwrap();
-    let still = query_as(
-        &f.pki,
-        &f.node,
-        REGION_A,
-        "tax",
-        ask(&f.subject, "admin-penalty", "public-procurement"),
-    )
-    .await
-    .unwrap()
-    .result
-    .unwrap()
-    .records;
+    let still = penalties(&f).await;
     assert_eq!(
         still
             .iter()
@@ -766,21 +737,8 @@ async fn administration_is_on_record_before_it_takes_effect() {
         vec![second.as_str()],
         "the unrecorded restoration did not happen"
     );
-    let r = query_as(
-        &f.pki,
-        &f.node,
-        REGION_A,
-        "tax",
-        ask(
-            &Uscc::from_seed(12).to_string(),
-            "registration",
-            "tax-administration",
-        ),
-    )
-    .await
-    .unwrap();
     assert!(
-        r.result.unwrap().records.is_empty(),
+        !registration_found(&f, 12).await,
         "the unrecorded ingest wrote nothing"
     );
     f.node.shutdown().await;
