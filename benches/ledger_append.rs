@@ -18,37 +18,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::entry;
 use credit_node::{
-    ledger::{
-        Ledger, LedgerSettings,
-        entry::{Decision, Entry, FieldDecision, Outcome},
-    },
+    ledger::{Ledger, LedgerSettings},
     store::Store,
 };
+
+mod common;
 use ring::signature::Ed25519KeyPair;
 
 const CONCURRENCY: usize = 64;
-
-fn entry(n: u64) -> Entry {
-    Entry {
-        seq: 0,
-        time_ms: 1_790_000_000_000 + n as i64,
-        query_id: [7; 16],
-        caller: "spiffe://region-a.credit.test/dept/tax".into(),
-        caller_cert_sha256: [0xab; 32],
-        on_behalf_of: None,
-        purpose: "licensing".into(),
-        basis: "doc-2026-17".into(),
-        subject: format!("9135010{:011}", n % 100_000),
-        requested_fields: vec!["penalty.amount".into()],
-        decisions: vec![FieldDecision {
-            field: "penalty.amount".into(),
-            decision: Decision::GrantedRaw,
-        }],
-        outcome: Outcome::Granted,
-        response_sha256: [0x11; 32],
-    }
-}
 
 /// Appends/s over `seconds` with 64 appenders, each awaiting its durable receipt.
 async fn run(store: Store, max_batch: usize, seconds: f64) -> f64 {

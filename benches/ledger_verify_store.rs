@@ -11,41 +11,20 @@
 
 use std::time::Instant;
 
+use common::entry;
 use credit_node::{
-    ledger::{
-        Ledger, LedgerSettings, audit,
-        entry::{Decision, Entry, FieldDecision, Outcome},
-    },
+    ledger::{Ledger, LedgerSettings, audit},
     store::Store,
 };
 use futures_util::TryStreamExt;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use sqlx::{Any, Row};
 
+mod common;
+
 const N: u64 = 200_000;
 const CONCURRENCY: u64 = 64;
 const RUNS: usize = 3;
-
-fn entry(n: u64) -> Entry {
-    Entry {
-        seq: 0,
-        time_ms: 1_790_000_000_000 + n as i64,
-        query_id: [7; 16],
-        caller: "spiffe://region-a.credit.test/dept/tax".into(),
-        caller_cert_sha256: [0xab; 32],
-        on_behalf_of: None,
-        purpose: "licensing".into(),
-        basis: "doc-2026-17".into(),
-        subject: format!("9135010{:011}", n % 100_000),
-        requested_fields: vec!["penalty.amount".into()],
-        decisions: vec![FieldDecision {
-            field: "penalty.amount".into(),
-            decision: Decision::GrantedRaw,
-        }],
-        outcome: Outcome::Granted,
-        response_sha256: [0x11; 32],
-    }
-}
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
