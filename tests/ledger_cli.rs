@@ -12,7 +12,7 @@ use credit_node::{
     config::LoadedConfig,
     ledger::{
         Ledger, LedgerSettings,
-        entry::{Entry, Outcome},
+        entry::{AdminAction, Administration, Entry, Outcome},
         key,
     },
     pki::REGION_A,
@@ -69,6 +69,16 @@ async fn verify_list_export_through_the_binary() {
     for n in 0..12 {
         ledger.append(entry(n)).await.unwrap();
     }
+    // An operator's change, as the administration RPCs record it.
+    let mut restored = entry(12);
+    restored.caller = "spiffe://region-a.credit.test/operator/admin".into();
+    restored.purpose.clear();
+    restored.basis = "信用修复决定〔2026〕9号".into();
+    restored.outcome = Outcome::Administration(Administration {
+        action: AdminAction::RestoreRecord,
+        detail: "record 0a1b restored from 2026-11-01".into(),
+    });
+    ledger.append(restored).await.unwrap();
     ledger.shutdown().await;
     let config = config.to_str().unwrap();
 
@@ -76,7 +86,7 @@ async fn verify_list_export_through_the_binary() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true);
-    assert_eq!(report["entries"], 12);
+    assert_eq!(report["entries"], 13);
 
     let table = run(&["ledger", "list", "--config", config]);
     assert!(table.status.success(), "{}", text(&table.stderr));
@@ -97,6 +107,41 @@ async fn verify_list_export_through_the_binary() {
     assert_eq!(lines[2]["seq"], 2);
     assert_eq!(lines[2]["subject"], SUBJECT);
 
+    // The officer's view of administration: the action in the table, the detail in JSON.
+    let table = run(&[
+        "ledger",
+        "list",
+        "--config",
+        config,
+        "--outcome",
+        "administration",
+    ]);
+    let table = text(&table.stdout);
+    assert!(
+        table.contains("administration") && table.contains("restore_record"),
+        "{table}"
+    );
+    assert!(
+        !table.contains("licensing"),
+        "only the administration entry: {table}"
+    );
+    let jsonl = run(&[
+        "ledger",
+        "list",
+        "--config",
+        config,
+        "--jsonl",
+        "--subject",
+        SUBJECT,
+    ]);
+    let lines: Vec<serde_json::Value> = text(&jsonl.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 13, "every entry about the subject");
+    assert_eq!(lines[12]["outcome"], "administration");
+    assert_eq!(lines[12]["outcome_detail"]["action"], "restore_record");
+
     let export = pki.dir.path().join("export.jsonl");
     let export = export.to_str().unwrap();
     let out = run(&["ledger", "export", "--config", config, "--out", export]);
@@ -105,7 +150,7 @@ async fn verify_list_export_through_the_binary() {
     let key = key.to_str().unwrap();
     let out = run(&["ledger", "verify", "--export", export, "--key", key]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("12 entries"));
+    assert!(text(&out.stdout).contains("13 entries"));
 
     // Tamper with entry 5 in the database: verify fails, exit 1, and names entry 5.
     sqlx::query::<Any>("UPDATE ledger_entries SET entry = $1 WHERE seq = 5")
