@@ -415,8 +415,9 @@ impl LoadedConfig {
                 )));
             }
         }
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(&path).map_err(|e| err(format!("{}: {e}", path.display())))?,
+        );
         PseudonymKey::from_hex(text.trim()).ok_or_else(|| {
             err(format!(
                 "{}: expected 64 hexadecimal digits (32 bytes)",

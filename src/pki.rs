@@ -264,7 +264,9 @@ pub fn generate(out: &Path) -> Result<Layout, PkiError> {
             path: layout.pseudonym_key(td),
             reason: "system random number generator failed".into(),
         })?;
-        write_private(&layout.pseudonym_key(td), &format!("{}\n", key.to_hex()))?;
+        let mut text = key.to_hex();
+        text.push('\n');
+        write_private(&layout.pseudonym_key(td), &text)?;
         let ledger = crate::catalog::AuthorityKeyPair::generate().map_err(|e| PkiError::Bad {
             path: layout.ledger_key(td),
             reason: e.to_string(),

@@ -76,13 +76,22 @@ impl PseudonymKey {
         crate::ledger::hex::decode_array::<32>(text).map(Self)
     }
 
-    pub fn to_hex(&self) -> String {
-        crate::tls::hex(&self.0)
+    /// The key as 64 hex digits (for its file), wiped from memory when dropped.
+    pub fn to_hex(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(crate::tls::hex(&self.0))
     }
 
     /// The key of one recipient; derive it once per request.
     pub fn recipient_key(&self, recipient: &SpiffeId) -> RecipientKey {
         RecipientKey::derive(&self.0, recipient)
+    }
+}
+
+/// The master secret does not outlive its last holder in memory (a core dump or a later
+/// allocation reusing the bytes would otherwise hold it).
+impl Drop for PseudonymKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 
