@@ -16,7 +16,7 @@ use crate::{
     ingest::{self, Format, Rows},
     ledger::{
         Receipt,
-        entry::{self, AdminAction, Entry, Outcome},
+        entry::{self, AdminAction, Outcome},
         hex,
     },
     proto::{self, administration_server::Administration},
@@ -54,21 +54,10 @@ impl AdministrationApi {
         basis: &str,
         detail: String,
     ) -> Result<Receipt, Status> {
-        let entry = Entry {
-            seq: 0, // assigned by the ledger writer
-            time_ms: self.state.clock().now_ms(),
-            query_id: super::query::random_id(),
-            caller: operator.spiffe_id.to_string(),
-            caller_cert_sha256: operator.fingerprint,
-            on_behalf_of: None,
-            purpose: String::new(),
-            basis: basis.to_owned(),
-            subject: subject.to_owned(),
-            requested_fields: Vec::new(),
-            decisions: Vec::new(),
-            outcome: Outcome::Administration(entry::Administration { action, detail }),
-            response_sha256: [0; 32],
-        };
+        let outcome = Outcome::Administration(entry::Administration { action, detail });
+        let mut entry = super::action_entry(&self.state, operator, outcome);
+        entry.subject = subject.to_owned();
+        entry.basis = basis.to_owned();
         self.state.ledger().append(entry).await.map_err(|e| {
             tracing::error!(error = %e, action = action.as_str(), "administration could not be recorded");
             Status::unavailable(

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     identity::Caller,
+    ledger::entry::{Entry, Outcome},
     policy,
     proto::{self, credit_query_server::CreditQuery},
     server::PeerInfo,
@@ -31,6 +32,26 @@ pub fn caller<T>(request: &Request<T>) -> Result<&Caller, Status> {
         // Unreachable with our acceptor, which attaches a caller to every connection; refuse
         // rather than guess if a future transport forgets to.
         .ok_or_else(|| Status::unauthenticated("no verified client certificate"))
+}
+
+/// The entry of an action that answers no query (a review, an administration): by `caller`,
+/// now, with `outcome`; no fields decided, nothing sent. Its `seq` is assigned by the writer.
+pub(crate) fn action_entry(state: &NodeState, caller: &Caller, outcome: Outcome) -> Entry {
+    Entry {
+        seq: 0,
+        time_ms: state.clock().now_ms(),
+        query_id: query::random_id(),
+        caller: caller.spiffe_id.to_string(),
+        caller_cert_sha256: caller.fingerprint,
+        on_behalf_of: None,
+        purpose: String::new(),
+        basis: String::new(),
+        subject: String::new(),
+        requested_fields: Vec::new(),
+        decisions: Vec::new(),
+        outcome,
+        response_sha256: [0; 32],
+    }
 }
 
 pub struct CreditQueryApi {

@@ -21,7 +21,7 @@ use crate::{
     identity::{Caller, Kind, SpiffeId},
     ledger::{
         EntryFilter, LedgerError, Page, StoredEntry,
-        entry::{Entry, Outcome, Review},
+        entry::{Outcome, Review},
         merkle::ProofError,
         store,
     },
@@ -130,22 +130,7 @@ impl LedgerReviewApi {
         officer: &Officer<'_>,
         review: Review,
     ) -> Result<crate::ledger::Receipt, Status> {
-        let entry = Entry {
-            seq: 0, // assigned by the ledger writer
-            time_ms: self.state.clock().now_ms(),
-            query_id: super::query::random_id(),
-            caller: officer.0.spiffe_id.to_string(),
-            caller_cert_sha256: officer.0.fingerprint,
-            on_behalf_of: None,
-            purpose: String::new(),
-            basis: String::new(),
-            subject: String::new(),
-            requested_fields: Vec::new(),
-            decisions: Vec::new(),
-            outcome: Outcome::Review(review),
-            // Nothing of the records is sent in answer to a review.
-            response_sha256: [0; 32],
-        };
+        let entry = super::action_entry(&self.state, officer.0, Outcome::Review(review));
         self.state.ledger().append(entry).await.map_err(|e| {
             tracing::error!(error = %e, "review could not be recorded");
             Status::unavailable("the review could not be recorded in the ledger; nothing changed")

@@ -590,9 +590,10 @@ pub async fn entries(
         None => -1,
     };
     let mut sql = String::from("SELECT seq, entry, leaf_hash FROM ledger_entries WHERE seq > $1");
-    // Parameters in the order they are numbered: $1 is `after`.
+    // Parameters in the order they are numbered: $1 is `after`, then the texts, the times,
+    // the limit.
     let mut texts: Vec<&str> = Vec::new();
-    let mut ints: Vec<(usize, i64)> = Vec::new();
+    let mut times: Vec<i64> = Vec::new();
     let mut n = 1;
     let mut param = || {
         n += 1;
@@ -601,71 +602,47 @@ pub async fn entries(
     // One of caller and subject through the lookup (see `lookup` for why not an index), the
     // subject when both are given (the fewer entries), the other as a plain column check.
     let through_lookup = match (&filter.subject, &filter.caller) {
-        (Some(subject), _) => Some((Field::Subject, subject.as_str())),
-        (None, Some(caller)) => Some((Field::Caller, caller.as_str())),
+        (Some(subject), _) => Some((Field::Subject, subject.as_str(), param())),
+        (None, Some(caller)) => Some((Field::Caller, caller.as_str(), param())),
         (None, None) => None,
     };
-    let others = [
-        filter.purpose.is_some(),
-        filter.outcome.is_some(),
-        filter.from_ms.is_some(),
-        filter.until_ms.is_some(),
-        filter.subject.is_some() && filter.caller.is_some(),
-    ];
-    let mut columns: Vec<(&str, &str, &str)> = Vec::new();
+    texts.extend(through_lookup.map(|(_, value, _)| value));
+    let mut columns: Vec<(&str, &str)> = Vec::new();
     if let (Some(_), Some(caller)) = (&filter.subject, &filter.caller) {
-        columns.push(("caller", "=", caller.as_str()));
+        columns.push(("caller", caller.as_str()));
     }
-    if let Some(purpose) = &filter.purpose {
-        columns.push(("purpose", "=", purpose.as_str()));
-    }
-    if let Some(kind) = filter.outcome {
-        columns.push(("outcome", "=", kind.as_str()));
-    }
-    let limit_param;
-    if let Some((field, value)) = through_lookup {
-        let value_param = param();
+    columns.extend(filter.purpose.as_deref().map(|p| ("purpose", p)));
+    columns.extend(filter.outcome.map(|k| ("outcome", k.as_str())));
+    let mut conditions = String::new();
+    for (column, value) in &columns {
+        conditions.push_str(&format!(" AND {column} = ${}", param()));
         texts.push(value);
-        let mut column_sql = String::new();
-        for (column, op, value) in &columns {
-            column_sql.push_str(&format!(" AND {column} {op} ${}", param()));
-            texts.push(value);
-        }
-        let mut time_sql = String::new();
-        for (ms, op) in [(filter.from_ms, ">="), (filter.until_ms, "<")] {
-            if let Some(ms) = ms {
-                let p = param();
-                time_sql.push_str(&format!(" AND time_ms {op} ${p}"));
-                ints.push((p, ms));
-            }
-        }
-        limit_param = param();
-        // With no other condition, each side of the lookup stops at one page.
-        let inner_limit = (!others.contains(&true)).then_some(limit_param);
-        sql.push_str(" AND ");
-        sql.push_str(&lookup::seqs_matching(field, value_param, 1, inner_limit));
-        sql.push_str(&column_sql);
-        sql.push_str(&time_sql);
-    } else {
-        for (column, op, value) in &columns {
-            sql.push_str(&format!(" AND {column} {op} ${}", param()));
-            texts.push(value);
-        }
-        for (ms, op) in [(filter.from_ms, ">="), (filter.until_ms, "<")] {
-            if let Some(ms) = ms {
-                let p = param();
-                sql.push_str(&format!(" AND time_ms {op} ${p}"));
-                ints.push((p, ms));
-            }
-        }
-        limit_param = param();
     }
+    for (ms, op) in [(filter.from_ms, ">="), (filter.until_ms, "<")] {
+        if let Some(ms) = ms {
+            conditions.push_str(&format!(" AND time_ms {op} ${}", param()));
+            times.push(ms);
+        }
+    }
+    let limit_param = param();
+    if let Some((field, _, value_param)) = through_lookup {
+        // With no other condition, each side of the lookup stops at one page.
+        let alone = conditions.is_empty();
+        sql.push_str(" AND ");
+        sql.push_str(&lookup::seqs_matching(
+            field,
+            value_param,
+            1,
+            alone.then_some(limit_param),
+        ));
+    }
+    sql.push_str(&conditions);
     sql.push_str(&format!(" ORDER BY seq LIMIT ${limit_param}"));
     let mut q = sqlx::query::<Any>(&sql).bind(after);
     for text in texts {
         q = q.bind(text);
     }
-    for (_, ms) in ints {
+    for ms in times {
         q = q.bind(ms);
     }
     q = q.bind(i64::from(page.limit));
