@@ -1,14 +1,21 @@
 //! The distinct-subject quota in the store, on SQLite and on PostgreSQL alike: what a charge
 //! counts, what it refuses, and that a refused charge writes nothing, both far from the quota
-//! (counted without reading first) and near it (each charge all or nothing, in order).
+//! (counted without reading first) and near it (each charge all or nothing, in order); and the
+//! same through the ledger's writer, which on SQLite charges presuming the charge fits and
+//! falls back to charging exactly when the store says otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
 
 use credit_node::{
     harvest::{Charge, QuotaCharge, quota},
+    ledger::{
+        Ledger, LedgerSettings, OutcomeKind, audit,
+        entry::{Decision, Entry, FieldDecision, Outcome},
+    },
     store::Store,
 };
+use ring::signature::{Ed25519KeyPair, KeyPair};
 use sqlx::{Acquire, Any, Executor, Row};
 
 const TAX: &str = "spiffe://region-a.credit.test/dept/tax";
@@ -117,6 +124,140 @@ async fn charges_count_new_subjects_once_refuse_past_the_quota_and_drop_spent_wi
             vec![(2, 1, 1)],
             "{engine}: g was not counted"
         );
+        store.close().await;
+    }
+}
+
+fn granted_entry(subject: &str) -> Entry {
+    Entry {
+        seq: 0,
+        time_ms: 1_790_000_000_000,
+        query_id: [7; 16],
+        caller: TAX.into(),
+        caller_cert_sha256: [0xab; 32],
+        on_behalf_of: None,
+        purpose: "licensing".into(),
+        basis: "doc-2026-17".into(),
+        subject: subject.into(),
+        requested_fields: vec!["penalty.amount".into()],
+        decisions: vec![FieldDecision {
+            field: "penalty.amount".into(),
+            decision: Decision::GrantedRaw,
+        }],
+        outcome: Outcome::Granted,
+        response_sha256: [0x11; 32],
+    }
+}
+
+/// Appends one query's entry with its charge; the charge's outcome and the stored outcome of
+/// the entry.
+async fn append_charged(ledger: &Ledger, store: &Store, charge: QuotaCharge) -> (Charge, String) {
+    let entry = granted_entry(&charge.subjects[0]);
+    let (outcome, receipts) = ledger
+        .append_charged(charge, vec![entry], Box::new(|c| format!("quota: {c:?}")))
+        .await
+        .unwrap();
+    assert_eq!(receipts.len(), 1);
+    let seq = i64::try_from(receipts[0].seq).unwrap();
+    let row = sqlx::query::<Any>("SELECT outcome FROM ledger_entries WHERE seq = $1")
+        .bind(seq)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    (outcome, row.get(0))
+}
+
+#[tokio::test]
+async fn charges_through_the_ledger_refuse_past_the_quota_and_suspended_callers_in_any_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = || Ed25519KeyPair::from_seed_unchecked(&[1; 32]).unwrap();
+    let granted = OutcomeKind::Granted.as_str();
+    let denied = OutcomeKind::Denied.as_str();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let settings = LedgerSettings {
+            sth_every_entries: 16,
+            sth_interval_ms: 60_000,
+            max_batch: 1024,
+            lookup_every_ms: 0,
+        };
+        let ledger = Ledger::open(store.clone(), key(), settings, || 1_790_000_000_000)
+            .await
+            .unwrap();
+
+        // The window's first charge opens the usage row; the next ones find it.
+        for (subjects, used) in [(&["a"][..], 1), (&["b", "c"], 3), (&["a", "b"], 3)] {
+            let (outcome, stored) = append_charged(&ledger, &store, charge(1, subjects, 4)).await;
+            assert_eq!(
+                (outcome, stored.as_str()),
+                (Charge::Within, granted),
+                "{engine}"
+            );
+            assert_eq!(state(&store).await, vec![(1, used, used)], "{engine}");
+        }
+        // Past the quota: refused, recorded as a refusal, nothing counted.
+        let (outcome, stored) = append_charged(&ledger, &store, charge(1, &["d", "e"], 4)).await;
+        assert_eq!(
+            (outcome, stored.as_str()),
+            (Charge::Exhausted { used: 3 }, denied),
+            "{engine}"
+        );
+        assert_eq!(
+            state(&store).await,
+            vec![(1, 3, 3)],
+            "{engine}: d, e not counted"
+        );
+
+        // Many at once, whatever batches they fall into: exactly the quota's worth of new
+        // subjects is granted, and the count never overshoots.
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let (ledger, store) = (ledger.clone(), store.clone());
+                tokio::spawn(async move {
+                    let subject = format!("n{i:02}");
+                    append_charged(&ledger, &store, charge(2, &[&subject], 5)).await
+                })
+            })
+            .collect();
+        let mut within = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                (Charge::Within, stored) => {
+                    assert_eq!(stored, granted, "{engine}");
+                    within += 1;
+                }
+                (Charge::Exhausted { used: 5 }, stored) => assert_eq!(stored, denied, "{engine}"),
+                other => panic!("{engine}: {other:?}"),
+            }
+        }
+        assert_eq!(within, 5, "{engine}");
+        assert_eq!(state(&store).await, vec![(2, 5, 5)], "{engine}");
+
+        // Suspended in the store behind the node's back: refused even for a counted subject's
+        // neighbour, nothing counted.
+        store
+            .pool()
+            .execute(
+                "INSERT INTO suspensions (caller, since_ms, alert_seq, reason) \
+                 VALUES ('spiffe://region-a.credit.test/dept/tax', 7, 0, 'enumeration')",
+            )
+            .await
+            .unwrap();
+        let (outcome, stored) = append_charged(&ledger, &store, charge(2, &["z"], 50)).await;
+        assert_eq!(
+            (outcome, stored.as_str()),
+            (Charge::Suspended { since_ms: 7 }, denied),
+            "{engine}"
+        );
+        assert_eq!(
+            state(&store).await,
+            vec![(2, 5, 5)],
+            "{engine}: z not counted"
+        );
+
+        ledger.shutdown().await;
+        let public = key().public_key().as_ref().to_vec();
+        let report = audit::verify_store(&store, &public, |_| {}).await.unwrap();
+        assert_eq!(report.entries, 17, "{engine}: every query recorded once");
         store.close().await;
     }
 }

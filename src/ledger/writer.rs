@@ -18,8 +18,9 @@
 //! what is actually committed. No sequence number is reused for a committed entry, and none is
 //! skipped: the next batch starts at the stored size.
 
+use futures_util::TryStreamExt as _;
 use ring::signature::Ed25519KeyPair;
-use sqlx::{Any, AnyConnection, Row, pool::PoolConnection};
+use sqlx::{Any, AnyConnection, Row, any::AnyRow, pool::PoolConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -32,7 +33,10 @@ use super::{
     },
 };
 use crate::{
-    harvest::{Charge, QuotaCharge, quota},
+    harvest::{
+        Charge, QuotaCharge,
+        quota::{self, Presumed},
+    },
     store::{Engine, Placeholders, Store},
 };
 
@@ -240,7 +244,16 @@ impl Writer {
         charged: &mut [Charged],
         force: bool,
     ) -> Result<Committed, LedgerError> {
-        let result = self.try_commit(entries, charged, force).await;
+        // On SQLite the quota is charged presuming it fits, in the writes' round trip; when the
+        // rows that come back do not confirm it, the batch is redone charging exactly.
+        let mut presume = !charged.is_empty() && self.store.engine() == Engine::Sqlite;
+        let result = loop {
+            match self.try_commit(entries, charged, force, presume).await {
+                Ok(None) => presume = false,
+                Ok(Some(committed)) => break Ok(committed),
+                Err(e) => break Err(e),
+            }
+        };
         if matches!(result, Err(ref e) if !matches!(e, LedgerError::Empty)) {
             // Whether or not the commit happened, reload from the store next time.
             self.frontier = None;
@@ -248,12 +261,15 @@ impl Writer {
         result
     }
 
+    /// `None`: the quota charge was presumed to fit and did not; nothing was committed, and
+    /// `entries` and `charged` are as they were.
     async fn try_commit(
         &mut self,
         entries: &mut Vec<Entry>,
         charged: &mut [Charged],
         force: bool,
-    ) -> Result<Committed, LedgerError> {
+        presume: bool,
+    ) -> Result<Option<Committed>, LedgerError> {
         let _turn = self.store.write_turn(crate::store::File::Activity).await;
         let mut conn = match self.conn.take() {
             // A closed pool is a store shut down: no more writes, even on the kept connection.
@@ -278,10 +294,19 @@ impl Writer {
             Some(tree) if tree.size() == head.size => tree,
             _ => load_frontier(&mut tx, head.size).await?,
         };
-        if !charged.is_empty() {
+        let charges: Vec<&QuotaCharge> = charged.iter().map(|c| &c.charge).collect();
+        let presumed = presume.then(|| Presumed::new(&charges)).flatten();
+        let base = entries.len();
+        // What to go back to if the presumed charge is not confirmed.
+        let frontier = presumed.is_some().then(|| tree.clone());
+        if presumed.is_some() {
+            for c in charged.iter_mut() {
+                c.outcome = Some((Charge::Within, c.entries.len()));
+                entries.append(&mut c.entries);
+            }
+        } else if !charged.is_empty() {
             // Under the head's lock, so replicas charge one at a time and always lock in the
             // same order (head, then usage rows).
-            let charges: Vec<&QuotaCharge> = charged.iter().map(|c| &c.charge).collect();
             let outcomes = quota::charge_all(&mut tx, &charges).await?;
             for (c, outcome) in charged.iter_mut().zip(outcomes) {
                 if outcome != Charge::Within {
@@ -365,12 +390,26 @@ impl Writer {
             nodes: &nodes,
             sth: sth.as_ref().filter(|_| due),
             head: (!entries.is_empty() || due).then_some((size, sth_size, sth_ms)),
+            presumed: presumed.as_ref(),
         };
-        writes.run(&mut tx).await?;
+        let returned = writes.run(&mut tx).await?;
+        if let Some(presumed) = &presumed
+            && !presumed.confirmed(&returned)?
+        {
+            tx.rollback().await?;
+            self.conn = Some(conn);
+            self.frontier = frontier;
+            let mut back = entries.split_off(base).into_iter();
+            for c in charged.iter_mut() {
+                let (_, count) = c.outcome.take().unwrap_or((Charge::Within, 0));
+                c.entries = back.by_ref().take(count).collect();
+            }
+            return Ok(None);
+        }
         tx.commit().await?;
         self.conn = Some(conn);
         self.frontier = Some(tree);
-        Ok(Committed { receipts, sth })
+        Ok(Some(Committed { receipts, sth }))
     }
 }
 
@@ -405,11 +444,15 @@ struct Writes<'a> {
     sth: Option<&'a SignedTreeHead>,
     /// (size, signed size, signed at ms), when the head moves.
     head: Option<(u64, u64, i64)>,
+    /// Quota charges presumed to fit, counted with the writes (SQLite only).
+    presumed: Option<&'a Presumed>,
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
 
 enum Statement<'a> {
+    /// One caller's subjects counted, returning the count and any suspension.
+    Count(&'a str, i64, &'a [String]),
     Entries(&'a [Entry], &'a [(Vec<u8>, [u8; 32])]),
     Nodes(&'a [NewNode]),
     Sth(&'a SignedTreeHead),
@@ -417,13 +460,15 @@ enum Statement<'a> {
 }
 
 impl<'a> Writes<'a> {
-    async fn run(&self, conn: &mut AnyConnection) -> Result<(), LedgerError> {
+    /// Runs the writes; the rows they return (those of presumed charges) in order.
+    async fn run(&self, conn: &mut AnyConnection) -> Result<Vec<AnyRow>, LedgerError> {
         let statements = self.statements();
         let engine = Engine::of(conn);
+        let mut returned = Vec::new();
         match engine {
             Engine::Sqlite => {
                 if statements.is_empty() {
-                    return Ok(());
+                    return Ok(returned);
                 }
                 let mut sql = String::new();
                 let mut p = engine.placeholders();
@@ -437,7 +482,13 @@ impl<'a> Writes<'a> {
                 for statement in &statements {
                     q = statement.bind(q)?;
                 }
-                q.execute(&mut *conn).await?;
+                // Every statement's results, where `fetch_optional` would stop at the first row.
+                let mut results = sqlx::Executor::fetch_many(&mut *conn, q);
+                while let Some(result) = results.try_next().await? {
+                    if let sqlx::Either::Right(row) = result {
+                        returned.push(row);
+                    }
+                }
             }
             Engine::Postgres => {
                 for statement in &statements {
@@ -450,16 +501,22 @@ impl<'a> Writes<'a> {
                 }
             }
         }
-        Ok(())
+        Ok(returned)
     }
 
     fn statements(&self) -> Vec<Statement<'a>> {
         let mut out: Vec<Statement<'a>> = self
-            .entries
-            .chunks(CHUNK)
-            .zip(self.rows.chunks(CHUNK))
-            .map(|(entries, rows)| Statement::Entries(entries, rows))
+            .presumed
+            .into_iter()
+            .flat_map(|p| p.chunks())
+            .map(|(caller, window, subjects)| Statement::Count(caller, window, subjects))
             .collect();
+        out.extend(
+            self.entries
+                .chunks(CHUNK)
+                .zip(self.rows.chunks(CHUNK))
+                .map(|(entries, rows)| Statement::Entries(entries, rows)),
+        );
         out.extend(self.nodes.chunks(CHUNK).map(Statement::Nodes));
         out.extend(self.sth.map(Statement::Sth));
         out.extend(
@@ -473,6 +530,9 @@ impl<'a> Writes<'a> {
 impl<'a> Statement<'a> {
     fn sql(&self, sql: &mut String, p: &mut Placeholders) {
         match self {
+            Statement::Count(_, _, subjects) => {
+                quota::count_sql(sql, p, Engine::Sqlite, subjects.len(), true);
+            }
             Statement::Entries(entries, _) => {
                 sql.push_str(
                     "INSERT INTO ledger_entries \
@@ -510,6 +570,12 @@ impl<'a> Statement<'a> {
         'a: 'q,
     {
         match *self {
+            Statement::Count(caller, window, subjects) => {
+                for s in subjects {
+                    q = q.bind(caller).bind(window).bind(s.as_str());
+                }
+                q = q.bind(caller).bind(window);
+            }
             Statement::Entries(entries, rows) => {
                 for (entry, (bytes, hash)) in entries.iter().zip(rows) {
                     q = q
