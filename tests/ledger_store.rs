@@ -299,6 +299,54 @@ async fn one_changed_byte_is_detected() {
     }
 }
 
+/// The audit reads the log in ranges packed by the database: a log of several ranges verifies
+/// whole, and a stored hash of the wrong length, or an entry longer than it was, in a later
+/// range is named exactly (the lengths come from the database, so nothing after it shifts).
+#[tokio::test]
+async fn a_log_of_several_ranges_verifies_and_odd_lengths_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let ledger = open(&store, 1000).await;
+        let seqs = concurrently(&ledger, 20_000).await;
+        assert!(seqs.iter().all(Result::is_ok), "{engine}");
+        ledger.shutdown().await;
+        let mut checked = Vec::new();
+        let report = audit::verify_store(&store, &public(1), |n| checked.push(n))
+            .await
+            .unwrap();
+        assert_eq!(report.entries, 20_000, "{engine}");
+        assert_eq!(
+            checked.last(),
+            Some(&20_000),
+            "{engine}: progress reaches the end"
+        );
+
+        let (bytes, hash) = stored_entry(&store, 18_500).await;
+        set_entry(&store, 18_500, bytes.clone(), hash[..31].to_vec()).await;
+        let err = verify(&store).await.unwrap_err();
+        assert_eq!(err.first_bad_seq(), Some(18_500), "{engine}: {err}");
+
+        let mut longer = bytes.clone();
+        longer.push(0);
+        set_entry(&store, 18_500, longer, hash.clone()).await;
+        let err = verify(&store).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Tampered(VerifyError::ModifiedEntry { seq: 18_500 })
+            ),
+            "{engine}: {err}"
+        );
+
+        set_entry(&store, 18_500, bytes, hash).await;
+        assert_eq!(
+            verify(&store).await.unwrap().entries,
+            20_000,
+            "{engine}: restored"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_deleted_entry_is_detected() {
     let dir = tempfile::tempdir().unwrap();

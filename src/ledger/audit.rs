@@ -15,12 +15,12 @@ use sqlx::{Any, Row};
 use super::{
     sth::SignedTreeHead,
     store::{
-        EntryFilter, LedgerError, Page, committed_size, entries, fixed, inclusion_proof_on,
-        latest_sth, sths, to_i64, to_u64,
+        EntryFilter, LedgerError, Page, committed_size, entries, inclusion_proof_on, latest_sth,
+        sths, to_i64,
     },
     verify::{StoredRow, Verifier, VerifyError, VerifyReport, entry_line, sth_line},
 };
-use crate::store::Store;
+use crate::store::{Engine, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -78,7 +78,7 @@ pub async fn verify_store(
     let heads = sths(store, head_size).await?;
     let mut verifier = Verifier::new(public_key, heads)?;
     // Ranges of the log, the next read (on another connection and task) while this one is
-    // checked: reading through sqlx, not hashing, is what limits an audit.
+    // checked.
     let fetch = |from: u64| {
         let store = store.clone();
         let until = from.saturating_add(RANGE).min(head_size);
@@ -87,15 +87,15 @@ pub async fn verify_store(
     let mut next = (head_size > 0).then(|| fetch(0));
     let mut from: u64 = 0;
     while let Some(reading) = next.take() {
-        let rows = reading
+        let pack = reading
             .await
             .map_err(|e| LedgerError::Unavailable(format!("reading the ledger: {e}")))??;
         from = from.saturating_add(RANGE);
         if from < head_size {
             next = Some(fetch(from));
         }
-        for row in rows {
-            verifier.push(row)?;
+        for row in pack.rows() {
+            verifier.push(row?)?;
             if verifier.size() % 4096 == 0 {
                 progress(verifier.size());
             }
@@ -114,33 +114,97 @@ pub async fn verify_store(
     Ok(report)
 }
 
-/// Entries read at a time by the audit.
+/// Entries read at a time by the audit: one row of the database.
 const RANGE: u64 = 16_384;
 
-/// The stored rows with `from <= seq < until`, in sequence order.
-async fn read_range(
-    store: &Store,
-    from: u64,
-    until: u64,
-) -> Result<Vec<StoredRow<Vec<u8>>>, LedgerError> {
-    let rows = sqlx::query::<Any>(
-        "SELECT seq, entry, leaf_hash FROM ledger_entries WHERE seq >= $1 AND seq < $2 \
-         ORDER BY seq",
-    )
-    .bind(to_i64(from)?)
-    .bind(to_i64(until)?)
-    .fetch_all(store.pool())
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(StoredRow {
-                seq: to_u64(row.try_get::<i64, _>(0)?, "seq")?,
-                entry: row.try_get::<Vec<u8>, _>(1)?,
-                // A stored hash of the wrong length cannot match any recomputed one.
-                leaf_hash: fixed(row.try_get::<Vec<u8>, _>(2)?, "leaf_hash").unwrap_or([0; 32]),
+/// One range of the log as the database packs it: per entry `seq:entry length:hash length`,
+/// comma-separated, and the entries' bytes each followed by its leaf hash, in sequence order.
+///
+/// Why packed: sqlx hands over rows one by one through a channel, building each column as an
+/// owned value; at 2–4 µs a row that was the whole cost of an audit (measured: the audit ran
+/// at the speed of reading the rows). Aggregated by the database, a range is one row and two
+/// buffers, and the entries are checked as slices of them. The lengths come from the database
+/// too, so a stored value of an odd length or type is split exactly where it was stored and
+/// found bad by the verifier as before (`octet_length` counts bytes on both engines).
+///
+/// On SQLite the rows come in order from an ordered subquery rather than by `ORDER BY` inside
+/// the aggregates, which sorts what the primary key's index already yields in order (measured:
+/// five times the cost of the read). SQLite does not flatten an ordered subquery into an
+/// aggregate, and both aggregates see the rows in the same order, so each entry stays beside
+/// its own lengths; should an order ever come out different, the verifier reports entries out
+/// of place: a false alarm, never a false pass.
+const PACK_SQLITE: &str = "SELECT \
+    group_concat(seq || ':' || octet_length(entry) || ':' || octet_length(leaf_hash), ','), \
+    CAST(group_concat(entry || leaf_hash, '') AS BLOB) \
+    FROM (SELECT seq, entry, leaf_hash FROM ledger_entries \
+        WHERE seq >= $1 AND seq < $2 ORDER BY seq)";
+const PACK_POSTGRES: &str = "SELECT \
+    string_agg(seq || ':' || octet_length(entry) || ':' || octet_length(leaf_hash), ',' \
+        ORDER BY seq), \
+    string_agg(entry || leaf_hash, ''::bytea ORDER BY seq) \
+    FROM ledger_entries WHERE seq >= $1 AND seq < $2";
+
+/// A range of stored rows, read by [`read_range`].
+struct Pack {
+    index: String,
+    bytes: Vec<u8>,
+}
+
+impl Pack {
+    /// The stored rows, in sequence order, borrowing their bytes from the pack.
+    fn rows(&self) -> impl Iterator<Item = Result<StoredRow<&[u8]>, LedgerError>> {
+        let mut offset = 0usize;
+        let bad = |what: &str| LedgerError::Corrupt(format!("stored entry row: {what}"));
+        self.index
+            .split(',')
+            .filter(|item| !item.is_empty())
+            .map(move |item| {
+                let mut parts = item.split(':').map(str::parse::<u64>);
+                let (Some(Ok(seq)), Some(Ok(len)), Some(Ok(hash_len)), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(bad(&format!(
+                        "unreadable sequence number or length in {item:?}"
+                    )));
+                };
+                let take = |len: u64, offset: &mut usize| {
+                    let end = usize::try_from(len)
+                        .ok()
+                        .and_then(|len| offset.checked_add(len))
+                        .filter(|&end| end <= self.bytes.len())
+                        .ok_or_else(|| bad(&format!("entry {seq} runs past its range")))?;
+                    let slice = &self.bytes[*offset..end];
+                    *offset = end;
+                    Ok::<_, LedgerError>(slice)
+                };
+                let entry = take(len, &mut offset)?;
+                let hash = take(hash_len, &mut offset)?;
+                Ok(StoredRow {
+                    seq,
+                    entry,
+                    // A stored hash of the wrong length cannot match any recomputed one.
+                    leaf_hash: hash.try_into().unwrap_or([0; 32]),
+                })
             })
-        })
-        .collect()
+    }
+}
+
+/// The stored rows with `from <= seq < until`, packed.
+async fn read_range(store: &Store, from: u64, until: u64) -> Result<Pack, LedgerError> {
+    let sql = match store.engine() {
+        Engine::Sqlite => PACK_SQLITE,
+        Engine::Postgres => PACK_POSTGRES,
+    };
+    let row = sqlx::query::<Any>(sql)
+        .bind(to_i64(from)?)
+        .bind(to_i64(until)?)
+        .fetch_one(store.pool())
+        .await?;
+    // No rows in the range: both aggregates are NULL.
+    Ok(Pack {
+        index: row.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
+        bytes: row.try_get::<Option<Vec<u8>>, _>(1)?.unwrap_or_default(),
+    })
 }
 
 /// What an export wrote.
