@@ -4,6 +4,10 @@
 //! DATABASE_URL is set, PostgreSQL (synchronous_commit=on). Both modes run in the same
 //! process, one after the other, so each ratio compares like with like.
 //!
+//! A second table: group commit where each append also charges a new subject to its caller's
+//! distinct-subject quota, as an anti-harvesting first contact does (`Ledger::append_charged`),
+//! against plain group commit in the same run: what the quota charge costs the ledger.
+//!
 //! `cargo bench --bench ledger_append` (env: LEDGER_BENCH_SECONDS, default 5 per case).
 //! A custom harness rather than criterion: one "iteration" is thousands of concurrent appends
 //! against a database whose size grows, which criterion's model does not fit.
@@ -20,6 +24,7 @@ use std::{
 
 use common::entry;
 use credit_node::{
+    harvest::QuotaCharge,
     ledger::{Ledger, LedgerSettings},
     store::Store,
 };
@@ -29,8 +34,9 @@ use ring::signature::Ed25519KeyPair;
 
 const CONCURRENCY: usize = 64;
 
-/// Appends/s over `seconds` with 64 appenders, each awaiting its durable receipt.
-async fn run(store: Store, max_batch: usize, seconds: f64) -> f64 {
+/// Appends/s over `seconds` with 64 appenders, each awaiting its durable receipt; `charged`:
+/// each append charges a subject never asked about before.
+async fn run(store: Store, max_batch: usize, seconds: f64, charged: bool) -> f64 {
     let key = Ed25519KeyPair::from_seed_unchecked(&[1; 32]).unwrap();
     let settings = LedgerSettings {
         sth_every_entries: 10_000,
@@ -55,7 +61,25 @@ async fn run(store: Store, max_batch: usize, seconds: f64) -> f64 {
             tokio::spawn(async move {
                 let mut n = t as u64;
                 while !stop.load(Ordering::Relaxed) {
-                    ledger.append(entry(n)).await.unwrap();
+                    if charged {
+                        let mut entry = entry(n);
+                        entry.subject = format!("9135010{n:011}");
+                        let charge = QuotaCharge {
+                            caller: entry.caller.clone(),
+                            window: 1,
+                            subjects: vec![entry.subject.clone()],
+                            limit: u64::MAX / 2,
+                            raised_suspension: false,
+                        };
+                        let reason = Box::new(|c| format!("{c:?}"));
+                        let (outcome, _) = ledger
+                            .append_charged(charge, vec![entry], reason)
+                            .await
+                            .unwrap();
+                        assert_eq!(outcome, credit_node::harvest::Charge::Within);
+                    } else {
+                        ledger.append(entry(n)).await.unwrap();
+                    }
                     done.fetch_add(1, Ordering::Relaxed);
                     n += CONCURRENCY as u64;
                 }
@@ -107,13 +131,27 @@ async fn main() {
         let store = Store::open(&format!("sqlite://{}", path.display()))
             .await
             .unwrap();
-        results.push(("sqlite", max_batch, run(store, max_batch, seconds).await));
+        results.push((
+            "sqlite",
+            max_batch,
+            run(store, max_batch, seconds, false).await,
+        ));
+    }
+    let mut charged = Vec::new();
+    for (i, charge) in [(2, true), (3, false)] {
+        let path = dir.path().join(format!("bench{i}.db"));
+        let store = Store::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        charged.push(("sqlite", charge, run(store, 1024, seconds, charge).await));
     }
     for max_batch in [1024, 1] {
         match postgres_store().await {
-            Some(store) => {
-                results.push(("postgres", max_batch, run(store, max_batch, seconds).await))
-            }
+            Some(store) => results.push((
+                "postgres",
+                max_batch,
+                run(store, max_batch, seconds, false).await,
+            )),
             None => {
                 eprintln!("PostgreSQL skipped: DATABASE_URL is not set");
                 break;
@@ -132,6 +170,28 @@ async fn main() {
             };
             println!(
                 "| {engine} | {mode} | {rate:.0} | {:.1} |",
+                rate / baseline.max(f64::MIN_POSITIVE)
+            );
+        }
+    }
+    if let Some(store) = postgres_store().await {
+        charged.push(("postgres", true, run(store, 1024, seconds, true).await));
+        let store = postgres_store().await.unwrap();
+        charged.push(("postgres", false, run(store, 1024, seconds, false).await));
+    }
+    println!();
+    println!("| engine | group commit (max_batch 1024) | durable appends/s | ratio to plain |");
+    println!("| --- | --- | --- | --- |");
+    for pair in charged.chunks(2) {
+        let baseline = pair[pair.len() - 1].2;
+        for &(engine, charge, rate) in pair {
+            let mode = if charge {
+                "each charging a new subject to the quota"
+            } else {
+                "plain"
+            };
+            println!(
+                "| {engine} | {mode} | {rate:.0} | {:.2} |",
                 rate / baseline.max(f64::MIN_POSITIVE)
             );
         }
