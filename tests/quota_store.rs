@@ -1,7 +1,7 @@
 //! The distinct-subject quota in the store, on SQLite and on PostgreSQL alike: what a charge
 //! counts, what it refuses, and that a refused charge writes nothing, both far from the quota
 //! (counted without reading first) and near it (each charge all or nothing, in order); and the
-//! same through the ledger's writer, which on SQLite charges presuming the charge fits and
+//! same through the ledger's writer, which charges presuming the charge fits and
 //! falls back to charging exactly when the store says otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 

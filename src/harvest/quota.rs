@@ -266,13 +266,15 @@ fn groups<'c>(charges: &[&'c QuotaCharge]) -> Vec<(&'c str, i64, Vec<usize>)> {
     groups
 }
 
-/// A batch's charges presumed to fit: written by the statements of [`Presumed::chunks`] in the
-/// same round trip as the batch's entries (SQLite), and confirmed from the rows those
+/// A batch's charges presumed to fit: written by the statements of [`Presumed::chunks`] with
+/// the batch's entries (on SQLite in their one round trip), and confirmed from the rows those
 /// statements return before the transaction commits.
 ///
-/// Why: charging exactly ([`charge_all`]) reads the usage row before anything is written, two
-/// more round trips to SQLite's connection thread in a batch every Query of it waits for
-/// (measured: the guard's whole cost on first contact). Nearly always the charge fits; when
+/// Why: charging exactly ([`charge_all`]) reads the usage row before anything is written: more
+/// round trips (to SQLite's connection thread, or to PostgreSQL) in a batch every Query of it
+/// waits for (measured: most of the guard's cost on first contact). The counting statement
+/// locks the usage row after the ledger head, as the exact charge does, so replicas still
+/// queue in one order. Nearly always the charge fits; when
 /// the rows say otherwise — past the quota, suspended, or no usage row yet in this window (the
 /// first charge, which also clears older windows) — the writer rolls the transaction back and
 /// charges exactly. Every member of a batch that fits as a whole fits in order, so the
@@ -351,7 +353,7 @@ impl Presumed {
 
 /// Appends to `sql` the statements that count `n` subjects for one caller and window (bound in
 /// order: caller, window, subject per subject, then caller, window) and add the new ones to the
-/// usage row; with `returning`, the row returns the count and any suspension (SQLite only).
+/// usage row; with `returning`, the row returns the count and any suspension.
 pub fn count_sql(
     sql: &mut String,
     p: &mut Placeholders,

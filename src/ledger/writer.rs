@@ -244,9 +244,9 @@ impl Writer {
         charged: &mut [Charged],
         force: bool,
     ) -> Result<Committed, LedgerError> {
-        // On SQLite the quota is charged presuming it fits, in the writes' round trip; when the
-        // rows that come back do not confirm it, the batch is redone charging exactly.
-        let mut presume = !charged.is_empty() && self.store.engine() == Engine::Sqlite;
+        // The quota is charged presuming it fits, with the writes; when the rows that come back
+        // do not confirm it, the batch is redone charging exactly.
+        let mut presume = !charged.is_empty();
         let result = loop {
             match self.try_commit(entries, charged, force, presume).await {
                 Ok(None) => presume = false,
@@ -444,7 +444,7 @@ struct Writes<'a> {
     sth: Option<&'a SignedTreeHead>,
     /// (size, signed size, signed at ms), when the head moves.
     head: Option<(u64, u64, i64)>,
-    /// Quota charges presumed to fit, counted with the writes (SQLite only).
+    /// Quota charges presumed to fit, counted with the writes.
     presumed: Option<&'a Presumed>,
 }
 
@@ -476,7 +476,7 @@ impl<'a> Writes<'a> {
                     if i > 0 {
                         sql.push(';');
                     }
-                    statement.sql(&mut sql, &mut p);
+                    statement.sql(&mut sql, &mut p, engine);
                 }
                 let mut q = sqlx::query::<Any>(&sql);
                 for statement in &statements {
@@ -493,11 +493,13 @@ impl<'a> Writes<'a> {
             Engine::Postgres => {
                 for statement in &statements {
                     let mut sql = String::new();
-                    statement.sql(&mut sql, &mut engine.placeholders());
-                    statement
-                        .bind(sqlx::query::<Any>(&sql))?
-                        .execute(&mut *conn)
-                        .await?;
+                    statement.sql(&mut sql, &mut engine.placeholders(), engine);
+                    let q = statement.bind(sqlx::query::<Any>(&sql))?;
+                    if let Statement::Count(..) = statement {
+                        returned.extend(q.fetch_all(&mut *conn).await?);
+                    } else {
+                        q.execute(&mut *conn).await?;
+                    }
                 }
             }
         }
@@ -528,10 +530,10 @@ impl<'a> Writes<'a> {
 }
 
 impl<'a> Statement<'a> {
-    fn sql(&self, sql: &mut String, p: &mut Placeholders) {
+    fn sql(&self, sql: &mut String, p: &mut Placeholders, engine: Engine) {
         match self {
             Statement::Count(_, _, subjects) => {
-                quota::count_sql(sql, p, Engine::Sqlite, subjects.len(), true);
+                quota::count_sql(sql, p, engine, subjects.len(), true);
             }
             Statement::Entries(entries, _) => {
                 sql.push_str(
