@@ -40,6 +40,18 @@ async fn charge_all(store: &Store, charges: &[QuotaCharge]) -> Vec<Charge> {
     outcomes
 }
 
+/// Suspends the caller in the store, since 7 ms.
+async fn suspend_since_7(store: &Store) {
+    store
+        .pool()
+        .execute(
+            "INSERT INTO suspensions (caller, since_ms, alert_seq, reason) \
+             VALUES ('spiffe://region-a.credit.test/dept/tax', 7, 0, 'enumeration')",
+        )
+        .await
+        .unwrap();
+}
+
 /// (window, subjects counted, usage row) of the caller.
 async fn state(store: &Store) -> Vec<(i64, i64, i64)> {
     let rows = sqlx::query::<Any>(
@@ -109,14 +121,7 @@ async fn charges_count_new_subjects_once_refuse_past_the_quota_and_drop_spent_wi
         assert_eq!(state(&store).await, vec![(2, 1, 1)], "{engine}");
 
         // A suspended caller is charged nothing.
-        store
-            .pool()
-            .execute(
-                "INSERT INTO suspensions (caller, since_ms, alert_seq, reason) \
-                 VALUES ('spiffe://region-a.credit.test/dept/tax', 7, 0, 'enumeration')",
-            )
-            .await
-            .unwrap();
+        suspend_since_7(&store).await;
         let refused = charge_all(&store, &[charge(2, &["g"], 5)]).await;
         assert_eq!(refused, vec![Charge::Suspended { since_ms: 7 }], "{engine}");
         assert_eq!(
@@ -232,16 +237,9 @@ async fn charges_through_the_ledger_refuse_past_the_quota_and_suspended_callers_
         assert_eq!(within, 5, "{engine}");
         assert_eq!(state(&store).await, vec![(2, 5, 5)], "{engine}");
 
-        // Suspended in the store behind the node's back: refused even for a counted subject's
-        // neighbour, nothing counted.
-        store
-            .pool()
-            .execute(
-                "INSERT INTO suspensions (caller, since_ms, alert_seq, reason) \
-                 VALUES ('spiffe://region-a.credit.test/dept/tax', 7, 0, 'enumeration')",
-            )
-            .await
-            .unwrap();
+        // Suspended in the store behind this writer's back (by another replica, say): refused,
+        // nothing counted.
+        suspend_since_7(&store).await;
         let (outcome, stored) = append_charged(&ledger, &store, charge(2, &["z"], 50)).await;
         assert_eq!(
             (outcome, stored.as_str()),
