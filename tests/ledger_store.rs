@@ -272,6 +272,11 @@ async fn one_changed_byte_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     for (engine, store) in common::test_stores(dir.path()).await {
         signed_log(&store).await;
+        // Every entry larger than the audit's byte budget: ranges of one entry each.
+        let one_by_one = audit::verify_store_within(&store, &public(1), 1, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(one_by_one.entries, 20, "{engine}");
         let (mut bytes, hash) = stored_entry(&store, 7).await;
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
@@ -301,7 +306,8 @@ async fn one_changed_byte_is_detected() {
 
 /// The audit reads the log in ranges packed by the database: a log of several ranges verifies
 /// whole, and a stored hash of the wrong length, or an entry longer than it was, in a later
-/// range is named exactly (the lengths come from the database, so nothing after it shifts).
+/// range is named exactly (the lengths come from the database, so nothing after it shifts);
+/// the same with ranges cut by a byte budget.
 #[tokio::test]
 async fn a_log_of_several_ranges_verifies_and_odd_lengths_are_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -343,6 +349,25 @@ async fn a_log_of_several_ranges_verifies_and_odd_lengths_are_named() {
             verify(&store).await.unwrap().entries,
             20_000,
             "{engine}: restored"
+        );
+
+        // Ranges bounded by bytes (large entries) rather than by count: about 30 entries each.
+        let small = audit::verify_store_within(&store, &public(1), 10_000, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(small.entries, 20_000, "{engine}");
+        let (mut bytes, hash) = stored_entry(&store, 19_990).await;
+        bytes[0] ^= 1;
+        set_entry(&store, 19_990, bytes, hash).await;
+        let err = audit::verify_store_within(&store, &public(1), 10_000, |_| {})
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Tampered(VerifyError::ModifiedEntry { seq: 19_990 })
+            ),
+            "{engine}: {err}"
         );
     }
 }

@@ -72,34 +72,43 @@ pub async fn audit_size(store: &Store) -> Result<u64, LedgerError> {
 pub async fn verify_store(
     store: &Store,
     public_key: &[u8],
+    progress: impl FnMut(u64),
+) -> Result<VerifyReport, AuditError> {
+    verify_store_within(store, public_key, RANGE_BYTES, progress).await
+}
+
+/// [`verify_store`] reading at most `range_bytes` of entries at a time (two such ranges are in
+/// memory at once), where the default, 64 MiB, is too much.
+pub async fn verify_store_within(
+    store: &Store,
+    public_key: &[u8],
+    range_bytes: u64,
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport, AuditError> {
+    let range_bytes = i64::try_from(range_bytes).unwrap_or(i64::MAX);
     let head_size = committed_size(store).await?;
     let heads = sths(store, head_size).await?;
     let mut verifier = Verifier::new(public_key, heads)?;
     // Ranges of the log, the next read (on another connection and task) while this one is
     // checked.
-    let fetch = |from: u64| {
+    let fetch = |from: u64, count: u64| {
         let store = store.clone();
-        let until = from.saturating_add(RANGE).min(head_size);
-        tokio::spawn(async move { read_range(&store, from, until).await })
+        let until = from.saturating_add(count).min(head_size);
+        tokio::spawn(async move { read_range(&store, from, until, range_bytes).await })
     };
-    let mut next = (head_size > 0).then(|| fetch(0));
-    let mut from: u64 = 0;
-    while let Some(reading) = next.take() {
+    let mut next = (head_size > 0).then(|| (0, fetch(0, RANGE)));
+    while let Some((from, reading)) = next.take() {
         let pack = reading
             .await
             .map_err(|e| LedgerError::Unavailable(format!("reading the ledger: {e}")))??;
-        from = from.saturating_add(RANGE);
-        if from < head_size {
-            next = Some(fetch(from));
+        if pack.until < head_size {
+            // As many entries as fit the budget at this range's size per entry, so that a range
+            // of large entries is rarely asked for twice.
+            let per_entry = (pack.bytes.len() as u64 / (pack.until - from)).max(1);
+            let count = (range_bytes.unsigned_abs() / per_entry).clamp(1, RANGE);
+            next = Some((pack.until, fetch(pack.until, count)));
         }
-        for row in pack.rows() {
-            verifier.push(row?)?;
-            if verifier.size() % 4096 == 0 {
-                progress(verifier.size());
-            }
-        }
+        pack.push_into(&mut verifier, &mut progress)?;
     }
     let have = verifier.size();
     let report = verifier.finish()?;
@@ -114,18 +123,28 @@ pub async fn verify_store(
     Ok(report)
 }
 
-/// Entries read at a time by the audit: one row of the database.
+/// Entries read at a time by the audit, at most: one row of the database.
 const RANGE: u64 = 16_384;
 
-/// One range of the log as the database packs it: per entry `seq:entry length:hash length`,
-/// comma-separated, and the entries' bytes each followed by its leaf hash, in sequence order.
+/// Bytes of entries and hashes one range holds at most, by default (a range of one entry
+/// holds it whatever its size). Entries are a few hundred bytes, but a
+/// caller can make one large (many requested fields); without the bound a range of large
+/// entries would pass the engines' largest value (1 GB) and stop every audit from then on.
+const RANGE_BYTES: u64 = 64 << 20;
+
+/// One range of the log as the database packs it: the bytes its entries and hashes take;
+/// per entry `seq:entry length:hash length`, comma-separated; and the entries' bytes each
+/// followed by its leaf hash, in sequence order. When the range takes more than the budget
+/// (and holds more than one entry), only the first column: [`read_range`] asks again for
+/// fewer entries.
 ///
 /// Why packed: sqlx hands over rows one by one through a channel, building each column as an
 /// owned value; at 2–4 µs a row that was the whole cost of an audit (measured: the audit ran
 /// at the speed of reading the rows). Aggregated by the database, a range is one row and two
 /// buffers, and the entries are checked as slices of them. The lengths come from the database
 /// too, so a stored value of an odd length or type is split exactly where it was stored and
-/// found bad by the verifier as before (`octet_length` counts bytes on both engines).
+/// found bad by the verifier as before (`octet_length` counts bytes on both engines); a NULL
+/// has length -1, which no parse accepts.
 ///
 /// On SQLite the rows come in order from an ordered subquery rather than by `ORDER BY` inside
 /// the aggregates, which sorts what the primary key's index already yields in order (measured:
@@ -133,78 +152,113 @@ const RANGE: u64 = 16_384;
 /// aggregate, and both aggregates see the rows in the same order, so each entry stays beside
 /// its own lengths; should an order ever come out different, the verifier reports entries out
 /// of place: a false alarm, never a false pass.
-const PACK_SQLITE: &str = "SELECT \
-    group_concat(seq || ':' || octet_length(entry) || ':' || octet_length(leaf_hash), ','), \
+const PACK_SQLITE: &str = "WITH size AS (SELECT \
+        SUM(octet_length(entry) + octet_length(leaf_hash)) AS bytes \
+        FROM ledger_entries WHERE seq >= $1 AND seq < $2) \
+    SELECT (SELECT bytes FROM size), \
+    group_concat(seq || ':' || coalesce(octet_length(entry), -1) || ':' \
+        || coalesce(octet_length(leaf_hash), -1), ','), \
     CAST(group_concat(entry || leaf_hash, '') AS BLOB) \
     FROM (SELECT seq, entry, leaf_hash FROM ledger_entries \
-        WHERE seq >= $1 AND seq < $2 ORDER BY seq)";
-const PACK_POSTGRES: &str = "SELECT \
-    string_agg(seq || ':' || octet_length(entry) || ':' || octet_length(leaf_hash), ',' \
-        ORDER BY seq), \
+        WHERE seq >= $1 AND seq < $2 \
+        AND ((SELECT bytes FROM size) <= $3 OR $2 - $1 = 1) ORDER BY seq)";
+const PACK_POSTGRES: &str = "WITH size AS (SELECT \
+        SUM(octet_length(entry) + octet_length(leaf_hash)) AS bytes \
+        FROM ledger_entries WHERE seq >= $1 AND seq < $2) \
+    SELECT (SELECT bytes FROM size)::BIGINT, \
+    string_agg(seq || ':' || coalesce(octet_length(entry), -1) || ':' \
+        || coalesce(octet_length(leaf_hash), -1), ',' ORDER BY seq), \
     string_agg(entry || leaf_hash, ''::bytea ORDER BY seq) \
-    FROM ledger_entries WHERE seq >= $1 AND seq < $2";
+    FROM ledger_entries WHERE seq >= $1 AND seq < $2 \
+        AND ((SELECT bytes FROM size) <= $3 OR $2 - $1 = 1)";
 
 /// A range of stored rows, read by [`read_range`].
 struct Pack {
+    /// The first sequence number after the range.
+    until: u64,
     index: String,
     bytes: Vec<u8>,
 }
 
 impl Pack {
-    /// The stored rows, in sequence order, borrowing their bytes from the pack.
-    fn rows(&self) -> impl Iterator<Item = Result<StoredRow<&[u8]>, LedgerError>> {
-        let mut offset = 0usize;
-        let bad = |what: &str| LedgerError::Corrupt(format!("stored entry row: {what}"));
-        self.index
-            .split(',')
-            .filter(|item| !item.is_empty())
-            .map(move |item| {
-                let mut parts = item.split(':').map(str::parse::<u64>);
-                let (Some(Ok(seq)), Some(Ok(len)), Some(Ok(hash_len)), None) =
-                    (parts.next(), parts.next(), parts.next(), parts.next())
-                else {
-                    return Err(bad(&format!(
-                        "unreadable sequence number or length in {item:?}"
-                    )));
-                };
-                let take = |len: u64, offset: &mut usize| {
-                    let end = usize::try_from(len)
-                        .ok()
-                        .and_then(|len| offset.checked_add(len))
-                        .filter(|&end| end <= self.bytes.len())
-                        .ok_or_else(|| bad(&format!("entry {seq} runs past its range")))?;
-                    let slice = &self.bytes[*offset..end];
-                    *offset = end;
-                    Ok::<_, LedgerError>(slice)
-                };
-                let entry = take(len, &mut offset)?;
-                let hash = take(hash_len, &mut offset)?;
-                Ok(StoredRow {
-                    seq,
-                    entry,
-                    // A stored hash of the wrong length cannot match any recomputed one.
-                    leaf_hash: hash.try_into().unwrap_or([0; 32]),
-                })
-            })
+    /// Pushes the range's rows into `verifier`, in sequence order, as slices of the pack.
+    fn push_into(
+        &self,
+        verifier: &mut Verifier,
+        progress: &mut impl FnMut(u64),
+    ) -> Result<(), AuditError> {
+        let bad = |what: String| LedgerError::Corrupt(format!("stored entry row: {what}"));
+        let mut rest = self.bytes.as_slice();
+        let mut take = |len: u64, seq: u64| {
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&len| len <= rest.len())
+                .ok_or_else(|| bad(format!("entry {seq} runs past its range")))?;
+            let (taken, after) = rest.split_at(len);
+            rest = after;
+            Ok::<_, LedgerError>(taken)
+        };
+        for item in self.index.split(',').filter(|item| !item.is_empty()) {
+            let mut parts = item.split(':').map(str::parse::<u64>);
+            let (Some(Ok(seq)), Some(Ok(len)), Some(Ok(hash_len)), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(
+                    bad(format!("unreadable sequence number or length in {item:?}")).into(),
+                );
+            };
+            let entry = take(len, seq)?;
+            let hash = take(hash_len, seq)?;
+            verifier.push(StoredRow {
+                seq,
+                entry,
+                // A stored hash of the wrong length cannot match any recomputed one.
+                leaf_hash: hash.try_into().unwrap_or([0; 32]),
+            })?;
+            if verifier.size().is_multiple_of(4096) {
+                progress(verifier.size());
+            }
+        }
+        if !rest.is_empty() {
+            return Err(bad(format!("{} bytes beyond the last entry", rest.len())).into());
+        }
+        Ok(())
     }
 }
 
-/// The stored rows with `from <= seq < until`, packed.
-async fn read_range(store: &Store, from: u64, until: u64) -> Result<Pack, LedgerError> {
+/// The stored rows with `from <= seq < until`, packed; fewer (from `from` on) when they take
+/// more than `range_bytes`.
+async fn read_range(
+    store: &Store,
+    from: u64,
+    mut until: u64,
+    range_bytes: i64,
+) -> Result<Pack, LedgerError> {
     let sql = match store.engine() {
         Engine::Sqlite => PACK_SQLITE,
         Engine::Postgres => PACK_POSTGRES,
     };
-    let row = sqlx::query::<Any>(sql)
-        .bind(to_i64(from)?)
-        .bind(to_i64(until)?)
-        .fetch_one(store.pool())
-        .await?;
-    // No rows in the range: both aggregates are NULL.
-    Ok(Pack {
-        index: row.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
-        bytes: row.try_get::<Option<Vec<u8>>, _>(1)?.unwrap_or_default(),
-    })
+    loop {
+        let row = sqlx::query::<Any>(sql)
+            .bind(to_i64(from)?)
+            .bind(to_i64(until)?)
+            .bind(range_bytes)
+            .fetch_one(store.pool())
+            .await?;
+        // No rows in the range: every column is NULL.
+        let bytes = row.try_get::<Option<i64>, _>(0)?.unwrap_or(0);
+        if bytes > range_bytes && until - from > 1 {
+            // Fewer entries, in proportion (the shortest range holds one, whatever its size).
+            let fits = (until - from) as f64 * range_bytes as f64 / bytes as f64;
+            until = from + (fits as u64).clamp(1, (until - from) / 2);
+            continue;
+        }
+        return Ok(Pack {
+            until,
+            index: row.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+            bytes: row.try_get::<Option<Vec<u8>>, _>(2)?.unwrap_or_default(),
+        });
+    }
 }
 
 /// What an export wrote.
