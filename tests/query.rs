@@ -331,6 +331,14 @@ fn field_value(record: &proto::RecordView, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// `item` with `n` field names.
+fn selecting(item: &str, n: usize) -> proto::ItemSelection {
+    proto::ItemSelection {
+        item: item.into(),
+        fields: (0..n).map(|i| format!("field_{i}")).collect(),
+    }
+}
+
 #[tokio::test]
 async fn malformed_requests_are_refused_naming_the_field_and_the_node_keeps_serving() {
     let f = fixture().await;
@@ -356,6 +364,21 @@ async fn malformed_requests_are_refused_naming_the_field_and_the_node_keeps_serv
                 ..ask(&f.subject, "registration", "tax-administration")
             },
             "basis_reference: required",
+        ),
+        (
+            proto::QueryRequest {
+                items: vec![selecting("registration", 65)],
+                ..ask(&f.subject, "registration", "tax-administration")
+            },
+            "items[0].fields: more than 64 fields",
+        ),
+        (
+            // Each field asked for is recorded: a request cannot make a huge ledger entry.
+            proto::QueryRequest {
+                items: vec![selecting("registration", 64); 5],
+                ..ask(&f.subject, "registration", "tax-administration")
+            },
+            "items: more than 256 fields in all",
         ),
     ] {
         let status = query_as(&f.pki, &f.node, REGION_A, "tax", request)
