@@ -127,8 +127,8 @@ pub async fn verify_store_within(
 const RANGE: u64 = 16_384;
 
 /// Bytes of entries and hashes one range holds at most, by default (a range of one entry
-/// holds it whatever its size). Entries are a few hundred bytes, but a
-/// caller can make one large (many requested fields); without the bound a range of large
+/// holds it whatever its size). Entries are a few hundred bytes, but a caller can make one of
+/// ≈ 100 KB (256 field names of 200 bytes, each recorded); without the bound a range of such
 /// entries would pass the engines' largest value (1 GB) and stop every audit from then on.
 const RANGE_BYTES: u64 = 64 << 20;
 
