@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    identity::Caller,
+    identity::{Caller, SpiffeId},
     ledger::entry::{Entry, Outcome},
     policy,
     proto::{self, credit_query_server::CreditQuery},
@@ -37,12 +37,23 @@ pub fn caller<T>(request: &Request<T>) -> Result<&Caller, Status> {
 /// The entry of an action that answers no query (a review, an administration): by `caller`,
 /// now, with `outcome`; no fields decided, nothing sent. Its `seq` is assigned by the writer.
 pub(crate) fn action_entry(state: &NodeState, caller: &Caller, outcome: Outcome) -> Entry {
+    unanswered_entry(state, &caller.spiffe_id, caller.fingerprint, outcome)
+}
+
+/// An entry that answers no query, by the caller `spiffe_id` presenting the certificate of
+/// `fingerprint`: an action ([`action_entry`]) or a window of refused requests.
+pub(crate) fn unanswered_entry(
+    state: &NodeState,
+    spiffe_id: &SpiffeId,
+    fingerprint: [u8; 32],
+    outcome: Outcome,
+) -> Entry {
     Entry {
         seq: 0,
         time_ms: state.clock().now_ms(),
         query_id: query::random_id(),
-        caller: caller.spiffe_id.to_string(),
-        caller_cert_sha256: caller.fingerprint,
+        caller: spiffe_id.to_string(),
+        caller_cert_sha256: fingerprint,
         on_behalf_of: None,
         purpose: String::new(),
         basis: String::new(),

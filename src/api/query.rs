@@ -299,24 +299,11 @@ async fn raise_alert(
 /// Records one closed window of rate-limit refusals as a `throttled` entry. A failure is
 /// logged: the refusals themselves disclosed nothing.
 pub async fn record_throttled(state: &NodeState, folded: &Folded) {
-    let entry = Entry {
-        seq: 0,
-        time_ms: state.clock().now_ms(),
-        query_id: random_id(),
-        caller: folded.caller.to_string(),
-        caller_cert_sha256: folded.fingerprint,
-        on_behalf_of: None,
-        purpose: String::new(),
-        basis: String::new(),
-        subject: String::new(),
-        requested_fields: Vec::new(),
-        decisions: Vec::new(),
-        outcome: entry::Outcome::Throttled {
-            count: folded.count,
-            window_start_ms: folded.window_start_ms,
-        },
-        response_sha256: [0; 32],
+    let outcome = entry::Outcome::Throttled {
+        count: folded.count,
+        window_start_ms: folded.window_start_ms,
     };
+    let entry = super::unanswered_entry(state, &folded.caller, folded.fingerprint, outcome);
     if let Err(e) = state.ledger().append(entry).await {
         tracing::error!(error = %e, caller = %folded.caller, count = folded.count,
             "could not record rate-limit refusals");
