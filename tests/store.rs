@@ -41,6 +41,8 @@ fn record(subject: &str, number: u32) -> Record {
 }
 
 const SUBJECT: &str = "91110000100000000X";
+/// The items of the records these tests store.
+const ITEMS: &[&str] = &["admin-penalty", "serious-untrustworthy"];
 
 #[tokio::test]
 async fn records_round_trip_and_reingest_is_idempotent() {
@@ -68,8 +70,15 @@ async fn records_round_trip_and_reingest_is_idempotent() {
             "{engine}: no duplicates"
         );
 
-        let stored = store.records_of(SUBJECT).await.unwrap();
-        assert_eq!(stored, vec![record(SUBJECT, 1), listed], "{engine}");
+        let stored = store.records_of(SUBJECT, ITEMS).await.unwrap();
+        assert_eq!(stored, vec![record(SUBJECT, 1), listed.clone()], "{engine}");
+        // Only the items asked for are read.
+        let listed_only = store
+            .records_of(SUBJECT, &["serious-untrustworthy", "registration"])
+            .await
+            .unwrap();
+        assert_eq!(listed_only, vec![listed], "{engine}");
+        assert!(store.records_of(SUBJECT, &[]).await.unwrap().is_empty());
         assert!(store.subject_exists(SUBJECT).await.unwrap());
         assert!(!store.subject_exists("91110000100000001X").await.unwrap());
 
@@ -99,7 +108,7 @@ async fn records_round_trip_and_reingest_is_idempotent() {
                 .unwrap(),
             1
         );
-        let stored = store.records_of(SUBJECT).await.unwrap();
+        let stored = store.records_of(SUBJECT, ITEMS).await.unwrap();
         assert_eq!(
             stored[0].restoration.as_ref().map(|r| r.on),
             Some(date!(2026 - 09 - 01))
@@ -123,7 +132,7 @@ async fn a_batch_with_one_bad_row_writes_nothing() {
         batch[700].basis.kind.clear();
         assert!(store.insert_records(&batch, 1).await.is_err(), "{engine}");
         assert!(
-            store.records_of(SUBJECT).await.unwrap().is_empty(),
+            store.records_of(SUBJECT, ITEMS).await.unwrap().is_empty(),
             "{engine}: nothing written"
         );
         assert!(
@@ -155,7 +164,7 @@ async fn a_batch_of_several_statements_counts_every_row_once_and_stays_all_or_no
             "{engine}"
         );
         assert_eq!(
-            store.records_of(SUBJECT).await.unwrap().len(),
+            store.records_of(SUBJECT, ITEMS).await.unwrap().len(),
             3000,
             "{engine}"
         );
@@ -168,7 +177,7 @@ async fn a_batch_of_several_statements_counts_every_row_once_and_stays_all_or_no
         bad[last].basis.issuer.clear();
         assert!(store.insert_records(&bad, 3).await.is_err(), "{engine}");
         assert!(
-            store.records_of(other).await.unwrap().is_empty(),
+            store.records_of(other, ITEMS).await.unwrap().is_empty(),
             "{engine}: nothing of the failed batch"
         );
         store.close().await;

@@ -185,19 +185,27 @@ async fn prepare_one(
 ) -> Result<Prepared, Status> {
     let mut raised_suspension = false;
     let records = if decision.grants_anything() {
-        let records = state
-            .store()
-            .records_of(&asked.subject)
+        let store_unavailable = |e: crate::store::StoreError| {
+            tracing::error!(error = %e, "store unavailable; query refused");
+            Status::unavailable("the node's store is unavailable; nothing was disclosed")
+        };
+        let items: Vec<&str> = decision.granted_items().collect();
+        let store = state.store();
+        let records = store
+            .records_of(&asked.subject, &items)
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "store unavailable; query refused");
-                Status::unavailable("the node's store is unavailable; nothing was disclosed")
-            })?;
+            .map_err(store_unavailable)?;
+        // A miss, for enumeration detection, is a subject the node does not know at all; one
+        // known only for other items is not.
+        let missed = records.is_empty()
+            && !store
+                .subject_exists(&asked.subject)
+                .await
+                .map_err(store_unavailable)?;
         let now = state.clock().now_ms();
-        if let Some(alert) =
-            state
-                .guard()
-                .observe(&caller.spiffe_id, &asked.subject, records.is_empty(), now)
+        if let Some(alert) = state
+            .guard()
+            .observe(&caller.spiffe_id, &asked.subject, missed, now)
         {
             raised_suspension = alert.suspend;
             raise_alert(state, caller, asked, alert).await?;

@@ -142,11 +142,20 @@ impl<'c> Decision<'c> {
 
     /// Whether at least one field of at least one item is granted.
     pub fn grants_anything(&self) -> bool {
-        self.items.iter().any(|i| {
-            i.fields
-                .iter()
-                .any(|f| matches!(f.outcome, Outcome::Granted(_)))
-        })
+        self.granted_items().next().is_some()
+    }
+
+    /// The items with at least one field granted: the only ones whose records an answer can
+    /// use, so the only ones worth reading.
+    pub fn granted_items(&self) -> impl Iterator<Item = &str> {
+        self.items
+            .iter()
+            .filter(|i| {
+                i.fields
+                    .iter()
+                    .any(|f| matches!(f.outcome, Outcome::Granted(_)))
+            })
+            .map(|i| i.item())
     }
 }
 

@@ -166,16 +166,29 @@ impl Store {
         })
     }
 
-    /// Every stored record of a subject, disclosable or not; the query path filters with
-    /// [`Record::disclosable`] so that promise 8 has one implementation.
-    pub async fn records_of(&self, subject: &str) -> Result<Vec<Record>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM records WHERE subject_id = $1 ORDER BY item_id, decision_date"
+    /// The stored records of a subject for `items`, disclosable or not; the query path
+    /// filters with [`Record::disclosable`] so that promise 8 has one implementation. Only the
+    /// items asked for are read: a subject may have many records of other items.
+    pub async fn records_of(
+        &self,
+        subject: &str,
+        items: &[&str],
+    ) -> Result<Vec<Record>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = self.engine.placeholders();
+        let mut sql = format!(
+            "SELECT {COLUMNS} FROM records WHERE subject_id = {} AND item_id IN (",
+            p.next()
         );
-        let rows = sqlx::query::<Any>(&sql)
-            .bind(subject)
-            .fetch_all(&self.pool)
-            .await?;
+        p.list(&mut sql, items.len());
+        sql.push_str(") ORDER BY item_id, decision_date");
+        let mut q = sqlx::query::<Any>(&sql).bind(subject);
+        for item in items {
+            q = q.bind(*item);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(record_from_row).collect()
     }
 
