@@ -517,6 +517,52 @@ async fn many_misses_raise_one_alert_and_flagging_does_not_suspend() {
     n.node.shutdown().await;
 }
 
+/// Query reads only the records of the items it asks for; a subject the node knows for other
+/// items only is still no miss, so asking about such subjects raises no alert.
+#[tokio::test]
+async fn subjects_known_for_other_items_are_no_misses() {
+    let clock = TestClock::new();
+    let n = start(FLAG_ONLY, &clock, 0).await;
+    let penalties = (0..10u64)
+        .map(|i| {
+            let s = subject(1_000 + i * 7_919);
+            let number = format!("京市监罚〔2026〕{i}号");
+            json!({
+                "subject": s, "item": "admin-penalty",
+                "fields": {
+                    "decision_no": number, "uscc": s, "severity": "ordinary",
+                    "penalty_type": "罚款", "amount": "15000.00", "decision_date": "2026-05-01",
+                    "facts": "未按规定公示年度报告", "legal_rep_id": "11010519491231002X"
+                },
+                "basis": {"kind": "行政处罚决定书", "number": number, "date": "2026-05-01", "issuer": "samr"},
+                "severity": "ordinary",
+                "decision_date": "2026-05-01"
+            })
+            .to_string()
+        })
+        .collect();
+    AdministrationClient::new(channel(&n.pki, &n.node, REGION_A, Kind::Operator, "admin").await)
+        .ingest_records(proto::IngestRecordsRequest {
+            json_lines: penalties,
+        })
+        .await
+        .expect("operator ingests");
+    let mut tax = client(&n, REGION_B, "tax").await;
+    for i in 0..10u64 {
+        let response = query(&mut tax, &subject(1_000 + i * 7_919))
+            .await
+            .expect("answered");
+        assert!(
+            response.result.unwrap().records.is_empty(),
+            "no registration to disclose"
+        );
+    }
+    let store = n.node.state().store();
+    let alerts = ledger_entries(store, by_outcome(OutcomeKind::Alert)).await;
+    assert!(alerts.is_empty(), "{alerts:?}");
+    n.node.shutdown().await;
+}
+
 /// Two nodes over one PostgreSQL database, as replicas of one department: what a caller
 /// obtained through one counts against its quota on the other.
 #[tokio::test]
