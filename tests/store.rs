@@ -264,3 +264,41 @@ async fn sqlite_moves_ledger_and_quota_tables_into_the_activity_file() {
         0
     );
 }
+
+/// The SQLite connections are set up as ARCHITECTURE.md (`store`) describes: the bundled
+/// SQLite compiled without the process-wide page-cache pool and memory statistics (options
+/// from `.cargo/config.toml`), and the records file mapped. Either lost, a build still works
+/// but every connection queues on a global mutex again.
+#[tokio::test]
+async fn sqlite_connections_share_no_global_mutex_and_map_the_records() {
+    use sqlx::Row;
+    let dir = tempfile::tempdir().unwrap();
+    let store = credit_node::store::Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("node.db").display()
+    ))
+    .await
+    .unwrap();
+    let options: Vec<String> = sqlx::query("PRAGMA compile_options")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<String, _>(0))
+        .collect();
+    assert!(
+        !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+        "{options:?}"
+    );
+    assert!(
+        options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+        "{options:?}"
+    );
+    let mapped: i64 = sqlx::query("PRAGMA main.mmap_size")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mapped, 1 << 30);
+    store.close().await;
+}
