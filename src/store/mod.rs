@@ -182,10 +182,12 @@ impl Store {
                             // The records file is also mapped: each connection has its own
                             // page cache, so a subject read for the first time was copied
                             // from the OS into the cache of whichever connection served it
-                            // (a `pread` and a page allocation per page, measured as a
-                            // quarter of the SQLite threads' time at concurrency 64). Mapped,
-                            // all connections read the OS's one copy in place. The activity
-                            // file is written at every commit, so it keeps the page cache.
+                            // (a `pread` and a page allocation per page: close to a third of
+                            // the SQLite threads' time at concurrency 64). Mapped, all
+                            // connections read the OS's one copy in place. The price: a disk
+                            // read error becomes SIGBUS, which stops the node (disclosing
+                            // nothing) where it was an UNAVAILABLE. The activity file is
+                            // written at every commit, so it keeps the page cache.
                             conn.execute(
                                 "PRAGMA main.journal_mode = WAL; PRAGMA activity.journal_mode = WAL; \
                                  PRAGMA main.synchronous = FULL; PRAGMA activity.synchronous = FULL; \
@@ -209,6 +211,7 @@ impl Store {
         if engine == Engine::Sqlite {
             activity::split(&pool).await?;
             activity::drop_replaced_indexes(&pool).await?;
+            warn_if_built_with_global_mutexes(&pool).await?;
         }
         Ok(Self {
             pool,
@@ -270,4 +273,25 @@ mod tests {
             assert_eq!(sql, expected);
         }
     }
+}
+
+/// A node built outside the checkout misses the SQLite compile options of `.cargo/config.toml`
+/// (cargo reads that file only there): it still works, but its connections queue on SQLite's
+/// process-wide mutexes under load. Said once at start-up, so the operator knows why.
+async fn warn_if_built_with_global_mutexes(pool: &AnyPool) -> Result<(), StoreError> {
+    use sqlx::Row as _;
+    let options = sqlx::query::<sqlx::Any>("PRAGMA compile_options")
+        .fetch_all(pool)
+        .await?;
+    let shared_cache = options
+        .iter()
+        .filter_map(|row| row.try_get::<String, _>(0).ok())
+        .any(|option| option == "ENABLE_MEMORY_MANAGEMENT");
+    if shared_cache {
+        tracing::warn!(
+            "this build's SQLite shares one page-cache pool between all connections (built \
+             without the checkout's .cargo/config.toml): expect lower throughput under load"
+        );
+    }
+    Ok(())
 }
