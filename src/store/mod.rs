@@ -249,6 +249,27 @@ impl Store {
     }
 }
 
+/// A node built outside the checkout misses the SQLite compile options of `.cargo/config.toml`
+/// (cargo reads that file only there): it still works, but its connections queue on SQLite's
+/// process-wide mutexes under load. Said once at start-up, so the operator knows why.
+async fn warn_if_built_with_global_mutexes(pool: &AnyPool) -> Result<(), StoreError> {
+    use sqlx::Row as _;
+    let options = sqlx::query::<sqlx::Any>("PRAGMA compile_options")
+        .fetch_all(pool)
+        .await?;
+    let shared_cache = options
+        .iter()
+        .filter_map(|row| row.try_get::<String, _>(0).ok())
+        .any(|option| option == "ENABLE_MEMORY_MANAGEMENT");
+    if shared_cache {
+        tracing::warn!(
+            "this build's SQLite shares one page-cache pool between all connections (built \
+             without the checkout's .cargo/config.toml): expect lower throughput under load"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,25 +294,4 @@ mod tests {
             assert_eq!(sql, expected);
         }
     }
-}
-
-/// A node built outside the checkout misses the SQLite compile options of `.cargo/config.toml`
-/// (cargo reads that file only there): it still works, but its connections queue on SQLite's
-/// process-wide mutexes under load. Said once at start-up, so the operator knows why.
-async fn warn_if_built_with_global_mutexes(pool: &AnyPool) -> Result<(), StoreError> {
-    use sqlx::Row as _;
-    let options = sqlx::query::<sqlx::Any>("PRAGMA compile_options")
-        .fetch_all(pool)
-        .await?;
-    let shared_cache = options
-        .iter()
-        .filter_map(|row| row.try_get::<String, _>(0).ok())
-        .any(|option| option == "ENABLE_MEMORY_MANAGEMENT");
-    if shared_cache {
-        tracing::warn!(
-            "this build's SQLite shares one page-cache pool between all connections (built \
-             without the checkout's .cargo/config.toml): expect lower throughput under load"
-        );
-    }
-    Ok(())
 }
