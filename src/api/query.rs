@@ -64,10 +64,12 @@ pub async fn answer_all(
     };
     let catalog = state.catalog();
     let decision = policy::decide(&catalog, &caller.spiffe_id, &first.purpose, &first.items);
-    // A query that can receive nothing costs no quota and reads nothing: it learns nothing, not
-    // even whether the subject exists.
+    // The items each subject's read asks for. A query granted none can receive nothing: it
+    // costs no quota and reads nothing, so it learns nothing, not even whether the subject
+    // exists.
+    let items: Vec<&str> = decision.granted_items().collect();
     let mut pending = None;
-    if decision.grants_anything() {
+    if !items.is_empty() {
         let mut subjects: Vec<&str> = asked.iter().map(|a| a.subject.as_str()).collect();
         subjects.sort_unstable();
         subjects.dedup();
@@ -92,7 +94,7 @@ pub async fn answer_all(
     let prepared = futures_util::future::join_all(
         asked
             .iter()
-            .map(|a| prepare_one(state, caller, a, &decision, &catalog)),
+            .map(|a| prepare_one(state, caller, a, &decision, &items, &catalog)),
     )
     .await;
     let prepared: Vec<Prepared> = prepared.into_iter().collect::<Result<_, _>>()?;
@@ -181,18 +183,18 @@ async fn prepare_one(
     caller: &Caller,
     asked: &Asked,
     decision: &policy::Decision<'_>,
+    items: &[&str],
     catalog: &crate::catalog::SignedCatalog,
 ) -> Result<Prepared, Status> {
     let mut raised_suspension = false;
-    let records = if decision.grants_anything() {
+    let records = if !items.is_empty() {
         let store_unavailable = |e: crate::store::StoreError| {
             tracing::error!(error = %e, "store unavailable; query refused");
             Status::unavailable("the node's store is unavailable; nothing was disclosed")
         };
-        let items: Vec<&str> = decision.granted_items().collect();
         let store = state.store();
         let records = store
-            .records_of(&asked.subject, &items)
+            .records_of(&asked.subject, items)
             .await
             .map_err(store_unavailable)?;
         // A miss, for enumeration detection, is a subject the node does not know at all; one

@@ -354,13 +354,8 @@ impl Presumed {
 /// Appends to `sql` the statements that count `n` subjects for one caller and window (bound in
 /// order: caller, window, subject per subject, then caller, window) and add the new ones to the
 /// usage row; with `returning`, the row returns the count and any suspension.
-pub fn count_sql(
-    sql: &mut String,
-    p: &mut Placeholders,
-    engine: Engine,
-    n: usize,
-    returning: bool,
-) {
+pub fn count_sql(sql: &mut String, p: &mut Placeholders, n: usize, returning: bool) {
+    let engine = p.engine();
     sql.push_str(match engine {
         Engine::Sqlite => "",
         // PostgreSQL has no changes(): the inserted rows come back through the CTE.
@@ -512,13 +507,7 @@ async fn count_subjects(
 ) -> Result<(), sqlx::Error> {
     for chunk in subjects.chunks(COUNT_CHUNK) {
         let mut sql = String::new();
-        count_sql(
-            &mut sql,
-            &mut engine.placeholders(),
-            engine,
-            chunk.len(),
-            false,
-        );
+        count_sql(&mut sql, &mut engine.placeholders(), chunk.len(), false);
         let mut q = sqlx::query::<Any>(&sql);
         for s in chunk {
             q = q.bind(caller).bind(window).bind(*s);

@@ -476,7 +476,7 @@ impl<'a> Writes<'a> {
                     if i > 0 {
                         sql.push(';');
                     }
-                    statement.sql(&mut sql, &mut p, engine);
+                    statement.sql(&mut sql, &mut p);
                 }
                 let mut q = sqlx::query::<Any>(&sql);
                 for statement in &statements {
@@ -493,7 +493,7 @@ impl<'a> Writes<'a> {
             Engine::Postgres => {
                 for statement in &statements {
                     let mut sql = String::new();
-                    statement.sql(&mut sql, &mut engine.placeholders(), engine);
+                    statement.sql(&mut sql, &mut engine.placeholders());
                     let q = statement.bind(sqlx::query::<Any>(&sql))?;
                     if let Statement::Count(..) = statement {
                         returned.extend(q.fetch_all(&mut *conn).await?);
@@ -530,10 +530,10 @@ impl<'a> Writes<'a> {
 }
 
 impl<'a> Statement<'a> {
-    fn sql(&self, sql: &mut String, p: &mut Placeholders, engine: Engine) {
+    fn sql(&self, sql: &mut String, p: &mut Placeholders) {
         match self {
             Statement::Count(_, _, subjects) => {
-                quota::count_sql(sql, p, engine, subjects.len(), true);
+                quota::count_sql(sql, p, subjects.len(), true);
             }
             Statement::Entries(entries, _) => {
                 sql.push_str(

@@ -140,11 +140,6 @@ impl<'c> Decision<'c> {
         &self.items
     }
 
-    /// Whether at least one field of at least one item is granted.
-    pub fn grants_anything(&self) -> bool {
-        self.granted_items().next().is_some()
-    }
-
     /// The items with at least one field granted: the only ones whose records an answer can
     /// use, so the only ones worth reading.
     pub fn granted_items(&self) -> impl Iterator<Item = &str> {

@@ -75,6 +75,11 @@ impl fmt::Display for Placeholder {
 }
 
 impl Placeholders {
+    /// The engine these placeholders are for, and so the dialect of their statement.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Placeholder {
         let n = self.next;
