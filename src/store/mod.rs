@@ -12,6 +12,7 @@
 
 pub mod activity;
 mod migrations;
+mod readers;
 pub mod records;
 
 use std::{fmt, sync::Arc, time::Duration};
@@ -21,6 +22,13 @@ use sqlx::{
     any::{AnyPoolOptions, install_default_drivers},
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
+
+pub use self::readers::ReadConn;
+use self::readers::Readers;
+
+/// Read connections of the query path on SQLite, beside the pool's: as many as the cores the
+/// reads can use, and a few to spare for reads waiting on the disk.
+const READERS: usize = 4;
 
 /// Which engine a store runs on; some SQL (upserts, locking) differs slightly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +148,8 @@ pub struct Store {
     engine: Engine,
     /// One per SQLite file: [`File::Records`], [`File::Activity`].
     write_turns: [Arc<Mutex<()>>; 2],
+    /// The query path's read connections, on SQLite.
+    readers: Option<Arc<Readers>>,
 }
 
 impl Store {
@@ -218,10 +228,13 @@ impl Store {
             activity::drop_replaced_indexes(&pool).await?;
             warn_if_built_with_global_mutexes(&pool).await?;
         }
+        let readers =
+            (engine == Engine::Sqlite).then(|| Arc::new(Readers::new(pool.clone(), READERS)));
         Ok(Self {
             pool,
             engine,
             write_turns: Default::default(),
+            readers,
         })
     }
 
@@ -249,8 +262,19 @@ impl Store {
         }
     }
 
+    /// A connection for a read on the query path (see [`readers`]); other reads use the pool.
+    pub async fn reader(&self) -> Result<ReadConn<'_>, StoreError> {
+        Ok(match &self.readers {
+            Some(readers) => ReadConn::Kept(readers.get().await?),
+            None => ReadConn::Pooled(self.pool.acquire().await?),
+        })
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(readers) = &self.readers {
+            readers.close().await;
+        }
     }
 }
 

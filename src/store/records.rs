@@ -188,17 +188,19 @@ impl Store {
         for item in items {
             q = q.bind(*item);
         }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter().map(record_from_row).collect()
+        let mut reader = self.reader().await?;
+        let rows = q.fetch_all(reader.conn()).await;
+        reader.check(rows)?.iter().map(record_from_row).collect()
     }
 
     /// Whether the subject is known at all (for enumeration detection and "not found").
     pub async fn subject_exists(&self, subject: &str) -> Result<bool, StoreError> {
+        let mut reader = self.reader().await?;
         let row = sqlx::query::<Any>("SELECT COUNT(*) FROM subjects WHERE id = $1")
             .bind(subject)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<i64, _>(0)? > 0)
+            .fetch_one(reader.conn())
+            .await;
+        Ok(reader.check(row)?.try_get::<i64, _>(0)? > 0)
     }
 
     /// The subject of a stored record not yet restored: what a restoration's ledger entry names

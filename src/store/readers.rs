@@ -1,0 +1,130 @@
+//! The query path's read connections on SQLite, kept out of sqlx's pool.
+//!
+//! Why: sqlx 0.8 returns every connection to its pool through a spawned task that first pings
+//! it (`PoolConnection::return_to_pool`), and a SQLite connection is a thread of its own, so
+//! the ping is one more round trip to that thread: per read, a second pair of thread wake-ups
+//! beside the read's own and a task. Wake-ups were a quarter of the CPU at concurrency 64
+//! (BENCHMARKS.md). Here a read checks a connection out of a bag (a channel receive) and puts
+//! it back (a send), and nothing else.
+//!
+//! What the ping was for, done otherwise: a connection whose statement failed is closed, not
+//! put back, and its slot opens a new one (through the pool, so with the same `after_connect`
+//! settings) at its next checkout. A read cancelled mid-statement puts its connection back:
+//! the connection's thread finishes that statement before the next, so the next reader sees
+//! a clean connection. Reads only, never a transaction, which the ping's rollback would have
+//! had to undo. PostgreSQL keeps the pool: there a connection is a socket a server restart can
+//! break, which the pool's tests catch before a query meets it.
+
+use sqlx::{Any, AnyConnection, AnyPool, pool::PoolConnection};
+
+use super::StoreError;
+
+/// A connection for one read: from the bag on SQLite, from the pool on PostgreSQL.
+pub enum ReadConn<'a> {
+    Kept(Reader<'a>),
+    Pooled(PoolConnection<Any>),
+}
+
+impl ReadConn<'_> {
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        match self {
+            ReadConn::Kept(reader) => reader.conn(),
+            ReadConn::Pooled(conn) => conn,
+        }
+    }
+
+    /// Passes the read's `result` through; a kept connection whose read failed is closed.
+    pub fn check<T>(self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
+        match self {
+            ReadConn::Kept(reader) => reader.check(result),
+            ReadConn::Pooled(_) => Ok(result?),
+        }
+    }
+}
+
+/// A bag of connections: `None` slots open a connection when checked out.
+pub(super) struct Readers {
+    pool: AnyPool,
+    put: flume::Sender<Option<AnyConnection>>,
+    take: flume::Receiver<Option<AnyConnection>>,
+}
+
+/// A connection checked out of [`Readers`], put back when dropped.
+pub struct Reader<'a> {
+    conn: Option<AnyConnection>,
+    readers: &'a Readers,
+}
+
+impl Readers {
+    pub(super) fn new(pool: AnyPool, connections: usize) -> Self {
+        let (put, take) = flume::bounded(connections);
+        for _ in 0..connections {
+            // Cannot fail: the channel has room for every slot and its receiver is alive.
+            let _ = put.try_send(None);
+        }
+        Self { pool, put, take }
+    }
+
+    pub(super) async fn get(&self) -> Result<Reader<'_>, StoreError> {
+        // A closed store reads nothing, like the pool it replaces.
+        if self.pool.is_closed() {
+            return Err(StoreError::Database(sqlx::Error::PoolClosed));
+        }
+        let slot = self
+            .take
+            .recv_async()
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
+        let conn = match slot {
+            Some(conn) => conn,
+            None => match self.pool.acquire().await {
+                Ok(conn) => conn.detach(),
+                Err(e) => {
+                    let _ = self.put.try_send(None);
+                    return Err(e.into());
+                }
+            },
+        };
+        Ok(Reader {
+            conn: Some(conn),
+            readers: self,
+        })
+    }
+
+    /// Closes the connections in the bag; those checked out are closed when the store is
+    /// dropped.
+    pub(super) async fn close(&self) {
+        while let Ok(slot) = self.take.try_recv() {
+            if let Some(conn) = slot {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+        }
+    }
+}
+
+impl Reader<'_> {
+    fn conn(&mut self) -> &mut AnyConnection {
+        // Present from checkout until drop or `failed`, which both consume the reader.
+        self.conn
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("a reader holds its connection until dropped"))
+    }
+
+    /// Passes `result` through, closing the connection if it is an error: whatever broke the
+    /// statement may have broken the connection, and a new one is cheap.
+    fn check<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
+        if result.is_err() {
+            self.conn = None;
+            let _ = self.readers.put.try_send(None);
+        }
+        Ok(result?)
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = self.readers.put.try_send(Some(conn));
+        }
+    }
+}
