@@ -302,3 +302,33 @@ async fn sqlite_connections_share_no_global_mutex_and_map_the_records() {
     assert_eq!(mapped, 1 << 30);
     store.close().await;
 }
+
+/// The query path reads through connections it keeps (on SQLite), not through the pool: each
+/// of them must see every commit made after its last read (a stale snapshot would disclose a
+/// record after its restoration), and a closed store must refuse reads.
+#[tokio::test]
+async fn reads_see_every_commit_and_stop_when_the_store_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let subject = "91110000100000001Y";
+        // More reads than the store keeps connections, so that every connection has read.
+        for _ in 0..16 {
+            assert!(store.records_of(subject, ITEMS).await.unwrap().is_empty());
+            assert!(!store.subject_exists(subject).await.unwrap());
+        }
+        store
+            .insert_records(&[record(subject, 7)], 1)
+            .await
+            .unwrap();
+        for _ in 0..16 {
+            let read = store.records_of(subject, ITEMS).await.unwrap();
+            assert_eq!(read, vec![record(subject, 7)], "{engine}");
+            assert!(store.subject_exists(subject).await.unwrap(), "{engine}");
+        }
+        store.close().await;
+        assert!(
+            store.records_of(subject, ITEMS).await.is_err(),
+            "{engine}: a closed store reads nothing"
+        );
+    }
+}
