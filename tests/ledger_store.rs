@@ -804,6 +804,19 @@ async fn entries_are_filtered_and_paged() {
                 ..Default::default()
             };
             assert_eq!(all(denied_in_time).await, vec![8, 12, 16], "{context}");
+            // A caller within a time range: pages of the lookup's part, then of the log's.
+            let by_caller_in_time = EntryFilter {
+                caller: Some("spiffe://region-a.credit.test/dept/d1".into()),
+                from_ms: Some(T0 + 5),
+                until_ms: Some(T0 + 44),
+                purpose: Some("licensing".into()),
+                ..Default::default()
+            };
+            assert_eq!(
+                all(by_caller_in_time).await,
+                expect(&|n| n % 3 == 1 && (5..44).contains(&n)),
+                "{context}"
+            );
             if phase == "nothing indexed" {
                 assert_eq!(lookup::catch_up(&store).await.unwrap(), 30, "{engine}");
                 assert_eq!(

@@ -8,10 +8,10 @@
 //! does so outside the commits queries wait for. Measured at concurrency 64 on SQLite
 //! (BENCHMARKS.md): Query +10–20 %, the ledger's share of its latency from ≈ 0.63 to ≈ 0.53.
 //!
-//! Entries `[0, indexed)` are in the lookup; a listing ([`seqs_matching`]) adds the rest by
-//! scanning the log from `indexed` on, in the same statement, so it is complete however far
-//! behind the task is (after a restart, or while it backfills an older ledger). Verification
-//! never reads the lookup: like the other copies beside each entry it only serves listings.
+//! Entries `[0, indexed)` are in the lookup; a listing (`store::entries`) reads the rest from
+//! the log itself, from `indexed` on, so it is complete however far behind the task is (after
+//! a restart, or while it backfills an older ledger). Verification never reads the lookup:
+//! like the other copies beside each entry it only serves listings.
 
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ pub enum Field {
 }
 
 impl Field {
-    fn column(self) -> &'static str {
+    pub(super) fn column(self) -> &'static str {
         match self {
             Field::Caller => "caller",
             Field::Subject => "subject",
@@ -42,34 +42,6 @@ const BATCH: u32 = 50_000;
 const ROWS_PER_TRANSACTION: usize = 2_000;
 /// Rows per INSERT statement (3 parameters each).
 const ROWS_PER_STATEMENT: usize = 300;
-
-/// A condition on `seq` for entries after the parameter `after` whose `field` equals the
-/// parameter `value`: the indexed part from the lookup, the tail from the log itself. Each
-/// side takes only what follows `after` (so a page deep into a busy caller's entries does not
-/// gather all of them again) and, given `limit`, at most one page in `seq` order. Numbered
-/// parameters may appear twice; both engines bind one value wherever it appears.
-pub(super) fn seqs_matching(
-    field: Field,
-    value: usize,
-    after: usize,
-    limit: Option<usize>,
-) -> String {
-    let column = field.column();
-    let page = |side: String| match limit {
-        Some(l) => format!("SELECT seq FROM ({side} ORDER BY seq LIMIT ${l}) AS page"),
-        None => side,
-    };
-    let indexed = page(format!(
-        "SELECT seq FROM ledger_lookup WHERE field = '{column}' AND value = ${value} \
-         AND seq > ${after}"
-    ));
-    let tail = page(format!(
-        "SELECT seq FROM ledger_entries WHERE seq >= \
-         (SELECT indexed FROM ledger_lookup_head WHERE id = 0) AND seq > ${after} \
-         AND {column} = ${value}"
-    ));
-    format!("seq IN ({indexed} UNION ALL {tail})")
-}
 
 /// Indexes what was committed since the last call until the lookup has caught up; returns the
 /// number of entries indexed.

@@ -580,6 +580,12 @@ pub struct EntryPage {
 }
 
 /// Lists committed entries matching `filter`, in sequence order.
+///
+/// With a caller or subject, the lookup's part of the log (`[0, indexed)`, see [`lookup`]) and
+/// the rest are read one after the other, each in `seq` order and only until the page is full:
+/// a page deep into a busy caller's entries, or with conditions besides, reads about one page
+/// of them, never all of the caller's entries first. `indexed` is read once beforehand, so the
+/// two parts are disjoint and together complete whatever the indexer does meanwhile.
 pub async fn entries(
     store: &Store,
     filter: &EntryFilter,
@@ -589,64 +595,26 @@ pub async fn entries(
         Some(a) => to_i64(a)?,
         None => -1,
     };
-    let mut sql = String::from("SELECT seq, entry, leaf_hash FROM ledger_entries WHERE seq > $1");
-    // Parameters in the order they are numbered: $1 is `after`, then the texts, the times,
-    // the limit.
-    let mut texts: Vec<&str> = Vec::new();
-    let mut times: Vec<i64> = Vec::new();
-    let mut n = 1;
-    let mut param = || {
-        n += 1;
-        n
-    };
-    // One of caller and subject through the lookup (see `lookup` for why not an index), the
-    // subject when both are given (the fewer entries), the other as a plain column check.
-    let through_lookup = match (&filter.subject, &filter.caller) {
-        (Some(subject), _) => Some((Field::Subject, subject.as_str(), param())),
-        (None, Some(caller)) => Some((Field::Caller, caller.as_str(), param())),
+    let limit = page.limit as usize;
+    // The subject when both are given: it has the fewer entries.
+    let key = match (&filter.subject, &filter.caller) {
+        (Some(subject), _) => Some((Field::Subject, subject.as_str())),
+        (None, Some(caller)) => Some((Field::Caller, caller.as_str())),
         (None, None) => None,
     };
-    texts.extend(through_lookup.map(|(_, value, _)| value));
-    let mut columns: Vec<(&str, &str)> = Vec::new();
-    if let (Some(_), Some(caller)) = (&filter.subject, &filter.caller) {
-        columns.push(("caller", caller.as_str()));
-    }
-    columns.extend(filter.purpose.as_deref().map(|p| ("purpose", p)));
-    columns.extend(filter.outcome.map(|k| ("outcome", k.as_str())));
-    let mut conditions = String::new();
-    for (column, value) in &columns {
-        conditions.push_str(&format!(" AND {column} = ${}", param()));
-        texts.push(value);
-    }
-    for (ms, op) in [(filter.from_ms, ">="), (filter.until_ms, "<")] {
-        if let Some(ms) = ms {
-            conditions.push_str(&format!(" AND time_ms {op} ${}", param()));
-            times.push(ms);
+    let rows = match key {
+        Some(key) => {
+            let indexed = to_i64(lookup::indexed(store).await?)?;
+            let mut rows =
+                matching(store, filter, Part::Indexed(key, indexed), after, limit).await?;
+            if rows.len() < limit {
+                let tail = Part::Tail(key, indexed);
+                rows.extend(matching(store, filter, tail, after, limit - rows.len()).await?);
+            }
+            rows
         }
-    }
-    let limit_param = param();
-    if let Some((field, _, value_param)) = through_lookup {
-        // With no other condition, each side of the lookup stops at one page.
-        let alone = conditions.is_empty();
-        sql.push_str(" AND ");
-        sql.push_str(&lookup::seqs_matching(
-            field,
-            value_param,
-            1,
-            alone.then_some(limit_param),
-        ));
-    }
-    sql.push_str(&conditions);
-    sql.push_str(&format!(" ORDER BY seq LIMIT ${limit_param}"));
-    let mut q = sqlx::query::<Any>(&sql).bind(after);
-    for text in texts {
-        q = q.bind(text);
-    }
-    for ms in times {
-        q = q.bind(ms);
-    }
-    q = q.bind(i64::from(page.limit));
-    let rows = q.fetch_all(store.pool()).await?;
+        None => matching(store, filter, Part::All, after, limit).await?,
+    };
     let entries = rows
         .iter()
         .map(|row| {
@@ -662,7 +630,7 @@ pub async fn entries(
             })
         })
         .collect::<Result<Vec<_>, LedgerError>>()?;
-    let next_after = if entries.len() == page.limit as usize {
+    let next_after = if entries.len() == limit {
         entries.last().map(|e| e.seq)
     } else {
         None
@@ -671,6 +639,112 @@ pub async fn entries(
         entries,
         next_after,
     })
+}
+
+/// Which entries one statement of a listing reads.
+#[derive(Clone, Copy)]
+enum Part<'a> {
+    /// Those below `indexed` whose field has the value, through the lookup.
+    Indexed((Field, &'a str), i64),
+    /// Those from `indexed` on whose field has the value, from the log itself.
+    Tail((Field, &'a str), i64),
+    /// All of them.
+    All,
+}
+
+/// A bind parameter of a listing, in the order of its placeholder.
+enum Param<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// The rows (`seq, entry, leaf_hash`) of at most `limit` entries of `part` after `after` that
+/// match `filter`'s other conditions, in `seq` order.
+async fn matching(
+    store: &Store,
+    filter: &EntryFilter,
+    part: Part<'_>,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<AnyRow>, LedgerError> {
+    use std::fmt::Write as _;
+    let mut p = store.engine().placeholders();
+    let mut params = Vec::new();
+    // The lookup's rows lead, in their key's order, which is `seq` order for one value; each
+    // is joined to its entry (CROSS JOIN: SQLite keeps the lookup as the outer loop, rather
+    // than scanning the log by time and sorting what it found).
+    let mut sql = String::from("SELECT e.seq, e.entry, e.leaf_hash FROM ");
+    let order = match part {
+        Part::Indexed((field, value), indexed) => {
+            let _ = write!(
+                sql,
+                "ledger_lookup l CROSS JOIN ledger_entries e WHERE e.seq = l.seq \
+                 AND l.field = '{}' AND l.value = {} AND l.seq < {} AND l.seq > {}",
+                field.column(),
+                p.next(),
+                p.next(),
+                p.next()
+            );
+            params.extend([Param::Text(value), Param::Int(indexed), Param::Int(after)]);
+            "l.seq"
+        }
+        Part::Tail((field, value), indexed) => {
+            let _ = write!(
+                sql,
+                "ledger_entries e WHERE e.{} = {} AND e.seq >= {} AND e.seq > {}",
+                field.column(),
+                p.next(),
+                p.next(),
+                p.next()
+            );
+            params.extend([Param::Text(value), Param::Int(indexed), Param::Int(after)]);
+            "e.seq"
+        }
+        Part::All => {
+            let _ = write!(sql, "ledger_entries e WHERE e.seq > {}", p.next());
+            params.push(Param::Int(after));
+            "e.seq"
+        }
+    };
+    // The caller as a plain condition when the subject led.
+    let caller = match (&filter.subject, &filter.caller) {
+        (Some(_), Some(caller)) => Some(caller.as_str()),
+        _ => None,
+    };
+    let texts = [
+        ("caller", caller),
+        ("purpose", filter.purpose.as_deref()),
+        ("outcome", filter.outcome.map(OutcomeKind::as_str)),
+    ];
+    for (column, value) in texts {
+        if let Some(value) = value {
+            let _ = write!(sql, " AND e.{column} = {}", p.next());
+            params.push(Param::Text(value));
+        }
+    }
+    // The tail is the last entries: read from `indexed` on in `seq` order. Left to itself,
+    // SQLite would take all the range's entries by the time index and sort them; `+ 0` keeps
+    // it off that index.
+    let time = match part {
+        Part::Tail(..) => "e.time_ms + 0",
+        _ => "e.time_ms",
+    };
+    for (ms, op) in [(filter.from_ms, ">="), (filter.until_ms, "<")] {
+        if let Some(ms) = ms {
+            let _ = write!(sql, " AND {time} {op} {}", p.next());
+            params.push(Param::Int(ms));
+        }
+    }
+    let _ = write!(sql, " ORDER BY {order} LIMIT {}", p.next());
+    params.push(Param::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+    let mut q = sqlx::query::<Any>(&sql);
+    for param in params {
+        q = match param {
+            Param::Text(text) => q.bind(text),
+            Param::Int(n) => q.bind(n),
+        };
+    }
+    Ok(q.fetch_all(store.pool()).await?)
 }
 
 // ---------------------------------------------------------------------------------------------
