@@ -29,6 +29,8 @@ use self::readers::Readers;
 /// Read connections of the query path on SQLite, beside the pool's: as many as the cores the
 /// reads can use, and a few to spare for reads waiting on the disk.
 const READERS: usize = 4;
+/// How long a statement waits for a connection before the store answers unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which engine a store runs on; some SQL (upserts, locking) differs slightly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,7 +182,7 @@ impl Store {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             // A SQLite connection is a file handle in this process: a ping finds nothing the
             // statement itself would not, and costs a round trip to its thread per acquire.
             .test_before_acquire(engine == Engine::Postgres)
@@ -228,8 +230,8 @@ impl Store {
             activity::drop_replaced_indexes(&pool).await?;
             warn_if_built_with_global_mutexes(&pool).await?;
         }
-        let readers =
-            (engine == Engine::Sqlite).then(|| Arc::new(Readers::new(pool.clone(), READERS)));
+        let readers = (engine == Engine::Sqlite)
+            .then(|| Arc::new(Readers::new(pool.clone(), READERS, ACQUIRE_TIMEOUT)));
         Ok(Self {
             pool,
             engine,

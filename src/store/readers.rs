@@ -11,9 +11,12 @@
 //! put back, and its slot opens a new one (through the pool, so with the same `after_connect`
 //! settings) at its next checkout. A read cancelled mid-statement puts its connection back:
 //! the connection's thread finishes that statement before the next, so the next reader sees
-//! a clean connection. Reads only, never a transaction, which the ping's rollback would have
+//! a clean connection; one cancelled while its slot opens a connection puts the empty slot
+//! back. Reads only, never a transaction, which the ping's rollback would have
 //! had to undo. PostgreSQL keeps the pool: there a connection is a socket a server restart can
 //! break, which the pool's tests catch before a query meets it.
+
+use std::time::Duration;
 
 use sqlx::{Any, AnyConnection, AnyPool, pool::PoolConnection};
 
@@ -47,6 +50,9 @@ pub(super) struct Readers {
     pool: AnyPool,
     put: flume::Sender<Option<AnyConnection>>,
     take: flume::Receiver<Option<AnyConnection>>,
+    size: usize,
+    /// How long a read waits for a slot.
+    wait: Duration,
 }
 
 /// A connection checked out of [`Readers`], put back when dropped.
@@ -56,13 +62,19 @@ pub struct Reader<'a> {
 }
 
 impl Readers {
-    pub(super) fn new(pool: AnyPool, connections: usize) -> Self {
-        let (put, take) = flume::bounded(connections);
-        for _ in 0..connections {
+    pub(super) fn new(pool: AnyPool, size: usize, wait: Duration) -> Self {
+        let (put, take) = flume::bounded(size);
+        for _ in 0..size {
             // Cannot fail: the channel has room for every slot and its receiver is alive.
             let _ = put.try_send(None);
         }
-        Self { pool, put, take }
+        Self {
+            pool,
+            put,
+            take,
+            size,
+            wait,
+        }
     }
 
     pub(super) async fn get(&self) -> Result<Reader<'_>, StoreError> {
@@ -70,41 +82,44 @@ impl Readers {
         if self.pool.is_closed() {
             return Err(StoreError::Database(sqlx::Error::PoolClosed));
         }
-        let slot = self
-            .take
-            .recv_async()
+        // Bounded like the pool's acquire: a store that cannot serve reads answers UNAVAILABLE
+        // rather than holding the query.
+        let slot = tokio::time::timeout(self.wait, self.take.recv_async())
             .await
+            .map_err(|_| StoreError::Database(sqlx::Error::PoolTimedOut))?
             .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
-        let conn = match slot {
-            Some(conn) => conn,
-            None => match self.pool.acquire().await {
-                Ok(conn) => conn.detach(),
-                Err(e) => {
-                    let _ = self.put.try_send(None);
-                    return Err(e.into());
-                }
-            },
-        };
-        Ok(Reader {
-            conn: Some(conn),
+        // The reader owns the slot from here: dropped at any await below (a query cancelled
+        // by its deadline), it puts the slot back, empty or not.
+        let mut reader = Reader {
+            conn: slot,
             readers: self,
-        })
+        };
+        if reader.conn.is_none() {
+            reader.conn = Some(self.pool.acquire().await?.detach());
+        }
+        Ok(reader)
     }
 
-    /// Closes the connections in the bag; those checked out are closed when the store is
-    /// dropped.
+    /// Closes the connections in the bag and leaves their slots empty: a read that got past
+    /// the closed check meets the closed pool when it tries to reopen one. Connections checked
+    /// out now are closed when the store is dropped.
     pub(super) async fn close(&self) {
-        while let Ok(slot) = self.take.try_recv() {
+        for _ in 0..self.size {
+            let Ok(slot) = self.take.try_recv() else {
+                break;
+            };
             if let Some(conn) = slot {
                 let _ = sqlx::Connection::close(conn).await;
             }
+            let _ = self.put.try_send(None);
         }
     }
 }
 
 impl Reader<'_> {
     fn conn(&mut self) -> &mut AnyConnection {
-        // Present from checkout until drop or `failed`, which both consume the reader.
+        // Set by `Readers::get` before it returns the reader; taken only by `check`, which
+        // consumes it.
         self.conn
             .as_mut()
             .unwrap_or_else(|| unreachable!("a reader holds its connection until dropped"))
@@ -115,7 +130,6 @@ impl Reader<'_> {
     fn check<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
         if result.is_err() {
             self.conn = None;
-            let _ = self.readers.put.try_send(None);
         }
         Ok(result?)
     }
@@ -123,8 +137,7 @@ impl Reader<'_> {
 
 impl Drop for Reader<'_> {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            let _ = self.readers.put.try_send(Some(conn));
-        }
+        // Cannot fail: at most `size` slots exist, and the bag has room for all of them.
+        let _ = self.readers.put.try_send(self.conn.take());
     }
 }
