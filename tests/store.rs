@@ -332,3 +332,30 @@ async fn reads_see_every_commit_and_stop_when_the_store_closes() {
         );
     }
 }
+
+/// A query cancelled (its deadline passed, its client gone) while its read waits to open a
+/// connection must give its slot back: the node keeps four, and losing them one by one would
+/// leave every later query waiting.
+#[tokio::test]
+async fn sqlite_reads_cancelled_while_opening_a_connection_leave_the_store_readable() {
+    use futures_util::FutureExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let store = credit_node::store::Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("node.db").display()
+    ))
+    .await
+    .unwrap();
+    // Every connection of the pool taken: a read's slot, empty at first, cannot open one.
+    let mut held = Vec::new();
+    for _ in 0..store.pool().options().get_max_connections() {
+        held.push(store.pool().acquire().await.unwrap());
+    }
+    for _ in 0..8 {
+        // Polled once, then dropped while it waits for the pool.
+        assert!(store.records_of(SUBJECT, ITEMS).now_or_never().is_none());
+    }
+    drop(held);
+    assert_eq!(store.records_of(SUBJECT, ITEMS).await.unwrap(), vec![]);
+    store.close().await;
+}
