@@ -265,6 +265,13 @@ async fn sqlite_moves_ledger_and_quota_tables_into_the_activity_file() {
     );
 }
 
+/// A fresh SQLite store in `dir`.
+async fn sqlite_store(dir: &std::path::Path) -> credit_node::store::Store {
+    credit_node::store::Store::open(&format!("sqlite://{}", dir.join("node.db").display()))
+        .await
+        .unwrap()
+}
+
 /// The SQLite connections are set up as ARCHITECTURE.md (`store`) describes: the bundled
 /// SQLite compiled without the process-wide page-cache pool and memory statistics (options
 /// from `.cargo/config.toml`), and the records file mapped. Either lost, a build still works
@@ -273,12 +280,7 @@ async fn sqlite_moves_ledger_and_quota_tables_into_the_activity_file() {
 async fn sqlite_connections_share_no_global_mutex_and_map_the_records() {
     use sqlx::Row;
     let dir = tempfile::tempdir().unwrap();
-    let store = credit_node::store::Store::open(&format!(
-        "sqlite://{}",
-        dir.path().join("node.db").display()
-    ))
-    .await
-    .unwrap();
+    let store = sqlite_store(dir.path()).await;
     let options: Vec<String> = sqlx::query("PRAGMA compile_options")
         .fetch_all(store.pool())
         .await
@@ -340,12 +342,7 @@ async fn reads_see_every_commit_and_stop_when_the_store_closes() {
 async fn sqlite_reads_cancelled_while_opening_a_connection_leave_the_store_readable() {
     use futures_util::FutureExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let store = credit_node::store::Store::open(&format!(
-        "sqlite://{}",
-        dir.path().join("node.db").display()
-    ))
-    .await
-    .unwrap();
+    let store = sqlite_store(dir.path()).await;
     // Every connection of the pool taken: a read's slot, empty at first, cannot open one.
     let mut held = Vec::new();
     for _ in 0..store.pool().options().get_max_connections() {
