@@ -356,3 +356,41 @@ async fn sqlite_reads_cancelled_while_opening_a_connection_leave_the_store_reada
     assert_eq!(store.records_of(SUBJECT, ITEMS).await.unwrap(), vec![]);
     store.close().await;
 }
+
+/// A read that fails (here: its table renamed away under it) is an error, not a hang or a
+/// wrong answer, and the store reads again once the cause is gone: every kept connection a
+/// failed read closed is replaced.
+#[tokio::test]
+async fn failed_reads_are_errors_and_the_store_reads_again_after() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        store
+            .insert_records(&[record(SUBJECT, 1)], 1)
+            .await
+            .unwrap();
+        let rename = |from: &str, to: &str| {
+            let (pool, sql) = (
+                store.pool().clone(),
+                format!("ALTER TABLE {from} RENAME TO {to}"),
+            );
+            async move { sqlx::query(&sql).execute(&pool).await.unwrap() }
+        };
+        rename("records", "records_away").await;
+        // More failed reads than the store keeps connections.
+        for _ in 0..8 {
+            assert!(
+                store.records_of(SUBJECT, ITEMS).await.is_err(),
+                "{engine}: a read of a missing table fails"
+            );
+        }
+        rename("records_away", "records").await;
+        for _ in 0..8 {
+            assert_eq!(
+                store.records_of(SUBJECT, ITEMS).await.unwrap(),
+                vec![record(SUBJECT, 1)],
+                "{engine}"
+            );
+        }
+        store.close().await;
+    }
+}
