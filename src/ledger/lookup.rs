@@ -84,9 +84,9 @@ pub(super) async fn run(store: Store, every: Duration) {
 /// activity file's write turn on its own, so the ledger's writer waits for one of them at most,
 /// never for the whole batch. A crash part way leaves rows beyond `indexed`: harmless (a
 /// listing reads the lookup only below `indexed`, the log itself from there on) and skipped
-/// by the next attempt's `ON CONFLICT`. On PostgreSQL, where writers do not exclude each other, the batch
-/// is one transaction, and an advisory lock leaves each round to one replica: the others
-/// would only index the same entries again and wait on each other's rows.
+/// by the next attempt's `ON CONFLICT`. On PostgreSQL, where writers do not exclude each
+/// other, the batch is one transaction, and an advisory lock leaves each round to one replica:
+/// the others would only index the same entries again and wait on each other's rows.
 async fn index_batch(store: &Store, limit: u32) -> Result<u64, LedgerError> {
     let engine = store.engine();
     if engine == Engine::Postgres {

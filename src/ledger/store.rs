@@ -675,7 +675,7 @@ async fn matching(
     // than scanning the log by time and sorting what it found).
     let mut sql = String::from("SELECT e.seq, e.entry, e.leaf_hash FROM ");
     let order = match part {
-        Part::Indexed((field, value), indexed) => {
+        Part::Indexed((field, _), _) => {
             let _ = write!(
                 sql,
                 "ledger_lookup l CROSS JOIN ledger_entries e WHERE e.seq = l.seq \
@@ -685,10 +685,9 @@ async fn matching(
                 p.next(),
                 p.next()
             );
-            params.extend([Param::Text(value), Param::Int(indexed), Param::Int(after)]);
             "l.seq"
         }
-        Part::Tail((field, value), indexed) => {
+        Part::Tail((field, _), _) => {
             let _ = write!(
                 sql,
                 "ledger_entries e WHERE e.{} = {} AND e.seq >= {} AND e.seq > {}",
@@ -697,15 +696,18 @@ async fn matching(
                 p.next(),
                 p.next()
             );
-            params.extend([Param::Text(value), Param::Int(indexed), Param::Int(after)]);
             "e.seq"
         }
         Part::All => {
             let _ = write!(sql, "ledger_entries e WHERE e.seq > {}", p.next());
-            params.push(Param::Int(after));
             "e.seq"
         }
     };
+    // Bound in the order of the placeholders above: the value and `indexed`, then `after`.
+    if let Part::Indexed((_, value), indexed) | Part::Tail((_, value), indexed) = part {
+        params.extend([Param::Text(value), Param::Int(indexed)]);
+    }
+    params.push(Param::Int(after));
     // The caller as a plain condition when the subject led.
     let caller = match (&filter.subject, &filter.caller) {
         (Some(_), Some(caller)) => Some(caller.as_str()),

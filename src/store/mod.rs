@@ -23,8 +23,7 @@ use sqlx::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-pub use self::readers::ReadConn;
-use self::readers::Readers;
+use self::readers::{ReadConn, Readers};
 
 /// Read connections of the query path on SQLite, beside the pool's: as many as the cores the
 /// reads can use, and a few to spare for reads waiting on the disk.
@@ -265,7 +264,7 @@ impl Store {
     }
 
     /// A connection for a read on the query path (see [`readers`]); other reads use the pool.
-    pub async fn reader(&self) -> Result<ReadConn<'_>, StoreError> {
+    async fn reader(&self) -> Result<ReadConn<'_>, StoreError> {
         Ok(match &self.readers {
             Some(readers) => ReadConn::Kept(readers.get().await?),
             None => ReadConn::Pooled(self.pool.acquire().await?),

@@ -12,9 +12,9 @@
 //! settings) at its next checkout. A read cancelled mid-statement puts its connection back:
 //! the connection's thread finishes that statement before the next, so the next reader sees
 //! a clean connection; one cancelled while its slot opens a connection puts the empty slot
-//! back. Reads only, never a transaction, which the ping's rollback would have
-//! had to undo. PostgreSQL keeps the pool: there a connection is a socket a server restart can
-//! break, which the pool's tests catch before a query meets it.
+//! back. Reads only, never a transaction, which the ping's rollback would have had to undo.
+//! PostgreSQL keeps the pool: there a connection is a socket a server restart can break, which
+//! the pool's tests catch before a query meets it.
 
 use std::time::Duration;
 
@@ -23,13 +23,13 @@ use sqlx::{Any, AnyConnection, AnyPool, pool::PoolConnection};
 use super::StoreError;
 
 /// A connection for one read: from the bag on SQLite, from the pool on PostgreSQL.
-pub enum ReadConn<'a> {
+pub(super) enum ReadConn<'a> {
     Kept(Reader<'a>),
     Pooled(PoolConnection<Any>),
 }
 
 impl ReadConn<'_> {
-    pub fn conn(&mut self) -> &mut AnyConnection {
+    pub(super) fn conn(&mut self) -> &mut AnyConnection {
         match self {
             ReadConn::Kept(reader) => reader.conn(),
             ReadConn::Pooled(conn) => conn,
@@ -37,7 +37,7 @@ impl ReadConn<'_> {
     }
 
     /// Passes the read's `result` through; a kept connection whose read failed is closed.
-    pub fn check<T>(self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
+    pub(super) fn check<T>(self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
         match self {
             ReadConn::Kept(reader) => reader.check(result),
             ReadConn::Pooled(_) => Ok(result?),
@@ -56,7 +56,7 @@ pub(super) struct Readers {
 }
 
 /// A connection checked out of [`Readers`], put back when dropped.
-pub struct Reader<'a> {
+pub(super) struct Reader<'a> {
     conn: Option<AnyConnection>,
     readers: &'a Readers,
 }
