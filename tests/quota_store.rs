@@ -6,13 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
+// The benchmarks' typical entry, so that tests and benchmarks append the same thing.
+#[path = "../benches/common/mod.rs"]
+mod fixtures;
 
 use credit_node::{
     harvest::{Charge, QuotaCharge, quota},
-    ledger::{
-        Ledger, LedgerSettings, OutcomeKind, audit,
-        entry::{Decision, Entry, FieldDecision, Outcome},
-    },
+    ledger::{Ledger, LedgerSettings, OutcomeKind, audit, entry::Entry},
     store::Store,
 };
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -133,24 +133,13 @@ async fn charges_count_new_subjects_once_refuse_past_the_quota_and_drop_spent_wi
     }
 }
 
+/// A granted query entry about `subject`, by the tax department (the benchmarks' entry).
 fn granted_entry(subject: &str) -> Entry {
+    let entry = fixtures::entry(0);
+    assert_eq!(entry.caller, TAX);
     Entry {
-        seq: 0,
-        time_ms: 1_790_000_000_000,
-        query_id: [7; 16],
-        caller: TAX.into(),
-        caller_cert_sha256: [0xab; 32],
-        on_behalf_of: None,
-        purpose: "licensing".into(),
-        basis: "doc-2026-17".into(),
         subject: subject.into(),
-        requested_fields: vec!["penalty.amount".into()],
-        decisions: vec![FieldDecision {
-            field: "penalty.amount".into(),
-            decision: Decision::GrantedRaw,
-        }],
-        outcome: Outcome::Granted,
-        response_sha256: [0x11; 32],
+        ..entry
     }
 }
 

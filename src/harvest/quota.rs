@@ -351,9 +351,9 @@ impl Presumed {
     }
 }
 
-/// Appends to `sql` the statements that count `n` subjects for one caller and window (bound in
-/// order: caller, window, subject per subject, then caller, window) and add the new ones to the
-/// usage row; with `returning`, the row returns the count and any suspension.
+/// Appends to `sql` the statements that count `n` subjects for one caller and window (bound by
+/// [`bind_count`]) and add the new ones to the usage row; with `returning`, the row returns the
+/// count and any suspension.
 pub fn count_sql(sql: &mut String, p: &mut Placeholders, n: usize, returning: bool) {
     let engine = p.engine();
     sql.push_str(match engine {
@@ -379,6 +379,20 @@ pub fn count_sql(sql: &mut String, p: &mut Placeholders, n: usize, returning: bo
              (SELECT since_ms FROM suspensions WHERE suspensions.caller = quota_usage.caller)",
         );
     }
+}
+
+/// Binds the parameters of [`count_sql`]'s statement for `subjects`: the one place that knows
+/// its order, for the exact charge and the ledger writer's presumed one alike.
+pub fn bind_count<'q, S: AsRef<str>>(
+    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    caller: &'q str,
+    window: i64,
+    subjects: &'q [S],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for s in subjects {
+        q = q.bind(caller).bind(window).bind(s.as_ref());
+    }
+    q.bind(caller).bind(window)
 }
 
 /// Charges the charges `members` of one caller and window, in order, each all or nothing.
@@ -508,11 +522,9 @@ async fn count_subjects(
     for chunk in subjects.chunks(COUNT_CHUNK) {
         let mut sql = String::new();
         count_sql(&mut sql, &mut engine.placeholders(), chunk.len(), false);
-        let mut q = sqlx::query::<Any>(&sql);
-        for s in chunk {
-            q = q.bind(caller).bind(window).bind(*s);
-        }
-        q.bind(caller).bind(window).execute(&mut *conn).await?;
+        bind_count(sqlx::query::<Any>(&sql), caller, window, chunk)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

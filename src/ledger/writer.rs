@@ -573,10 +573,7 @@ impl<'a> Statement<'a> {
     {
         match *self {
             Statement::Count(caller, window, subjects) => {
-                for s in subjects {
-                    q = q.bind(caller).bind(window).bind(s.as_str());
-                }
-                q = q.bind(caller).bind(window);
+                q = quota::bind_count(q, caller, window, subjects);
             }
             Statement::Entries(entries, rows) => {
                 for (entry, (bytes, hash)) in entries.iter().zip(rows) {
