@@ -6,8 +6,11 @@
 //! nothing is refused: what is measured is the cost of checking, rate limit and quota read or
 //! charge on every query), one with `harvest.enabled = false`. Two workloads: first contact
 //! (every query about a subject the caller has not asked about before: the quota is charged in
-//! the store) and repeats (subjects already counted: the quota costs no database work). Each
-//! guarded case runs right after the same case on the unguarded node.
+//! the store) and repeats (subjects already counted: the quota costs no database work).
+//!
+//! The machine's speed drifts by more than the differences measured, so every case runs in
+//! several short rounds, every other round in reverse order, and each figure is over all its
+//! rounds; the guard's ratio is also printed round by round, to show its spread.
 //!
 //! `cargo bench --bench query_load` — prints a Markdown table for BENCHMARKS.md.
 
@@ -24,14 +27,16 @@ use credit_node::{
     config::LoadedConfig,
     gen_data,
     identity::Kind,
-    ledger::store::{AppendWaits, Ledger},
+    ledger::store::Ledger,
     pki::{self, REGION_A},
     proto::{self, credit_query_client::CreditQueryClient},
 };
 use tonic::transport::Channel;
 
-const SUBJECTS: u64 = 100_000;
-const RUN: Duration = Duration::from_secs(3);
+/// Enough organisations (about two in five subjects) for every first contact of every round.
+const SUBJECTS: u64 = 250_000;
+const RUN: Duration = Duration::from_millis(1500);
+const ROUNDS: usize = 4;
 const CONNECTIONS: usize = 4;
 
 fn main() {
@@ -102,120 +107,166 @@ async fn run() {
     let (guarded, unguarded) = (&channels[0], &channels[1]);
 
     println!(
-        "{} records, {} subjects with a registration; {CONNECTIONS} connections; {} s per case\n",
+        "{} records, {} subjects with a registration; {CONNECTIONS} connections; {ROUNDS} rounds \
+         of {} s per case, every other round in reverse order\n",
         records.len(),
         subjects.len(),
-        RUN.as_secs()
+        RUN.as_secs_f64()
     );
+    // Subjects from `fresh` on have never been asked about; the first 256 are asked about in
+    // the first round's first contact, so they are counted from then on.
+    let mut fresh = 0usize;
+    let known = Arc::new(subjects[..256].to_vec());
+    let ledgers = [nodes[0].state().ledger(), nodes[1].state().ledger()];
+    let mut tables = Vec::new();
+    let mut round_ratios = Vec::new();
+    for concurrency in [1usize, 64] {
+        let mut runs: [Vec<Run>; CASES.len()] = Default::default();
+        for round in 0..ROUNDS {
+            // Each case runs as often first as last: whatever one case leaves behind (a
+            // checkpoint due, dirty pages being written back) burdens each side alike.
+            let mut order: Vec<usize> = (0..CASES.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            let mut most = 0;
+            for case in order {
+                let Case {
+                    guarded: on,
+                    load: what,
+                    ..
+                } = CASES[case];
+                let node = usize::from(!on);
+                let (channels, ledger) = ([guarded, unguarded][node], ledgers[node]);
+                settle(&nodes).await;
+                let run = match what {
+                    Load::WhoAmI => load(channels, ledger, concurrency, &subjects, 0, false).await,
+                    Load::FirstContact => {
+                        load(channels, ledger, concurrency, &subjects, fresh, true).await
+                    }
+                    Load::Repeats => load(channels, ledger, concurrency, &known, 0, true).await,
+                };
+                if let Load::FirstContact = what {
+                    most = most.max(run.latencies.len());
+                }
+                runs[case].push(run);
+            }
+            fresh += most;
+            assert!(
+                fresh >= known.len() && fresh < subjects.len(),
+                "more subjects needed for first contact"
+            );
+            round_ratios.push((concurrency, round, runs.each_ref().map(|r| r[round].rate())));
+        }
+        tables.push((concurrency, runs.map(|r| Summary::of(&r))));
+    }
+
     println!(
         "| concurrency | case | requests/s | p50 | p99 | ratio to WhoAmI | ratio to guard off |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
-    // Subjects from `fresh` on have never been asked about; the first 256 are asked about in
-    // the first run, so they are counted from then on.
-    let mut fresh = 0usize;
-    let known = Arc::new(subjects[..256].to_vec());
-    let (guarded_ledger, unguarded_ledger) = (nodes[0].state().ledger(), nodes[1].state().ledger());
-    let mut waits = Vec::new();
-    for concurrency in [1usize, 64] {
-        settle(&nodes).await;
-        let whoami = load(
-            guarded,
-            guarded_ledger,
-            concurrency,
-            subjects.clone(),
-            0,
-            false,
-        )
-        .await;
-        settle(&nodes).await;
-        let off_new = load(
-            unguarded,
-            unguarded_ledger,
-            concurrency,
-            subjects.clone(),
-            fresh,
-            true,
-        )
-        .await;
-        settle(&nodes).await;
-        let on_new = load(
-            guarded,
-            guarded_ledger,
-            concurrency,
-            subjects.clone(),
-            fresh,
-            true,
-        )
-        .await;
-        fresh += on_new.count;
-        assert!(
-            fresh < subjects.len(),
-            "more subjects needed for first contact"
-        );
-        settle(&nodes).await;
-        let off_known = load(
-            unguarded,
-            unguarded_ledger,
-            concurrency,
-            known.clone(),
-            0,
-            true,
-        )
-        .await;
-        settle(&nodes).await;
-        let on_known = load(guarded, guarded_ledger, concurrency, known.clone(), 0, true).await;
-        for (case, r) in [
-            ("first contact, guard off", &off_new),
-            ("first contact, guard on", &on_new),
-            ("repeats, guard off", &off_known),
-            ("repeats, guard on", &on_known),
-        ] {
-            waits.push((concurrency, case, r.mean, r.ledger_wait));
-        }
-        for (name, r, off) in [
-            ("WhoAmI (baseline)", &whoami, &whoami),
-            (
-                "Query, first contact, anti-harvesting off",
-                &off_new,
-                &off_new,
-            ),
-            (
-                "Query, first contact, anti-harvesting on",
-                &on_new,
-                &off_new,
-            ),
-            (
-                "Query, repeats, anti-harvesting off",
-                &off_known,
-                &off_known,
-            ),
-            ("Query, repeats, anti-harvesting on", &on_known, &off_known),
-        ] {
+    for (concurrency, summaries) in &tables {
+        let whoami = summaries[0].rate;
+        for (case, s) in CASES.iter().zip(summaries) {
+            let off = summaries[case.against].rate;
             println!(
-                "| {concurrency} | {name} | {:.0} | {} µs | {} µs | {:.2} | {:.2} |",
-                r.rate,
-                r.p50,
-                r.p99,
-                r.rate / whoami.rate,
-                r.rate / off.rate
+                "| {concurrency} | {} | {:.0} | {} µs | {} µs | {:.2} | {:.2} |",
+                case.name,
+                s.rate,
+                s.p50,
+                s.p99,
+                s.rate / whoami,
+                s.rate / off
             );
         }
+    }
+    println!("\nGuard on / off, round by round (requests/s of the round's two runs):\n");
+    println!("| concurrency | round | first contact | repeats | Query first contact / WhoAmI |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (concurrency, round, rates) in round_ratios {
+        println!(
+            "| {concurrency} | {} | {:.2} | {:.2} | {:.2} |",
+            round + 1,
+            rates[2] / rates[1],
+            rates[4] / rates[3],
+            rates[1] / rates[0]
+        );
     }
     println!(
         "\n| concurrency | Query | mean latency | mean wait for the ledger's commit | share of latency |"
     );
     println!("| --- | --- | --- | --- | --- |");
-    for (concurrency, case, mean, wait) in waits {
-        println!(
-            "| {concurrency} | {case} | {mean:.0} µs | {wait:.0} µs | {:.2} |",
-            wait / mean
-        );
+    for (concurrency, summaries) in &tables {
+        for (case, s) in CASES.iter().zip(summaries).skip(1) {
+            println!(
+                "| {concurrency} | {} | {:.0} µs | {:.0} µs | {:.2} |",
+                case.short,
+                s.mean,
+                s.ledger_wait,
+                s.ledger_wait / s.mean
+            );
+        }
     }
     for node in nodes {
         node.shutdown().await;
     }
 }
+
+#[derive(Clone, Copy)]
+enum Load {
+    WhoAmI,
+    FirstContact,
+    Repeats,
+}
+
+#[derive(Clone, Copy)]
+struct Case {
+    name: &'static str,
+    short: &'static str,
+    guarded: bool,
+    load: Load,
+    /// The case this one's "ratio to guard off" is taken against (itself for a baseline).
+    against: usize,
+}
+
+/// In the order of a forward round; the round-by-round table indexes them by position.
+const CASES: [Case; 5] = [
+    Case {
+        name: "WhoAmI (baseline)",
+        short: "WhoAmI",
+        guarded: true,
+        load: Load::WhoAmI,
+        against: 0,
+    },
+    Case {
+        name: "Query, first contact, anti-harvesting off",
+        short: "first contact, guard off",
+        guarded: false,
+        load: Load::FirstContact,
+        against: 1,
+    },
+    Case {
+        name: "Query, first contact, anti-harvesting on",
+        short: "first contact, guard on",
+        guarded: true,
+        load: Load::FirstContact,
+        against: 1,
+    },
+    Case {
+        name: "Query, repeats, anti-harvesting off",
+        short: "repeats, guard off",
+        guarded: false,
+        load: Load::Repeats,
+        against: 3,
+    },
+    Case {
+        name: "Query, repeats, anti-harvesting on",
+        short: "repeats, guard on",
+        guarded: true,
+        load: Load::Repeats,
+        against: 3,
+    },
+];
 
 /// Lets both nodes' ledger lookups catch up before a case, so that neither case pays for the
 /// other node's backlog; during the case the measured node indexes its own, as in production.
@@ -232,31 +283,65 @@ const GUARDED: &str = "[harvest]\n[harvest.default]\nrequests_per_second = 10000
                        burst = 10000000\ndistinct_subjects = 10000000\n";
 const UNGUARDED: &str = "[harvest]\nenabled = false\n";
 
-struct Result {
+/// One timed run of one case.
+struct Run {
+    /// Of every request, µs.
+    latencies: Vec<u128>,
+    elapsed: f64,
+    /// Ledger appends answered during the run, and their waits for the commit.
+    appends: u64,
+    waited: Duration,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed
+    }
+}
+
+/// A case over all its rounds.
+struct Summary {
     rate: f64,
     p50: u128,
     p99: u128,
     /// Mean latency, µs.
     mean: f64,
-    /// Mean wait of the node's ledger appends for their commit during the run, µs.
+    /// Mean wait of the node's ledger appends for their commit, µs.
     ledger_wait: f64,
-    count: usize,
 }
 
-/// Mean wait per append between two readings, µs.
-fn mean_wait(before: AppendWaits, after: AppendWaits) -> f64 {
-    let appends = after.appends.saturating_sub(before.appends).max(1);
-    (after.total.saturating_sub(before.total)).as_secs_f64() * 1e6 / appends as f64
+impl Summary {
+    fn of(runs: &[Run]) -> Self {
+        let mut all: Vec<u128> = runs
+            .iter()
+            .flat_map(|r| r.latencies.iter().copied())
+            .collect();
+        all.sort_unstable();
+        let pick = |q: f64| {
+            all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0)
+        };
+        let appends = runs.iter().map(|r| r.appends).sum::<u64>().max(1);
+        let waited: Duration = runs.iter().map(|r| r.waited).sum();
+        Summary {
+            rate: all.len() as f64 / runs.iter().map(|r| r.elapsed).sum::<f64>(),
+            p50: pick(0.5),
+            p99: pick(0.99),
+            mean: all.iter().sum::<u128>() as f64 / all.len().max(1) as f64,
+            ledger_wait: waited.as_secs_f64() * 1e6 / appends as f64,
+        }
+    }
 }
 
 async fn load(
     channels: &[Channel],
     ledger: &Ledger,
     concurrency: usize,
-    subjects: Arc<Vec<String>>,
+    subjects: &Arc<Vec<String>>,
     offset: usize,
     query: bool,
-) -> Result {
+) -> Run {
     let waits_before = ledger.append_waits();
     let started = Instant::now();
     let deadline = started + RUN;
@@ -296,23 +381,16 @@ async fn load(
             latencies
         }));
     }
-    let mut all = Vec::new();
+    let mut latencies = Vec::new();
     for t in tasks {
-        all.extend(t.await.unwrap_or_else(|e| panic!("{e}")));
+        latencies.extend(t.await.unwrap_or_else(|e| panic!("{e}")));
     }
     let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let pick = |q: f64| {
-        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
-    Result {
-        rate: all.len() as f64 / elapsed,
-        p50: pick(0.5),
-        p99: pick(0.99),
-        mean: all.iter().sum::<u128>() as f64 / all.len().max(1) as f64,
-        ledger_wait: mean_wait(waits_before, ledger.append_waits()),
-        count: all.len(),
+    let waits = ledger.append_waits();
+    Run {
+        latencies,
+        elapsed,
+        appends: waits.appends.saturating_sub(waits_before.appends),
+        waited: waits.total.saturating_sub(waits_before.total),
     }
 }
