@@ -901,6 +901,68 @@ async fn sqlite_ledger_commits_while_an_ingest_holds_the_records_file() {
     assert_eq!(verify(&node).await.unwrap().entries, 3);
 }
 
+/// A SQLite store from before the activity file (every table in the records file) is split on
+/// its next start, also when several processes start on it at once (the node and a CLI
+/// command, say): one moves the tables, the others wait for it and find nothing left to move,
+/// every start succeeds and no entry is lost.
+#[tokio::test]
+async fn a_store_from_before_the_split_is_split_by_concurrent_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("node.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let ledger = open(&store, 4).await;
+    append_sequentially(&ledger, 10).await;
+    ledger.shutdown().await;
+    // Back to one file: the activity file's tables, with their indexes and rows, into the
+    // records file (SQLite keeps their statements unqualified: they create in `main`).
+    let schema = sqlx::query::<Any>(
+        "SELECT type, name, sql FROM activity.sqlite_master WHERE sql IS NOT NULL \
+         ORDER BY type = 'index'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    for row in &schema {
+        exec(&store, row.get::<&str, _>(2)).await;
+        if row.get::<&str, _>(0) == "table" {
+            let name = row.get::<&str, _>(1);
+            exec(
+                &store,
+                &format!("INSERT INTO main.{name} SELECT * FROM activity.{name}"),
+            )
+            .await;
+        }
+    }
+    for row in schema.iter().filter(|r| r.get::<&str, _>(0) == "table") {
+        exec(
+            &store,
+            &format!("DROP TABLE activity.{}", row.get::<&str, _>(1)),
+        )
+        .await;
+    }
+    store.close().await;
+
+    let (a, b, c, d) = tokio::join!(
+        Store::open(&url),
+        Store::open(&url),
+        Store::open(&url),
+        Store::open(&url)
+    );
+    let stores = [a, b, c, d].map(|s| s.unwrap_or_else(|e| panic!("a start failed: {e}")));
+    let in_main = sqlx::query::<Any>(
+        "SELECT COUNT(*) FROM main.sqlite_master WHERE name LIKE 'ledger%' OR name LIKE 'quota%'",
+    )
+    .fetch_one(stores[0].pool())
+    .await
+    .unwrap()
+    .get::<i64, _>(0);
+    assert_eq!(in_main, 0, "tables left in the records file");
+    assert_eq!(verify(&stores[3]).await.unwrap().entries, 10);
+    for store in stores {
+        store.close().await;
+    }
+}
+
 /// A SQLite ledger from before the lookup (indexes by caller and subject on the entries) is
 /// migrated on the next start: the indexes are gone, the lookup tables sit in the activity
 /// file, and listings are complete before and after the lookup has caught up.

@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sqlx::{Any, AnyPool, Row};
+use sqlx::{Any, AnyConnection, AnyPool, Row};
 
 use super::StoreError;
 
@@ -53,23 +53,19 @@ pub fn path_of(path: &Path) -> PathBuf {
 /// the next start copies again (rows already there are kept) and then drops.
 pub async fn split(pool: &AnyPool) -> Result<(), StoreError> {
     let mut conn = pool.acquire().await?;
-    let in_main = |table: &str| {
-        format!("SELECT COUNT(*) FROM main.sqlite_master WHERE type = 'table' AND name = '{table}'")
-    };
-    let mut pending = Vec::new();
-    for &table in TABLES {
-        let row = sqlx::query::<Any>(&in_main(table))
-            .fetch_one(&mut *conn)
-            .await?;
-        if row.try_get::<i64, _>(0)? > 0 {
-            pending.push(table);
-        }
-    }
-    if pending.is_empty() {
+    if in_main(&mut conn).await?.is_empty() {
         return Ok(());
     }
-
-    let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+    // Another process may be splitting the same store at this moment (a node and a CLI command
+    // started together after an upgrade). A deferred transaction would read first and then
+    // fail to write (SQLite refuses to turn a snapshot another writer has moved past into a
+    // write), so the write lock is taken first, waiting for the other's move, and what is left
+    // to move is read under it.
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+    let pending = in_main(&mut tx).await?;
+    if pending.is_empty() {
+        return Ok(tx.commit().await?);
+    }
     for &table in &pending {
         let exists = sqlx::query::<Any>(&format!(
             "SELECT COUNT(*) FROM {SCHEMA}.sqlite_master WHERE type = 'table' AND name = '{table}'"
@@ -104,7 +100,7 @@ pub async fn split(pool: &AnyPool) -> Result<(), StoreError> {
     }
     tx.commit().await?;
 
-    let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
     for &table in &pending {
         sqlx::query::<Any>(&format!("DROP TABLE IF EXISTS main.{table}"))
             .execute(&mut *tx)
@@ -116,6 +112,23 @@ pub async fn split(pool: &AnyPool) -> Result<(), StoreError> {
         "moved the ledger and quota tables into the activity file"
     );
     Ok(())
+}
+
+/// Which of [`TABLES`] are still in the records file.
+async fn in_main(conn: &mut AnyConnection) -> Result<Vec<&'static str>, StoreError> {
+    let mut found = Vec::new();
+    for &table in TABLES {
+        let row = sqlx::query::<Any>(
+            "SELECT COUNT(*) FROM main.sqlite_master WHERE type = 'table' AND name = $1",
+        )
+        .bind(table)
+        .fetch_one(&mut *conn)
+        .await?;
+        if row.try_get::<i64, _>(0)? > 0 {
+            found.push(table);
+        }
+    }
+    Ok(found)
 }
 
 /// Drops the ledger's indexes by caller and subject, which `ledger_lookup` replaced (migration
