@@ -129,6 +129,16 @@ async fn charges_count_new_subjects_once_refuse_past_the_quota_and_drop_spent_wi
             vec![(2, 1, 1)],
             "{engine}: g was not counted"
         );
+        // Its first charge of a new window is refused too, and still drops the spent window:
+        // once the suspension is lifted, the usage row of this window exists, so a charge
+        // presumed to fit (the ledger writer's) would not clean up again until the next one.
+        let refused = charge_all(&store, &[charge(3, &["g"], 5)]).await;
+        assert_eq!(refused, vec![Charge::Suspended { since_ms: 7 }], "{engine}");
+        assert_eq!(
+            state(&store).await,
+            vec![(3, 0, 0)],
+            "{engine}: window 2 is spent"
+        );
         store.close().await;
     }
 }

@@ -419,6 +419,21 @@ async fn charge_group(
     .await?;
     let used: i64 = row.try_get(0)?;
     let suspended: Option<i64> = row.try_get(1)?;
+    if used == 0 {
+        // Most likely the caller's first charge in this window: its older windows are spent;
+        // drop them so the tables hold at most about one window per caller. Before the
+        // suspension check: a refused charge still opened this window's usage row, and charges
+        // presumed to fit ([`Presumed`]) clean up only where there is none.
+        for table in ["quota_subjects", "quota_usage"] {
+            sqlx::query::<Any>(&format!(
+                "DELETE FROM {table} WHERE caller = $1 AND window_id < $2"
+            ))
+            .bind(caller)
+            .bind(window)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
     let mut members = members.to_vec();
     if let Some(since_ms) = suspended {
         // Nothing is charged, nothing disclosed (except to the query whose own alert
@@ -435,19 +450,6 @@ async fn charge_group(
         return Ok(());
     }
     let members = members.as_slice();
-    if used == 0 {
-        // Most likely the caller's first charge in this window: its older windows are spent;
-        // drop them so the tables hold at most about one window per caller.
-        for table in ["quota_subjects", "quota_usage"] {
-            sqlx::query::<Any>(&format!(
-                "DELETE FROM {table} WHERE caller = $1 AND window_id < $2"
-            ))
-            .bind(caller)
-            .bind(window)
-            .execute(&mut *conn)
-            .await?;
-        }
-    }
     let start = u64::try_from(used).unwrap_or_default();
     let mut asked: Vec<&str> = members
         .iter()
