@@ -15,6 +15,12 @@
 //! suspension or lift on another replica takes effect here within that tick (a new subject is
 //! always checked against the store itself, in the charge).
 //!
+//! On SQLite the charge counts a new subject with the query's entries but its
+//! `quota_subjects` row waits in the writer ([`Unflushed`]) and is written within a second,
+//! with the others, in key order: written with each batch, the new subjects' random pages were
+//! most of a first contact's cost (SQLite's WAL logs whole pages). The count stays exact; a
+//! crash can only make a repeat count again.
+//!
 //! Correctness across replicas: the ledger's transaction locks the ledger head first, then each
 //! caller's usage row (an upsert that changes nothing, returning the count and any
 //! suspension), then writes the new subjects and count (reading first which are counted when
@@ -23,7 +29,12 @@
 //! statement after them sees what the other replicas committed, so no interleaving overshoots
 //! or double-counts.
 
-use std::{collections::HashSet, fmt::Write as _, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt::Write as _,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use dashmap::DashMap;
 use sqlx::{Any, AnyConnection, Row};
@@ -239,13 +250,20 @@ fn suspension_of(row: &sqlx::any::AnyRow) -> Result<Suspension, QuotaError> {
 
 /// Charges each of `charges`, in order and each all or nothing, inside the caller's open
 /// transaction (the ledger writer's, after it has locked the ledger head).
+/// Subjects in `unflushed` (SQLite) count as counted.
 pub async fn charge_all(
     conn: &mut AnyConnection,
     charges: &[&QuotaCharge],
+    unflushed: Option<&Unflushed>,
 ) -> Result<Vec<Charge>, sqlx::Error> {
     let mut outcomes = vec![Charge::Within; charges.len()];
     for (caller, window, members) in groups(charges) {
-        charge_group(&mut *conn, caller, window, charges, &members, &mut outcomes).await?;
+        let group = Group {
+            caller,
+            window,
+            unflushed,
+        };
+        charge_group(&mut *conn, &group, charges, &members, &mut outcomes).await?;
     }
     Ok(outcomes)
 }
@@ -281,12 +299,16 @@ fn groups<'c>(charges: &[&'c QuotaCharge]) -> Vec<(&'c str, i64, Vec<usize>)> {
 /// outcome is the same as charging exactly.
 pub struct Presumed {
     groups: Vec<PresumedGroup>,
+    /// SQLite: the subjects are counted without writing their rows ([`Unflushed`]).
+    deferred: bool,
 }
 
 struct PresumedGroup {
     caller: String,
     window: i64,
     subjects: Vec<String>,
+    /// Those to count: `subjects` less those counted and not yet written ([`Unflushed`]).
+    counting: Vec<String>,
     limit: u64,
 }
 
@@ -295,7 +317,9 @@ const COUNT_CHUNK: usize = 300;
 
 impl Presumed {
     /// `None` if a charge asks about no subject (there would be nothing to confirm it by).
-    pub fn new(charges: &[&QuotaCharge]) -> Option<Self> {
+    /// With `unflushed` (SQLite), the subjects are counted without writing their rows, and
+    /// those in it are known counted.
+    pub fn new(charges: &[&QuotaCharge], unflushed: Option<&Unflushed>) -> Option<Self> {
         let mut out = Vec::new();
         for (caller, window, members) in groups(charges) {
             let mut subjects: Vec<String> = members
@@ -308,23 +332,42 @@ impl Presumed {
             subjects.sort_unstable();
             subjects.dedup();
             let limit = members.iter().map(|&i| charges[i].limit).min().unwrap_or(0);
+            let counting = subjects
+                .iter()
+                .filter(|s| !unflushed.is_some_and(|u| u.contains(caller, window, s)))
+                .cloned()
+                .collect();
             out.push(PresumedGroup {
                 caller: caller.to_owned(),
                 window,
                 subjects,
+                counting,
                 limit,
             });
         }
-        Some(Self { groups: out })
+        Some(Self {
+            groups: out,
+            deferred: unflushed.is_some(),
+        })
+    }
+
+    /// Whether the counting statements are [`deferred_count_sql`]'s (else [`count_sql`]'s).
+    pub fn deferred(&self) -> bool {
+        self.deferred
     }
 
     /// The counting statements to run, as (caller, window, subjects): each returns one row.
     pub fn chunks(&self) -> impl Iterator<Item = (&str, i64, &[String])> {
         self.groups.iter().flat_map(|g| {
-            g.subjects
-                .chunks(COUNT_CHUNK)
-                .map(move |chunk| (g.caller.as_str(), g.window, chunk))
+            chunks(&g.counting).map(move |chunk| (g.caller.as_str(), g.window, chunk))
         })
+    }
+
+    /// Notes every subject charged as counted, once the transaction has committed.
+    pub fn committed(&self, unflushed: &mut Unflushed) {
+        for g in &self.groups {
+            unflushed.add(&g.caller, g.window, g.subjects.iter().map(String::as_str));
+        }
     }
 
     /// Whether the rows returned by [`Presumed::chunks`]'s statements, in order, confirm that
@@ -333,7 +376,7 @@ impl Presumed {
         let mut rows = rows.iter();
         for g in &self.groups {
             let mut used = 0;
-            for _ in g.subjects.chunks(COUNT_CHUNK) {
+            for _ in chunks(&g.counting) {
                 // No row: the caller has no usage row in this window yet.
                 let Some(row) = rows.next() else {
                     return Ok(false);
@@ -348,6 +391,173 @@ impl Presumed {
             }
         }
         Ok(rows.next().is_none())
+    }
+}
+
+/// `subjects` in statement-sized chunks; one empty chunk if there are none, whose statement
+/// still returns the caller's count and any suspension.
+fn chunks(subjects: &[String]) -> impl Iterator<Item = &[String]> {
+    let none: &[String] = &[];
+    subjects
+        .chunks(COUNT_CHUNK)
+        .chain(subjects.is_empty().then_some(none))
+}
+
+/// SQLite: appends the statement that adds to the usage row of one caller and window how many
+/// of `n` subjects (distinct, bound first, then caller and window) are not in
+/// `quota_subjects`, writing no row there; it returns the count and any suspension. The rows
+/// are the writer's to write later ([`Unflushed`]).
+pub fn deferred_count_sql(sql: &mut String, p: &mut Placeholders, n: usize) {
+    sql.push_str("UPDATE quota_usage SET used = used");
+    if n > 0 {
+        sql.push_str(" + (SELECT COUNT(*) FROM (VALUES ");
+        p.tuples(sql, n, 1);
+        sql.push_str(
+            ") AS asked WHERE NOT EXISTS (SELECT 1 FROM quota_subjects s \
+             WHERE s.caller = quota_usage.caller AND s.window_id = quota_usage.window_id \
+             AND s.subject = asked.column1))",
+        );
+    }
+    let (c, w) = (p.next(), p.next());
+    let _ = write!(
+        sql,
+        " WHERE caller = {c} AND window_id = {w} RETURNING used, \
+         (SELECT since_ms FROM suspensions WHERE suspensions.caller = quota_usage.caller)"
+    );
+}
+
+/// Binds [`deferred_count_sql`]'s parameters, in its order.
+pub fn bind_deferred_count<'q>(
+    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    caller: &'q str,
+    window: i64,
+    subjects: &'q [String],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for s in subjects {
+        q = q.bind(s.as_str());
+    }
+    q.bind(caller).bind(window)
+}
+
+/// How long subjects counted on SQLite wait for their `quota_subjects` rows, at most.
+const FLUSH_AFTER: Duration = Duration::from_secs(1);
+/// How many waiting rows make the writer write them at once.
+const FLUSH_ROWS: usize = 16_384;
+
+/// SQLite: subjects the ledger's writer has counted in `quota_usage` (with the entries of the
+/// queries that asked about them) but not yet written to `quota_subjects`; it writes them
+/// within [`FLUSH_AFTER`], sorted, in a transaction of their own.
+///
+/// Why: SQLite's WAL logs whole pages. Written with each batch, 60 queries about 60 new
+/// subjects dirtied about 60 random pages of `quota_subjects` (≈ 240 KB written and fsync'd
+/// per commit, against ≈ 10 sequential pages for the entries): most of what a first contact
+/// cost with the guard on (BENCHMARKS.md, seventh session). Written once a second, each page
+/// is written once for all the subjects that fall on it.
+///
+/// Exactness: on SQLite one process's writer charges at a time (the write lock), and it
+/// counts a subject only if it is neither here nor in the table, so nothing is counted twice
+/// and nothing escapes the count. What waiting rows can cost is an over-count, never an
+/// under-count: rows lost in a crash, or waiting in another process's writer on the same file,
+/// make a repeat of their subjects count again. The quota's bound holds either way.
+#[derive(Default)]
+pub struct Unflushed {
+    /// Caller → the window and subjects waiting (only the latest window: rows of a spent one
+    /// would be dropped by the next window's first charge anyway).
+    callers: HashMap<String, (i64, HashSet<String>)>,
+    rows: usize,
+    /// Since when rows have been waiting.
+    since: Option<Instant>,
+    /// The last write failed: wait [`FLUSH_AFTER`] before the next, however many rows wait.
+    failed: bool,
+}
+
+impl Unflushed {
+    pub fn contains(&self, caller: &str, window: i64, subject: &str) -> bool {
+        self.callers
+            .get(caller)
+            .is_some_and(|(w, subjects)| *w == window && subjects.contains(subject))
+    }
+
+    fn add<'s>(&mut self, caller: &str, window: i64, subjects: impl Iterator<Item = &'s str>) {
+        let (waiting, set) = self
+            .callers
+            .entry(caller.to_owned())
+            .or_insert_with(|| (window, HashSet::new()));
+        if *waiting > window {
+            return;
+        }
+        if *waiting < window {
+            self.rows -= set.len();
+            set.clear();
+            *waiting = window;
+        }
+        for subject in subjects {
+            if set.insert(subject.to_owned()) {
+                self.rows += 1;
+            }
+        }
+        if self.rows > 0 && self.since.is_none() {
+            self.since = Some(Instant::now());
+        }
+    }
+
+    /// Drops what waits for `caller` in windows before `window`: its first charge there has
+    /// dropped their rows from the table, and writing them now would bring them back.
+    pub fn forget_before(&mut self, caller: &str, window: i64) {
+        if let Some((waiting, subjects)) = self.callers.get(caller)
+            && *waiting < window
+        {
+            self.rows -= subjects.len();
+            self.callers.remove(caller);
+        }
+    }
+
+    /// How long until the rows are due to be written; `None` if none wait.
+    pub fn due_in(&self) -> Option<Duration> {
+        let since = self.since?;
+        if self.rows >= FLUSH_ROWS && !self.failed {
+            return Some(Duration::ZERO);
+        }
+        Some(FLUSH_AFTER.saturating_sub(since.elapsed()))
+    }
+
+    /// Writes the waiting rows in `conn`'s open transaction, in key order (each page of the
+    /// table once); [`Unflushed::written`] once it has committed.
+    pub async fn write(&self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        let mut rows: Vec<(&str, i64, &str)> = self
+            .callers
+            .iter()
+            .flat_map(|(caller, (window, subjects))| {
+                subjects
+                    .iter()
+                    .map(move |s| (caller.as_str(), *window, s.as_str()))
+            })
+            .collect();
+        rows.sort_unstable();
+        for chunk in rows.chunks(COUNT_CHUNK) {
+            let mut p = Engine::of(conn).placeholders();
+            let mut sql =
+                String::from("INSERT INTO quota_subjects (caller, window_id, subject) VALUES ");
+            p.tuples(&mut sql, chunk.len(), 3);
+            sql.push_str(" ON CONFLICT (caller, window_id, subject) DO NOTHING");
+            let mut q = sqlx::query::<Any>(&sql);
+            for &(caller, window, subject) in chunk {
+                q = q.bind(caller).bind(window).bind(subject);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// The rows are in the table.
+    pub fn written(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Writing failed: keep the rows, try again in a while.
+    pub fn failed(&mut self) {
+        self.failed = true;
+        self.since = Some(Instant::now());
     }
 }
 
@@ -395,15 +605,30 @@ pub fn bind_count<'q, S: AsRef<str>>(
     q.bind(caller).bind(window)
 }
 
+/// One caller and window's charges in a batch.
+struct Group<'a> {
+    caller: &'a str,
+    window: i64,
+    unflushed: Option<&'a Unflushed>,
+}
+
+impl Group<'_> {
+    /// Counted, with its row not yet written.
+    fn waiting(&self, subject: &str) -> bool {
+        self.unflushed
+            .is_some_and(|u| u.contains(self.caller, self.window, subject))
+    }
+}
+
 /// Charges the charges `members` of one caller and window, in order, each all or nothing.
 async fn charge_group(
     conn: &mut AnyConnection,
-    caller: &str,
-    window: i64,
+    group: &Group<'_>,
     batch: &[&QuotaCharge],
     members: &[usize],
     outcomes: &mut [Charge],
 ) -> Result<(), sqlx::Error> {
+    let Group { caller, window, .. } = *group;
     let engine = Engine::of(conn);
     // One statement opens the caller's usage row for this window if need be and locks it
     // (PostgreSQL replicas queue here), then reads under the lock how much is used and whether
@@ -454,6 +679,7 @@ async fn charge_group(
     let mut asked: Vec<&str> = members
         .iter()
         .flat_map(|&i| batch[i].subjects.iter().map(String::as_str))
+        .filter(|s| !group.waiting(s))
         .collect();
     asked.sort_unstable();
     asked.dedup();
@@ -492,7 +718,7 @@ async fn charge_group(
             .subjects
             .iter()
             .map(String::as_str)
-            .filter(|s| !counted.contains(*s))
+            .filter(|s| !counted.contains(*s) && !group.waiting(s))
             .collect();
         if new.is_empty() {
             outcomes[i] = Charge::Within;

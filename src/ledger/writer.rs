@@ -35,7 +35,7 @@ use super::{
 use crate::{
     harvest::{
         Charge, QuotaCharge,
-        quota::{self, Presumed},
+        quota::{self, Presumed, Unflushed},
     },
     store::{Engine, Placeholders, Store},
 };
@@ -77,6 +77,8 @@ pub(super) struct Writer {
     /// other connection writes the activity file. Dropped after a failure, so a broken
     /// connection goes back to the pool to be replaced.
     conn: Option<PoolConnection<Any>>,
+    /// SQLite: subjects counted whose `quota_subjects` rows this writer has yet to write.
+    unflushed: Option<Unflushed>,
 }
 
 /// A charged append while its batch is written: which entries went in is known only once the
@@ -112,12 +114,13 @@ impl Writer {
         clock: Clock,
     ) -> Self {
         Self {
-            store,
             key,
             settings,
             clock,
             frontier: None,
             conn: None,
+            unflushed: (store.engine() == Engine::Sqlite).then(Unflushed::default),
+            store,
         }
     }
 
@@ -134,7 +137,20 @@ impl Writer {
 
     pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut shutdown_waiters = Vec::new();
-        while let Some(first) = commands.recv().await {
+        loop {
+            let due = self.unflushed.as_ref().and_then(Unflushed::due_in);
+            if due == Some(std::time::Duration::ZERO) {
+                self.flush().await;
+                continue;
+            }
+            let first = match due {
+                Some(wait) => match tokio::time::timeout(wait, commands.recv()).await {
+                    Ok(command) => command,
+                    Err(_) => continue,
+                },
+                None => commands.recv().await,
+            };
+            let Some(first) = first else { break };
             // Let appenders woken by the previous commit enqueue before the batch is cut, so
             // they share this fsync instead of waiting for the next one.
             tokio::task::yield_now().await;
@@ -177,8 +193,13 @@ impl Writer {
                     next = commands.try_recv().ok();
                 }
             }
+            if !signers.is_empty() {
+                // A tree head asked for: everything charged so far is in the tables too.
+                self.flush().await;
+            }
             self.process(appends, charged, signers).await;
         }
+        self.flush().await;
         if !shutdown_waiters.is_empty() {
             match self.commit(&mut Vec::new(), &mut [], true).await {
                 Ok(_) | Err(LedgerError::Empty) => {}
@@ -188,6 +209,36 @@ impl Writer {
         for waiter in shutdown_waiters {
             let _ = waiter.send(());
         }
+    }
+
+    /// Writes the rows of the subjects counted but not yet written ([`Unflushed`]), if any.
+    async fn flush(&mut self) {
+        let Some(mut unflushed) = self.unflushed.take() else {
+            return;
+        };
+        if unflushed.due_in().is_some() {
+            match self.write_unflushed(&unflushed).await {
+                Ok(()) => unflushed.written(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "quota: counted subjects not written yet; retrying");
+                    unflushed.failed();
+                }
+            }
+        }
+        self.unflushed = Some(unflushed);
+    }
+
+    async fn write_unflushed(&mut self, unflushed: &Unflushed) -> Result<(), LedgerError> {
+        let _turn = self.store.write_turn(crate::store::File::Activity).await;
+        let mut conn = match self.conn.take() {
+            Some(conn) if !self.store.pool().is_closed() => conn,
+            _ => self.store.pool().acquire().await?,
+        };
+        let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+        unflushed.write(&mut tx).await?;
+        tx.commit().await?;
+        self.conn = Some(conn);
+        Ok(())
     }
 
     async fn process(
@@ -295,7 +346,9 @@ impl Writer {
             _ => load_frontier(&mut tx, head.size).await?,
         };
         let charges: Vec<&QuotaCharge> = charged.iter().map(|c| &c.charge).collect();
-        let presumed = presume.then(|| Presumed::new(&charges)).flatten();
+        let presumed = presume
+            .then(|| Presumed::new(&charges, self.unflushed.as_ref()))
+            .flatten();
         let base = entries.len();
         // What to go back to if the presumed charge is not confirmed.
         let frontier = presumed.is_some().then(|| tree.clone());
@@ -307,7 +360,7 @@ impl Writer {
         } else if !charged.is_empty() {
             // Under the head's lock, so replicas charge one at a time and always lock in the
             // same order (head, then usage rows).
-            let outcomes = quota::charge_all(&mut tx, &charges).await?;
+            let outcomes = quota::charge_all(&mut tx, &charges, self.unflushed.as_ref()).await?;
             for (c, outcome) in charged.iter_mut().zip(outcomes) {
                 if outcome != Charge::Within {
                     let reason = (c.reason)(outcome);
@@ -407,6 +460,16 @@ impl Writer {
             return Ok(None);
         }
         tx.commit().await?;
+        if let Some(unflushed) = self.unflushed.as_mut() {
+            match &presumed {
+                Some(presumed) if presumed.deferred() => presumed.committed(unflushed),
+                _ => {
+                    for c in charged.iter() {
+                        unflushed.forget_before(&c.charge.caller, c.charge.window);
+                    }
+                }
+            }
+        }
         self.conn = Some(conn);
         self.frontier = Some(tree);
         Ok(Some(Committed { receipts, sth }))
@@ -451,8 +514,9 @@ struct Writes<'a> {
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
 
 enum Statement<'a> {
-    /// One caller's subjects counted, returning the count and any suspension.
-    Count(&'a str, i64, &'a [String]),
+    /// One caller's subjects counted, returning the count and any suspension; deferred: their
+    /// rows are written later ([`Unflushed`]).
+    Count(&'a str, i64, &'a [String], bool),
     Entries(&'a [Entry], &'a [(Vec<u8>, [u8; 32])]),
     Nodes(&'a [NewNode]),
     Sth(&'a SignedTreeHead),
@@ -511,7 +575,10 @@ impl<'a> Writes<'a> {
             .presumed
             .into_iter()
             .flat_map(|p| p.chunks())
-            .map(|(caller, window, subjects)| Statement::Count(caller, window, subjects))
+            .map(|(caller, window, subjects)| {
+                let deferred = self.presumed.is_some_and(Presumed::deferred);
+                Statement::Count(caller, window, subjects, deferred)
+            })
             .collect();
         out.extend(
             self.entries
@@ -532,7 +599,10 @@ impl<'a> Writes<'a> {
 impl<'a> Statement<'a> {
     fn sql(&self, sql: &mut String, p: &mut Placeholders) {
         match self {
-            Statement::Count(_, _, subjects) => {
+            Statement::Count(_, _, subjects, true) => {
+                quota::deferred_count_sql(sql, p, subjects.len());
+            }
+            Statement::Count(_, _, subjects, false) => {
                 quota::count_sql(sql, p, subjects.len(), true);
             }
             Statement::Entries(entries, _) => {
@@ -572,7 +642,10 @@ impl<'a> Statement<'a> {
         'a: 'q,
     {
         match *self {
-            Statement::Count(caller, window, subjects) => {
+            Statement::Count(caller, window, subjects, true) => {
+                q = quota::bind_deferred_count(q, caller, window, subjects);
+            }
+            Statement::Count(caller, window, subjects, false) => {
                 q = quota::bind_count(q, caller, window, subjects);
             }
             Statement::Entries(entries, rows) => {
