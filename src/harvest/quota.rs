@@ -39,7 +39,7 @@ use std::{
 use dashmap::DashMap;
 use sqlx::{Any, AnyConnection, Row};
 
-use crate::store::{Engine, Placeholders, Store};
+use crate::store::{AnyQuery, Engine, Placeholders, Store};
 
 /// What the quota's memory says of a query, before any record is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -428,11 +428,11 @@ pub fn deferred_count_sql(sql: &mut String, p: &mut Placeholders, n: usize) {
 
 /// Binds [`deferred_count_sql`]'s parameters, in its order.
 pub fn bind_deferred_count<'q>(
-    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    mut q: AnyQuery<'q>,
     caller: &'q str,
     window: i64,
     subjects: &'q [String],
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+) -> AnyQuery<'q> {
     for s in subjects {
         q = q.bind(s.as_str());
     }
@@ -594,11 +594,11 @@ pub fn count_sql(sql: &mut String, p: &mut Placeholders, n: usize, returning: bo
 /// Binds the parameters of [`count_sql`]'s statement for `subjects`: the one place that knows
 /// its order, for the exact charge and the ledger writer's presumed one alike.
 pub fn bind_count<'q, S: AsRef<str>>(
-    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    mut q: AnyQuery<'q>,
     caller: &'q str,
     window: i64,
     subjects: &'q [S],
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+) -> AnyQuery<'q> {
     for s in subjects {
         q = q.bind(caller).bind(window).bind(s.as_ref());
     }

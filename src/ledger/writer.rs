@@ -37,7 +37,7 @@ use crate::{
         Charge, QuotaCharge,
         quota::{self, Presumed, Unflushed},
     },
-    store::{Engine, Placeholders, Store},
+    store::{AnyQuery, Engine, Placeholders, Store},
 };
 
 // Nearly every command is an `Append`: boxing its entry would add an allocation per append to
@@ -510,8 +510,6 @@ struct Writes<'a> {
     /// Quota charges presumed to fit, counted with the writes.
     presumed: Option<&'a Presumed>,
 }
-
-type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
 
 enum Statement<'a> {
     /// One caller's subjects counted, returning the count and any suspension; deferred: their
