@@ -461,9 +461,8 @@ const FLUSH_ROWS: usize = 16_384;
 /// make a repeat of their subjects count again. The quota's bound holds either way.
 #[derive(Default)]
 pub struct Unflushed {
-    /// Caller → the window and subjects waiting (only the latest window: rows of a spent one
-    /// would be dropped by the next window's first charge anyway).
-    callers: HashMap<String, (i64, HashSet<String>)>,
+    /// Caller → its windows (two, briefly, around a window's end) and their waiting subjects.
+    callers: HashMap<String, Vec<(i64, HashSet<String>)>>,
     rows: usize,
     /// Since when rows have been waiting.
     since: Option<Instant>,
@@ -473,26 +472,24 @@ pub struct Unflushed {
 
 impl Unflushed {
     pub fn contains(&self, caller: &str, window: i64, subject: &str) -> bool {
-        self.callers
-            .get(caller)
-            .is_some_and(|(w, subjects)| *w == window && subjects.contains(subject))
+        self.callers.get(caller).is_some_and(|windows| {
+            windows
+                .iter()
+                .any(|(w, subjects)| *w == window && subjects.contains(subject))
+        })
     }
 
     fn add<'s>(&mut self, caller: &str, window: i64, subjects: impl Iterator<Item = &'s str>) {
-        let (waiting, set) = self
-            .callers
-            .entry(caller.to_owned())
-            .or_insert_with(|| (window, HashSet::new()));
-        if *waiting > window {
-            return;
-        }
-        if *waiting < window {
-            self.rows -= set.len();
-            set.clear();
-            *waiting = window;
-        }
+        let windows = self.callers.entry(caller.to_owned()).or_default();
+        let i = match windows.iter().position(|(w, _)| *w == window) {
+            Some(i) => i,
+            None => {
+                windows.push((window, HashSet::new()));
+                windows.len() - 1
+            }
+        };
         for subject in subjects {
-            if set.insert(subject.to_owned()) {
+            if windows[i].1.insert(subject.to_owned()) {
                 self.rows += 1;
             }
         }
@@ -504,11 +501,25 @@ impl Unflushed {
     /// Drops what waits for `caller` in windows before `window`: its first charge there has
     /// dropped their rows from the table, and writing them now would bring them back.
     pub fn forget_before(&mut self, caller: &str, window: i64) {
-        if let Some((waiting, subjects)) = self.callers.get(caller)
-            && *waiting < window
-        {
-            self.rows -= subjects.len();
+        let Some(windows) = self.callers.get_mut(caller) else {
+            return;
+        };
+        let before = windows.len();
+        windows.retain(|(w, subjects)| {
+            let spent = *w < window;
+            if spent {
+                self.rows -= subjects.len();
+            }
+            !spent
+        });
+        if windows.len() == before {
+            return;
+        }
+        if windows.is_empty() {
             self.callers.remove(caller);
+        }
+        if self.rows == 0 {
+            *self = Self::default();
         }
     }
 
@@ -527,10 +538,12 @@ impl Unflushed {
         let mut rows: Vec<(&str, i64, &str)> = self
             .callers
             .iter()
-            .flat_map(|(caller, (window, subjects))| {
-                subjects
-                    .iter()
-                    .map(move |s| (caller.as_str(), *window, s.as_str()))
+            .flat_map(|(caller, windows)| {
+                windows.iter().flat_map(move |(window, subjects)| {
+                    subjects
+                        .iter()
+                        .map(move |s| (caller.as_str(), *window, s.as_str()))
+                })
             })
             .collect();
         rows.sort_unstable();
@@ -755,4 +768,35 @@ async fn count_subjects(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_subjects_of_two_windows_are_both_kept_until_the_older_is_spent() {
+        let mut waiting = Unflushed::default();
+        assert_eq!(waiting.due_in(), None);
+        // Around a window's end, charges of both windows commit (even in one batch): neither
+        // may lose the other's subjects, or a repeat in it would count again.
+        waiting.add("tax", 8, ["b", "c"].into_iter());
+        waiting.add("tax", 7, ["a"].into_iter());
+        waiting.add("tax", 8, ["c"].into_iter());
+        assert!(waiting.contains("tax", 7, "a"));
+        assert!(waiting.contains("tax", 8, "b") && waiting.contains("tax", 8, "c"));
+        assert!(!waiting.contains("tax", 8, "a") && !waiting.contains("court", 8, "b"));
+        assert_eq!(waiting.rows, 3);
+        assert!(waiting.due_in().is_some());
+
+        // Window 8's first charge dropped window 7's rows: its waiting ones go too.
+        waiting.forget_before("tax", 8);
+        assert!(!waiting.contains("tax", 7, "a"));
+        assert!(waiting.contains("tax", 8, "b"));
+        assert_eq!(waiting.rows, 2);
+
+        waiting.forget_before("tax", 9);
+        assert_eq!(waiting.rows, 0);
+        assert_eq!(waiting.due_in(), None, "nothing waits: nothing to write");
+    }
 }

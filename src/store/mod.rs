@@ -57,6 +57,9 @@ impl Engine {
     }
 }
 
+/// A query on either engine, with its arguments bound so far.
+pub type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 /// Bind-parameter placeholders for statements built at run time (multi-row inserts, `IN` lists),
 /// handed out in order of appearance.
 ///
@@ -66,9 +69,6 @@ impl Engine {
 /// 3,600 parameters of one ingest statement that was most of ingest's time, and most of the
 /// ledger writer's. A statement takes all its parameters from one `Placeholders`: SQLite counts
 /// anonymous and numbered parameters together, so the two must not mix.
-/// A query on either engine, with its arguments bound so far.
-pub type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
-
 pub struct Placeholders {
     engine: Engine,
     next: usize,
