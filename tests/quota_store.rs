@@ -129,6 +129,16 @@ async fn charges_count_new_subjects_once_refuse_past_the_quota_and_drop_spent_wi
         assert_eq!(next, vec![Charge::Within], "{engine}");
         assert_eq!(state(&store).await, vec![(2, 1, 1)], "{engine}");
 
+        // A charge still for the spent window (its query read the clock just before the
+        // window ended) is refused: reopening the window would count it from zero again.
+        let late = charge_all(&store, &[charge(1, &["x", "y"], 5)]).await;
+        assert_eq!(late, vec![Charge::Exhausted { used: 5 }], "{engine}");
+        assert_eq!(
+            state(&store).await,
+            vec![(2, 1, 1)],
+            "{engine}: window 1 stays closed"
+        );
+
         // A suspended caller is charged nothing.
         suspend_since_7(&store).await;
         let refused = charge_all(&store, &[charge(2, &["g"], 5)]).await;

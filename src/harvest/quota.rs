@@ -645,16 +645,30 @@ async fn charge_group(
     let engine = Engine::of(conn);
     // One statement opens the caller's usage row for this window if need be and locks it
     // (PostgreSQL replicas queue here), then reads under the lock how much is used and whether
-    // the caller is suspended on any replica.
+    // the caller is suspended on any replica. It opens none for a window the caller has
+    // already left: a query that read the clock just before its window ended, charged after
+    // the next window's first charge dropped this one, would reopen it at zero and obtain
+    // subjects past a quota already spent. Such a charge is refused as if the window were full;
+    // the caller asks again in the new window.
     let row = sqlx::query::<Any>(
-        "INSERT INTO quota_usage (caller, window_id, used) VALUES ($1, $2, 0) \
+        "INSERT INTO quota_usage (caller, window_id, used) SELECT $1, $2, 0 \
+         WHERE NOT EXISTS (SELECT 1 FROM quota_usage later \
+                           WHERE later.caller = $1 AND later.window_id > $2) \
          ON CONFLICT (caller, window_id) DO UPDATE SET used = quota_usage.used \
          RETURNING used, (SELECT since_ms FROM suspensions WHERE suspensions.caller = $1)",
     )
     .bind(caller)
     .bind(window)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    let Some(row) = row else {
+        for &i in members {
+            outcomes[i] = Charge::Exhausted {
+                used: batch[i].limit,
+            };
+        }
+        return Ok(());
+    };
     let used: i64 = row.try_get(0)?;
     let suspended: Option<i64> = row.try_get(1)?;
     if used == 0 {
