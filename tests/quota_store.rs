@@ -340,3 +340,39 @@ async fn rows_of_a_spent_window_are_not_written_back() {
         store.close().await;
     }
 }
+
+/// Near the quota the writer falls back to the exact charge, which must count the subjects
+/// still waiting for their rows (SQLite) as counted: a repeat passes even when the query
+/// batched with it does not fit.
+#[tokio::test]
+async fn near_the_quota_the_exact_charge_counts_waiting_subjects() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let settings = LedgerSettings {
+            sth_every_entries: 16,
+            sth_interval_ms: 60_000,
+            max_batch: 1024,
+            lookup_every_ms: 0,
+        };
+        let key = Ed25519KeyPair::from_seed_unchecked(&[1; 32]).unwrap();
+        let ledger = Ledger::open(store.clone(), key, settings, || 1_790_000_000_000)
+            .await
+            .unwrap();
+        // The quota (3) used up; on SQLite b and c wait in the writer.
+        for subjects in [&["a"][..], &["b", "c"]] {
+            let (outcome, _) = append_charged(&ledger, &store, charge(1, subjects, 3)).await;
+            assert_eq!(outcome, Charge::Within, "{engine}");
+        }
+        // One batch (this test's runtime has one thread: both are queued before the writer
+        // runs): presumed, b and d do not fit, so the batch is charged exactly.
+        let (repeat, new) = tokio::join!(
+            append_charged(&ledger, &store, charge(1, &["b"], 3)),
+            append_charged(&ledger, &store, charge(1, &["d"], 3)),
+        );
+        assert_eq!(repeat.0, Charge::Within, "{engine}: b was counted");
+        assert_eq!(new.0, Charge::Exhausted { used: 3 }, "{engine}");
+        assert_eq!(usage(&store).await, vec![(1, 3)], "{engine}");
+        ledger.shutdown().await;
+        store.close().await;
+    }
+}
