@@ -172,6 +172,20 @@ fn granted_entry(subject: &str) -> Entry {
     }
 }
 
+/// The ledger over `store`, signed with the key of seed 1, at a fixed time.
+async fn open_ledger(store: &Store) -> Ledger {
+    let settings = LedgerSettings {
+        sth_every_entries: 16,
+        sth_interval_ms: 60_000,
+        max_batch: 1024,
+        lookup_every_ms: 0,
+    };
+    let key = Ed25519KeyPair::from_seed_unchecked(&[1; 32]).unwrap();
+    Ledger::open(store.clone(), key, settings, || 1_790_000_000_000)
+        .await
+        .unwrap()
+}
+
 /// Appends one query's entry with its charge; the charge's outcome and the stored outcome of
 /// the entry.
 async fn append_charged(ledger: &Ledger, store: &Store, charge: QuotaCharge) -> (Charge, String) {
@@ -197,15 +211,7 @@ async fn charges_through_the_ledger_refuse_past_the_quota_and_suspended_callers_
     let granted = OutcomeKind::Granted.as_str();
     let denied = OutcomeKind::Denied.as_str();
     for (engine, store) in common::test_stores(dir.path()).await {
-        let settings = LedgerSettings {
-            sth_every_entries: 16,
-            sth_interval_ms: 60_000,
-            max_batch: 1024,
-            lookup_every_ms: 0,
-        };
-        let ledger = Ledger::open(store.clone(), key(), settings, || 1_790_000_000_000)
-            .await
-            .unwrap();
+        let ledger = open_ledger(&store).await;
 
         // The window's first charge opens the usage row; the next ones find it. The last asks
         // only about subjects counted by the one before (on SQLite, with their rows waiting).
@@ -304,16 +310,7 @@ async fn charges_through_the_ledger_refuse_past_the_quota_and_suspended_callers_
 async fn rows_of_a_spent_window_are_not_written_back() {
     let dir = tempfile::tempdir().unwrap();
     for (engine, store) in common::test_stores(dir.path()).await {
-        let settings = LedgerSettings {
-            sth_every_entries: 16,
-            sth_interval_ms: 60_000,
-            max_batch: 1024,
-            lookup_every_ms: 0,
-        };
-        let key = Ed25519KeyPair::from_seed_unchecked(&[1; 32]).unwrap();
-        let ledger = Ledger::open(store.clone(), key, settings, || 1_790_000_000_000)
-            .await
-            .unwrap();
+        let ledger = open_ledger(&store).await;
         // The window's first charge opens its usage row; the second is presumed to fit, and on
         // SQLite its row waits in the writer.
         for subjects in [["a"], ["b"]] {
@@ -348,16 +345,7 @@ async fn rows_of_a_spent_window_are_not_written_back() {
 async fn near_the_quota_the_exact_charge_counts_waiting_subjects() {
     let dir = tempfile::tempdir().unwrap();
     for (engine, store) in common::test_stores(dir.path()).await {
-        let settings = LedgerSettings {
-            sth_every_entries: 16,
-            sth_interval_ms: 60_000,
-            max_batch: 1024,
-            lookup_every_ms: 0,
-        };
-        let key = Ed25519KeyPair::from_seed_unchecked(&[1; 32]).unwrap();
-        let ledger = Ledger::open(store.clone(), key, settings, || 1_790_000_000_000)
-            .await
-            .unwrap();
+        let ledger = open_ledger(&store).await;
         // The quota (3) used up; on SQLite b and c wait in the writer.
         for subjects in [&["a"][..], &["b", "c"]] {
             let (outcome, _) = append_charged(&ledger, &store, charge(1, subjects, 3)).await;
