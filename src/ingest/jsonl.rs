@@ -10,7 +10,7 @@ use std::io::{BufRead, Read};
 use serde_json::{Map, Value};
 
 use super::RowError;
-use super::raw::{RawBasis, RawDesignation, RawRestoration, RawRow, present};
+use super::raw::{RawBasis, RawDesignation, RawRestoration, RawRow};
 
 /// Longest accepted line, in bytes.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
@@ -133,8 +133,9 @@ pub(super) fn parse_line(line: u64, bytes: &[u8]) -> Result<RawRow, RowError> {
             "decision_date" => row.decision_date = p.text("decision_date", value),
             "fields" => {
                 for (name, v) in p.object("fields", value).into_iter().flatten() {
-                    let path = format!("fields.{}", shorten(&name));
-                    if let Some(text) = p.text(&path, v) {
+                    // The field's path is only needed to report a problem: not built per row.
+                    let text = p.text_at(|| format!("fields.{}", shorten(&name)), v);
+                    if let Some(text) = text {
                         row.fields.insert(name, text);
                     }
                 }
@@ -166,11 +167,20 @@ impl Shape {
     }
 
     fn text(&mut self, field: &str, value: Value) -> Option<String> {
+        self.text_at(|| field.to_owned(), value)
+    }
+
+    /// [`Shape::text`] for a field whose name is built from the file's keys, only when needed.
+    /// Empty text is absence, as in [`super::raw::present`]; the parsed string is kept, not copied.
+    fn text_at(&mut self, field: impl FnOnce() -> String, value: Value) -> Option<String> {
         match value {
-            Value::String(s) => present(&s),
+            Value::String(s) => (!s.is_empty()).then_some(s),
             Value::Null => None,
             other => {
-                self.push(field, format!("expected a string, found {}", kind(&other)));
+                self.push(
+                    &field(),
+                    format!("expected a string, found {}", kind(&other)),
+                );
                 None
             }
         }

@@ -241,19 +241,20 @@ impl Checker {
     fn fields(&mut self, item: &Item, raw: &RawRow) -> std::collections::BTreeMap<String, String> {
         let mut out = std::collections::BTreeMap::new();
         for field in &item.fields {
-            let path = format!("fields.{}", field.name);
+            // Built only for a problem, not for every field of every row.
+            let path = || format!("fields.{}", field.name);
             let echoed = match field.name.as_str() {
                 "severity" => raw.severity.as_ref(),
                 "decision_date" => raw.decision_date.as_ref(),
                 _ => None,
             };
             match raw.fields.get(&field.name).or(echoed) {
-                None => self.err(&path, "missing"),
+                None => self.err(&path(), "missing"),
                 Some(value) => match check_field(field, value, self.today) {
                     Ok(canonical) => {
                         out.insert(field.name.clone(), canonical);
                     }
-                    Err(reason) => self.err(&path, reason),
+                    Err(reason) => self.err(&path(), reason),
                 },
             }
         }
