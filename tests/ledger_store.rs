@@ -963,6 +963,76 @@ async fn a_store_from_before_the_split_is_split_by_concurrent_starts() {
     }
 }
 
+/// A SQLite ledger whose entries were keyed as migration 2 declares them (`seq BIGINT PRIMARY
+/// KEY`: an index of its own beside the rowid) is rebuilt with `seq` as the rowid on the next
+/// start, by whichever of several concurrent starts gets there first: the same entries, the
+/// same root, the time index kept, and the ledger goes on appending.
+#[tokio::test]
+async fn an_older_sqlite_ledger_is_keyed_by_its_sequence_number_on_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("node.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let ledger = open(&store, 4).await;
+    append_sequentially(&ledger, 10).await;
+    ledger.shutdown().await;
+    let before = verify(&store).await.unwrap();
+    // Back to the table of migration 2.
+    let mut conn = store.pool().acquire().await.unwrap();
+    for sql in [
+        "CREATE TABLE activity.ledger_entries_old (seq BIGINT PRIMARY KEY, entry BLOB NOT NULL, \
+         leaf_hash BLOB NOT NULL, time_ms BIGINT NOT NULL, caller TEXT NOT NULL, \
+         subject TEXT NOT NULL, purpose TEXT NOT NULL, outcome TEXT NOT NULL)",
+        "INSERT INTO activity.ledger_entries_old SELECT seq, entry, leaf_hash, time_ms, caller, \
+         subject, purpose, outcome FROM activity.ledger_entries",
+        "DROP TABLE activity.ledger_entries",
+        "ALTER TABLE activity.ledger_entries_old RENAME TO ledger_entries",
+        "CREATE INDEX activity.ledger_entries_by_time ON ledger_entries (time_ms)",
+    ] {
+        // On one connection: another of the pool may still read the schema it had.
+        sqlx::query::<Any>(sql).execute(&mut *conn).await.unwrap();
+    }
+    drop(conn);
+    let indexes = |store: Store| async move {
+        sqlx::query::<Any>(
+            "SELECT name FROM activity.sqlite_master WHERE type = 'index' \
+             AND tbl_name = 'ledger_entries' ORDER BY name",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<String, _>(0))
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        indexes(store.clone()).await,
+        [
+            "ledger_entries_by_time",
+            "sqlite_autoindex_ledger_entries_1"
+        ],
+        "the test must start from the older table"
+    );
+    store.close().await;
+
+    let (a, b, c, d) = tokio::join!(
+        Store::open(&url),
+        Store::open(&url),
+        Store::open(&url),
+        Store::open(&url)
+    );
+    let stores = [a, b, c, d].map(|s| s.unwrap_or_else(|e| panic!("a start failed: {e}")));
+    assert_eq!(indexes(stores[0].clone()).await, ["ledger_entries_by_time"]);
+    let after = verify(&stores[1]).await.unwrap();
+    assert_eq!((after.entries, after.root), (before.entries, before.root));
+    let ledger = open(&stores[2], 4).await;
+    ledger.append(entry(10)).await.unwrap();
+    ledger.shutdown().await;
+    assert_eq!(verify(&stores[3]).await.unwrap().entries, 11);
+    for store in stores {
+        store.close().await;
+    }
+}
+
 /// A SQLite ledger from before the lookup (indexes by caller and subject on the entries) is
 /// migrated on the next start: the indexes are gone, the lookup tables sit in the activity
 /// file, and listings are complete before and after the lookup has caught up.

@@ -230,6 +230,7 @@ impl Store {
         if engine == Engine::Sqlite {
             activity::split(&pool).await?;
             activity::drop_replaced_indexes(&pool).await?;
+            activity::make_seq_the_rowid(&pool).await?;
             warn_if_built_with_global_mutexes(&pool).await?;
         }
         let readers = (engine == Engine::Sqlite)
