@@ -901,6 +901,27 @@ async fn sqlite_ledger_commits_while_an_ingest_holds_the_records_file() {
     assert_eq!(verify(&node).await.unwrap().entries, 3);
 }
 
+/// A SQLite store in `dir` whose ledger holds `n` entries (a tree head every 4), and its URL.
+async fn sqlite_ledger_of(dir: &std::path::Path, n: u64) -> (String, Store) {
+    let url = format!("sqlite://{}", dir.join("node.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let ledger = open(&store, 4).await;
+    append_sequentially(&ledger, n).await;
+    ledger.shutdown().await;
+    (url, store)
+}
+
+/// Four nodes or commands started on one store at the same moment, as after an upgrade.
+async fn four_starts_at_once(url: &str) -> [Store; 4] {
+    let (a, b, c, d) = tokio::join!(
+        Store::open(url),
+        Store::open(url),
+        Store::open(url),
+        Store::open(url)
+    );
+    [a, b, c, d].map(|s| s.unwrap_or_else(|e| panic!("a start failed: {e}")))
+}
+
 /// A SQLite store from before the activity file (every table in the records file) is split on
 /// its next start, also when several processes start on it at once (the node and a CLI
 /// command, say): one moves the tables, the others wait for it and find nothing left to move,
@@ -908,11 +929,7 @@ async fn sqlite_ledger_commits_while_an_ingest_holds_the_records_file() {
 #[tokio::test]
 async fn a_store_from_before_the_split_is_split_by_concurrent_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("node.db").display());
-    let store = Store::open(&url).await.unwrap();
-    let ledger = open(&store, 4).await;
-    append_sequentially(&ledger, 10).await;
-    ledger.shutdown().await;
+    let (url, store) = sqlite_ledger_of(dir.path(), 10).await;
     // Back to one file: the activity file's tables, with their indexes and rows, into the
     // records file (SQLite keeps their statements unqualified: they create in `main`).
     let schema = sqlx::query::<Any>(
@@ -942,13 +959,7 @@ async fn a_store_from_before_the_split_is_split_by_concurrent_starts() {
     }
     store.close().await;
 
-    let (a, b, c, d) = tokio::join!(
-        Store::open(&url),
-        Store::open(&url),
-        Store::open(&url),
-        Store::open(&url)
-    );
-    let stores = [a, b, c, d].map(|s| s.unwrap_or_else(|e| panic!("a start failed: {e}")));
+    let stores = four_starts_at_once(&url).await;
     let in_main = sqlx::query::<Any>(
         "SELECT COUNT(*) FROM main.sqlite_master WHERE name LIKE 'ledger%' OR name LIKE 'quota%'",
     )
@@ -970,11 +981,7 @@ async fn a_store_from_before_the_split_is_split_by_concurrent_starts() {
 #[tokio::test]
 async fn an_older_sqlite_ledger_is_keyed_by_its_sequence_number_on_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("node.db").display());
-    let store = Store::open(&url).await.unwrap();
-    let ledger = open(&store, 4).await;
-    append_sequentially(&ledger, 10).await;
-    ledger.shutdown().await;
+    let (url, store) = sqlite_ledger_of(dir.path(), 10).await;
     let before = verify(&store).await.unwrap();
     // Back to the table of migration 2.
     let mut conn = store.pool().acquire().await.unwrap();
@@ -1014,13 +1021,7 @@ async fn an_older_sqlite_ledger_is_keyed_by_its_sequence_number_on_the_next_star
     );
     store.close().await;
 
-    let (a, b, c, d) = tokio::join!(
-        Store::open(&url),
-        Store::open(&url),
-        Store::open(&url),
-        Store::open(&url)
-    );
-    let stores = [a, b, c, d].map(|s| s.unwrap_or_else(|e| panic!("a start failed: {e}")));
+    let stores = four_starts_at_once(&url).await;
     assert_eq!(indexes(stores[0].clone()).await, ["ledger_entries_by_time"]);
     let after = verify(&stores[1]).await.unwrap();
     assert_eq!((after.entries, after.root), (before.entries, before.root));
