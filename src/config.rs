@@ -101,7 +101,8 @@ pub struct LedgerSection {
     /// A signed tree head at least every this many entries ...
     #[serde(default = "default_sth_every_entries")]
     pub sth_every_entries: u64,
-    /// ... and at least every this many milliseconds while entries arrive.
+    /// ... and no entry left unsigned longer than this many milliseconds: a quiet node signs
+    /// its tail on a timer.
     #[serde(default = "default_sth_interval_ms")]
     pub sth_interval_ms: u64,
     /// Most entries committed in one group-commit transaction.

@@ -1,8 +1,8 @@
 //! Auditing a stored ledger (`credit-node ledger verify`) and exporting entries with inclusion
 //! proofs (`credit-node ledger export`): the database side of promise 6.
 //!
-//! The audit trusts only the ledger public key. It reads the committed size from the head row,
-//! then every tree head up to it, then every entry in sequence order (in ranges, each read
+//! The audit trusts only the ledger public key. It reads every tree head, then the committed
+//! size from the head row, then every entry in sequence order (in ranges, each read
 //! while the one before is checked) through the core's [`Verifier`], which recomputes each leaf from the stored bytes and checks each tree
 //! head's signature and root where the log reaches its size. Finally the stream must have
 //! reached the committed size: a tail cut after the last tree head is caught by the head row
@@ -86,8 +86,12 @@ pub async fn verify_store_within(
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport, AuditError> {
     let range_bytes = i64::try_from(range_bytes).unwrap_or(i64::MAX);
+    // Every stored tree head, read before the head row: a head is committed with the entries
+    // it covers, so on a live node none read here can pass the size read after it, while one
+    // left behind by entries cut off the tail (and the head row lowered to match) still
+    // reaches the verifier, which reports the truncation.
+    let heads = sths(store).await?;
     let head_size = committed_size(store).await?;
-    let heads = sths(store, head_size).await?;
     let mut verifier = Verifier::new(public_key, heads)?;
     // Ranges of the log, the next read (on another connection and task) while this one is
     // checked.

@@ -331,13 +331,12 @@ pub async fn latest_sth(store: &Store) -> Result<Option<SignedTreeHead>, LedgerE
     row.as_ref().map(sth_from_row).transpose()
 }
 
-/// Every tree head, in issuance (= size) order, up to `max_size`.
-pub async fn sths(store: &Store, max_size: u64) -> Result<Vec<SignedTreeHead>, LedgerError> {
+/// Every stored tree head, in issuance (= size) order.
+pub async fn sths(store: &Store) -> Result<Vec<SignedTreeHead>, LedgerError> {
     let rows = sqlx::query::<Any>(
         "SELECT tree_size, root_hash, timestamp_ms, key_id, signature FROM ledger_sths \
-         WHERE tree_size <= $1 ORDER BY tree_size",
+         ORDER BY tree_size",
     )
-    .bind(to_i64(max_size)?)
     .fetch_all(store.pool())
     .await?;
     rows.iter().map(sth_from_row).collect()

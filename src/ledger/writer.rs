@@ -79,6 +79,11 @@ pub(super) struct Writer {
     conn: Option<PoolConnection<Any>>,
     /// SQLite: subjects counted whose `quota_subjects` rows this writer has yet to write.
     unflushed: Option<Unflushed>,
+    /// When the entries committed without a tree head must be signed, `sth_interval_ms` after
+    /// the last one: without it a quiet node would leave the tail of its last busy moment
+    /// unsigned until the next query, however long that takes. The timer's instant, and the
+    /// time by the ledger's clock (which tests set) at which the interval is up.
+    sign_at: Option<(tokio::time::Instant, i64)>,
 }
 
 /// A charged append while its batch is written: which entries went in is known only once the
@@ -120,6 +125,7 @@ impl Writer {
             frontier: None,
             conn: None,
             unflushed: (store.engine() == Engine::Sqlite).then(Unflushed::default),
+            sign_at: None,
             store,
         }
     }
@@ -138,11 +144,22 @@ impl Writer {
     pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut shutdown_waiters = Vec::new();
         loop {
-            let due = self.unflushed.as_ref().and_then(Unflushed::due_in);
-            if due == Some(std::time::Duration::ZERO) {
+            let flush_in = self.unflushed.as_ref().and_then(Unflushed::due_in);
+            if flush_in == Some(std::time::Duration::ZERO) {
                 self.flush().await;
                 continue;
             }
+            let sign_in = self
+                .sign_at
+                .map(|(at, _)| at.saturating_duration_since(tokio::time::Instant::now()));
+            if sign_in == Some(std::time::Duration::ZERO) {
+                self.sign_tail().await;
+                continue;
+            }
+            let due = match (flush_in, sign_in) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let first = match due {
                 Some(wait) => match tokio::time::timeout(wait, commands.recv()).await {
                     Ok(command) => command,
@@ -208,6 +225,26 @@ impl Writer {
         }
         for waiter in shutdown_waiters {
             let _ = waiter.send(());
+        }
+    }
+
+    /// Signs the entries committed since the last tree head, their interval being up.
+    async fn sign_tail(&mut self) {
+        let Some((_, due_ms)) = self.sign_at.take() else {
+            return;
+        };
+        let now = (self.clock)();
+        if now < due_ms {
+            // The ledger's clock is behind the timer's: wait for it.
+            self.sign_at = sign_timer(now, due_ms);
+            return;
+        }
+        match self.commit(&mut Vec::new(), &mut [], true).await {
+            Ok(_) | Err(LedgerError::Empty) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "ledger: tree head of the unsigned tail failed; retrying");
+                self.sign_at = sign_timer(now, now.saturating_add(1000));
+            }
         }
     }
 
@@ -472,8 +509,23 @@ impl Writer {
         }
         self.conn = Some(conn);
         self.frontier = Some(tree);
+        // Another replica may sign first; then this writer's head finds nothing to sign.
+        self.sign_at = if sth_size < size {
+            let interval = i64::try_from(self.settings.sth_interval_ms).unwrap_or(i64::MAX);
+            sign_timer(now, sth_ms.saturating_add(interval))
+        } else {
+            None
+        };
         Ok(Some(Committed { receipts, sth }))
     }
+}
+
+/// The writer's tree-head timer for `due_ms` by the ledger's clock, which now reads `now_ms`;
+/// `None` when it is too far ahead to schedule (a tree head then comes with the next entries).
+fn sign_timer(now_ms: i64, due_ms: i64) -> Option<(tokio::time::Instant, i64)> {
+    let left = u64::try_from(due_ms.saturating_sub(now_ms)).unwrap_or(0);
+    let at = tokio::time::Instant::now().checked_add(std::time::Duration::from_millis(left))?;
+    Some((at, due_ms))
 }
 
 /// Rebuilds the frontier of a committed log of `size` entries from its stored nodes.
