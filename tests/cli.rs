@@ -312,13 +312,140 @@ fn demo_tour_runs_and_exits_with_no_wait() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the ingests summed up: {stdout}"));
     assert!(ingests >= 2000, "{stdout}");
+    // The tour ends with the verified ledger: the ingests, the tour's queries and the
+    // harvesters', then the tour's three queries listed.
+    let (_, end) = stdout
+        .split_once("Verified from the stored entries: ")
+        .unwrap_or_else(|| panic!("the ledger verified: {stdout}"));
+    let verified: u64 = end
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the verified count: {stdout}"));
+    assert!(verified > ingests + 3 + 100, "{verified}: {stdout}");
+    let listed: Vec<&str> = end
+        .lines()
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(listed.len(), 3, "{stdout}");
     assert!(
-        stdout.contains(&format!(
-            "Verified from the stored entries: {} entries",
-            ingests + 3
-        )),
-        "{stdout}"
+        listed.iter().all(|l| l.contains("/dept/")),
+        "the tour's queries: {stdout}"
     );
+    assert!(
+        !end.contains("Harvesting is stopped"),
+        "the ledger comes last: {stdout}"
+    );
+}
+
+/// One file is one transaction, however many statements it takes: a bad row far past the
+/// first batches sent to the store still leaves nothing written, and the report names it.
+#[test]
+fn ingest_refuses_a_whole_file_for_one_bad_row_among_thousands() {
+    let pki = TestPki::new();
+    let config = pki.write_config(REGION_A);
+    let config = config.to_str().expect("utf-8");
+    let dir = pki.dir.path();
+    let generated = dir.join("generated.jsonl");
+    let out = run(&[
+        "gen-data",
+        "--subjects",
+        "6000",
+        "--seed",
+        "7",
+        "--out",
+        generated.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let good = std::fs::read_to_string(&generated).expect("generated records");
+    let mut lines: Vec<String> = good.lines().map(str::to_owned).collect();
+    assert!(
+        lines.len() > 10_000,
+        "{} rows: past two batches of the store",
+        lines.len()
+    );
+
+    // Near the end, a record without its basis document.
+    let bad_line = lines.len() - 3;
+    let mut row: serde_json::Value = serde_json::from_str(&lines[bad_line - 1]).expect("JSON");
+    row.as_object_mut().expect("an object").remove("basis");
+    lines[bad_line - 1] = row.to_string();
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, lines.join("\n") + "\n").expect("bad file");
+
+    let out = run(&[
+        "ingest",
+        "--config",
+        config,
+        "--json",
+        bad.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let errors = report["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{report}");
+    assert_eq!(errors[0]["line"], bad_line, "{report}");
+    assert_eq!(errors[0]["field"], "basis", "{report}");
+    assert_eq!(report["counts"]["rows"], lines.len(), "{report}");
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let count = |table: &str| {
+        let url = format!(
+            "sqlite://{}",
+            pki.layout.root().join(format!("{REGION_A}.db")).display()
+        );
+        runtime.block_on(async {
+            let store = credit_node::store::Store::open(&url).await.expect("store");
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(store.pool())
+                .await
+                .expect("count");
+            store.close().await;
+            n
+        })
+    };
+    assert_eq!(
+        (count("records"), count("subjects")),
+        (0, 0),
+        "nothing written"
+    );
+
+    // The good file goes in whole, and a second time adds nothing.
+    let generated = generated.to_str().expect("utf-8");
+    let out = run(&["ingest", "--config", config, "--json", generated]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    let records = count("records");
+    assert_eq!(first["inserted"], records, "{first}");
+    assert_eq!(first["records"], records, "{first}");
+    assert_eq!(count("subjects"), 6000);
+    let out = run(&["ingest", "--config", config, "--json", generated]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    assert_eq!(
+        (&again["inserted"], &again["already_present"]),
+        (&0.into(), &records.into()),
+        "{again}"
+    );
+    assert_eq!(count("records"), records, "no duplicates");
 }
 
 fn openssl() -> Command {

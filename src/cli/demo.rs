@@ -91,9 +91,12 @@ pub async fn run(args: Args) -> Result<(), CliError> {
 
     show_grants(&node_a, &layout).await?;
     let (subject, organisations) = load_synthetic_data(&node_a, &layout, &a).await?;
+    let logged = || crate::ledger::store::committed_size(node_a.state().store());
+    let before_tour = logged().await.map_err(|e| runtime(&e))?;
     show_one_subject(&layout, &a, &subject).await?;
-    show_ledger(&node_a).await?;
+    let tour = before_tour..logged().await.map_err(|e| runtime(&e))?;
     show_harvesters_stopped(&node_a, &layout, &a, organisations).await?;
+    show_ledger(&node_a, tour).await?;
 
     let (cert, key) = layout.identity(REGION_A, Kind::Dept, "tax");
     let ca = layout.ca_cert(REGION_A);
@@ -387,7 +390,9 @@ async fn show_one_subject(layout: &Layout, endpoint: &str, subject: &str) -> Res
 
 /// The tour's end: every query above is in region A's ledger; sign a tree head, verify the
 /// whole stored log from its entry bytes, and show the entries as an officer would list them.
-async fn show_ledger(node: &RunningNode) -> Result<(), CliError> {
+/// The tour ends where a security officer would: the whole ledger verified from the stored
+/// entries, then the entries of the tour's own queries (sequence numbers `tour`).
+async fn show_ledger(node: &RunningNode, tour: std::ops::Range<u64>) -> Result<(), CliError> {
     use crate::ledger::{
         audit,
         store::{EntryFilter, Page},
@@ -399,8 +404,8 @@ async fn show_ledger(node: &RunningNode) -> Result<(), CliError> {
         .await
         .map_err(|e| runtime(&e))?;
     println!(
-        "\nThe ledger: region A's node recorded the operator's ingests before making them, and every query \
-         before answering it. Verified from the stored entries: {} entries, root {}, signed tree head of size {} (credit-node ledger verify).",
+        "\nThe ledger: region A's node recorded the operator's ingests before making them, every query \
+         before answering it (the harvesters' refused ones too) and its alerts. Verified from the stored entries: {} entries, root {}, signed tree head of size {} (credit-node ledger verify).",
         report.entries,
         &crate::tls::hex(&report.root)[..16],
         head.head.tree_size
@@ -434,8 +439,8 @@ async fn show_ledger(node: &RunningNode) -> Result<(), CliError> {
         .entries(
             &EntryFilter::default(),
             Page {
-                after: administration.last().map(|e| e.seq),
-                limit: 20,
+                after: tour.start.checked_sub(1),
+                limit: u32::try_from(tour.end - tour.start).unwrap_or(u32::MAX),
             },
         )
         .await

@@ -37,6 +37,8 @@ pub struct Args {
 struct IngestSummary<'a> {
     file: String,
     rows: u64,
+    /// Distinct records in the file (rows less repeats).
+    records: u64,
     duplicates_in_file: u64,
     #[serde(flatten)]
     outcome: &'a InsertOutcome,
@@ -48,11 +50,17 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     let department = own_department(&loaded)?;
     let clock = Clock::system();
 
-    let rows = ingest::parse_file(&args.data).map_err(|e| CliError::Input(e.to_string()))?;
+    let progress = bar(&args.data);
+    let rows = ingest::parse_file_through(&args.data, |file| {
+        if let Ok(meta) = file.metadata() {
+            progress.set_length(meta.len());
+        }
+        progress.wrap_read(file)
+    })
+    .map_err(|e| CliError::Input(e.to_string()))?;
     let store = Store::open(&loaded.database_url()?)
         .await
         .map_err(|e| CliError::Runtime(e.to_string()))?;
-    let progress = spinner(&args.data);
     let shown = progress.clone();
     let result = load::validate_and_write(
         &store,
@@ -96,6 +104,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         let printed = IngestSummary {
             file: args.data.display().to_string(),
             rows: summary.counts.rows,
+            records: summary.records,
             duplicates_in_file: summary.counts.duplicates,
             outcome: &outcome,
         };
@@ -137,12 +146,16 @@ pub fn own_department(loaded: &LoadedConfig) -> Result<String, CliError> {
     Ok(id.id().to_owned())
 }
 
-/// A spinner on stderr; indicatif draws nothing when stderr is not a terminal.
-fn spinner(data: &Path) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
+/// A bar on stderr over the file's bytes (rows vary in length; bytes read is what is known
+/// ahead); indicatif draws nothing when stderr is not a terminal.
+fn bar(data: &Path) -> ProgressBar {
+    let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix}: {msg} [{elapsed}]")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template(
+            "{prefix}: [{bar:30}] {percent:>3}% {msg} [{elapsed} of ~{duration}]",
+        )
+        .map(|style| style.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_prefix(data.display().to_string());
     bar.enable_steady_tick(std::time::Duration::from_millis(120));

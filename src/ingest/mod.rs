@@ -143,11 +143,20 @@ pub enum OpenError {
 
 /// Opens `path` and streams its rows; the format comes from the extension.
 pub fn parse_file(path: &std::path::Path) -> Result<Rows<std::fs::File>, OpenError> {
+    parse_file_through(path, |f| f)
+}
+
+/// [`parse_file`] reading the file through `wrap` (a reader that counts bytes for a progress
+/// bar, say).
+pub fn parse_file_through<R: std::io::Read>(
+    path: &std::path::Path,
+    wrap: impl FnOnce(std::fs::File) -> R,
+) -> Result<Rows<R>, OpenError> {
     let file = path.display().to_string();
     let format =
         Format::from_path(path).ok_or_else(|| OpenError::UnknownFormat { file: file.clone() })?;
     let f = std::fs::File::open(path).map_err(|source| OpenError::Io { file, source })?;
-    Ok(Rows::from_reader(format, f))
+    Ok(Rows::from_reader(format, wrap(f)))
 }
 
 #[cfg(test)]
