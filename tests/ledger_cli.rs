@@ -96,9 +96,22 @@ async fn verify_list_export_through_the_binary() {
         !table.contains(SUBJECT),
         "the table must not show a subject in full"
     );
+    // A tidy table: every row's last column starts where its heading does, whichever caller.
+    let purpose_at =
+        |line: &str| line.chars().count() - line.split("  ").last().unwrap().chars().count();
+    let mut rows = table.lines();
+    let heading = purpose_at(rows.next().unwrap());
+    for row in rows {
+        assert_eq!(purpose_at(row), heading, "{table}");
+    }
     let jsonl = run(&[
         "ledger", "list", "--config", config, "--jsonl", "--limit", "3",
     ]);
+    assert!(
+        text(&jsonl.stderr).contains("(more: --after 2)"),
+        "{}",
+        text(&jsonl.stderr)
+    );
     let lines: Vec<serde_json::Value> = text(&jsonl.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -103,7 +103,7 @@ pub struct FilterArgs {
     pub subject: Option<String>,
     #[arg(long)]
     pub purpose: Option<String>,
-    /// granted, partly_withheld, denied, throttled, invalid, review, alert.
+    /// granted, partly_withheld, denied, throttled, invalid, review, alert, administration.
     #[arg(long)]
     pub outcome: Option<OutcomeKind>,
     /// From this time (inclusive): RFC 3339 (2026-11-23T10:00:00Z) or Unix milliseconds.
@@ -314,17 +314,29 @@ async fn list(
         for e in &page.entries {
             writeln!(out, "{}", entry_json(e)).map_err(io)?;
         }
+        if let Some(next) = page.next_after {
+            // On stderr: standard output stays one JSON object per line.
+            eprintln!("(more: --after {next})");
+        }
     } else {
+        // As wide as the longest caller shown (SPIFFE IDs run from 30 to 60 characters).
+        let caller_width = page
+            .entries
+            .iter()
+            .map(|e| e.entry.caller.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("CALLER".len());
         writeln!(
             out,
-            "{:>8}  {:<24}  {:<18}  {:<16}  {:<40}  PURPOSE",
+            "{:>8}  {:<24}  {:<18}  {:<16}  {:<caller_width$}  PURPOSE",
             "SEQ", "TIME (UTC)", "SUBJECT", "OUTCOME", "CALLER"
         )
         .map_err(io)?;
         for e in &page.entries {
             writeln!(
                 out,
-                "{:>8}  {:<24}  {:<18}  {:<16}  {:<40}  {}",
+                "{:>8}  {:<24}  {:<18}  {:<16}  {:<caller_width$}  {}",
                 e.seq,
                 time_text(e.entry.time_ms),
                 mask(&e.entry.subject),
