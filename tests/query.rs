@@ -455,6 +455,12 @@ async fn malformed_requests_are_refused_naming_the_field_and_the_node_keeps_serv
 #[tokio::test]
 async fn only_this_departments_operators_reach_administration() {
     let f = fixture().await;
+    let shared: Vec<String> = penalties(&f)
+        .await
+        .into_iter()
+        .map(|r| r.record_id)
+        .collect();
+    assert!(!shared.is_empty());
     for (region, kind, id) in [
         (REGION_A, Kind::Dept, "tax"),
         (REGION_A, Kind::Dept, "samr"),
@@ -483,9 +489,28 @@ async fn only_this_departments_operators_reach_administration() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::PermissionDenied);
+        let status = admin
+            .restore_record(proto::RestoreRecordRequest {
+                record_id: shared[0].clone(),
+                restored_on: "2026-11-01".into(),
+                basis: "信用修复决定〔2026〕9号".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::PermissionDenied,
+            "{region} {kind} {id}"
+        );
     }
-    // Nothing was written by the refused callers.
+    // Nothing was written by the refused callers: no new record, none restored.
     assert!(!registration_found(&f, 9).await);
+    let still: Vec<String> = penalties(&f)
+        .await
+        .into_iter()
+        .map(|r| r.record_id)
+        .collect();
+    assert_eq!(still, shared, "still shared after refused restorations");
 
     // A bad row in an operator's batch: nothing written, the row named.
     let mut admin = admin_as(&f.pki, &f.node, REGION_A, Kind::Operator, "admin").await;
@@ -620,6 +645,74 @@ async fn when_the_ledger_cannot_be_written_nothing_is_disclosed() {
         field(&ok, "registration", "legal_rep_id").unwrap().value,
         REP_ID
     );
+    f.node.shutdown().await;
+}
+
+/// A subject taken off the list of seriously untrustworthy entities is no longer shown on it,
+/// from the removal on, and the answer keeps no trace of the listing.
+#[tokio::test]
+async fn a_subject_removed_from_a_list_is_no_longer_shared_as_listed() {
+    let f = fixture().await;
+    let listing = json!({
+        "subject": f.subject, "item": "serious-untrustworthy",
+        "fields": {
+            "uscc": f.subject, "name": "杭州星河网络科技有限公司",
+            "list_reason": "拒不履行行政处罚决定", "listed_date": "2026-03-01",
+            "listing_authority": "杭州市市场监督管理局"
+        },
+        "basis": {"kind": "列入决定书", "number": "列严〔2026〕5号", "date": "2026-03-01", "issuer": "samr"},
+        "severity": "serious",
+        "decision_date": "2026-03-01",
+        "designation": {"designated_on": "2026-03-01", "removal_conditions": "履行处罚决定满一年"}
+    })
+    .to_string();
+    let mut admin = admin_as(&f.pki, &f.node, REGION_A, Kind::Operator, "admin").await;
+    let done = admin
+        .ingest_records(proto::IngestRecordsRequest {
+            json_lines: vec![listing],
+        })
+        .await
+        .expect("operator ingests the listing")
+        .into_inner();
+    assert_eq!(done.inserted, 1);
+    let listed = || async {
+        let asked = ask(&f.subject, "serious-untrustworthy", "public-procurement");
+        query_as(&f.pki, &f.node, REGION_A, "tax", asked)
+            .await
+            .unwrap()
+    };
+    let before = listed().await;
+    let records = &before.result.as_ref().unwrap().records;
+    assert_eq!(records.len(), 1, "{before:?}");
+    assert_eq!(
+        field_value(&records[0], "list_reason"),
+        "拒不履行行政处罚决定"
+    );
+
+    let removed = admin
+        .remove_from_list(proto::RemoveFromListRequest {
+            subject: f.subject.clone(),
+            item: "serious-untrustworthy".into(),
+            removed_on: "2026-11-02".into(),
+            basis: "移出决定〔2026〕3号".into(),
+        })
+        .await
+        .expect("operator removes the subject from the list")
+        .into_inner();
+    assert_eq!(removed.removed, 1);
+    assert!(removed.receipt.is_some());
+    let after = listed().await;
+    assert!(
+        after.result.as_ref().unwrap().records.is_empty(),
+        "{after:?}"
+    );
+    let encoded = format!("{after:?}");
+    assert!(
+        !encoded.contains("拒不履行") && !encoded.contains("列严"),
+        "no trace of the listing: {encoded}"
+    );
+    // The subject's other records are shared as before.
+    assert_eq!(penalties(&f).await.len(), 2);
     f.node.shutdown().await;
 }
 
