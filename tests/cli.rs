@@ -339,6 +339,38 @@ fn demo_tour_runs_and_exits_with_no_wait() {
     );
 }
 
+#[test]
+fn gen_data_is_the_same_for_the_same_seed_and_day() {
+    let generate = |day: &str| {
+        let out = run(&[
+            "gen-data",
+            "--subjects",
+            "50",
+            "--seed",
+            "3",
+            "--as-of",
+            day,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let first = generate("2026-01-15");
+    assert!(!first.is_empty());
+    assert_eq!(first, generate("2026-01-15"));
+    assert_ne!(
+        first,
+        generate("2026-06-15"),
+        "records are made for their day"
+    );
+    let out = run(&["gen-data", "--subjects", "5", "--as-of", "2026-13-01"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--as-of"));
+}
+
 /// One file is one transaction, however many statements it takes: a bad row far past the
 /// first batches sent to the store still leaves nothing written, and the report names it.
 #[test]

@@ -15,9 +15,14 @@ pub struct Args {
     /// Number of distinct subjects.
     #[arg(long)]
     pub subjects: u64,
-    /// Seed: the same seed gives the same records.
+    /// Seed: the same seed and `--as-of` day give the same records.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The day the records are made for (YYYY-MM-DD; default: today, UTC): decisions lie
+    /// before it, and some disclosure periods have ended by it. Fix it to get the same file
+    /// on another day.
+    #[arg(long, value_parser = parse_day)]
+    pub as_of: Option<time::Date>,
     /// The recording department: records are made for the items it is the source of.
     #[arg(long, default_value = "samr")]
     pub department: String,
@@ -58,7 +63,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::new(sink);
-    let today = Clock::system().today();
+    let today = args.as_of.unwrap_or_else(|| Clock::system().today());
     let write_err = |e: std::io::Error| CliError::Runtime(format!("writing records: {e}"));
     for record in gen_data::generate(&catalog, &args.department, args.subjects, args.seed, today) {
         out.write_all(gen_data::to_json_line(&record).as_bytes())
@@ -66,4 +71,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
         out.write_all(b"\n").map_err(write_err)?;
     }
     out.flush().map_err(write_err)
+}
+
+fn parse_day(text: &str) -> Result<time::Date, String> {
+    time::Date::parse(
+        text,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .map_err(|e| format!("expected YYYY-MM-DD: {e}"))
 }
