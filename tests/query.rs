@@ -584,10 +584,16 @@ async fn no_unlogged_disclosure_under_concurrent_load() {
             "the entry covers what was sent"
         );
         assert_eq!(entry.leaf_hash().as_slice(), receipt.leaf_hash.as_slice());
+        assert_eq!(entry.query_id.as_slice(), receipt.query_id.as_slice());
         assert_eq!(entry.caller, "spiffe://region-b.credit.test/dept/tax");
         assert_eq!(entry.subject, f.subject);
         assert_eq!(entry.basis, "（2026）浙0106执123号");
     }
+    let ids: std::collections::HashSet<&[u8]> = responses
+        .iter()
+        .map(|r| r.receipt.as_ref().unwrap().query_id.as_slice())
+        .collect();
+    assert_eq!(ids.len(), responses.len(), "every query has its own id");
     let report = audit::verify_store(store, ledger.public_key(), |_| {})
         .await
         .unwrap();

@@ -237,6 +237,7 @@ pub fn receipt(
         sequence: receipt.seq,
         leaf_hash: receipt.leaf_hash.to_vec(),
         result_sha256: result_sha256.to_vec(),
+        query_id: receipt.query_id.to_vec(),
     }
 }
 
@@ -361,6 +362,7 @@ pub fn ledger_receipt(receipt: &crate::ledger::store::Receipt) -> proto::LedgerR
     proto::LedgerReceipt {
         seq: receipt.seq,
         leaf_hash: receipt.leaf_hash.to_vec(),
+        query_id: receipt.query_id.to_vec(),
     }
 }
 

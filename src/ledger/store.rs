@@ -74,6 +74,8 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 pub struct Receipt {
     pub seq: u64,
     pub leaf_hash: Hash,
+    /// The entry's query id, so the caller can name its query to the officers.
+    pub query_id: [u8; 16],
 }
 
 #[derive(Debug, thiserror::Error)]

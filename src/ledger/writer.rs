@@ -426,6 +426,7 @@ impl Writer {
             receipts.push(Receipt {
                 seq,
                 leaf_hash: hash,
+                query_id: entry.query_id,
             });
             rows.push((bytes, hash));
         }
