@@ -853,3 +853,103 @@ async fn administration_is_on_record_before_it_takes_effect() {
     );
     f.node.shutdown().await;
 }
+
+/// The database goes down under a running node (PostgreSQL refuses connections, and those open
+/// are cut): queries get UNAVAILABLE and no record data, the node keeps serving what needs no
+/// database, and answers again once the database is back, its ledger whole.
+#[tokio::test]
+async fn when_the_database_is_down_nothing_is_disclosed_and_the_node_recovers() {
+    use sqlx::{Connection, Executor, Row};
+    let Some(url) = common::postgres_url().await else {
+        return; // postgres_url says it was skipped
+    };
+    let pki = TestPki::new();
+    let sqlite = format!(
+        "sqlite://{}",
+        pki.layout.root().join(format!("{REGION_A}.db")).display()
+    );
+    let config = pki.write_config(REGION_A);
+    let toml = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&sqlite, &url);
+    assert!(toml.contains(&url));
+    std::fs::write(&config, toml).unwrap();
+    let node = common::start_with_clock(&config, today()).await;
+    let subject = Uscc::from_seed(42).to_string();
+    let mut admin = admin_as(&pki, &node, REGION_A, Kind::Operator, "admin").await;
+    admin
+        .ingest_records(proto::IngestRecordsRequest {
+            json_lines: vec![registration(&subject)],
+        })
+        .await
+        .expect("operator ingests");
+    let asked = || ask(&subject, "registration", "enforcement");
+    let up = query_as(&pki, &node, REGION_A, "court", asked())
+        .await
+        .unwrap();
+    assert_eq!(
+        field(&up, "registration", "legal_rep_id").unwrap().value,
+        REP_ID
+    );
+
+    let mut server = sqlx::AnyConnection::connect(&std::env::var("DATABASE_URL").unwrap())
+        .await
+        .unwrap();
+    let name: String = sqlx::query::<sqlx::Any>("SELECT current_database()::text")
+        .fetch_one(node.state().store().pool())
+        .await
+        .unwrap()
+        .get(0);
+    let set_connections =
+        |allow: bool| format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {allow}");
+    server
+        .execute(set_connections(false).as_str())
+        .await
+        .unwrap();
+    server
+        .execute(
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+
+    for id in ["court", "tax"] {
+        let status = query_as(&pki, &node, REGION_A, id, asked())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{id}: {status:?}");
+        assert!(
+            !status.message().contains(REP_ID) && !status.message().contains("欧阳"),
+            "{status:?}"
+        );
+    }
+    let (cert, key) = pki.identity(REGION_A, Kind::Dept, "court");
+    let who = common::whoami_as(&pki, &node, &cert, &key).await.unwrap();
+    assert_eq!(who.spiffe_id, "spiffe://region-a.credit.test/dept/court");
+
+    server
+        .execute(set_connections(true).as_str())
+        .await
+        .unwrap();
+    let back = query_as(&pki, &node, REGION_A, "court", asked())
+        .await
+        .expect("answered again once the database is back");
+    assert_eq!(
+        field(&back, "registration", "legal_rep_id").unwrap().value,
+        REP_ID
+    );
+    let ledger = node.state().ledger();
+    ledger.sign_now().await.unwrap();
+    let report =
+        credit_node::ledger::audit::verify_store(node.state().store(), ledger.public_key(), |_| {})
+            .await
+            .unwrap();
+    // The ingest's entry and the two answered queries; the refused ones could not be logged
+    // (the ledger is in the database that was down), and disclosed nothing.
+    assert_eq!(report.entries, 3);
+    node.shutdown().await;
+}

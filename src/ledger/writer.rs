@@ -104,6 +104,24 @@ struct Committed {
     sth: Option<SignedTreeHead>,
 }
 
+/// How one try at a batch's transaction ended, short of an error.
+enum Attempt {
+    Committed(Committed),
+    /// The quota charge was presumed to fit and did not; nothing was committed.
+    Unconfirmed,
+    /// The connection kept from the last transaction failed at `BEGIN`. It skips the pool's
+    /// health check, so one that died while the writer had nothing to do (the database
+    /// restarted, its backend was ended) is found only here; nothing of the transaction was
+    /// sent yet, so a fresh one takes over instead of the first batch after every outage
+    /// failing.
+    ConnectionLost,
+}
+
+/// Notes a kept connection found dead at `BEGIN` ([`Attempt::ConnectionLost`]).
+fn lost(error: &sqlx::Error) {
+    tracing::info!(%error, "ledger: the kept database connection is lost; taking a fresh one");
+}
+
 /// The head row, read under its lock.
 struct Head {
     size: u64,
@@ -248,6 +266,16 @@ impl Writer {
         }
     }
 
+    /// The connection for the next transaction: the one kept from the last (`true`), or one
+    /// from the pool.
+    async fn connection(&mut self) -> Result<(PoolConnection<Any>, bool), LedgerError> {
+        match self.conn.take() {
+            // A closed pool is a store shut down: no more writes, even on the kept connection.
+            Some(conn) if !self.store.pool().is_closed() => Ok((conn, true)),
+            _ => Ok((self.store.pool().acquire().await?, false)),
+        }
+    }
+
     /// Writes the rows of the subjects counted but not yet written ([`Unflushed`]), if any.
     async fn flush(&mut self) {
         let Some(mut unflushed) = self.unflushed.take() else {
@@ -267,15 +295,21 @@ impl Writer {
 
     async fn write_unflushed(&mut self, unflushed: &Unflushed) -> Result<(), LedgerError> {
         let _turn = self.store.write_turn(crate::store::File::Activity).await;
-        let mut conn = match self.conn.take() {
-            Some(conn) if !self.store.pool().is_closed() => conn,
-            _ => self.store.pool().acquire().await?,
-        };
-        let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
-        unflushed.write(&mut tx).await?;
-        tx.commit().await?;
-        self.conn = Some(conn);
-        Ok(())
+        loop {
+            let (mut conn, kept) = self.connection().await?;
+            let mut tx = match sqlx::Acquire::begin(&mut *conn).await {
+                Ok(tx) => tx,
+                Err(e) if kept => {
+                    lost(&e);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            unflushed.write(&mut tx).await?;
+            tx.commit().await?;
+            self.conn = Some(conn);
+            return Ok(());
+        }
     }
 
     async fn process(
@@ -337,8 +371,10 @@ impl Writer {
         let mut presume = !charged.is_empty();
         let result = loop {
             match self.try_commit(entries, charged, force, presume).await {
-                Ok(None) => presume = false,
-                Ok(Some(committed)) => break Ok(committed),
+                Ok(Attempt::Unconfirmed) => presume = false,
+                // The kept connection is gone; the next try takes one from the pool.
+                Ok(Attempt::ConnectionLost) => {}
+                Ok(Attempt::Committed(committed)) => break Ok(committed),
                 Err(e) => break Err(e),
             }
         };
@@ -349,22 +385,25 @@ impl Writer {
         result
     }
 
-    /// `None`: the quota charge was presumed to fit and did not; nothing was committed, and
-    /// `entries` and `charged` are as they were.
+    /// Unless [`Attempt::Committed`], nothing was committed, and `entries` and `charged` are as
+    /// they were.
     async fn try_commit(
         &mut self,
         entries: &mut Vec<Entry>,
         charged: &mut [Charged],
         force: bool,
         presume: bool,
-    ) -> Result<Option<Committed>, LedgerError> {
+    ) -> Result<Attempt, LedgerError> {
         let _turn = self.store.write_turn(crate::store::File::Activity).await;
-        let mut conn = match self.conn.take() {
-            // A closed pool is a store shut down: no more writes, even on the kept connection.
-            Some(conn) if !self.store.pool().is_closed() => conn,
-            _ => self.store.pool().acquire().await?,
+        let (mut conn, kept) = self.connection().await?;
+        let mut tx = match sqlx::Acquire::begin(&mut *conn).await {
+            Ok(tx) => tx,
+            Err(e) if kept => {
+                lost(&e);
+                return Ok(Attempt::ConnectionLost);
+            }
+            Err(e) => return Err(e.into()),
         };
-        let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
         // Lock first, then read: a write transaction from its first statement, so SQLite never
         // has to upgrade a read snapshot and PostgreSQL replicas queue on this row.
         let row = sqlx::query::<Any>(
@@ -495,7 +534,7 @@ impl Writer {
                 let (_, count) = c.outcome.take().unwrap_or((Charge::Within, 0));
                 c.entries = back.by_ref().take(count).collect();
             }
-            return Ok(None);
+            return Ok(Attempt::Unconfirmed);
         }
         tx.commit().await?;
         if let Some(unflushed) = self.unflushed.as_mut() {
@@ -517,7 +556,7 @@ impl Writer {
         } else {
             None
         };
-        Ok(Some(Committed { receipts, sth }))
+        Ok(Attempt::Committed(Committed { receipts, sth }))
     }
 }
 
