@@ -64,7 +64,7 @@ async fn run() {
                 }
                 _ => {
                     let parsed = Rows::from_reader(Format::JsonLines, input);
-                    load::validate_and_write(
+                    let (_, staged) = load::validate_and_stage(
                         &store,
                         catalog.clone(),
                         "samr".into(),
@@ -76,6 +76,7 @@ async fn run() {
                     )
                     .await
                     .unwrap_or_else(|e| panic!("{e}"));
+                    staged.commit().await.unwrap_or_else(|e| panic!("{e}"));
                 }
             }
             let secs = started.elapsed().as_secs_f64();

@@ -372,9 +372,11 @@ fn gen_data_is_the_same_for_the_same_seed_and_day() {
 }
 
 /// One file is one transaction, however many statements it takes: a bad row far past the
-/// first batches sent to the store still leaves nothing written, and the report names it.
+/// first batches sent to the store still leaves nothing written, and the report names it. A
+/// good file is put on record in the ledger first (one entry per subject), and when the ledger
+/// cannot be written nothing is.
 #[test]
-fn ingest_refuses_a_whole_file_for_one_bad_row_among_thousands() {
+fn ingest_is_all_or_nothing_and_on_record_before_it_is_made() {
     let pki = TestPki::new();
     let config = pki.write_config(REGION_A);
     let config = config.to_str().expect("utf-8");
@@ -447,13 +449,39 @@ fn ingest_refuses_a_whole_file_for_one_bad_row_among_thousands() {
         })
     };
     assert_eq!(
-        (count("records"), count("subjects")),
-        (0, 0),
-        "nothing written"
+        (count("records"), count("subjects"), count("ledger_entries")),
+        (0, 0, 0),
+        "nothing written, nothing changed to put on record"
     );
 
-    // The good file goes in whole, and a second time adds nothing.
+    // The ledger cannot be written (a full disk, say): the change is not made either.
+    let exec = |sql: &str| {
+        let url = format!(
+            "sqlite://{}",
+            pki.layout.root().join(format!("{REGION_A}.db")).display()
+        );
+        runtime.block_on(async {
+            let store = credit_node::store::Store::open(&url).await.expect("store");
+            sqlx::query(sql).execute(store.pool()).await.expect("sql");
+            store.close().await;
+        })
+    };
+    exec(
+        "CREATE TRIGGER activity.fail_ledger BEFORE INSERT ON ledger_entries \
+         BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    );
     let generated = generated.to_str().expect("utf-8");
+    let out = run(&["ingest", "--config", config, generated]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nothing written") && stderr.contains("ledger"),
+        "{stderr}"
+    );
+    assert_eq!((count("records"), count("subjects")), (0, 0), "{stderr}");
+    exec("DROP TRIGGER activity.fail_ledger");
+
+    // The good file goes in whole, and a second time adds nothing.
     let out = run(&["ingest", "--config", config, "--json", generated]);
     assert!(
         out.status.success(),
@@ -465,6 +493,60 @@ fn ingest_refuses_a_whole_file_for_one_bad_row_among_thousands() {
     assert_eq!(first["inserted"], records, "{first}");
     assert_eq!(first["records"], records, "{first}");
     assert_eq!(count("subjects"), 6000);
+    // On record first, one entry per subject, by the node at its console, naming the file.
+    assert_eq!(
+        (
+            &first["ledger_entries"],
+            &first["first_seq"],
+            &first["last_seq"]
+        ),
+        (&6000.into(), &0.into(), &5999.into()),
+        "{first}"
+    );
+    let subject = serde_json::from_str::<serde_json::Value>(&lines[0]).expect("JSON")["subject"]
+        .as_str()
+        .expect("a subject")
+        .to_owned();
+    let out = run(&[
+        "ledger",
+        "list",
+        "--config",
+        config,
+        "--jsonl",
+        "--subject",
+        &subject,
+    ]);
+    let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        listed[0]["caller"],
+        "spiffe://region-a.credit.test/dept/samr"
+    );
+    assert_eq!(listed[0]["outcome_detail"]["action"], "ingest_records");
+    let detail = listed[0]["outcome_detail"]["detail"]
+        .as_str()
+        .expect("detail");
+    let sha = first["file_sha256"].as_str().expect("file digest");
+    assert_eq!(sha.len(), 64);
+    assert!(
+        detail.contains(sha) && detail.contains("console"),
+        "{detail}"
+    );
+    let out = run(&["ledger", "verify", "--config", config, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verified: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        (&verified["entries"], &verified["unsigned_tail"]),
+        (&6000.into(), &0.into()),
+        "{verified}"
+    );
     let out = run(&["ingest", "--config", config, "--json", generated]);
     assert!(
         out.status.success(),
@@ -478,6 +560,7 @@ fn ingest_refuses_a_whole_file_for_one_bad_row_among_thousands() {
         "{again}"
     );
     assert_eq!(count("records"), records, "no duplicates");
+    assert_eq!(again["ledger_entries"], 6000, "the repeat is on record too");
 }
 
 fn openssl() -> Command {

@@ -51,7 +51,7 @@ pub(crate) fn unanswered_entry(
     Entry {
         seq: 0,
         time_ms: state.clock().now_ms(),
-        query_id: query::random_id(),
+        query_id: crate::ledger::entry::new_query_id(),
         caller: spiffe_id.to_string(),
         caller_cert_sha256: fingerprint,
         on_behalf_of: None,

@@ -401,7 +401,7 @@ fn new_entry(
     Entry {
         seq: 0, // assigned by the ledger writer
         time_ms: state.clock().now_ms(),
-        query_id: random_id(),
+        query_id: crate::ledger::entry::new_query_id(),
         caller: caller.spiffe_id.to_string(),
         caller_cert_sha256: caller.fingerprint,
         on_behalf_of: None,
@@ -442,11 +442,4 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
     out
-}
-
-pub(super) fn random_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    // The id only correlates log lines; on an RNG failure a zero id is still a valid entry.
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
-    id
 }

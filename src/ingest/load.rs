@@ -1,7 +1,10 @@
 //! A whole file into the store, validating and writing at once: validation runs on a blocking
 //! thread and hands each batch of good records to the writer as soon as it has them, so on two
 //! cores parsing and validating one part overlaps the database writing the part before. The
-//! file is still one transaction: it commits only when every row was good.
+//! file is still one transaction: it is staged whole, and commits only when every row was good
+//! and the caller has recorded the change ([`Staged::commit`]).
+
+use std::collections::HashMap;
 
 use time::Date;
 use tokio::sync::mpsc;
@@ -10,7 +13,10 @@ use super::{Counts, IngestReport, RawRow, RowError, Summary, validate_into};
 use crate::{
     catalog::Catalog,
     records::Record,
-    store::{Store, StoreError, records::InsertOutcome},
+    store::{
+        Store, StoreError,
+        records::{Ingest, InsertOutcome},
+    },
 };
 
 /// Records handed to the writer at a time: enough for the writer to sort and insert in
@@ -27,11 +33,52 @@ pub enum LoadError {
     Store(#[from] StoreError),
 }
 
+/// A file's records written in one transaction, not committed yet: what is about to change is
+/// known ([`Staged::subjects`]), so it can be put on record first.
+pub struct Staged {
+    ingest: Ingest,
+    subjects: Vec<(String, u64)>,
+}
+
+impl Staged {
+    /// The subjects of the file's records, each with its number of distinct records, in the
+    /// order the subjects first appear.
+    pub fn subjects(&self) -> &[(String, u64)] {
+        &self.subjects
+    }
+
+    /// Commits the file's records; dropped instead, it writes nothing.
+    pub async fn commit(self) -> Result<InsertOutcome, StoreError> {
+        self.ingest.commit().await
+    }
+}
+
+/// Counts records per subject, keeping the order subjects first appear in.
+#[derive(Default)]
+struct BySubject {
+    index: HashMap<String, usize>,
+    counts: Vec<(String, u64)>,
+}
+
+impl BySubject {
+    fn add(&mut self, records: &[Record]) {
+        for r in records {
+            match self.index.get(&r.subject) {
+                Some(&i) => self.counts[i].1 += 1,
+                None => {
+                    self.index.insert(r.subject.clone(), self.counts.len());
+                    self.counts.push((r.subject.clone(), 1));
+                }
+            }
+        }
+    }
+}
+
 /// Validates every row against `catalog` and writes the file's records to `store` in one
-/// transaction, calling `progress` every `every` rows. On any bad row nothing is written and
-/// the report names every one of them.
+/// transaction, left open, calling `progress` every `every` rows. On any bad row nothing is
+/// written and the report names every one of them.
 #[allow(clippy::too_many_arguments)]
-pub async fn validate_and_write<I>(
+pub async fn validate_and_stage<I>(
     store: &Store,
     catalog: Catalog,
     own_department: String,
@@ -40,7 +87,7 @@ pub async fn validate_and_write<I>(
     now_ms: i64,
     every: u64,
     progress: impl FnMut(&Counts) + Send + 'static,
-) -> Result<(Summary, InsertOutcome), LoadError>
+) -> Result<(Summary, Staged), LoadError>
 where
     I: IntoIterator<Item = Result<RawRow, RowError>> + Send + 'static,
 {
@@ -72,10 +119,15 @@ where
 
     let written = async {
         let mut ingest = store.begin_ingest(now_ms).await?;
+        let mut subjects = BySubject::default();
         while let Some(batch) = received.recv().await {
             ingest.write(&batch).await?;
+            subjects.add(&batch);
         }
-        Ok::<_, StoreError>(ingest)
+        Ok::<_, StoreError>(Staged {
+            ingest,
+            subjects: subjects.counts,
+        })
     }
     .await;
     // On a store error the channel closes here and validation runs to its end unhindered.
@@ -85,6 +137,5 @@ where
         .map_err(|e| StoreError::Unavailable(format!("validation stopped: {e}")))?;
     // A bad file is reported as such even if the store failed too: fixing the file comes first.
     let summary = validated.map_err(LoadError::Refused)?;
-    let outcome = written?.commit().await?;
-    Ok((summary, outcome))
+    Ok((summary, written?))
 }

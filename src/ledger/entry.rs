@@ -24,6 +24,14 @@ pub use codec::{DecodeError, FORMAT_V1};
 
 use crate::ledger::merkle::{self, Hash};
 
+/// A fresh query id for an entry. It names the query to people (the caller quotes it to the
+/// officers) rather than securing anything; on an RNG failure a zero id is still a valid entry.
+pub fn new_query_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id);
+    id
+}
+
 /// A registered inquiry or review. Plain data: the api and policy layers
 /// fill it in, storage persists [`Entry::encode`], verification decodes it.
 ///
