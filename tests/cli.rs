@@ -29,6 +29,17 @@ fn run(args: &[&str]) -> std::process::Output {
         .expect("run credit-node")
 }
 
+/// Runs a command that must succeed and print JSON, and returns the JSON.
+fn run_json(args: &[&str]) -> serde_json::Value {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
 #[test]
 fn bad_config_files_stop_startup_with_file_line_and_key() {
     let pki = TestPki::new();
@@ -187,7 +198,7 @@ fn whoami_command_prints_the_identity_as_json() {
     let node = runtime.block_on(pki.start_node(REGION_B));
     let (cert, key) = pki.identity(REGION_B, Kind::Officer, "auditor");
     let endpoint = common::endpoint(&node);
-    let out = run(&[
+    let json = run_json(&[
         "whoami",
         "--endpoint",
         &endpoint,
@@ -198,12 +209,6 @@ fn whoami_command_prints_the_identity_as_json() {
         "--ca",
         pki.layout.ca_cert(REGION_B).to_str().expect("utf-8"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     assert_eq!(
         json["spiffe_id"],
         "spiffe://region-b.credit.test/officer/auditor"
@@ -433,21 +438,23 @@ fn ingest_is_all_or_nothing_and_on_record_before_it_is_made() {
     assert_eq!(report["counts"]["rows"], lines.len(), "{report}");
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let count = |table: &str| {
-        let url = format!(
-            "sqlite://{}",
-            pki.layout.root().join(format!("{REGION_A}.db")).display()
-        );
+    let url = format!(
+        "sqlite://{}",
+        pki.layout.root().join(format!("{REGION_A}.db")).display()
+    );
+    // The first column of the first row `sql` returns, on the node's store opened as it opens it.
+    let sql = |sql: &str| -> Option<i64> {
         runtime.block_on(async {
             let store = credit_node::store::Store::open(&url).await.expect("store");
-            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-                .fetch_one(store.pool())
+            let first = sqlx::query_scalar(sql)
+                .fetch_optional(store.pool())
                 .await
-                .expect("count");
+                .expect("sql");
             store.close().await;
-            n
+            first
         })
     };
+    let count = |table: &str| sql(&format!("SELECT COUNT(*) FROM {table}")).unwrap_or(-1);
     assert_eq!(
         (count("records"), count("subjects"), count("ledger_entries")),
         (0, 0, 0),
@@ -455,18 +462,7 @@ fn ingest_is_all_or_nothing_and_on_record_before_it_is_made() {
     );
 
     // The ledger cannot be written (a full disk, say): the change is not made either.
-    let exec = |sql: &str| {
-        let url = format!(
-            "sqlite://{}",
-            pki.layout.root().join(format!("{REGION_A}.db")).display()
-        );
-        runtime.block_on(async {
-            let store = credit_node::store::Store::open(&url).await.expect("store");
-            sqlx::query(sql).execute(store.pool()).await.expect("sql");
-            store.close().await;
-        })
-    };
-    exec(
+    sql(
         "CREATE TRIGGER activity.fail_ledger BEFORE INSERT ON ledger_entries \
          BEGIN SELECT RAISE(ABORT, 'disk full'); END",
     );
@@ -479,16 +475,10 @@ fn ingest_is_all_or_nothing_and_on_record_before_it_is_made() {
         "{stderr}"
     );
     assert_eq!((count("records"), count("subjects")), (0, 0), "{stderr}");
-    exec("DROP TRIGGER activity.fail_ledger");
+    sql("DROP TRIGGER activity.fail_ledger");
 
     // The good file goes in whole, and a second time adds nothing.
-    let out = run(&["ingest", "--config", config, "--json", generated]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let first: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    let first = run_json(&["ingest", "--config", config, "--json", generated]);
     let records = count("records");
     assert_eq!(first["inserted"], records, "{first}");
     assert_eq!(first["records"], records, "{first}");
@@ -535,25 +525,13 @@ fn ingest_is_all_or_nothing_and_on_record_before_it_is_made() {
         detail.contains(sha) && detail.contains("console"),
         "{detail}"
     );
-    let out = run(&["ledger", "verify", "--config", config, "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let verified: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let verified = run_json(&["ledger", "verify", "--config", config, "--json"]);
     assert_eq!(
         (&verified["entries"], &verified["unsigned_tail"]),
         (&6000.into(), &0.into()),
         "{verified}"
     );
-    let out = run(&["ingest", "--config", config, "--json", generated]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let again: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    let again = run_json(&["ingest", "--config", config, "--json", generated]);
     assert_eq!(
         (&again["inserted"], &again["already_present"]),
         (&0.into(), &records.into()),

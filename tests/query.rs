@@ -145,6 +145,16 @@ async fn penalties(f: &Fixture) -> Vec<proto::RecordView> {
     r.result.unwrap().records
 }
 
+/// Takes `subject` off the list of seriously untrustworthy entities from `on`.
+fn off_the_list(subject: &str, on: &str, basis: &str) -> proto::RemoveFromListRequest {
+    proto::RemoveFromListRequest {
+        subject: subject.into(),
+        item: "serious-untrustworthy".into(),
+        removed_on: on.into(),
+        basis: basis.into(),
+    }
+}
+
 fn ask(subject: &str, item: &str, purpose: &str) -> proto::QueryRequest {
     proto::QueryRequest {
         subject: subject.into(),
@@ -480,12 +490,7 @@ async fn only_this_departments_operators_reach_administration() {
             "{region} {kind} {id}"
         );
         let status = admin
-            .remove_from_list(proto::RemoveFromListRequest {
-                subject: f.subject.clone(),
-                item: "serious-untrustworthy".into(),
-                removed_on: "2026-11-01".into(),
-                basis: "x".into(),
-            })
+            .remove_from_list(off_the_list(&f.subject, "2026-11-01", "x"))
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::PermissionDenied);
@@ -696,12 +701,11 @@ async fn a_subject_removed_from_a_list_is_no_longer_shared_as_listed() {
     );
 
     let removed = admin
-        .remove_from_list(proto::RemoveFromListRequest {
-            subject: f.subject.clone(),
-            item: "serious-untrustworthy".into(),
-            removed_on: "2026-11-02".into(),
-            basis: "移出决定〔2026〕3号".into(),
-        })
+        .remove_from_list(off_the_list(
+            &f.subject,
+            "2026-11-02",
+            "移出决定〔2026〕3号",
+        ))
         .await
         .expect("operator removes the subject from the list")
         .into_inner();
@@ -746,12 +750,11 @@ async fn administration_is_on_record_before_it_takes_effect() {
         .receipt
         .unwrap();
     let removed = admin
-        .remove_from_list(proto::RemoveFromListRequest {
-            subject: f.subject.clone(),
-            item: "serious-untrustworthy".into(),
-            removed_on: "2026-11-02".into(),
-            basis: "移出决定〔2026〕3号".into(),
-        })
+        .remove_from_list(off_the_list(
+            &f.subject,
+            "2026-11-02",
+            "移出决定〔2026〕3号",
+        ))
         .await
         .unwrap()
         .into_inner()
