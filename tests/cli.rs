@@ -520,7 +520,14 @@ fn ingest_is_all_or_nothing_and_on_record_before_it_is_made() {
         .as_str()
         .expect("detail");
     let sha = first["file_sha256"].as_str().expect("file digest");
-    assert_eq!(sha.len(), 64);
+    let bytes = std::fs::read(generated).expect("the file");
+    let expected = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let expected: String = expected
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(sha, expected, "the digest of the bytes ingested");
     assert!(
         detail.contains(sha) && detail.contains("console"),
         "{detail}"

@@ -188,7 +188,8 @@ async fn tree_heads_follow_the_entry_count_and_the_injected_clock() {
     let dir = tempfile::tempdir().unwrap();
     for (engine, store) in common::test_stores(dir.path()).await {
         let clock = TestClock::new();
-        let ledger = open_timed(&store, &clock, 5, 1000).await;
+        // An interval far beyond the test's run, so the writer's own timer never fires here.
+        let ledger = open_timed(&store, &clock, 5, 600_000).await;
         let signed = || async { ledger.latest_sth().await.unwrap().map(|s| s.head.tree_size) };
         // The first batch signs (no tree head yet, and the interval has long passed).
         ledger.append(entry(0)).await.unwrap();
@@ -205,45 +206,69 @@ async fn tree_heads_follow_the_entry_count_and_the_injected_clock() {
         assert_eq!(signed().await, Some(6), "{engine}: 5 unsigned");
         ledger.append(entry(6)).await.unwrap();
         assert_eq!(signed().await, Some(6), "{engine}");
-        clock.advance(1000);
+        clock.advance(600_000);
         ledger.append(entry(7)).await.unwrap();
         assert_eq!(signed().await, Some(8), "{engine}: interval passed");
         let sth = ledger.latest_sth().await.unwrap().unwrap();
-        assert_eq!(sth.head.timestamp_ms, T0 + 1000);
+        assert_eq!(sth.head.timestamp_ms, T0 + 600_000);
         // sign_now with nothing new returns the same head.
         assert_eq!(ledger.sign_now().await.unwrap(), sth);
         verify(&store).await.unwrap();
     }
 }
 
+/// Waits until `ledger`'s latest tree head covers `size` entries (a guard against hanging,
+/// not a timing assertion: the writer's timer does it, in its own time).
+async fn until_signed(ledger: &Ledger, size: u64, engine: &str) {
+    let patience = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ledger.latest_sth().await.unwrap().map(|s| s.head.tree_size) != Some(size) {
+        assert!(
+            std::time::Instant::now() < patience,
+            "{engine}: the tail was never signed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// A quiet node still signs its tail: entries committed without a tree head get one once the
-/// interval is up, with no further entry to carry it.
+/// interval is up, with no further entry to carry it; and so does a tail the last run left
+/// unsigned (stopped without its final tree head).
 #[tokio::test]
 async fn a_quiet_ledger_signs_its_unsigned_tail_when_the_interval_is_up() {
     let dir = tempfile::tempdir().unwrap();
     for (engine, store) in common::test_stores(dir.path()).await {
         let clock = TestClock::new();
         let ledger = open_timed(&store, &clock, 1000, 20).await;
-        let signed = || async { ledger.latest_sth().await.unwrap().map(|s| s.head.tree_size) };
+        let signed = |ledger: &Ledger| {
+            let ledger = ledger.clone();
+            async move { ledger.latest_sth().await.unwrap().map(|s| s.head.tree_size) }
+        };
         ledger.append(entry(0)).await.unwrap();
-        assert_eq!(signed().await, Some(1), "{engine}: the first batch signs");
+        assert_eq!(
+            signed(&ledger).await,
+            Some(1),
+            "{engine}: the first batch signs"
+        );
         ledger.append(entry(1)).await.unwrap();
         ledger.append(entry(2)).await.unwrap();
-        assert_eq!(signed().await, Some(1), "{engine}: no time passed");
+        assert_eq!(signed(&ledger).await, Some(1), "{engine}: no time passed");
         // The ledger's clock moves on; nothing else happens.
         clock.advance(20);
-        let patience = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while signed().await != Some(3) {
-            assert!(
-                std::time::Instant::now() < patience,
-                "{engine}: the tail was never signed"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        until_signed(&ledger, 3, engine).await;
         let sth = ledger.latest_sth().await.unwrap().unwrap();
         assert_eq!(sth.head.timestamp_ms, T0 + 20, "{engine}");
         let report = verify(&store).await.unwrap();
         assert_eq!((report.entries, report.unsigned_tail), (3, 0), "{engine}");
+
+        // Two more, and the node stops before their head is due (dropped, not shut down).
+        ledger.append(entry(3)).await.unwrap();
+        ledger.append(entry(4)).await.unwrap();
+        assert_eq!(signed(&ledger).await, Some(3), "{engine}");
+        drop(ledger);
+        let ledger = open_timed(&store, &clock, 1000, 20).await;
+        clock.advance(20);
+        until_signed(&ledger, 5, engine).await;
+        assert_eq!(verify(&store).await.unwrap().unsigned_tail, 0, "{engine}");
         ledger.shutdown().await;
     }
 }

@@ -388,10 +388,9 @@ async fn show_one_subject(layout: &Layout, endpoint: &str, subject: &str) -> Res
     Ok(())
 }
 
-/// The tour's end: every query above is in region A's ledger; sign a tree head, verify the
-/// whole stored log from its entry bytes, and show the entries as an officer would list them.
-/// The tour ends where a security officer would: the whole ledger verified from the stored
-/// entries, then the entries of the tour's own queries (sequence numbers `tour`).
+/// The tour ends where a security officer would: a tree head signed, the whole stored ledger
+/// verified from its entry bytes, then the entries of the tour's own queries (sequence numbers
+/// `tour`) as `ledger list` shows them.
 async fn show_ledger(node: &RunningNode, tour: std::ops::Range<u64>) -> Result<(), CliError> {
     use crate::ledger::{
         audit,

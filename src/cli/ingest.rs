@@ -93,7 +93,11 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     let ledger = Ledger::open(
         store.clone(),
         ledger_key,
-        LedgerSettings::from(&loaded.config.ledger),
+        LedgerSettings {
+            // No background catch-up of the lookup for one command: the node does it.
+            lookup_every_ms: 0,
+            ..LedgerSettings::from(&loaded.config.ledger)
+        },
         move || ledger_clock.now_ms(),
     )
     .await
@@ -135,7 +139,11 @@ pub async fn run(args: Args) -> Result<(), CliError> {
                 .await
                 .map(|(receipts, outcome)| (summary, receipts, outcome))
         }
-        Err(LoadError::Refused(report)) => Err(refused(&args, report)),
+        Err(LoadError::Refused(report)) => {
+            // Cleared first: a bar redrawn after the report would overwrite its last line.
+            progress.finish_and_clear();
+            Err(refused(&args, report))
+        }
         Err(LoadError::Store(e)) => Err(CliError::Runtime(format!("nothing written: {e}"))),
     };
     // The tail gets its signed tree head before the ledger closes.
@@ -216,12 +224,22 @@ async fn record_then_commit(
             };
             ledger.append(entry)
         });
+        let mut failed = None;
         for appended in futures_util::future::join_all(appends).await {
-            receipts.push(appended.map_err(|e| {
-                CliError::Runtime(format!(
-                    "nothing written: the ingest could not be put on record in the ledger: {e}"
-                ))
-            })?);
+            match appended {
+                Ok(receipt) => receipts.push(receipt),
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        if let Some(e) = failed {
+            let attempt = seqs(&receipts)
+                .map(|(first, last)| {
+                    format!(" (entries #{first}–#{last}, appended before, record the attempt)")
+                })
+                .unwrap_or_default();
+            return Err(CliError::Runtime(format!(
+                "nothing written: the ingest could not be put on record in the ledger{attempt}: {e}"
+            )));
         }
     }
     let outcome = staged.commit().await.map_err(|e| {

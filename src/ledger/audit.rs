@@ -6,7 +6,12 @@
 //! while the one before is checked) through the core's [`Verifier`], which recomputes each leaf from the stored bytes and checks each tree
 //! head's signature and root where the log reaches its size. Finally the stream must have
 //! reached the committed size: a tail cut after the last tree head is caught by the head row
-//! (and one cut before it by the tree head).
+//! (and one cut before it by the tree head, even with the head row lowered to match).
+//!
+//! What a database alone cannot show: a cut that also deletes every tree head above it and
+//! lowers the head row leaves a shorter log that is consistent in itself. Only a tree head kept
+//! outside the database catches that (a receipt or tree head a caller, peer or officer holds,
+//! checked with an inclusion or consistency proof), as with any transparency log.
 
 use std::io::Write;
 

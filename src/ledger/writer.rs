@@ -151,12 +151,29 @@ impl Writer {
     /// Loads the frontier of the committed log (at open, so a damaged log stops the node).
     pub(super) async fn load(&mut self) -> Result<(), LedgerError> {
         let mut conn = self.store.pool().acquire().await?;
-        let row = sqlx::query::<Any>("SELECT size FROM ledger_head WHERE id = 0")
-            .fetch_one(&mut *conn)
-            .await?;
+        let row = sqlx::query::<Any>(
+            "SELECT size, sth_size, sth_timestamp_ms FROM ledger_head WHERE id = 0",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
         let size = to_u64(row.try_get::<i64, _>(0)?, "head size")?;
+        let sth_size = to_u64(row.try_get::<i64, _>(1)?, "head sth_size")?;
         self.frontier = Some(load_frontier(&mut conn, size).await?);
+        // A tail left unsigned by the last run (stopped without its final tree head) is signed
+        // on time even if no entry ever follows.
+        self.arm_sign_timer(size, sth_size, row.try_get::<i64, _>(2)?);
         Ok(())
+    }
+
+    /// Sets the tree-head timer for a log of `size` entries whose last head, signed at
+    /// `sth_ms`, covers `sth_size`; clears it when nothing is unsigned.
+    fn arm_sign_timer(&mut self, size: u64, sth_size: u64, sth_ms: i64) {
+        self.sign_at = if sth_size < size {
+            let interval = i64::try_from(self.settings.sth_interval_ms).unwrap_or(i64::MAX);
+            sign_timer((self.clock)(), sth_ms.saturating_add(interval))
+        } else {
+            None
+        };
     }
 
     pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -257,7 +274,9 @@ impl Writer {
             self.sign_at = sign_timer(now, due_ms);
             return;
         }
-        match self.commit(&mut Vec::new(), &mut [], true).await {
+        // Not forced: the head row decides whether a head is due, so a replica whose timer was
+        // set before another replica signed does not sign that one's fresh tail early.
+        match self.commit(&mut Vec::new(), &mut [], false).await {
             Ok(_) | Err(LedgerError::Empty) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "ledger: tree head of the unsigned tail failed; retrying");
@@ -381,6 +400,12 @@ impl Writer {
         if matches!(result, Err(ref e) if !matches!(e, LedgerError::Empty)) {
             // Whether or not the commit happened, reload from the store next time.
             self.frontier = None;
+            // And should it have happened unsigned, see to its tree head.
+            if self.sign_at.is_none() {
+                let now = (self.clock)();
+                let interval = i64::try_from(self.settings.sth_interval_ms).unwrap_or(i64::MAX);
+                self.sign_at = sign_timer(now, now.saturating_add(interval));
+            }
         }
         result
     }
@@ -550,12 +575,7 @@ impl Writer {
         self.conn = Some(conn);
         self.frontier = Some(tree);
         // Another replica may sign first; then this writer's head finds nothing to sign.
-        self.sign_at = if sth_size < size {
-            let interval = i64::try_from(self.settings.sth_interval_ms).unwrap_or(i64::MAX);
-            sign_timer(now, sth_ms.saturating_add(interval))
-        } else {
-            None
-        };
+        self.arm_sign_timer(size, sth_size, sth_ms);
         Ok(Attempt::Committed(Committed { receipts, sth }))
     }
 }
