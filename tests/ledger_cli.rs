@@ -165,6 +165,59 @@ async fn verify_list_export_through_the_binary() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("13 entries"));
 
+    // The export's tree head, kept by an officer, holds the stored log to it.
+    let held = run(&[
+        "ledger", "verify", "--config", config, "--sth", export, "--json",
+    ]);
+    assert!(held.status.success(), "{}", text(&held.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&held.stdout).unwrap();
+    assert_eq!(report["kept_heads_checked"], 1, "{report}");
+    // A cover-up the database cannot show: the tail cut, its tree heads and head row with it.
+    for sql in [
+        "DELETE FROM ledger_entries WHERE seq >= 10",
+        "DELETE FROM ledger_sths WHERE tree_size > 9",
+        "UPDATE ledger_head SET size = 10 WHERE id = 0",
+    ] {
+        sqlx::query::<Any>(sql).execute(store.pool()).await.unwrap();
+    }
+    let alone = run(&["ledger", "verify", "--config", config]);
+    assert!(
+        alone.status.success(),
+        "consistent in itself: {}",
+        text(&alone.stderr)
+    );
+    let held = run(&["ledger", "verify", "--config", config, "--sth", export]);
+    assert_eq!(held.status.code(), Some(1));
+    let stderr = text(&held.stderr);
+    assert!(stderr.contains("FAILED at entry 10"), "{stderr}");
+    // A head not signed by the node's key is refused as such, naming the file.
+    let forged = pki.dir.path().join("forged.sth");
+    let line = std::fs::read_to_string(export).unwrap();
+    let line = line.lines().next().unwrap();
+    let signature_at = line.find("\"signature\":\"").unwrap() + 13;
+    let mut forged_line = line.to_owned();
+    let flipped = if &line[signature_at..signature_at + 1] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    forged_line.replace_range(signature_at..signature_at + 1, flipped);
+    std::fs::write(&forged, forged_line).unwrap();
+    let out = run(&[
+        "ledger",
+        "verify",
+        "--config",
+        config,
+        "--sth",
+        forged.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("forged.sth"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // Tamper with entry 5 in the database: verify fails, exit 1, and names entry 5.
     sqlx::query::<Any>("UPDATE ledger_entries SET entry = $1 WHERE seq = 5")
         .bind(vec![1u8, 2, 3])

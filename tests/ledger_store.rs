@@ -507,6 +507,59 @@ async fn a_truncated_tail_is_detected() {
     }
 }
 
+/// A cut made together with its tree heads and head row is consistent in itself; a tree head
+/// kept outside the database catches it, and a kept head of the same size but another root
+/// (a signed fork) is named as such.
+#[tokio::test]
+async fn a_tree_head_kept_outside_catches_what_the_database_cannot_show() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        signed_log(&store).await;
+        let kept = ledger_store::latest_sth(&store).await.unwrap().unwrap();
+        assert_eq!(kept.head.tree_size, 20);
+        let against = |kept: Vec<credit_node::ledger::sth::SignedTreeHead>| {
+            let store = store.clone();
+            async move { audit::verify_store_against(&store, &public(1), &kept, |_| {}).await }
+        };
+        against(vec![kept.clone()]).await.unwrap();
+
+        exec(&store, "DELETE FROM ledger_entries WHERE seq >= 17").await;
+        exec(&store, "DELETE FROM ledger_sths WHERE tree_size > 16").await;
+        exec(&store, "UPDATE ledger_head SET size = 17 WHERE id = 0").await;
+        let alone = verify(&store).await.unwrap();
+        assert_eq!(alone.entries, 17, "{engine}: consistent in itself");
+        let err = against(vec![kept.clone()]).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Tampered(VerifyError::Truncated {
+                    have: 17,
+                    sth_size: 20
+                })
+            ),
+            "{engine}: {err}"
+        );
+
+        let fork = TreeHead {
+            root_hash: [9; 32],
+            ..ledger_store::latest_sth(&store)
+                .await
+                .unwrap()
+                .unwrap()
+                .head
+        }
+        .sign(&key(1));
+        let err = against(vec![fork]).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Tampered(VerifyError::RootMismatch { size: 16 })
+            ),
+            "{engine}: {err}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_tree_head_signed_by_another_key_is_detected() {
     let dir = tempfile::tempdir().unwrap();

@@ -25,7 +25,7 @@ use crate::{
         EntryFilter, OutcomeKind, Page, StoredEntry, audit,
         entry::{Decision, Outcome, ReviewDecision},
         hex, key, store,
-        verify::verify_export,
+        verify::{read_sth, verify_export},
     },
     store::Store,
 };
@@ -53,6 +53,11 @@ pub enum Command {
         /// the node's signing key; an auditor should pass the key published for the node.
         #[arg(long)]
         key: Option<PathBuf>,
+        /// A signed tree head kept away from the node's database (an export, or its first
+        /// line) that the stored log must still contain; repeatable. Catches a log cut back
+        /// together with its own tree heads, which the database alone cannot show.
+        #[arg(long, conflicts_with = "export")]
+        sth: Vec<PathBuf>,
         /// Print a JSON summary on stdout instead of text.
         #[arg(long)]
         json: bool,
@@ -155,9 +160,10 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Verify {
             config: Some(config),
             key,
+            sth,
             json,
             ..
-        } => verify_stored(&config, key.as_deref(), json).await,
+        } => verify_stored(&config, key.as_deref(), &sth, json).await,
         Command::Verify { .. } => Err(input("give --config NODE.toml, or --export FILE --key KEY")),
         Command::List {
             config,
@@ -184,7 +190,12 @@ async fn open_store(config: &Path) -> Result<(LoadedConfig, Store), CliError> {
     Ok((loaded, store))
 }
 
-async fn verify_stored(config: &Path, key: Option<&Path>, json: bool) -> Result<(), CliError> {
+async fn verify_stored(
+    config: &Path,
+    key: Option<&Path>,
+    kept: &[PathBuf],
+    json: bool,
+) -> Result<(), CliError> {
     let (loaded, store) = open_store(config).await?;
     let public_key = match key {
         Some(path) => key::read_public_key(path).map_err(input)?,
@@ -192,6 +203,15 @@ async fn verify_stored(config: &Path, key: Option<&Path>, json: bool) -> Result<
             key::public_key_of(&key::read_signing_key(&loaded.ledger_key_path()).map_err(input)?)
         }
     };
+    let kept = kept
+        .iter()
+        .map(|file| {
+            File::open(file)
+                .map_err(|e| e.to_string())
+                .and_then(|f| read_sth(BufReader::new(f), &public_key).map_err(|e| e.to_string()))
+                .map_err(|e| input(format!("--sth {}: {e}", file.display())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let total = audit::audit_size(&store).await.map_err(runtime)?;
     let bar = (std::io::stderr().is_terminal() && total >= PROGRESS_THRESHOLD).then(|| {
         let bar = indicatif::ProgressBar::new(total);
@@ -202,7 +222,7 @@ async fn verify_stored(config: &Path, key: Option<&Path>, json: bool) -> Result<
         }
         bar
     });
-    let result = audit::verify_store(&store, &public_key, |done| {
+    let result = audit::verify_store_against(&store, &public_key, &kept, |done| {
         if let Some(bar) = &bar {
             bar.set_position(done);
         }
@@ -224,13 +244,18 @@ async fn verify_stored(config: &Path, key: Option<&Path>, json: bool) -> Result<
                         "sths_checked": report.sths_checked,
                         "signed_size": report.signed_size,
                         "unsigned_tail": report.unsigned_tail,
+                        "kept_heads_checked": kept.len(),
                     })
                 );
             } else {
                 println!(
-                    "ledger verified: {} entries, {} signed tree heads checked, latest signed size {} ({} entries appended since), root {}",
+                    "ledger verified: {} entries, {} signed tree heads checked{}, latest signed size {} ({} entries appended since), root {}",
                     report.entries,
                     report.sths_checked,
+                    match kept.len() {
+                        0 => String::new(),
+                        n => format!(" ({n} kept outside the database)"),
+                    },
                     report.signed_size,
                     report.unsigned_tail,
                     hex::encode(&report.root),

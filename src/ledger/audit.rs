@@ -10,8 +10,9 @@
 //!
 //! What a database alone cannot show: a cut that also deletes every tree head above it and
 //! lowers the head row leaves a shorter log that is consistent in itself. Only a tree head kept
-//! outside the database catches that (a receipt or tree head a caller, peer or officer holds,
-//! checked with an inclusion or consistency proof), as with any transparency log.
+//! outside the database catches that (a receipt or tree head a caller, peer or officer holds),
+//! as with any transparency log: [`verify_store_against`] (`ledger verify --sth`) holds the
+//! stored log to such heads.
 
 use std::io::Write;
 
@@ -79,7 +80,39 @@ pub async fn verify_store(
     public_key: &[u8],
     progress: impl FnMut(u64),
 ) -> Result<VerifyReport, AuditError> {
-    verify_store_within(store, public_key, RANGE_BYTES, progress).await
+    verify(store, public_key, &[], RANGE_BYTES, progress).await
+}
+
+/// The stored tree heads with the kept ones placed among them by size. A kept head of a size a
+/// stored head also has must be that head: two signed heads of one size with different roots
+/// mean the log was rewritten after one of them.
+fn with_kept(
+    mut heads: Vec<SignedTreeHead>,
+    kept: &[SignedTreeHead],
+) -> Result<Vec<SignedTreeHead>, AuditError> {
+    for k in kept {
+        let size = k.head.tree_size;
+        match heads.binary_search_by_key(&size, |h| h.head.tree_size) {
+            Ok(i) if heads[i].head.root_hash != k.head.root_hash => {
+                return Err(VerifyError::RootMismatch { size }.into());
+            }
+            Ok(_) => {}
+            Err(i) => heads.insert(i, k.clone()),
+        }
+    }
+    Ok(heads)
+}
+
+/// [`verify_store`] that also holds the log to `kept`: tree heads kept away from the database
+/// (an officer's copy of an export's first line, say). A log cut back together with its own
+/// tree heads and head row is consistent in itself; it is not with a head kept elsewhere.
+pub async fn verify_store_against(
+    store: &Store,
+    public_key: &[u8],
+    kept: &[SignedTreeHead],
+    progress: impl FnMut(u64),
+) -> Result<VerifyReport, AuditError> {
+    verify(store, public_key, kept, RANGE_BYTES, progress).await
 }
 
 /// [`verify_store`] reading at most `range_bytes` of entries at a time (two such ranges are in
@@ -88,6 +121,16 @@ pub async fn verify_store_within(
     store: &Store,
     public_key: &[u8],
     range_bytes: u64,
+    progress: impl FnMut(u64),
+) -> Result<VerifyReport, AuditError> {
+    verify(store, public_key, &[], range_bytes, progress).await
+}
+
+async fn verify(
+    store: &Store,
+    public_key: &[u8],
+    kept: &[SignedTreeHead],
+    range_bytes: u64,
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport, AuditError> {
     let range_bytes = i64::try_from(range_bytes).unwrap_or(i64::MAX);
@@ -95,7 +138,7 @@ pub async fn verify_store_within(
     // it covers, so on a live node none read here can pass the size read after it, while one
     // left behind by entries cut off the tail (and the head row lowered to match) still
     // reaches the verifier, which reports the truncation.
-    let heads = sths(store).await?;
+    let heads = with_kept(sths(store).await?, kept)?;
     let head_size = committed_size(store).await?;
     let mut verifier = Verifier::new(public_key, heads)?;
     // Ranges of the log, the next read (on another connection and task) while this one is

@@ -20,7 +20,9 @@ mod export;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use export::{ExportError, ExportReport, MAX_LINE_BYTES, entry_line, sth_line, verify_export};
+pub use export::{
+    ExportError, ExportReport, MAX_LINE_BYTES, entry_line, read_sth, sth_line, verify_export,
+};
 
 use crate::ledger::entry::{DecodeError, Entry};
 use crate::ledger::merkle::{CompactRange, Hash, leaf_hash};

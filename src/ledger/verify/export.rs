@@ -132,25 +132,8 @@ pub fn verify_export(reader: impl BufRead, public_key: &[u8]) -> Result<ExportRe
         match (parsed, &sth) {
             (Line::Sth { .. }, Some(_)) => return Err(ExportError::DuplicateSth { line }),
             (Line::Entry { .. }, None) => return Err(ExportError::MissingSth),
-            (
-                Line::Sth {
-                    tree_size,
-                    root_hash,
-                    timestamp_ms,
-                    key_id,
-                    signature,
-                },
-                None,
-            ) => {
-                let head = SignedTreeHead {
-                    head: TreeHead {
-                        tree_size,
-                        root_hash: hex_field(&root_hash, line, "root_hash")?,
-                        timestamp_ms,
-                    },
-                    key_id: hex_field(&key_id, line, "key_id")?,
-                    signature: hex_field(&signature, line, "signature")?,
-                };
+            (sth_fields @ Line::Sth { .. }, None) => {
+                let head = signed_head(sth_fields, line)?;
                 head.verify(public_key)?;
                 sth = Some(head);
             }
@@ -191,6 +174,50 @@ pub fn verify_export(reader: impl BufRead, public_key: &[u8]) -> Result<ExportRe
         tree_size: head.tree_size,
         root_hash: head.root_hash,
         complete: entries == head.tree_size,
+    })
+}
+
+/// The signed tree head on the first line of `reader` (an export, or a file holding just its
+/// first line), checked against `public_key`: a head kept away from the node's database, for
+/// `ledger verify --sth` to hold the stored log to.
+pub fn read_sth(reader: impl BufRead, public_key: &[u8]) -> Result<SignedTreeHead, ExportError> {
+    let mut lines = BoundedLines { reader, line: 0 };
+    while let Some(text) = lines.next_line()? {
+        if text.trim().is_empty() {
+            continue;
+        }
+        let line = lines.line;
+        let parsed: Line = serde_json::from_str(&text).map_err(|e| ExportError::Json {
+            line,
+            message: e.to_string(),
+        })?;
+        let head = signed_head(parsed, line)?;
+        head.verify(public_key)?;
+        return Ok(head);
+    }
+    Err(ExportError::MissingSth)
+}
+
+/// The head of an `sth` line; any other line is [`ExportError::MissingSth`].
+fn signed_head(parsed: Line, line: u64) -> Result<SignedTreeHead, ExportError> {
+    let Line::Sth {
+        tree_size,
+        root_hash,
+        timestamp_ms,
+        key_id,
+        signature,
+    } = parsed
+    else {
+        return Err(ExportError::MissingSth);
+    };
+    Ok(SignedTreeHead {
+        head: TreeHead {
+            tree_size,
+            root_hash: hex_field(&root_hash, line, "root_hash")?,
+            timestamp_ms,
+        },
+        key_id: hex_field(&key_id, line, "key_id")?,
+        signature: hex_field(&signature, line, "signature")?,
     })
 }
 
