@@ -84,6 +84,9 @@ pub(super) struct Writer {
     /// unsigned until the next query, however long that takes. The timer's instant, and the
     /// time by the ledger's clock (which tests set) at which the interval is up.
     sign_at: Option<(tokio::time::Instant, i64)>,
+    /// Timer signings failed in a row: the retry backs off, so an outage of an hour is not
+    /// thousands of attempts and log lines.
+    sign_failures: u32,
 }
 
 /// A charged append while its batch is written: which entries went in is known only once the
@@ -144,6 +147,7 @@ impl Writer {
             conn: None,
             unflushed: (store.engine() == Engine::Sqlite).then(Unflushed::default),
             sign_at: None,
+            sign_failures: 0,
             store,
         }
     }
@@ -277,10 +281,14 @@ impl Writer {
         // Not forced: the head row decides whether a head is due, so a replica whose timer was
         // set before another replica signed does not sign that one's fresh tail early.
         match self.commit(&mut Vec::new(), &mut [], false).await {
-            Ok(_) | Err(LedgerError::Empty) => {}
+            Ok(_) | Err(LedgerError::Empty) => self.sign_failures = 0,
             Err(e) => {
-                tracing::warn!(error = %e, "ledger: tree head of the unsigned tail failed; retrying");
-                self.sign_at = sign_timer(now, now.saturating_add(1000));
+                // 1 s, 2 s, 4 s ... up to about a minute.
+                let retry_ms = 1000_i64 << self.sign_failures.min(6);
+                self.sign_failures = self.sign_failures.saturating_add(1);
+                tracing::warn!(error = %e, retry_ms,
+                    "ledger: tree head of the unsigned tail failed; retrying");
+                self.sign_at = sign_timer(now, now.saturating_add(retry_ms));
             }
         }
     }
