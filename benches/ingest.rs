@@ -58,7 +58,7 @@ async fn run() {
                 "bare" => bare_insert(&store, &records).await,
                 "store" => {
                     store
-                        .insert_records(&records, 1)
+                        .insert_records(&records, catalog.subject_types(), 1)
                         .await
                         .unwrap_or_else(|e| panic!("{e}"));
                 }

@@ -77,7 +77,7 @@ async fn run() {
     for node in &nodes {
         node.state()
             .store()
-            .insert_records(&records, 1)
+            .insert_records(&records, catalog.subject_types(), 1)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }

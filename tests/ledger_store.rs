@@ -1006,7 +1006,7 @@ async fn sqlite_ledger_commits_while_an_ingest_holds_the_records_file() {
     let catalog = Catalog::parse("demo.toml", credit_node::catalog::DEMO.as_bytes()).unwrap();
     let today = time::macros::date!(2026 - 11 - 27);
     let records: Vec<_> = gen_data::generate(&catalog, "samr", 50, 3, today).collect();
-    let mut ingest = cli.begin_ingest(T0).await.unwrap();
+    let mut ingest = cli.begin_ingest(catalog.subject_types(), T0).await.unwrap();
     ingest.write(&records).await.unwrap();
 
     let ledger = open(&node, 8).await;

@@ -40,6 +40,13 @@ fn record(subject: &str, number: u32) -> Record {
     }
 }
 
+/// The demo catalog's subject type of each item.
+fn types() -> credit_node::catalog::SubjectTypes {
+    credit_node::catalog::Catalog::parse("demo.toml", credit_node::catalog::DEMO.as_bytes())
+        .unwrap()
+        .subject_types()
+}
+
 const SUBJECT: &str = "91110000100000000X";
 /// The items of the records these tests store.
 const ITEMS: &[&str] = &["admin-penalty", "serious-untrustworthy"];
@@ -61,9 +68,9 @@ async fn records_round_trip_and_reingest_is_idempotent() {
             listed.clone(),
             record("110105194912310029", 3),
         ];
-        let first = store.insert_records(&batch, 1).await.unwrap();
+        let first = store.insert_records(&batch, types(), 1).await.unwrap();
         assert_eq!((first.inserted, first.already_present), (3, 0), "{engine}");
-        let again = store.insert_records(&batch, 2).await.unwrap();
+        let again = store.insert_records(&batch, types(), 2).await.unwrap();
         assert_eq!(
             (again.inserted, again.already_present),
             (0, 3),
@@ -122,6 +129,44 @@ async fn records_round_trip_and_reingest_is_idempotent() {
     }
 }
 
+/// A subject's kind comes from its item's subject type, not from its identifier's shape:
+/// `91110000100000000X`, all digits and an X, is an organisation's code. A record of an item
+/// the catalog does not have is refused, and nothing of its batch written.
+#[tokio::test]
+async fn subjects_are_stored_with_their_items_subject_type() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let person = "11010519491231002X";
+        let mut debtor = record(person, 1);
+        debtor.item = "dishonest-debtor".into();
+        let batch = [record(SUBJECT, 1), debtor];
+        store.insert_records(&batch, types(), 1).await.unwrap();
+        let kind = |subject: &'static str| {
+            let store = store.clone();
+            async move {
+                sqlx::query_scalar::<_, String>("SELECT kind FROM subjects WHERE id = $1")
+                    .bind(subject)
+                    .fetch_one(store.pool())
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(kind(SUBJECT).await, "legal_person", "{engine}");
+        assert_eq!(kind(person).await, "natural_person", "{engine}");
+
+        let other = "91110000100000002X";
+        let mut unknown = record(other, 2);
+        unknown.item = "no-such-item".into();
+        let err = store
+            .insert_records(&[record(other, 1), unknown], types(), 1)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no-such-item"), "{engine}: {err}");
+        assert!(!store.subject_exists(other).await.unwrap(), "{engine}");
+        store.close().await;
+    }
+}
+
 #[tokio::test]
 async fn a_batch_with_one_bad_row_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -130,7 +175,10 @@ async fn a_batch_with_one_bad_row_writes_nothing() {
         // The store itself refuses a record without a basis document, whatever the caller
         // validated: a CHECK constraint, so the whole transaction rolls back.
         batch[700].basis.kind.clear();
-        assert!(store.insert_records(&batch, 1).await.is_err(), "{engine}");
+        assert!(
+            store.insert_records(&batch, types(), 1).await.is_err(),
+            "{engine}"
+        );
         assert!(
             store.records_of(SUBJECT, ITEMS).await.unwrap().is_empty(),
             "{engine}: nothing written"
@@ -151,13 +199,16 @@ async fn a_batch_of_several_statements_counts_every_row_once_and_stays_all_or_no
     let dir = tempfile::tempdir().unwrap();
     for (engine, store) in common::test_stores(dir.path()).await {
         let batch: Vec<Record> = (0..3000).map(|n| record(SUBJECT, n)).collect();
-        let first = store.insert_records(&batch[..2500], 1).await.unwrap();
+        let first = store
+            .insert_records(&batch[..2500], types(), 1)
+            .await
+            .unwrap();
         assert_eq!(
             (first.inserted, first.already_present),
             (2500, 0),
             "{engine}"
         );
-        let again = store.insert_records(&batch, 2).await.unwrap();
+        let again = store.insert_records(&batch, types(), 2).await.unwrap();
         assert_eq!(
             (again.inserted, again.already_present),
             (500, 2500),
@@ -175,7 +226,10 @@ async fn a_batch_of_several_statements_counts_every_row_once_and_stays_all_or_no
         // largest key, its issuer cleared, fails the last statement.
         let last = (0..bad.len()).max_by_key(|&i| bad[i].key()).unwrap();
         bad[last].basis.issuer.clear();
-        assert!(store.insert_records(&bad, 3).await.is_err(), "{engine}");
+        assert!(
+            store.insert_records(&bad, types(), 3).await.is_err(),
+            "{engine}"
+        );
         assert!(
             store.records_of(other, ITEMS).await.unwrap().is_empty(),
             "{engine}: nothing of the failed batch"
@@ -319,7 +373,7 @@ async fn reads_see_every_commit_and_stop_when_the_store_closes() {
             assert!(!store.subject_exists(subject).await.unwrap());
         }
         store
-            .insert_records(&[record(subject, 7)], 1)
+            .insert_records(&[record(subject, 7)], types(), 1)
             .await
             .unwrap();
         for _ in 0..16 {
@@ -365,7 +419,7 @@ async fn failed_reads_are_errors_and_the_store_reads_again_after() {
     let dir = tempfile::tempdir().unwrap();
     for (engine, store) in common::test_stores(dir.path()).await {
         store
-            .insert_records(&[record(SUBJECT, 1)], 1)
+            .insert_records(&[record(SUBJECT, 1)], types(), 1)
             .await
             .unwrap();
         let rename = |from: &str, to: &str| {

@@ -152,7 +152,11 @@ impl Administration for AdministrationApi {
         let outcome = self
             .state
             .store()
-            .insert_records(&records, self.state.clock().now_ms())
+            .insert_records(
+                &records,
+                catalog.catalog().subject_types(),
+                self.state.clock().now_ms(),
+            )
             .await
             .map_err(|e| match receipts.first() {
                 Some(receipt) => unrecorded_change(receipt, e),

@@ -69,6 +69,20 @@ pub struct Item {
     pub sharing: Sharing,
 }
 
+/// Which kind of subject each item is about, by item id: what an ingest stores for the
+/// subjects it adds (an identifier's shape cannot tell: an all-digit code ending in X may be
+/// either).
+pub type SubjectTypes = std::collections::HashMap<String, SubjectType>;
+
+impl Catalog {
+    pub fn subject_types(&self) -> SubjectTypes {
+        self.items
+            .iter()
+            .map(|i| (i.id.clone(), i.subject))
+            .collect()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SubjectType {

@@ -91,6 +91,7 @@ pub async fn validate_and_stage<I>(
 where
     I: IntoIterator<Item = Result<RawRow, RowError>> + Send + 'static,
 {
+    let subject_types = catalog.subject_types();
     let (batches, mut received) = mpsc::channel::<Vec<Record>>(2);
     let validation = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(BATCH);
@@ -118,7 +119,7 @@ where
     });
 
     let written = async {
-        let mut ingest = store.begin_ingest(now_ms).await?;
+        let mut ingest = store.begin_ingest(subject_types, now_ms).await?;
         let mut subjects = BySubject::default();
         while let Some(batch) = received.recv().await {
             ingest.write(&batch).await?;

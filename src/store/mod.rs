@@ -133,6 +133,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A record of an item the catalog given to the ingest does not have (validation lets
+    /// none through).
+    #[error("a record of item {0:?}, which the catalog does not have")]
+    UnknownItem(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
     BadUrl(String),
 }

@@ -10,7 +10,7 @@ use time::Date;
 
 use super::{Engine, Store, StoreError};
 use crate::{
-    catalog::Severity,
+    catalog::{Severity, SubjectType, SubjectTypes},
     records::{Basis, Designation, Record, Restoration},
 };
 
@@ -29,14 +29,11 @@ pub struct InsertOutcome {
     pub already_present: u64,
 }
 
-/// Subject kind as stored.
-fn subject_kind(subject: &str) -> &'static str {
-    // Resident identity numbers end in a digit or X and have a birth date; the ingest path has
-    // already validated which one it is against the item's subject type. Stored for review.
-    if subject.bytes().all(|b| b.is_ascii_digit() || b == b'X') {
-        "natural_person"
-    } else {
-        "legal_person"
+/// Subject kind as stored, for review: from the item's subject type.
+fn subject_kind(ty: SubjectType) -> &'static str {
+    match ty {
+        SubjectType::LegalPerson => "legal_person",
+        SubjectType::NaturalPerson => "natural_person",
     }
 }
 
@@ -57,6 +54,7 @@ pub struct Ingest {
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
     engine: Engine,
     now_ms: i64,
+    subject_types: SubjectTypes,
     outcome: InsertOutcome,
 }
 
@@ -77,16 +75,23 @@ impl Ingest {
     /// Writes `records` into the batch. Records already stored, or written earlier in this
     /// batch (same key), are left as they are and counted as `already_present`.
     pub async fn write(&mut self, records: &[Record]) -> Result<(), StoreError> {
-        let mut subjects: Vec<&str> = records.iter().map(|r| r.subject.as_str()).collect();
+        let mut subjects = Vec::with_capacity(records.len());
+        for r in records {
+            let ty = self
+                .subject_types
+                .get(&r.item)
+                .ok_or_else(|| StoreError::UnknownItem(r.item.clone()))?;
+            subjects.push((r.subject.as_str(), subject_kind(*ty)));
+        }
         subjects.sort_unstable();
-        subjects.dedup();
+        subjects.dedup_by(|a, b| a.0 == b.0);
         for chunk in subjects.chunks(CHUNK) {
             let mut sql = String::from("INSERT INTO subjects (id, kind, created_ms) VALUES ");
             self.engine.placeholders().tuples(&mut sql, chunk.len(), 3);
             sql.push_str(" ON CONFLICT (id) DO NOTHING");
             let mut q = sqlx::query::<Any>(&sql);
-            for s in chunk {
-                q = q.bind(*s).bind(subject_kind(s)).bind(self.now_ms);
+            for (subject, kind) in chunk {
+                q = q.bind(*subject).bind(*kind).bind(self.now_ms);
             }
             q.execute(&mut *self.tx).await?;
         }
@@ -147,21 +152,28 @@ impl Store {
     pub async fn insert_records(
         &self,
         records: &[Record],
+        subject_types: SubjectTypes,
         now_ms: i64,
     ) -> Result<InsertOutcome, StoreError> {
-        let mut ingest = self.begin_ingest(now_ms).await?;
+        let mut ingest = self.begin_ingest(subject_types, now_ms).await?;
         ingest.write(records).await?;
         ingest.commit().await
     }
 
     /// Opens one ingest batch, to be written a part at a time as its records are validated.
-    pub async fn begin_ingest(&self, now_ms: i64) -> Result<Ingest, StoreError> {
+    /// `subject_types` (the catalog's) tell the kind of each new subject.
+    pub async fn begin_ingest(
+        &self,
+        subject_types: SubjectTypes,
+        now_ms: i64,
+    ) -> Result<Ingest, StoreError> {
         let turn = self.write_turn(super::File::Records).await;
         Ok(Ingest {
             tx: self.pool.begin().await?,
             _turn: turn,
             engine: self.engine,
             now_ms,
+            subject_types,
             outcome: InsertOutcome::default(),
         })
     }
