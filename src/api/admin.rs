@@ -132,15 +132,9 @@ impl Administration for AdministrationApi {
             request.get_ref().json_lines.len(),
             hex::encode(digest.as_ref())
         );
-        let mut subjects: Vec<(&str, usize)> = Vec::new();
-        let mut position: std::collections::HashMap<&str, usize> = Default::default();
-        for r in &records {
-            let i = *position.entry(&r.subject).or_insert_with(|| {
-                subjects.push((&r.subject, 0));
-                subjects.len() - 1
-            });
-            subjects[i].1 += 1;
-        }
+        let mut subjects = ingest::BySubject::default();
+        subjects.add(&records);
+        let subjects = subjects.into_counts();
         let recorded = subjects.iter().map(|(subject, n)| {
             let detail = format!("{n} records of this subject in {batch}");
             self.record(caller, AdminAction::IngestRecords, subject, "", detail)

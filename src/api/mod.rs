@@ -48,21 +48,12 @@ pub(crate) fn unanswered_entry(
     fingerprint: [u8; 32],
     outcome: Outcome,
 ) -> Entry {
-    Entry {
-        seq: 0,
-        time_ms: state.clock().now_ms(),
-        query_id: crate::ledger::entry::new_query_id(),
-        caller: spiffe_id.to_string(),
-        caller_cert_sha256: fingerprint,
-        on_behalf_of: None,
-        purpose: String::new(),
-        basis: String::new(),
-        subject: String::new(),
-        requested_fields: Vec::new(),
-        decisions: Vec::new(),
+    Entry::unanswered(
+        spiffe_id.to_string(),
+        fingerprint,
+        state.clock().now_ms(),
         outcome,
-        response_sha256: [0; 32],
-    }
+    )
 }
 
 pub struct CreditQueryApi {

@@ -21,7 +21,7 @@ use super::CliError;
 use crate::{
     clock::Clock,
     config::LoadedConfig,
-    identity::{Kind, SpiffeId},
+    identity::{Caller, Kind},
     ingest::{
         self, Counts,
         load::{self, LoadError, Staged},
@@ -106,7 +106,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     let staged = load::validate_and_stage(
         &store,
         catalog.catalog().clone(),
-        node.id().to_owned(),
+        node.spiffe_id.id().to_owned(),
         clock.today(),
         rows,
         clock.now_ms(),
@@ -196,7 +196,7 @@ const APPEND_CHUNK: usize = 4096;
 /// failure stand (they record an attempt), as in the `IngestRecords` RPC.
 async fn record_then_commit(
     ledger: &Ledger,
-    node: &NodeIdentity,
+    node: &Caller,
     clock: &Clock,
     batch: &str,
     staged: Staged,
@@ -204,23 +204,18 @@ async fn record_then_commit(
     let mut receipts = Vec::with_capacity(staged.subjects().len());
     for chunk in staged.subjects().chunks(APPEND_CHUNK) {
         let appends = chunk.iter().map(|(subject, n)| {
+            let outcome = Outcome::Administration(Administration {
+                action: AdminAction::IngestRecords,
+                detail: format!("{n} records of this subject in {batch}"),
+            });
             let entry = Entry {
-                seq: 0,
-                time_ms: clock.now_ms(),
-                query_id: crate::ledger::entry::new_query_id(),
-                caller: node.spiffe_id.to_string(),
-                caller_cert_sha256: node.fingerprint,
-                on_behalf_of: None,
-                purpose: String::new(),
-                basis: String::new(),
                 subject: subject.clone(),
-                requested_fields: Vec::new(),
-                decisions: Vec::new(),
-                outcome: Outcome::Administration(Administration {
-                    action: AdminAction::IngestRecords,
-                    detail: format!("{n} records of this subject in {batch}"),
-                }),
-                response_sha256: [0; 32],
+                ..Entry::unanswered(
+                    node.spiffe_id.to_string(),
+                    node.fingerprint,
+                    clock.now_ms(),
+                    outcome,
+                )
             };
             ledger.append(entry)
         });
@@ -297,38 +292,23 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// The node as the caller on record: its SPIFFE ID and certificate fingerprint.
-struct NodeIdentity {
-    spiffe_id: SpiffeId,
-    fingerprint: [u8; 32],
-}
-
-impl NodeIdentity {
-    fn id(&self) -> &str {
-        self.spiffe_id.id()
-    }
-}
-
-fn node_identity(loaded: &LoadedConfig) -> Result<NodeIdentity, CliError> {
+/// The node as the caller on record (its SPIFFE ID and certificate fingerprint), which must
+/// be a department: a node ingests only items its department is the source of.
+fn node_identity(loaded: &LoadedConfig) -> Result<Caller, CliError> {
     let material = loaded.tls_material()?;
     let cert = material
         .chain
         .first()
         .ok_or_else(|| CliError::Input("node.cert: empty certificate chain".into()))?;
-    let spiffe_id =
-        tls::spiffe_id_of(cert).map_err(|e| CliError::Input(format!("node.cert: {e}")))?;
-    if spiffe_id.kind() != Kind::Dept {
+    let node =
+        tls::caller_from_cert(cert).map_err(|e| CliError::Input(format!("node.cert: {e}")))?;
+    if node.spiffe_id.kind() != Kind::Dept {
         return Err(CliError::Input(format!(
-            "node.cert: {spiffe_id} is not a department identity"
+            "node.cert: {} is not a department identity",
+            node.spiffe_id
         )));
     }
-    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
-    let mut fingerprint = [0; 32];
-    fingerprint.copy_from_slice(digest.as_ref());
-    Ok(NodeIdentity {
-        spiffe_id,
-        fingerprint,
-    })
+    Ok(node)
 }
 
 /// A bar on stderr over the file's bytes (rows vary in length; bytes read is what is known

@@ -4,12 +4,10 @@
 //! file is still one transaction: it is staged whole, and commits only when every row was good
 //! and the caller has recorded the change ([`Staged::commit`]).
 
-use std::collections::HashMap;
-
 use time::Date;
 use tokio::sync::mpsc;
 
-use super::{Counts, IngestReport, RawRow, RowError, Summary, validate_into};
+use super::{BySubject, Counts, IngestReport, RawRow, RowError, Summary, validate_into};
 use crate::{
     catalog::Catalog,
     records::Record,
@@ -50,27 +48,6 @@ impl Staged {
     /// Commits the file's records; dropped instead, it writes nothing.
     pub async fn commit(self) -> Result<InsertOutcome, StoreError> {
         self.ingest.commit().await
-    }
-}
-
-/// Counts records per subject, keeping the order subjects first appear in.
-#[derive(Default)]
-struct BySubject {
-    index: HashMap<String, usize>,
-    counts: Vec<(String, u64)>,
-}
-
-impl BySubject {
-    fn add(&mut self, records: &[Record]) {
-        for r in records {
-            match self.index.get(&r.subject) {
-                Some(&i) => self.counts[i].1 += 1,
-                None => {
-                    self.index.insert(r.subject.clone(), self.counts.len());
-                    self.counts.push((r.subject.clone(), 1));
-                }
-            }
-        }
     }
 }
 
@@ -127,7 +104,7 @@ where
         }
         Ok::<_, StoreError>(Staged {
             ingest,
-            subjects: subjects.counts,
+            subjects: subjects.into_counts(),
         })
     }
     .await;

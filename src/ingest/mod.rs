@@ -83,6 +83,33 @@ impl fmt::Display for RowError {
 
 impl std::error::Error for RowError {}
 
+/// Counts records per subject, keeping the order subjects first appear in: an ingest is put
+/// on record one ledger entry per subject, each saying how many of its records came.
+#[derive(Default)]
+pub struct BySubject {
+    index: std::collections::HashMap<String, usize>,
+    counts: Vec<(String, u64)>,
+}
+
+impl BySubject {
+    pub fn add(&mut self, records: &[crate::records::Record]) {
+        for r in records {
+            match self.index.get(&r.subject) {
+                Some(&i) => self.counts[i].1 += 1,
+                None => {
+                    self.index.insert(r.subject.clone(), self.counts.len());
+                    self.counts.push((r.subject.clone(), 1));
+                }
+            }
+        }
+    }
+
+    /// Each subject with its number of records, in the order the subjects first appeared.
+    pub fn into_counts(self) -> Vec<(String, u64)> {
+        self.counts
+    }
+}
+
 /// The two file formats, told apart by extension in [`parse_file`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

@@ -153,6 +153,34 @@ pub enum ReviewDecision {
 }
 
 impl Entry {
+    /// An entry that answers no query (an action, a window of refused requests): by the caller
+    /// `caller` presenting the certificate of digest `caller_cert_sha256`, at `time_ms`; no
+    /// fields decided, nothing sent. Its `seq` is assigned by the writer.
+    pub fn unanswered(
+        caller: String,
+        caller_cert_sha256: [u8; 32],
+        time_ms: i64,
+        outcome: Outcome,
+    ) -> Entry {
+        Entry {
+            seq: 0,
+            time_ms,
+            query_id: new_query_id(),
+            caller,
+            caller_cert_sha256,
+            on_behalf_of: None,
+            purpose: String::new(),
+            basis: String::new(),
+            subject: String::new(),
+            requested_fields: Vec::new(),
+            decisions: Vec::new(),
+            outcome,
+            response_sha256: [0; 32],
+        }
+    }
+}
+
+impl Entry {
     /// Turns the entry of an answered query into its refusal, for a query refused at the last
     /// moment (its quota charge did not go through): nothing was disclosed, so no field
     /// decisions and no response digest; who asked what, when and why stands.

@@ -173,11 +173,15 @@ impl Writer {
     /// `sth_ms`, covers `sth_size`; clears it when nothing is unsigned.
     fn arm_sign_timer(&mut self, size: u64, sth_size: u64, sth_ms: i64) {
         self.sign_at = if sth_size < size {
-            let interval = i64::try_from(self.settings.sth_interval_ms).unwrap_or(i64::MAX);
-            sign_timer((self.clock)(), sth_ms.saturating_add(interval))
+            sign_timer((self.clock)(), sth_ms.saturating_add(self.interval_ms()))
         } else {
             None
         };
+    }
+
+    /// The tree-head interval, in the ledger clock's milliseconds.
+    fn interval_ms(&self) -> i64 {
+        i64::try_from(self.settings.sth_interval_ms).unwrap_or(i64::MAX)
     }
 
     pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -411,8 +415,7 @@ impl Writer {
             // And should it have happened unsigned, see to its tree head.
             if self.sign_at.is_none() {
                 let now = (self.clock)();
-                let interval = i64::try_from(self.settings.sth_interval_ms).unwrap_or(i64::MAX);
-                self.sign_at = sign_timer(now, now.saturating_add(interval));
+                self.sign_at = sign_timer(now, now.saturating_add(self.interval_ms()));
             }
         }
         result
@@ -509,8 +512,7 @@ impl Writer {
         let due = unsigned > 0
             && (force
                 || unsigned >= self.settings.sth_every_entries
-                || now.saturating_sub(head.sth_timestamp_ms)
-                    >= i64::try_from(self.settings.sth_interval_ms).unwrap_or(i64::MAX));
+                || now.saturating_sub(head.sth_timestamp_ms) >= self.interval_ms());
         let sth = if due {
             // Never back in time, even if this replica's clock is behind the last signer's.
             let head_ = TreeHead {
