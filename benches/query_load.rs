@@ -194,15 +194,17 @@ async fn run() {
         );
     }
     println!(
-        "\n| concurrency | Query | mean latency | mean wait for the ledger's commit | share of latency |"
+        "\n| concurrency | Query | mean latency | until durable | share | until running again | share |"
     );
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for (concurrency, summaries) in &tables {
         for (case, s) in CASES.iter().zip(summaries).skip(1) {
             println!(
-                "| {concurrency} | {} | {:.0} µs | {:.0} µs | {:.2} |",
+                "| {concurrency} | {} | {:.0} µs | {:.0} µs | {:.2} | {:.0} µs | {:.2} |",
                 case.short,
                 s.mean,
+                s.durable_wait,
+                s.durable_wait / s.mean,
                 s.ledger_wait,
                 s.ledger_wait / s.mean
             );
@@ -292,6 +294,9 @@ struct Run {
     /// Ledger appends answered during the run, and their waits for the commit.
     appends: u64,
     waited: Duration,
+    /// Of those, the ones committed, and their waits until the writer's COMMIT returned.
+    committed: u64,
+    durable: Duration,
 }
 
 impl Run {
@@ -307,8 +312,10 @@ struct Summary {
     p99: u128,
     /// Mean latency, µs.
     mean: f64,
-    /// Mean wait of the node's ledger appends for their commit, µs.
+    /// Mean wait of the node's ledger appends for their answer, µs.
     ledger_wait: f64,
+    /// Mean wait of the node's ledger appends until their COMMIT returned, µs.
+    durable_wait: f64,
 }
 
 impl Summary {
@@ -325,12 +332,15 @@ impl Summary {
         };
         let appends = runs.iter().map(|r| r.appends).sum::<u64>().max(1);
         let waited: Duration = runs.iter().map(|r| r.waited).sum();
+        let committed = runs.iter().map(|r| r.committed).sum::<u64>().max(1);
+        let durable: Duration = runs.iter().map(|r| r.durable).sum();
         Summary {
             rate: all.len() as f64 / runs.iter().map(|r| r.elapsed).sum::<f64>(),
             p50: pick(0.5),
             p99: pick(0.99),
             mean: all.iter().sum::<u128>() as f64 / all.len().max(1) as f64,
             ledger_wait: waited.as_secs_f64() * 1e6 / appends as f64,
+            durable_wait: durable.as_secs_f64() * 1e6 / committed as f64,
         }
     }
 }
@@ -393,5 +403,7 @@ async fn load(
         elapsed,
         appends: waits.appends.saturating_sub(waits_before.appends),
         waited: waits.total.saturating_sub(waits_before.total),
+        committed: waits.committed.saturating_sub(waits_before.committed),
+        durable: waits.durable.saturating_sub(waits_before.durable),
     }
 }

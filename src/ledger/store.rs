@@ -126,11 +126,18 @@ pub struct Ledger {
 }
 
 /// How long appends waited for their durable commit, summed: what the ledger adds to a query's
-/// latency (promise 5 makes every answer wait for it). Two relaxed atomic adds per append.
+/// latency (promise 5 makes every answer wait for it). A few relaxed atomic adds per append.
+///
+/// Two measures, because on a saturated machine they part: `durable_ns` runs from the send
+/// to the writer's return from COMMIT, the ledger's own part; `total_ns` runs on until the
+/// appender is running again, so it adds the runtime's queue of ready tasks, which any await
+/// of a busy handler pays, ledger or not.
 #[derive(Default)]
-struct Waits {
+pub(super) struct Waits {
     appends: AtomicU64,
     total_ns: AtomicU64,
+    committed: AtomicU64,
+    durable_ns: AtomicU64,
 }
 
 /// A reading of [`Ledger::append_waits`]; subtract two to get the appends between them.
@@ -138,8 +145,12 @@ struct Waits {
 pub struct AppendWaits {
     /// Calls of [`Ledger::append`] and [`Ledger::append_charged`] answered so far.
     pub appends: u64,
-    /// Their waits for durability, summed.
+    /// Their waits, summed: from the send until the appender ran again with its answer.
     pub total: std::time::Duration,
+    /// Appends committed so far (an append of a failed batch counts in `appends` only).
+    pub committed: u64,
+    /// Their waits, summed, from the send until the writer's COMMIT returned.
+    pub durable: std::time::Duration,
 }
 
 impl Waits {
@@ -147,6 +158,17 @@ impl Waits {
         let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.appends.fetch_add(1, Ordering::Relaxed);
         self.total_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Appends sent at `sent` whose batch committed at `done`.
+    pub(super) fn durable(&self, sent: impl ExactSizeIterator<Item = Instant>, done: Instant) {
+        let count = sent.len() as u64;
+        let ns: u128 = sent
+            .map(|s| done.saturating_duration_since(s).as_nanos())
+            .sum();
+        self.committed.fetch_add(count, Ordering::Relaxed);
+        self.durable_ns
+            .fetch_add(u64::try_from(ns).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 }
 
@@ -169,7 +191,8 @@ impl Ledger {
             ));
         }
         let public_key: Arc<[u8]> = key.public_key().as_ref().into();
-        let mut writer = Writer::new(store.clone(), key, settings, Arc::new(clock));
+        let waits = Arc::new(Waits::default());
+        let mut writer = Writer::new(store.clone(), key, settings, Arc::new(clock), waits.clone());
         writer.load().await?;
         // Bounded: when the database stalls, appenders wait here rather than pile up memory.
         let (commands, rx) = mpsc::channel(settings.max_batch.saturating_mul(4).max(64));
@@ -180,7 +203,7 @@ impl Ledger {
             store,
             commands,
             public_key,
-            waits: Arc::default(),
+            waits,
             lookup: Arc::new(lookup),
         })
     }
@@ -194,18 +217,19 @@ impl Ledger {
     /// to be logged: answer UNAVAILABLE and disclose nothing. Concurrent appends are batched
     /// into one transaction by the writer task (group commit), so each pays one shared fsync.
     pub async fn append(&self, entry: Entry) -> Result<Receipt, LedgerError> {
-        self.request(|reply| Command::Append { entry, reply }).await
+        self.request(|reply, sent| Command::Append { entry, reply, sent })
+            .await
     }
 
     /// Sends one command to the writer and waits for its answer, timing the wait.
     async fn request<T>(
         &self,
-        command: impl FnOnce(oneshot::Sender<Result<T, LedgerError>>) -> Command,
+        command: impl FnOnce(oneshot::Sender<Result<T, LedgerError>>, Instant) -> Command,
     ) -> Result<T, LedgerError> {
         let since = Instant::now();
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(command(reply))
+            .send(command(reply, since))
             .await
             .map_err(|_| LedgerError::Closed)?;
         let answer = answer.await.map_err(|_| LedgerError::Closed)?;
@@ -218,6 +242,8 @@ impl Ledger {
         AppendWaits {
             appends: self.waits.appends.load(Ordering::Relaxed),
             total: std::time::Duration::from_nanos(self.waits.total_ns.load(Ordering::Relaxed)),
+            committed: self.waits.committed.load(Ordering::Relaxed),
+            durable: std::time::Duration::from_nanos(self.waits.durable_ns.load(Ordering::Relaxed)),
         }
     }
 
@@ -236,11 +262,12 @@ impl Ledger {
         entries: Vec<Entry>,
         reason: RefusalReason,
     ) -> Result<(Charge, Vec<Receipt>), LedgerError> {
-        self.request(|reply| Command::AppendCharged {
+        self.request(|reply, sent| Command::AppendCharged {
             charge,
             entries,
             reason,
             reply,
+            sent,
         })
         .await
     }

@@ -18,6 +18,8 @@
 //! what is actually committed. No sequence number is reused for a committed entry, and none is
 //! skipped: the next batch starts at the stored size.
 
+use std::{sync::Arc, time::Instant};
+
 use futures_util::TryStreamExt as _;
 use ring::signature::Ed25519KeyPair;
 use sqlx::{Any, AnyConnection, Row, any::AnyRow, pool::PoolConnection};
@@ -28,7 +30,7 @@ use super::{
     merkle::{CompactRange, NewNode, leaf_hash},
     sth::{SignedTreeHead, TreeHead},
     store::{
-        CHUNK, Clock, LedgerError, LedgerSettings, OutcomeKind, Receipt, RefusalReason,
+        CHUNK, Clock, LedgerError, LedgerSettings, OutcomeKind, Receipt, RefusalReason, Waits,
         fetch_nodes, sth_from_row, to_i64, to_u64,
     },
 };
@@ -47,6 +49,8 @@ pub(super) enum Command {
     Append {
         entry: Entry,
         reply: oneshot::Sender<Result<Receipt, LedgerError>>,
+        /// When the appender sent it, for [`Waits`].
+        sent: Instant,
     },
     /// Appends `entries` if `charge` fits the caller's quota, charged in the same
     /// transaction; their refusals if it does not.
@@ -55,6 +59,7 @@ pub(super) enum Command {
         entries: Vec<Entry>,
         reason: RefusalReason,
         reply: oneshot::Sender<Result<(Charge, Vec<Receipt>), LedgerError>>,
+        sent: Instant,
     },
     SignNow {
         reply: oneshot::Sender<Result<SignedTreeHead, LedgerError>>,
@@ -87,6 +92,8 @@ pub(super) struct Writer {
     /// Timer signings failed in a row: the retry backs off, so an outage of an hour is not
     /// thousands of attempts and log lines.
     sign_failures: u32,
+    /// Shared with the [`super::store::Ledger`]: the writer stamps when each batch was durable.
+    waits: Arc<Waits>,
 }
 
 /// A charged append while its batch is written: which entries went in is known only once the
@@ -138,6 +145,7 @@ impl Writer {
         key: Ed25519KeyPair,
         settings: LedgerSettings,
         clock: Clock,
+        waits: Arc<Waits>,
     ) -> Self {
         Self {
             key,
@@ -148,6 +156,7 @@ impl Writer {
             unflushed: (store.engine() == Engine::Sqlite).then(Unflushed::default),
             sign_at: None,
             sign_failures: 0,
+            waits,
             store,
         }
     }
@@ -219,12 +228,14 @@ impl Writer {
             let mut charged: Vec<(Charged, ChargedReply)> = Vec::new();
             let mut queued = 0;
             let mut signers = Vec::new();
+            let mut sent_at = Vec::new();
             let mut next = Some(first);
             // Group commit: whatever is queued now, up to max_batch appends.
             while let Some(command) = next.take() {
                 match command {
-                    Command::Append { entry, reply } => {
+                    Command::Append { entry, reply, sent } => {
                         appends.push((entry, reply));
+                        sent_at.push(sent);
                         queued += 1;
                     }
                     Command::AppendCharged {
@@ -232,7 +243,9 @@ impl Writer {
                         entries,
                         reason,
                         reply,
+                        sent,
                     } => {
+                        sent_at.push(sent);
                         queued += entries.len();
                         let group = Charged {
                             charge,
@@ -257,7 +270,7 @@ impl Writer {
                 // A tree head asked for: everything charged so far is in the tables too.
                 self.flush().await;
             }
-            self.process(appends, charged, signers).await;
+            self.process(appends, charged, signers, sent_at).await;
         }
         self.flush().await;
         if !shutdown_waiters.is_empty() {
@@ -348,12 +361,14 @@ impl Writer {
         appends: Vec<(Entry, oneshot::Sender<Result<Receipt, LedgerError>>)>,
         charged: Vec<(Charged, ChargedReply)>,
         signers: Vec<oneshot::Sender<Result<SignedTreeHead, LedgerError>>>,
+        sent_at: Vec<Instant>,
     ) {
         let (mut entries, replies): (Vec<Entry>, Vec<_>) = appends.into_iter().unzip();
         let (mut groups, group_replies): (Vec<Charged>, Vec<_>) = charged.into_iter().unzip();
         let force = !signers.is_empty();
         match self.commit(&mut entries, &mut groups, force).await {
             Ok(done) => {
+                self.waits.durable(sent_at.into_iter(), Instant::now());
                 let mut receipts = done.receipts.into_iter();
                 for (reply, receipt) in replies.into_iter().zip(receipts.by_ref()) {
                     let _ = reply.send(Ok(receipt));
