@@ -333,30 +333,7 @@ async fn a_refused_tree_head_is_retried_with_backoff_until_the_tail_is_signed() 
         let clock = TestClock::new();
         let ledger = open_timed(&store, &clock, 1000, 20).await;
         ledger.append(entry(0)).await.unwrap();
-        match store.engine() {
-            Engine::Sqlite => {
-                exec(
-                    &store,
-                    "CREATE TRIGGER activity.fail_sth BEFORE INSERT ON ledger_sths \
-                     BEGIN SELECT RAISE(ABORT, 'disk full'); END",
-                )
-                .await
-            }
-            Engine::Postgres => {
-                exec(
-                    &store,
-                    "CREATE FUNCTION fail_sth() RETURNS trigger AS $$ \
-                     BEGIN RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql",
-                )
-                .await;
-                exec(
-                    &store,
-                    "CREATE TRIGGER fail_sth BEFORE INSERT ON ledger_sths \
-                     FOR EACH ROW EXECUTE FUNCTION fail_sth()",
-                )
-                .await
-            }
-        }
+        refuse_inserts(&store, "ledger_sths").await;
         ledger.append(entry(1)).await.unwrap();
         ledger.append(entry(2)).await.unwrap();
         clock.advance(20);
@@ -377,11 +354,7 @@ async fn a_refused_tree_head_is_retried_with_backoff_until_the_tail_is_signed() 
             Some(1),
             "{engine}: nothing signed while refused"
         );
-        let drop = match store.engine() {
-            Engine::Sqlite => "DROP TRIGGER fail_sth",
-            Engine::Postgres => "DROP TRIGGER fail_sth ON ledger_sths",
-        };
-        exec(&store, drop).await;
+        allow_inserts(&store, "ledger_sths").await;
         clock.advance(2000);
         until_signed(&ledger, 3, engine).await;
         let report = verify(&store).await.unwrap();
@@ -434,6 +407,41 @@ async fn set_entry(store: &Store, seq: i64, bytes: Vec<u8>, hash: Vec<u8>) {
         .execute(store.pool())
         .await
         .unwrap();
+}
+
+/// Makes every insert into the ledger's `table` fail, as a full disk would.
+async fn refuse_inserts(store: &Store, table: &str) {
+    match store.engine() {
+        Engine::Sqlite => {
+            let sql = format!(
+                "CREATE TRIGGER activity.refuse_{table} BEFORE INSERT ON {table} \
+                 BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            );
+            exec(store, &sql).await;
+        }
+        Engine::Postgres => {
+            exec(
+                store,
+                "CREATE OR REPLACE FUNCTION refuse_insert() RETURNS trigger AS $$ \
+                 BEGIN RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql",
+            )
+            .await;
+            let sql = format!(
+                "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_insert()"
+            );
+            exec(store, &sql).await;
+        }
+    }
+}
+
+/// Undoes [`refuse_inserts`].
+async fn allow_inserts(store: &Store, table: &str) {
+    let sql = match store.engine() {
+        Engine::Sqlite => format!("DROP TRIGGER refuse_{table}"),
+        Engine::Postgres => format!("DROP TRIGGER refuse_{table} ON {table}"),
+    };
+    exec(store, &sql).await;
 }
 
 async fn exec(store: &Store, sql: &str) {
@@ -735,30 +743,7 @@ async fn a_failed_commit_fails_every_append_of_the_batch_and_the_writer_recovers
     for (engine, store) in common::test_stores(dir.path()).await {
         let ledger = open(&store, 8).await;
         append_sequentially(&ledger, 10).await;
-        match store.engine() {
-            Engine::Sqlite => {
-                exec(
-                    &store,
-                    "CREATE TRIGGER activity.fail_ledger BEFORE INSERT ON ledger_entries \
-                     BEGIN SELECT RAISE(ABORT, 'disk full'); END",
-                )
-                .await
-            }
-            Engine::Postgres => {
-                exec(
-                    &store,
-                    "CREATE FUNCTION fail_ledger() RETURNS trigger AS $$ \
-                     BEGIN RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql",
-                )
-                .await;
-                exec(
-                    &store,
-                    "CREATE TRIGGER fail_ledger BEFORE INSERT ON ledger_entries \
-                     FOR EACH ROW EXECUTE FUNCTION fail_ledger()",
-                )
-                .await
-            }
-        }
+        refuse_inserts(&store, "ledger_entries").await;
         let results = concurrently(&ledger, 64).await;
         assert!(
             results
@@ -767,11 +752,7 @@ async fn a_failed_commit_fails_every_append_of_the_batch_and_the_writer_recovers
             "{engine}: {results:?}"
         );
         assert_eq!(ledger_store::committed_size(&store).await.unwrap(), 10);
-        let drop = match store.engine() {
-            Engine::Sqlite => "DROP TRIGGER fail_ledger",
-            Engine::Postgres => "DROP TRIGGER fail_ledger ON ledger_entries",
-        };
-        exec(&store, drop).await;
+        allow_inserts(&store, "ledger_entries").await;
         // Recovered: the next appends continue the sequence without a gap.
         let seqs: BTreeSet<u64> = concurrently(&ledger, 16)
             .await
