@@ -5,6 +5,7 @@ use std::{path::Path, sync::Arc};
 
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -19,6 +20,9 @@ pub enum ClientError {
     Tls(#[from] TlsError),
     #[error("cannot connect to {endpoint}: {reason}")]
     Connect { endpoint: String, reason: String },
+    /// The node ended the handshake with a TLS alert: its reason for refusing us.
+    #[error("{endpoint} refused the TLS handshake: alert \"{alert}\"")]
+    Refused { endpoint: String, alert: String },
 }
 
 /// A client's TLS config from PEM files: its certificate chain, key, and the CA bundles of the
@@ -80,15 +84,65 @@ pub async fn connect(
                 let tcp = TcpStream::connect((target.0.as_str(), target.1)).await?;
                 let _ = tcp.set_nodelay(true);
                 let tls = connector.connect(server_name, tcp).await?;
+                // In TLS 1.3 our side of the handshake ends before the node has checked our
+                // certificate; its verdict arrives with its first bytes. Wait for them here,
+                // where a refusal is read as the node's alert, not as a broken HTTP/2 write.
+                // An accepting node speaks first (its HTTP/2 SETTINGS), so nothing waits long.
+                let mut tls = BufReader::new(tls);
+                if tls.fill_buf().await?.is_empty() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the node closed the connection after the handshake",
+                    ));
+                }
                 Ok::<_, std::io::Error>(TokioIo::new(tls))
             }
         }))
         .await
-        .map_err(|e| ClientError::Connect {
-            endpoint: endpoint.to_owned(),
-            reason: error_chain(&e),
+        .map_err(|e| match alert_in(&e) {
+            Some(alert) => ClientError::Refused {
+                endpoint: endpoint.to_owned(),
+                alert,
+            },
+            None => ClientError::Connect {
+                endpoint: endpoint.to_owned(),
+                reason: error_chain(&e),
+            },
         })?;
     Ok(channel)
+}
+
+/// The TLS alert a peer sent, somewhere in an error's chain, spelled as in RFC 8446 with spaces
+/// ("certificate expired"), which is how the README documents the node's refusals.
+fn alert_in(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        // `io::Error::source` skips the error it wraps, so look inside it explicitly.
+        let tls = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().and_then(|inner| inner.downcast_ref()),
+            None => e.downcast_ref::<rustls::Error>(),
+        };
+        if let Some(rustls::Error::AlertReceived(alert)) = tls {
+            return Some(camel_words(&format!("{alert:?}"), " ").to_lowercase());
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// `UnknownCA` -> `Unknown CA`, `PermissionDenied` -> `Permission_Denied` with `_`: the
+/// protocol names behind the Rust spellings rustls and tonic print.
+pub fn camel_words(name: &str, separator: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    let mut previous_lower = false;
+    for c in name.chars() {
+        if c.is_uppercase() && previous_lower {
+            out.push_str(separator);
+        }
+        previous_lower = c.is_lowercase() || c.is_ascii_digit();
+        out.push(c);
+    }
+    out
 }
 
 /// The full `source()` chain of an error on one line: tonic's top-level transport error alone

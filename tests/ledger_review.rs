@@ -964,7 +964,7 @@ fn ledger_review_suspensions_and_lift_commands() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("PermissionDenied"),
+        text(&out.stderr).contains("PERMISSION_DENIED"),
         "{}",
         text(&out.stderr)
     );
@@ -1025,7 +1025,7 @@ fn ledger_review_suspensions_and_lift_commands() {
     );
     assert_eq!(out.status.code(), Some(1), "not suspended any more");
     assert!(
-        text(&out.stderr).contains("NotFound"),
+        text(&out.stderr).contains("NOT_FOUND: caller: not suspended"),
         "{}",
         text(&out.stderr)
     );

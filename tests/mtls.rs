@@ -56,20 +56,20 @@ async fn negative_fixtures_are_refused_at_the_handshake() {
     let pki = TestPki::new();
     let node = pki.start_node(REGION_A).await;
     for (fixture, alert) in [
-        ("rogue", "UnknownCA"),
-        ("expired", "CertificateExpired"),
-        ("revoked", "CertificateRevoked"),
+        ("rogue", "unknown ca"),
+        ("expired", "certificate expired"),
+        ("revoked", "certificate revoked"),
         // Issued by region B's CA, claims region A: verified against region A's roots only.
-        ("cross-domain", "UnknownCA"),
-        ("no-spiffe-id", "AccessDenied"),
-        ("two-spiffe-ids", "AccessDenied"),
+        ("cross-domain", "unknown ca"),
+        ("no-spiffe-id", "access denied"),
+        ("two-spiffe-ids", "access denied"),
     ] {
         let (cert, key) = pki.layout.negative(fixture);
         let result = whoami_as(&pki, &node, &cert, &key).await;
         match result {
             Ok(who) => panic!("{fixture} was accepted as {}", who.spiffe_id),
             Err(e) => assert!(
-                e.to_string().contains(alert),
+                e.to_string().contains(&format!("alert \"{alert}\"")),
                 "{fixture}: expected TLS alert {alert}, got: {e}"
             ),
         }
@@ -99,7 +99,10 @@ async fn a_client_without_certificate_is_refused() {
     let err = credit_node::cli::whoami::whoami(&endpoint(&node), Arc::new(config))
         .await
         .expect_err("no client certificate must be refused");
-    assert!(err.to_string().contains("CertificateRequired"), "{err}");
+    assert!(
+        err.to_string().contains("alert \"certificate required\""),
+        "{err}"
+    );
     node.shutdown().await;
 }
 
@@ -215,7 +218,10 @@ async fn reload_picks_up_a_new_crl_and_refuses_broken_material() {
     let err = whoami_as(&pki, &node, &court_cert, &court_key)
         .await
         .expect_err("revoked after reload");
-    assert!(err.to_string().contains("CertificateRevoked"), "{err}");
+    assert!(
+        err.to_string().contains("alert \"certificate revoked\""),
+        "{err}"
+    );
 
     std::fs::write(pki.layout.crl(REGION_A), "not a CRL").expect("break CRL");
     let refused = credit_node::config::LoadedConfig::load(&config_path)
@@ -230,6 +236,9 @@ async fn reload_picks_up_a_new_crl_and_refuses_broken_material() {
     let err = whoami_as(&pki, &node, &court_cert, &court_key)
         .await
         .expect_err("still revoked");
-    assert!(err.to_string().contains("CertificateRevoked"), "{err}");
+    assert!(
+        err.to_string().contains("alert \"certificate revoked\""),
+        "{err}"
+    );
     node.shutdown().await;
 }

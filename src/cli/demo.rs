@@ -40,6 +40,17 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     std::fs::create_dir_all(&args.work)
         .map_err(|e| runtime(&format!("{}: {e}", args.work.display())))?;
     let work = std::fs::canonicalize(&args.work).map_err(|e| runtime(&e))?;
+    // A demo already serving from this folder would lose its PKI and databases below, and this
+    // one would then fail to bind anyway: find out first, while nothing is deleted yet.
+    for (flag, port) in [("--port-a", args.port_a), ("--port-b", args.port_b)] {
+        if let Err(e) = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            return Err(runtime(&format!(
+                "127.0.0.1:{port} is not free ({e}): is a demo already running? Stop it, or \
+                 pick another port with {flag}; {} was left as it is",
+                work.display()
+            )));
+        }
+    }
     // A fresh PKI makes fresh ledger keys: start the databases afresh too.
     let _ = std::fs::remove_dir_all(work.join("pki"));
     let layout = pki::generate(&work.join("pki")).map_err(|e| runtime(&e))?;
@@ -179,15 +190,8 @@ async fn call(
 
 /// The TLS alert is the part of a refusal a newcomer can act on.
 fn short_reason(error: &str) -> String {
-    match error.find("received fatal alert: ") {
-        Some(i) => format!(
-            "TLS alert {}",
-            &error[i + "received fatal alert: ".len()..]
-                .split([')', ':'])
-                .next()
-                .unwrap_or("")
-                .trim()
-        ),
+    match error.find("alert \"") {
+        Some(i) => format!("TLS {}", &error[i..]),
         None => error.to_owned(),
     }
 }

@@ -130,10 +130,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
                  credit-node ingest at the node's console{}",
                 summary.records,
                 summary.counts.rows,
-                match std::env::var("USER") {
-                    Ok(user) if !user.is_empty() => format!(", user {user}"),
-                    _ => String::new(),
-                }
+                console_user()
             );
             record_then_commit(&ledger, &node, &clock, &batch, staged)
                 .await
@@ -325,4 +322,14 @@ fn bar(data: &Path) -> ProgressBar {
     bar.set_prefix(data.display().to_string());
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar
+}
+
+/// Who ran the ingest, by the process's user id (`$USER` is whatever the shell says): the name
+/// the system's user database gives it, and the id itself, which holds without a name.
+fn console_user() -> String {
+    let uid = nix::unistd::getuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => format!(", user {} (uid {uid})", user.name),
+        _ => format!(", uid {uid}"),
+    }
 }

@@ -36,7 +36,8 @@ impl CliError {
 impl From<crate::client::ClientError> for CliError {
     fn from(e: crate::client::ClientError) -> Self {
         match e {
-            crate::client::ClientError::Connect { .. } => CliError::Runtime(e.to_string()),
+            crate::client::ClientError::Connect { .. }
+            | crate::client::ClientError::Refused { .. } => CliError::Runtime(e.to_string()),
             _ => CliError::Input(e.to_string()),
         }
     }

@@ -78,10 +78,11 @@ pub async fn whoami(
     })
 }
 
-/// A status with its transport cause: a refused handshake shows up as the TLS alert.
+/// A status as gRPC names it (`PERMISSION_DENIED: …`), with its transport cause when it has one.
 pub fn describe_status(status: &tonic::Status) -> String {
     use std::error::Error;
-    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let code = client::camel_words(&format!("{:?}", status.code()), "_").to_uppercase();
+    let mut text = format!("{code}: {}", status.message());
     if let Some(source) = status.source() {
         let chain = client::error_chain(source);
         if !text.contains(&chain) {
