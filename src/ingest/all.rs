@@ -77,11 +77,18 @@ impl fmt::Display for IngestReport {
         if let Some(file) = &self.file {
             write!(f, "{file}: ")?;
         }
-        writeln!(
-            f,
-            "refused: {} of {} rows bad; nothing was written",
-            self.counts.bad_rows, self.counts.rows
-        )?;
+        if self.counts.rows == 0 && self.errors.iter().any(RowError::is_header) {
+            writeln!(
+                f,
+                "refused: the header is bad, no row was read; nothing was written"
+            )?;
+        } else {
+            writeln!(
+                f,
+                "refused: {} of {} rows bad; nothing was written",
+                self.counts.bad_rows, self.counts.rows
+            )?;
+        }
         for e in &self.errors {
             match &self.file {
                 Some(file) => writeln!(f, "  {file}:{e}")?,
@@ -121,6 +128,14 @@ pub fn validate_into(
     let mut seen: HashMap<[u8; 32], (u64, [u8; 32])> = HashMap::new();
     let mut last_bad_line = None;
     for row in rows {
+        let row = match row {
+            // Not a row: the file is refused before any row is read.
+            Err(e) if e.is_header() => {
+                report.push(e);
+                continue;
+            }
+            row => row,
+        };
         report.counts.rows += 1;
         let result = row
             .map_err(|e| vec![e])

@@ -7,7 +7,7 @@
 //! validation as an unknown field. Header problems (missing or repeated columns) are reported
 //! for line 1 and end the file, since no row can be read without a sound header.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::Read;
 
 use super::RowError;
@@ -40,7 +40,9 @@ pub fn fixed_columns() -> impl Iterator<Item = &'static str> {
 
 /// Streams the rows of a CSV file.
 pub struct CsvRows<R: Read> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<LineEnds<R>>,
+    /// Line ends before the last row's end that were taken off `LineEnds`.
+    lines_before: u64,
     header: Option<Vec<String>>,
     pending: Vec<RowError>,
     done: bool,
@@ -52,14 +54,39 @@ impl<R: Read> CsvRows<R> {
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(false)
-            .from_reader(reader);
+            .from_reader(LineEnds {
+                inner: reader,
+                read: 0,
+                ends: VecDeque::new(),
+            });
         Self {
             reader,
+            lines_before: 0,
             header: None,
             pending: Vec::new(),
             done: false,
             record: csv::StringRecord::new(),
         }
+    }
+
+    /// The line the record just read starts on, counted from the line ends before its end
+    /// (csv's own count lags by one after a CRLF line end: BurntSushi/rust-csv#395, and it
+    /// counts blank lines skipped before a record as the record's).
+    fn first_line_of_last_record(&mut self) -> u64 {
+        // The reader stands just past the record's terminator (its first byte, for CRLF),
+        // or at the end of the file.
+        let terminator = self.reader.position().byte().saturating_sub(1);
+        let ends = &mut self.reader.get_mut().ends;
+        while ends.front().is_some_and(|&at| at < terminator) {
+            ends.pop_front();
+            self.lines_before += 1;
+        }
+        let inside: usize = self
+            .record
+            .iter()
+            .map(|field| field.bytes().filter(|&b| b == b'\n').count())
+            .sum();
+        (self.lines_before + 1).saturating_sub(inside as u64)
     }
 
     /// Reads and checks the header; on failure queues its problems and ends the file.
@@ -73,7 +100,9 @@ impl<R: Read> CsvRows<R> {
                 return;
             }
             Err(e) => {
-                self.pending.push(csv_error(1, &e));
+                let mut e = csv_error(1, &e);
+                e.field = "(header)".into();
+                self.pending.push(e);
                 self.done = true;
                 return;
             }
@@ -134,18 +163,19 @@ impl<R: Read> Iterator for CsvRows<R> {
         if self.done {
             return None;
         }
-        let header = self.header.as_ref()?;
+        self.header.as_ref()?;
         match self.reader.read_record(&mut self.record) {
             Ok(false) => {
                 self.done = true;
                 None
             }
             Ok(true) => {
-                let line = self.record.position().map_or(0, csv::Position::line);
+                let line = self.first_line_of_last_record();
+                let header = self.header.as_deref().unwrap_or_default();
                 Some(Ok(to_row(line, header, &self.record)))
             }
             Err(e) => {
-                let line = e.position().map_or(0, csv::Position::line);
+                let line = self.first_line_of_last_record();
                 if matches!(e.kind(), csv::ErrorKind::Io(_)) {
                     self.done = true;
                 }
@@ -209,4 +239,28 @@ fn to_row(line: u64, header: &[String], record: &csv::StringRecord) -> RawRow {
     row.restoration = (restoration != RawRestoration::default()).then_some(restoration);
     row.designation = (designation != RawDesignation::default()).then_some(designation);
     row
+}
+
+/// The file as the csv reader reads it, noting where each line end is: the reader's buffer runs
+/// ahead of the record being returned, so only the offsets not yet behind a record are kept.
+struct LineEnds<R> {
+    inner: R,
+    read: u64,
+    ends: VecDeque<u64>,
+}
+
+impl<R: Read> Read for LineEnds<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let start = self.read;
+        self.ends.extend(
+            buf[..n]
+                .iter()
+                .enumerate()
+                .filter(|&(_, &b)| b == b'\n')
+                .map(|(i, _)| start + i as u64),
+        );
+        self.read += n as u64;
+        Ok(n)
+    }
 }

@@ -57,7 +57,8 @@ pub use write::{to_json_line, write_csv};
 use crate::records::Record;
 
 /// One problem of one row. `field` is a path such as `subject`, `fields.amount`, `basis.date`
-/// or `(row)` for the row as a whole; `line` counts from 1 (the CSV header is line 1).
+/// `(row)` for the row as a whole, or `(header)` for a CSV header; `line` counts from 1 (the CSV
+/// header is line 1).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RowError {
     pub line: u64,
@@ -72,6 +73,11 @@ impl RowError {
             field: field.into(),
             reason: reason.into(),
         }
+    }
+
+    /// A problem of the CSV header rather than of a row: no row of the file could be read.
+    pub fn is_header(&self) -> bool {
+        self.field == "(header)" || self.field.starts_with("(header).")
     }
 }
 

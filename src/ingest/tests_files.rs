@@ -140,7 +140,13 @@ fn csv_cells_outside_the_items_fields_and_header_problems() {
         ]
     );
     assert!(report.errors.iter().all(|e| e.line == 1));
-    assert_eq!(report.counts.bad_rows, 1);
+    assert_eq!((report.counts.rows, report.counts.bad_rows), (0, 0));
+    assert!(
+        report
+            .to_string()
+            .starts_with("refused: the header is bad, no row was read"),
+        "{report}"
+    );
     let short_row = format!("{}x,y\n", text.lines().next().unwrap().to_owned() + "\n");
     let report = all("tax", Format::Csv, &short_row).unwrap_err();
     assert_eq!(report.errors[0].line, 2);
@@ -316,4 +322,31 @@ fn a_report_reads_well() {
         shown.contains("  in.jsonl:line 1, basis: missing: a record must rest on"),
         "{shown}"
     );
+}
+
+/// The header is line 1, so the first row is line 2, whatever the line ends: files saved on
+/// Windows (CRLF) must not shift every reported line by one.
+#[test]
+fn csv_lines_count_from_the_header_with_either_line_end() {
+    let catalog = demo();
+    let mut records: Vec<Record> = generate(&catalog, "samr", 20, 5, TODAY)
+        .filter(|r| r.item == "admin-penalty")
+        .collect();
+    assert!(records.len() >= 2);
+    let last = records.len() - 1;
+    for i in [0, last] {
+        records[i].fields.insert("amount".into(), "1.555".into());
+    }
+    for end in ["\n", "\r\n"] {
+        let text = csv_text(&records).replace('\n', end);
+        let report = all("samr", Format::Csv, &text).unwrap_err();
+        let lines: Vec<u64> = report.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines.first(), Some(&2), "{end:?}: {report}");
+        assert_eq!(lines.last(), Some(&(last as u64 + 2)), "{end:?}: {report}");
+        // A blank line after the header moves every row down one line.
+        let (header, rows) = text.split_once(end).unwrap();
+        let spaced = format!("{header}{end}{end}{rows}");
+        let report = all("samr", Format::Csv, &spaced).unwrap_err();
+        assert_eq!(report.errors[0].line, 3, "{end:?}: {report}");
+    }
 }
