@@ -138,6 +138,20 @@ async fn verify_list_export_through_the_binary() {
         !table.contains("licensing"),
         "only the administration entry: {table}"
     );
+    // Times line up: milliseconds always written.
+    let row = table.lines().nth(1).expect("one row");
+    assert_eq!(
+        row.split_whitespace().nth(1).map(str::len),
+        Some(24),
+        "{row}"
+    );
+    let none = run(&["ledger", "list", "--config", config, "--outcome", "alert"]);
+    assert!(none.status.success(), "{}", text(&none.stderr));
+    assert!(
+        text(&none.stdout).ends_with("(no entries match)\n"),
+        "{}",
+        text(&none.stdout)
+    );
     let jsonl = run(&[
         "ledger",
         "list",
@@ -164,6 +178,61 @@ async fn verify_list_export_through_the_binary() {
     let out = run(&["ledger", "verify", "--export", export, "--key", key]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("13 entries"));
+    assert!(
+        text(&out.stdout).contains("(complete)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&[
+        "ledger",
+        "verify",
+        "--export",
+        export,
+        "--key",
+        key,
+        "--complete",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // One entry cut out of the whole export: every proof left still holds, so only the
+    // auditor's --complete turns the gap into a failure; without it the output says so.
+    let cut = pki.dir.path().join("cut.jsonl");
+    let whole = std::fs::read_to_string(export).unwrap();
+    let kept: Vec<&str> = whole
+        .lines()
+        .filter(|l| !l.contains("\"seq\":5,"))
+        .collect();
+    assert_eq!(kept.len(), whole.lines().count() - 1);
+    std::fs::write(&cut, kept.join("\n") + "\n").unwrap();
+    let cut = cut.to_str().unwrap();
+    let out = run(&["ledger", "verify", "--export", cut, "--key", key]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .contains("a selection, not the whole log (entry 5 is the first it lacks)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&[
+        "ledger",
+        "verify",
+        "--export",
+        cut,
+        "--key",
+        key,
+        "--complete",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&report["ok"], &report["first_missing"]),
+        (&false.into(), &5.into())
+    );
+    assert!(
+        text(&out.stderr).contains("entry 5 is the first missing"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // The export's tree head, kept by an officer, holds the stored log to it.
     let held = run(&[

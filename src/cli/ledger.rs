@@ -58,6 +58,11 @@ pub enum Command {
         /// together with its own tree heads, which the database alone cannot show.
         #[arg(long, conflicts_with = "export")]
         sth: Vec<PathBuf>,
+        /// With --export: require every entry of the signed tree, not a selection. An entry
+        /// deleted from a whole export is caught only this way, since a filtered export is
+        /// short by design.
+        #[arg(long, requires = "export")]
+        complete: bool,
         /// Print a JSON summary on stdout instead of text.
         #[arg(long)]
         json: bool,
@@ -72,7 +77,7 @@ pub enum Command {
         /// Only entries after this sequence number (paging).
         #[arg(long)]
         after: Option<u64>,
-        /// At most this many entries.
+        /// At most this many entries; the last line then says how to ask for the next page.
         #[arg(long, default_value_t = 100)]
         limit: u32,
         /// JSON Lines, one full entry per line, instead of a table.
@@ -154,9 +159,10 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Verify {
             export: Some(file),
             key: Some(key),
+            complete,
             json,
             ..
-        } => verify_export_file(&file, &key, json),
+        } => verify_export_file(&file, &key, complete, json),
         Command::Verify {
             config: Some(config),
             key,
@@ -280,12 +286,35 @@ async fn verify_stored(
     }
 }
 
-fn verify_export_file(file: &Path, key_path: &Path, json: bool) -> Result<(), CliError> {
+fn verify_export_file(
+    file: &Path,
+    key_path: &Path,
+    complete: bool,
+    json: bool,
+) -> Result<(), CliError> {
     let public_key = key::read_public_key(key_path).map_err(input)?;
     let reader = File::open(file)
         .map(BufReader::new)
         .map_err(|e| input(format!("cannot open {}: {e}", file.display())))?;
     match verify_export(reader, &public_key) {
+        Ok(report) if complete && !report.complete => {
+            let missing = report.first_missing.unwrap_or_default();
+            let e = format!(
+                "incomplete: it holds {} of the {} entries of its signed tree; entry {missing} \
+                 is the first missing",
+                report.entries, report.tree_size
+            );
+            if json {
+                println!(
+                    "{}",
+                    json!({ "ok": false, "first_missing": missing, "error": e })
+                );
+            }
+            Err(CliError::Runtime(format!(
+                "export verification FAILED ({}): {e}",
+                file.display()
+            )))
+        }
         Ok(report) => {
             if json {
                 println!(
@@ -296,6 +325,7 @@ fn verify_export_file(file: &Path, key_path: &Path, json: bool) -> Result<(), Cl
                         "tree_size": report.tree_size,
                         "root_hash": hex::encode(&report.root_hash),
                         "complete": report.complete,
+                        "first_missing": report.first_missing,
                     })
                 );
             } else {
@@ -303,7 +333,15 @@ fn verify_export_file(file: &Path, key_path: &Path, json: bool) -> Result<(), Cl
                     "export verified: {} entries proven included in the signed tree of size {}{}",
                     report.entries,
                     report.tree_size,
-                    if report.complete { " (complete)" } else { "" },
+                    if report.complete {
+                        " (complete)".to_owned()
+                    } else {
+                        format!(
+                            "; a selection, not the whole log (entry {} is the first it lacks): \
+                             pass --complete to require every entry",
+                            report.first_missing.unwrap_or_default()
+                        )
+                    },
                 );
             }
             Ok(())
@@ -354,10 +392,13 @@ async fn list(
             .max("CALLER".len());
         writeln!(
             out,
-            "{:>8}  {:<24}  {:<18}  {:<16}  {:<caller_width$}  PURPOSE",
+            "{:>8}  {:<24}  {:<18}  {:<16}  {:<caller_width$}  PURPOSE OR WHAT",
             "SEQ", "TIME (UTC)", "SUBJECT", "OUTCOME", "CALLER"
         )
         .map_err(io)?;
+        if page.entries.is_empty() {
+            writeln!(out, "(no entries match)").map_err(io)?;
+        }
         for e in &page.entries {
             writeln!(
                 out,
@@ -367,10 +408,7 @@ async fn list(
                 mask(&e.entry.subject),
                 OutcomeKind::of(&e.entry.outcome).as_str(),
                 e.entry.caller,
-                match &e.entry.outcome {
-                    Outcome::Administration(a) => a.action.as_str(),
-                    _ => &e.entry.purpose,
-                },
+                what(&e.entry.outcome, &e.entry.purpose),
             )
             .map_err(io)?;
         }
@@ -414,14 +452,39 @@ pub fn mask(value: &str) -> String {
         .collect()
 }
 
+/// RFC 3339 in UTC with milliseconds always written, so a table's times line up.
 pub(super) fn time_text(ms: i64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&format).ok())
         .unwrap_or_else(|| ms.to_string())
+}
+
+/// The table's last column: a query's purpose, or what an entry that is not a query records.
+fn what(outcome: &Outcome, purpose: &str) -> String {
+    match outcome {
+        Outcome::Administration(a) => a.action.as_str().to_owned(),
+        Outcome::Review(r) => format!(
+            "review of {}..={}: {}",
+            r.first_seq,
+            r.last_seq,
+            review_decision(r.decision)
+        ),
+        Outcome::Throttled { count, .. } => format!("{count} refused in one window"),
+        Outcome::Alert { reason } => reason.clone(),
+        _ => purpose.to_owned(),
+    }
+}
+
+fn review_decision(decision: ReviewDecision) -> &'static str {
+    match decision {
+        ReviewDecision::Accepted => "accepted",
+        ReviewDecision::Flagged => "flagged",
+        ReviewDecision::Referred => "referred",
+    }
 }
 
 /// The full entry as JSON (auditors' format; holds the subject in clear).
@@ -452,11 +515,7 @@ pub fn entry_json(e: &StoredEntry) -> Value {
         Outcome::Review(r) => json!({
             "first_seq": r.first_seq,
             "last_seq": r.last_seq,
-            "decision": match r.decision {
-                ReviewDecision::Accepted => "accepted",
-                ReviewDecision::Flagged => "flagged",
-                ReviewDecision::Referred => "referred",
-            },
+            "decision": review_decision(r.decision),
             "comment": r.comment,
         }),
         Outcome::Administration(a) => json!({ "action": a.action.as_str(), "detail": a.detail }),
@@ -492,6 +551,24 @@ mod tests {
         assert_eq!(mask(""), "");
         // Characters, not bytes.
         assert_eq!(mask("𠮷一二三四五六七八"), "𠮷一二三***七八");
+    }
+
+    #[test]
+    fn the_table_says_what_an_entry_that_is_not_a_query_records() {
+        let review = Outcome::Review(crate::ledger::entry::Review {
+            first_seq: 3,
+            last_seq: 5,
+            decision: ReviewDecision::Flagged,
+            comment: "not shown in the table".into(),
+        });
+        assert_eq!(what(&review, ""), "review of 3..=5: flagged");
+        let throttled = Outcome::Throttled {
+            count: 7,
+            window_start_ms: 0,
+        };
+        assert_eq!(what(&throttled, ""), "7 refused in one window");
+        assert_eq!(what(&Outcome::Granted, "licensing"), "licensing");
+        assert_eq!(time_text(1_790_000_000_000), "2026-09-21T14:13:20.000Z");
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub struct ExportReport {
     pub root_hash: Hash,
     /// True when the export holds every entry `0..tree_size`.
     pub complete: bool,
+    /// The first sequence number below `tree_size` the export does not hold: a selection's
+    /// first gap, or the entry cut out of what was meant to be a whole export.
+    pub first_missing: Option<u64>,
 }
 
 /// The header line for `sth`.
@@ -119,6 +122,7 @@ pub fn verify_export(reader: impl BufRead, public_key: &[u8]) -> Result<ExportRe
     let mut sth: Option<SignedTreeHead> = None;
     let mut previous: Option<u64> = None;
     let mut entries = 0u64;
+    let mut first_missing = None;
     let mut lines = BoundedLines { reader, line: 0 };
     while let Some(text) = lines.next_line()? {
         let line = lines.line;
@@ -163,17 +167,28 @@ pub fn verify_export(reader: impl BufRead, public_key: &[u8]) -> Result<ExportRe
                     .map(|h| hex_field(h, line, "proof"))
                     .collect::<Result<Vec<Hash>, _>>()?;
                 check_entry(seq, &bytes, &stated, &proof, &head.head)?;
+                let expected = previous.map_or(0, |p| p + 1);
+                if seq != expected {
+                    first_missing.get_or_insert(expected);
+                }
                 previous = Some(seq);
                 entries += 1;
             }
         }
     }
     let head = sth.ok_or(ExportError::MissingSth)?.head;
+    // Entries are proven below `tree_size` and strictly increasing, so a gap is all that can
+    // make an export short: in the middle, or after its last entry.
+    let after_last = previous.map_or(0, |p| p + 1);
+    if after_last < head.tree_size {
+        first_missing.get_or_insert(after_last);
+    }
     Ok(ExportReport {
         entries,
         tree_size: head.tree_size,
         root_hash: head.root_hash,
-        complete: entries == head.tree_size,
+        complete: first_missing.is_none(),
+        first_missing,
     })
 }
 
