@@ -18,7 +18,7 @@ pub struct Args {
     /// Seed: the same seed and `--as-of` day give the same records.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// The day the records are made for (YYYY-MM-DD; default: today, UTC): decisions lie
+    /// The day the records are made for (YYYY-MM-DD; default: today in Beijing time, UTC+8, the day the law counts in): decisions lie
     /// before it, and some disclosure periods have ended by it. Fix it to get the same file
     /// on another day.
     #[arg(long, value_parser = parse_day)]
