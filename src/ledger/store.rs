@@ -129,9 +129,10 @@ pub struct Ledger {
 /// latency (promise 5 makes every answer wait for it). A few relaxed atomic adds per append.
 ///
 /// Two measures, because on a saturated machine they part: `durable_ns` runs from the send
-/// to the writer's return from COMMIT, the ledger's own part; `total_ns` runs on until the
-/// appender is running again, so it adds the runtime's queue of ready tasks, which any await
-/// of a busy handler pays, ledger or not.
+/// until the writer task, back from COMMIT, is polled again (so it holds the writer task's own
+/// waits for the runtime, at each of its round trips, as well as the database's work);
+/// `total_ns` runs on until the appender is running again, adding the appender's own wait in
+/// the runtime's queue of ready tasks, which any await of a busy handler pays, ledger or not.
 #[derive(Default)]
 pub(super) struct Waits {
     appends: AtomicU64,
@@ -149,7 +150,7 @@ pub struct AppendWaits {
     pub total: std::time::Duration,
     /// Appends committed so far (an append of a failed batch counts in `appends` only).
     pub committed: u64,
-    /// Their waits, summed, from the send until the writer's COMMIT returned.
+    /// Their waits, summed, from the send until the writer task, back from COMMIT, ran again.
     pub durable: std::time::Duration,
 }
 
