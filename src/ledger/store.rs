@@ -16,7 +16,7 @@ use std::{
     fmt::Write as _,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
     },
     time::Instant,
 };
@@ -121,6 +121,7 @@ pub struct Ledger {
     commands: mpsc::Sender<Command>,
     public_key: Arc<[u8]>,
     waits: Arc<Waits>,
+    next_head: Arc<NextHead>,
     /// The task keeping [`lookup`] up to date; stopped by [`Ledger::shutdown`].
     lookup: Arc<tokio::task::AbortHandle>,
 }
@@ -139,6 +140,27 @@ pub(super) struct Waits {
     total_ns: AtomicU64,
     committed: AtomicU64,
     durable_ns: AtomicU64,
+}
+
+/// When the writer next signs the unsigned tail, by the ledger's clock, as it last published it
+/// (`i64::MIN`: nothing unsigned, no timer). Read from outside the writer task, so that the
+/// back-off after a refused signing can be seen, not just logged.
+pub(super) struct NextHead(AtomicI64);
+
+impl Default for NextHead {
+    fn default() -> Self {
+        Self(AtomicI64::new(i64::MIN))
+    }
+}
+
+impl NextHead {
+    pub(super) fn publish(&self, due_ms: Option<i64>) {
+        self.0.store(due_ms.unwrap_or(i64::MIN), Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Option<i64> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|&ms| ms != i64::MIN)
+    }
 }
 
 /// A reading of [`Ledger::append_waits`]; subtract two to get the appends between them.
@@ -193,7 +215,15 @@ impl Ledger {
         }
         let public_key: Arc<[u8]> = key.public_key().as_ref().into();
         let waits = Arc::new(Waits::default());
-        let mut writer = Writer::new(store.clone(), key, settings, Arc::new(clock), waits.clone());
+        let next_head = Arc::new(NextHead::default());
+        let mut writer = Writer::new(
+            store.clone(),
+            key,
+            settings,
+            Arc::new(clock),
+            waits.clone(),
+            next_head.clone(),
+        );
         writer.load().await?;
         // Bounded: when the database stalls, appenders wait here rather than pile up memory.
         let (commands, rx) = mpsc::channel(settings.max_batch.saturating_mul(4).max(64));
@@ -205,6 +235,7 @@ impl Ledger {
             commands,
             public_key,
             waits,
+            next_head,
             lookup: Arc::new(lookup),
         })
     }
@@ -236,6 +267,13 @@ impl Ledger {
         let answer = answer.await.map_err(|_| LedgerError::Closed)?;
         self.waits.record(since);
         answer
+    }
+
+    /// When, by the ledger's clock, the writer's timer next signs the entries no tree head
+    /// covers yet; `None` when every entry is signed. After a refused signing this is the
+    /// retry, backing off 1 s, 2 s, 4 s ... up to about a minute.
+    pub fn next_tree_head_due_ms(&self) -> Option<i64> {
+        self.next_head.get()
     }
 
     /// The appends answered so far and how long they waited for durability in all.

@@ -30,8 +30,8 @@ use super::{
     merkle::{CompactRange, NewNode, leaf_hash},
     sth::{SignedTreeHead, TreeHead},
     store::{
-        CHUNK, Clock, LedgerError, LedgerSettings, OutcomeKind, Receipt, RefusalReason, Waits,
-        fetch_nodes, sth_from_row, to_i64, to_u64,
+        CHUNK, Clock, LedgerError, LedgerSettings, NextHead, OutcomeKind, Receipt, RefusalReason,
+        Waits, fetch_nodes, sth_from_row, to_i64, to_u64,
     },
 };
 use crate::{
@@ -94,6 +94,8 @@ pub(super) struct Writer {
     sign_failures: u32,
     /// Shared with the [`super::store::Ledger`]: the writer stamps when each batch was durable.
     waits: Arc<Waits>,
+    /// Where `sign_at`'s due time is published for [`super::store::Ledger`].
+    next_head: Arc<NextHead>,
 }
 
 /// A charged append while its batch is written: which entries went in is known only once the
@@ -146,6 +148,7 @@ impl Writer {
         settings: LedgerSettings,
         clock: Clock,
         waits: Arc<Waits>,
+        next_head: Arc<NextHead>,
     ) -> Self {
         Self {
             key,
@@ -157,6 +160,7 @@ impl Writer {
             sign_at: None,
             sign_failures: 0,
             waits,
+            next_head,
             store,
         }
     }
@@ -196,6 +200,9 @@ impl Writer {
     pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut shutdown_waiters = Vec::new();
         loop {
+            // Every change of the timer passes here before the writer waits again.
+            self.next_head
+                .publish(self.sign_at.map(|(_, due_ms)| due_ms));
             let flush_in = self.unflushed.as_ref().and_then(Unflushed::due_in);
             if flush_in == Some(std::time::Duration::ZERO) {
                 self.flush().await;
