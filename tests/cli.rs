@@ -324,7 +324,14 @@ fn demo_tour_runs_and_exits_with_no_wait() {
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the ingests summed up: {stdout}"));
-    assert!(ingests >= 2000, "{stdout}");
+    let subjects: u64 = stdout
+        .split(" synthetic records of ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the subjects counted: {stdout}"));
+    assert!(subjects >= 2000, "{stdout}");
+    assert_eq!(ingests, subjects, "one entry per subject: {stdout}");
     // The tour ends with the verified ledger: the ingests, the tour's queries and the
     // harvesters', then the tour's three queries listed.
     let (_, end) = stdout
