@@ -111,8 +111,17 @@ impl<R: BufRead> Iterator for JsonlRows<R> {
 /// Parses one JSON object line into a [`RawRow`].
 pub(super) fn parse_line(line: u64, bytes: &[u8]) -> Result<RawRow, RowError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        // serde_json's messages name the position, never the content.
-        RowError::new(line, "(row)", format!("not valid JSON: {e}"))
+        // serde_json's messages name the position, never the content. Its "line 1" is the
+        // line's own first line, which would read as a second line number beside ours.
+        let text = e.to_string();
+        let what = text
+            .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
+            .unwrap_or(&text);
+        RowError::new(
+            line,
+            "(row)",
+            format!("not valid JSON at column {}: {what}", e.column()),
+        )
     })?;
     let Value::Object(map) = value else {
         return Err(RowError::new(line, "(row)", "expected a JSON object"));
