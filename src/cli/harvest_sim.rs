@@ -111,15 +111,16 @@ fn harvester(title: &str, h: &HarvesterReport) -> String {
             h.subjects_obtained, h.stopped_after_ms, h.queries_until_stopped
         )
     };
+    // `stopped_by` is JSON's word; the text says it as a sentence.
+    let stopped = match h.stopped_by.as_str() {
+        "quota" => "stopped by its quota",
+        "suspended" => "stopped by its suspension",
+        "gave up" => "gave up",
+        other => other,
+    };
     format!(
-        "{title}: {}\n  {obtained}\n  stopped by {} after {} ms and {} requests \
+        "{title}: {}\n  {obtained}\n  {stopped} after {} ms and {} requests \
          ({} throttled, {} over quota, {} while suspended)\n\n",
-        h.identity,
-        h.stopped_by,
-        h.ended_after_ms,
-        h.queries,
-        h.throttled,
-        h.quota_refused,
-        h.suspended_refused
+        h.identity, h.ended_after_ms, h.queries, h.throttled, h.quota_refused, h.suspended_refused
     )
 }

@@ -429,8 +429,13 @@ async fn export(config: &Path, filter: &EntryFilter, out: &Path) -> Result<(), C
         .map_err(runtime)?;
     store.close().await;
     println!(
-        "exported {} entries with inclusion proofs against the signed tree head of size {} to {}",
+        "exported {} {} with inclusion proofs against the signed tree head of size {} to {}",
         summary.entries,
+        if summary.entries == 1 {
+            "entry"
+        } else {
+            "entries"
+        },
         summary.tree_size,
         out.display()
     );
