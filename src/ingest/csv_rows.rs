@@ -58,6 +58,7 @@ impl<R: Read> CsvRows<R> {
                 inner: reader,
                 read: 0,
                 ends: VecDeque::new(),
+                at_end: false,
             });
         Self {
             reader,
@@ -73,10 +74,17 @@ impl<R: Read> CsvRows<R> {
     /// (csv's own count lags by one after a CRLF line end: BurntSushi/rust-csv#395, and it
     /// counts blank lines skipped before a record as the record's).
     fn first_line_of_last_record(&mut self) -> u64 {
-        // The reader stands just past the record's terminator (its first byte, for CRLF),
-        // or at the end of the file.
-        let terminator = self.reader.position().byte().saturating_sub(1);
-        let ends = &mut self.reader.get_mut().ends;
+        // The reader stands just past the record's terminator (its first byte, for CRLF), or
+        // at the end of the file, where a record has no terminator: its last byte may then be
+        // a line end inside it (an unclosed quote swallows the rest of the file).
+        let at = self.reader.position().byte();
+        let file = self.reader.get_mut();
+        let terminator = if file.at_end && at == file.read {
+            at
+        } else {
+            at.saturating_sub(1)
+        };
+        let ends = &mut file.ends;
         while ends.front().is_some_and(|&at| at < terminator) {
             ends.pop_front();
             self.lines_before += 1;
@@ -247,11 +255,14 @@ struct LineEnds<R> {
     inner: R,
     read: u64,
     ends: VecDeque<u64>,
+    /// A read found the end of the file.
+    at_end: bool,
 }
 
 impl<R: Read> Read for LineEnds<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.at_end |= n == 0 && !buf.is_empty();
         let start = self.read;
         self.ends.extend(
             buf[..n]

@@ -110,7 +110,9 @@ impl<R: BufRead> Iterator for JsonlRows<R> {
 
 /// Parses one JSON object line into a [`RawRow`].
 pub(super) fn parse_line(line: u64, bytes: &[u8]) -> Result<RawRow, RowError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+    // Without its line end, so that a line cut short is "EOF ... at column N", not column 0
+    // of a second line.
+    let value: Value = serde_json::from_slice(bytes.trim_ascii_end()).map_err(|e| {
         // serde_json's messages name the position, never the content. Its "line 1" is the
         // line's own first line, which would read as a second line number beside ours.
         let text = e.to_string();

@@ -353,5 +353,20 @@ fn csv_lines_count_from_the_header_with_either_line_end() {
         let spaced = format!("{header}{end}{end}{rows}");
         let report = all("samr", Format::Csv, &spaced).unwrap_err();
         assert_eq!(report.errors[0].line, 3, "{end:?}: {report}");
+        // An unclosed quote swallows the rest of the file, line ends and all: the row still
+        // starts on its own line.
+        let unclosed = format!("{text}x,\"abc{end}rest{end}");
+        let report = all("samr", Format::Csv, &unclosed).unwrap_err();
+        let line = report.errors.last().map(|e| e.line);
+        assert_eq!(line, Some(last as u64 + 3), "{end:?}: {report}");
     }
+}
+
+#[test]
+fn a_json_line_cut_short_is_placed_on_its_own_line() {
+    let report = all("samr", Format::JsonLines, "{\"subject\": \"x\"\n").unwrap_err();
+    assert_eq!(
+        report.errors[0].reason,
+        "not valid JSON at column 15: EOF while parsing an object"
+    );
 }
