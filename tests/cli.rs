@@ -387,6 +387,31 @@ fn demo_on_a_busy_port_refuses_before_touching_the_work_folder() {
 }
 
 #[test]
+fn a_second_demo_on_the_same_folder_refuses_before_touching_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let kept = dir.path().join("pki").join("kept");
+    std::fs::create_dir_all(kept.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&kept, "a running demo's files").expect("write");
+    // What a running demo holds: the folder's lock.
+    let lock = std::fs::File::create(dir.path().join("demo.lock")).expect("lock file");
+    lock.lock().expect("lock");
+    let out = run(&[
+        "demo",
+        "--work",
+        dir.path().to_str().expect("utf-8"),
+        "--port-a",
+        "0",
+        "--port-b",
+        "0",
+        "--no-wait",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another demo is running from"), "{stderr}");
+    assert!(kept.exists(), "the work folder was left as it was");
+}
+
+#[test]
 fn gen_data_is_the_same_for_the_same_seed_and_day() {
     let generate = |day: &str| {
         let out = run(&[

@@ -40,8 +40,20 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     std::fs::create_dir_all(&args.work)
         .map_err(|e| runtime(&format!("{}: {e}", args.work.display())))?;
     let work = std::fs::canonicalize(&args.work).map_err(|e| runtime(&e))?;
-    // A demo already serving from this folder would lose its PKI and databases below, and this
-    // one would then fail to bind anyway: find out first, while nothing is deleted yet.
+    // A demo already serving from this folder would lose its PKI and databases below: it holds
+    // the folder's lock until it exits (the kernel releases it however the process ends).
+    let lock_path = work.join("demo.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .map_err(|e| runtime(&format!("{}: {e}", lock_path.display())))?;
+    if lock.try_lock().is_err() {
+        return Err(runtime(&format!(
+            "another demo is running from {}: stop it, or pass another --work; the folder was \
+             left as it is",
+            work.display()
+        )));
+    }
+    // Another program may hold our ports, and this demo would fail to bind after wiping the
+    // folder: find out first, while nothing is deleted yet.
     for (flag, port) in [("--port-a", args.port_a), ("--port-b", args.port_b)] {
         if let Err(e) = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
             return Err(runtime(&format!(
@@ -148,6 +160,8 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     }
     node_a.shutdown().await;
     node_b.shutdown().await;
+    // Held until both nodes have stopped writing to the folder.
+    drop(lock);
     Ok(())
 }
 
