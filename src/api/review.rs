@@ -388,7 +388,7 @@ impl LedgerReview for LedgerReviewApi {
             .await?;
         // The comment is not logged: it may quote what the entries hold.
         tracing::info!(officer = %officer.0.spiffe_id, first_seq = req.first_seq,
-            last_seq = req.last_seq, ?decision, seq = receipt.seq, "review recorded");
+            last_seq = req.last_seq, decision = decision.as_str(), seq = receipt.seq, "review recorded");
         Ok(Response::new(proto::RecordReviewResponse {
             receipt: Some(convert::ledger_receipt(&receipt)),
         }))

@@ -23,7 +23,7 @@ use crate::{
     config::LoadedConfig,
     ledger::{
         EntryFilter, OutcomeKind, Page, StoredEntry, audit,
-        entry::{Decision, Outcome, ReviewDecision},
+        entry::{Decision, Outcome},
         hex, key, store,
         verify::{read_sth, verify_export},
     },
@@ -476,19 +476,11 @@ fn what(outcome: &Outcome, purpose: &str) -> String {
             "review of {}..={}: {}",
             r.first_seq,
             r.last_seq,
-            review_decision(r.decision)
+            r.decision.as_str()
         ),
         Outcome::Throttled { count, .. } => format!("{count} refused in one window"),
         Outcome::Alert { reason } => reason.clone(),
         _ => purpose.to_owned(),
-    }
-}
-
-fn review_decision(decision: ReviewDecision) -> &'static str {
-    match decision {
-        ReviewDecision::Accepted => "accepted",
-        ReviewDecision::Flagged => "flagged",
-        ReviewDecision::Referred => "referred",
     }
 }
 
@@ -520,7 +512,7 @@ pub fn entry_json(e: &StoredEntry) -> Value {
         Outcome::Review(r) => json!({
             "first_seq": r.first_seq,
             "last_seq": r.last_seq,
-            "decision": review_decision(r.decision),
+            "decision": r.decision.as_str(),
             "comment": r.comment,
         }),
         Outcome::Administration(a) => json!({ "action": a.action.as_str(), "detail": a.detail }),
@@ -563,7 +555,7 @@ mod tests {
         let review = Outcome::Review(crate::ledger::entry::Review {
             first_seq: 3,
             last_seq: 5,
-            decision: ReviewDecision::Flagged,
+            decision: crate::ledger::entry::ReviewDecision::Flagged,
             comment: "not shown in the table".into(),
         });
         assert_eq!(what(&review, ""), "review of 3..=5: flagged");

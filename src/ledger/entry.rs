@@ -152,6 +152,17 @@ pub enum ReviewDecision {
     Referred,
 }
 
+impl ReviewDecision {
+    /// The word listings, exports and logs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewDecision::Accepted => "accepted",
+            ReviewDecision::Flagged => "flagged",
+            ReviewDecision::Referred => "referred",
+        }
+    }
+}
+
 impl Entry {
     /// An entry that answers no query (an action, a window of refused requests): by the caller
     /// `caller` presenting the certificate of digest `caller_cert_sha256`, at `time_ms`; no

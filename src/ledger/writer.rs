@@ -286,6 +286,8 @@ impl Writer {
                 Err(e) => tracing::warn!(error = %e, "ledger: final tree head at shutdown failed"),
             }
         }
+        self.next_head
+            .publish(self.sign_at.map(|(_, due_ms)| due_ms));
         for waiter in shutdown_waiters {
             let _ = waiter.send(());
         }
