@@ -311,7 +311,8 @@ fn node_identity(loaded: &LoadedConfig) -> Result<Caller, CliError> {
 /// A bar on stderr over the file's bytes (rows vary in length; bytes read is what is known
 /// ahead); indicatif draws nothing when stderr is not a terminal.
 fn bar(data: &Path) -> ProgressBar {
-    let bar = ProgressBar::new(0);
+    // Sized before the first draw: a bar of length 0 draws as 100 % and then falls to 0 %.
+    let bar = ProgressBar::new(std::fs::metadata(data).map_or(0, |m| m.len()));
     bar.set_style(
         ProgressStyle::with_template(
             "{prefix}: [{bar:30}] {percent:>3}% {msg} [{elapsed} of ~{duration}]",
