@@ -283,16 +283,7 @@ fn dev_pki_writes_private_keys_with_mode_0600() {
 #[test]
 fn demo_tour_runs_and_exits_with_no_wait() {
     let dir = tempfile::tempdir().expect("tmp");
-    let out = run(&[
-        "demo",
-        "--work",
-        dir.path().to_str().expect("utf-8"),
-        "--port-a",
-        "0",
-        "--port-b",
-        "0",
-        "--no-wait",
-    ]);
+    let out = demo(dir.path(), "0");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -318,18 +309,17 @@ fn demo_tour_runs_and_exits_with_no_wait() {
         "a pseudonymized identifier is shown: {stdout}"
     );
     // The operator's ingests (one entry per subject) and then the tour's three queries.
-    let ingests: u64 = stdout
-        .split(" ingest_records: ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("the ingests summed up: {stdout}"));
-    let subjects: u64 = stdout
-        .split(" synthetic records of ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("the subjects counted: {stdout}"));
+    // The number printed right after `label`.
+    let number_after = |label: &str| -> u64 {
+        stdout
+            .split(label)
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a number after {label:?}: {stdout}"))
+    };
+    let ingests = number_after(" ingest_records: ");
+    let subjects = number_after(" synthetic records of ");
     assert!(subjects >= 2000, "{stdout}");
     assert_eq!(ingests, subjects, "one entry per subject: {stdout}");
     // The tour ends with the verified ledger: the ingests, the tour's queries and the
@@ -359,56 +349,49 @@ fn demo_tour_runs_and_exits_with_no_wait() {
     );
 }
 
-#[test]
-fn demo_on_a_busy_port_refuses_before_touching_the_work_folder() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let earlier = dir.path().join("pki").join("kept");
-    std::fs::create_dir_all(earlier.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&earlier, "a running demo's files").expect("write");
-    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = busy.local_addr().expect("addr").port().to_string();
-    let out = run(&[
+/// Runs `demo --no-wait` on `dir` with region A's node on `port_a` (region B's on any port).
+fn demo(dir: &Path, port_a: &str) -> std::process::Output {
+    let work = dir.to_str().expect("utf-8");
+    run(&[
         "demo",
         "--work",
-        dir.path().to_str().expect("utf-8"),
+        work,
         "--port-a",
-        &port,
+        port_a,
         "--port-b",
         "0",
         "--no-wait",
-    ]);
+    ])
+}
+
+/// A demo that cannot start must say why, exit 1, and leave the work folder's files alone.
+fn refused_before_touching_the_folder(dir: &Path, port_a: &str, why: &str) {
+    let kept = dir.join("pki").join("kept");
+    std::fs::create_dir_all(kept.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&kept, "a running demo's files").expect("write");
+    let out = demo(dir, port_a);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(&format!("127.0.0.1:{port} is not free")) && stderr.contains("--port-a"),
-        "{stderr}"
-    );
-    assert!(earlier.exists(), "the work folder was left as it was");
+    assert!(stderr.contains(why), "{stderr}");
+    assert!(kept.exists(), "the work folder was left as it was");
+}
+
+#[test]
+fn demo_on_a_busy_port_refuses_before_touching_the_work_folder() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("addr").port().to_string();
+    let why = format!("127.0.0.1:{port} is not free");
+    refused_before_touching_the_folder(dir.path(), &port, &why);
 }
 
 #[test]
 fn a_second_demo_on_the_same_folder_refuses_before_touching_it() {
     let dir = tempfile::tempdir().expect("tmp");
-    let kept = dir.path().join("pki").join("kept");
-    std::fs::create_dir_all(kept.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&kept, "a running demo's files").expect("write");
     // What a running demo holds: the folder's lock.
     let lock = std::fs::File::create(dir.path().join("demo.lock")).expect("lock file");
     lock.lock().expect("lock");
-    let out = run(&[
-        "demo",
-        "--work",
-        dir.path().to_str().expect("utf-8"),
-        "--port-a",
-        "0",
-        "--port-b",
-        "0",
-        "--no-wait",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("another demo is running from"), "{stderr}");
-    assert!(kept.exists(), "the work folder was left as it was");
+    refused_before_touching_the_folder(dir.path(), "0", "another demo is running from");
 }
 
 #[test]

@@ -34,6 +34,13 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Runs a command that must succeed; its standard output.
+fn succeeds(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
 fn entry(n: u64) -> Entry {
     Entry {
         seq: 0,
@@ -145,13 +152,8 @@ async fn verify_list_export_through_the_binary() {
         Some(24),
         "{row}"
     );
-    let none = run(&["ledger", "list", "--config", config, "--outcome", "alert"]);
-    assert!(none.status.success(), "{}", text(&none.stderr));
-    assert!(
-        text(&none.stdout).ends_with("(no entries match)\n"),
-        "{}",
-        text(&none.stdout)
-    );
+    let none = succeeds(&["ledger", "list", "--config", config, "--outcome", "alert"]);
+    assert!(none.ends_with("(no entries match)\n"), "{none}");
     let jsonl = run(&[
         "ledger",
         "list",
@@ -175,15 +177,12 @@ async fn verify_list_export_through_the_binary() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let key = pki.layout.ledger_pub(REGION_A);
     let key = key.to_str().unwrap();
-    let out = run(&["ledger", "verify", "--export", export, "--key", key]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("13 entries"));
+    let out = succeeds(&["ledger", "verify", "--export", export, "--key", key]);
     assert!(
-        text(&out.stdout).contains("(complete)"),
-        "{}",
-        text(&out.stdout)
+        out.contains("13 entries") && out.contains("(complete)"),
+        "{out}"
     );
-    let out = run(&[
+    succeeds(&[
         "ledger",
         "verify",
         "--export",
@@ -192,7 +191,6 @@ async fn verify_list_export_through_the_binary() {
         key,
         "--complete",
     ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
     // One entry cut out of the whole export: every proof left still holds, so only the
     // auditor's --complete turns the gap into a failure; without it the output says so.
     let cut = pki.dir.path().join("cut.jsonl");
@@ -204,13 +202,10 @@ async fn verify_list_export_through_the_binary() {
     assert_eq!(kept.len(), whole.lines().count() - 1);
     std::fs::write(&cut, kept.join("\n") + "\n").unwrap();
     let cut = cut.to_str().unwrap();
-    let out = run(&["ledger", "verify", "--export", cut, "--key", key]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = succeeds(&["ledger", "verify", "--export", cut, "--key", key]);
     assert!(
-        text(&out.stdout)
-            .contains("a selection, not the whole log (entry 5 is the first it lacks)"),
-        "{}",
-        text(&out.stdout)
+        out.contains("a selection, not the whole log (entry 5 is the first it lacks)"),
+        "{out}"
     );
     let out = run(&[
         "ledger",
