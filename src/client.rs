@@ -1,7 +1,7 @@
 //! Connecting to a node as a mutual-TLS client: the CLI commands, `demo`, the tests and (later)
 //! node-to-node routing all come through here, with the TLS built by [`crate::tls`].
 
-use std::{path::Path, sync::Arc};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -41,11 +41,24 @@ pub fn tls_config_from_files(
     Ok(tls::client_config(chain, key, &roots)?)
 }
 
+/// How long a connection may take, from TCP to the node's first bytes: a node that accepts and
+/// then never answers must not hold a command forever.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Opens a gRPC channel over mutual TLS. `endpoint` is `https://host:port` or `host:port`; the
 /// host is what the server certificate must name (a DNS name or an IP address).
 pub async fn connect(
     endpoint: &str,
     config: Arc<rustls::ClientConfig>,
+) -> Result<Channel, ClientError> {
+    connect_within(endpoint, config, CONNECT_TIMEOUT).await
+}
+
+/// [`connect`], with the time a connection may take.
+pub async fn connect_within(
+    endpoint: &str,
+    config: Arc<rustls::ClientConfig>,
+    limit: Duration,
 ) -> Result<Channel, ClientError> {
     let bad = |reason: &str| ClientError::Endpoint {
         endpoint: endpoint.to_owned(),
@@ -80,7 +93,7 @@ pub async fn connect(
             let connector = connector.clone();
             let server_name = server_name.clone();
             let target = target.clone();
-            async move {
+            let connection = async move {
                 let tcp = TcpStream::connect((target.0.as_str(), target.1)).await?;
                 let _ = tcp.set_nodelay(true);
                 let tls = connector.connect(server_name, tcp).await?;
@@ -96,6 +109,14 @@ pub async fn connect(
                     ));
                 }
                 Ok::<_, std::io::Error>(TokioIo::new(tls))
+            };
+            async move {
+                tokio::time::timeout(limit, connection).await.map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {} ms", limit.as_millis()),
+                    )
+                })?
             }
         }))
         .await

@@ -242,3 +242,30 @@ async fn reload_picks_up_a_new_crl_and_refuses_broken_material() {
     );
     node.shutdown().await;
 }
+
+/// A node that accepts the connection and then says nothing (hung, or not a node at all) is
+/// given up on: the client reports it instead of waiting forever.
+#[tokio::test]
+async fn a_peer_that_never_answers_is_given_up_on() {
+    let pki = TestPki::new();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let (connection, _) = silent.accept().await.expect("accept");
+        // Held open, never read or written, until the test ends.
+        std::future::pending::<()>().await;
+        drop(connection);
+    });
+    let (cert, key) = pki.identity(REGION_A, Kind::Dept, "tax");
+    let err = credit_node::client::connect_within(
+        &format!("https://127.0.0.1:{port}"),
+        pki.client_tls(&cert, &key),
+        std::time::Duration::from_millis(300),
+    )
+    .await
+    .expect_err("a silent peer cannot give a channel");
+    assert!(err.to_string().contains("no answer within 300 ms"), "{err}");
+    held.abort();
+}
