@@ -365,14 +365,14 @@ fn demo(dir: &Path, port_a: &str) -> std::process::Output {
 }
 
 /// A demo that cannot start must say why, exit 1, and leave the work folder's files alone.
-fn refused_before_touching_the_folder(dir: &Path, port_a: &str, why: &str) {
+fn refused_before_touching_the_folder(dir: &Path, port_a: &str, why: &[&str]) {
     let kept = dir.join("pki").join("kept");
     std::fs::create_dir_all(kept.parent().expect("parent")).expect("mkdir");
     std::fs::write(&kept, "a running demo's files").expect("write");
     let out = demo(dir, port_a);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(why), "{stderr}");
+    assert!(why.iter().all(|w| stderr.contains(w)), "{why:?}: {stderr}");
     assert!(kept.exists(), "the work folder was left as it was");
 }
 
@@ -382,7 +382,7 @@ fn demo_on_a_busy_port_refuses_before_touching_the_work_folder() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = busy.local_addr().expect("addr").port().to_string();
     let why = format!("127.0.0.1:{port} is not free");
-    refused_before_touching_the_folder(dir.path(), &port, &why);
+    refused_before_touching_the_folder(dir.path(), &port, &[&why, "--port-a"]);
 }
 
 #[test]
@@ -391,7 +391,7 @@ fn a_second_demo_on_the_same_folder_refuses_before_touching_it() {
     // What a running demo holds: the folder's lock.
     let lock = std::fs::File::create(dir.path().join("demo.lock")).expect("lock file");
     lock.lock().expect("lock");
-    refused_before_touching_the_folder(dir.path(), "0", "another demo is running from");
+    refused_before_touching_the_folder(dir.path(), "0", &["another demo is running from"]);
 }
 
 #[test]

@@ -259,13 +259,21 @@ async fn a_peer_that_never_answers_is_given_up_on() {
         drop(connection);
     });
     let (cert, key) = pki.identity(REGION_A, Kind::Dept, "tax");
-    let err = credit_node::client::connect_within(
-        &format!("https://127.0.0.1:{port}"),
+    let endpoint = format!("https://127.0.0.1:{port}");
+    let connecting = credit_node::client::connect_within(
+        &endpoint,
         pki.client_tls(&cert, &key),
         std::time::Duration::from_millis(300),
-    )
-    .await
-    .expect_err("a silent peer cannot give a channel");
-    assert!(err.to_string().contains("no answer within 300 ms"), "{err}");
+    );
+    // A guard against the limit not working: a failure, not a hung test.
+    let err = tokio::time::timeout(std::time::Duration::from_secs(30), connecting)
+        .await
+        .expect("the client's own limit ends the wait")
+        .expect_err("a silent peer cannot give a channel");
+    assert!(
+        matches!(err, credit_node::client::ClientError::Connect { .. })
+            && err.to_string().contains("no answer within 300 ms"),
+        "{err}"
+    );
     held.abort();
 }

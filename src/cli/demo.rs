@@ -43,14 +43,27 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     // A demo already serving from this folder would lose its PKI and databases below: it holds
     // the folder's lock until it exits (the kernel releases it however the process ends).
     let lock_path = work.join("demo.lock");
-    let lock = std::fs::File::create(&lock_path)
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
         .map_err(|e| runtime(&format!("{}: {e}", lock_path.display())))?;
-    if lock.try_lock().is_err() {
-        return Err(runtime(&format!(
-            "another demo is running from {}: stop it, or pass another --work; the folder was \
-             left as it is",
-            work.display()
-        )));
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(runtime(&format!(
+                "another demo is running from {}: stop it, or pass another --work; the folder \
+                 was left as it is",
+                work.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(runtime(&format!(
+                "{}: cannot lock the work folder ({e}); it was left as it is",
+                lock_path.display()
+            )));
+        }
     }
     // Another program may hold our ports, and this demo would fail to bind after wiping the
     // folder: find out first, while nothing is deleted yet.
