@@ -46,7 +46,11 @@ pub struct CsvRows<R: Read> {
     header: Option<Vec<String>>,
     pending: Vec<RowError>,
     done: bool,
+    /// The header as read.
     record: csv::StringRecord,
+    /// A row as read, bytes until checked for UTF-8 (csv's `StringRecord` empties a row that
+    /// is not, and its line could no longer be counted back from its end).
+    bytes: csv::ByteRecord,
 }
 
 impl<R: Read> CsvRows<R> {
@@ -58,6 +62,7 @@ impl<R: Read> CsvRows<R> {
                 inner: reader,
                 read: 0,
                 ends: VecDeque::new(),
+                pending_cr: None,
                 at_end: false,
             });
         Self {
@@ -67,6 +72,7 @@ impl<R: Read> CsvRows<R> {
             pending: Vec::new(),
             done: false,
             record: csv::StringRecord::new(),
+            bytes: csv::ByteRecord::new(),
         }
     }
 
@@ -89,11 +95,7 @@ impl<R: Read> CsvRows<R> {
             ends.pop_front();
             self.lines_before += 1;
         }
-        let inside: usize = self
-            .record
-            .iter()
-            .map(|field| field.bytes().filter(|&b| b == b'\n').count())
-            .sum();
+        let inside: usize = self.bytes.iter().map(line_ends_in).sum();
         (self.lines_before + 1).saturating_sub(inside as u64)
     }
 
@@ -172,15 +174,26 @@ impl<R: Read> Iterator for CsvRows<R> {
             return None;
         }
         self.header.as_ref()?;
-        match self.reader.read_record(&mut self.record) {
+        match self.reader.read_byte_record(&mut self.bytes) {
             Ok(false) => {
                 self.done = true;
                 None
             }
             Ok(true) => {
                 let line = self.first_line_of_last_record();
+                if let Some(column) = self.bytes.iter().position(|f| str::from_utf8(f).is_err()) {
+                    return Some(Err(RowError::new(
+                        line,
+                        "(row)",
+                        format!("column {}: not valid UTF-8", column + 1),
+                    )));
+                }
                 let header = self.header.as_deref().unwrap_or_default();
-                Some(Ok(to_row(line, header, &self.record)))
+                let fields = self
+                    .bytes
+                    .iter()
+                    .map(|f| str::from_utf8(f).unwrap_or_default());
+                Some(Ok(to_row(line, header, fields)))
             }
             Err(e) => {
                 let line = self.first_line_of_last_record();
@@ -208,7 +221,7 @@ fn csv_error(line: u64, e: &csv::Error) -> RowError {
     RowError::new(line, "(row)", reason)
 }
 
-fn to_row(line: u64, header: &[String], record: &csv::StringRecord) -> RawRow {
+fn to_row<'r>(line: u64, header: &[String], record: impl Iterator<Item = &'r str>) -> RawRow {
     let mut row = RawRow {
         line,
         ..RawRow::default()
@@ -218,7 +231,7 @@ fn to_row(line: u64, header: &[String], record: &csv::StringRecord) -> RawRow {
         RawRestoration::default(),
         RawDesignation::default(),
     );
-    for (name, cell) in header.iter().zip(record.iter()) {
+    for (name, cell) in header.iter().zip(record) {
         let v = present(cell);
         match name.as_str() {
             "subject" => row.subject = v,
@@ -249,12 +262,16 @@ fn to_row(line: u64, header: &[String], record: &csv::StringRecord) -> RawRow {
     row
 }
 
-/// The file as the csv reader reads it, noting where each line end is: the reader's buffer runs
-/// ahead of the record being returned, so only the offsets not yet behind a record are kept.
+/// The file as the csv reader reads it, noting where each line end is (`\n`, `\r\n` at its
+/// `\n`, or a lone `\r` as old Mac files have, all of which csv takes for a row's end): the
+/// reader's buffer runs ahead of the record being returned, so only the offsets not yet behind
+/// a record are kept.
 struct LineEnds<R> {
     inner: R,
     read: u64,
     ends: VecDeque<u64>,
+    /// A `\r` whose next byte is not read yet: a line end unless that byte is `\n`.
+    pending_cr: Option<u64>,
     /// A read found the end of the file.
     at_end: bool,
 }
@@ -262,16 +279,33 @@ struct LineEnds<R> {
 impl<R: Read> Read for LineEnds<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.at_end |= n == 0 && !buf.is_empty();
-        let start = self.read;
-        self.ends.extend(
-            buf[..n]
-                .iter()
-                .enumerate()
-                .filter(|&(_, &b)| b == b'\n')
-                .map(|(i, _)| start + i as u64),
-        );
+        if n == 0 && !buf.is_empty() {
+            self.at_end = true;
+            self.ends.extend(self.pending_cr.take());
+        }
+        for (i, &b) in buf[..n].iter().enumerate() {
+            let at = self.read + i as u64;
+            if let Some(cr) = self.pending_cr.take()
+                && b != b'\n'
+            {
+                self.ends.push_back(cr);
+            }
+            match b {
+                b'\n' => self.ends.push_back(at),
+                b'\r' => self.pending_cr = Some(at),
+                _ => {}
+            }
+        }
         self.read += n as u64;
         Ok(n)
     }
+}
+
+/// Line ends inside a value, counted as [`LineEnds`] counts them in the file.
+fn line_ends_in(value: &[u8]) -> usize {
+    value
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && value.get(i + 1) != Some(&b'\n')))
+        .count()
 }

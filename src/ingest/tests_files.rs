@@ -330,9 +330,9 @@ fn a_report_reads_well() {
 }
 
 /// The header is line 1, so the first row is line 2, whatever the line ends: files saved on
-/// Windows (CRLF) must not shift every reported line by one.
+/// Windows (CRLF) or by old Mac programs (CR) must not shift or merge the reported lines.
 #[test]
-fn csv_lines_count_from_the_header_with_either_line_end() {
+fn csv_lines_count_from_the_header_whatever_the_line_ends() {
     let catalog = demo();
     let mut records: Vec<Record> = generate(&catalog, "samr", 20, 5, TODAY)
         .filter(|r| r.item == "admin-penalty")
@@ -342,7 +342,7 @@ fn csv_lines_count_from_the_header_with_either_line_end() {
     for i in [0, last] {
         records[i].fields.insert("amount".into(), "1.555".into());
     }
-    for end in ["\n", "\r\n"] {
+    for end in ["\n", "\r\n", "\r"] {
         let text = csv_text(&records).replace('\n', end);
         let report = all("samr", Format::Csv, &text).unwrap_err();
         let lines: Vec<u64> = report.errors.iter().map(|e| e.line).collect();
@@ -368,5 +368,25 @@ fn a_json_line_cut_short_is_placed_on_its_own_line() {
     assert_eq!(
         report.errors[0].reason,
         "not valid JSON at column 15: EOF while parsing an object"
+    );
+}
+
+/// A row that is not UTF-8 is reported at the line it starts on, even when a quoted value
+/// carries it over several lines.
+#[test]
+fn a_row_that_is_not_utf8_is_reported_where_it_starts() {
+    let catalog = demo();
+    let records: Vec<Record> = generate(&catalog, "samr", 1, 5, TODAY).take(1).collect();
+    let text = csv_text(&records);
+    let columns = text.lines().next().unwrap().split(',').count();
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(b"\"first line\nsecond \xff\"");
+    bytes.extend(std::iter::repeat_n(b',', columns - 1));
+    bytes.push(b'\n');
+    let rows = Rows::from_reader(Format::Csv, bytes.as_slice());
+    let report = validate_all(&catalog, "samr", TODAY, rows, 0, |_| {}).unwrap_err();
+    assert_eq!(
+        report.errors,
+        vec![RowError::new(3, "(row)", "column 1: not valid UTF-8")]
     );
 }
