@@ -311,16 +311,15 @@ async fn load_synthetic_data(
     // subject in it on record once, so the ledger shows one entry per subject. (A generated
     // organisation's records may name it and its legal representative: two subjects.)
     records.sort_by(|a, b| a.subject.cmp(&b.subject));
-    let subjects = records.chunk_by(|a, b| a.subject == b.subject).count();
-    let mut batches: Vec<&[crate::records::Record]> = Vec::new();
-    let mut start = 0;
-    for (i, pair) in records.windows(2).enumerate() {
-        if i + 1 - start >= 1_000 && pair[0].subject != pair[1].subject {
-            batches.push(&records[start..=i]);
-            start = i + 1;
+    let (mut subjects, mut batches, mut start, mut end) = (0, Vec::new(), 0, 0);
+    for subject in records.chunk_by(|a, b| a.subject == b.subject) {
+        subjects += 1;
+        end += subject.len();
+        if end - start >= 1_000 || end == records.len() {
+            batches.push(&records[start..end]);
+            start = end;
         }
     }
-    batches.push(&records[start..]);
     for chunk in batches {
         let json_lines = chunk.iter().map(crate::gen_data::to_json_line).collect();
         inserted += admin

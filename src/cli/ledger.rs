@@ -297,7 +297,7 @@ fn verify_export_file(
         .map(BufReader::new)
         .map_err(|e| input(format!("cannot open {}: {e}", file.display())))?;
     match verify_export(reader, &public_key) {
-        Ok(report) if complete && !report.complete => {
+        Ok(report) if complete && !report.complete() => {
             let missing = report.first_missing.unwrap_or_default();
             let e = format!(
                 "incomplete: it holds {} of the {} entries of its signed tree; entry {missing} \
@@ -324,7 +324,7 @@ fn verify_export_file(
                         "entries": report.entries,
                         "tree_size": report.tree_size,
                         "root_hash": hex::encode(&report.root_hash),
-                        "complete": report.complete,
+                        "complete": report.complete(),
                         "first_missing": report.first_missing,
                     })
                 );
@@ -333,7 +333,7 @@ fn verify_export_file(
                     "export verified: {} entries proven included in the signed tree of size {}{}",
                     report.entries,
                     report.tree_size,
-                    if report.complete {
+                    if report.complete() {
                         " (complete)".to_owned()
                     } else {
                         format!(

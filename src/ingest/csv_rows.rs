@@ -181,19 +181,8 @@ impl<R: Read> Iterator for CsvRows<R> {
             }
             Ok(true) => {
                 let line = self.first_line_of_last_record();
-                if let Some(column) = self.bytes.iter().position(|f| str::from_utf8(f).is_err()) {
-                    return Some(Err(RowError::new(
-                        line,
-                        "(row)",
-                        format!("column {}: not valid UTF-8", column + 1),
-                    )));
-                }
                 let header = self.header.as_deref().unwrap_or_default();
-                let fields = self
-                    .bytes
-                    .iter()
-                    .map(|f| str::from_utf8(f).unwrap_or_default());
-                Some(Ok(to_row(line, header, fields)))
+                Some(to_row(line, header, &self.bytes))
             }
             Err(e) => {
                 let line = self.first_line_of_last_record();
@@ -221,7 +210,8 @@ fn csv_error(line: u64, e: &csv::Error) -> RowError {
     RowError::new(line, "(row)", reason)
 }
 
-fn to_row<'r>(line: u64, header: &[String], record: impl Iterator<Item = &'r str>) -> RawRow {
+/// The row's cells by column name, each checked for UTF-8 on the way.
+fn to_row(line: u64, header: &[String], record: &csv::ByteRecord) -> Result<RawRow, RowError> {
     let mut row = RawRow {
         line,
         ..RawRow::default()
@@ -231,7 +221,14 @@ fn to_row<'r>(line: u64, header: &[String], record: impl Iterator<Item = &'r str
         RawRestoration::default(),
         RawDesignation::default(),
     );
-    for (name, cell) in header.iter().zip(record) {
+    for (column, (name, cell)) in header.iter().zip(record).enumerate() {
+        let cell = str::from_utf8(cell).map_err(|_| {
+            RowError::new(
+                line,
+                "(row)",
+                format!("column {}: not valid UTF-8", column + 1),
+            )
+        })?;
         let v = present(cell);
         match name.as_str() {
             "subject" => row.subject = v,
@@ -259,7 +256,7 @@ fn to_row<'r>(line: u64, header: &[String], record: impl Iterator<Item = &'r str
     row.basis = (basis != RawBasis::default()).then_some(basis);
     row.restoration = (restoration != RawRestoration::default()).then_some(restoration);
     row.designation = (designation != RawDesignation::default()).then_some(designation);
-    row
+    Ok(row)
 }
 
 /// The file as the csv reader reads it, noting where each line end is (`\n`, `\r\n` at its

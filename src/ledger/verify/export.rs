@@ -82,11 +82,16 @@ pub struct ExportReport {
     /// The tree head they are proven against.
     pub tree_size: u64,
     pub root_hash: Hash,
-    /// True when the export holds every entry `0..tree_size`.
-    pub complete: bool,
     /// The first sequence number below `tree_size` the export does not hold: a selection's
     /// first gap, or the entry cut out of what was meant to be a whole export.
     pub first_missing: Option<u64>,
+}
+
+impl ExportReport {
+    /// True when the export holds every entry `0..tree_size`.
+    pub fn complete(&self) -> bool {
+        self.first_missing.is_none()
+    }
 }
 
 /// The header line for `sth`.
@@ -187,7 +192,6 @@ pub fn verify_export(reader: impl BufRead, public_key: &[u8]) -> Result<ExportRe
         entries,
         tree_size: head.tree_size,
         root_hash: head.root_hash,
-        complete: first_missing.is_none(),
         first_missing,
     })
 }

@@ -31,16 +31,16 @@ fn full_and_partial_exports_verify() {
     let all: Vec<u64> = (0..20).collect();
     let report = check(&export(&log, &all), &log).unwrap();
     assert_eq!(
-        (report.entries, report.tree_size, report.complete),
+        (report.entries, report.tree_size, report.complete()),
         (20, 20, true)
     );
     assert_eq!(report.first_missing, None);
     let some = check(&export(&log, &[0, 1, 9, 19]), &log).unwrap();
-    assert_eq!((some.entries, some.complete), (4, false));
+    assert_eq!((some.entries, some.complete()), (4, false));
     assert_eq!(some.first_missing, Some(2));
     // A whole export with entries cut from its end is short too.
     let cut = check(&export(&log, &all[..17]), &log).unwrap();
-    assert_eq!((cut.complete, cut.first_missing), (false, Some(17)));
+    assert_eq!((cut.complete(), cut.first_missing), (false, Some(17)));
     let empty = check(&export(&log, &[]), &log).unwrap();
     assert_eq!((empty.entries, empty.first_missing), (0, Some(0)));
 }
