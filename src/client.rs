@@ -41,9 +41,24 @@ pub fn tls_config_from_files(
     Ok(tls::client_config(chain, key, &roots)?)
 }
 
-/// How long a connection may take, from TCP to the node's first bytes: a node that accepts and
-/// then never answers must not hold a command forever.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client waits for a node: one that accepts a connection, or a call, and then never
+/// answers (hung, overloaded, or not a node at all) must not hold a command forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// From TCP to the node's first bytes, on every (re)connection.
+    pub connect: Duration,
+    /// From a call's request to its answer. Every RPC is unary, so this bounds the whole call.
+    /// It is the client's alone: it is not sent to the node as `grpc-timeout`, so the node
+    /// still records a query it answers after the client has given up.
+    pub call: Duration,
+}
+
+/// The limits of [`connect`]: generous beside a query's milliseconds, short beside a person
+/// waiting at a terminal.
+pub const LIMITS: Limits = Limits {
+    connect: Duration::from_secs(10),
+    call: Duration::from_secs(30),
+};
 
 /// Opens a gRPC channel over mutual TLS. `endpoint` is `https://host:port` or `host:port`; the
 /// host is what the server certificate must name (a DNS name or an IP address).
@@ -51,14 +66,14 @@ pub async fn connect(
     endpoint: &str,
     config: Arc<rustls::ClientConfig>,
 ) -> Result<Channel, ClientError> {
-    connect_within(endpoint, config, CONNECT_TIMEOUT).await
+    connect_within(endpoint, config, LIMITS).await
 }
 
-/// [`connect`], with the time a connection may take.
+/// [`connect`], with other [`Limits`].
 pub async fn connect_within(
     endpoint: &str,
     config: Arc<rustls::ClientConfig>,
-    limit: Duration,
+    limits: Limits,
 ) -> Result<Channel, ClientError> {
     let bad = |reason: &str| ClientError::Endpoint {
         endpoint: endpoint.to_owned(),
@@ -85,7 +100,9 @@ pub async fn connect_within(
 
     // tonic sees plain http: the TLS below is ours, so tonic must not add its own.
     let inner = Endpoint::from_shared(format!("http://{}:{port}", uri.host().unwrap_or(&host)))
-        .map_err(|e| bad(&e.to_string()))?;
+        .map_err(|e| bad(&e.to_string()))?
+        .timeout(limits.call);
+    let limit = limits.connect;
     let connector = TlsConnector::from(config);
     let target = (host, port);
     let channel = inner
@@ -151,16 +168,33 @@ fn alert_in(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     None
 }
 
-/// `UnknownCA` -> `Unknown CA`, `PermissionDenied` -> `Permission_Denied` with `_`: the
-/// protocol names behind the Rust spellings rustls and tonic print.
+/// Whether `status` is a call given up by the client at [`Limits::call`]: tonic reports it as
+/// CANCELLED with its own wording, which says neither who gave up nor after how long.
+pub fn timed_out(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Cancelled
+        && status.message() == tonic::TimeoutExpired(()).to_string()
+}
+
+/// `UnknownCA` -> `Unknown CA`, `UnknownPSKIdentity` -> `Unknown PSK Identity`, and
+/// `PermissionDenied` -> `Permission_Denied` with `_`: the protocol names behind the Rust
+/// spellings rustls and tonic print. A word starts at a capital after a small letter or digit,
+/// or at the last capital of a run that a small letter follows.
 pub fn camel_words(name: &str, separator: &str) -> String {
     let mut out = String::with_capacity(name.len() + 4);
-    let mut previous_lower = false;
-    for c in name.chars() {
-        if c.is_uppercase() && previous_lower {
-            out.push_str(separator);
+    let mut chars = name.chars().peekable();
+    let mut previous: Option<char> = None;
+    while let Some(c) = chars.next() {
+        if let Some(p) = previous
+            && c.is_uppercase()
+        {
+            let after_small = p.is_lowercase() || p.is_ascii_digit();
+            let ends_capitals =
+                p.is_uppercase() && chars.peek().is_some_and(|next| next.is_lowercase());
+            if after_small || ends_capitals {
+                out.push_str(separator);
+            }
         }
-        previous_lower = c.is_lowercase() || c.is_ascii_digit();
+        previous = Some(c);
         out.push(c);
     }
     out
@@ -180,4 +214,27 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::camel_words;
+
+    #[test]
+    fn protocol_names_are_split_into_their_words() {
+        for (rust, words) in [
+            ("UnknownCA", "Unknown CA"),
+            ("CertificateExpired", "Certificate Expired"),
+            ("UnknownPSKIdentity", "Unknown PSK Identity"),
+            (
+                "BadCertificateStatusResponse",
+                "Bad Certificate Status Response",
+            ),
+            ("Unknown(42)", "Unknown(42)"),
+        ] {
+            assert_eq!(camel_words(rust, " "), words);
+        }
+        assert_eq!(camel_words("PermissionDenied", "_"), "Permission_Denied");
+        assert_eq!(camel_words("Ok", "_"), "Ok");
+    }
 }

@@ -4,10 +4,11 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use common::{TestPki, endpoint, whoami_as};
 use credit_node::{
+    client,
     identity::Kind,
     pki::{REGION_A, REGION_A_IDENTITIES, REGION_B, REGION_B_IDENTITIES},
     proto::{self, credit_query_client::CreditQueryClient},
@@ -260,20 +261,85 @@ async fn a_peer_that_never_answers_is_given_up_on() {
     });
     let (cert, key) = pki.identity(REGION_A, Kind::Dept, "tax");
     let endpoint = format!("https://127.0.0.1:{port}");
-    let connecting = credit_node::client::connect_within(
-        &endpoint,
-        pki.client_tls(&cert, &key),
-        std::time::Duration::from_millis(300),
-    );
+    let limits = client::Limits {
+        connect: Duration::from_millis(300),
+        ..client::LIMITS
+    };
+    let connecting = client::connect_within(&endpoint, pki.client_tls(&cert, &key), limits);
     // A guard against the limit not working: a failure, not a hung test.
-    let err = tokio::time::timeout(std::time::Duration::from_secs(30), connecting)
+    let err = tokio::time::timeout(Duration::from_secs(30), connecting)
         .await
         .expect("the client's own limit ends the wait")
         .expect_err("a silent peer cannot give a channel");
     assert!(
-        matches!(err, credit_node::client::ClientError::Connect { .. })
+        matches!(err, client::ClientError::Connect { .. })
             && err.to_string().contains("no answer within 300 ms"),
         "{err}"
     );
     held.abort();
+}
+
+/// A peer that completes TLS and HTTP/2, takes the call and never answers it (a node hung
+/// behind a healthy listener): the call is given up at the client's limit, and the CLI says so.
+#[tokio::test]
+async fn a_call_that_is_never_answered_is_given_up_on() {
+    let pki = TestPki::new();
+    let (node_cert, node_key) = pki.identity(REGION_A, Kind::Dept, "samr");
+    let mut config = rustls::ServerConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_no_client_auth()
+        .with_single_cert(
+            tls::load_certs(&node_cert).expect("node cert"),
+            tls::load_key(&node_key).expect("node key"),
+        )
+        .expect("server config");
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let calls = Arc::new(tokio::sync::Notify::new());
+    let taken = Arc::clone(&calls);
+    let peer = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let tls = acceptor.accept(tcp).await.expect("TLS");
+        let mut h2 = h2::server::handshake(tls).await.expect("HTTP/2");
+        // Every call is taken and held, unanswered, until the test ends.
+        let mut held = Vec::new();
+        while let Some(Ok(call)) = h2.accept().await {
+            held.push(call);
+            taken.notify_one();
+        }
+    });
+
+    let (cert, key) = pki.identity(REGION_A, Kind::Dept, "tax");
+    let limits = client::Limits {
+        call: Duration::from_millis(300),
+        ..client::LIMITS
+    };
+    let channel = client::connect_within(
+        &format!("https://127.0.0.1:{port}"),
+        pki.client_tls(&cert, &key),
+        limits,
+    )
+    .await
+    .expect("the peer completes the handshakes");
+    let mut api = CreditQueryClient::new(channel);
+    let call = api.who_am_i(proto::WhoAmIRequest {});
+    let status = tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .expect("the client's own limit ends the wait")
+        .expect_err("an unanswered call has no response");
+    // The call reached the peer: the limit ended a call in flight, not a connection attempt.
+    tokio::time::timeout(Duration::from_secs(30), calls.notified())
+        .await
+        .expect("the peer took the call");
+    assert!(client::timed_out(&status), "{status:?}");
+    assert_eq!(
+        credit_node::cli::whoami::describe_status(&status),
+        "CANCELLED: the node did not answer within 30 s; the call was given up"
+    );
+    peer.abort();
 }
