@@ -14,9 +14,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
+    access::Access,
     catalog::{CatalogError, SignedCatalog},
     desensitize::PseudonymKey,
-    identity::TrustDomain,
+    identity::{Kind, SpiffeId, TrustDomain},
     tls::{self, ServerMaterial, TrustDomainMaterial},
 };
 
@@ -31,6 +32,9 @@ pub struct Config {
     pub privacy: PrivacySection,
     pub store: StoreSection,
     pub ledger: LedgerSection,
+    /// Who operates and reviews this node (default: nobody).
+    #[serde(default)]
+    pub access: AccessSection,
     #[serde(default)]
     pub limits: Limits,
     /// Rate limits, distinct-subject quotas and enumeration detection (promise 7).
@@ -83,6 +87,16 @@ pub struct TrustDomainSection {
     /// PEM CRLs issued by those CAs; when present, a certificate of unknown status is refused.
     #[serde(default)]
     pub crls: Vec<Spanned<PathBuf>>,
+}
+
+/// The department's own operators and officers, by SPIFFE ID ([`crate::access`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSection {
+    /// `spiffe://<this node's trust domain>/operator/<id>`: may ingest, restore, remove from lists.
+    pub operators: Vec<Spanned<String>>,
+    /// `spiffe://<this node's trust domain>/officer/<id>`: may review the ledger.
+    pub officers: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +217,13 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// One identity of an access list, with where it is written.
+struct Listed {
+    key: String,
+    id: SpiffeId,
+    span: std::ops::Range<usize>,
+}
+
 /// A parsed config and the text it came from, so later checks can still point at lines.
 pub struct LoadedConfig {
     pub path: PathBuf,
@@ -275,7 +296,62 @@ impl LoadedConfig {
         if let Err((key, message)) = self.config.harvest.check() {
             return Err(self.error_at(self.span_of(&key), &key, message));
         }
+        self.access_ids()?;
         Ok(())
+    }
+
+    /// The access lists parsed, each ID of the kind its list is for.
+    fn access_ids(&self) -> Result<Vec<Listed>, ConfigError> {
+        let access = &self.config.access;
+        let mut ids = Vec::new();
+        for (list, kind, entries) in [
+            ("operators", Kind::Operator, &access.operators),
+            ("officers", Kind::Officer, &access.officers),
+        ] {
+            for (i, entry) in entries.iter().enumerate() {
+                let key = format!("access.{list}[{i}]");
+                let id = SpiffeId::parse(entry.get_ref())
+                    .map_err(|e| self.error_at(entry.span(), &key, e))?;
+                if id.kind() != kind {
+                    return Err(self.error_at(
+                        entry.span(),
+                        &key,
+                        format!(
+                            "{id} is not an {kind} identity (`spiffe://<trust domain>/{kind}/<id>`)"
+                        ),
+                    ));
+                }
+                ids.push(Listed {
+                    key,
+                    id,
+                    span: entry.span(),
+                });
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Who may administer and review the node whose identity is `node`. Only identities of the
+    /// node's own trust domain can be named: another region's staff work on their own nodes.
+    pub fn access(&self, node: &SpiffeId) -> Result<Access, ConfigError> {
+        let (mut operators, mut officers) = (Vec::new(), Vec::new());
+        for Listed { key, id, span } in self.access_ids()? {
+            if id.trust_domain() != node.trust_domain() {
+                return Err(self.error_at(
+                    span,
+                    &key,
+                    format!(
+                        "{id} is not of this node's trust domain {}",
+                        node.trust_domain()
+                    ),
+                ));
+            }
+            match id.kind() {
+                Kind::Operator => operators.push(id),
+                _ => officers.push(id),
+            }
+        }
+        Ok(Access::new(operators, officers))
     }
 
     /// A path from the config, resolved against the config file's folder.
@@ -619,6 +695,44 @@ signing_key = "ledger.key"
         check_error(
             "[node\n",
             "/etc/credit/node.toml:1:6: unclosed table, expected `]`",
+        );
+    }
+
+    #[test]
+    fn access_lists_name_this_trust_domains_staff_only() {
+        let staff = "\n[access]\noperators = [\"spiffe://region-a.credit.test/operator/admin\"]\nofficers = [\"spiffe://region-a.credit.test/officer/auditor\", \"spiffe://region-b.credit.test/officer/auditor\"]\n";
+        let cfg = parse(&format!("{GOOD}{staff}")).unwrap_or_else(|e| panic!("{e}"));
+        let node = SpiffeId::parse("spiffe://region-a.credit.test/dept/samr").unwrap();
+        // Region B's officer reviews region B's nodes: naming it here is a mistake, said where.
+        assert_eq!(
+            cfg.access(&node).unwrap_err().to_string(),
+            "/etc/credit/node.toml:30:62: access.officers[1]: spiffe://region-b.credit.test/officer/auditor is not of this node's trust domain region-a.credit.test"
+        );
+        let cfg = parse(&format!(
+            "{GOOD}{}",
+            staff.replace(", \"spiffe://region-b.credit.test/officer/auditor\"", "")
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let access = cfg.access(&node).unwrap_or_else(|e| panic!("{e}"));
+        let admin = SpiffeId::parse("spiffe://region-a.credit.test/operator/admin").unwrap();
+        let auditor = SpiffeId::parse("spiffe://region-a.credit.test/officer/auditor").unwrap();
+        assert!(access.is_operator(&admin) && !access.is_officer(&admin));
+        assert!(access.is_officer(&auditor) && !access.is_operator(&auditor));
+        let other = SpiffeId::parse("spiffe://region-a.credit.test/operator/tax-ops").unwrap();
+        assert!(!access.is_operator(&other));
+        // Without the section nobody administers or reviews.
+        let nobody = parse(GOOD).unwrap().access(&node).unwrap();
+        assert!(!nobody.is_operator(&admin) && !nobody.is_officer(&auditor));
+
+        check_error(
+            &format!(
+                "{GOOD}\n[access]\noperators = [\"spiffe://region-a.credit.test/dept/tax\"]\n"
+            ),
+            "/etc/credit/node.toml:29:14: access.operators[0]: spiffe://region-a.credit.test/dept/tax is not an operator identity (`spiffe://<trust domain>/operator/<id>`)",
+        );
+        check_error(
+            &format!("{GOOD}\n[access]\nofficers = [\"auditor\"]\n"),
+            "/etc/credit/node.toml:29:13: access.officers[0]: malformed SPIFFE ID \"auditor\": expected spiffe://<trust-domain>/<dept|officer|operator>/<id>",
         );
     }
 

@@ -339,21 +339,45 @@ pub fn issue_another(
     id: &str,
     suffix: &str,
 ) -> Result<(PathBuf, PathBuf), PkiError> {
+    let files = format!("{id}-{suffix}");
+    issue_by_ca(
+        layout,
+        trust_domain,
+        kind,
+        id,
+        &files,
+        &format!("{kind} {id} ({suffix})"),
+    )
+}
+
+/// Issues a certificate for a new identity of the region (another department's operator, say),
+/// written where [`Layout::identity`] puts it.
+pub fn issue_identity(
+    layout: &Layout,
+    trust_domain: &str,
+    kind: Kind,
+    id: &str,
+) -> Result<(PathBuf, PathBuf), PkiError> {
+    issue_by_ca(layout, trust_domain, kind, id, id, &format!("{kind} {id}"))
+}
+
+/// A certificate for `spiffe://<trust_domain>/<kind>/<id>` signed by the region's CA, written as
+/// the identity `files` of the layout.
+fn issue_by_ca(
+    layout: &Layout,
+    trust_domain: &str,
+    kind: Kind,
+    id: &str,
+    files: &str,
+    common_name: &str,
+) -> Result<(PathBuf, PathBuf), PkiError> {
     let ca_pem = read(&layout.ca_cert(trust_domain))?;
     let ca_key = KeyPair::from_pem(&read(&layout.ca_key(trust_domain))?)?;
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
     let uri = SpiffeId::new(TrustDomain::parse(trust_domain)?, kind, id)?.to_string();
-    let (crt, key) = layout.identity(trust_domain, kind, &format!("{id}-{suffix}"));
+    let (crt, key) = layout.identity(trust_domain, kind, files);
     let now = OffsetDateTime::now_utc();
-    issue(
-        &issuer,
-        &[uri],
-        &format!("{kind} {id} ({suffix})"),
-        trust_domain,
-        now,
-        false,
-    )?
-    .write(&crt, &key)?;
+    issue(&issuer, &[uri], common_name, trust_domain, now, false)?.write(&crt, &key)?;
     Ok((crt, key))
 }
 
@@ -584,6 +608,20 @@ pub fn node_config_toml_with_harvest(
         "\n[store]\ndatabase_url = \"sqlite://{db}\"\n\n[ledger]\nsigning_key = {ledger:?}\n",
         db = layout.root().join(format!("{region}.db")).display(),
         ledger = layout.ledger_key(region).display().to_string(),
+    ));
+    // The region's development operator and officer work for this node.
+    let staff = |kind: Kind| {
+        identities
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, id)| format!("\"spiffe://{region}/{kind}/{id}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    toml.push_str(&format!(
+        "\n[access]\noperators = [{}]\nofficers = [{}]\n",
+        staff(Kind::Operator),
+        staff(Kind::Officer)
     ));
     toml.push_str("\n[limits]\nmax_message_bytes = 4194304\nmax_concurrent_streams = 256\n\n");
     toml.push_str(harvest);

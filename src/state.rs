@@ -7,8 +7,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::{
-    catalog::SignedCatalog, clock::Clock, config::Limits, desensitize::PseudonymKey,
-    harvest::Guard, identity::SpiffeId, ledger::store::Ledger, store::Store,
+    access::Access, catalog::SignedCatalog, clock::Clock, config::Limits,
+    desensitize::PseudonymKey, harvest::Guard, identity::SpiffeId, ledger::store::Ledger,
+    store::Store,
 };
 
 pub struct NodeState {
@@ -20,6 +21,7 @@ pub struct NodeState {
     clock: Clock,
     limits: Limits,
     guard: Guard,
+    access: Access,
 }
 
 /// The parts a node is built from.
@@ -32,6 +34,7 @@ pub struct NodeParts {
     pub clock: Clock,
     pub limits: Limits,
     pub guard: Guard,
+    pub access: Access,
 }
 
 impl NodeState {
@@ -45,6 +48,7 @@ impl NodeState {
             clock: parts.clock,
             limits: parts.limits,
             guard: parts.guard,
+            access: parts.access,
         }
     }
 
@@ -72,6 +76,11 @@ impl NodeState {
     /// Rate limits, quotas and enumeration detection (promise 7).
     pub fn guard(&self) -> &Guard {
         &self.guard
+    }
+
+    /// Who may administer and review this node.
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     pub fn node_id(&self) -> &SpiffeId {

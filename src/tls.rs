@@ -106,6 +106,12 @@ pub fn server_config(material: ServerMaterial) -> Result<Arc<rustls::ServerConfi
         .with_client_cert_verifier(verifier)
         .with_single_cert(material.chain, material.key)?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    // No session resumption: a resumed TLS 1.3 session reuses the certificate checked when the
+    // session began and is not verified again, so a certificate that has since expired, or been
+    // revoked by a CRL loaded in between, would still get in. Every connection is a full
+    // handshake; connections are long-lived HTTP/2, so this costs a handshake per connection.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 

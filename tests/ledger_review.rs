@@ -174,9 +174,14 @@ async fn only_this_nodes_officers_reach_review() {
     let mut allowed = officer(&f.pki, &f.node).await;
     assert_eq!(all_entries(&mut allowed).await.len(), 5);
 
+    // An officer certificate from this node's own regional CA, but of another department: the
+    // node's config does not name it, so it cannot read this department's query log.
+    credit_node::pki::issue_identity(&f.pki.layout, REGION_A, Kind::Officer, "tax-auditor")
+        .expect("another department's officer");
     for (region, kind, id) in [
         (REGION_A, Kind::Dept, "tax"),
         (REGION_A, Kind::Operator, "admin"),
+        (REGION_A, Kind::Officer, "tax-auditor"),
         (REGION_B, Kind::Officer, "auditor"),
         (REGION_B, Kind::Dept, "tax"),
     ] {
@@ -226,6 +231,7 @@ async fn only_this_nodes_officers_reach_review() {
     // Operators and other regions' officers get no proofs either; departments do.
     for (region, kind, id) in [
         (REGION_A, Kind::Operator, "admin"),
+        (REGION_A, Kind::Officer, "tax-auditor"),
         (REGION_B, Kind::Officer, "auditor"),
     ] {
         let mut c = review_as(&f.pki, &f.node, region, kind, id).await;

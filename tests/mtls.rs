@@ -343,3 +343,79 @@ async fn a_call_that_is_never_answered_is_given_up_on() {
     );
     peer.abort();
 }
+
+/// A client that comes back is verified again: the node never resumes a TLS session, because a
+/// resumed session skips the certificate check (its expiry, the CRLs loaded since).
+#[tokio::test]
+async fn every_connection_is_a_full_handshake() {
+    let pki = TestPki::new();
+    let node = pki.start_node(REGION_A).await;
+    let (cert, key) = pki.identity(REGION_A, Kind::Dept, "tax");
+    // One config, so one session cache: what a client that reconnects would offer.
+    let connector = TlsConnector::from(pki.client_tls(&cert, &key));
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let tcp = TcpStream::connect(node.local_addr()).await.expect("tcp");
+        let name = ServerName::try_from("127.0.0.1").expect("name");
+        let tls = connector.connect(name, tcp).await.expect("handshake");
+        // Read the node's first bytes: any session ticket comes before them.
+        let mut tls = tokio::io::BufReader::new(tls);
+        let first = tokio::io::AsyncBufReadExt::fill_buf(&mut tls)
+            .await
+            .expect("the node speaks first");
+        assert!(!first.is_empty());
+        kinds.push(tls.get_ref().get_ref().1.handshake_kind());
+    }
+    assert_eq!(
+        kinds,
+        [
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Full)
+        ]
+    );
+    node.shutdown().await;
+}
+
+/// A connection can outlive its certificate: a call made after the certificate's notAfter is
+/// refused on the connection opened while it was valid, and nothing is answered.
+#[tokio::test]
+async fn a_certificate_that_expires_on_an_open_connection_is_refused_from_then_on() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let pki = TestPki::new();
+    let now = Arc::new(AtomicI64::new(
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    ));
+    let read = Arc::clone(&now);
+    let clock = credit_node::clock::Clock::from_fn(move || {
+        time::OffsetDateTime::from_unix_timestamp(read.load(Ordering::Relaxed))
+            .expect("a time in range")
+    });
+    let node = common::start_with_clock(&pki.write_config(REGION_A), clock).await;
+    let (cert, key) = pki.identity(REGION_A, Kind::Dept, "tax");
+    let caller = tls::caller_from_cert(&tls::load_certs(&cert).expect("cert")[0]).expect("caller");
+    let channel = client::connect(&common::endpoint(&node), pki.client_tls(&cert, &key))
+        .await
+        .expect("valid today");
+    let mut api = CreditQueryClient::new(channel);
+    api.who_am_i(proto::WhoAmIRequest {})
+        .await
+        .expect("valid: answered");
+
+    now.store(caller.not_after_unix + 1, Ordering::Relaxed);
+    let status = api
+        .who_am_i(proto::WhoAmIRequest {})
+        .await
+        .expect_err("expired: refused");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("has expired"), "{status:?}");
+    let status = api
+        .query(proto::QueryRequest {
+            subject: "91330100716105852F".into(),
+            purpose: "tax-administration".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("expired: no query");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    node.shutdown().await;
+}

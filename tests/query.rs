@@ -471,10 +471,15 @@ async fn only_this_departments_operators_reach_administration() {
         .map(|r| r.record_id)
         .collect();
     assert!(!shared.is_empty());
+    // An operator certificate from this node's own regional CA, but of another department: the
+    // node's config does not name it.
+    credit_node::pki::issue_identity(&f.pki.layout, REGION_A, Kind::Operator, "tax-ops")
+        .expect("another department's operator");
     for (region, kind, id) in [
         (REGION_A, Kind::Dept, "tax"),
         (REGION_A, Kind::Dept, "samr"),
         (REGION_A, Kind::Officer, "auditor"),
+        (REGION_A, Kind::Operator, "tax-ops"),
         (REGION_B, Kind::Operator, "admin"),
     ] {
         let mut admin = admin_as(&f.pki, &f.node, region, kind, id).await;

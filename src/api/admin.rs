@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::caller;
 use crate::{
-    identity::{Caller, Kind},
+    identity::Caller,
     ingest::{self, Format, Rows},
     ledger::{
         Receipt,
@@ -32,11 +32,12 @@ impl AdministrationApi {
         Self { state }
     }
 
-    /// Only `operator` identities of this node's own trust domain.
+    /// Only the operators the department names (`access.operators`): an operator of another
+    /// department in the same region is refused like anyone else.
     fn operator<'r, T>(&self, request: &'r Request<T>) -> Result<&'r Caller, Status> {
-        let caller = caller(request)?;
+        let caller = caller(&self.state, request)?;
         let id = &caller.spiffe_id;
-        if id.kind() != Kind::Operator || id.trust_domain() != self.state.node_id().trust_domain() {
+        if !self.state.access().is_operator(id) {
             tracing::warn!(caller = %id, "administration refused: not an operator of this department");
             return Err(Status::permission_denied(
                 "administration is for this department's operators only",

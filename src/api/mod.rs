@@ -23,15 +23,28 @@ use crate::{
     state::NodeState,
 };
 
-/// The caller proven by the TLS handshake. Identity is never read from a request field.
-pub fn caller<T>(request: &Request<T>) -> Result<&Caller, Status> {
-    request
+/// The caller proven by the TLS handshake, while its certificate is still valid. Identity is
+/// never read from a request field.
+///
+/// The handshake checked the certificate's validity when the connection opened, but an HTTP/2
+/// connection can outlive the certificate: every call checks its notAfter again, by the node's
+/// clock, and a call on an expired certificate gets nothing.
+pub fn caller<'r, T>(state: &NodeState, request: &'r Request<T>) -> Result<&'r Caller, Status> {
+    let caller = request
         .extensions()
         .get::<PeerInfo>()
         .map(|info| info.caller.as_ref())
         // Unreachable with our acceptor, which attaches a caller to every connection; refuse
         // rather than guess if a future transport forgets to.
-        .ok_or_else(|| Status::unauthenticated("no verified client certificate"))
+        .ok_or_else(|| Status::unauthenticated("no verified client certificate"))?;
+    if state.clock().now().unix_timestamp() > caller.not_after_unix {
+        return Err(Status::unauthenticated(format!(
+            "the client certificate (serial {}) has expired since this connection was opened; \
+             reconnect with a valid one",
+            caller.serial
+        )));
+    }
+    Ok(caller)
 }
 
 /// The entry of an action that answers no query (a review, an administration): by `caller`,
@@ -72,7 +85,7 @@ impl CreditQuery for CreditQueryApi {
         &self,
         request: Request<proto::WhoAmIRequest>,
     ) -> Result<Response<proto::WhoAmIResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = caller(&self.state, &request)?;
         Ok(Response::new(proto::WhoAmIResponse {
             identity: Some(convert::identity(caller)),
             node_spiffe_id: self.state.node_id().to_string(),
@@ -83,7 +96,7 @@ impl CreditQuery for CreditQueryApi {
         &self,
         request: Request<proto::DescribeGrantsRequest>,
     ) -> Result<Response<proto::DescribeGrantsResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = caller(&self.state, &request)?;
         let catalog = self.state.catalog();
         let grants = policy::effective_grants(&catalog, &caller.spiffe_id);
         Ok(Response::new(convert::grants(&catalog, grants)))
@@ -93,7 +106,7 @@ impl CreditQuery for CreditQueryApi {
         &self,
         request: Request<proto::QueryRequest>,
     ) -> Result<Response<proto::QueryResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = caller(&self.state, &request)?;
         let req = request.get_ref();
         let state = &self.state;
         query::admit(state, caller, 1).await?;
@@ -130,7 +143,7 @@ impl CreditQuery for CreditQueryApi {
         &self,
         request: Request<proto::BatchQueryRequest>,
     ) -> Result<Response<proto::BatchQueryResponse>, Status> {
-        let caller = caller(&request)?;
+        let caller = caller(&self.state, &request)?;
         let req = request.get_ref();
         let state = &self.state;
         let max = state.limits().max_batch_subjects;

@@ -58,14 +58,13 @@ impl LedgerReviewApi {
     }
 
     fn is_officer(&self, caller: &Caller) -> bool {
-        let id = &caller.spiffe_id;
-        id.kind() == Kind::Officer && id.trust_domain() == self.state.node_id().trust_domain()
+        self.state.access().is_officer(&caller.spiffe_id)
     }
 
-    /// Only `officer` identities of this node's own trust domain: an officer of another region
-    /// reviews its own region's node, not this one.
+    /// Only the officers the department names (`access.officers`): an officer of another
+    /// department, or of another region, reviews its own node, not this one.
     fn officer<'r, T>(&self, request: &'r Request<T>, rpc: &str) -> Result<Officer<'r>, Status> {
-        let caller = caller(request)?;
+        let caller = caller(&self.state, request)?;
         if self.is_officer(caller) {
             return Ok(Officer(caller));
         }
@@ -83,7 +82,7 @@ impl LedgerReviewApi {
         request: &'r Request<T>,
         rpc: &str,
     ) -> Result<Reader<'r>, Status> {
-        let caller = caller(request)?;
+        let caller = caller(&self.state, request)?;
         if self.is_officer(caller) {
             return Ok(Reader::Officer);
         }

@@ -50,6 +50,12 @@ pub async fn start_with_clock(
         "catalog loaded"
     );
     let tls = loaded.tls_material()?;
+    // The node's identity is checked again, with its own error, when it starts; here it only
+    // places the access lists, whose errors point into the config file.
+    let access = match tls.chain.first().map(crate::tls::spiffe_id_of) {
+        Some(Ok(node)) => loaded.access(&node)?,
+        _ => crate::access::Access::default(),
+    };
     let pseudonym_key = loaded.pseudonym_key()?;
     let ledger_key = loaded.ledger_key()?;
     let store = Store::open(&loaded.database_url()?)
@@ -75,6 +81,7 @@ pub async fn start_with_clock(
         ledger,
         clock,
         harvest: loaded.config.harvest.clone(),
+        access,
     };
     RunningNode::start(settings)
         .await

@@ -25,6 +25,7 @@ pub use conn::PeerInfo;
 use conn::TlsConnection;
 
 use crate::{
+    access::Access,
     api::{AdministrationApi, CreditQueryApi, LedgerReviewApi},
     catalog::SignedCatalog,
     clock::Clock,
@@ -53,6 +54,8 @@ pub struct NodeSettings {
     pub ledger: Ledger,
     pub clock: Clock,
     pub harvest: HarvestSettings,
+    /// The department's operators and officers.
+    pub access: Access,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +159,7 @@ impl RunningNode {
             clock: settings.clock,
             limits: settings.limits.clone(),
             guard,
+            access: settings.access,
         }));
         let housekeeping_task = tokio::spawn(housekeeping(state.clone(), shutdown_rx.clone()));
         let router = build_router(&settings.limits, state.clone()).await;
