@@ -7,8 +7,14 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::{
-    access::Access, catalog::SignedCatalog, clock::Clock, config::Limits,
-    desensitize::PseudonymKey, harvest::Guard, identity::SpiffeId, ledger::store::Ledger,
+    access::Access,
+    catalog::{ReplaceError, SignedCatalog},
+    clock::Clock,
+    config::Limits,
+    desensitize::PseudonymKey,
+    harvest::Guard,
+    identity::SpiffeId,
+    ledger::store::Ledger,
     store::Store,
 };
 
@@ -94,8 +100,12 @@ impl NodeState {
 
     /// Installs a catalog that has already been verified (only a [`SignedCatalog`] can be
     /// passed, so an unsigned one cannot get here).
-    pub fn replace_catalog(&self, catalog: SignedCatalog) {
+    /// Refused, keeping the running catalog, unless [`SignedCatalog::may_replace`] allows it.
+    /// Reloads come one at a time (the SIGHUP loop), so the check and the swap cannot race.
+    pub fn replace_catalog(&self, catalog: SignedCatalog) -> Result<(), ReplaceError> {
+        catalog.may_replace(&self.catalog.load())?;
         self.catalog.store(Arc::new(catalog));
+        Ok(())
     }
 
     pub fn pseudonym_key(&self) -> &PseudonymKey {

@@ -182,9 +182,13 @@ async fn reload_takes_a_newly_signed_catalog_and_refuses_a_tampered_one() {
         narrowed, text,
         "the demo catalog has the grant this test narrows"
     );
-    let narrowed = narrowed.replace("forms = { legal_rep_id = \"pseudonym\" }\n", "");
+    let narrowed = narrowed
+        .replace("forms = { legal_rep_id = \"pseudonym\" }\n", "")
+        .replace("date = 2026-04-01", "date = 2026-10-01")
+        .replace("version = \"2026.1-demo\"", "version = \"2026.2-demo\"");
     std::fs::write(&catalog, &narrowed).unwrap();
     let sig = format!("{}.sig", catalog.display());
+    let old_sig = std::fs::read(&sig).unwrap();
     credit_node::catalog::keyfiles::sign_file(
         &catalog,
         &pki.layout.catalog_authority_key(),
@@ -201,14 +205,36 @@ async fn reload_takes_a_newly_signed_catalog_and_refuses_a_tampered_one() {
 
     // Someone widens the catalog locally without the authority's key: refused, the signed
     // narrowed catalog stays in force.
-    std::fs::write(&catalog, text).unwrap();
+    std::fs::write(&catalog, &text).unwrap();
+    let still_narrowed = async || {
+        let still = grants_of(&pki, &node, REGION_B, Kind::Dept, "tax").await;
+        assert_eq!(still.catalog_sha256, after.catalog_sha256);
+        assert_eq!(
+            form(&still, "tax-administration", "registration", "legal_rep_id"),
+            None
+        );
+    };
     credit_node::cli::serve::reload(&config, &node);
-    let still = grants_of(&pki, &node, REGION_B, Kind::Dept, "tax").await;
-    assert_eq!(still.catalog_sha256, after.catalog_sha256);
-    assert_eq!(
-        form(&still, "tax-administration", "registration", "legal_rep_id"),
-        None
-    );
+    still_narrowed().await;
+
+    // The old catalog with its own, valid signature: a rollback to grants the authority has
+    // withdrawn. Refused: a reload takes only a later catalog.
+    std::fs::write(&sig, &old_sig).unwrap();
+    credit_node::cli::serve::reload(&config, &node);
+    still_narrowed().await;
+
+    // A later catalog signed by another key, the config pointed at that key: refused too.
+    let other = credit_node::catalog::AuthorityKeyPair::generate().unwrap();
+    let later = narrowed.replace("date = 2026-10-01", "date = 2026-11-01");
+    std::fs::write(&catalog, &later).unwrap();
+    std::fs::write(&sig, other.sign(later.as_bytes())).unwrap();
+    std::fs::write(
+        pki.layout.catalog_authority_pub(),
+        other.public_key().to_pem(),
+    )
+    .unwrap();
+    credit_node::cli::serve::reload(&config, &node);
+    still_narrowed().await;
     node.shutdown().await;
 }
 

@@ -242,6 +242,53 @@ impl SignedCatalog {
     pub fn signer(&self) -> &str {
         &self.signer
     }
+
+    /// Whether this catalog may replace `running` on a reload. A valid signature is not enough:
+    /// last year's catalog is validly signed too, and putting it back would restore grants the
+    /// authority has since withdrawn. So a reload takes only a catalog dated after the running
+    /// one (or the very same bytes), signed by the same authority key; going back, or to
+    /// another key, takes a restart, which is a deliberate act an operator answers for.
+    pub fn may_replace(&self, running: &SignedCatalog) -> Result<(), ReplaceError> {
+        if self.digest == running.digest {
+            return Ok(());
+        }
+        if self.signer != running.signer {
+            return Err(ReplaceError::OtherAuthority {
+                running: running.signer.clone(),
+                offered: self.signer.clone(),
+            });
+        }
+        if self.catalog.date <= running.catalog.date {
+            return Err(ReplaceError::NotNewer {
+                running: running.catalog.date,
+                running_version: running.catalog.version.clone(),
+                offered: self.catalog.date,
+                offered_version: self.catalog.version.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a reload keeps the running catalog although the offered one is validly signed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReplaceError {
+    #[error(
+        "the catalog is signed by authority key {offered}, the running one by {running}; \
+         a new authority key is taken only at start-up"
+    )]
+    OtherAuthority { running: String, offered: String },
+    #[error(
+        "the catalog is dated {offered} (version {offered_version}), not after the running \
+         one's {running} (version {running_version}); an older or same-day catalog is taken \
+         only at start-up"
+    )]
+    NotNewer {
+        running: time::Date,
+        running_version: String,
+        offered: time::Date,
+        offered_version: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

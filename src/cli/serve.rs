@@ -111,15 +111,18 @@ pub fn reload(config_path: &Path, node: &RunningNode) {
             "reload refused; keeping the running TLS material"
         ),
     }
-    match loaded.catalog() {
-        Ok(catalog) => {
-            tracing::info!(
-                version = %catalog.catalog().version,
-                sha256 = %catalog.digest_hex(),
-                "reloaded catalog"
-            );
-            node.state().replace_catalog(catalog);
-        }
+    let catalog = loaded
+        .catalog()
+        .map_err(|e| e.to_string())
+        .and_then(|catalog| {
+            let (version, sha256) = (catalog.catalog().version.clone(), catalog.digest_hex());
+            node.state()
+                .replace_catalog(catalog)
+                .map(|()| (version, sha256))
+                .map_err(|e| e.to_string())
+        });
+    match catalog {
+        Ok((version, sha256)) => tracing::info!(%version, %sha256, "reloaded catalog"),
         Err(error) => tracing::error!(
             %error,
             "catalog reload refused; keeping the running catalog"
