@@ -97,13 +97,21 @@ pub struct ServerMaterial {
     pub trust: Vec<TrustDomainMaterial>,
 }
 
+/// The node's TLS server side: the rustls config for new connections, and the client verifier
+/// it holds, kept so that open connections can be checked again when the material changes.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub verifier: Arc<SpiffeClientVerifier>,
+}
+
 /// Builds the node's server config: TLS 1.3, ring, HTTP/2, client certificates verified per
 /// trust domain.
-pub fn server_config(material: ServerMaterial) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub fn server_tls(material: ServerMaterial) -> Result<ServerTls, TlsError> {
     let verifier = Arc::new(SpiffeClientVerifier::new(&material.trust)?);
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(verifier.clone())
         .with_single_cert(material.chain, material.key)?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     // No session resumption: a resumed TLS 1.3 session reuses the certificate checked when the
@@ -112,7 +120,24 @@ pub fn server_config(material: ServerMaterial) -> Result<Arc<rustls::ServerConfi
     // handshake; connections are long-lived HTTP/2, so this costs a handshake per connection.
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
-    Ok(Arc::new(config))
+    Ok(ServerTls {
+        config: Arc::new(config),
+        verifier,
+    })
+}
+
+/// Verifies the certificate chain a connection was accepted with (`peer`, leaf first) again,
+/// by `verifier` as of now: after a reload, its CRLs or trust bundles may refuse it.
+pub fn still_trusted(
+    verifier: &SpiffeClientVerifier,
+    peer: &[CertificateDer<'_>],
+) -> Result<(), rustls::Error> {
+    let (leaf, intermediates) = peer
+        .split_first()
+        .ok_or(rustls::Error::NoCertificatesPresented)?;
+    verifier
+        .verify_client_cert(leaf, intermediates, UnixTime::now())
+        .map(drop)
 }
 
 /// Builds a client config: TLS 1.3, ring, HTTP/2, our certificate, and the server verified

@@ -419,3 +419,59 @@ async fn a_certificate_that_expires_on_an_open_connection_is_refused_from_then_o
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
     node.shutdown().await;
 }
+
+/// Revoking a certificate and reloading cuts it off on the connection it already has open, not
+/// only on new ones: the next call on that connection is not answered, and reconnecting is
+/// refused for the revocation.
+#[tokio::test]
+async fn a_certificate_revoked_while_connected_is_cut_off_at_the_reload() {
+    let pki = TestPki::new();
+    let config_path = pki.write_config(REGION_A);
+    let node = common::start_from_config(&config_path).await;
+    let (cert, key) = pki.identity(REGION_A, Kind::Dept, "court");
+    let channel = client::connect(&common::endpoint(&node), pki.client_tls(&cert, &key))
+        .await
+        .expect("court connects");
+    let mut api = CreditQueryClient::new(channel);
+    api.who_am_i(proto::WhoAmIRequest {})
+        .await
+        .expect("court before revocation");
+    // Another caller's open connection is unaffected by the reload.
+    let (tax_cert, tax_key) = pki.identity(REGION_A, Kind::Dept, "tax");
+    let tax = client::connect(
+        &common::endpoint(&node),
+        pki.client_tls(&tax_cert, &tax_key),
+    )
+    .await
+    .expect("tax connects");
+    let mut tax = CreditQueryClient::new(tax);
+
+    credit_node::pki::revoke(&pki.layout, REGION_A, &cert).expect("revoke");
+    let loaded = credit_node::config::LoadedConfig::load(&config_path).expect("config");
+    node.tls()
+        .reload(loaded.tls_material().expect("material"))
+        .expect("reload");
+
+    // No call is answered any more. The first fails with the closed connection; the channel
+    // then reconnects, and the handshake says why it is refused.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let status = api
+            .who_am_i(proto::WhoAmIRequest {})
+            .await
+            .expect_err("nothing answered after the reload");
+        let revoked = format!("{status:?}").contains("CertificateRevoked");
+        statuses.push(status);
+        if revoked {
+            break;
+        }
+    }
+    assert!(
+        statuses.len() > 1 && statuses.len() < 5,
+        "the open connection is cut, then the revocation is the reason: {statuses:?}"
+    );
+    tax.who_am_i(proto::WhoAmIRequest {})
+        .await
+        .expect("a caller still trusted keeps its connection");
+    node.shutdown().await;
+}

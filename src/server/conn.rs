@@ -1,5 +1,10 @@
 //! Accepted connections: TLS terminated by us (not by tonic), so the verified peer certificate is
 //! turned into a typed [`Caller`] exactly once per connection and handed to every request on it.
+//!
+//! A connection can outlive the trust it was accepted under: when the TLS material is reloaded
+//! (a new CRL, a trust bundle removed), the next read on every open connection first verifies
+//! its client's certificate again with the new verifier, and a connection that fails is closed
+//! before another request is read from it. The check costs one atomic load per read otherwise.
 
 use std::{
     io,
@@ -12,12 +17,15 @@ use std::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
-    sync::OwnedSemaphorePermit,
+    sync::{OwnedSemaphorePermit, watch},
 };
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
-use crate::identity::Caller;
+use crate::{
+    identity::Caller,
+    tls::{self, ServerTls},
+};
 
 /// What tonic puts into each request's extensions: the caller proven by the handshake.
 #[derive(Clone, Debug)]
@@ -32,15 +40,41 @@ pub struct TlsConnection {
     inner: TlsStream<TcpStream>,
     info: PeerInfo,
     _permit: OwnedSemaphorePermit,
+    /// The node's current TLS material, changed by reloads.
+    trust: watch::Receiver<ServerTls>,
+    /// Set once the client's certificate failed a check after a reload: nothing more is read.
+    refused: bool,
 }
 
 impl TlsConnection {
-    pub fn new(inner: TlsStream<TcpStream>, info: PeerInfo, permit: OwnedSemaphorePermit) -> Self {
+    pub fn new(
+        inner: TlsStream<TcpStream>,
+        info: PeerInfo,
+        permit: OwnedSemaphorePermit,
+        trust: watch::Receiver<ServerTls>,
+    ) -> Self {
         Self {
             inner,
             info,
             _permit: permit,
+            trust,
+            refused: false,
         }
+    }
+
+    /// After a reload, whether the client's certificate still verifies; `refused` sticks.
+    fn still_trusted(&mut self) -> bool {
+        // A closed channel (the node shutting down) is no reload.
+        if !self.refused && self.trust.has_changed().unwrap_or(false) {
+            let verifier = self.trust.borrow_and_update().verifier.clone();
+            let peer = self.inner.get_ref().1.peer_certificates().unwrap_or(&[]);
+            if let Err(error) = tls::still_trusted(&verifier, peer) {
+                tracing::warn!(caller = %self.info.caller.spiffe_id, remote = %self.info.remote,
+                    %error, "open connection closed: its client certificate is refused after the reload");
+                self.refused = true;
+            }
+        }
+        !self.refused
     }
 }
 
@@ -58,6 +92,12 @@ impl AsyncRead for TlsConnection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.still_trusted() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the client certificate is no longer trusted",
+            )));
+        }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }

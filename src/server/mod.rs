@@ -7,11 +7,7 @@
 
 mod conn;
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, RwLock},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{
     net::TcpListener,
@@ -40,7 +36,7 @@ use crate::{
     },
     state::{NodeParts, NodeState},
     store::Store,
-    tls::{self, ServerMaterial, TlsError},
+    tls::{self, ServerMaterial, ServerTls, TlsError},
 };
 
 /// What a node needs to start; built from a config file by `serve`, or directly by tests.
@@ -71,37 +67,34 @@ pub enum StartError {
     },
 }
 
-/// The swappable TLS server config. Read once per accepted connection, written on reload;
-/// connections already established keep the config they were accepted with.
+/// The swappable TLS server side. Read once per accepted connection, written on reload. New
+/// connections are accepted with the new config; open ones are told of it and check their
+/// client's certificate against its verifier before they read another byte
+/// ([`conn::TlsConnection`]), so a certificate revoked by the reload is cut off there too.
 #[derive(Clone)]
 pub struct TlsReloader {
-    current: Arc<RwLock<Arc<rustls::ServerConfig>>>,
+    current: Arc<watch::Sender<ServerTls>>,
 }
 
 impl TlsReloader {
-    fn new(config: Arc<rustls::ServerConfig>) -> Self {
+    fn new(tls: ServerTls) -> Self {
         Self {
-            current: Arc::new(RwLock::new(config)),
+            current: Arc::new(watch::Sender::new(tls)),
         }
     }
 
-    fn acceptor(&self) -> TlsAcceptor {
-        let config = match self.current.read() {
-            Ok(guard) => guard.clone(),
-            // A panic while holding the lock cannot leave a half-written Arc: use it.
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        TlsAcceptor::from(config)
+    /// An acceptor for the next connection, and how that connection hears of reloads. Subscribed
+    /// first: a reload between the two is then seen by the connection, never missed.
+    fn acceptor(&self) -> (TlsAcceptor, watch::Receiver<ServerTls>) {
+        let trust = self.current.subscribe();
+        let config = self.current.borrow().config.clone();
+        (TlsAcceptor::from(config), trust)
     }
 
     /// Builds a new server config from fresh material and swaps it in. On any error the
     /// running config stays, and the error says why.
     pub fn reload(&self, material: ServerMaterial) -> Result<(), TlsError> {
-        let config = tls::server_config(material)?;
-        match self.current.write() {
-            Ok(mut guard) => *guard = config,
-            Err(poisoned) => *poisoned.into_inner() = config,
-        }
+        self.current.send_replace(tls::server_tls(material)?);
         Ok(())
     }
 }
@@ -126,7 +119,7 @@ impl RunningNode {
             .ok_or_else(|| StartError::NodeIdentity("empty certificate chain".into()))?;
         let node_id =
             tls::spiffe_id_of(node_cert).map_err(|e| StartError::NodeIdentity(e.to_string()))?;
-        let tls = TlsReloader::new(tls::server_config(settings.tls)?);
+        let tls = TlsReloader::new(tls::server_tls(settings.tls)?);
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -313,7 +306,7 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let acceptor = tls.acceptor();
+        let (acceptor, trust) = tls.acceptor();
         let conns = conns.clone();
         tokio::spawn(async move {
             let handshake = acceptor.accept(stream).into_fallible();
@@ -353,7 +346,7 @@ async fn accept_loop(
                 remote,
             };
             let _ = conns
-                .send(Ok(TlsConnection::new(tls_stream, info, permit)))
+                .send(Ok(TlsConnection::new(tls_stream, info, permit, trust)))
                 .await;
         });
     }
