@@ -44,6 +44,12 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("{0}")]
     Identity(#[from] IdentityError),
+    /// A reload offered a certificate of another identity: the node's identity is fixed at
+    /// start-up (its ledger entries, grants and quotas are the running identity's).
+    #[error(
+        "the new node certificate is {offered}, but this node is {running}; a node's identity changes only with a restart"
+    )]
+    OtherNode { running: String, offered: String },
 }
 
 fn file_err(path: &Path, reason: impl fmt::Display) -> TlsError {
@@ -255,7 +261,10 @@ impl SpiffeClientVerifier {
             }
             let mut builder =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider());
-            if !material.crls.is_empty() {
+            if material.crls.is_empty() {
+                tracing::warn!(trust_domain = %material.domain,
+                    "no CRLs configured for this trust domain: its revoked certificates are accepted");
+            } else {
                 // A CRL past its nextUpdate no longer proves that a certificate is not revoked.
                 builder = builder
                     .with_crls(material.crls.iter().cloned())

@@ -475,3 +475,42 @@ async fn a_certificate_revoked_while_connected_is_cut_off_at_the_reload() {
         .expect("a caller still trusted keeps its connection");
     node.shutdown().await;
 }
+
+/// The node's identity is fixed at start-up: a reload that offers another identity's
+/// certificate is refused, and the node goes on serving as itself.
+#[tokio::test]
+async fn a_reload_cannot_change_the_nodes_identity() {
+    let pki = TestPki::new();
+    let config_path = pki.write_config(REGION_A);
+    let node = common::start_from_config(&config_path).await;
+    let (samr_cert, samr_key) = pki.identity(REGION_A, Kind::Dept, "samr");
+    let (tax_cert, tax_key) = pki.identity(REGION_A, Kind::Dept, "tax");
+    let text = std::fs::read_to_string(&config_path).expect("config");
+    let other = text
+        .replace(
+            &samr_cert.display().to_string(),
+            &tax_cert.display().to_string(),
+        )
+        .replace(
+            &samr_key.display().to_string(),
+            &tax_key.display().to_string(),
+        );
+    assert_ne!(other, text);
+    std::fs::write(&config_path, other).expect("config");
+    let loaded = credit_node::config::LoadedConfig::load(&config_path).expect("config");
+    let err = node
+        .tls()
+        .reload(loaded.tls_material().expect("material"))
+        .expect_err("another identity's certificate");
+    assert!(
+        err.to_string().contains(
+            "is spiffe://region-a.credit.test/dept/tax, but this node is spiffe://region-a.credit.test/dept/samr"
+        ),
+        "{err}"
+    );
+    let who = whoami_as(&pki, &node, &tax_cert, &tax_key)
+        .await
+        .expect("still serving");
+    assert_eq!(who.node, "spiffe://region-a.credit.test/dept/samr");
+    node.shutdown().await;
+}

@@ -74,12 +74,14 @@ pub enum StartError {
 #[derive(Clone)]
 pub struct TlsReloader {
     current: Arc<watch::Sender<ServerTls>>,
+    node_id: SpiffeId,
 }
 
 impl TlsReloader {
-    fn new(tls: ServerTls) -> Self {
+    fn new(tls: ServerTls, node_id: SpiffeId) -> Self {
         Self {
             current: Arc::new(watch::Sender::new(tls)),
+            node_id,
         }
     }
 
@@ -94,6 +96,17 @@ impl TlsReloader {
     /// Builds a new server config from fresh material and swaps it in. On any error the
     /// running config stays, and the error says why.
     pub fn reload(&self, material: ServerMaterial) -> Result<(), TlsError> {
+        let leaf = material
+            .chain
+            .first()
+            .ok_or(rustls::Error::NoCertificatesPresented)?;
+        let offered = tls::spiffe_id_of(leaf)?;
+        if offered != self.node_id {
+            return Err(TlsError::OtherNode {
+                running: self.node_id.to_string(),
+                offered: offered.to_string(),
+            });
+        }
         self.current.send_replace(tls::server_tls(material)?);
         Ok(())
     }
@@ -119,7 +132,7 @@ impl RunningNode {
             .ok_or_else(|| StartError::NodeIdentity("empty certificate chain".into()))?;
         let node_id =
             tls::spiffe_id_of(node_cert).map_err(|e| StartError::NodeIdentity(e.to_string()))?;
-        let tls = TlsReloader::new(tls::server_tls(settings.tls)?);
+        let tls = TlsReloader::new(tls::server_tls(settings.tls)?, node_id.clone());
         let listener =
             TcpListener::bind(settings.listen)
                 .await
