@@ -336,6 +336,37 @@ async fn empty_ledger_verifies_and_has_nothing_to_sign() {
     }
 }
 
+/// A node started with another ledger key (a replica's, a key replaced by mistake) refuses to
+/// extend a log whose tree heads that key did not sign, rather than leave a ledger no single
+/// public key verifies. The rightful key still opens it.
+#[tokio::test]
+async fn a_ledger_is_not_extended_under_another_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let ledger = open(&store, 10).await;
+        append_sequentially(&ledger, 3).await;
+        ledger.shutdown().await;
+        let refused = Ledger::open(
+            store.clone(),
+            key(2),
+            settings(10, 1024),
+            TestClock::new().f(),
+        )
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{engine}: opened under another key"));
+        assert!(
+            matches!(refused, LedgerError::ForeignKey(_))
+                && refused.to_string().contains("ledger.signing_key"),
+            "{engine}: {refused}"
+        );
+        assert_eq!(verify(&store).await.unwrap().entries, 3, "{engine}");
+        let reopened = open(&store, 10).await;
+        assert_eq!(reopened.append(entry(3)).await.unwrap().seq, 3, "{engine}");
+        reopened.shutdown().await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tamper detection: a log of 20 entries with tree heads at 1 (the first batch: no head yet),
 // 6, 11, 16 and 20 (shutdown), then one change.

@@ -144,7 +144,9 @@ const CORRUPT: &str =
 /// asked, so an out-of-range error here is a race with nothing worse to say than the error.
 fn ledger_status(e: LedgerError) -> Status {
     match e {
-        LedgerError::Corrupt(_) | LedgerError::Proof(ProofError::MissingNode { .. }) => {
+        LedgerError::Corrupt(_)
+        | LedgerError::ForeignKey(_)
+        | LedgerError::Proof(ProofError::MissingNode { .. }) => {
             tracing::error!(error = %e, "stored ledger is inconsistent");
             Status::data_loss(CORRUPT)
         }

@@ -102,6 +102,14 @@ pub enum LedgerError {
     Empty,
     #[error("invalid ledger settings: {0}")]
     Settings(&'static str),
+    /// The newest stored tree head does not verify with this node's key: another replica's
+    /// key, a key replaced by mistake, or a forged head. Extending the log under another key
+    /// would leave a ledger no single public key verifies.
+    #[error(
+        "the ledger's latest tree head does not verify with ledger.signing_key ({0}); \
+         the node does not extend a log it cannot sign consistently"
+    )]
+    ForeignKey(String),
 }
 
 impl LedgerError {
@@ -225,6 +233,10 @@ impl Ledger {
             next_head.clone(),
         );
         writer.load().await?;
+        if let Some(head) = latest_sth(&store).await? {
+            head.verify(&public_key)
+                .map_err(|e| LedgerError::ForeignKey(e.to_string()))?;
+        }
         // Bounded: when the database stalls, appenders wait here rather than pile up memory.
         let (commands, rx) = mpsc::channel(settings.max_batch.saturating_mul(4).max(64));
         tokio::spawn(writer.run(rx));
