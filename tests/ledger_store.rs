@@ -799,6 +799,60 @@ async fn appends_fail_closed_when_the_database_is_gone() {
 // ---------------------------------------------------------------------------------------------
 // Replicas: two ledgers (two pools, as two node processes would have) over one database.
 
+/// One replica's clock runs a day ahead and signs a tree head with its date. A replica whose
+/// clock is right still signs its entries once its interval is up by its own clock, by the
+/// timer on a quiet node and with the next batch on a busy one, instead of waiting a day.
+#[tokio::test]
+async fn a_replica_whose_clock_runs_ahead_does_not_hold_back_the_others_tree_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut urls = vec![(
+        "sqlite",
+        format!("sqlite://{}", dir.path().join("shared.db").display()),
+    )];
+    if let Some(url) = common::postgres_url().await {
+        urls.push(("postgres", url));
+    }
+    const DAY: i64 = 86_400_000;
+    for (engine, url) in urls {
+        let (right, ahead) = (TestClock::new(), TestClock::new());
+        ahead.advance(DAY);
+        let open = |clock: &TestClock| {
+            let (url, clock) = (url.clone(), clock.clone());
+            async move {
+                let store = Store::open(&url).await.unwrap();
+                let settings = LedgerSettings {
+                    sth_interval_ms: 20,
+                    ..settings(1000, 64)
+                };
+                Ledger::open(store, key(1), settings, clock.f())
+                    .await
+                    .unwrap()
+            }
+        };
+        let (la, lb) = (open(&right).await, open(&ahead).await);
+        lb.append(entry(0)).await.unwrap();
+        let first = lb.latest_sth().await.unwrap().unwrap();
+        assert_eq!(first.head.timestamp_ms, T0 + DAY, "{engine}");
+
+        // Quiet: the right replica's timer signs its tail 20 ms after it saw that head.
+        la.append(entry(1)).await.unwrap();
+        assert_eq!(la.next_tree_head_due_ms(), Some(T0 + 20), "{engine}");
+        right.advance(20);
+        until_signed(&la, 2, engine).await;
+
+        // Busy: 20 ms later by its clock, its next batch carries a tree head.
+        la.append(entry(2)).await.unwrap();
+        right.advance(20);
+        la.append(entry(3)).await.unwrap();
+        let latest = la.latest_sth().await.unwrap().unwrap();
+        assert_eq!(latest.head.tree_size, 4, "{engine}");
+        // Never back in time: the heads keep the date the clock ahead gave them.
+        assert_eq!(latest.head.timestamp_ms, T0 + DAY, "{engine}");
+        la.shutdown().await;
+        lb.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn two_replicas_over_one_database_yield_one_verifiable_log() {
     let dir = tempfile::tempdir().unwrap();

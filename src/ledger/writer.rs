@@ -92,6 +92,9 @@ pub(super) struct Writer {
     /// Timer signings failed in a row: the retry backs off, so an outage of an hour is not
     /// thousands of attempts and log lines.
     sign_failures: u32,
+    /// The newest tree head this writer has seen (its size) and when, by this writer's clock,
+    /// it first saw it: see [`Writer::signed_at`].
+    head_seen: Option<(u64, i64)>,
     /// Shared with the [`super::store::Ledger`]: the writer stamps when each batch was durable.
     waits: Arc<Waits>,
     /// Where `sign_at`'s due time is published for [`super::store::Ledger`].
@@ -159,6 +162,7 @@ impl Writer {
             unflushed: (store.engine() == Engine::Sqlite).then(Unflushed::default),
             sign_at: None,
             sign_failures: 0,
+            head_seen: None,
             waits,
             next_head,
             store,
@@ -185,11 +189,37 @@ impl Writer {
     /// Sets the tree-head timer for a log of `size` entries whose last head, signed at
     /// `sth_ms`, covers `sth_size`; clears it when nothing is unsigned.
     fn arm_sign_timer(&mut self, size: u64, sth_size: u64, sth_ms: i64) {
+        let now = (self.clock)();
+        let signed_at = self.signed_at(sth_size, sth_ms, now);
         self.sign_at = if sth_size < size {
-            sign_timer((self.clock)(), sth_ms.saturating_add(self.interval_ms()))
+            sign_timer(now, signed_at.saturating_add(self.interval_ms()))
         } else {
             None
         };
+    }
+
+    /// When, by this writer's clock, the tree head covering `sth_size` (dated `sth_ms`) counts
+    /// as signed: its date, or the moment this writer first saw it if that is earlier. A head
+    /// is dated by the clock of the replica that signed it, and heads never go back in time;
+    /// so one replica whose clock ran a day ahead would otherwise hold every other replica's
+    /// time-based signing back by a day, leaving a quiet node's tail unsigned.
+    fn signed_at(&mut self, sth_size: u64, sth_ms: i64, now: i64) -> i64 {
+        let seen = match self.head_seen {
+            Some((size, at)) if size == sth_size => at,
+            _ => {
+                if sth_ms > now.saturating_add(SKEW_TOLERANCE_MS) {
+                    tracing::warn!(
+                        tree_size = sth_size,
+                        ahead_ms = sth_ms - now,
+                        "ledger: the latest tree head is dated ahead of this replica's clock; \
+                         tree heads keep that date until the clocks agree"
+                    );
+                }
+                self.head_seen = Some((sth_size, now));
+                now
+            }
+        };
+        sth_ms.min(seen)
     }
 
     /// The tree-head interval, in the ledger clock's milliseconds.
@@ -536,7 +566,8 @@ impl Writer {
         let due = unsigned > 0
             && (force
                 || unsigned >= self.settings.sth_every_entries
-                || now.saturating_sub(head.sth_timestamp_ms) >= self.interval_ms());
+                || now.saturating_sub(self.signed_at(head.sth_size, head.sth_timestamp_ms, now))
+                    >= self.interval_ms());
         let sth = if due {
             // Never back in time, even if this replica's clock is behind the last signer's.
             let head_ = TreeHead {
@@ -613,6 +644,9 @@ impl Writer {
         Ok(Attempt::Committed(Committed { receipts, sth }))
     }
 }
+
+/// How far ahead of this replica's clock a tree head may be dated before it is warned about.
+const SKEW_TOLERANCE_MS: i64 = 1_000;
 
 /// The writer's tree-head timer for `due_ms` by the ledger's clock, which now reads `now_ms`;
 /// `None` when it is too far ahead to schedule (a tree head then comes with the next entries).
