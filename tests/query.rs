@@ -857,6 +857,95 @@ async fn administration_is_on_record_before_it_takes_effect() {
     f.node.shutdown().await;
 }
 
+/// A restoration that ingest would refuse in a row is refused over the RPC too, naming the
+/// field: a record of an item the catalog makes not restorable (`registration`), and a
+/// restoration dated before the record's decision. Nothing changes: both records are still
+/// shared, and the ledger holds no restoration that did not happen.
+#[tokio::test]
+async fn restorations_the_catalog_or_the_record_does_not_allow_are_refused() {
+    use credit_node::proto::ledger_review_client::LedgerReviewClient;
+    let f = fixture().await;
+    let registrations = || async {
+        let asked = ask(&f.subject, "registration", "tax-administration");
+        let r = query_as(&f.pki, &f.node, REGION_A, "tax", asked)
+            .await
+            .unwrap();
+        r.result.unwrap().records
+    };
+    let registration = registrations().await[0].record_id.clone();
+    let decided_in_may = |records: &[proto::RecordView]| {
+        records
+            .iter()
+            .find(|r| field_value(r, "decision_no") == "浙市监罚〔2026〕1号")
+            .map(|r| r.record_id.clone())
+    };
+    let penalty = decided_in_may(&penalties(&f).await).unwrap(); // decided 2026-05-01
+
+    let mut admin = admin_as(&f.pki, &f.node, REGION_A, Kind::Operator, "admin").await;
+    for (record_id, restored_on, expected) in [
+        (
+            &registration,
+            "2026-11-01",
+            "record_id: item \"registration\" is not restorable",
+        ),
+        (
+            &penalty,
+            "2026-04-30",
+            "restored_on: before 2026-05-01, the record's decision date",
+        ),
+    ] {
+        let status = admin
+            .restore_record(proto::RestoreRecordRequest {
+                record_id: record_id.clone(),
+                restored_on: restored_on.into(),
+                basis: "信用修复决定〔2026〕9号".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(status.message(), expected);
+    }
+
+    assert_eq!(registrations().await.len(), 1, "the registration is shared");
+    assert_eq!(
+        decided_in_may(&penalties(&f).await),
+        Some(penalty.clone()),
+        "the penalty is shared"
+    );
+    let mut officer =
+        LedgerReviewClient::new(channel(&f.pki, &f.node, REGION_A, Kind::Officer, "auditor").await);
+    let actions: Vec<String> = officer
+        .list_entries(proto::ListEntriesRequest {
+            outcome: proto::EntryOutcome::Administration.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .into_iter()
+        .map(|e| e.administration_action)
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["ingest_records"],
+        "no refused restoration on record"
+    );
+
+    // Restored from its decision date on, the same penalty is restored: the check is the
+    // decision date, nothing stricter.
+    admin
+        .restore_record(proto::RestoreRecordRequest {
+            record_id: penalty.clone(),
+            restored_on: "2026-05-01".into(),
+            basis: "信用修复决定〔2026〕9号".into(),
+        })
+        .await
+        .expect("a restoration from the decision date");
+    assert_eq!(decided_in_may(&penalties(&f).await), None);
+    f.node.shutdown().await;
+}
+
 /// The database goes down under a running node (PostgreSQL refuses connections, and those open
 /// are cut): queries get UNAVAILABLE and no record data, the node keeps serving what needs no
 /// database, and answers again once the database is back, its ledger whole.
