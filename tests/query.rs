@@ -462,6 +462,73 @@ async fn malformed_requests_are_refused_naming_the_field_and_the_node_keeps_serv
     f.node.shutdown().await;
 }
 
+/// An item selected twice is refused naming the repeat, and recorded as an invalid request:
+/// no record is sent, and the ledger holds no field as granted.
+#[tokio::test]
+async fn an_item_selected_twice_is_refused_and_nothing_is_disclosed() {
+    use credit_node::proto::ledger_review_client::LedgerReviewClient;
+    let f = fixture().await;
+    let select = |fields: &[&str]| proto::ItemSelection {
+        item: "admin-penalty".into(),
+        fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+    };
+    let twice = proto::QueryRequest {
+        items: vec![
+            select(&["amount"]),
+            selecting("registration", 1),
+            select(&["decision_no"]),
+        ],
+        ..ask(&f.subject, "admin-penalty", "public-procurement")
+    };
+    let status = query_as(&f.pki, &f.node, REGION_A, "tax", twice)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("items[2].item: \"admin-penalty\" is already selected by items[0]"),
+        "{}",
+        status.message()
+    );
+    assert!(!format!("{status:?}").contains("浙市监罚"), "{status:?}");
+
+    let mut officer =
+        LedgerReviewClient::new(channel(&f.pki, &f.node, REGION_A, Kind::Officer, "auditor").await);
+    let entries = officer
+        .list_entries(proto::ListEntriesRequest {
+            caller: "spiffe://region-a.credit.test/dept/tax".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+    assert_eq!(entry.outcome, i32::from(proto::EntryOutcome::Invalid));
+    assert!(
+        entry.reason.starts_with("items[2].item: "),
+        "{}",
+        entry.reason
+    );
+    assert!(entry.decisions.is_empty(), "nothing granted: {entry:?}");
+    assert_eq!(entry.response_sha256, vec![0; 32], "nothing sent");
+
+    // Selected once with both fields, the penalties are answered once each.
+    let once = proto::QueryRequest {
+        items: vec![select(&["amount", "decision_no"])],
+        ..ask(&f.subject, "admin-penalty", "public-procurement")
+    };
+    let answer = query_as(&f.pki, &f.node, REGION_A, "tax", once)
+        .await
+        .unwrap();
+    let records = &answer.result.as_ref().unwrap().records;
+    assert_eq!(records.len(), 2, "{answer:?}");
+    assert!(records.iter().all(|r| r.fields.len() == 2), "{answer:?}");
+    f.node.shutdown().await;
+}
+
 #[tokio::test]
 async fn only_this_departments_operators_reach_administration() {
     let f = fixture().await;

@@ -158,6 +158,16 @@ pub fn selection(
                     "items[{i}].item: required, at most {MAX_TEXT} bytes"
                 )));
             }
+            // One selection per item: the policy decides each selection and the answer joins
+            // records to them by item, so a repeat returned every record once more and recorded
+            // fields as granted that were never sent. Its fields belong in the first selection.
+            if let Some(j) = items[..i].iter().position(|s| s.item == sel.item) {
+                return Err(Status::invalid_argument(format!(
+                    "items[{i}].item: {:?} is already selected by items[{j}]; select an item \
+                     once, with all the fields wanted",
+                    sel.item
+                )));
+            }
             if sel.fields.len() > MAX_FIELDS {
                 return Err(Status::invalid_argument(format!(
                     "items[{i}].fields: more than {MAX_FIELDS} fields"
