@@ -390,6 +390,14 @@ async fn malformed_requests_are_refused_naming_the_field_and_the_node_keeps_serv
             },
             "items: more than 256 fields in all",
         ),
+        (
+            // A subject type this node does not know is not read as "unspecified".
+            proto::QueryRequest {
+                subject_type: 7,
+                ..ask(&f.subject, "registration", "tax-administration")
+            },
+            "subject_type: unknown value 7",
+        ),
     ] {
         let status = query_as(&f.pki, &f.node, REGION_A, "tax", request)
             .await
@@ -419,6 +427,25 @@ async fn malformed_requests_are_refused_naming_the_field_and_the_node_keeps_serv
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
         status.message().starts_with("subjects[2]: "),
+        "{}",
+        status.message()
+    );
+
+    let status = client
+        .batch_query(proto::BatchQueryRequest {
+            subjects: vec![f.subject.clone()],
+            subject_type: 3,
+            items: vec![],
+            purpose: "tax-administration".into(),
+            basis_reference: "case 1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .starts_with("subject_type: unknown value 3"),
         "{}",
         status.message()
     );

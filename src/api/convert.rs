@@ -85,6 +85,18 @@ const MAX_FIELDS: usize = 64;
 const MAX_SELECTED: usize = 256;
 const MAX_TEXT: usize = 200;
 
+/// The request's `subject_type`. prost keeps an enum field as its number and its getter reads
+/// an unknown number as `Unspecified` ("tell by shape"), which would answer a client whose
+/// type this node does not know as if it had named none: refused instead.
+pub fn subject_type(value: i32) -> Result<proto::SubjectType, tonic::Status> {
+    proto::SubjectType::try_from(value).map_err(|_| {
+        tonic::Status::invalid_argument(format!(
+            "subject_type: unknown value {value} (0 unspecified, 1 legal person, 2 natural \
+             person)"
+        ))
+    })
+}
+
 /// Validates and canonicalises a query's subject; the message names the field and says what is
 /// wrong (length, character, check character expected vs found).
 pub fn subject(
