@@ -390,6 +390,14 @@ async fn malformed_requests_are_refused_naming_the_field_and_the_node_keeps_serv
             },
             "items: more than 256 fields in all",
         ),
+        (
+            // A subject type this node does not know is not read as "unspecified".
+            proto::QueryRequest {
+                subject_type: 7,
+                ..ask(&f.subject, "registration", "tax-administration")
+            },
+            "subject_type: unknown value 7",
+        ),
     ] {
         let status = query_as(&f.pki, &f.node, REGION_A, "tax", request)
             .await
@@ -419,6 +427,25 @@ async fn malformed_requests_are_refused_naming_the_field_and_the_node_keeps_serv
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
         status.message().starts_with("subjects[2]: "),
+        "{}",
+        status.message()
+    );
+
+    let status = client
+        .batch_query(proto::BatchQueryRequest {
+            subjects: vec![f.subject.clone()],
+            subject_type: 3,
+            items: vec![],
+            purpose: "tax-administration".into(),
+            basis_reference: "case 1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .starts_with("subject_type: unknown value 3"),
         "{}",
         status.message()
     );
@@ -459,6 +486,73 @@ async fn malformed_requests_are_refused_naming_the_field_and_the_node_keeps_serv
         ok.answers[1].result.as_ref().unwrap().records.is_empty(),
         "unknown subject: no records"
     );
+    f.node.shutdown().await;
+}
+
+/// An item selected twice is refused naming the repeat, and recorded as an invalid request:
+/// no record is sent, and the ledger holds no field as granted.
+#[tokio::test]
+async fn an_item_selected_twice_is_refused_and_nothing_is_disclosed() {
+    use credit_node::proto::ledger_review_client::LedgerReviewClient;
+    let f = fixture().await;
+    let select = |fields: &[&str]| proto::ItemSelection {
+        item: "admin-penalty".into(),
+        fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+    };
+    let twice = proto::QueryRequest {
+        items: vec![
+            select(&["amount"]),
+            selecting("registration", 1),
+            select(&["decision_no"]),
+        ],
+        ..ask(&f.subject, "admin-penalty", "public-procurement")
+    };
+    let status = query_as(&f.pki, &f.node, REGION_A, "tax", twice)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("items[2].item: \"admin-penalty\" is already selected by items[0]"),
+        "{}",
+        status.message()
+    );
+    assert!(!format!("{status:?}").contains("浙市监罚"), "{status:?}");
+
+    let mut officer =
+        LedgerReviewClient::new(channel(&f.pki, &f.node, REGION_A, Kind::Officer, "auditor").await);
+    let entries = officer
+        .list_entries(proto::ListEntriesRequest {
+            caller: "spiffe://region-a.credit.test/dept/tax".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+    assert_eq!(entry.outcome, i32::from(proto::EntryOutcome::Invalid));
+    assert!(
+        entry.reason.starts_with("items[2].item: "),
+        "{}",
+        entry.reason
+    );
+    assert!(entry.decisions.is_empty(), "nothing granted: {entry:?}");
+    assert_eq!(entry.response_sha256, vec![0; 32], "nothing sent");
+
+    // Selected once with both fields, the penalties are answered once each.
+    let once = proto::QueryRequest {
+        items: vec![select(&["amount", "decision_no"])],
+        ..ask(&f.subject, "admin-penalty", "public-procurement")
+    };
+    let answer = query_as(&f.pki, &f.node, REGION_A, "tax", once)
+        .await
+        .unwrap();
+    let records = &answer.result.as_ref().unwrap().records;
+    assert_eq!(records.len(), 2, "{answer:?}");
+    assert!(records.iter().all(|r| r.fields.len() == 2), "{answer:?}");
     f.node.shutdown().await;
 }
 
@@ -859,6 +953,95 @@ async fn administration_is_on_record_before_it_takes_effect() {
         !registration_found(&f, 12).await,
         "the unrecorded ingest wrote nothing"
     );
+    f.node.shutdown().await;
+}
+
+/// A restoration that ingest would refuse in a row is refused over the RPC too, naming the
+/// field: a record of an item the catalog makes not restorable (`registration`), and a
+/// restoration dated before the record's decision. Nothing changes: both records are still
+/// shared, and the ledger holds no restoration that did not happen.
+#[tokio::test]
+async fn restorations_the_catalog_or_the_record_does_not_allow_are_refused() {
+    use credit_node::proto::ledger_review_client::LedgerReviewClient;
+    let f = fixture().await;
+    let registrations = || async {
+        let asked = ask(&f.subject, "registration", "tax-administration");
+        let r = query_as(&f.pki, &f.node, REGION_A, "tax", asked)
+            .await
+            .unwrap();
+        r.result.unwrap().records
+    };
+    let registration = registrations().await[0].record_id.clone();
+    let decided_in_may = |records: &[proto::RecordView]| {
+        records
+            .iter()
+            .find(|r| field_value(r, "decision_no") == "浙市监罚〔2026〕1号")
+            .map(|r| r.record_id.clone())
+    };
+    let penalty = decided_in_may(&penalties(&f).await).unwrap(); // decided 2026-05-01
+
+    let mut admin = admin_as(&f.pki, &f.node, REGION_A, Kind::Operator, "admin").await;
+    for (record_id, restored_on, expected) in [
+        (
+            &registration,
+            "2026-11-01",
+            "record_id: item \"registration\" is not restorable",
+        ),
+        (
+            &penalty,
+            "2026-04-30",
+            "restored_on: before 2026-05-01, the record's decision date",
+        ),
+    ] {
+        let status = admin
+            .restore_record(proto::RestoreRecordRequest {
+                record_id: record_id.clone(),
+                restored_on: restored_on.into(),
+                basis: "信用修复决定〔2026〕9号".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(status.message(), expected);
+    }
+
+    assert_eq!(registrations().await.len(), 1, "the registration is shared");
+    assert_eq!(
+        decided_in_may(&penalties(&f).await),
+        Some(penalty.clone()),
+        "the penalty is shared"
+    );
+    let mut officer =
+        LedgerReviewClient::new(channel(&f.pki, &f.node, REGION_A, Kind::Officer, "auditor").await);
+    let actions: Vec<String> = officer
+        .list_entries(proto::ListEntriesRequest {
+            outcome: proto::EntryOutcome::Administration.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .into_iter()
+        .map(|e| e.administration_action)
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["ingest_records"],
+        "no refused restoration on record"
+    );
+
+    // Restored from its decision date on, the same penalty is restored: the check is the
+    // decision date, nothing stricter.
+    admin
+        .restore_record(proto::RestoreRecordRequest {
+            record_id: penalty.clone(),
+            restored_on: "2026-05-01".into(),
+            basis: "信用修复决定〔2026〕9号".into(),
+        })
+        .await
+        .expect("a restoration from the decision date");
+    assert_eq!(decided_in_may(&penalties(&f).await), None);
     f.node.shutdown().await;
 }
 

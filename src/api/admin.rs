@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::caller;
 use crate::{
+    catalog::SignedCatalog,
     identity::Caller,
     ingest::{self, Format, Rows},
     ledger::{
@@ -21,6 +22,7 @@ use crate::{
     },
     proto::{self, administration_server::Administration},
     state::NodeState,
+    store::records::Unrestored,
 };
 
 pub struct AdministrationApi {
@@ -91,6 +93,28 @@ fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
         )));
     }
     Ok(value)
+}
+
+/// The checks ingest makes of a row's restoration, made of a stored record: a restoration the
+/// catalog or the record's own dates do not allow is refused like a bad request, before
+/// anything is recorded or changed (a record restored that should not be would vanish from
+/// every answer).
+fn restoration_allowed(
+    catalog: &SignedCatalog,
+    record: &Unrestored,
+    on: time::Date,
+) -> Result<(), Status> {
+    // An item the catalog in force no longer declares has no `restorable` to allow it.
+    let item = catalog.catalog().item(&record.item).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "record_id: item {:?} of the record is not in the catalog in force",
+            record.item
+        ))
+    })?;
+    ingest::check_restorable(item)
+        .map_err(|e| Status::invalid_argument(format!("record_id: {e}")))?;
+    ingest::check_restored_on(record.decision_date, on)
+        .map_err(|e| Status::invalid_argument(format!("restored_on: {e}")))
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Status {
@@ -181,16 +205,23 @@ impl Administration for AdministrationApi {
         let basis = required("basis", &req.basis)?;
         let not_found =
             || Status::not_found("record_id: no such record, or it is already restored");
-        let subject = self
+        let record = self
             .state
             .store()
-            .restorable_subject(&key)
+            .unrestored(&key)
             .await
             .map_err(unavailable)?
             .ok_or_else(not_found)?;
+        restoration_allowed(&self.state.catalog(), &record, on)?;
         let detail = format!("record {} restored from {on}", hex::encode(&key));
         let receipt = self
-            .record(caller, AdminAction::RestoreRecord, &subject, basis, detail)
+            .record(
+                caller,
+                AdminAction::RestoreRecord,
+                &record.subject,
+                basis,
+                detail,
+            )
             .await?;
         let done = self
             .state

@@ -85,6 +85,18 @@ const MAX_FIELDS: usize = 64;
 const MAX_SELECTED: usize = 256;
 const MAX_TEXT: usize = 200;
 
+/// The request's `subject_type`. prost keeps an enum field as its number and its getter reads
+/// an unknown number as `Unspecified` ("tell by shape"), which would answer a client whose
+/// type this node does not know as if it had named none: refused instead.
+pub fn subject_type(value: i32) -> Result<proto::SubjectType, tonic::Status> {
+    proto::SubjectType::try_from(value).map_err(|_| {
+        tonic::Status::invalid_argument(format!(
+            "subject_type: unknown value {value} (0 unspecified, 1 legal person, 2 natural \
+             person)"
+        ))
+    })
+}
+
 /// Validates and canonicalises a query's subject; the message names the field and says what is
 /// wrong (length, character, check character expected vs found).
 pub fn subject(
@@ -156,6 +168,16 @@ pub fn selection(
             if sel.item.is_empty() || sel.item.len() > MAX_TEXT {
                 return Err(Status::invalid_argument(format!(
                     "items[{i}].item: required, at most {MAX_TEXT} bytes"
+                )));
+            }
+            // One selection per item: the policy decides each selection and the answer joins
+            // records to them by item, so a repeat returned every record once more and recorded
+            // fields as granted that were never sent. Its fields belong in the first selection.
+            if let Some(j) = items[..i].iter().position(|s| s.item == sel.item) {
+                return Err(Status::invalid_argument(format!(
+                    "items[{i}].item: {:?} is already selected by items[{j}]; select an item \
+                     once, with all the fields wanted",
+                    sel.item
                 )));
             }
             if sel.fields.len() > MAX_FIELDS {

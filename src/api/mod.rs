@@ -113,7 +113,7 @@ impl CreditQuery for CreditQueryApi {
         let asked = match validate(
             state,
             &req.subject,
-            req.subject_type(),
+            req.subject_type,
             &req.items,
             &req.purpose,
             &req.basis_reference,
@@ -172,7 +172,7 @@ impl CreditQuery for CreditQueryApi {
             match validate(
                 state,
                 subject,
-                req.subject_type(),
+                req.subject_type,
                 &req.items,
                 &req.purpose,
                 &req.basis_reference,
@@ -201,12 +201,13 @@ impl CreditQuery for CreditQueryApi {
 fn validate(
     state: &NodeState,
     subject: &str,
-    kind: proto::SubjectType,
+    kind: i32,
     items: &[proto::ItemSelection],
     purpose: &str,
     basis: &str,
     subject_field: &str,
 ) -> Result<query::Asked, Status> {
+    let kind = convert::subject_type(kind)?;
     let subject = convert::subject(subject_field, subject, kind, state.clock().today())?;
     let (items, purpose, basis) = convert::selection(&state.catalog(), items, purpose, basis)?;
     Ok(query::Asked {

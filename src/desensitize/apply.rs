@@ -17,6 +17,26 @@ const STREET: &[char] = &[
     '路', '街', '道', '号', '村', '镇', '乡', '巷', '弄', '楼', '栋', '室', '组', '屯', '里',
 ];
 
+/// Municipalities directly under the central government, often written without their 市: the
+/// only city part recognised without a city marker.
+const MUNICIPALITIES: [&str; 4] = ["北京", "上海", "天津", "重庆"];
+
+/// Longest district name kept, in characters before its 区/县/旗 (`鄂温克族自治旗` has 6).
+/// A longer one is masked whole.
+const MAX_DISTRICT_NAME: usize = 7;
+
+/// Characters that, just before a 区, make a place that is no district: one below it (小区,
+/// 社区, 园区, 校区, 厂区, 景区, 街区, 片区, 营区, 院区, 库区, 矿区, 港区, 学区, 宿舍区) or a zone
+/// beside the administrative divisions (开发区, 工业区, 商业区, 保税区, 自贸区, 示范区, 试验区,
+/// 合作区, 旅游区, 度假区, 服务区, 生活区, 办公区, 住宅区, 居住区, 功能区, 集聚区, 聚集区, 军区).
+/// Such a 区 ends no district, and the value is masked whole. The few real districts written
+/// this way (阳泉市矿区) are masked whole too: the safe side.
+const NOT_DISTRICT_BEFORE_QU: &[char] = &[
+    '小', '社', '园', '校', '厂', '景', '街', '片', '营', '院', '库', '矿', '港', '学', '舍', '发',
+    '业', '税', '贸', '范', '验', '作', '游', '假', '务', '活', '公', '宅', '住', '能', '聚', '集',
+    '军',
+];
+
 impl Rule {
     /// Applies the rule. Only `generalise` can fail (see the module documentation); every other
     /// rule returns a masked value for anything it does not recognise.
@@ -123,19 +143,47 @@ fn segment_end(s: &str, markers: &[&str], max_chars: usize) -> Option<usize> {
         .min()
 }
 
-/// The address down to its district: past an optional province (省, 自治区, 特别行政区) and
-/// city (市, 州, 地区, 盟) part, through the first 区/县/旗 within a few characters.
-/// `None` when no district is found that way: the caller then masks the whole value.
+/// The address down to its district: an optional province (省, 自治区, 特别行政区), a city
+/// (市, 州, 地区, 盟, or one of the [`MUNICIPALITIES`] without its 市), then a district name
+/// ending in 区/县/旗 ([`district_end`]), all Chinese characters. `None` when the value does not
+/// have that shape: the caller then masks the whole value. The rule fails closed: a value is
+/// kept in part only when its district is recognised, never cut at a guess, since a cut in the
+/// wrong place leaks the residential compound or street that follows.
 pub(crate) fn address_prefix(value: &str) -> Option<&str> {
-    let mut pos = segment_end(value, &["省", "自治区", "特别行政区"], 10).unwrap_or(0);
-    pos += segment_end(&value[pos..], &["市", "州", "地区", "盟"], 10).unwrap_or(0);
-    for (n, (i, c)) in value[pos..].char_indices().enumerate() {
-        if n >= 8 || STREET.contains(&c) {
+    let province = segment_end(value, &["省", "自治区", "特别行政区"], 10).unwrap_or(0);
+    let city = match segment_end(&value[province..], &["市", "州", "地区", "盟"], 10) {
+        Some(end) => province + end,
+        None if province == 0 => MUNICIPALITIES.iter().find(|m| value.starts_with(*m))?.len(),
+        None => return None,
+    };
+    let prefix = &value[..city + district_end(&value[city..])?];
+    prefix.chars().all(is_cjk).then_some(prefix)
+}
+
+/// The end (byte offset) of the district name `s` starts with: 1 to [`MAX_DISTRICT_NAME`]
+/// characters, no street-level character, then the first 区, 县 or 旗. That marker must end a
+/// district name: not 小区, 社区, 开发区 … ([`NOT_DISTRICT_BEFORE_QU`], and 高新区), not the
+/// start of 区域, not the 旗 of 红旗. Anything else is `None`, not a search for a later marker.
+fn district_end(s: &str) -> Option<usize> {
+    let mut before = None;
+    for (n, (i, c)) in s.char_indices().enumerate() {
+        if n > MAX_DISTRICT_NAME || STREET.contains(&c) {
             return None;
         }
         if n >= 1 && matches!(c, '区' | '县' | '旗') {
-            return Some(&value[..pos + i + c.len_utf8()]);
+            let end = i + c.len_utf8();
+            let not_district = match c {
+                '区' => {
+                    before.is_some_and(|b| NOT_DISTRICT_BEFORE_QU.contains(&b))
+                        || s[..i].ends_with("高新")
+                        || s[end..].starts_with('域')
+                }
+                '旗' => before == Some('红'),
+                _ => false,
+            };
+            return (!not_district).then_some(end);
         }
+        before = Some(c);
     }
     None
 }

@@ -49,7 +49,8 @@ pub enum Rule {
     ChineseName,
     /// `138****1234`; anything that is not a mainland mobile number is masked whole.
     Mobile,
-    /// Kept down to the district (区/县/旗); dropped after it; masked whole if none is found.
+    /// Kept down to the district (province, city, then a name ending in 区/县/旗); dropped
+    /// after it; masked whole unless the district is recognised (not 小区, 社区, 园区 …).
     Address,
 }
 

@@ -83,6 +83,43 @@ fn presets() {
     check("address", "", Ok(""));
 }
 
+/// The address rule fails closed: a 区 that does not end a district name (小区, 社区, 园区,
+/// 开发区 …) is no place to cut, and the value is masked whole rather than cut below the
+/// district or returned as it is.
+#[test]
+fn address_is_cut_only_at_a_district() {
+    for (value, expected) in [
+        ("北京市朝阳区望京社区居委会", "北京市朝阳区"),
+        ("山东省青岛市市南区香港中路8号", "山东省青岛市市南区"),
+        ("上海市浦东新区张江路1号", "上海市浦东新区"),
+        ("重庆渝中区解放碑", "重庆渝中区"),
+        ("浙江省杭州市西湖区文三路", "浙江省杭州市西湖区"),
+        ("北京市海淀区", "北京市海淀区"),
+    ] {
+        check("address", value, Ok(expected));
+    }
+    for value in [
+        // 东莞 has no districts: what follows the city is below them.
+        "东莞市阳光小区5栋301",
+        "东莞市万科城市花园小区",
+        "东莞市松山湖高新区",
+        "东莞市红旗小区3栋",
+        "广东省东莞市长安镇",
+        // No city: a district cannot be told from a neighbourhood.
+        "望京社区居委会",
+        "朝阳区建国路88号",
+        "江苏省苏州工业园区星湖街328号",
+        "深圳市南山科技园区",
+        "广州市天河区域",
+        "上海市3区5号",
+        "上海市ABC区",
+        "河北省涞水县城关镇",
+    ] {
+        let stars = "*".repeat(value.chars().count());
+        check("address", value, Ok(&stars));
+    }
+}
+
 #[test]
 fn generalise_and_suppress() {
     check("generalise(year)", "2024-02-29", Ok("2024"));
@@ -194,6 +231,24 @@ fn any_rule() -> impl Strategy<Value = Rule> {
 }
 
 proptest! {
+    /// Whatever the value, `address` returns it masked whole, or a prefix ending in 区/县/旗
+    /// that is Chinese characters only: never the value cut at a guess.
+    #[test]
+    fn address_is_masked_whole_or_a_district(value in "\\PC{0,24}|[\\u{4e00}-\\u{4e50}区县旗市省州小社园路号0-9]{0,16}") {
+        let got = Rule::Address.apply(&value, &key("spiffe://region-a.credit.test/dept/tax"));
+        let Ok(Applied::Value(out)) = got else {
+            panic!("address on {value:?}: {got:?}");
+        };
+        let masked = out.chars().all(|c| c == '*') && out.chars().count() == value.chars().count();
+        let district = value.starts_with(&out)
+            && out.ends_with(['区', '县', '旗'])
+            && !out.ends_with("小区")
+            && !out.ends_with("社区")
+            && !out.ends_with("园区")
+            && out.chars().all(|c| c.len_utf8() > 1);
+        prop_assert!(masked || district, "{value:?} -> {out:?}");
+    }
+
     #[test]
     fn no_rule_panics(rule in any_rule(), value in "\\PC{0,40}|[0-9.\\-]{0,12}|[\\u{4e00}-\\u{4e50}区县市省路]{0,16}") {
         let _ = rule.apply(&value, &key("spiffe://region-a.credit.test/dept/tax"));

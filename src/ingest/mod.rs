@@ -50,7 +50,9 @@ pub use csv_rows::{CsvRows, fixed_columns};
 pub use fields::check_field;
 pub use jsonl::{JsonlRows, MAX_LINE_BYTES};
 pub use raw::{RawBasis, RawDesignation, RawRestoration, RawRow};
-pub use validate::{EARLIEST, is_list_item, validate};
+pub use validate::{
+    EARLIEST, Unrestorable, check_restorable, check_restored_on, is_list_item, validate,
+};
 pub use write::{to_json_line, write_csv};
 
 #[cfg(doc)]

@@ -23,6 +23,39 @@ pub fn is_list_item(item: &Item) -> bool {
     item.category.ends_with("名单")
 }
 
+/// Why a credit restoration cannot be recorded for a record. The `Display` text names neither
+/// the subject nor a field value, so it can reach an ingest report and a gRPC status alike.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unrestorable {
+    /// The catalog does not make the record's item restorable (`restorable = false`).
+    #[error("item {0:?} is not restorable")]
+    Item(String),
+    /// A restoration cannot take effect before the decision it lifts.
+    #[error("before {0}, the record's decision date")]
+    BeforeDecision(Date),
+}
+
+/// The catalog's part of a credit restoration: only records of a `restorable` item may be
+/// restored. Asked by ingest (a row's `restoration`) and by the `RestoreRecord` RPC, so an
+/// operator cannot do through one what the other refuses.
+pub fn check_restorable(item: &Item) -> Result<(), Unrestorable> {
+    if item.restorable {
+        Ok(())
+    } else {
+        Err(Unrestorable::Item(item.id.clone()))
+    }
+}
+
+/// The record's part of a credit restoration: it takes effect on `on`, no earlier than the
+/// record's `decision_date`. Shared as [`check_restorable`] is.
+pub fn check_restored_on(decision_date: Date, on: Date) -> Result<(), Unrestorable> {
+    if on < decision_date {
+        Err(Unrestorable::BeforeDecision(decision_date))
+    } else {
+        Ok(())
+    }
+}
+
 /// Validates one row for the node of department `own_department` on `today`.
 ///
 /// The item must exist and be recorded by `own_department` (a node ingests only what its
@@ -274,18 +307,19 @@ impl Checker {
         decision: Option<Date>,
     ) -> Option<Restoration> {
         let r = raw?;
-        if !item.restorable {
-            self.err(
-                "restoration",
-                format!("item {:?} is not restorable", item.id),
-            );
+        if let Err(e) = check_restorable(item) {
+            self.err("restoration", e.to_string());
             return None;
         }
-        let on = self.sane_date(
-            "restoration.on",
-            r.on.as_deref(),
-            decision.unwrap_or(EARLIEST),
-        );
+        let on = self
+            .sane_date("restoration.on", r.on.as_deref(), EARLIEST)
+            .filter(|&on| match decision {
+                Some(d) => check_restored_on(d, on)
+                    .map_err(|e| self.err("restoration.on", e.to_string()))
+                    .is_ok(),
+                // The decision date's own error is reported; nothing to compare with.
+                None => true,
+            });
         let basis = self.doc_text("restoration.basis", r.basis.as_deref());
         Some(Restoration {
             on: on?,

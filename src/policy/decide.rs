@@ -8,7 +8,9 @@ use crate::catalog::{Item, Sharing, SignedCatalog};
 use crate::identity::{Kind, SpiffeId};
 
 /// Decides every requested field. Requested fields are deduplicated, in request order; an item
-/// requested with no fields stands for all of its fields, in catalog order.
+/// requested with no fields stands for all of its fields, in catalog order. Each item is
+/// requested at most once (the api refuses a repeated item): a decision, and the answer built
+/// from it, has one entry per item.
 pub fn decide<'c>(
     catalog: &'c SignedCatalog,
     caller: &SpiffeId,

@@ -29,6 +29,15 @@ pub struct InsertOutcome {
     pub already_present: u64,
 }
 
+/// A stored record not yet restored, as far as its restoration needs: the subject its ledger
+/// entry names, and the item and decision date it is checked against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unrestored {
+    pub subject: String,
+    pub item: String,
+    pub decision_date: Date,
+}
+
 /// Subject kind as stored, for review: from the item's subject type.
 fn subject_kind(ty: SubjectType) -> &'static str {
     match ty {
@@ -215,16 +224,27 @@ impl Store {
         Ok(reader.check(row)?.try_get::<i64, _>(0)? > 0)
     }
 
-    /// The subject of a stored record not yet restored: what a restoration's ledger entry names
-    /// before the restoration is made. `None` when there is no such record.
-    pub async fn restorable_subject(&self, key: &[u8; 32]) -> Result<Option<String>, StoreError> {
+    /// What a restoration of a stored record not yet restored is checked against and recorded
+    /// under, read before the restoration is made. `None` when there is no such record.
+    pub async fn unrestored(&self, key: &[u8; 32]) -> Result<Option<Unrestored>, StoreError> {
         let row = sqlx::query::<Any>(
-            "SELECT subject_id FROM records WHERE record_key = $1 AND restored_on IS NULL",
+            "SELECT subject_id, item_id, decision_date FROM records \
+             WHERE record_key = $1 AND restored_on IS NULL",
         )
         .bind(key.to_vec())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+        row.map(|r| {
+            Ok(Unrestored {
+                subject: r.try_get("subject_id")?,
+                item: r.try_get("item_id")?,
+                decision_date: parse_date(
+                    &r.try_get::<String, _>("decision_date")?,
+                    "decision_date",
+                )?,
+            })
+        })
+        .transpose()
     }
 
     /// Records credit restoration of one record. Returns false when no such record exists.
