@@ -472,6 +472,68 @@ async fn sequential_identifiers_raise_an_alert_and_suspend_the_caller() {
     n.node.shutdown().await;
 }
 
+/// The suspension that goes with an alert cannot be stored (the store refuses it, as a full
+/// disk or a lost database would): the query is refused UNAVAILABLE, and the alert does not
+/// count as the window's alert, so the caller's next sequential query raises it again, this
+/// time with its suspension.
+#[tokio::test]
+async fn an_alert_whose_suspension_was_not_stored_is_raised_again() {
+    use sqlx::Executor;
+    let clock = TestClock::new();
+    let n = start(ENUMERATION, &clock, 1).await;
+    let store = n.node.state().store();
+    store
+        .pool()
+        .execute(
+            "CREATE TRIGGER activity.refuse_suspensions BEFORE INSERT ON suspensions \
+             BEGIN SELECT RAISE(ABORT, 'the suspension store is failing'); END",
+        )
+        .await
+        .unwrap();
+    let mut tax = client(&n, REGION_B, "tax").await;
+    for i in 0..3 {
+        query(&mut tax, &sequential(i))
+            .await
+            .expect("answered, though about nobody");
+    }
+    let failed = query(&mut tax, &sequential(3)).await.unwrap_err();
+    assert_eq!(failed.code(), Code::Unavailable, "{failed:?}");
+    assert!(
+        n.node
+            .state()
+            .guard()
+            .suspension(TAX_B)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    store
+        .pool()
+        .execute("DROP TRIGGER activity.refuse_suspensions")
+        .await
+        .unwrap();
+    // The next sequential identifier raises the alert again; the query that raised it is
+    // answered, the caller suspended from the next one on.
+    query(&mut tax, &sequential(4))
+        .await
+        .expect("answered, though about nobody");
+    let refused = query(&mut tax, &subject(0)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let alerts = ledger_entries(store, by_outcome(OutcomeKind::Alert)).await;
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    let suspension = n
+        .node
+        .state()
+        .guard()
+        .suspension(TAX_B)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(suspension.alert_seq, alerts[1].seq);
+    n.node.shutdown().await;
+}
+
 const FLAG_ONLY: &str = "\
 [harvest]
 on_enumeration = \"flag\"

@@ -278,12 +278,13 @@ pub async fn refuse_invalid(
 }
 
 /// Records an enumeration alert (the query that raised it is still answered: it was within
-/// quota) and, if so configured, suspends the caller from the next query on.
+/// quota) and, if so configured, suspends the caller from the next query on. Only when both
+/// are stored is the alert marked recorded: after a failure the next sign raises it again.
 async fn raise_alert(
     state: &NodeState,
     caller: &Caller,
     asked: &Asked,
-    alert: crate::harvest::Alert,
+    alert: crate::harvest::Alert<'_>,
 ) -> Result<(), Status> {
     tracing::warn!(caller = %caller.spiffe_id, reason = %alert.reason, "enumeration alert");
     let outcome = entry::Outcome::Alert {
@@ -296,13 +297,14 @@ async fn raise_alert(
             caller: caller.spiffe_id.to_string(),
             since_ms: state.clock().now_ms(),
             alert_seq: receipt.seq,
-            reason: alert.reason,
+            reason: alert.reason.clone(),
         };
         state.guard().suspend(&suspension).await.map_err(|e| {
             tracing::error!(error = %e, "could not store a suspension; query refused");
             Status::unavailable("the node's store is unavailable; nothing was disclosed")
         })?;
     }
+    alert.recorded();
     Ok(())
 }
 
