@@ -534,6 +534,47 @@ async fn an_alert_whose_suspension_was_not_stored_is_raised_again() {
     n.node.shutdown().await;
 }
 
+/// The caller is already suspended in the store by another replica (here a second quota store
+/// over the same database, whose suspensions this node has not read yet) when its own query
+/// raises an alert. That alert's suspension is not inserted (the other one stands), so the
+/// query gets no exemption: it is refused like any query of a suspended caller.
+#[tokio::test]
+async fn a_query_whose_alert_found_the_caller_suspended_already_is_refused() {
+    use credit_node::harvest::{Suspension, quota::QuotaStore};
+    let clock = TestClock::new();
+    let n = start(ENUMERATION, &clock, 1).await;
+    let mut tax = client(&n, REGION_B, "tax").await;
+    for i in 0..3 {
+        query(&mut tax, &sequential(i))
+            .await
+            .expect("answered, though about nobody");
+    }
+    let store = n.node.state().store();
+    let other_replica = QuotaStore::new(store.clone());
+    let theirs = Suspension {
+        caller: TAX_B.into(),
+        since_ms: 1,
+        alert_seq: 0,
+        reason: "suspended by another replica".into(),
+    };
+    assert!(other_replica.suspend(&theirs).await.unwrap());
+    // This query's own alert comes second: it suspends nothing and excuses nothing. (Should
+    // this node read the other suspension first, it refuses the query before reading; the
+    // answer is the same.)
+    let refused = query(&mut tax, &sequential(3)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let about_it = entries_about(store, TAX_B, &sequential(3)).await;
+    assert!(
+        about_it
+            .iter()
+            .all(|e| !matches!(e.entry.outcome, Outcome::Granted | Outcome::PartlyWithheld)),
+        "{about_it:?}"
+    );
+    let suspension = n.node.state().guard().suspension(TAX_B).await.unwrap();
+    assert_eq!(suspension, Some(theirs), "the first suspension stands");
+    n.node.shutdown().await;
+}
+
 const FLAG_ONLY: &str = "\
 [harvest]
 on_enumeration = \"flag\"

@@ -364,3 +364,31 @@ async fn near_the_quota_the_exact_charge_counts_waiting_subjects() {
         store.close().await;
     }
 }
+
+fn suspension(alert_seq: u64) -> credit_node::harvest::Suspension {
+    credit_node::harvest::Suspension {
+        caller: TAX.into(),
+        since_ms: 7 + alert_seq as i64,
+        alert_seq,
+        reason: format!("alert {alert_seq}"),
+    }
+}
+
+/// `suspend` says whether it suspended the caller: a second alert's suspension (from this
+/// replica or another) is not inserted, and the first one stands.
+#[tokio::test]
+async fn suspend_reports_whether_it_suspended_and_keeps_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let one = quota::QuotaStore::new(store.clone());
+        let other = quota::QuotaStore::new(store.clone());
+        assert!(one.suspend(&suspension(5)).await.unwrap(), "{engine}");
+        assert!(!other.suspend(&suspension(9)).await.unwrap(), "{engine}");
+        assert!(!one.suspend(&suspension(9)).await.unwrap(), "{engine}");
+        assert_eq!(
+            one.suspension(TAX).await.unwrap(),
+            Some(suspension(5)),
+            "{engine}"
+        );
+    }
+}

@@ -220,7 +220,8 @@ impl Guard {
         })
     }
 
-    pub async fn suspend(&self, suspension: &Suspension) -> Result<(), QuotaError> {
+    /// Suspends the caller; `false` if it was already suspended (see [`QuotaStore::suspend`]).
+    pub async fn suspend(&self, suspension: &Suspension) -> Result<bool, QuotaError> {
         self.quota.suspend(suspension).await
     }
 

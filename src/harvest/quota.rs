@@ -62,7 +62,9 @@ pub struct QuotaCharge {
     pub subjects: Vec<String>,
     pub limit: u64,
     /// The query's own enumeration alert suspended the caller: the suspension holds from the
-    /// next query on, so it does not refuse this one.
+    /// next query on, so it does not refuse this one. Only when that alert's suspension is the
+    /// one in the store ([`QuotaStore::suspend`] inserted it): a suspension already there (an
+    /// earlier alert, on any replica) refuses this query like any other.
     pub raised_suspension: bool,
 }
 
@@ -186,12 +188,14 @@ impl QuotaStore {
         })
     }
 
-    /// Suspends `caller` (a second alert keeps the first suspension).
-    pub async fn suspend(&self, s: &Suspension) -> Result<(), QuotaError> {
+    /// Suspends `caller` (a second alert keeps the first suspension). `true` if this call
+    /// suspended it; `false` if it was suspended already (by another alert, perhaps on another
+    /// replica), which then stands as it was.
+    pub async fn suspend(&self, s: &Suspension) -> Result<bool, QuotaError> {
         let seq =
             i64::try_from(s.alert_seq).map_err(|_| QuotaError("alert_seq too large".into()))?;
         let _turn = self.store.write_turn(crate::store::File::Activity).await;
-        sqlx::query::<Any>(
+        let inserted = sqlx::query::<Any>(
             "INSERT INTO suspensions (caller, since_ms, alert_seq, reason) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (caller) DO NOTHING",
         )
@@ -202,7 +206,7 @@ impl QuotaStore {
         .execute(self.store.pool())
         .await?;
         self.suspended.entry(s.caller.clone()).or_insert(s.since_ms);
-        Ok(())
+        Ok(inserted.rows_affected() == 1)
     }
 
     /// Lifts `caller`'s suspension; `None` if it was not suspended.
