@@ -467,7 +467,8 @@ async fn sequential_identifiers_raise_an_alert_and_suspend_the_caller() {
     assert_eq!(suspension.alert_seq, alerts[0].seq);
 
     // Lifting it (what LedgerReview does for an officer) lets the caller work again.
-    n.node.state().guard().lift(TAX_B).await.unwrap().unwrap();
+    let guard = n.node.state().guard();
+    assert!(guard.lift(TAX_B, suspension.alert_seq).await.unwrap());
     answered(query(&mut tax, &subject(0)).await);
     n.node.shutdown().await;
 }
@@ -735,7 +736,8 @@ async fn replicas_on_one_postgresql_share_the_quota() {
     let refused = query(&mut two, &subject(0)).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     // And so does lifting it.
-    nodes[0].state().guard().lift(TAX_B).await.unwrap().unwrap();
+    let guard = nodes[0].state().guard();
+    assert!(guard.lift(TAX_B, suspension.alert_seq).await.unwrap());
     nodes[1].state().guard().refresh().await.unwrap();
     answered(query(&mut two, &subject(0)).await);
     for node in nodes {

@@ -392,3 +392,34 @@ async fn suspend_reports_whether_it_suspended_and_keeps_the_first() {
         );
     }
 }
+
+/// Lifting removes only the suspension of the alert the officer's review names: once that one
+/// is gone (lifted by someone else) and a newer alert suspended the caller again, lifting the
+/// old one again removes nothing and the newer suspension stays until it is lifted by name.
+#[tokio::test]
+async fn lift_removes_only_the_suspension_of_the_named_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let quota = quota::QuotaStore::new(store.clone());
+        assert!(quota.suspend(&suspension(5)).await.unwrap(), "{engine}");
+        assert!(quota.lift(TAX, 5).await.unwrap(), "{engine}");
+        assert!(quota.suspend(&suspension(9)).await.unwrap(), "{engine}");
+
+        assert!(
+            !quota.lift(TAX, 5).await.unwrap(),
+            "{engine}: nothing lifted"
+        );
+        assert_eq!(
+            quota.suspension(TAX).await.unwrap(),
+            Some(suspension(9)),
+            "{engine}: the newer suspension stays"
+        );
+        assert_eq!(
+            quota.check(TAX, 1, &["a"], 10),
+            quota::Check::Suspended { since_ms: 16 },
+            "{engine}: and holds on this replica"
+        );
+        assert!(quota.lift(TAX, 9).await.unwrap(), "{engine}");
+        assert_eq!(quota.suspension(TAX).await.unwrap(), None, "{engine}");
+    }
+}

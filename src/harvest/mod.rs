@@ -225,8 +225,10 @@ impl Guard {
         self.quota.suspend(suspension).await
     }
 
-    pub async fn lift(&self, caller: &str) -> Result<Option<Suspension>, QuotaError> {
-        self.quota.lift(caller).await
+    /// Lifts the caller's suspension of the alert at `alert_seq`; `false` if that one is gone
+    /// (see [`QuotaStore::lift`]).
+    pub async fn lift(&self, caller: &str, alert_seq: u64) -> Result<bool, QuotaError> {
+        self.quota.lift(caller, alert_seq).await
     }
 
     pub async fn suspension(&self, caller: &str) -> Result<Option<Suspension>, QuotaError> {

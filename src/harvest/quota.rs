@@ -209,18 +209,25 @@ impl QuotaStore {
         Ok(inserted.rows_affected() == 1)
     }
 
-    /// Lifts `caller`'s suspension; `None` if it was not suspended.
-    pub async fn lift(&self, caller: &str) -> Result<Option<Suspension>, QuotaError> {
-        let found = self.suspension(caller).await?;
-        if found.is_some() {
-            let _turn = self.store.write_turn(crate::store::File::Activity).await;
-            sqlx::query::<Any>("DELETE FROM suspensions WHERE caller = $1")
+    /// Lifts `caller`'s suspension raised by the alert at `alert_seq`, the one the officer's
+    /// review names; `false` if that one is no longer in place: lifted already, or since
+    /// replaced by a newer suspension (another alert), which no review has named and which
+    /// therefore stays.
+    pub async fn lift(&self, caller: &str, alert_seq: u64) -> Result<bool, QuotaError> {
+        let seq = i64::try_from(alert_seq).map_err(|_| QuotaError("alert_seq too large".into()))?;
+        let _turn = self.store.write_turn(crate::store::File::Activity).await;
+        let deleted =
+            sqlx::query::<Any>("DELETE FROM suspensions WHERE caller = $1 AND alert_seq = $2")
                 .bind(caller)
+                .bind(seq)
                 .execute(self.store.pool())
                 .await?;
+        let lifted = deleted.rows_affected() == 1;
+        if lifted {
+            // Otherwise what is in force here is left to the next refresh.
+            self.suspended.remove(caller);
         }
-        self.suspended.remove(caller);
-        Ok(found)
+        Ok(lifted)
     }
 
     pub async fn suspension(&self, caller: &str) -> Result<Option<Suspension>, QuotaError> {
