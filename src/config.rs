@@ -105,6 +105,30 @@ pub struct StoreSection {
     /// `sqlite://PATH` (relative paths are resolved against the config file's folder) or
     /// `postgres://user@host:port/database`.
     pub database_url: Spanned<String>,
+    /// PostgreSQL: a statement waiting this long for a lock fails instead (the query answers
+    /// UNAVAILABLE). 0: wait forever.
+    #[serde(default = "default_lock_timeout_ms")]
+    pub lock_timeout_ms: u64,
+    /// PostgreSQL: a session left this long inside a transaction without a statement is ended
+    /// by the server, releasing its locks. 0: never.
+    #[serde(default = "default_idle_in_transaction_timeout_ms")]
+    pub idle_in_transaction_timeout_ms: u64,
+}
+
+fn default_lock_timeout_ms() -> u64 {
+    crate::store::StoreSettings::default().lock_timeout_ms
+}
+fn default_idle_in_transaction_timeout_ms() -> u64 {
+    crate::store::StoreSettings::default().idle_in_transaction_timeout_ms
+}
+
+impl From<&StoreSection> for crate::store::StoreSettings {
+    fn from(s: &StoreSection) -> Self {
+        Self {
+            lock_timeout_ms: s.lock_timeout_ms,
+            idle_in_transaction_timeout_ms: s.idle_in_transaction_timeout_ms,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

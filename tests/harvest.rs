@@ -467,8 +467,112 @@ async fn sequential_identifiers_raise_an_alert_and_suspend_the_caller() {
     assert_eq!(suspension.alert_seq, alerts[0].seq);
 
     // Lifting it (what LedgerReview does for an officer) lets the caller work again.
-    n.node.state().guard().lift(TAX_B).await.unwrap().unwrap();
+    let guard = n.node.state().guard();
+    assert!(guard.lift(TAX_B, suspension.alert_seq).await.unwrap());
     answered(query(&mut tax, &subject(0)).await);
+    n.node.shutdown().await;
+}
+
+/// The suspension that goes with an alert cannot be stored (the store refuses it, as a full
+/// disk or a lost database would): the query is refused UNAVAILABLE, and the alert does not
+/// count as the window's alert, so the caller's next sequential query raises it again, this
+/// time with its suspension.
+#[tokio::test]
+async fn an_alert_whose_suspension_was_not_stored_is_raised_again() {
+    use sqlx::Executor;
+    let clock = TestClock::new();
+    let n = start(ENUMERATION, &clock, 1).await;
+    let store = n.node.state().store();
+    store
+        .pool()
+        .execute(
+            "CREATE TRIGGER activity.refuse_suspensions BEFORE INSERT ON suspensions \
+             BEGIN SELECT RAISE(ABORT, 'the suspension store is failing'); END",
+        )
+        .await
+        .unwrap();
+    let mut tax = client(&n, REGION_B, "tax").await;
+    for i in 0..3 {
+        query(&mut tax, &sequential(i))
+            .await
+            .expect("answered, though about nobody");
+    }
+    let failed = query(&mut tax, &sequential(3)).await.unwrap_err();
+    assert_eq!(failed.code(), Code::Unavailable, "{failed:?}");
+    assert!(
+        n.node
+            .state()
+            .guard()
+            .suspension(TAX_B)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    store
+        .pool()
+        .execute("DROP TRIGGER activity.refuse_suspensions")
+        .await
+        .unwrap();
+    // The next sequential identifier raises the alert again; the query that raised it is
+    // answered, the caller suspended from the next one on.
+    query(&mut tax, &sequential(4))
+        .await
+        .expect("answered, though about nobody");
+    let refused = query(&mut tax, &subject(0)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let alerts = ledger_entries(store, by_outcome(OutcomeKind::Alert)).await;
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    let suspension = n
+        .node
+        .state()
+        .guard()
+        .suspension(TAX_B)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(suspension.alert_seq, alerts[1].seq);
+    n.node.shutdown().await;
+}
+
+/// The caller is already suspended in the store by another replica (here a second quota store
+/// over the same database, whose suspensions this node has not read yet) when its own query
+/// raises an alert. That alert's suspension is not inserted (the other one stands), so the
+/// query gets no exemption: it is refused like any query of a suspended caller.
+#[tokio::test]
+async fn a_query_whose_alert_found_the_caller_suspended_already_is_refused() {
+    use credit_node::harvest::{Suspension, quota::QuotaStore};
+    let clock = TestClock::new();
+    let n = start(ENUMERATION, &clock, 1).await;
+    let mut tax = client(&n, REGION_B, "tax").await;
+    for i in 0..3 {
+        query(&mut tax, &sequential(i))
+            .await
+            .expect("answered, though about nobody");
+    }
+    let store = n.node.state().store();
+    let other_replica = QuotaStore::new(store.clone());
+    let theirs = Suspension {
+        caller: TAX_B.into(),
+        since_ms: 1,
+        alert_seq: 0,
+        reason: "suspended by another replica".into(),
+    };
+    assert!(other_replica.suspend(&theirs).await.unwrap());
+    // This query's own alert comes second: it suspends nothing and excuses nothing. (Should
+    // this node read the other suspension first, it refuses the query before reading; the
+    // answer is the same.)
+    let refused = query(&mut tax, &sequential(3)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let about_it = entries_about(store, TAX_B, &sequential(3)).await;
+    assert!(
+        about_it
+            .iter()
+            .all(|e| !matches!(e.entry.outcome, Outcome::Granted | Outcome::PartlyWithheld)),
+        "{about_it:?}"
+    );
+    let suspension = n.node.state().guard().suspension(TAX_B).await.unwrap();
+    assert_eq!(suspension, Some(theirs), "the first suspension stands");
     n.node.shutdown().await;
 }
 
@@ -632,7 +736,8 @@ async fn replicas_on_one_postgresql_share_the_quota() {
     let refused = query(&mut two, &subject(0)).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     // And so does lifting it.
-    nodes[0].state().guard().lift(TAX_B).await.unwrap().unwrap();
+    let guard = nodes[0].state().guard();
+    assert!(guard.lift(TAX_B, suspension.alert_seq).await.unwrap());
     nodes[1].state().guard().refresh().await.unwrap();
     answered(query(&mut two, &subject(0)).await);
     for node in nodes {

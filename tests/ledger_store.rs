@@ -931,6 +931,56 @@ async fn two_replicas_over_one_database_yield_one_verifiable_log() {
     }
 }
 
+/// PostgreSQL: a stalled replica (here another session) holds the ledger head's row lock in an
+/// open transaction. A writer queued behind it gives up after `lock_timeout` and its batch
+/// answers UNAVAILABLE, rather than every query of every replica waiting forever; once the
+/// lock is released, appends go through again and the log verifies.
+#[tokio::test]
+async fn a_writer_behind_a_stalled_replicas_head_lock_fails_unavailable_then_recovers() {
+    use credit_node::store::StoreSettings;
+    use sqlx::{Connection, Executor};
+    let Some(url) = common::postgres_url().await else {
+        return; // postgres_url says it was skipped
+    };
+    let settings = StoreSettings {
+        lock_timeout_ms: 300,
+        idle_in_transaction_timeout_ms: 60_000,
+    };
+    let store = Store::open_with(&url, settings).await.unwrap();
+    let ledger = open(&store, 8).await;
+    append_sequentially(&ledger, 2).await;
+
+    let mut stalled = sqlx::AnyConnection::connect(&url).await.unwrap();
+    stalled
+        .execute("BEGIN; UPDATE ledger_head SET size = size WHERE id = 0")
+        .await
+        .unwrap();
+    // Generous: a regression (no lock timeout) fails here instead of hanging the test run.
+    let blocked = tokio::time::timeout(std::time::Duration::from_secs(60), ledger.append(entry(2)))
+        .await
+        .expect("the append still waited for the lock after 60 s");
+    assert!(
+        matches!(blocked, Err(LedgerError::Unavailable(_))),
+        "{blocked:?}"
+    );
+
+    stalled.execute("ROLLBACK").await.unwrap();
+    let receipt = ledger.append(entry(3)).await.unwrap();
+    assert_eq!(receipt.seq, 2, "the failed batch took no sequence number");
+    ledger.sign_now().await.unwrap();
+    let report = verify(&store).await.unwrap();
+    assert_eq!((report.entries, report.unsigned_tail), (3, 0));
+    let mut shown = Vec::new();
+    for name in ["lock_timeout", "idle_in_transaction_session_timeout"] {
+        let row = sqlx::query::<Any>(&format!("SHOW {name}"))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        shown.push(row.get::<String, _>(0));
+    }
+    assert_eq!(shown, ["300ms", "1min"], "both are set on every connection");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Proofs, listing and export.
 

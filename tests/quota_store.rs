@@ -364,3 +364,62 @@ async fn near_the_quota_the_exact_charge_counts_waiting_subjects() {
         store.close().await;
     }
 }
+
+fn suspension(alert_seq: u64) -> credit_node::harvest::Suspension {
+    credit_node::harvest::Suspension {
+        caller: TAX.into(),
+        since_ms: 7 + alert_seq as i64,
+        alert_seq,
+        reason: format!("alert {alert_seq}"),
+    }
+}
+
+/// `suspend` says whether it suspended the caller: a second alert's suspension (from this
+/// replica or another) is not inserted, and the first one stands.
+#[tokio::test]
+async fn suspend_reports_whether_it_suspended_and_keeps_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let one = quota::QuotaStore::new(store.clone());
+        let other = quota::QuotaStore::new(store.clone());
+        assert!(one.suspend(&suspension(5)).await.unwrap(), "{engine}");
+        assert!(!other.suspend(&suspension(9)).await.unwrap(), "{engine}");
+        assert!(!one.suspend(&suspension(9)).await.unwrap(), "{engine}");
+        assert_eq!(
+            one.suspension(TAX).await.unwrap(),
+            Some(suspension(5)),
+            "{engine}"
+        );
+    }
+}
+
+/// Lifting removes only the suspension of the alert the officer's review names: once that one
+/// is gone (lifted by someone else) and a newer alert suspended the caller again, lifting the
+/// old one again removes nothing and the newer suspension stays until it is lifted by name.
+#[tokio::test]
+async fn lift_removes_only_the_suspension_of_the_named_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let quota = quota::QuotaStore::new(store.clone());
+        assert!(quota.suspend(&suspension(5)).await.unwrap(), "{engine}");
+        assert!(quota.lift(TAX, 5).await.unwrap(), "{engine}");
+        assert!(quota.suspend(&suspension(9)).await.unwrap(), "{engine}");
+
+        assert!(
+            !quota.lift(TAX, 5).await.unwrap(),
+            "{engine}: nothing lifted"
+        );
+        assert_eq!(
+            quota.suspension(TAX).await.unwrap(),
+            Some(suspension(9)),
+            "{engine}: the newer suspension stays"
+        );
+        assert_eq!(
+            quota.check(TAX, 1, &["a"], 10),
+            quota::Check::Suspended { since_ms: 16 },
+            "{engine}: and holds on this replica"
+        );
+        assert!(quota.lift(TAX, 9).await.unwrap(), "{engine}");
+        assert_eq!(quota.suspension(TAX).await.unwrap(), None, "{engine}");
+    }
+}

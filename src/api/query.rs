@@ -140,7 +140,8 @@ pub async fn answer_all(
 struct Prepared {
     answer: Answered,
     entry: Entry,
-    /// Its own enumeration alert suspended the caller (from the next query on).
+    /// Its own enumeration alert suspended the caller (from the next query on); not when the
+    /// caller was suspended already.
     raised_suspension: bool,
 }
 
@@ -209,8 +210,7 @@ async fn prepare_one(
             .guard()
             .observe(&caller.spiffe_id, &asked.subject, missed, now)
         {
-            raised_suspension = alert.suspend;
-            raise_alert(state, caller, asked, alert).await?;
+            raised_suspension = raise_alert(state, caller, asked, alert).await?;
         }
         records
     } else {
@@ -278,32 +278,38 @@ pub async fn refuse_invalid(
 }
 
 /// Records an enumeration alert (the query that raised it is still answered: it was within
-/// quota) and, if so configured, suspends the caller from the next query on.
+/// quota) and, if so configured, suspends the caller from the next query on. Only when both
+/// are stored is the alert marked recorded: after a failure the next sign raises it again.
+/// `true` when this alert's suspension is the one now in force: only then is the query that
+/// raised it exempt from it. A caller already suspended (by another replica, say) stays
+/// refused.
 async fn raise_alert(
     state: &NodeState,
     caller: &Caller,
     asked: &Asked,
-    alert: crate::harvest::Alert,
-) -> Result<(), Status> {
+    alert: crate::harvest::Alert<'_>,
+) -> Result<bool, Status> {
     tracing::warn!(caller = %caller.spiffe_id, reason = %alert.reason, "enumeration alert");
     let outcome = entry::Outcome::Alert {
         reason: alert.reason.clone(),
     };
     let entry = new_entry(state, caller, asked, Vec::new(), outcome, [0; 32]);
     let receipt = append(state, entry).await?;
+    let mut suspended_now = false;
     if alert.suspend {
         let suspension = Suspension {
             caller: caller.spiffe_id.to_string(),
             since_ms: state.clock().now_ms(),
             alert_seq: receipt.seq,
-            reason: alert.reason,
+            reason: alert.reason.clone(),
         };
-        state.guard().suspend(&suspension).await.map_err(|e| {
+        suspended_now = state.guard().suspend(&suspension).await.map_err(|e| {
             tracing::error!(error = %e, "could not store a suspension; query refused");
             Status::unavailable("the node's store is unavailable; nothing was disclosed")
         })?;
     }
-    Ok(())
+    alert.recorded();
+    Ok(suspended_now)
 }
 
 /// Records one closed window of rate-limit refusals as a `throttled` entry. A failure is

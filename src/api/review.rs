@@ -433,15 +433,32 @@ impl LedgerReview for LedgerReviewApi {
                 },
             )
             .await?;
-        // `None` here means another officer lifted it meanwhile: it is gone either way.
-        self.state.guard().lift(&suspended).await.map_err(|e| {
-            tracing::error!(error = %e, seq = receipt.seq, "review recorded but suspension not lifted");
-            Status::unavailable(format!(
-                "the lifting is recorded as entry {} but the suspension could not be removed; \
-                 try again",
-                receipt.seq
-            ))
-        })?;
+        // Only the suspension the review names: one that replaced it meanwhile (a newer alert)
+        // has had no review and stays.
+        let lifted = self
+            .state
+            .guard()
+            .lift(&suspended, suspension.alert_seq)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, seq = receipt.seq, "review recorded but suspension not lifted");
+                Status::unavailable(format!(
+                    "the lifting is recorded as entry {} but the suspension could not be removed; \
+                     try again",
+                    receipt.seq
+                ))
+            })?;
+        if !lifted {
+            tracing::info!(officer = %officer.0.spiffe_id, caller = %suspended,
+                alert_seq = suspension.alert_seq, seq = receipt.seq,
+                "suspension already lifted or changed; nothing lifted");
+            return Err(Status::not_found(format!(
+                "caller: the suspension of alert entry {} is no longer in place (already lifted, \
+                 or the caller was suspended again by a newer alert); the lifting is recorded \
+                 as entry {} and lifted nothing: list the suspensions and review the current one",
+                suspension.alert_seq, receipt.seq
+            )));
+        }
         tracing::info!(officer = %officer.0.spiffe_id, caller = %suspended,
             alert_seq = suspension.alert_seq, seq = receipt.seq, "suspension lifted");
         Ok(Response::new(proto::LiftSuspensionResponse {

@@ -86,7 +86,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         }
     })
     .map_err(|e| CliError::Input(e.to_string()))?;
-    let store = Store::open(&loaded.database_url()?)
+    let store = Store::open_with(&loaded.database_url()?, (&loaded.config.store).into())
         .await
         .map_err(|e| CliError::Runtime(e.to_string()))?;
     let ledger_clock = clock.clone();

@@ -192,7 +192,9 @@ pub async fn run(command: Command) -> Result<(), CliError> {
 async fn open_store(config: &Path) -> Result<(LoadedConfig, Store), CliError> {
     let loaded = LoadedConfig::load(config)?;
     let url = loaded.database_url()?;
-    let store = Store::open(&url).await.map_err(runtime)?;
+    let store = Store::open_with(&url, (&loaded.config.store).into())
+        .await
+        .map_err(runtime)?;
     Ok((loaded, store))
 }
 

@@ -58,7 +58,7 @@ pub async fn start_with_clock(
     };
     let pseudonym_key = loaded.pseudonym_key()?;
     let ledger_key = loaded.ledger_key()?;
-    let store = Store::open(&loaded.database_url()?)
+    let store = Store::open_with(&loaded.database_url()?, (&loaded.config.store).into())
         .await
         .map_err(|e| CliError::Runtime(format!("store.database_url: {e}")))?;
     let ledger_clock = clock.clone();

@@ -1,7 +1,8 @@
 //! Enumeration detection: a caller working through identifiers rather than cases. Two signs,
 //! each judged per caller and quota window: many misses (subjects the node holds nothing
 //! about: a harvester guessing identifiers), and runs of sequential identifiers (a harvester
-//! counting). Each raises at most one alert per caller and window.
+//! counting). Each raises at most one alert per caller and window: one that is stored. An alert
+//! whose entry or suspension could not be stored is raised again by the next sign.
 //!
 //! State is a few words per active caller, kept in memory on each replica: detection is a
 //! signal for officers, while the hard bound on what a caller can obtain is the quota, which
@@ -28,7 +29,52 @@ struct Track {
     misses: u32,
     last: Option<u128>,
     run: u32,
-    alerted: bool,
+    alerted: Alerted,
+}
+
+/// Whether a caller's window has had its alert.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Alerted {
+    #[default]
+    No,
+    /// Raised and being stored ([`AlertClaim`]): concurrent queries raise no second one.
+    Pending,
+    Yes,
+}
+
+/// An alert raised and not yet stored. Only [`AlertClaim::recorded`] makes it count as the
+/// window's alert; dropped without it (the alert's ledger entry or the suspension failed, or
+/// the query was cancelled meanwhile), the window is not alerted, so the next sign raises the
+/// alert again instead of the detector staying silent for the rest of the window.
+#[must_use = "an alert counts only once recorded"]
+pub struct AlertClaim<'d> {
+    detector: &'d Detector,
+    caller: SpiffeId,
+    window: i64,
+    recorded: bool,
+}
+
+impl AlertClaim<'_> {
+    /// The alert is stored (and the suspension, if one was due).
+    pub fn recorded(mut self) {
+        self.recorded = true;
+    }
+}
+
+impl Drop for AlertClaim<'_> {
+    fn drop(&mut self) {
+        self.detector
+            .settle(&self.caller, self.window, self.recorded);
+    }
+}
+
+impl std::fmt::Debug for AlertClaim<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertClaim")
+            .field("caller", &self.caller)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
 }
 
 pub struct Detector {
@@ -45,15 +91,15 @@ impl Detector {
     }
 
     /// Notes one answered query about `subject` (a canonical identifier); `miss` when the node
-    /// holds no record of it. Returns the alert's reason the first time a sign shows in the
-    /// window.
+    /// holds no record of it. Returns the alert's reason when a sign shows in a window that has
+    /// no alert yet, with the claim to mark once the alert is stored.
     pub fn observe(
         &self,
         caller: &SpiffeId,
         window: i64,
         subject: &str,
         miss: bool,
-    ) -> Option<String> {
+    ) -> Option<(String, AlertClaim<'_>)> {
         // Look up before inserting: the caller's id is cloned once, not on every query.
         let mut track = match self.callers.get_mut(caller) {
             Some(track) => track,
@@ -75,7 +121,7 @@ impl Detector {
             _ => 1,
         };
         track.last = body;
-        if track.alerted {
+        if track.alerted != Alerted::No {
             return None;
         }
         let s = &self.settings;
@@ -94,8 +140,25 @@ impl Detector {
         } else {
             return None;
         };
-        track.alerted = true;
-        Some(reason)
+        track.alerted = Alerted::Pending;
+        let claim = AlertClaim {
+            detector: self,
+            caller: caller.clone(),
+            window,
+            recorded: false,
+        };
+        Some((reason, claim))
+    }
+
+    /// Ends a pending alert of `caller`'s `window`: the window's alert if it was `recorded`,
+    /// otherwise as if never raised.
+    fn settle(&self, caller: &SpiffeId, window: i64, recorded: bool) {
+        if let Some(mut track) = self.callers.get_mut(caller)
+            && track.window == window
+            && track.alerted == Alerted::Pending
+        {
+            track.alerted = if recorded { Alerted::Yes } else { Alerted::No };
+        }
     }
 
     /// Drops callers not seen in the current window.
@@ -135,6 +198,19 @@ mod tests {
         })
     }
 
+    /// Observes, and records any alert raised.
+    fn observe(
+        d: &Detector,
+        caller: &SpiffeId,
+        window: i64,
+        subject: &str,
+        miss: bool,
+    ) -> Option<String> {
+        let (reason, claim) = d.observe(caller, window, subject, miss)?;
+        claim.recorded();
+        Some(reason)
+    }
+
     fn caller() -> SpiffeId {
         SpiffeId::parse("spiffe://region-a.credit.test/dept/tax").unwrap()
     }
@@ -146,7 +222,7 @@ mod tests {
         for seq in 1..=12u32 {
             let body = format!("11010519491231{seq:03}");
             let id = ResidentId::complete(&body).unwrap();
-            alerts.extend(d.observe(&caller(), 7, id.as_str(), false));
+            alerts.extend(observe(&d, &caller(), 7, id.as_str(), false));
         }
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         assert!(alerts[0].contains("5 sequential"), "{}", alerts[0]);
@@ -172,12 +248,12 @@ mod tests {
             ResidentId::complete(&format!("1101051949{:02}{:02}{:03}", 1 + i, 10 + i, i)).unwrap()
         };
         for i in 0..9 {
-            assert_eq!(d.observe(&caller(), 1, spaced(i).as_str(), true), None);
+            assert_eq!(observe(&d, &caller(), 1, spaced(i).as_str(), true), None);
         }
-        let alert = d.observe(&caller(), 1, spaced(9).as_str(), true).unwrap();
+        let alert = observe(&d, &caller(), 1, spaced(9).as_str(), true).unwrap();
         assert!(alert.contains("10 of 10"), "{alert}");
         // A new window starts clean.
-        assert_eq!(d.observe(&caller(), 2, spaced(10).as_str(), true), None);
+        assert_eq!(observe(&d, &caller(), 2, spaced(10).as_str(), true), None);
     }
 
     #[test]
@@ -192,7 +268,25 @@ mod tests {
                 (i * 389) % 997
             ))
             .unwrap();
-            assert_eq!(d.observe(&caller(), 1, id.as_str(), i % 5 == 0), None);
+            assert_eq!(observe(&d, &caller(), 1, id.as_str(), i % 5 == 0), None);
         }
+    }
+
+    #[test]
+    fn an_alert_not_recorded_is_raised_again_and_a_pending_one_is_not_raised_twice() {
+        let d = detector();
+        let id = |seq: u32| ResidentId::complete(&format!("11010519491231{seq:03}")).unwrap();
+        for seq in 1..=4 {
+            assert!(d.observe(&caller(), 7, id(seq).as_str(), false).is_none());
+        }
+        let (_, claim) = d.observe(&caller(), 7, id(5).as_str(), false).unwrap();
+        // While it is being stored, another query's sign raises nothing.
+        assert!(d.observe(&caller(), 7, id(6).as_str(), false).is_none());
+        // Its entry or suspension failed: the window has no alert yet.
+        drop(claim);
+        let (reason, claim) = d.observe(&caller(), 7, id(7).as_str(), false).unwrap();
+        assert!(reason.contains("7 sequential"), "{reason}");
+        claim.recorded();
+        assert!(d.observe(&caller(), 7, id(8).as_str(), false).is_none());
     }
 }

@@ -24,7 +24,7 @@ pub use quota::{Charge, QuotaCharge, QuotaError, Suspension};
 pub use settings::HarvestSettings;
 
 use self::{
-    detect::{DetectSettings, Detector},
+    detect::{AlertClaim, DetectSettings, Detector},
     fold::ThrottleFold,
     quota::{Check, QuotaStore},
     rate::{RateLimits, RateRefusal},
@@ -82,11 +82,22 @@ pub fn refusal_of(charge: Charge, if_exhausted: &Refusal) -> Option<Refusal> {
     }
 }
 
-/// An enumeration alert to record; with `suspend`, the caller is suspended once it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Alert {
+/// An enumeration alert to record; with `suspend`, the caller is suspended once it is. It is
+/// the window's alert only once [`Alert::recorded`]: until then no other is raised, and if it
+/// is dropped unrecorded (its entry or suspension could not be stored), the next sign raises
+/// it again.
+#[derive(Debug)]
+pub struct Alert<'g> {
     pub reason: String,
     pub suspend: bool,
+    claim: AlertClaim<'g>,
+}
+
+impl Alert<'_> {
+    /// The alert's entry is in the ledger, and its suspension (if `suspend`) in the store.
+    pub fn recorded(self) {
+        self.claim.recorded();
+    }
 }
 
 pub struct Guard {
@@ -187,32 +198,37 @@ impl Guard {
         self.quota.remember(charge);
     }
 
-    /// Notes an answered query; returns an alert the first time enumeration shows.
+    /// Notes an answered query; returns an alert when enumeration shows in a window without a
+    /// recorded one.
     pub fn observe(
         &self,
         caller: &SpiffeId,
         subject: &str,
         miss: bool,
         now_ms: i64,
-    ) -> Option<Alert> {
+    ) -> Option<Alert<'_>> {
         if !self.enabled {
             return None;
         }
-        let reason = self
-            .detector
-            .observe(caller, self.window.id(now_ms), subject, miss)?;
+        let (reason, claim) =
+            self.detector
+                .observe(caller, self.window.id(now_ms), subject, miss)?;
         Some(Alert {
             reason,
             suspend: self.on_enumeration == OnEnumeration::Suspend,
+            claim,
         })
     }
 
-    pub async fn suspend(&self, suspension: &Suspension) -> Result<(), QuotaError> {
+    /// Suspends the caller; `false` if it was already suspended (see [`QuotaStore::suspend`]).
+    pub async fn suspend(&self, suspension: &Suspension) -> Result<bool, QuotaError> {
         self.quota.suspend(suspension).await
     }
 
-    pub async fn lift(&self, caller: &str) -> Result<Option<Suspension>, QuotaError> {
-        self.quota.lift(caller).await
+    /// Lifts the caller's suspension of the alert at `alert_seq`; `false` if that one is gone
+    /// (see [`QuotaStore::lift`]).
+    pub async fn lift(&self, caller: &str, alert_seq: u64) -> Result<bool, QuotaError> {
+        self.quota.lift(caller, alert_seq).await
     }
 
     pub async fn suspension(&self, caller: &str) -> Result<Option<Suspension>, QuotaError> {

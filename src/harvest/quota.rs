@@ -62,7 +62,9 @@ pub struct QuotaCharge {
     pub subjects: Vec<String>,
     pub limit: u64,
     /// The query's own enumeration alert suspended the caller: the suspension holds from the
-    /// next query on, so it does not refuse this one.
+    /// next query on, so it does not refuse this one. Only when that alert's suspension is the
+    /// one in the store ([`QuotaStore::suspend`] inserted it): a suspension already there (an
+    /// earlier alert, on any replica) refuses this query like any other.
     pub raised_suspension: bool,
 }
 
@@ -186,12 +188,14 @@ impl QuotaStore {
         })
     }
 
-    /// Suspends `caller` (a second alert keeps the first suspension).
-    pub async fn suspend(&self, s: &Suspension) -> Result<(), QuotaError> {
+    /// Suspends `caller` (a second alert keeps the first suspension). `true` if this call
+    /// suspended it; `false` if it was suspended already (by another alert, perhaps on another
+    /// replica), which then stands as it was.
+    pub async fn suspend(&self, s: &Suspension) -> Result<bool, QuotaError> {
         let seq =
             i64::try_from(s.alert_seq).map_err(|_| QuotaError("alert_seq too large".into()))?;
         let _turn = self.store.write_turn(crate::store::File::Activity).await;
-        sqlx::query::<Any>(
+        let inserted = sqlx::query::<Any>(
             "INSERT INTO suspensions (caller, since_ms, alert_seq, reason) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (caller) DO NOTHING",
         )
@@ -202,21 +206,28 @@ impl QuotaStore {
         .execute(self.store.pool())
         .await?;
         self.suspended.entry(s.caller.clone()).or_insert(s.since_ms);
-        Ok(())
+        Ok(inserted.rows_affected() == 1)
     }
 
-    /// Lifts `caller`'s suspension; `None` if it was not suspended.
-    pub async fn lift(&self, caller: &str) -> Result<Option<Suspension>, QuotaError> {
-        let found = self.suspension(caller).await?;
-        if found.is_some() {
-            let _turn = self.store.write_turn(crate::store::File::Activity).await;
-            sqlx::query::<Any>("DELETE FROM suspensions WHERE caller = $1")
+    /// Lifts `caller`'s suspension raised by the alert at `alert_seq`, the one the officer's
+    /// review names; `false` if that one is no longer in place: lifted already, or since
+    /// replaced by a newer suspension (another alert), which no review has named and which
+    /// therefore stays.
+    pub async fn lift(&self, caller: &str, alert_seq: u64) -> Result<bool, QuotaError> {
+        let seq = i64::try_from(alert_seq).map_err(|_| QuotaError("alert_seq too large".into()))?;
+        let _turn = self.store.write_turn(crate::store::File::Activity).await;
+        let deleted =
+            sqlx::query::<Any>("DELETE FROM suspensions WHERE caller = $1 AND alert_seq = $2")
                 .bind(caller)
+                .bind(seq)
                 .execute(self.store.pool())
                 .await?;
+        let lifted = deleted.rows_affected() == 1;
+        if lifted {
+            // Otherwise what is in force here is left to the next refresh.
+            self.suspended.remove(caller);
         }
-        self.suspended.remove(caller);
-        Ok(found)
+        Ok(lifted)
     }
 
     pub async fn suspension(&self, caller: &str) -> Result<Option<Suspension>, QuotaError> {

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use futures_util::future::BoxFuture;
 use sqlx::{
-    AnyPool,
+    AnyPool, Connection as _, Executor as _,
     error::BoxDynError,
     migrate::{Migration, MigrationSource, MigrationType, Migrator},
 };
@@ -87,6 +87,20 @@ pub async fn run(pool: &AnyPool, engine: Engine) -> Result<(), StoreError> {
         Engine::Sqlite => Embedded(SQLITE),
         Engine::Postgres => Embedded(POSTGRES),
     };
-    Migrator::new(source).await?.run(pool).await?;
+    let migrator = Migrator::new(source).await?;
+    match engine {
+        Engine::Sqlite => migrator.run(pool).await?,
+        Engine::Postgres => {
+            // Replicas starting together queue on the migrator's advisory lock for as long as
+            // the first one migrates, which may be longer than the pool's `lock_timeout`
+            // ([`super::StoreSettings`]): this connection waits without one, and is closed
+            // after, not returned to the pool.
+            let mut conn = pool.acquire().await?.detach();
+            conn.execute("SET lock_timeout = 0").await?;
+            let migrated = migrator.run(&mut conn).await;
+            let _ = conn.close().await;
+            migrated?;
+        }
+    }
     Ok(())
 }

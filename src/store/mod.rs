@@ -31,6 +31,33 @@ const READERS: usize = 4;
 /// How long a statement waits for a connection before the store answers unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a PostgreSQL session waits on others before it gives up (`[store]` in the config).
+///
+/// Replicas serialise on row locks (the ledger head, each caller's quota row). A replica that
+/// stalls while holding one (paused, partitioned, stuck in a GC) would otherwise hold up every
+/// other replica's writer forever: every query of the department waiting, none refused. With
+/// `lock_timeout` a writer behind it fails its batch, which answers UNAVAILABLE (fail closed,
+/// promise 5) and retries with the next; `idle_in_transaction_session_timeout` has the server
+/// end the stalled session, which releases its locks. SQLite has its `busy_timeout` instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// `lock_timeout`, in ms; 0 waits forever.
+    pub lock_timeout_ms: u64,
+    /// `idle_in_transaction_session_timeout`, in ms; 0 never ends a session.
+    pub idle_in_transaction_timeout_ms: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            // Longer than any lock is held in normal work (one group commit, one short
+            // lookup transaction), short enough that callers get an answer.
+            lock_timeout_ms: 5_000,
+            idle_in_transaction_timeout_ms: 60_000,
+        }
+    }
+}
+
 /// Which engine a store runs on; some SQL (upserts, locking) differs slightly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {
@@ -161,9 +188,14 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating a SQLite file if needed) and migrates. `url` is `sqlite://PATH` or
-    /// `postgres://...`.
+    /// Opens (creating a SQLite file if needed) and migrates, with the default
+    /// [`StoreSettings`]. `url` is `sqlite://PATH` or `postgres://...`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, StoreSettings::default()).await
+    }
+
+    /// [`Store::open`] with the settings of the node's config.
+    pub async fn open_with(url: &str, settings: StoreSettings) -> Result<Self, StoreError> {
         install_default_drivers();
         let (engine, url, activity) = if let Some(path) = url.strip_prefix("sqlite://") {
             let activity = activity::path_of(std::path::Path::new(path));
@@ -221,7 +253,21 @@ impl Store {
                             .await?;
                         }
                         None => {
-                            conn.execute("SET synchronous_commit = on").await?;
+                            // Numbers only: nothing of the config reaches the SQL as text.
+                            let StoreSettings {
+                                lock_timeout_ms,
+                                idle_in_transaction_timeout_ms,
+                            } = settings;
+                            conn.execute(
+                                format!(
+                                    "SET synchronous_commit = on; \
+                                     SET lock_timeout = {lock_timeout_ms}; \
+                                     SET idle_in_transaction_session_timeout = \
+                                     {idle_in_transaction_timeout_ms};"
+                                )
+                                .as_str(),
+                            )
+                            .await?;
                         }
                     }
                     Ok(())
