@@ -799,19 +799,26 @@ async fn appends_fail_closed_when_the_database_is_gone() {
 // ---------------------------------------------------------------------------------------------
 // Replicas: two ledgers (two pools, as two node processes would have) over one database.
 
+/// The databases replicas share: a SQLite file in `dir`, and a fresh PostgreSQL database when
+/// there is a server; by engine name.
+async fn shared_databases(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    let mut urls = vec![(
+        "sqlite",
+        format!("sqlite://{}", dir.join("shared.db").display()),
+    )];
+    if let Some(url) = common::postgres_url().await {
+        urls.push(("postgres", url));
+    }
+    urls
+}
+
 /// One replica's clock runs a day ahead and signs a tree head with its date. A replica whose
 /// clock is right still signs its entries once its interval is up by its own clock, by the
 /// timer on a quiet node and with the next batch on a busy one, instead of waiting a day.
 #[tokio::test]
 async fn a_replica_whose_clock_runs_ahead_does_not_hold_back_the_others_tree_heads() {
     let dir = tempfile::tempdir().unwrap();
-    let mut urls = vec![(
-        "sqlite",
-        format!("sqlite://{}", dir.path().join("shared.db").display()),
-    )];
-    if let Some(url) = common::postgres_url().await {
-        urls.push(("postgres", url));
-    }
+    let urls = shared_databases(dir.path()).await;
     const DAY: i64 = 86_400_000;
     for (engine, url) in urls {
         let (right, ahead) = (TestClock::new(), TestClock::new());
@@ -856,13 +863,7 @@ async fn a_replica_whose_clock_runs_ahead_does_not_hold_back_the_others_tree_hea
 #[tokio::test]
 async fn two_replicas_over_one_database_yield_one_verifiable_log() {
     let dir = tempfile::tempdir().unwrap();
-    let mut urls = vec![(
-        "sqlite",
-        format!("sqlite://{}", dir.path().join("shared.db").display()),
-    )];
-    if let Some(url) = common::postgres_url().await {
-        urls.push(("postgres", url));
-    }
+    let urls = shared_databases(dir.path()).await;
     for (engine, url) in urls {
         let a = Store::open(&url).await.unwrap();
         let b = Store::open(&url).await.unwrap();
