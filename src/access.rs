@@ -33,12 +33,4 @@ impl Access {
     pub fn is_officer(&self, id: &SpiffeId) -> bool {
         id.kind() == Kind::Officer && self.officers.contains(id)
     }
-
-    pub fn operators(&self) -> &[SpiffeId] {
-        &self.operators
-    }
-
-    pub fn officers(&self) -> &[SpiffeId] {
-        &self.officers
-    }
 }
