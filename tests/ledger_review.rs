@@ -241,8 +241,41 @@ async fn only_this_nodes_officers_reach_review() {
             .unwrap_err();
         assert_eq!(status.code(), Code::PermissionDenied);
     }
-    // Nothing refused was recorded as a review.
-    assert_eq!(all_entries(&mut allowed).await.len(), 5);
+    // Every refused call is on record as a denial naming the call and the caller; none of
+    // them is a review.
+    let refused = &all_entries(&mut allowed).await[5..];
+    assert_eq!(refused.len(), 5 * 5 + 3, "{refused:?}");
+    for e in refused {
+        assert_eq!(e.outcome(), proto::EntryOutcome::Denied, "{e:?}");
+        assert!(e.review.is_none(), "{e:?}");
+        assert!(
+            e.reason.starts_with("credit.v1.LedgerReview/"),
+            "{}",
+            e.reason
+        );
+        assert!(e.response_sha256.iter().all(|b| *b == 0), "nothing sent");
+    }
+    let by = |caller: &str, rpc: &str| {
+        refused
+            .iter()
+            .filter(|e| e.caller == caller && e.reason.contains(rpc))
+            .count()
+    };
+    assert_eq!(by(TAX_A, "/ListEntries: "), 1);
+    assert_eq!(
+        by(
+            "spiffe://region-a.credit.test/officer/tax-auditor",
+            "/GetSignedTreeHead: "
+        ),
+        1
+    );
+    assert_eq!(
+        by(
+            "spiffe://region-b.credit.test/officer/auditor",
+            "/LiftSuspension: "
+        ),
+        1
+    );
     f.node.shutdown().await;
 }
 
@@ -516,8 +549,29 @@ async fn a_department_proves_its_own_receipt_and_nothing_else() {
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 
-    // Out-of-range arguments name the field.
+    // Each probe of another caller's entry is on record for the officers, by its caller.
     let mut c = officer(&f.pki, &f.node).await;
+    let probes: Vec<String> = all_entries(&mut c)
+        .await
+        .into_iter()
+        .filter(|e| {
+            e.outcome() == proto::EntryOutcome::Denied
+                && e.reason
+                    == "credit.v1.LedgerReview/GetInclusionProof: seq: departments may only \
+                        prove their own entries"
+        })
+        .map(|e| e.caller)
+        .collect();
+    assert_eq!(
+        probes,
+        [
+            TAX_A,
+            "spiffe://region-b.credit.test/dept/tax",
+            "spiffe://region-b.credit.test/dept/tax"
+        ]
+    );
+
+    // Out-of-range arguments name the field.
     for (seq, tree_size, field) in [
         (99, 100, "seq: "),
         (3, 3, "tree_size: "),
@@ -1018,9 +1072,10 @@ fn ledger_review_suspensions_and_lift_commands() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let lifted: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON receipt");
+    // Entry 4 is the department's refused review, on record.
     assert_eq!(
         (lifted["seq"].clone(), lifted["alert_seq"].clone()),
-        (4.into(), 1.into())
+        (5.into(), 1.into())
     );
     let out = ledger_cli(
         &pki,

@@ -12,6 +12,7 @@ use credit_node::{
     pki::{REGION_A, REGION_B},
     proto::{
         self, administration_client::AdministrationClient, credit_query_client::CreditQueryClient,
+        ledger_review_client::LedgerReviewClient,
     },
     server::RunningNode,
 };
@@ -493,7 +494,6 @@ async fn malformed_requests_are_refused_naming_the_field_and_the_node_keeps_serv
 /// no record is sent, and the ledger holds no field as granted.
 #[tokio::test]
 async fn an_item_selected_twice_is_refused_and_nothing_is_disclosed() {
-    use credit_node::proto::ledger_review_client::LedgerReviewClient;
     let f = fixture().await;
     let select = |fields: &[&str]| proto::ItemSelection {
         item: "admin-penalty".into(),
@@ -615,6 +615,37 @@ async fn only_this_departments_operators_reach_administration() {
         .map(|r| r.record_id)
         .collect();
     assert_eq!(still, shared, "still shared after refused restorations");
+    // Every refused attempt is on record for the officers, naming the call; none changed
+    // anything.
+    let mut officer =
+        LedgerReviewClient::new(channel(&f.pki, &f.node, REGION_A, Kind::Officer, "auditor").await);
+    let entries = officer
+        .list_entries(proto::ListEntriesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let refusals: Vec<(&str, &str)> = entries
+        .iter()
+        .filter(|e| e.reason.starts_with("credit.v1.Administration/"))
+        .map(|e| {
+            assert_eq!(e.outcome(), proto::EntryOutcome::Denied, "{e:?}");
+            (e.caller.as_str(), e.reason.as_str())
+        })
+        .collect();
+    assert_eq!(refusals.len(), 5 * 3, "{refusals:?}");
+    assert!(refusals.contains(&(
+        "spiffe://region-a.credit.test/operator/tax-ops",
+        "credit.v1.Administration/RestoreRecord: administration is for this department's \
+         operators only"
+    )));
+    assert!(
+        !entries.iter().any(|e| {
+            e.outcome() == proto::EntryOutcome::Administration
+                && refusals.iter().any(|(caller, _)| *caller == e.caller)
+        }),
+        "no change recorded for a refused caller"
+    );
 
     // A bad row in an operator's batch: nothing written, the row named.
     let mut admin = admin_as(&f.pki, &f.node, REGION_A, Kind::Operator, "admin").await;
@@ -830,7 +861,6 @@ async fn a_subject_removed_from_a_list_is_no_longer_shared_as_listed() {
 /// cannot be written nothing changes.
 #[tokio::test]
 async fn administration_is_on_record_before_it_takes_effect() {
-    use credit_node::proto::ledger_review_client::LedgerReviewClient;
     let f = fixture().await;
     let operator = "spiffe://region-a.credit.test/operator/admin";
     let records = penalties(&f).await;
@@ -962,7 +992,6 @@ async fn administration_is_on_record_before_it_takes_effect() {
 /// shared, and the ledger holds no restoration that did not happen.
 #[tokio::test]
 async fn restorations_the_catalog_or_the_record_does_not_allow_are_refused() {
-    use credit_node::proto::ledger_review_client::LedgerReviewClient;
     let f = fixture().await;
     let registrations = || async {
         let asked = ask(&f.subject, "registration", "tax-administration");

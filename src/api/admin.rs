@@ -36,14 +36,19 @@ impl AdministrationApi {
 
     /// Only the operators the department names (`access.operators`): an operator of another
     /// department in the same region is refused like anyone else.
-    fn operator<'r, T>(&self, request: &'r Request<T>) -> Result<&'r Caller, Status> {
+    /// A refused caller's attempt is recorded (`rpc` names the call).
+    async fn operator<'r, T>(
+        &self,
+        request: &'r Request<T>,
+        rpc: &str,
+    ) -> Result<&'r Caller, Status> {
         let caller = caller(&self.state, request)?;
         let id = &caller.spiffe_id;
         if !self.state.access().is_operator(id) {
-            tracing::warn!(caller = %id, "administration refused: not an operator of this department");
-            return Err(Status::permission_denied(
-                "administration is for this department's operators only",
-            ));
+            tracing::warn!(caller = %id, rpc, "administration refused: not an operator of this department");
+            let refusal =
+                Status::permission_denied("administration is for this department's operators only");
+            return Err(super::refuse_on_record(&self.state, caller, rpc, refusal).await);
         }
         Ok(caller)
     }
@@ -128,7 +133,9 @@ impl Administration for AdministrationApi {
         &self,
         request: Request<proto::IngestRecordsRequest>,
     ) -> Result<Response<proto::IngestRecordsResponse>, Status> {
-        let caller = self.operator(&request)?;
+        let caller = self
+            .operator(&request, "credit.v1.Administration/IngestRecords")
+            .await?;
         let lines = request.get_ref().json_lines.join("\n");
         let catalog = self.state.catalog();
         let rows = Rows::from_reader(Format::JsonLines, lines.as_bytes());
@@ -197,7 +204,9 @@ impl Administration for AdministrationApi {
         &self,
         request: Request<proto::RestoreRecordRequest>,
     ) -> Result<Response<proto::RestoreRecordResponse>, Status> {
-        let caller = self.operator(&request)?;
+        let caller = self
+            .operator(&request, "credit.v1.Administration/RestoreRecord")
+            .await?;
         let req = request.get_ref();
         let key = crate::ledger::hex::decode_array::<32>(&req.record_id)
             .ok_or_else(|| Status::invalid_argument("record_id: expected 64 hexadecimal digits"))?;
@@ -244,7 +253,9 @@ impl Administration for AdministrationApi {
         &self,
         request: Request<proto::RemoveFromListRequest>,
     ) -> Result<Response<proto::RemoveFromListResponse>, Status> {
-        let caller = self.operator(&request)?;
+        let caller = self
+            .operator(&request, "credit.v1.Administration/RemoveFromList")
+            .await?;
         let req = request.get_ref();
         let subject = super::convert::subject(
             "subject",

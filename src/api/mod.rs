@@ -69,6 +69,46 @@ pub(crate) fn unanswered_entry(
     )
 }
 
+/// Refuses, on record, a call the caller's identity does not allow: an operator of another
+/// department trying to restore records, a department reading the query log, are what a
+/// reviewing officer most needs to see. The refusal first draws on the caller's rate limit, so
+/// a flood of refused calls is folded like any other flood instead of writing one entry each.
+pub(crate) async fn refuse_on_record(
+    state: &NodeState,
+    caller: &Caller,
+    rpc: &str,
+    status: Status,
+) -> Status {
+    if let Err(throttled) = query::admit(state, caller, 1).await {
+        return throttled;
+    }
+    record_refusal(state, caller, rpc, status).await
+}
+
+/// Records a refusal by `rpc` as a `denied` entry and returns it; UNAVAILABLE instead if the
+/// ledger cannot be written (the call is refused either way, so nothing is served unrecorded).
+pub(crate) async fn record_refusal(
+    state: &NodeState,
+    caller: &Caller,
+    rpc: &str,
+    status: Status,
+) -> Status {
+    let reason = format!("{rpc}: {}", status.message())
+        .chars()
+        .take(200)
+        .collect();
+    let entry = action_entry(state, caller, Outcome::Denied { reason });
+    match state.ledger().append(entry).await {
+        Ok(_) => status,
+        Err(e) => {
+            tracing::error!(error = %e, rpc, "a refusal could not be recorded; answering UNAVAILABLE");
+            Status::unavailable(
+                "the refusal could not be recorded in the ledger; nothing was served",
+            )
+        }
+    }
+}
+
 pub struct CreditQueryApi {
     state: Arc<NodeState>,
 }

@@ -63,15 +63,20 @@ impl LedgerReviewApi {
 
     /// Only the officers the department names (`access.officers`): an officer of another
     /// department, or of another region, reviews its own node, not this one.
-    fn officer<'r, T>(&self, request: &'r Request<T>, rpc: &str) -> Result<Officer<'r>, Status> {
+    /// A refused caller's attempt is recorded: reading the query log unbidden is itself
+    /// something to review.
+    async fn officer<'r, T>(
+        &self,
+        request: &'r Request<T>,
+        rpc: &str,
+    ) -> Result<Officer<'r>, Status> {
         let caller = caller(&self.state, request)?;
         if self.is_officer(caller) {
             return Ok(Officer(caller));
         }
         tracing::warn!(caller = %caller.spiffe_id, rpc, "ledger review refused: not an officer of this node");
-        Err(Status::permission_denied(
-            "ledger review is for this node's officers only",
-        ))
+        let refusal = Status::permission_denied("ledger review is for this node's officers only");
+        Err(super::refuse_on_record(&self.state, caller, &method(rpc), refusal).await)
     }
 
     /// Officers, or departments of any trust domain the node lets in (for their own entries).
@@ -91,9 +96,10 @@ impl LedgerReviewApi {
             return Ok(Reader::Peer(caller));
         }
         tracing::warn!(caller = %caller.spiffe_id, rpc, "ledger review refused: neither officer nor department");
-        Err(Status::permission_denied(
+        let refusal = Status::permission_denied(
             "ledger proofs are for this node's officers and for departments (their own entries)",
-        ))
+        );
+        Err(super::refuse_on_record(&self.state, caller, &method(rpc), refusal).await)
     }
 
     async fn size(&self) -> Result<u64, Status> {
@@ -135,6 +141,11 @@ impl LedgerReviewApi {
             Status::unavailable("the review could not be recorded in the ledger; nothing changed")
         })
     }
+}
+
+/// The full gRPC method name of `rpc`, as refusals record it.
+fn method(rpc: &str) -> String {
+    format!("credit.v1.LedgerReview/{rpc}")
 }
 
 const CORRUPT: &str =
@@ -251,7 +262,7 @@ impl LedgerReview for LedgerReviewApi {
         &self,
         request: Request<proto::ListEntriesRequest>,
     ) -> Result<Response<proto::ListEntriesResponse>, Status> {
-        self.officer(&request, "ListEntries")?;
+        self.officer(&request, "ListEntries").await?;
         let req = request.get_ref();
         let filter = entry_filter(req)?;
         let page = self
@@ -296,9 +307,16 @@ impl LedgerReview for LedgerReviewApi {
             && stored.entry.caller != peer.spiffe_id.to_string()
         {
             tracing::warn!(caller = %peer.spiffe_id, "inclusion proof refused: another caller's entry");
-            return Err(Status::permission_denied(
-                "seq: departments may only prove their own entries",
-            ));
+            // Already admitted by `reader`: recorded without drawing on the rate limit again.
+            let refusal =
+                Status::permission_denied("seq: departments may only prove their own entries");
+            return Err(super::record_refusal(
+                &self.state,
+                peer,
+                &method("GetInclusionProof"),
+                refusal,
+            )
+            .await);
         }
         if req.tree_size <= req.seq {
             return Err(invalid("tree_size", "must be larger than seq"));
@@ -327,7 +345,7 @@ impl LedgerReview for LedgerReviewApi {
         &self,
         request: Request<proto::GetConsistencyProofRequest>,
     ) -> Result<Response<proto::GetConsistencyProofResponse>, Status> {
-        self.officer(&request, "GetConsistencyProof")?;
+        self.officer(&request, "GetConsistencyProof").await?;
         let req = request.get_ref();
         if req.first == 0 {
             return Err(invalid("first", "must be at least 1"));
@@ -359,7 +377,7 @@ impl LedgerReview for LedgerReviewApi {
         &self,
         request: Request<proto::RecordReviewRequest>,
     ) -> Result<Response<proto::RecordReviewResponse>, Status> {
-        let officer = self.officer(&request, "RecordReview")?;
+        let officer = self.officer(&request, "RecordReview").await?;
         let req = request.get_ref();
         let decision = proto::ReviewDecision::try_from(req.decision)
             .ok()
@@ -399,7 +417,7 @@ impl LedgerReview for LedgerReviewApi {
         &self,
         request: Request<proto::ListSuspensionsRequest>,
     ) -> Result<Response<proto::ListSuspensionsResponse>, Status> {
-        self.officer(&request, "ListSuspensions")?;
+        self.officer(&request, "ListSuspensions").await?;
         let suspensions = self.state.guard().suspensions().await.map_err(store_down)?;
         Ok(Response::new(proto::ListSuspensionsResponse {
             suspensions: suspensions.iter().map(convert::suspension).collect(),
@@ -410,7 +428,7 @@ impl LedgerReview for LedgerReviewApi {
         &self,
         request: Request<proto::LiftSuspensionRequest>,
     ) -> Result<Response<proto::LiftSuspensionResponse>, Status> {
-        let officer = self.officer(&request, "LiftSuspension")?;
+        let officer = self.officer(&request, "LiftSuspension").await?;
         let req = request.get_ref();
         let suspended = spiffe_id("caller", &req.caller)?.to_string();
         let comment = comment(&req.comment)?;
