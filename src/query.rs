@@ -10,15 +10,16 @@ use time::Date;
 use crate::{
     desensitize::{Form, RecipientKey},
     policy::{Decision, Outcome, Withheld},
-    records::Record,
+    records::{RecordId, StoredRecord},
 };
 
 /// A record as it leaves the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordView {
     pub item: String,
-    /// Hex of [`Record::key`]: stable, and lets an operator restore exactly this record.
-    pub record_id: String,
+    /// The record's random public id ([`RecordId`]): stable, and lets an operator restore
+    /// exactly this record; it reveals nothing of the record.
+    pub record_id: RecordId,
     pub decision_date: Date,
     pub disclosure_end: Option<Date>,
     /// (field, value, form) in decision order.
@@ -70,7 +71,7 @@ impl Answer {
 /// no trace; each remaining record carries exactly its granted fields, in their forms.
 pub fn answer(
     decision: &Decision<'_>,
-    records: &[Record],
+    records: &[StoredRecord],
     today: Date,
     key: &RecipientKey,
 ) -> Answer {
@@ -102,7 +103,8 @@ pub fn answer(
         {
             continue;
         }
-        for record in records.iter().filter(|r| r.item == item.item()) {
+        for stored in records.iter().filter(|r| r.record.item == item.item()) {
+            let record = &stored.record;
             if record.disclosable(today).is_err() {
                 continue;
             }
@@ -114,7 +116,7 @@ pub fn answer(
             let forms = item.fields();
             out.records.push(RecordView {
                 item: record.item.clone(),
-                record_id: crate::tls::hex(&record.key()),
+                record_id: stored.id,
                 decision_date: record.decision_date,
                 disclosure_end: record.disclosure_end,
                 fields: disclosed
@@ -160,7 +162,7 @@ mod tests {
         desensitize::PseudonymKey,
         identity::SpiffeId,
         policy::{ItemRequest, decide},
-        records::{Basis, Restoration},
+        records::{Basis, Record, Restoration},
     };
 
     const SUBJECT: &str = "91330100716105852F";
@@ -235,7 +237,14 @@ mod tests {
         let key = PseudonymKey::from_hex(&"ab".repeat(32))
             .unwrap()
             .recipient_key(&caller);
-        answer(&decision, records, date!(2026 - 11 - 23), &key)
+        let stored: Vec<StoredRecord> = (0u8..)
+            .zip(records)
+            .map(|(i, record)| StoredRecord {
+                id: RecordId([i; 16]),
+                record: record.clone(),
+            })
+            .collect();
+        answer(&decision, &stored, date!(2026 - 11 - 23), &key)
     }
 
     fn value<'a>(answer: &'a Answer, item: &str, field: &str) -> Option<(&'a str, String)> {

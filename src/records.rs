@@ -45,6 +45,37 @@ pub struct Designation {
     pub removal_basis: Option<String>,
 }
 
+/// A stored record's public id, as recipients see it and operators restore by: random,
+/// assigned by the store when the record is first stored, and kept by every re-ingest.
+///
+/// Why not a digest of the record's identity ([`Record::key`]): the subject, item and basis
+/// kind are known to a recipient, and a basis number such as `京市监罚〔2026〕1号` has a known
+/// form and little entropy, so such a digest is reversed by enumeration and would disclose
+/// the basis number to a recipient the catalog grants the item but not that field (design.md
+/// section 7: predictable values need a secret, or no digest at all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RecordId(pub [u8; 16]);
+
+impl RecordId {
+    /// Parses the 32 lower- or upper-case hexadecimal digits [`RecordId`]'s `Display` writes.
+    pub fn parse(text: &str) -> Option<RecordId> {
+        crate::ledger::hex::decode_array::<16>(text).map(RecordId)
+    }
+}
+
+impl std::fmt::Display for RecordId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::ledger::hex::encode(&self.0))
+    }
+}
+
+/// A record as the store holds it, with the id it was given there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub id: RecordId,
+    pub record: Record,
+}
+
 /// One credit record. `subject` is the canonical identifier (USCC or resident identity number,
 /// upper case), already validated against the item's subject type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,7 +168,8 @@ impl Record {
     }
 
     /// Idempotency key: the same subject, item and basis document is the same record, so
-    /// re-ingesting a file creates no duplicates. SHA-256 over length-prefixed parts.
+    /// re-ingesting a file creates no duplicates. SHA-256 over length-prefixed parts. Internal
+    /// to the store: it never leaves the node (see [`RecordId`]).
     pub fn key(&self) -> [u8; 32] {
         let mut d = Digest(ring::digest::Context::new(&ring::digest::SHA256));
         for part in [

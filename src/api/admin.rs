@@ -21,6 +21,7 @@ use crate::{
         hex,
     },
     proto::{self, administration_server::Administration},
+    records::RecordId,
     state::NodeState,
     store::records::Unrestored,
 };
@@ -208,8 +209,11 @@ impl Administration for AdministrationApi {
             .operator(&request, "credit.v1.Administration/RestoreRecord")
             .await?;
         let req = request.get_ref();
-        let key = crate::ledger::hex::decode_array::<32>(&req.record_id)
-            .ok_or_else(|| Status::invalid_argument("record_id: expected 64 hexadecimal digits"))?;
+        let id = RecordId::parse(&req.record_id).ok_or_else(|| {
+            Status::invalid_argument(
+                "record_id: expected 32 hexadecimal digits, as a query's record_id gives",
+            )
+        })?;
         let on = date("restored_on", &req.restored_on)?;
         let basis = required("basis", &req.basis)?;
         let not_found =
@@ -217,12 +221,12 @@ impl Administration for AdministrationApi {
         let record = self
             .state
             .store()
-            .unrestored(&key)
+            .unrestored(&id)
             .await
             .map_err(unavailable)?
             .ok_or_else(not_found)?;
         restoration_allowed(&self.state.catalog(), &record, on)?;
-        let detail = format!("record {} restored from {on}", hex::encode(&key));
+        let detail = format!("record {id} restored from {on}");
         let receipt = self
             .record(
                 caller,
@@ -235,7 +239,7 @@ impl Administration for AdministrationApi {
         let done = self
             .state
             .store()
-            .restore_record(&key, on, basis)
+            .restore_record(&id, on, basis)
             .await
             .map_err(|e| unrecorded_change(&receipt, e))?;
         if !done {

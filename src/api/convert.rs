@@ -222,7 +222,7 @@ pub fn query_result(
             .iter()
             .map(|r| proto::RecordView {
                 item: r.item.clone(),
-                record_id: r.record_id.clone(),
+                record_id: r.record_id.to_string(),
                 decision_date: r.decision_date.to_string(),
                 disclosure_end: r.disclosure_end.map(|d| d.to_string()).unwrap_or_default(),
                 fields: r

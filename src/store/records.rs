@@ -1,7 +1,8 @@
 //! Persisting and reading credit records.
 //!
 //! An ingest batch is one transaction: all rows or none (promise 9). Rows are keyed by
-//! [`Record::key`], so re-ingesting a file inserts nothing twice.
+//! [`Record::key`], so re-ingesting a file inserts nothing twice; each row's public
+//! [`RecordId`] is drawn at random when it is first inserted and kept by every re-ingest.
 
 use std::collections::BTreeMap;
 
@@ -11,14 +12,15 @@ use time::Date;
 use super::{Engine, Store, StoreError};
 use crate::{
     catalog::{Severity, SubjectType, SubjectTypes},
-    records::{Basis, Designation, Record, Restoration},
+    records::{Basis, Designation, Record, RecordId, Restoration, StoredRecord},
 };
 
 const COLUMNS: &str = "record_key, subject_id, item_id, fields, basis_kind, basis_number, \
     basis_date, basis_issuer, severity, decision_date, disclosure_end, restored_on, \
-    restoration_basis, designated_on, removal_conditions, removed_on, removal_basis, ingested_ms";
-const NCOLS: usize = 18;
-/// Rows per INSERT statement: 1,000 × 18 parameters stays below both engines' limits (32,766 and
+    restoration_basis, designated_on, removal_conditions, removed_on, removal_basis, ingested_ms, \
+    record_id";
+const NCOLS: usize = 19;
+/// Rows per INSERT statement: 1,000 × 19 parameters stays below both engines' limits (32,766 and
 /// 65,535), and multi-row statements are what make a fast ingest possible on SQLite.
 const CHUNK: usize = 1000;
 
@@ -67,15 +69,19 @@ pub struct Ingest {
     outcome: InsertOutcome,
 }
 
-/// One multi-row INSERT of `chunk` with its parameters bound, and its row count.
+/// One multi-row INSERT of `chunk` with its parameters bound, and its row count. Each row gets
+/// a fresh random id, used only if the row is new (a conflicting row keeps the id it has).
 fn records_statement<'r>(
     sql: &'r str,
     chunk: &'r [(&Record, [u8; 32])],
     now_ms: i64,
 ) -> Result<(usize, Query<'r, Any, sqlx::any::AnyArguments<'r>>), StoreError> {
+    let mut ids = vec![0u8; 16 * chunk.len()];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut ids)
+        .map_err(|_| StoreError::Unavailable("the system random source failed".into()))?;
     let mut q = sqlx::query::<Any>(sql);
-    for (r, key) in chunk {
-        q = bind_record(q, r, key, now_ms)?;
+    for ((r, key), id) in chunk.iter().zip(ids.chunks_exact(16)) {
+        q = bind_record(q, r, key, now_ms)?.bind(id.to_vec());
     }
     Ok((chunk.len(), q))
 }
@@ -194,7 +200,7 @@ impl Store {
         &self,
         subject: &str,
         items: &[&str],
-    ) -> Result<Vec<Record>, StoreError> {
+    ) -> Result<Vec<StoredRecord>, StoreError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -211,7 +217,7 @@ impl Store {
         }
         let mut reader = self.reader().await?;
         let rows = q.fetch_all(reader.conn()).await;
-        reader.check(rows)?.iter().map(record_from_row).collect()
+        reader.check(rows)?.iter().map(stored_from_row).collect()
     }
 
     /// Whether the subject is known at all (for enumeration detection and "not found").
@@ -226,12 +232,12 @@ impl Store {
 
     /// What a restoration of a stored record not yet restored is checked against and recorded
     /// under, read before the restoration is made. `None` when there is no such record.
-    pub async fn unrestored(&self, key: &[u8; 32]) -> Result<Option<Unrestored>, StoreError> {
+    pub async fn unrestored(&self, id: &RecordId) -> Result<Option<Unrestored>, StoreError> {
         let row = sqlx::query::<Any>(
             "SELECT subject_id, item_id, decision_date FROM records \
-             WHERE record_key = $1 AND restored_on IS NULL",
+             WHERE record_id = $1 AND restored_on IS NULL",
         )
-        .bind(key.to_vec())
+        .bind(id.0.to_vec())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
@@ -250,17 +256,17 @@ impl Store {
     /// Records credit restoration of one record. Returns false when no such record exists.
     pub async fn restore_record(
         &self,
-        key: &[u8; 32],
+        id: &RecordId,
         on: Date,
         basis: &str,
     ) -> Result<bool, StoreError> {
         let _turn = self.write_turn(super::File::Records).await;
         let done = sqlx::query::<Any>(
-            "UPDATE records SET restored_on = $1, restoration_basis = $2 WHERE record_key = $3 AND restored_on IS NULL",
+            "UPDATE records SET restored_on = $1, restoration_basis = $2 WHERE record_id = $3 AND restored_on IS NULL",
         )
         .bind(date_text(on))
         .bind(basis)
-        .bind(key.to_vec())
+        .bind(id.0.to_vec())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
@@ -331,6 +337,17 @@ fn opt_date_col(row: &AnyRow, column: &str) -> Result<Option<Date>, StoreError> 
     opt(row, column)?
         .map(|t| parse_date(&t, column))
         .transpose()
+}
+
+fn stored_from_row(row: &AnyRow) -> Result<StoredRecord, StoreError> {
+    let id: Vec<u8> = row.try_get("record_id")?;
+    let id = id
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("record_id: not 16 bytes".into()))?;
+    Ok(StoredRecord {
+        id: RecordId(id),
+        record: record_from_row(row)?,
+    })
 }
 
 fn record_from_row(row: &AnyRow) -> Result<Record, StoreError> {
