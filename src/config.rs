@@ -82,9 +82,10 @@ pub struct NodeSection {
 pub struct TrustDomainSection {
     /// The trust domain, e.g. `region-a.credit.test`.
     pub name: Spanned<String>,
-    /// PEM bundle of the trust domain's CA certificates.
+    /// PEM bundle of the trust domain's root CA certificates.
     pub ca: Spanned<PathBuf>,
-    /// PEM CRLs issued by those CAs; when present, a certificate of unknown status is refused.
+    /// PEM CRLs issued by those roots and the intermediates under them; when present, every
+    /// certificate of a client's chain is checked, and one of unknown status is refused.
     #[serde(default)]
     pub crls: Vec<Spanned<PathBuf>>,
 }

@@ -78,6 +78,21 @@ impl Layout {
             dir.join(format!("{kind}-{id}.key")),
         )
     }
+    /// An intermediate CA issued under the region's root by [`issue_intermediate`]:
+    /// `<region>/intermediate-<name>/`, holding `ca.crt`, `ca.key` and its `crl.pem`.
+    pub fn intermediate_dir(&self, trust_domain: &str, name: &str) -> PathBuf {
+        self.region_dir(trust_domain)
+            .join(format!("intermediate-{name}"))
+    }
+    pub fn intermediate_cert(&self, trust_domain: &str, name: &str) -> PathBuf {
+        self.intermediate_dir(trust_domain, name).join("ca.crt")
+    }
+    pub fn intermediate_key(&self, trust_domain: &str, name: &str) -> PathBuf {
+        self.intermediate_dir(trust_domain, name).join("ca.key")
+    }
+    pub fn intermediate_crl(&self, trust_domain: &str, name: &str) -> PathBuf {
+        self.intermediate_dir(trust_domain, name).join("crl.pem")
+    }
     /// A negative fixture: `negative/<name>.crt|.key`.
     pub fn negative(&self, name: &str) -> (PathBuf, PathBuf) {
         let dir = self.root.join("negative");
@@ -292,14 +307,44 @@ pub fn write_signed_demo_catalog(layout: &Layout) -> Result<(), PkiError> {
 }
 
 /// Revokes a certificate: rewrites its region's CRL with the certificate's serial added and a
-/// higher CRL number. Used by operators' rehearsals and by the reload tests.
+/// higher CRL number. Used by operators' rehearsals and by the reload tests. An intermediate CA
+/// is revoked this way too: the root's CRL is the one that lists it.
 pub fn revoke(layout: &Layout, trust_domain: &str, cert_path: &Path) -> Result<(), PkiError> {
-    let ca_pem = read(&layout.ca_cert(trust_domain))?;
-    let ca_key = KeyPair::from_pem(&read(&layout.ca_key(trust_domain))?)?;
+    revoke_in(
+        &layout.ca_cert(trust_domain),
+        &layout.ca_key(trust_domain),
+        &layout.crl(trust_domain),
+        cert_path,
+    )
+}
+
+/// [`revoke`] for a certificate the intermediate CA `name` issued: its own CRL lists it.
+pub fn revoke_by_intermediate(
+    layout: &Layout,
+    trust_domain: &str,
+    name: &str,
+    cert_path: &Path,
+) -> Result<(), PkiError> {
+    revoke_in(
+        &layout.intermediate_cert(trust_domain, name),
+        &layout.intermediate_key(trust_domain, name),
+        &layout.intermediate_crl(trust_domain, name),
+        cert_path,
+    )
+}
+
+fn revoke_in(
+    ca_cert: &Path,
+    ca_key: &Path,
+    crl_path: &Path,
+    cert_path: &Path,
+) -> Result<(), PkiError> {
+    let ca_pem = read(ca_cert)?;
+    let ca_key = KeyPair::from_pem(&read(ca_key)?)?;
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
 
     let serial = serial_of(cert_path)?;
-    let crl_path = layout.crl(trust_domain);
+    let crl_path = crl_path.to_owned();
     let crl_pem = read(&crl_path)?;
     let bad = |reason: String| PkiError::Bad {
         path: crl_path.clone(),
@@ -359,6 +404,89 @@ pub fn issue_identity(
     id: &str,
 ) -> Result<(PathBuf, PathBuf), PkiError> {
     issue_by_ca(layout, trust_domain, kind, id, id, &format!("{kind} {id}"))
+}
+
+/// Issues an intermediate CA named `intermediate` under the region's root, with an empty CRL of its own,
+/// written where [`Layout::intermediate_dir`] puts them. The development PKI itself has none:
+/// this is for the tests and rehearsals of chains whose every link a CRL may revoke.
+pub fn issue_intermediate(
+    layout: &Layout,
+    trust_domain: &str,
+    intermediate: &str,
+) -> Result<(), PkiError> {
+    let root_pem = read(&layout.ca_cert(trust_domain))?;
+    let root_key = KeyPair::from_pem(&read(&layout.ca_key(trust_domain))?)?;
+    let root = Issuer::from_ca_cert_pem(&root_pem, root_key)?;
+    let now = OffsetDateTime::now_utc();
+
+    let mut params = CertificateParams::default();
+    // Its own subject, distinct from the root's and from every leaf's (see the module doc).
+    params.distinguished_name = name(
+        trust_domain,
+        &format!("credit-node dev intermediate CA {intermediate} {trust_domain}"),
+    );
+    // It issues leaves only, never another CA.
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = now - Duration::days(1);
+    params.not_after = now + Duration::days(1825);
+    params.serial_number = Some(random_serial()?);
+    params.key_identifier_method = KeyIdMethod::Sha256;
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &root)?;
+
+    let dir = layout.intermediate_dir(trust_domain, intermediate);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    write_public(
+        &layout.intermediate_cert(trust_domain, intermediate),
+        &cert.pem(),
+    )?;
+    write_private(
+        &layout.intermediate_key(trust_domain, intermediate),
+        &key.serialize_pem(),
+    )?;
+    let issuer = Issuer::from_ca_cert_pem(&cert.pem(), key)?;
+    write_crl(
+        &layout.intermediate_crl(trust_domain, intermediate),
+        &issuer,
+        &[],
+        1,
+        now,
+    )
+}
+
+/// Issues a certificate for `spiffe://<trust_domain>/<kind>/<id>` under the intermediate CA
+/// `name`, written where [`Layout::identity`] puts it. The certificate file holds the chain, leaf
+/// then intermediate: the node trusts only the root, so the client must present the link.
+pub fn issue_under_intermediate(
+    layout: &Layout,
+    trust_domain: &str,
+    name: &str,
+    kind: Kind,
+    id: &str,
+) -> Result<(PathBuf, PathBuf), PkiError> {
+    let ca_pem = read(&layout.intermediate_cert(trust_domain, name))?;
+    let ca_key = KeyPair::from_pem(&read(&layout.intermediate_key(trust_domain, name))?)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
+    let uri = SpiffeId::new(TrustDomain::parse(trust_domain)?, kind, id)?.to_string();
+    let (crt, key) = layout.identity(trust_domain, kind, id);
+    let now = OffsetDateTime::now_utc();
+    let mut leaf = issue(
+        &issuer,
+        &[uri],
+        &format!("{kind} {id} (via {name})"),
+        trust_domain,
+        now,
+        false,
+    )?;
+    leaf.cert_pem.push_str(&ca_pem);
+    leaf.write(&crt, &key)?;
+    Ok((crt, key))
 }
 
 /// A certificate for `spiffe://<trust_domain>/<kind>/<id>` signed by the region's CA, written as

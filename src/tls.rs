@@ -133,7 +133,9 @@ pub fn server_tls(material: ServerMaterial) -> Result<ServerTls, TlsError> {
 }
 
 /// Verifies the certificate chain a connection was accepted with (`peer`, leaf first) again,
-/// by `verifier` as of now: after a reload, its CRLs or trust bundles may refuse it.
+/// by `verifier` as of now: after a reload, its CRLs or trust bundles may refuse it. It goes
+/// through the very verifier a handshake uses, so an open connection is held to the same rules
+/// as a new one, revocation of every link of the chain included.
 pub fn still_trusted(
     verifier: &SpiffeClientVerifier,
     peer: &[CertificateDer<'_>],
@@ -233,11 +235,24 @@ pub fn hex(bytes: &[u8]) -> String {
 /// The SPIFFE ID is read first (cheap, and it refuses certificates with no or several IDs before
 /// any signature work); then the chain is verified by the webpki verifier built from that
 /// domain's roots and CRLs. Expiry and revocation are webpki's checks.
+///
+/// Revocation is checked for every certificate of the chain, not only the leaf: a root that
+/// revokes an intermediate CA withdraws everything that intermediate issued, and promise 1 says a
+/// revoked certificate fails the handshake whichever link of the chain it is.
 #[derive(Debug)]
 pub struct SpiffeClientVerifier {
-    domains: Vec<(TrustDomain, Arc<dyn ClientCertVerifier>)>,
+    domains: Vec<DomainVerifier>,
     hints: Vec<DistinguishedName>,
     schemes: Vec<SignatureScheme>,
+}
+
+#[derive(Debug)]
+struct DomainVerifier {
+    domain: TrustDomain,
+    verifier: Arc<dyn ClientCertVerifier>,
+    /// The raw issuer names of the domain's CRLs, kept only to name the CA whose CRL is missing
+    /// when a chain's revocation status is unknown: webpki's error does not say which.
+    crl_issuers: Vec<Vec<u8>>,
 }
 
 impl SpiffeClientVerifier {
@@ -265,17 +280,28 @@ impl SpiffeClientVerifier {
                 tracing::warn!(trust_domain = %material.domain,
                     "no CRLs configured for this trust domain: its revoked certificates are accepted");
             } else {
-                // A CRL past its nextUpdate no longer proves that a certificate is not revoked.
+                // Every link of the chain is checked (webpki's default depth), so each CA that
+                // issues in it needs its CRL here: without it the status is unknown and the
+                // handshake fails (webpki's default policy), which is the point. A CRL past its
+                // nextUpdate no longer proves that a certificate is not revoked.
                 builder = builder
                     .with_crls(material.crls.iter().cloned())
-                    .only_check_end_entity_revocation()
                     .enforce_revocation_expiration();
             }
             let verifier = builder.build().map_err(|e| err(e.to_string()))?;
+            let crl_issuers = material
+                .crls
+                .iter()
+                .map(|crl| crl_issuer(crl).map_err(&err))
+                .collect::<Result<_, _>>()?;
             hints.extend_from_slice(verifier.root_hint_subjects());
-            domains.push((material.domain.clone(), verifier));
+            domains.push(DomainVerifier {
+                domain: material.domain.clone(),
+                verifier,
+                crl_issuers,
+            });
         }
-        let schemes = domains[0].1.supported_verify_schemes();
+        let schemes = domains[0].verifier.supported_verify_schemes();
         Ok(Self {
             domains,
             hints,
@@ -283,17 +309,52 @@ impl SpiffeClientVerifier {
         })
     }
 
-    fn verifier_for(&self, domain: &TrustDomain) -> Option<&Arc<dyn ClientCertVerifier>> {
-        self.domains
-            .iter()
-            .find(|(d, _)| d == domain)
-            .map(|(_, v)| v)
+    fn verifier_for(&self, domain: &TrustDomain) -> Option<&DomainVerifier> {
+        self.domains.iter().find(|d| &d.domain == domain)
     }
 
     fn any(&self) -> &Arc<dyn ClientCertVerifier> {
         // `new` refuses an empty list, so there is always a first verifier.
-        &self.domains[0].1
+        &self.domains[0].verifier
     }
+}
+
+/// The raw issuer name of a CRL, compared byte for byte with certificates' issuer names as
+/// webpki does when it looks for a certificate's CRL.
+fn crl_issuer(crl: &CertificateRevocationListDer<'_>) -> Result<Vec<u8>, String> {
+    use x509_parser::prelude::FromDer;
+    let (_, parsed) =
+        x509_parser::revocation_list::CertificateRevocationList::from_der(crl.as_ref())
+            .map_err(|e| format!("a CRL cannot be read: {e}"))?;
+    Ok(parsed.issuer().as_raw().to_vec())
+}
+
+/// The CAs that issued a certificate of the presented chain (`leaf`, then `intermediates`) and
+/// have no CRL among `crl_issuers`, by name: what an operator must add when the chain's
+/// revocation status is unknown. A self-signed certificate is skipped: it can only be a root,
+/// and webpki never checks a root's revocation.
+fn issuers_without_crl(
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    crl_issuers: &[Vec<u8>],
+) -> Vec<String> {
+    let mut missing: Vec<String> = Vec::new();
+    for cert in std::iter::once(leaf).chain(intermediates) {
+        let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+            continue;
+        };
+        let issuer = parsed.issuer();
+        if issuer.as_raw() == parsed.subject().as_raw()
+            || crl_issuers.iter().any(|c| c.as_slice() == issuer.as_raw())
+        {
+            continue;
+        }
+        let name = issuer.to_string();
+        if !missing.contains(&name) {
+            missing.push(name);
+        }
+    }
+    missing
 }
 
 impl ClientCertVerifier for SpiffeClientVerifier {
@@ -325,10 +386,27 @@ impl ClientCertVerifier for SpiffeClientVerifier {
             ));
         };
         verifier
+            .verifier
             .verify_client_cert(end_entity, intermediates, now)
-            .inspect_err(
-                |e| tracing::warn!(spiffe_id = %id, error = %e, "client certificate refused"),
-            )
+            .inspect_err(|e| match e {
+                // The client sees only `unknown ca`; the fault is usually the node's config, so
+                // the log says which CRL it lacks.
+                rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownRevocationStatus,
+                ) => {
+                    let missing =
+                        issuers_without_crl(end_entity, intermediates, &verifier.crl_issuers);
+                    tracing::warn!(spiffe_id = %id, error = %e,
+                        trust_domain = %verifier.domain,
+                        missing_crls_of = %if missing.is_empty() {
+                            "a CA of the chain (no presented issuer lacks one by name)".to_owned()
+                        } else {
+                            missing.join("; ")
+                        },
+                        "client certificate refused: its revocation status is unknown because the trust domain's `crls` lack the CRL of a CA in its chain; every CA that issues in the chain needs its current CRL listed, the root's (which covers its intermediates) and each intermediate's")
+                }
+                _ => tracing::warn!(spiffe_id = %id, error = %e, "client certificate refused"),
+            })
     }
 
     fn verify_tls12_signature(
@@ -351,5 +429,47 @@ impl ClientCertVerifier for SpiffeClientVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.schemes.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{identity::Kind, pki};
+
+    /// The refusal's log names exactly the CAs of the chain whose CRL is not configured.
+    #[test]
+    fn the_cas_whose_crl_is_missing_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = pki::generate(dir.path()).unwrap();
+        let td = pki::REGION_A;
+        pki::issue_intermediate(&layout, td, "issuing-1").unwrap();
+        let (cert, _) =
+            pki::issue_under_intermediate(&layout, td, "issuing-1", Kind::Dept, "customs").unwrap();
+        let chain = load_certs(&cert).unwrap();
+        let (leaf, intermediates) = chain.split_first().unwrap();
+        let root_crl = crl_issuer(&load_crls(&layout.crl(td)).unwrap()[0]).unwrap();
+        let own_crl =
+            crl_issuer(&load_crls(&layout.intermediate_crl(td, "issuing-1")).unwrap()[0]).unwrap();
+        let root = format!("O=credit-node development, OU={td}, CN=credit-node dev root CA {td}");
+        let intermediate = format!(
+            "O=credit-node development, OU={td}, CN=credit-node dev intermediate CA issuing-1 {td}"
+        );
+
+        let check = |crls: &[&Vec<u8>], presented: &[CertificateDer<'_>], expected: &[&str]| {
+            let crls: Vec<Vec<u8>> = crls.iter().map(|c| c.to_vec()).collect();
+            assert_eq!(issuers_without_crl(leaf, presented, &crls), expected);
+        };
+        check(&[&root_crl, &own_crl], intermediates, &[]);
+        check(&[&own_crl], intermediates, &[&root]);
+        check(&[&root_crl], intermediates, &[&intermediate]);
+        check(&[], intermediates, &[&intermediate, &root]);
+        // A client that also sends the root: a self-signed certificate needs no CRL.
+        let with_root: Vec<_> = intermediates
+            .iter()
+            .cloned()
+            .chain(load_certs(&layout.ca_cert(td)).unwrap())
+            .collect();
+        check(&[&root_crl, &own_crl], &with_root, &[]);
     }
 }

@@ -50,6 +50,25 @@ impl TestPki {
         path
     }
 
+    /// Writes the development config of `region`'s node with `crls` as the CRLs of trust domain
+    /// `domain` instead of its root's CRL alone, and returns its path.
+    pub fn write_config_with_crls(&self, region: &str, domain: &str, crls: &[PathBuf]) -> PathBuf {
+        let path = self.write_config(region);
+        let text = std::fs::read_to_string(&path).expect("config");
+        let root_only = format!(
+            "crls = [{:?}]",
+            self.layout.crl(domain).display().to_string()
+        );
+        let listed: Vec<String> = crls
+            .iter()
+            .map(|crl| format!("{:?}", crl.display().to_string()))
+            .collect();
+        let replaced = text.replace(&root_only, &format!("crls = [{}]", listed.join(", ")));
+        assert_ne!(replaced, text, "the config lists {domain}'s CRL");
+        std::fs::write(&path, replaced).expect("config");
+        path
+    }
+
     pub async fn start_node(&self, region: &str) -> RunningNode {
         start_from_config(&self.write_config(region)).await
     }
