@@ -322,6 +322,8 @@ impl LoadedConfig {
             return Err(self.error_at(self.span_of(&key), &key, message));
         }
         self.access_ids()?;
+        crate::logging::check_level(&self.config.log.level)
+            .map_err(|e| self.error_at(self.span_of("log.level"), "log.level", e))?;
         Ok(())
     }
 
@@ -716,6 +718,11 @@ signing_key = "ledger.key"
         check_error(
             "[node]\nlisten = \"127.0.0.1:0\"\nkey = \"k\"\n",
             "/etc/credit/node.toml:1:1: node: missing field `cert`",
+        );
+        // A typo in the level would silently turn every log off, errors included.
+        check_error(
+            &format!("{GOOD}\n[log]\nlevel = \"warning\"\n"),
+            "/etc/credit/node.toml:29:9: log.level: \"warning\": \"warning\" is not a level; expected a level (trace, debug, info, warn, error, off) or comma-separated target=level directives, e.g. \"info\" or \"warn,credit_node=debug\"",
         );
         check_error(
             "[node\n",
