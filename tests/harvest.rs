@@ -473,6 +473,116 @@ async fn sequential_identifiers_raise_an_alert_and_suspend_the_caller() {
     n.node.shutdown().await;
 }
 
+/// An officer's LiftSuspension names, in the review it records, the alert of the suspension it
+/// read; if the caller was suspended again by a newer alert before that suspension is removed
+/// (another replica's officer lifted the first one, the caller's enumeration went on), the
+/// older alert's lifting removes nothing. The trigger below replaces the suspension while the
+/// officer's review is being recorded, inside that window, as another replica would. The
+/// officer gets NOT_FOUND naming the field and the alert it reviewed, the newer suspension
+/// stands (the caller is still refused), and a lifting that reviews the newer alert works.
+#[tokio::test]
+async fn lifting_a_suspension_replaced_by_a_newer_alert_lifts_nothing_over_mtls() {
+    use credit_node::{ledger::entry::Entry, proto::ledger_review_client::LedgerReviewClient};
+    use sqlx::Executor;
+    let clock = TestClock::new();
+    let n = start(ENUMERATION, &clock, 1).await;
+    let mut tax = client(&n, REGION_B, "tax").await;
+    for i in 0..4 {
+        query(&mut tax, &sequential(i))
+            .await
+            .expect("answered, though about nobody");
+    }
+    let refused = query(&mut tax, &subject(0)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let state = n.node.state();
+    let store = state.store();
+    let older = ledger_entries(store, by_outcome(OutcomeKind::Alert)).await[0].seq;
+
+    // The newer alert, recorded as the query path records one.
+    let newer = state
+        .ledger()
+        .append(Entry::unanswered(
+            TAX_B.into(),
+            [0; 32],
+            clock.clock().now_ms(),
+            Outcome::Alert {
+                reason: "sequential identifiers, again".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .seq;
+    store
+        .pool()
+        .execute(
+            format!(
+                "CREATE TRIGGER activity.suspended_again AFTER INSERT ON ledger_entries \
+                 WHEN NEW.outcome = 'review' \
+                 BEGIN UPDATE suspensions SET alert_seq = {newer}, \
+                 reason = 'sequential identifiers, again' WHERE caller = '{TAX_B}'; END"
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+
+    let mut officer =
+        LedgerReviewClient::new(channel(&n.pki, &n.node, REGION_A, Kind::Officer, "auditor").await);
+    let lift = || proto::LiftSuspensionRequest {
+        caller: TAX_B.into(),
+        comment: "audit case 2026-18: a misconfigured batch job".into(),
+    };
+    let status = officer.lift_suspension(lift()).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(
+        status.message().starts_with(&format!(
+            "caller: the suspension of alert entry {older} is no longer in place"
+        )),
+        "{status:?}"
+    );
+    let refused = query(&mut tax, &subject(0)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("suspended"), "{refused:?}");
+    let listed = officer
+        .list_suspensions(proto::ListSuspensionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .suspensions;
+    assert_eq!(
+        listed
+            .iter()
+            .map(|s| (s.caller.as_str(), s.alert_seq))
+            .collect::<Vec<_>>(),
+        vec![(TAX_B, newer)],
+        "the newer suspension stands"
+    );
+
+    store
+        .pool()
+        .execute("DROP TRIGGER activity.suspended_again")
+        .await
+        .unwrap();
+    let lifted = officer
+        .lift_suspension(lift())
+        .await
+        .expect("the newer alert's suspension is lifted")
+        .into_inner();
+    assert_eq!(lifted.lifted.unwrap().alert_seq, newer);
+    // Both liftings are on record, each reviewing the alert it named.
+    let reviewed: Vec<(u64, u64)> = ledger_entries(store, by_outcome(OutcomeKind::Review))
+        .await
+        .iter()
+        .map(|e| match &e.entry.outcome {
+            Outcome::Review(r) => (r.first_seq, r.last_seq),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(reviewed, vec![(older, older), (newer, newer)]);
+    answered(query(&mut tax, &subject(0)).await);
+    n.node.shutdown().await;
+}
+
 /// The suspension that goes with an alert cannot be stored (the store refuses it, as a full
 /// disk or a lost database would): the query is refused UNAVAILABLE, and the alert does not
 /// count as the window's alert, so the caller's next sequential query raises it again, this

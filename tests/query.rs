@@ -1074,6 +1074,67 @@ async fn restorations_the_catalog_or_the_record_does_not_allow_are_refused() {
     f.node.shutdown().await;
 }
 
+/// A restoration dated after the node's today (its clock reads 2026-11-23, while the machine's
+/// may read later) is refused as ingest refuses it in a row, naming the field: the record is
+/// still shared, the ledger holds no restoration, and the record can still be restored from
+/// today, the latest date allowed.
+#[tokio::test]
+async fn a_restoration_dated_after_today_is_refused_and_changes_nothing() {
+    let f = fixture().await;
+    let current = |records: &[proto::RecordView]| {
+        records
+            .iter()
+            .find(|r| field_value(r, "decision_no") == "浙市监罚〔2026〕1号")
+            .map(|r| r.record_id.clone())
+    };
+    let penalty = current(&penalties(&f).await).unwrap();
+    let restore = |restored_on: &str| proto::RestoreRecordRequest {
+        record_id: penalty.clone(),
+        restored_on: restored_on.into(),
+        basis: "信用修复决定〔2026〕9号".into(),
+    };
+
+    let mut admin = admin_as(&f.pki, &f.node, REGION_A, Kind::Operator, "admin").await;
+    let status = admin
+        .restore_record(restore("2026-11-24"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(status.message(), "restored_on: after today (2026-11-23)");
+    assert_eq!(
+        current(&penalties(&f).await),
+        Some(penalty.clone()),
+        "the penalty is still shared"
+    );
+    let mut officer = credit_node::proto::ledger_review_client::LedgerReviewClient::new(
+        channel(&f.pki, &f.node, REGION_A, Kind::Officer, "auditor").await,
+    );
+    let actions: Vec<String> = officer
+        .list_entries(proto::ListEntriesRequest {
+            outcome: proto::EntryOutcome::Administration.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .into_iter()
+        .map(|e| e.administration_action)
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["ingest_records"],
+        "no refused restoration on record"
+    );
+
+    admin
+        .restore_record(restore("2026-11-23"))
+        .await
+        .expect("a restoration from today");
+    assert_eq!(current(&penalties(&f).await), None);
+    f.node.shutdown().await;
+}
+
 /// The database goes down under a running node (PostgreSQL refuses connections, and those open
 /// are cut): queries get UNAVAILABLE and no record data, the node keeps serving what needs no
 /// database, and answers again once the database is back, its ledger whole.

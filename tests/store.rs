@@ -470,3 +470,91 @@ async fn failed_reads_are_errors_and_the_store_reads_again_after() {
         store.close().await;
     }
 }
+
+/// Ingests that overlap, at once, on PostgreSQL: two `credit-node ingest`s of files holding
+/// the same records in opposite orders, each file long enough to reach the store in several
+/// parts, so that each ingest's later parts are the other's earlier ones. Both succeed, round
+/// after round, and every record is stored once. (SQLite lets one writer in at a time.)
+#[tokio::test]
+async fn overlapping_ingests_at_once_on_postgresql_both_succeed() {
+    use credit_node::{
+        catalog::{Catalog, DEMO},
+        identifier::Uscc,
+        ingest::{Format, Rows, load},
+        store::Store,
+    };
+    let Some(url) = common::postgres_url().await else {
+        return; // postgres_url says it was skipped
+    };
+    // One store each, as two processes have.
+    let stores = [
+        Store::open(&url).await.unwrap(),
+        Store::open(&url).await.unwrap(),
+    ];
+    let catalog = Catalog::parse("demo.toml", DEMO.as_bytes()).unwrap();
+    let ingest = |store: &Store, lines: Vec<String>| {
+        let rows = Rows::from_reader(
+            Format::JsonLines,
+            std::io::Cursor::new(lines.join("\n").into_bytes()),
+        );
+        let store = store.clone();
+        let catalog = catalog.clone();
+        async move {
+            let (_, staged) = load::validate_and_stage(
+                &store,
+                catalog,
+                "samr".into(),
+                date!(2026 - 11 - 23),
+                rows,
+                1,
+                u64::MAX,
+                |_| {},
+            )
+            .await?;
+            Ok::<_, load::LoadError>(staged.commit().await?)
+        }
+    };
+    // More than two of the parts (4,096 records) an ingest writes at a time.
+    const RECORDS: u64 = 9_000;
+    const ROUNDS: u64 = 4;
+    for round in 0..ROUNDS {
+        let lines: Vec<String> = (round * RECORDS..(round + 1) * RECORDS)
+            .map(|n| {
+                let subject = Uscc::complete(&format!("91330106{n:09}"))
+                    .unwrap()
+                    .to_string();
+                serde_json::json!({
+                    "subject": subject, "item": "registration",
+                    "fields": {
+                        "uscc": subject, "name": "杭州星河网络科技有限公司", "status": "存续",
+                        "established": "2009-03-17", "registered_capital": "1500000.00",
+                        "division": "330106", "legal_rep_name": "欧阳娜娜",
+                        "legal_rep_id": "11010519491231002X", "legal_rep_mobile": "13812341234"
+                    },
+                    "basis": {"kind": "营业执照", "number": format!("REG-{subject}"),
+                        "date": "2009-03-17", "issuer": "samr"},
+                    "decision_date": "2009-03-17"
+                })
+                .to_string()
+            })
+            .collect();
+        let backwards = lines.iter().rev().cloned().collect();
+        let (a, b) = tokio::join!(ingest(&stores[0], lines), ingest(&stores[1], backwards));
+        let a = a.unwrap_or_else(|e| panic!("round {round}, the first ingest: {e}"));
+        let b = b.unwrap_or_else(|e| panic!("round {round}, the second ingest: {e}"));
+        for done in [a, b] {
+            assert_eq!(done.inserted + done.already_present, RECORDS, "{done:?}");
+        }
+        assert_eq!(a.inserted + b.inserted, RECORDS, "round {round}");
+    }
+    let (rows, keys): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT record_key) FROM records")
+            .fetch_one(stores[0].pool())
+            .await
+            .unwrap();
+    let stored = i64::try_from(ROUNDS * RECORDS).unwrap();
+    assert_eq!((rows, keys), (stored, stored));
+    for store in stores {
+        store.close().await;
+    }
+}

@@ -104,11 +104,14 @@ fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
 /// The checks ingest makes of a row's restoration, made of a stored record: a restoration the
 /// catalog or the record's own dates do not allow is refused like a bad request, before
 /// anything is recorded or changed (a record restored that should not be would vanish from
-/// every answer).
+/// every answer). `today` is the node's clock's, as ingest's is: a restoration dated after it
+/// has not taken effect, and recorded now it would mark the record restored (so the real
+/// restoration could no longer be recorded) and withdraw it later on that date's word alone.
 fn restoration_allowed(
     catalog: &SignedCatalog,
     record: &Unrestored,
     on: time::Date,
+    today: time::Date,
 ) -> Result<(), Status> {
     // An item the catalog in force no longer declares has no `restorable` to allow it.
     let item = catalog.catalog().item(&record.item).ok_or_else(|| {
@@ -119,7 +122,7 @@ fn restoration_allowed(
     })?;
     ingest::check_restorable(item)
         .map_err(|e| Status::invalid_argument(format!("record_id: {e}")))?;
-    ingest::check_restored_on(record.decision_date, on)
+    ingest::check_restored_on(record.decision_date, on, today)
         .map_err(|e| Status::invalid_argument(format!("restored_on: {e}")))
 }
 
@@ -225,7 +228,8 @@ impl Administration for AdministrationApi {
             .await
             .map_err(unavailable)?
             .ok_or_else(not_found)?;
-        restoration_allowed(&self.state.catalog(), &record, on)?;
+        let today = self.state.clock().today();
+        restoration_allowed(&self.state.catalog(), &record, on, today)?;
         let detail = format!("record {id} restored from {on}");
         let receipt = self
             .record(

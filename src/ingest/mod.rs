@@ -51,7 +51,8 @@ pub use fields::check_field;
 pub use jsonl::{JsonlRows, MAX_LINE_BYTES};
 pub use raw::{RawBasis, RawDesignation, RawRestoration, RawRow};
 pub use validate::{
-    EARLIEST, Unrestorable, check_restorable, check_restored_on, is_list_item, validate,
+    AfterToday, EARLIEST, Unrestorable, check_not_after_today, check_restorable, check_restored_on,
+    is_list_item, validate,
 };
 pub use write::{to_json_line, write_csv};
 

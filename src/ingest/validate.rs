@@ -33,6 +33,28 @@ pub enum Unrestorable {
     /// A restoration cannot take effect before the decision it lifts.
     #[error("before {0}, the record's decision date")]
     BeforeDecision(Date),
+    /// A restoration decided today cannot be dated later (see [`AfterToday`]).
+    #[error(transparent)]
+    AfterToday(#[from] AfterToday),
+}
+
+/// A date after today given for something that has already happened: a decision, a document,
+/// a restoration. Ingest refuses one in any row, so a restoration dated ahead cannot enter
+/// through `RestoreRecord` either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("after today ({today})")]
+pub struct AfterToday {
+    pub today: Date,
+}
+
+/// The one "not after today" rule of ingest's dates. `today` is the node's clock's
+/// ([`crate::clock::Clock::today`]), never read here: validation is pure.
+pub fn check_not_after_today(d: Date, today: Date) -> Result<(), AfterToday> {
+    if d > today {
+        Err(AfterToday { today })
+    } else {
+        Ok(())
+    }
 }
 
 /// The catalog's part of a credit restoration: only records of a `restorable` item may be
@@ -47,8 +69,9 @@ pub fn check_restorable(item: &Item) -> Result<(), Unrestorable> {
 }
 
 /// The record's part of a credit restoration: it takes effect on `on`, no earlier than the
-/// record's `decision_date`. Shared as [`check_restorable`] is.
-pub fn check_restored_on(decision_date: Date, on: Date) -> Result<(), Unrestorable> {
+/// record's `decision_date` and no later than `today`. Shared as [`check_restorable`] is.
+pub fn check_restored_on(decision_date: Date, on: Date, today: Date) -> Result<(), Unrestorable> {
+    check_not_after_today(on, today)?;
     if on < decision_date {
         Err(Unrestorable::BeforeDecision(decision_date))
     } else {
@@ -171,8 +194,8 @@ impl Checker {
             return None;
         };
         let d = date(s).map_err(|e| self.err(field, e)).ok()?;
-        if d > self.today {
-            self.err(field, format!("after today ({})", self.today));
+        if let Err(e) = check_not_after_today(d, self.today) {
+            self.err(field, e.to_string());
             return None;
         }
         if d < not_before {
@@ -314,7 +337,7 @@ impl Checker {
         let on = self
             .sane_date("restoration.on", r.on.as_deref(), EARLIEST)
             .filter(|&on| match decision {
-                Some(d) => check_restored_on(d, on)
+                Some(d) => check_restored_on(d, on, self.today)
                     .map_err(|e| self.err("restoration.on", e.to_string()))
                     .is_ok(),
                 // The decision date's own error is reported; nothing to compare with.

@@ -183,6 +183,9 @@ pub struct Store {
     engine: Engine,
     /// One per SQLite file: [`File::Records`], [`File::Activity`].
     write_turns: [Arc<Mutex<()>>; 2],
+    /// The connections' session settings, for a transaction that lifts one for a statement to
+    /// put it back after.
+    settings: StoreSettings,
     /// The query path's read connections, on SQLite.
     readers: Option<Arc<Readers>>,
 }
@@ -289,6 +292,7 @@ impl Store {
             pool,
             engine,
             write_turns: Default::default(),
+            settings,
             readers,
         })
     }

@@ -23,6 +23,9 @@ const NCOLS: usize = 19;
 /// Rows per INSERT statement: 1,000 × 19 parameters stays below both engines' limits (32,766 and
 /// 65,535), and multi-row statements are what make a fast ingest possible on SQLite.
 const CHUNK: usize = 1000;
+/// The PostgreSQL advisory lock an ingest holds until its transaction ends, one value for every
+/// replica and `credit-node ingest` of a node (see [`Store::begin_ingest`]).
+const INGEST_LOCK: i64 = 0x696e_6765_7374_6c6b; // "ingestlk"
 
 /// What an ingest batch changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -177,14 +180,40 @@ impl Store {
 
     /// Opens one ingest batch, to be written a part at a time as its records are validated.
     /// `subject_types` (the catalog's) tell the kind of each new subject.
+    ///
+    /// Ingests take turns, one batch at a time per database. SQLite lets one writer in anyway;
+    /// on PostgreSQL the turn is an advisory lock held until the batch's transaction ends
+    /// (transaction-scoped, so a batch dropped uncommitted cannot keep it), shared by every
+    /// replica and `credit-node ingest` of the node. Without it, two batches with records in
+    /// common wait on each other's uncommitted rows, and can deadlock (SQLSTATE 40P01, one of
+    /// them refused): a file is written in parts as it is validated, each part in key order but
+    /// the parts in the file's order, so two files holding the same records in other orders
+    /// take their rows in other orders. One key order for the whole batch would need every
+    /// record of a file in memory before the first is written; taking turns costs only the
+    /// parallelism of ingests, which are an operator's occasional work.
+    ///
+    /// The wait for the turn is exempt from `lock_timeout` ([`super::StoreSettings`]), put back
+    /// for the batch's own statements: a turn lasts as long as a file takes to write, far longer
+    /// than any lock of the query path, and a holder that stalls is ended by
+    /// `idle_in_transaction_session_timeout`, which ends its turn.
     pub async fn begin_ingest(
         &self,
         subject_types: SubjectTypes,
         now_ms: i64,
     ) -> Result<Ingest, StoreError> {
         let turn = self.write_turn(super::File::Records).await;
+        let mut tx = self.pool.begin().await?;
+        if self.engine == Engine::Postgres {
+            // Numbers only: nothing of the config reaches the SQL as text.
+            let take_turn = format!(
+                "SET LOCAL lock_timeout = 0; SELECT pg_advisory_xact_lock({INGEST_LOCK}); \
+                 SET LOCAL lock_timeout = {};",
+                self.settings.lock_timeout_ms
+            );
+            sqlx::Executor::execute(&mut *tx, take_turn.as_str()).await?;
+        }
         Ok(Ingest {
-            tx: self.pool.begin().await?,
+            tx,
             _turn: turn,
             engine: self.engine,
             now_ms,
