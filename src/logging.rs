@@ -47,7 +47,9 @@ pub fn check_level(filter: &str) -> Result<(), String> {
             None => directive,
         };
         if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
-            return Err(format!("{directive:?}: {level:?} is not a level; {expected}"));
+            return Err(format!(
+                "{directive:?}: {level:?} is not a level; {expected}"
+            ));
         }
     }
     EnvFilter::try_new(filter)

@@ -830,6 +830,24 @@ async fn a_subject_removed_from_a_list_is_no_longer_shared_as_listed() {
         "拒不履行行政处罚决定"
     );
 
+    // A removal dated after the node's today is refused before anything is recorded, and
+    // the listing stays shared.
+    let status = admin
+        .remove_from_list(off_the_list(
+            &f.subject,
+            "2026-11-24",
+            "移出决定〔2026〕3号",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(status.message(), "removed_on: after today (2026-11-23)");
+    assert_eq!(
+        listed().await.result.unwrap().records.len(),
+        1,
+        "still listed"
+    );
+
     let removed = admin
         .remove_from_list(off_the_list(
             &f.subject,

@@ -278,6 +278,10 @@ impl Administration for AdministrationApi {
             .filter(|i| ingest::is_list_item(i))
             .ok_or_else(|| Status::invalid_argument("item: not a list item of the catalog"))?;
         let on = date("removed_on", &req.removed_on)?;
+        // As ingest refuses a row's removal dated ahead: a removal decided in the future is
+        // not a decision yet, and entered now it would end the listing on that day unreviewed.
+        ingest::check_not_after_today(on, self.state.clock().today())
+            .map_err(|e| Status::invalid_argument(format!("removed_on: {e}")))?;
         let basis = required("basis", &req.basis)?;
         let detail = format!("removed from the list {} from {on}", item.id);
         let receipt = self
