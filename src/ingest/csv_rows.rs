@@ -12,7 +12,7 @@ use std::io::Read;
 
 use super::RowError;
 use super::jsonl::shorten;
-use super::raw::{RawBasis, RawDesignation, RawRestoration, RawRow, present};
+use super::raw::{Naming, RawBasis, RawDesignation, RawRestoration, RawRow, present};
 
 const REQUIRED: [&str; 8] = [
     "subject",
@@ -214,6 +214,7 @@ fn csv_error(line: u64, e: &csv::Error) -> RowError {
 fn to_row(line: u64, header: &[String], record: &csv::ByteRecord) -> Result<RawRow, RowError> {
     let mut row = RawRow {
         line,
+        naming: Naming::CsvColumns,
         ..RawRow::default()
     };
     let (mut basis, mut restoration, mut designation) = (

@@ -49,7 +49,7 @@ pub use all::{Counts, IngestReport, MAX_REPORTED_ERRORS, Summary, validate_all, 
 pub use csv_rows::{CsvRows, fixed_columns};
 pub use fields::check_field;
 pub use jsonl::{JsonlRows, MAX_LINE_BYTES};
-pub use raw::{RawBasis, RawDesignation, RawRestoration, RawRow};
+pub use raw::{Naming, RawBasis, RawDesignation, RawRestoration, RawRow};
 pub use validate::{
     AfterToday, EARLIEST, Unrestorable, check_not_after_today, check_restorable, check_restored_on,
     is_list_item, validate,

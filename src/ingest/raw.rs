@@ -22,6 +22,44 @@ pub struct RawRow {
     /// Problems of shape the reader found (unknown keys, values of the wrong JSON type);
     /// [`super::validate`] reports them together with everything else.
     pub problems: Vec<RowError>,
+    /// How the file names a row's parts, so that a problem is reported under the name the
+    /// operator sees in the file.
+    pub naming: Naming,
+}
+
+/// The names a file gives a row's parts: JSON paths (`basis.date`, `fields.amount`) or CSV
+/// columns (`basis_date`, `amount`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Naming {
+    #[default]
+    JsonPaths,
+    CsvColumns,
+}
+
+impl Naming {
+    /// The name of `path` (a JSON path, as validation names parts) in this file's terms.
+    pub fn name(self, path: &str) -> &str {
+        if self == Naming::JsonPaths {
+            return path;
+        }
+        if let Some(field) = path.strip_prefix("fields.") {
+            return field;
+        }
+        match path {
+            "basis" => "basis_kind, basis_number, basis_date, basis_issuer",
+            "basis.kind" => "basis_kind",
+            "basis.number" => "basis_number",
+            "basis.date" => "basis_date",
+            "basis.issuer" => "basis_issuer",
+            "restoration" | "restoration.on" => "restored_on",
+            "restoration.basis" => "restoration_basis",
+            "designation" | "designation.designated_on" => "designated_on",
+            "designation.removal_conditions" => "removal_conditions",
+            "designation.removed_on" => "removed_on",
+            "designation.removal_basis" => "removal_basis",
+            other => other,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

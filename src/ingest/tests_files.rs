@@ -38,9 +38,15 @@ fn one_bad_row_among_thousands_is_reported_with_its_line_and_field_only() {
     records[bad]
         .fields
         .insert("amount".into(), "1200.555".into());
-    for (format, text, line) in [
-        (Format::JsonLines, jsonl(&records), bad as u64 + 1),
-        (Format::Csv, csv_text(&records), bad as u64 + 2),
+    // Each file's problem is named as that file names it: a JSON path, a CSV column.
+    for (format, text, line, field) in [
+        (
+            Format::JsonLines,
+            jsonl(&records),
+            bad as u64 + 1,
+            "fields.amount",
+        ),
+        (Format::Csv, csv_text(&records), bad as u64 + 2, "amount"),
     ] {
         let mut calls = Vec::new();
         let rows = Rows::from_reader(format, text.as_bytes());
@@ -48,7 +54,7 @@ fn one_bad_row_among_thousands_is_reported_with_its_line_and_field_only() {
             .expect_err("bad file accepted");
         assert_eq!(
             report.errors,
-            vec![RowError::new(line, "fields.amount", "more than 2 decimals")],
+            vec![RowError::new(line, field, "more than 2 decimals")],
             "{format:?}"
         );
         assert_eq!(report.counts.bad_rows, 1);
@@ -60,12 +66,12 @@ fn one_bad_row_among_thousands_is_reported_with_its_line_and_field_only() {
         );
         let shown = report.clone().with_file("penalties.jsonl").to_string();
         assert!(
-            shown.contains(&format!("penalties.jsonl:line {line}, fields.amount")),
+            shown.contains(&format!("penalties.jsonl:line {line}, {field}")),
             "{shown}"
         );
         assert!(shown.contains("nothing was written"));
         let json = serde_json::to_value(&report).unwrap();
-        assert_eq!(json["errors"][0]["field"], "fields.amount");
+        assert_eq!(json["errors"][0]["field"], field);
     }
 }
 
@@ -123,7 +129,7 @@ fn csv_cells_outside_the_items_fields_and_header_problems() {
         report
             .errors
             .iter()
-            .any(|e| e.field == "fields.arrears_amount" && e.reason.contains("not a field")),
+            .any(|e| e.field == "arrears_amount" && e.reason.contains("not a field")),
         "{report}"
     );
     let header_only = "subject,item,basis_kind\n";
@@ -265,6 +271,7 @@ fn arb_row() -> impl Strategy<Value = RawRow> {
                     removal_basis: d.4,
                 }),
                 problems: Vec::new(),
+                naming: Naming::JsonPaths,
             },
         )
 }

@@ -5,7 +5,7 @@ use time::Date;
 use super::RowError;
 use super::fields::{check_field, date};
 use super::jsonl::shorten;
-use super::raw::{RawBasis, RawDesignation, RawRestoration, RawRow};
+use super::raw::{Naming, RawBasis, RawDesignation, RawRestoration, RawRow};
 use crate::catalog::{Catalog, Item, Severity, SubjectType};
 use crate::identifier::{ResidentId, Uscc};
 use crate::records::{Basis, Designation, Record, Restoration};
@@ -98,6 +98,7 @@ pub fn validate(
         line: raw.line,
         today,
         errors: raw.problems.clone(),
+        naming: raw.naming,
     };
     let item = v.item(catalog, own_department, raw.item.as_deref());
     let subject = item.and_then(|i| v.subject(i, raw.subject.as_deref()));
@@ -144,11 +145,13 @@ struct Checker {
     line: u64,
     today: Date,
     errors: Vec<RowError>,
+    naming: Naming,
 }
 
 impl Checker {
     fn err(&mut self, field: &str, reason: impl Into<String>) {
-        self.errors.push(RowError::new(self.line, field, reason));
+        self.errors
+            .push(RowError::new(self.line, self.naming.name(field), reason));
     }
 
     fn item<'c>(&mut self, catalog: &'c Catalog, own: &str, id: Option<&str>) -> Option<&'c Item> {
