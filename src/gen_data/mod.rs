@@ -114,26 +114,30 @@ fn record(
         issuer: department.to_owned(),
     };
     let days_since = (today - decision_date).whole_days().max(0) as u64;
-    let restoration =
-        (item.restorable && days_since > 90 && rng.below(100) < 15).then(|| Restoration {
-            on: decision_date
-                .saturating_add(Duration::days((90 + rng.below(days_since - 89)) as i64)),
-            basis: format!("{place}信用修复决定〔{}〕{}号", today.year(), n + 1),
-        });
+    let restoration = (item.restorable && days_since > 90 && rng.below(100) < 15).then(|| {
+        let on =
+            decision_date.saturating_add(Duration::days((90 + rng.below(days_since - 89)) as i64));
+        // The decision's number carries the year it was made, as the restoration's date does.
+        Restoration {
+            on,
+            basis: format!("{place}信用修复决定〔{}〕{}号", on.year(), n + 1),
+        }
+    });
     let designation = is_list_item(item).then(|| {
         let removed = days_since > 0 && rng.below(100) < 20;
+        let removed_on = removed.then(|| {
+            decision_date
+                .saturating_add(Duration::days(1 + rng.below(days_since) as i64))
+                .min(today)
+        });
         Designation {
             designated_on: decision_date,
             removal_conditions: "履行相关义务、纠正失信行为并作出信用承诺满一年".to_owned(),
-            removed_on: removed
-                .then(|| {
-                    decision_date.saturating_add(Duration::days(1 + rng.below(days_since) as i64))
-                })
-                .map(|d| d.min(today)),
-            removal_basis: removed.then(|| {
+            removed_on,
+            removal_basis: removed_on.map(|on| {
                 format!(
                     "{place}移出严重失信主体名单决定书〔{}〕{}号",
-                    today.year(),
+                    on.year(),
                     n + 1
                 )
             }),

@@ -77,6 +77,25 @@ fn generated_data_is_varied_and_realistic() {
             .iter()
             .any(|s| n.starts_with(s))
     }));
+    // A restoration's or removal's decision number carries the year it was decided in.
+    for r in &records {
+        let decided = r
+            .restoration
+            .as_ref()
+            .map(|x| (x.on, x.basis.as_str()))
+            .into_iter()
+            .chain(
+                r.designation
+                    .as_ref()
+                    .and_then(|d| d.removed_on.zip(d.removal_basis.as_deref())),
+            );
+        for (on, number) in decided {
+            assert!(
+                number.contains(&format!("〔{}〕", on.year())),
+                "{on} {number}"
+            );
+        }
+    }
     for r in records.iter().filter(|r| r.item == "registration") {
         let division = &r.fields["division"];
         let name = &r.fields["name"];
