@@ -136,29 +136,19 @@ pub async fn run(args: Args) -> Result<(), CliError> {
 
     let (cert, key) = layout.identity(REGION_A, Kind::Dept, "tax");
     let ca = layout.ca_cert(REGION_A);
-    println!("\nCall the nodes by hand:");
+    // The binary as it was started: after `cargo run` it is not on PATH as `credit-node`.
+    let bin = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "credit-node".into());
+    if args.no_wait {
+        // The nodes stop with the demo: only what works on their files is offered.
+        println!("\nLook again (the nodes have stopped; run without --no-wait to call them):");
+    } else {
+        println!("\nCall the nodes by hand:");
+        print_calls(&bin, &a, &cert, &key, &ca, node_a.local_addr().port());
+    }
     println!(
-        "  credit-node whoami --endpoint {a} --cert {} --key {} --ca {}",
-        cert.display(),
-        key.display(),
-        ca.display()
-    );
-    println!(
-        "  grpcurl -cacert {} -cert {} -key {} 127.0.0.1:{} credit.v1.CreditQuery/WhoAmI",
-        ca.display(),
-        cert.display(),
-        key.display(),
-        node_a.local_addr().port()
-    );
-    println!(
-        "  grpcurl -cacert {} -cert {} -key {} 127.0.0.1:{} list",
-        ca.display(),
-        cert.display(),
-        key.display(),
-        node_a.local_addr().port()
-    );
-    println!(
-        "  credit-node ledger verify --config {}   (and: ledger list, ledger export)",
+        "  {bin} ledger verify --config {}   (and: ledger list, ledger export)",
         work.join("region-a.toml").display()
     );
     println!(
@@ -176,6 +166,35 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     // Held until both nodes have stopped writing to the folder.
     drop(lock);
     Ok(())
+}
+
+/// The calls a person can make to the running demo node at `endpoint`, as region A's tax bureau.
+fn print_calls(
+    bin: &str,
+    endpoint: &str,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    ca: &std::path::Path,
+    port: u16,
+) {
+    println!(
+        "  {bin} whoami --endpoint {endpoint} --cert {} --key {} --ca {}",
+        cert.display(),
+        key.display(),
+        ca.display()
+    );
+    println!(
+        "  grpcurl -cacert {} -cert {} -key {} 127.0.0.1:{port} credit.v1.CreditQuery/WhoAmI",
+        ca.display(),
+        cert.display(),
+        key.display(),
+    );
+    println!(
+        "  grpcurl -cacert {} -cert {} -key {} 127.0.0.1:{port} list",
+        ca.display(),
+        cert.display(),
+        key.display(),
+    );
 }
 
 fn region_label(region: &str) -> &'static str {
