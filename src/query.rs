@@ -10,15 +10,14 @@ use time::Date;
 use crate::{
     desensitize::{Form, RecipientKey},
     policy::{Decision, Outcome, Withheld},
-    records::{RecordId, StoredRecord},
+    records::{Record, RecordId, RecordIds},
 };
 
 /// A record as it leaves the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordView {
     pub item: String,
-    /// The record's random public id ([`RecordId`]): stable, and lets an operator restore
-    /// exactly this record; it reveals nothing of the record.
+    /// Hex of [`Record::key`]: stable, and lets an operator restore exactly this record.
     pub record_id: RecordId,
     pub decision_date: Date,
     pub disclosure_end: Option<Date>,
@@ -68,12 +67,14 @@ impl Answer {
 
 /// Applies `decision` to the subject's `records` on `today`. Records of items not requested,
 /// not disclosable today (expired, restored, removed from the list) or refused as a whole leave
-/// no trace; each remaining record carries exactly its granted fields, in their forms.
+/// no trace; each remaining record carries exactly its granted fields, in their forms, and its
+/// id by `ids`.
 pub fn answer(
     decision: &Decision<'_>,
-    records: &[StoredRecord],
+    records: &[Record],
     today: Date,
     key: &RecipientKey,
+    ids: &RecordIds,
 ) -> Answer {
     let mut out = Answer {
         records: Vec::new(),
@@ -103,8 +104,7 @@ pub fn answer(
         {
             continue;
         }
-        for stored in records.iter().filter(|r| r.record.item == item.item()) {
-            let record = &stored.record;
+        for record in records.iter().filter(|r| r.item == item.item()) {
             if record.disclosable(today).is_err() {
                 continue;
             }
@@ -116,7 +116,7 @@ pub fn answer(
             let forms = item.fields();
             out.records.push(RecordView {
                 item: record.item.clone(),
-                record_id: stored.id,
+                record_id: ids.id_of(&record.key()),
                 decision_date: record.decision_date,
                 disclosure_end: record.disclosure_end,
                 fields: disclosed
@@ -162,7 +162,7 @@ mod tests {
         desensitize::PseudonymKey,
         identity::SpiffeId,
         policy::{ItemRequest, decide},
-        records::{Basis, Record, Restoration},
+        records::{Basis, Restoration},
     };
 
     const SUBJECT: &str = "91330100716105852F";
@@ -234,17 +234,15 @@ mod tests {
         let catalog = testing::demo();
         let caller = SpiffeId::parse(caller).unwrap();
         let decision = decide(&catalog, &caller, purpose, items);
-        let key = PseudonymKey::from_hex(&"ab".repeat(32))
-            .unwrap()
-            .recipient_key(&caller);
-        let stored: Vec<StoredRecord> = (0u8..)
-            .zip(records)
-            .map(|(i, record)| StoredRecord {
-                id: RecordId([i; 16]),
-                record: record.clone(),
-            })
-            .collect();
-        answer(&decision, &stored, date!(2026 - 11 - 23), &key)
+        let secret = PseudonymKey::from_hex(&"ab".repeat(32)).unwrap();
+        let key = secret.recipient_key(&caller);
+        answer(
+            &decision,
+            records,
+            date!(2026 - 11 - 23),
+            &key,
+            &secret.record_ids(),
+        )
     }
 
     fn value<'a>(answer: &'a Answer, item: &str, field: &str) -> Option<(&'a str, String)> {

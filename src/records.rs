@@ -45,19 +45,20 @@ pub struct Designation {
     pub removal_basis: Option<String>,
 }
 
-/// A stored record's public id, as recipients see it and operators restore by: random,
-/// assigned by the store when the record is first stored, and kept by every re-ingest.
+/// A record's public id, as recipients see it and operators restore by: its key
+/// ([`Record::key`]) encrypted under a node secret ([`RecordIds`]), so stable and unique, yet
+/// telling nothing of the record.
 ///
-/// Why not a digest of the record's identity ([`Record::key`]): the subject, item and basis
-/// kind are known to a recipient, and a basis number such as `京市监罚〔2026〕1号` has a known
-/// form and little entropy, so such a digest is reversed by enumeration and would disclose
-/// the basis number to a recipient the catalog grants the item but not that field (design.md
-/// section 7: predictable values need a secret, or no digest at all).
+/// Why not the key itself, a SHA-256 of subject, item and basis document: a recipient knows the
+/// subject, the item and the kind of document, and a basis number such as `京市监罚〔2026〕1号`
+/// has a known form and few likely values, so the digest is reversed by enumeration and gives
+/// the number away to a recipient the catalog does not grant it (design.md section 7:
+/// predictable values need a secret).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct RecordId(pub [u8; 16]);
+pub struct RecordId([u8; 16]);
 
 impl RecordId {
-    /// Parses the 32 lower- or upper-case hexadecimal digits [`RecordId`]'s `Display` writes.
+    /// Parses the 32 hexadecimal digits `Display` writes.
     pub fn parse(text: &str) -> Option<RecordId> {
         crate::ledger::hex::decode_array::<16>(text).map(RecordId)
     }
@@ -69,11 +70,40 @@ impl std::fmt::Display for RecordId {
     }
 }
 
-/// A record as the store holds it, with the id it was given there.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredRecord {
-    pub id: RecordId,
-    pub record: Record,
+/// Turns record keys into [`RecordId`]s and back: AES-128 of the key's first half, under a key
+/// only the node holds. A block cipher rather than a keyed hash because the node must find the
+/// record an id names: decrypting gives back the key's first half, which the store looks up by
+/// range on its primary key, with no second index to keep at every ingest. Half a SHA-256
+/// (128 bits) is as unique as the ids need.
+#[derive(Clone)]
+pub struct RecordIds(aes::Aes128);
+
+impl RecordIds {
+    pub fn new(secret: [u8; 16]) -> Self {
+        use aes::cipher::KeyInit as _;
+        Self(aes::Aes128::new(&secret.into()))
+    }
+
+    pub fn id_of(&self, key: &[u8; 32]) -> RecordId {
+        use aes::cipher::BlockEncrypt as _;
+        let mut block = aes::Block::clone_from_slice(&key[..16]);
+        self.0.encrypt_block(&mut block);
+        RecordId(block.into())
+    }
+
+    /// The first half of the key of the record `id` names (if it names one).
+    pub fn key_prefix(&self, id: &RecordId) -> [u8; 16] {
+        use aes::cipher::BlockDecrypt as _;
+        let mut block = aes::Block::from(id.0);
+        self.0.decrypt_block(&mut block);
+        block.into()
+    }
+}
+
+impl std::fmt::Debug for RecordIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordIds(..)")
+    }
 }
 
 /// One credit record. `subject` is the canonical identifier (USCC or resident identity number,
@@ -168,8 +198,8 @@ impl Record {
     }
 
     /// Idempotency key: the same subject, item and basis document is the same record, so
-    /// re-ingesting a file creates no duplicates. SHA-256 over length-prefixed parts. Internal
-    /// to the store: it never leaves the node (see [`RecordId`]).
+    /// re-ingesting a file creates no duplicates. SHA-256 over length-prefixed parts. It never
+    /// leaves the node: recipients see its [`RecordId`].
     pub fn key(&self) -> [u8; 32] {
         let mut d = Digest(ring::digest::Context::new(&ring::digest::SHA256));
         for part in [
@@ -236,6 +266,31 @@ impl Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_ids_name_one_record_each_and_reveal_nothing_without_the_secret() {
+        let ids = RecordIds::new([7; 16]);
+        let a = record();
+        let mut b = record();
+        b.basis.number = "京市监罚〔2026〕2号".into();
+        let (id_a, id_b) = (ids.id_of(&a.key()), ids.id_of(&b.key()));
+        assert_ne!(id_a, id_b);
+        assert_eq!(
+            ids.key_prefix(&id_a),
+            a.key()[..16],
+            "the node finds the record"
+        );
+        assert_eq!(RecordId::parse(&id_a.to_string()), Some(id_a));
+        // Not the key (nor any digest a recipient could compute), and another node's secret
+        // gives other ids.
+        assert_ne!(id_a.0, a.key()[..16]);
+        assert_ne!(RecordIds::new([8; 16]).id_of(&a.key()), id_a);
+        assert_eq!(
+            RecordId::parse(&"ab".repeat(32)),
+            None,
+            "the old 64-digit form"
+        );
+    }
     use time::macros::date;
 
     fn record() -> Record {

@@ -15,6 +15,7 @@ use crate::{
     harvest::Guard,
     identity::SpiffeId,
     ledger::store::Ledger,
+    records::RecordIds,
     store::Store,
 };
 
@@ -22,6 +23,7 @@ pub struct NodeState {
     node_id: SpiffeId,
     catalog: ArcSwap<SignedCatalog>,
     pseudonym_key: PseudonymKey,
+    record_ids: RecordIds,
     store: Store,
     ledger: Ledger,
     clock: Clock,
@@ -48,6 +50,7 @@ impl NodeState {
         Self {
             node_id: parts.node_id,
             catalog: ArcSwap::from_pointee(parts.catalog),
+            record_ids: parts.pseudonym_key.record_ids(),
             pseudonym_key: parts.pseudonym_key,
             store: parts.store,
             ledger: parts.ledger,
@@ -110,5 +113,9 @@ impl NodeState {
 
     pub fn pseudonym_key(&self) -> &PseudonymKey {
         &self.pseudonym_key
+    }
+
+    pub fn record_ids(&self) -> &RecordIds {
+        &self.record_ids
     }
 }

@@ -224,7 +224,7 @@ impl Administration for AdministrationApi {
         let record = self
             .state
             .store()
-            .unrestored(&id)
+            .unrestored(&self.state.record_ids().key_prefix(&id))
             .await
             .map_err(unavailable)?
             .ok_or_else(not_found)?;
@@ -243,7 +243,7 @@ impl Administration for AdministrationApi {
         let done = self
             .state
             .store()
-            .restore_record(&id, on, basis)
+            .restore_record(&record.key, on, basis)
             .await
             .map_err(|e| unrecorded_change(&receipt, e))?;
         if !done {

@@ -217,7 +217,13 @@ async fn prepare_one(
         Vec::new()
     };
     let key = state.pseudonym_key().recipient_key(&caller.spiffe_id);
-    let answer = query::answer(decision, &records, state.clock().today(), &key);
+    let answer = query::answer(
+        decision,
+        &records,
+        state.clock().today(),
+        &key,
+        state.record_ids(),
+    );
     let result = convert::query_result(&asked.subject, &answer, catalog);
     let result_sha256 = sha256(&prost::Message::encode_to_vec(&result));
 

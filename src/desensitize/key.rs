@@ -81,6 +81,19 @@ impl PseudonymKey {
         zeroize::Zeroizing::new(crate::tls::hex(&self.0))
     }
 
+    /// The node's [`RecordIds`](crate::records::RecordIds), derived from this secret (a label
+    /// of its own keeps it independent of every recipient's key): one secret to guard and
+    /// share between replicas, not two.
+    pub fn record_ids(&self) -> crate::records::RecordIds {
+        let master = hmac::Key::new(hmac::HMAC_SHA256, &self.0);
+        let tag = hmac::sign(&master, b"credit-node record id v1");
+        let mut secret = [0u8; 16];
+        secret.copy_from_slice(&tag.as_ref()[..16]);
+        let ids = crate::records::RecordIds::new(secret);
+        zeroize::Zeroize::zeroize(&mut secret);
+        ids
+    }
+
     /// The key of one recipient; derive it once per request.
     pub fn recipient_key(&self, recipient: &SpiffeId) -> RecipientKey {
         RecipientKey::derive(&self.0, recipient)

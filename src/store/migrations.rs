@@ -35,11 +35,6 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "ledger lookup",
         include_str!("../../migrations/sqlite/0004_ledger_lookup.sql"),
     ),
-    (
-        5,
-        "record ids",
-        include_str!("../../migrations/sqlite/0005_record_ids.sql"),
-    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (
@@ -61,11 +56,6 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         4,
         "ledger lookup",
         include_str!("../../migrations/postgres/0004_ledger_lookup.sql"),
-    ),
-    (
-        5,
-        "record ids",
-        include_str!("../../migrations/postgres/0005_record_ids.sql"),
     ),
 ];
 

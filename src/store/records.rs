@@ -1,8 +1,7 @@
 //! Persisting and reading credit records.
 //!
 //! An ingest batch is one transaction: all rows or none (promise 9). Rows are keyed by
-//! [`Record::key`], so re-ingesting a file inserts nothing twice; each row's public
-//! [`RecordId`] is drawn at random when it is first inserted and kept by every re-ingest.
+//! [`Record::key`], so re-ingesting a file inserts nothing twice.
 
 use std::collections::BTreeMap;
 
@@ -12,15 +11,14 @@ use time::Date;
 use super::{Engine, Store, StoreError};
 use crate::{
     catalog::{Severity, SubjectType, SubjectTypes},
-    records::{Basis, Designation, Record, RecordId, Restoration, StoredRecord},
+    records::{Basis, Designation, Record, Restoration},
 };
 
 const COLUMNS: &str = "record_key, subject_id, item_id, fields, basis_kind, basis_number, \
     basis_date, basis_issuer, severity, decision_date, disclosure_end, restored_on, \
-    restoration_basis, designated_on, removal_conditions, removed_on, removal_basis, ingested_ms, \
-    record_id";
-const NCOLS: usize = 19;
-/// Rows per INSERT statement: 1,000 × 19 parameters stays below both engines' limits (32,766 and
+    restoration_basis, designated_on, removal_conditions, removed_on, removal_basis, ingested_ms";
+const NCOLS: usize = 18;
+/// Rows per INSERT statement: 1,000 × 18 parameters stays below both engines' limits (32,766 and
 /// 65,535), and multi-row statements are what make a fast ingest possible on SQLite.
 const CHUNK: usize = 1000;
 /// The PostgreSQL advisory lock an ingest holds until its transaction ends, one value for every
@@ -38,6 +36,8 @@ pub struct InsertOutcome {
 /// entry names, and the item and decision date it is checked against.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unrestored {
+    /// The record's full key ([`Record::key`]), to restore exactly it.
+    pub key: [u8; 32],
     pub subject: String,
     pub item: String,
     pub decision_date: Date,
@@ -72,23 +72,15 @@ pub struct Ingest {
     outcome: InsertOutcome,
 }
 
-/// One multi-row INSERT of `chunk` with its parameters bound, and its row count. Each row gets
-/// a fresh random id, used only if the row is new (a conflicting row keeps the id it has).
+/// One multi-row INSERT of `chunk` with its parameters bound, and its row count.
 fn records_statement<'r>(
     sql: &'r str,
     chunk: &'r [(&Record, [u8; 32])],
     now_ms: i64,
 ) -> Result<(usize, Query<'r, Any, sqlx::any::AnyArguments<'r>>), StoreError> {
-    let mut ids = vec![[0u8; 16]; chunk.len()];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), ids.as_flattened_mut())
-        .map_err(|_| StoreError::Unavailable("the system random source failed".into()))?;
-    // Sorted, as the rows are by key: the id index then takes the statement's rows in order,
-    // each of its pages once, as the table does (unsorted, ingest ran at about 0.6 of the
-    // speed). The ids stay unpredictable; their order says only how the records' keys sort.
-    ids.sort_unstable();
     let mut q = sqlx::query::<Any>(sql);
-    for ((r, key), id) in chunk.iter().zip(&ids) {
-        q = bind_record(q, r, key, now_ms)?.bind(id.to_vec());
+    for (r, key) in chunk {
+        q = bind_record(q, r, key, now_ms)?;
     }
     Ok((chunk.len(), q))
 }
@@ -233,7 +225,7 @@ impl Store {
         &self,
         subject: &str,
         items: &[&str],
-    ) -> Result<Vec<StoredRecord>, StoreError> {
+    ) -> Result<Vec<Record>, StoreError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -250,7 +242,7 @@ impl Store {
         }
         let mut reader = self.reader().await?;
         let rows = q.fetch_all(reader.conn()).await;
-        reader.check(rows)?.iter().map(stored_from_row).collect()
+        reader.check(rows)?.iter().map(record_from_row).collect()
     }
 
     /// Whether the subject is known at all (for enumeration detection and "not found").
@@ -263,43 +255,52 @@ impl Store {
         Ok(reader.check(row)?.try_get::<i64, _>(0)? > 0)
     }
 
-    /// What a restoration of a stored record not yet restored is checked against and recorded
-    /// under, read before the restoration is made. `None` when there is no such record.
-    pub async fn unrestored(&self, id: &RecordId) -> Result<Option<Unrestored>, StoreError> {
-        let row = sqlx::query::<Any>(
-            "SELECT subject_id, item_id, decision_date FROM records \
-             WHERE record_id = $1 AND restored_on IS NULL",
+    /// The stored record not yet restored whose key begins with `prefix` (as a
+    /// [`crate::records::RecordId`] names it), with what its restoration is checked against
+    /// and recorded under; read before the restoration is made. `None` when there is no such
+    /// record, or (never seen: 128 bits of SHA-256) when two share the prefix.
+    pub async fn unrestored(&self, prefix: &[u8; 16]) -> Result<Option<Unrestored>, StoreError> {
+        // A range on the primary key: both engines order keys byte by byte.
+        let (mut low, mut high) = ([0u8; 32], [0xffu8; 32]);
+        low[..16].copy_from_slice(prefix);
+        high[..16].copy_from_slice(prefix);
+        let rows = sqlx::query::<Any>(
+            "SELECT record_key, subject_id, item_id, decision_date FROM records \
+             WHERE record_key >= $1 AND record_key <= $2 AND restored_on IS NULL LIMIT 2",
         )
-        .bind(id.0.to_vec())
-        .fetch_optional(&self.pool)
+        .bind(low.to_vec())
+        .bind(high.to_vec())
+        .fetch_all(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(Unrestored {
-                subject: r.try_get("subject_id")?,
-                item: r.try_get("item_id")?,
-                decision_date: parse_date(
-                    &r.try_get::<String, _>("decision_date")?,
-                    "decision_date",
-                )?,
-            })
-        })
-        .transpose()
+        let [r] = rows.as_slice() else {
+            return Ok(None);
+        };
+        let key: Vec<u8> = r.try_get("record_key")?;
+        let key = key
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("record_key: not 32 bytes".into()))?;
+        Ok(Some(Unrestored {
+            key,
+            subject: r.try_get("subject_id")?,
+            item: r.try_get("item_id")?,
+            decision_date: parse_date(&r.try_get::<String, _>("decision_date")?, "decision_date")?,
+        }))
     }
 
     /// Records credit restoration of one record. Returns false when no such record exists.
     pub async fn restore_record(
         &self,
-        id: &RecordId,
+        key: &[u8; 32],
         on: Date,
         basis: &str,
     ) -> Result<bool, StoreError> {
         let _turn = self.write_turn(super::File::Records).await;
         let done = sqlx::query::<Any>(
-            "UPDATE records SET restored_on = $1, restoration_basis = $2 WHERE record_id = $3 AND restored_on IS NULL",
+            "UPDATE records SET restored_on = $1, restoration_basis = $2 WHERE record_key = $3 AND restored_on IS NULL",
         )
         .bind(date_text(on))
         .bind(basis)
-        .bind(id.0.to_vec())
+        .bind(key.to_vec())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
@@ -370,17 +371,6 @@ fn opt_date_col(row: &AnyRow, column: &str) -> Result<Option<Date>, StoreError> 
     opt(row, column)?
         .map(|t| parse_date(&t, column))
         .transpose()
-}
-
-fn stored_from_row(row: &AnyRow) -> Result<StoredRecord, StoreError> {
-    let id: Vec<u8> = row.try_get("record_id")?;
-    let id = id
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("record_id: not 16 bytes".into()))?;
-    Ok(StoredRecord {
-        id: RecordId(id),
-        record: record_from_row(row)?,
-    })
 }
 
 fn record_from_row(row: &AnyRow) -> Result<Record, StoreError> {
