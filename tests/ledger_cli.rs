@@ -299,3 +299,122 @@ async fn verify_list_export_through_the_binary() {
         (false.into(), 5.into())
     );
 }
+
+/// A node's config and a ledger holding `entries`, appended as the node appends them.
+async fn ledger_with(entries: Vec<Entry>) -> (TestPki, String) {
+    let pki = TestPki::new();
+    let config = pki.write_config(REGION_A);
+    let loaded = LoadedConfig::load(&config).unwrap();
+    let store = Store::open(&loaded.database_url().unwrap()).await.unwrap();
+    let ledger = Ledger::open(
+        store.clone(),
+        key::read_signing_key(&loaded.ledger_key_path()).unwrap(),
+        LedgerSettings::from(&loaded.config.ledger),
+        || 1_790_000_000_000,
+    )
+    .await
+    .unwrap();
+    for entry in entries {
+        ledger.append(entry).await.unwrap();
+    }
+    ledger.shutdown().await;
+    store.close().await;
+    (pki, config.to_str().unwrap().to_owned())
+}
+
+/// The files in `dir`, by name.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `ledger verify`, `list` and `export` read an existing node's store: one that is not there
+/// (deleted, or the config's path mistyped) is refused as bad config, exit 2, naming the path,
+/// and nothing is created: an empty ledger made on the spot would verify.
+#[tokio::test]
+async fn read_only_commands_refuse_a_store_that_is_not_there_and_create_none() {
+    let pki = TestPki::new();
+    let config = pki.write_config(REGION_A);
+    let root = pki.layout.root().to_owned();
+    let db = root.join(format!("{REGION_A}.db"));
+    let export = pki.dir.path().join("export.jsonl");
+    let before = files_in(&root);
+    let config_text = config.to_str().unwrap();
+    let export_text = export.to_str().unwrap();
+    let commands: [&[&str]; 5] = [
+        &["ledger", "verify", "--config", config_text],
+        &["ledger", "verify", "--config", config_text, "--json"],
+        &["ledger", "list", "--config", config_text],
+        &["ledger", "list", "--config", config_text, "--jsonl"],
+        &[
+            "ledger",
+            "export",
+            "--config",
+            config_text,
+            "--out",
+            export_text,
+        ],
+    ];
+    for args in commands {
+        let out = run(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("no database at {}", db.display()))
+                && stderr.contains("store.database_url"),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out.stdout));
+        assert_eq!(files_in(&root), before, "{args:?} created files");
+        assert!(!export.exists(), "{args:?}");
+    }
+
+    // A mistyped folder is not made either.
+    let mistyped = pki.dir.path().join("mistyped.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &mistyped,
+        good.replace(&db.display().to_string(), "nowhere/node.db"),
+    )
+    .unwrap();
+    let out = run(&["ledger", "list", "--config", mistyped.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let wanted = pki.dir.path().join("nowhere/node.db");
+    assert!(
+        stderr.contains(&wanted.display().to_string()),
+        "{wanted:?}: {stderr}"
+    );
+    assert!(!pki.dir.path().join("nowhere").exists());
+
+    // The records file there, its activity file (the ledger) deleted: no empty ledger either.
+    let (pki, config) = ledger_with(vec![entry(0)]).await;
+    let root = pki.layout.root();
+    let activity = root.join(format!("{REGION_A}.activity.db"));
+    assert!(activity.exists());
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", activity.display()));
+    }
+    let before = files_in(root);
+    let out = run(&["ledger", "verify", "--config", &config]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("no ledger at {}", activity.display())),
+        "{stderr}"
+    );
+    assert!(!activity.exists(), "{:?}", files_in(root));
+    let after: Vec<String> = files_in(root)
+        .into_iter()
+        .filter(|f| !f.ends_with("-shm") && !f.ends_with("-wal"))
+        .collect();
+    let before: Vec<String> = before
+        .into_iter()
+        .filter(|f| !f.ends_with("-shm") && !f.ends_with("-wal"))
+        .collect();
+    assert_eq!(after, before);
+}

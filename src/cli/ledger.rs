@@ -27,7 +27,7 @@ use crate::{
         hex, key, store,
         verify::{read_sth, verify_export},
     },
-    store::Store,
+    store::{Store, StoreError},
 };
 
 /// Show a progress bar only for audits long enough to need one.
@@ -38,7 +38,7 @@ pub enum Command {
     /// Verify every stored entry and signed tree head (or, with --export, an export file
     /// offline, without a database). Exit 1 and the first bad sequence number on failure.
     Verify {
-        /// The node's config: its database and ledger key.
+        /// The node's config: its database (read only, never created) and ledger key.
         #[arg(
             long,
             short,
@@ -189,12 +189,20 @@ pub async fn run(command: Command) -> Result<(), CliError> {
     }
 }
 
+/// Opens the store of an existing node, never creating one: a deleted or mistyped database
+/// would otherwise verify as an empty ledger.
 async fn open_store(config: &Path) -> Result<(LoadedConfig, Store), CliError> {
     let loaded = LoadedConfig::load(config)?;
     let url = loaded.database_url()?;
-    let store = Store::open_with(&url, (&loaded.config.store).into())
+    let store = Store::open_existing(&url, (&loaded.config.store).into())
         .await
-        .map_err(runtime)?;
+        .map_err(|e| match e {
+            StoreError::Missing(_) => CliError::Config(loaded.database_url_error(format!(
+                "{e}: the ledger commands read an existing node's store and create none \
+                 (a node's first start, or `credit-node ingest`, creates it)"
+            ))),
+            e => runtime(format!("store.database_url: {e}")),
+        })?;
     Ok((loaded, store))
 }
 
