@@ -600,6 +600,77 @@ fn ingest_is_all_or_nothing_and_on_record_before_it_is_made() {
     assert_eq!(again["ledger_entries"], 6000, "the repeat is on record too");
 }
 
+/// A node's first start creates its SQLite store's folder (`sqlite://data/node.db`, as the
+/// README has it), `serve` and `ingest` alike; a path that cannot be made is named.
+#[test]
+fn the_first_start_creates_the_store_folder_and_names_a_path_it_cannot_open() {
+    let pki = TestPki::new();
+    let dir = pki.dir.path();
+    let good = std::fs::read_to_string(pki.write_config(REGION_A)).expect("config");
+    let db = pki.layout.root().join(format!("{REGION_A}.db"));
+    let with_db = |name: &str, url: &str| {
+        let path = dir.join(name);
+        let text = good.replace(&db.display().to_string(), url)
+            + "\n[log]\nformat = \"json\"\nlevel = \"info\"\n";
+        std::fs::write(&path, text).expect("config");
+        path
+    };
+
+    let served = with_db("served.toml", "served/node.db");
+    drop(NodeProcess::start(&served));
+    assert!(dir.join("served/node.db").exists());
+    assert!(dir.join("served/node.activity.db").exists());
+
+    let data = dir.join("records.jsonl");
+    let out = run(&[
+        "gen-data",
+        "--subjects",
+        "3",
+        "--out",
+        data.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ingested = with_db("ingested.toml", "data/deeper/node.db");
+    let out = run(&[
+        "ingest",
+        "--config",
+        ingested.to_str().expect("utf-8"),
+        data.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.join("data/deeper/node.db").exists());
+
+    // A file where the folder should be: both say which path they cannot use.
+    std::fs::write(dir.join("blocked"), "not a folder").expect("file");
+    let blocked = with_db("blocked.toml", "blocked/node.db");
+    let wanted = dir.join("blocked/node.db").display().to_string();
+    for args in [
+        vec!["serve", "--config", blocked.to_str().expect("utf-8")],
+        vec![
+            "ingest",
+            "--config",
+            blocked.to_str().expect("utf-8"),
+            data.to_str().expect("utf-8"),
+        ],
+    ] {
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&wanted) && stderr.contains("store.database_url"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 fn openssl() -> Command {
     Command::new("openssl")
 }

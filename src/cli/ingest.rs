@@ -88,7 +88,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     .map_err(|e| CliError::Input(e.to_string()))?;
     let store = Store::open_with(&loaded.database_url()?, (&loaded.config.store).into())
         .await
-        .map_err(|e| CliError::Runtime(e.to_string()))?;
+        .map_err(|e| CliError::Runtime(format!("store.database_url: {e}")))?;
     let ledger_clock = clock.clone();
     let ledger = Ledger::open(
         store.clone(),

@@ -192,8 +192,8 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating a SQLite file if needed) and migrates, with the default
-    /// [`StoreSettings`]. `url` is `sqlite://PATH` or `postgres://...`.
+    /// Opens (creating a SQLite file, and its folder, if needed) and migrates, with the
+    /// default [`StoreSettings`]. `url` is `sqlite://PATH` or `postgres://...`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         Self::open_with(url, StoreSettings::default()).await
     }
@@ -224,6 +224,16 @@ impl Store {
                 .map(str::to_owned)
                 .ok_or_else(|| StoreError::BadUrl(format!("{url} (the path must be UTF-8)")))?;
             let mode = if create {
+                // The README's own example keeps the files in a folder `data/`: a first start
+                // makes it rather than fail with SQLite's "unable to open database file".
+                if let Some(folder) = file.parent().filter(|f| !f.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(folder).map_err(|e| {
+                        StoreError::Unavailable(format!(
+                            "cannot create the folder {} for {path}: {e}",
+                            folder.display()
+                        ))
+                    })?;
+                }
                 "rwc"
             } else {
                 if !file.try_exists().unwrap_or(true) {
@@ -312,7 +322,15 @@ impl Store {
             })
             .connect(&url)
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| match (engine, url.strip_prefix("sqlite://")) {
+                // SQLite's own messages ("unable to open database file") name no file. Only a
+                // SQLite path is named: a PostgreSQL URL may carry a password.
+                (Engine::Sqlite, Some(path)) => {
+                    let path = path.split_once('?').map_or(path, |(path, _)| path);
+                    StoreError::Unavailable(format!("{path}: {e}"))
+                }
+                _ => StoreError::Unavailable(e.to_string()),
+            })?;
         migrations::run(&pool, engine).await?;
         if engine == Engine::Sqlite {
             activity::split(&pool).await?;
