@@ -73,7 +73,8 @@ fn main() -> ExitCode {
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        // The reader of standard output has gone (`… | head -1`): nothing more to say.
+        Ok(()) | Err(cli::CliError::OutputClosed) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())

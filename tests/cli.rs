@@ -600,6 +600,56 @@ fn ingest_is_all_or_nothing_and_on_record_before_it_is_made() {
     assert_eq!(again["ledger_entries"], 6000, "the repeat is on record too");
 }
 
+/// Runs the binary with its standard output a pipe whose reader has already gone, as
+/// `credit-node … | head -1` leaves it once `head` has its line.
+fn run_into_a_closed_pipe(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    Command::new(BIN)
+        .args(args)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run credit-node")
+}
+
+/// A reader that has gone away ends a command quietly with exit 0, as Unix tools do: no
+/// panic, no error.
+#[test]
+fn a_closed_standard_output_ends_commands_quietly() {
+    let pki = TestPki::new();
+    let config = pki.write_config(REGION_A);
+    let catalog = pki.layout.demo_catalog();
+    let key = pki.layout.catalog_authority_pub();
+    let commands: [&[&str]; 4] = [
+        &["gen-data", "--subjects", "2000"],
+        &[
+            "catalog",
+            "explain",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--caller",
+            "spiffe://region-b.credit.test/dept/tax",
+            "--purpose",
+            "tax-administration",
+        ],
+        &[
+            "catalog",
+            "verify",
+            "--key",
+            key.to_str().expect("utf-8"),
+            catalog.to_str().expect("utf-8"),
+        ],
+        &["--help"],
+    ];
+    for args in commands {
+        let out = run_into_a_closed_pipe(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
 /// A node's first start creates its SQLite store's folder (`sqlite://data/node.db`, as the
 /// README has it), `serve` and `ingest` alike; a path that cannot be made is named.
 #[test]

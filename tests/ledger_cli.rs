@@ -418,3 +418,36 @@ async fn read_only_commands_refuse_a_store_that_is_not_there_and_create_none() {
         .collect();
     assert_eq!(after, before);
 }
+
+/// Runs the binary with its standard output a pipe whose reader has already gone, as
+/// `credit-node … | head -1` leaves it once `head` has its line.
+fn run_into_a_closed_pipe(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(BIN)
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run credit-node")
+}
+
+/// A reader that has gone (`ledger list … | head -1`) ends the listing quietly, exit 0, in
+/// either form.
+#[tokio::test]
+async fn a_closed_standard_output_ends_the_listing_quietly() {
+    let (_pki, config) = ledger_with((0..3).map(entry).collect()).await;
+    for args in [
+        vec!["ledger", "list", "--config", &config],
+        vec!["ledger", "list", "--config", &config, "--jsonl"],
+    ] {
+        let out = run_into_a_closed_pipe(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stderr.is_empty(), "{args:?}: {}", text(&out.stderr));
+    }
+}

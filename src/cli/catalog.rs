@@ -81,22 +81,22 @@ pub fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Keygen { private, public } => {
             keyfiles::generate_key_files(&private, &public).map_err(input)?;
-            println!(
+            crate::outln!(
                 "wrote {} (private, mode 0600) and {}",
                 private.display(),
                 public.display()
-            );
+            )?;
         }
         Command::Check { file } => {
             let bytes =
                 std::fs::read(&file).map_err(|e| input(format!("{}: {e}", file.display())))?;
             let parsed = Catalog::parse(&file.display().to_string(), &bytes).map_err(input)?;
-            println!(
+            crate::outln!(
                 "{}: valid catalog {}, {} items (unsigned)",
                 file.display(),
                 parsed.version,
                 parsed.items.len()
-            );
+            )?;
         }
         Command::Sign { key, file, out } => {
             let out = out.unwrap_or_else(|| default_sig(&file));
@@ -105,7 +105,7 @@ pub fn run(command: Command) -> Result<(), CliError> {
                 std::fs::read(&file).map_err(|e| input(format!("{}: {e}", file.display())))?;
             Catalog::parse(&file.display().to_string(), &bytes).map_err(input)?;
             keyfiles::sign_file(&file, &key, &out).map_err(input)?;
-            println!("wrote {}", out.display());
+            crate::outln!("wrote {}", out.display())?;
         }
         Command::Verify {
             key,
@@ -114,14 +114,14 @@ pub fn run(command: Command) -> Result<(), CliError> {
         } => {
             let signature = signature.unwrap_or_else(|| default_sig(&file));
             let signed = SignedCatalog::load(&file, &signature, &key).map_err(input)?;
-            println!(
+            crate::outln!(
                 "{}: signature valid (authority key {}); catalog {}, {} items, sha256 {}",
                 file.display(),
                 signed.signer(),
                 signed.catalog().version,
                 signed.catalog().items.len(),
                 signed.digest_hex()
-            );
+            )?;
         }
         Command::Explain {
             config,
@@ -155,9 +155,9 @@ pub fn run(command: Command) -> Result<(), CliError> {
             }
             let explanation = catalog::explain(&signed, &caller, &purpose);
             if json {
-                println!("{}", explanation.to_json());
+                crate::outln!("{}", explanation.to_json())?;
             } else {
-                print!("{explanation}");
+                crate::out!("{explanation}")?;
             }
         }
     }

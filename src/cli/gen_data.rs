@@ -64,7 +64,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
     };
     let mut out = BufWriter::new(sink);
     let today = args.as_of.unwrap_or_else(|| Clock::system().today());
-    let write_err = |e: std::io::Error| CliError::Runtime(format!("writing records: {e}"));
+    let write_err = |e: std::io::Error| match &args.out {
+        Some(path) => CliError::Runtime(format!("writing {}: {e}", path.display())),
+        None => super::output::write_error(e),
+    };
     for record in gen_data::generate(&catalog, &args.department, args.subjects, args.seed, today) {
         out.write_all(gen_data::to_json_line(&record).as_bytes())
             .map_err(write_err)?;

@@ -161,12 +161,12 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             first_seq: seqs(&receipts).map(|(first, _)| first),
             last_seq: seqs(&receipts).map(|(_, last)| last),
         };
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&printed).unwrap_or_default()
-        );
+        )?;
     } else {
-        println!(
+        crate::outln!(
             "{file}: {} rows, {} records: {} inserted, {} already present{}",
             summary.counts.rows,
             summary.records,
@@ -176,9 +176,9 @@ pub async fn run(args: Args) -> Result<(), CliError> {
                 0 => String::new(),
                 n => format!(" ({n} repeated rows in the file collapsed)"),
             }
-        );
+        )?;
         if let Some((first, last)) = seqs(&receipts) {
-            println!("  on record as ledger entries #{first}–#{last} (one per subject)");
+            crate::outln!("  on record as ledger entries #{first}–#{last} (one per subject)")?;
         }
     }
     Ok(())
@@ -254,7 +254,8 @@ fn seqs(receipts: &[Receipt]) -> Option<(u64, u64)> {
 fn refused(args: &Args, report: ingest::IngestReport) -> CliError {
     let report = report.with_file(args.data.display().to_string());
     if args.json {
-        println!(
+        // The refusal stands (exit 2) whether or not anyone is still reading.
+        let _ = crate::outln!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );

@@ -251,7 +251,7 @@ async fn verify_stored(
     match result {
         Ok(report) => {
             if json {
-                println!(
+                crate::outln!(
                     "{}",
                     json!({
                         "ok": true,
@@ -262,9 +262,9 @@ async fn verify_stored(
                         "unsigned_tail": report.unsigned_tail,
                         "kept_heads_checked": kept.len(),
                     })
-                );
+                )?;
             } else {
-                println!(
+                crate::outln!(
                     "ledger verified: {} entries, {} signed tree heads checked{}, latest signed size {} ({} entries appended since), root {}",
                     report.entries,
                     report.sths_checked,
@@ -275,7 +275,7 @@ async fn verify_stored(
                     report.signed_size,
                     report.unsigned_tail,
                     hex::encode(&report.root),
-                );
+                )?;
             }
             Ok(())
         }
@@ -283,10 +283,10 @@ async fn verify_stored(
         Err(e) => {
             let seq = e.first_bad_seq();
             if json {
-                println!(
+                crate::outln!(
                     "{}",
                     json!({ "ok": false, "first_bad_seq": seq, "error": e.to_string() })
-                );
+                )?;
             }
             Err(CliError::Runtime(match seq {
                 Some(seq) => format!("ledger verification FAILED at entry {seq}: {e}"),
@@ -315,10 +315,10 @@ fn verify_export_file(
                 report.entries, report.tree_size
             );
             if json {
-                println!(
+                crate::outln!(
                     "{}",
                     json!({ "ok": false, "first_missing": missing, "error": e })
-                );
+                )?;
             }
             Err(CliError::Runtime(format!(
                 "export verification FAILED ({}): {e}",
@@ -327,7 +327,7 @@ fn verify_export_file(
         }
         Ok(report) => {
             if json {
-                println!(
+                crate::outln!(
                     "{}",
                     json!({
                         "ok": true,
@@ -337,9 +337,9 @@ fn verify_export_file(
                         "complete": report.complete(),
                         "first_missing": report.first_missing,
                     })
-                );
+                )?;
             } else {
-                println!(
+                crate::outln!(
                     "export verified: {} entries proven included in the signed tree of size {}{}",
                     report.entries,
                     report.tree_size,
@@ -352,13 +352,13 @@ fn verify_export_file(
                             report.first_missing.unwrap_or_default()
                         )
                     },
-                );
+                )?;
             }
             Ok(())
         }
         Err(e) => {
             if json {
-                println!("{}", json!({ "ok": false, "error": e.to_string() }));
+                crate::outln!("{}", json!({ "ok": false, "error": e.to_string() }))?;
             }
             Err(CliError::Runtime(format!(
                 "export verification FAILED ({}): {e}",
@@ -382,7 +382,7 @@ async fn list(
     store.close().await;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let io = |e: std::io::Error| runtime(format!("writing output: {e}"));
+    let io = super::output::write_error;
     if jsonl {
         for e in &page.entries {
             writeln!(out, "{}", entry_json(e)).map_err(io)?;
@@ -438,7 +438,7 @@ async fn export(config: &Path, filter: &EntryFilter, out: &Path) -> Result<(), C
         .await
         .map_err(runtime)?;
     store.close().await;
-    println!(
+    crate::outln!(
         "exported {} {} with inclusion proofs against the signed tree head of size {} to {}",
         summary.entries,
         if summary.entries == 1 {
@@ -448,7 +448,7 @@ async fn export(config: &Path, filter: &EntryFilter, out: &Path) -> Result<(), C
         },
         summary.tree_size,
         out.display()
-    );
+    )?;
     Ok(())
 }
 
