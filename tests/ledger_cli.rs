@@ -451,3 +451,57 @@ async fn a_closed_standard_output_ends_the_listing_quietly() {
         assert!(out.stderr.is_empty(), "{args:?}: {}", text(&out.stderr));
     }
 }
+
+/// What the table shows of entries that are not queries: a refusal's reason, and a review's
+/// range and comment, each on the row's one line.
+#[tokio::test]
+async fn the_table_shows_refusals_reasons_and_reviews_comments() {
+    use credit_node::ledger::entry::{Review, ReviewDecision};
+    let refused = "credit.v1.LedgerReview/RecordReview: ledger review is for this node's \
+                   officers only";
+    let mut denied = entry(0);
+    denied.caller = "spiffe://region-a.credit.test/dept/court".into();
+    denied.purpose.clear();
+    denied.outcome = Outcome::Denied {
+        reason: refused.into(),
+    };
+    let mut invalid = entry(1);
+    invalid.outcome = Outcome::Invalid {
+        reason: "basis_reference: required".into(),
+    };
+    let review = |n, first_seq, last_seq, comment: &str| {
+        let mut e = entry(n);
+        e.caller = "spiffe://region-a.credit.test/officer/auditor".into();
+        e.purpose.clear();
+        e.outcome = Outcome::Review(Review {
+            first_seq,
+            last_seq,
+            decision: ReviewDecision::Accepted,
+            comment: comment.into(),
+        });
+        e
+    };
+    let (_pki, config) = ledger_with(vec![
+        denied,
+        invalid,
+        review(2, 0, 0, "checked with\nthe court"),
+        review(3, 0, 1, "all in order"),
+    ])
+    .await;
+    let table = succeeds(&["ledger", "list", "--config", &config]);
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 5, "{table}");
+    assert!(rows[1].ends_with(&format!("  {refused}")), "{table}");
+    assert!(
+        rows[2].ends_with("  licensing — basis_reference: required"),
+        "{table}"
+    );
+    assert!(
+        rows[3].ends_with("  review of #0: accepted — checked with the court"),
+        "{table}"
+    );
+    assert!(
+        rows[4].ends_with("  review of #0–#1: accepted — all in order"),
+        "{table}"
+    );
+}

@@ -478,20 +478,32 @@ pub(super) fn time_text(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// The table's last column: a query's purpose, or what an entry that is not a query records.
+/// The table's last column: a query's purpose, or what an entry that is not a query records;
+/// for a refusal, its reason. On one line whatever the text holds, so rows stay rows.
 fn what(outcome: &Outcome, purpose: &str) -> String {
-    match outcome {
+    let text = match outcome {
         Outcome::Administration(a) => a.action.as_str().to_owned(),
-        Outcome::Review(r) => format!(
-            "review of {}..={}: {}",
-            r.first_seq,
-            r.last_seq,
-            r.decision.as_str()
-        ),
+        Outcome::Review(r) => {
+            let entries = if r.first_seq == r.last_seq {
+                format!("#{}", r.first_seq)
+            } else {
+                format!("#{}–#{}", r.first_seq, r.last_seq)
+            };
+            match r.comment.trim() {
+                "" => format!("review of {entries}: {}", r.decision.as_str()),
+                comment => format!("review of {entries}: {} — {comment}", r.decision.as_str()),
+            }
+        }
         Outcome::Throttled { count, .. } => format!("{count} refused in one window"),
-        Outcome::Alert { reason } => reason.clone(),
-        _ => purpose.to_owned(),
-    }
+        Outcome::Denied { reason } | Outcome::Invalid { reason } | Outcome::Alert { reason } => {
+            match purpose.trim() {
+                "" => reason.clone(),
+                purpose => format!("{purpose} — {reason}"),
+            }
+        }
+        Outcome::Granted | Outcome::PartlyWithheld => purpose.to_owned(),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The full entry as JSON (auditors' format; holds the subject in clear).
@@ -562,19 +574,40 @@ mod tests {
 
     #[test]
     fn the_table_says_what_an_entry_that_is_not_a_query_records() {
-        let review = Outcome::Review(crate::ledger::entry::Review {
-            first_seq: 3,
-            last_seq: 5,
-            decision: crate::ledger::entry::ReviewDecision::Flagged,
-            comment: "not shown in the table".into(),
-        });
-        assert_eq!(what(&review, ""), "review of 3..=5: flagged");
+        use crate::ledger::entry::{Review, ReviewDecision};
+        let review = |first_seq, last_seq, comment: &str| {
+            Outcome::Review(Review {
+                first_seq,
+                last_seq,
+                decision: ReviewDecision::Flagged,
+                comment: comment.into(),
+            })
+        };
+        assert_eq!(
+            what(&review(3, 5, "asked the\ncourt   why"), ""),
+            "review of #3–#5: flagged — asked the court why"
+        );
+        assert_eq!(what(&review(5, 5, "ok"), ""), "review of #5: flagged — ok");
+        assert_eq!(what(&review(5, 5, " "), ""), "review of #5: flagged");
         let throttled = Outcome::Throttled {
             count: 7,
             window_start_ms: 0,
         };
         assert_eq!(what(&throttled, ""), "7 refused in one window");
         assert_eq!(what(&Outcome::Granted, "licensing"), "licensing");
+        let refused = "credit.v1.LedgerReview/RecordReview: ledger review is for this node's \
+                       officers only";
+        let denied = Outcome::Denied {
+            reason: refused.into(),
+        };
+        assert_eq!(what(&denied, ""), refused);
+        let invalid = Outcome::Invalid {
+            reason: "basis_reference: required".into(),
+        };
+        assert_eq!(
+            what(&invalid, "licensing"),
+            "licensing — basis_reference: required"
+        );
         assert_eq!(time_text(1_790_000_000_000), "2026-09-21T14:13:20.000Z");
     }
 
