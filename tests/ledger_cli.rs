@@ -505,3 +505,66 @@ async fn the_table_shows_refusals_reasons_and_reviews_comments() {
         "{table}"
     );
 }
+
+/// Filters that could only ever match nothing are refused (exit 2, naming the flag); a bare
+/// date is a day's first instant, UTC.
+#[tokio::test]
+async fn list_refuses_filters_that_cannot_match_and_takes_bare_dates() {
+    // Entry times: 2026-09-21T14:13:20Z and a few milliseconds after.
+    let (pki, config) = ledger_with((0..3).map(entry).collect()).await;
+    let export = pki.dir.path().join("export.jsonl");
+    let export = export.to_str().unwrap();
+    for (flags, named) in [
+        (&["--caller", "dept/court"][..], "--caller"),
+        (
+            &["--caller", "spiffe://region-a.credit.test/court"][..],
+            "--caller",
+        ),
+        (
+            &["--from", "2026-09-22", "--until", "2026-09-21"][..],
+            "--from",
+        ),
+        (
+            &["--from", "2026-09-21", "--until", "2026-09-21"][..],
+            "--from",
+        ),
+        (&["--from", "21/09/2026"][..], "--from"),
+    ] {
+        for command in [
+            vec!["ledger", "list", "--config", &config],
+            vec!["ledger", "export", "--config", &config, "--out", export],
+        ] {
+            let args: Vec<&str> = command.iter().chain(flags).copied().collect();
+            let out = run(&args);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains(named), "{args:?}: {stderr}");
+        }
+    }
+    let out = run(&[
+        "ledger",
+        "list",
+        "--config",
+        &config,
+        "--from",
+        "21/09/2026",
+    ]);
+    assert!(
+        text(&out.stderr).contains("a date (2026-11-23"),
+        "says what it expects: {}",
+        text(&out.stderr)
+    );
+    let count = |flags: &[&str]| {
+        let mut args = vec!["ledger", "list", "--config", &config, "--jsonl"];
+        args.extend(flags);
+        succeeds(&args).lines().count()
+    };
+    assert_eq!(count(&["--from", "2026-09-21"]), 3);
+    assert_eq!(count(&["--from", "2026-09-22"]), 0);
+    assert_eq!(count(&["--until", "2026-09-22"]), 3);
+    assert_eq!(count(&["--until", "2026-09-21"]), 0);
+    assert_eq!(
+        count(&["--caller", "spiffe://region-a.credit.test/dept/tax"]),
+        3
+    );
+}

@@ -105,8 +105,8 @@ pub enum Command {
 
 #[derive(clap::Args, Debug, Default)]
 pub struct FilterArgs {
-    /// Caller SPIFFE ID.
-    #[arg(long)]
+    /// Only entries of this caller: its SPIFFE ID, e.g. spiffe://region-a.credit.test/dept/tax.
+    #[arg(long, value_parser = parse_caller)]
     pub caller: Option<String>,
     /// Subject identifier (exact).
     #[arg(long)]
@@ -116,33 +116,63 @@ pub struct FilterArgs {
     /// granted, partly_withheld, denied, throttled, invalid, review, alert, administration.
     #[arg(long)]
     pub outcome: Option<OutcomeKind>,
-    /// From this time (inclusive): RFC 3339 (2026-11-23T10:00:00Z) or Unix milliseconds.
+    /// From this time (inclusive): RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23, from
+    /// 00:00 UTC) or Unix milliseconds.
     #[arg(long, value_parser = parse_time)]
     pub from: Option<i64>,
-    /// Until this time (exclusive): RFC 3339 or Unix milliseconds.
+    /// Until this time (exclusive): RFC 3339, a date (until 00:00 UTC of that day) or Unix
+    /// milliseconds.
     #[arg(long, value_parser = parse_time)]
     pub until: Option<i64>,
 }
 
 impl FilterArgs {
-    pub fn to_filter(&self) -> EntryFilter {
-        EntryFilter {
+    /// The filter, or exit 2 for a window that no entry could fall in.
+    pub fn to_filter(&self) -> Result<EntryFilter, CliError> {
+        if let (Some(from), Some(until)) = (self.from, self.until)
+            && from >= until
+        {
+            return Err(input(format!(
+                "--from ({}) must be before --until ({}): no entry could match",
+                time_text(from),
+                time_text(until)
+            )));
+        }
+        Ok(EntryFilter {
             caller: self.caller.clone(),
             subject: self.subject.clone(),
             purpose: self.purpose.clone(),
             outcome: self.outcome,
             from_ms: self.from,
             until_ms: self.until,
-        }
+        })
     }
 }
 
+/// A caller as the ledger records it: a SPIFFE ID, in its one spelling. Anything else would
+/// match no entry, silently.
+fn parse_caller(text: &str) -> Result<String, String> {
+    crate::identity::SpiffeId::parse(text)
+        .map(|id| id.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// RFC 3339, a bare date (its first instant, UTC) or Unix milliseconds.
 fn parse_time(text: &str) -> Result<i64, String> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("expected RFC 3339 or Unix milliseconds: {e}"))?;
+    let day = time::macros::format_description!("[year]-[month]-[day]");
+    let t = match time::Date::parse(text, &day) {
+        Ok(date) => date.midnight().assume_utc(),
+        Err(_) => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| {
+                format!(
+                    "expected RFC 3339 (2026-11-23T10:00:00Z or 2026-11-23T18:00:00+08:00), \
+                         a date (2026-11-23, meaning 00:00 UTC) or Unix milliseconds, got {text:?}"
+                )
+            })?,
+    };
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| "time out of range".into())
 }
 
@@ -177,12 +207,12 @@ pub async fn run(command: Command) -> Result<(), CliError> {
             after,
             limit,
             jsonl,
-        } => list(&config, &filter.to_filter(), after, limit, jsonl).await,
+        } => list(&config, &filter.to_filter()?, after, limit, jsonl).await,
         Command::Export {
             config,
             filter,
             out,
-        } => export(&config, &filter.to_filter(), &out).await,
+        } => export(&config, &filter.to_filter()?, &out).await,
         Command::Review(args) => super::review::run_review(args).await,
         Command::Suspensions(args) => super::review::run_suspensions(args).await,
         Command::Lift(args) => super::review::run_lift(args).await,
@@ -560,6 +590,7 @@ pub fn entry_json(e: &StoredEntry) -> Value {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
     use super::*;
 
     #[test]
@@ -615,6 +646,14 @@ mod tests {
     fn times_parse_as_rfc3339_or_milliseconds() {
         assert_eq!(parse_time("1790000000000"), Ok(1_790_000_000_000));
         assert_eq!(parse_time("1970-01-01T00:00:01Z"), Ok(1000));
-        assert!(parse_time("yesterday").is_err());
+        assert_eq!(parse_time("1970-01-02"), Ok(86_400_000));
+        assert_eq!(
+            parse_time("2026-11-29"),
+            parse_time("2026-11-29T00:00:00Z"),
+            "a date is its first instant, UTC"
+        );
+        let refused = parse_time("yesterday").unwrap_err();
+        assert!(refused.contains("a date (2026-11-23"), "{refused}");
+        assert!(parse_time("2026-02-30").is_err());
     }
 }
