@@ -426,6 +426,71 @@ fn gen_data_is_the_same_for_the_same_seed_and_day() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--as-of"));
 }
 
+/// `gen-data --out` on a terminal shows its progress on standard error, by the rule of every
+/// long command (100,000 subjects and more), and ends with a summary.
+#[test]
+fn gen_data_into_a_file_shows_progress_on_a_terminal_and_sums_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("big.jsonl");
+    let command = format!(
+        "{BIN} gen-data --subjects 100000 --seed 5 --as-of 2026-06-01 --out {}",
+        file.display()
+    );
+    // `script` gives the command a terminal and passes on what it drew there.
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) installed");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(
+        screen.contains("generating ") && screen.contains("/100000 subjects"),
+        "a bar on the terminal: {screen}"
+    );
+    let records = std::fs::read_to_string(&file)
+        .expect("records")
+        .lines()
+        .count();
+    assert!(
+        screen.contains(&format!(
+            "wrote {records} records of 100000 subjects to {}",
+            file.display()
+        )),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(" admin-penalty"),
+        "what it wrote, by item: {screen}"
+    );
+
+    // Into a pipe: the summary alone (never a bar: `cli::progress` tests the rule).
+    let small = dir.path().join("small.jsonl");
+    let out = run(&[
+        "gen-data",
+        "--subjects",
+        "1000",
+        "--out",
+        small.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = std::fs::read_to_string(&small)
+        .expect("records")
+        .lines()
+        .count();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("wrote {records} records of 1000 subjects")),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+}
+
 /// One file is one transaction, however many statements it takes: a bad row far past the
 /// first batches sent to the store still leaves nothing written, and the report names it. A
 /// good file is put on record in the ledger first (one entry per subject), and when the ledger

@@ -11,14 +11,17 @@
 
 use std::{
     fs::File,
-    io::{BufReader, BufWriter, IsTerminal, Write},
+    io::{BufReader, BufWriter, Write},
     path::{Path, PathBuf},
 };
 
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::CliError;
+use super::{
+    CliError,
+    progress::{self, Unit},
+};
 use crate::{
     config::LoadedConfig,
     ledger::{
@@ -29,9 +32,6 @@ use crate::{
     },
     store::{Store, StoreError},
 };
-
-/// Show a progress bar only for audits long enough to need one.
-const PROGRESS_THRESHOLD: u64 = 100_000;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -259,15 +259,7 @@ async fn verify_stored(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let total = audit::audit_size(&store).await.map_err(runtime)?;
-    let bar = (std::io::stderr().is_terminal() && total >= PROGRESS_THRESHOLD).then(|| {
-        let bar = indicatif::ProgressBar::new(total);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "verifying {bar:40} {pos}/{len} entries ({per_sec}, {eta} left)",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    });
+    let bar = progress::bar("verifying", total, Unit::Count("entries"));
     let result = audit::verify_store_against(&store, &public_key, &kept, |done| {
         if let Some(bar) = &bar {
             bar.set_position(done);
@@ -333,10 +325,24 @@ fn verify_export_file(
     json: bool,
 ) -> Result<(), CliError> {
     let public_key = key::read_public_key(key_path).map_err(input)?;
-    let reader = File::open(file)
-        .map(BufReader::new)
-        .map_err(|e| input(format!("cannot open {}: {e}", file.display())))?;
-    match verify_export(reader, &public_key) {
+    let opened =
+        File::open(file).map_err(|e| input(format!("cannot open {}: {e}", file.display())))?;
+    let size = opened.metadata().map_or(0, |m| m.len());
+    let bar = progress::bar(
+        "verifying",
+        size,
+        Unit::Bytes {
+            per_item: progress::EXPORT_BYTES_PER_ENTRY,
+        },
+    );
+    let verified = match &bar {
+        Some(bar) => verify_export(BufReader::new(bar.wrap_read(opened)), &public_key),
+        None => verify_export(BufReader::new(opened), &public_key),
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match verified {
         Ok(report) if complete && !report.complete() => {
             let missing = report.first_missing.unwrap_or_default();
             let e = format!(
@@ -463,11 +469,20 @@ async fn export(config: &Path, filter: &EntryFilter, out: &Path) -> Result<(), C
     let (_, store) = open_store(config).await?;
     let file =
         File::create(out).map_err(|e| input(format!("cannot create {}: {e}", out.display())))?;
-    let mut writer = BufWriter::new(file);
-    let summary = audit::export(&store, filter, &mut writer)
+    // The export reads the log in order up to its latest signed tree head, so how far it has
+    // gone is the sequence number of the last entry written, a selection's or the whole log's.
+    let signed = store::latest_sth(&store)
         .await
-        .map_err(runtime)?;
+        .map_err(runtime)?
+        .map_or(0, |sth| sth.head.tree_size);
+    let bar = progress::bar("exporting", signed, Unit::Count("entries of the log"));
+    let mut writer = ExportProgress::new(BufWriter::new(file), bar.clone());
+    let exported = audit::export(&store, filter, &mut writer).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     store.close().await;
+    let summary = exported.map_err(runtime)?;
     crate::outln!(
         "exported {} {} with inclusion proofs against the signed tree head of size {} to {}",
         summary.entries,
@@ -480,6 +495,62 @@ async fn export(config: &Path, filter: &EntryFilter, out: &Path) -> Result<(), C
         out.display()
     )?;
     Ok(())
+}
+
+/// A writer of an export that moves `bar` to each entry line's sequence number as the line is
+/// written (`{"type":"entry","seq":N,…`, the format of [`crate::ledger::verify`]).
+struct ExportProgress<W> {
+    inner: W,
+    bar: Option<indicatif::ProgressBar>,
+    /// The start of the line being written, as far as the sequence number.
+    head: Vec<u8>,
+}
+
+impl<W: Write> ExportProgress<W> {
+    /// Enough of a line for `{"type":"entry","seq":` and 20 digits.
+    const HEAD: usize = 48;
+
+    fn new(inner: W, bar: Option<indicatif::ProgressBar>) -> Self {
+        Self {
+            inner,
+            bar,
+            head: Vec::with_capacity(Self::HEAD),
+        }
+    }
+
+    fn line_written(&mut self) {
+        if let (Some(bar), Some(seq)) = (&self.bar, entry_seq(&self.head)) {
+            bar.set_position(seq + 1);
+        }
+        self.head.clear();
+    }
+}
+
+/// The sequence number at the start of an export's entry line.
+fn entry_seq(line: &[u8]) -> Option<u64> {
+    let rest = line.strip_prefix(br#"{"type":"entry","seq":"#.as_slice())?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+impl<W: Write> Write for ExportProgress<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if self.bar.is_some() {
+            for &b in &buf[..n] {
+                if b == b'\n' {
+                    self.line_written();
+                } else if self.head.len() < Self::HEAD {
+                    self.head.push(b);
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// First 4 and last 2 characters in clear, the rest `*` (in characters, never bytes); values
@@ -640,6 +711,25 @@ mod tests {
             "licensing — basis_reference: required"
         );
         assert_eq!(time_text(1_790_000_000_000), "2026-09-21T14:13:20.000Z");
+    }
+
+    #[test]
+    fn an_export_shows_how_far_into_the_log_it_has_written() {
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_length(100);
+        let mut out = ExportProgress::new(Vec::new(), Some(bar.clone()));
+        let sth = r#"{"type":"sth","tree_size":100}"#;
+        writeln!(out, "{sth}").unwrap();
+        assert_eq!(bar.position(), 0);
+        // Written in pieces, as a buffered writer may pass it on.
+        let line = r#"{"type":"entry","seq":41,"entry":"00","leaf_hash":"00","proof":[]}"#;
+        let (a, b) = line.split_at(20);
+        write!(out, "{a}").unwrap();
+        writeln!(out, "{b}").unwrap();
+        assert_eq!(bar.position(), 42);
+        assert_eq!(out.inner, format!("{sth}\n{line}\n").into_bytes());
+        assert_eq!(entry_seq(br#"{"type":"entry","seq":7,"#), Some(7));
+        assert_eq!(entry_seq(br#"{"type":"sth","tree_size":7,"#), None);
     }
 
     #[test]

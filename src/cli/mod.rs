@@ -9,6 +9,7 @@ pub mod harvest_sim;
 pub mod ingest;
 pub mod ledger;
 pub mod output;
+pub mod progress;
 pub mod review;
 pub mod serve;
 pub mod whoami;
