@@ -16,19 +16,27 @@ use crate::{
 pub enum Command {
     /// Generate a catalog-authority Ed25519 key pair (private key written with mode 0600).
     Keygen {
+        /// Where to write the private key (PKCS#8 PEM, mode 0600): keep it offline.
         #[arg(long)]
         private: PathBuf,
+        /// Where to write the public key (SPKI PEM): what nodes name as
+        /// catalog.authority_key.
         #[arg(long)]
         public: PathBuf,
     },
     /// Parse and validate a catalog without any signature: lint it before signing.
-    Check { file: PathBuf },
+    Check {
+        /// The catalog (TOML).
+        file: PathBuf,
+    },
     /// Sign a catalog: writes a detached signature (default FILE.sig).
     Sign {
         /// The authority's private key (PKCS#8 PEM).
         #[arg(long)]
         key: PathBuf,
+        /// The catalog to sign (TOML); refused unless it validates.
         file: PathBuf,
+        /// Where to write the detached signature (default FILE.sig).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -37,6 +45,7 @@ pub enum Command {
         /// The authority's public key (SPKI PEM).
         #[arg(long)]
         key: PathBuf,
+        /// The catalog to verify (TOML).
         file: PathBuf,
         /// The detached signature (default FILE.sig).
         #[arg(long)]
@@ -59,6 +68,7 @@ pub enum Command {
         /// The caller's SPIFFE ID, e.g. spiffe://region-a.credit.test/dept/tax
         #[arg(long)]
         caller: String,
+        /// The purpose the caller states: one of the catalog's purpose ids.
         #[arg(long)]
         purpose: String,
         /// JSON instead of a table.

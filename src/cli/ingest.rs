@@ -40,7 +40,8 @@ pub struct Args {
     /// The node's config file (catalog, store, identity, ledger key).
     #[arg(long, short)]
     pub config: PathBuf,
-    /// The records: `.csv` or `.jsonl` / `.ndjson`.
+    /// The records, by extension: `.csv` (CSV with a header), or `.jsonl`, `.ndjson` or
+    /// `.json` (JSON Lines: one record per line, as gen-data writes).
     pub data: PathBuf,
     /// Print the summary (or the report of bad rows) as JSON.
     #[arg(long)]

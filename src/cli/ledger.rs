@@ -70,6 +70,7 @@ pub enum Command {
     /// List entries, oldest first. Subjects are masked in the table; --jsonl prints them in
     /// full (for auditors).
     List {
+        /// The node's config: its database (read only, never created).
         #[arg(long, short)]
         config: PathBuf,
         #[command(flatten)]
@@ -87,10 +88,12 @@ pub enum Command {
     /// Export entries with inclusion proofs against the latest signed tree head (JSON Lines),
     /// for `ledger verify --export`.
     Export {
+        /// The node's config: its database (read only, never created).
         #[arg(long, short)]
         config: PathBuf,
         #[command(flatten)]
         filter: FilterArgs,
+        /// The export file to write (JSON Lines; replaced if it exists).
         #[arg(long)]
         out: PathBuf,
     },
@@ -108,12 +111,14 @@ pub struct FilterArgs {
     /// Only entries of this caller: its SPIFFE ID, e.g. spiffe://region-a.credit.test/dept/tax.
     #[arg(long, value_parser = parse_caller)]
     pub caller: Option<String>,
-    /// Subject identifier (exact).
+    /// Only entries about this subject (its identifier, exact).
     #[arg(long)]
     pub subject: Option<String>,
+    /// Only entries of queries that stated this purpose (a purpose id of the catalog).
     #[arg(long)]
     pub purpose: Option<String>,
-    /// granted, partly_withheld, denied, throttled, invalid, review, alert, administration.
+    /// Only entries of this outcome: granted, partly_withheld, denied, throttled, invalid,
+    /// review, alert, administration.
     #[arg(long)]
     pub outcome: Option<OutcomeKind>,
     /// From this time (inclusive): RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23, from

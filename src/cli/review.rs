@@ -97,6 +97,8 @@ pub struct ReviewArgs {
     /// Last entry of the reviewed range (inclusive); needs --from.
     #[arg(long, requires = "from")]
     pub to: Option<u64>,
+    /// The decision: accepted (the entries are in order), flagged (something needs
+    /// attention) or referred (passed on, e.g. to a supervisory authority).
     #[arg(long, value_enum)]
     pub decision: Decision,
     /// Why (required, at most 1000 characters). It stays in the ledger for good.
