@@ -481,6 +481,16 @@ impl LoadedConfig {
         ))
     }
 
+    /// An error about the store `store.database_url` names (a database that is not there),
+    /// located at that key.
+    pub fn database_url_error(&self, message: impl fmt::Display) -> ConfigError {
+        self.error_at(
+            self.config.store.database_url.span(),
+            "store.database_url",
+            message,
+        )
+    }
+
     /// The ledger signing key's path, resolved.
     pub fn ledger_key_path(&self) -> PathBuf {
         self.resolve(self.config.ledger.signing_key.get_ref())

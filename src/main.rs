@@ -20,11 +20,14 @@ struct Args {
 enum Command {
     /// Run a node from its TOML config file. SIGHUP reloads certificates, trust bundles and CRLs.
     Serve {
+        /// The node's config file (TOML; see deploy/node.example.toml). A SQLite store it
+        /// names is created, with its folder, on the first start.
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Write a development PKI: two regions' CAs, identities, negative fixtures, catalog key.
     DevPki {
+        /// The folder to write it to (created if missing; layout in certs/README.md).
         #[arg(long)]
         out: PathBuf,
     },
@@ -73,10 +76,38 @@ fn main() -> ExitCode {
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        // The reader of standard output has gone (`… | head -1`): nothing more to say.
+        Ok(()) | Err(cli::CliError::OutputClosed) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Args;
+
+    /// `--help` describes every argument of every command, positional ones too.
+    #[test]
+    fn every_argument_has_a_description() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut command = Args::command();
+        command.build();
+        let mut missing = Vec::new();
+        walk(&command, "credit-node", &mut missing);
+        assert!(missing.is_empty(), "no description: {missing:#?}");
     }
 }

@@ -432,6 +432,71 @@ fn gen_data_is_the_same_for_the_same_seed_and_day() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--as-of"));
 }
 
+/// `gen-data --out` on a terminal shows its progress on standard error, by the rule of every
+/// long command (100,000 subjects and more), and ends with a summary.
+#[test]
+fn gen_data_into_a_file_shows_progress_on_a_terminal_and_sums_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("big.jsonl");
+    let command = format!(
+        "{BIN} gen-data --subjects 100000 --seed 5 --as-of 2026-06-01 --out {}",
+        file.display()
+    );
+    // `script` gives the command a terminal and passes on what it drew there.
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) installed");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(
+        screen.contains("generating ") && screen.contains("/100000 subjects"),
+        "a bar on the terminal: {screen}"
+    );
+    let records = std::fs::read_to_string(&file)
+        .expect("records")
+        .lines()
+        .count();
+    assert!(
+        screen.contains(&format!(
+            "wrote {records} records of 100000 subjects to {}",
+            file.display()
+        )),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(" admin-penalty"),
+        "what it wrote, by item: {screen}"
+    );
+
+    // Into a pipe: the summary alone (never a bar: `cli::progress` tests the rule).
+    let small = dir.path().join("small.jsonl");
+    let out = run(&[
+        "gen-data",
+        "--subjects",
+        "1000",
+        "--out",
+        small.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = std::fs::read_to_string(&small)
+        .expect("records")
+        .lines()
+        .count();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("wrote {records} records of 1000 subjects")),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+}
+
 /// One file is one transaction, however many statements it takes: a bad row far past the
 /// first batches sent to the store still leaves nothing written, and the report names it. A
 /// good file is put on record in the ledger first (one entry per subject), and when the ledger
@@ -604,6 +669,127 @@ fn ingest_is_all_or_nothing_and_on_record_before_it_is_made() {
     );
     assert_eq!(count("records"), records, "no duplicates");
     assert_eq!(again["ledger_entries"], 6000, "the repeat is on record too");
+}
+
+/// Runs the binary with its standard output a pipe whose reader has already gone, as
+/// `credit-node … | head -1` leaves it once `head` has its line.
+fn run_into_a_closed_pipe(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    Command::new(BIN)
+        .args(args)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run credit-node")
+}
+
+/// A reader that has gone away ends a command quietly with exit 0, as Unix tools do: no
+/// panic, no error.
+#[test]
+fn a_closed_standard_output_ends_commands_quietly() {
+    let pki = TestPki::new();
+    let config = pki.write_config(REGION_A);
+    let catalog = pki.layout.demo_catalog();
+    let key = pki.layout.catalog_authority_pub();
+    let commands: [&[&str]; 4] = [
+        &["gen-data", "--subjects", "2000"],
+        &[
+            "catalog",
+            "explain",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--caller",
+            "spiffe://region-b.credit.test/dept/tax",
+            "--purpose",
+            "tax-administration",
+        ],
+        &[
+            "catalog",
+            "verify",
+            "--key",
+            key.to_str().expect("utf-8"),
+            catalog.to_str().expect("utf-8"),
+        ],
+        &["--help"],
+    ];
+    for args in commands {
+        let out = run_into_a_closed_pipe(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+/// A node's first start creates its SQLite store's folder (`sqlite://data/node.db`, as the
+/// README has it), `serve` and `ingest` alike; a path that cannot be made is named.
+#[test]
+fn the_first_start_creates_the_store_folder_and_names_a_path_it_cannot_open() {
+    let pki = TestPki::new();
+    let dir = pki.dir.path();
+    let good = std::fs::read_to_string(pki.write_config(REGION_A)).expect("config");
+    let db = pki.layout.root().join(format!("{REGION_A}.db"));
+    let with_db = |name: &str, url: &str| {
+        let path = dir.join(name);
+        let text = good.replace(&db.display().to_string(), url)
+            + "\n[log]\nformat = \"json\"\nlevel = \"info\"\n";
+        std::fs::write(&path, text).expect("config");
+        path
+    };
+
+    let served = with_db("served.toml", "served/node.db");
+    drop(NodeProcess::start(&served));
+    assert!(dir.join("served/node.db").exists());
+    assert!(dir.join("served/node.activity.db").exists());
+
+    let data = dir.join("records.jsonl");
+    let out = run(&[
+        "gen-data",
+        "--subjects",
+        "3",
+        "--out",
+        data.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ingested = with_db("ingested.toml", "data/deeper/node.db");
+    let out = run(&[
+        "ingest",
+        "--config",
+        ingested.to_str().expect("utf-8"),
+        data.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.join("data/deeper/node.db").exists());
+
+    // A file where the folder should be: both say which path they cannot use.
+    std::fs::write(dir.join("blocked"), "not a folder").expect("file");
+    let blocked = with_db("blocked.toml", "blocked/node.db");
+    let wanted = dir.join("blocked/node.db").display().to_string();
+    for args in [
+        vec!["serve", "--config", blocked.to_str().expect("utf-8")],
+        vec![
+            "ingest",
+            "--config",
+            blocked.to_str().expect("utf-8"),
+            data.to_str().expect("utf-8"),
+        ],
+    ] {
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&wanted) && stderr.contains("store.database_url"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 fn openssl() -> Command {

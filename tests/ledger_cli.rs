@@ -299,3 +299,272 @@ async fn verify_list_export_through_the_binary() {
         (false.into(), 5.into())
     );
 }
+
+/// A node's config and a ledger holding `entries`, appended as the node appends them.
+async fn ledger_with(entries: Vec<Entry>) -> (TestPki, String) {
+    let pki = TestPki::new();
+    let config = pki.write_config(REGION_A);
+    let loaded = LoadedConfig::load(&config).unwrap();
+    let store = Store::open(&loaded.database_url().unwrap()).await.unwrap();
+    let ledger = Ledger::open(
+        store.clone(),
+        key::read_signing_key(&loaded.ledger_key_path()).unwrap(),
+        LedgerSettings::from(&loaded.config.ledger),
+        || 1_790_000_000_000,
+    )
+    .await
+    .unwrap();
+    for entry in entries {
+        ledger.append(entry).await.unwrap();
+    }
+    ledger.shutdown().await;
+    store.close().await;
+    (pki, config.to_str().unwrap().to_owned())
+}
+
+/// The files in `dir`, by name.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `ledger verify`, `list` and `export` read an existing node's store: one that is not there
+/// (deleted, or the config's path mistyped) is refused as bad config, exit 2, naming the path,
+/// and nothing is created: an empty ledger made on the spot would verify.
+#[tokio::test]
+async fn read_only_commands_refuse_a_store_that_is_not_there_and_create_none() {
+    let pki = TestPki::new();
+    let config = pki.write_config(REGION_A);
+    let root = pki.layout.root().to_owned();
+    let db = root.join(format!("{REGION_A}.db"));
+    let export = pki.dir.path().join("export.jsonl");
+    let before = files_in(&root);
+    let config_text = config.to_str().unwrap();
+    let export_text = export.to_str().unwrap();
+    let commands: [&[&str]; 5] = [
+        &["ledger", "verify", "--config", config_text],
+        &["ledger", "verify", "--config", config_text, "--json"],
+        &["ledger", "list", "--config", config_text],
+        &["ledger", "list", "--config", config_text, "--jsonl"],
+        &[
+            "ledger",
+            "export",
+            "--config",
+            config_text,
+            "--out",
+            export_text,
+        ],
+    ];
+    for args in commands {
+        let out = run(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("no database at {}", db.display()))
+                && stderr.contains("store.database_url"),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out.stdout));
+        assert_eq!(files_in(&root), before, "{args:?} created files");
+        assert!(!export.exists(), "{args:?}");
+    }
+
+    // A mistyped folder is not made either.
+    let mistyped = pki.dir.path().join("mistyped.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &mistyped,
+        good.replace(&db.display().to_string(), "nowhere/node.db"),
+    )
+    .unwrap();
+    let out = run(&["ledger", "list", "--config", mistyped.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let wanted = pki.dir.path().join("nowhere/node.db");
+    assert!(
+        stderr.contains(&wanted.display().to_string()),
+        "{wanted:?}: {stderr}"
+    );
+    assert!(!pki.dir.path().join("nowhere").exists());
+
+    // The records file there, its activity file (the ledger) deleted: no empty ledger either.
+    let (pki, config) = ledger_with(vec![entry(0)]).await;
+    let root = pki.layout.root();
+    let activity = root.join(format!("{REGION_A}.activity.db"));
+    assert!(activity.exists());
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", activity.display()));
+    }
+    let before = files_in(root);
+    let out = run(&["ledger", "verify", "--config", &config]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("no ledger at {}", activity.display())),
+        "{stderr}"
+    );
+    assert!(!activity.exists(), "{:?}", files_in(root));
+    let after: Vec<String> = files_in(root)
+        .into_iter()
+        .filter(|f| !f.ends_with("-shm") && !f.ends_with("-wal"))
+        .collect();
+    let before: Vec<String> = before
+        .into_iter()
+        .filter(|f| !f.ends_with("-shm") && !f.ends_with("-wal"))
+        .collect();
+    assert_eq!(after, before);
+}
+
+/// Runs the binary with its standard output a pipe whose reader has already gone, as
+/// `credit-node … | head -1` leaves it once `head` has its line.
+fn run_into_a_closed_pipe(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(BIN)
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run credit-node")
+}
+
+/// A reader that has gone (`ledger list … | head -1`) ends the listing quietly, exit 0, in
+/// either form.
+#[tokio::test]
+async fn a_closed_standard_output_ends_the_listing_quietly() {
+    let (_pki, config) = ledger_with((0..3).map(entry).collect()).await;
+    for args in [
+        vec!["ledger", "list", "--config", &config],
+        vec!["ledger", "list", "--config", &config, "--jsonl"],
+    ] {
+        let out = run_into_a_closed_pipe(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stderr.is_empty(), "{args:?}: {}", text(&out.stderr));
+    }
+}
+
+/// What the table shows of entries that are not queries: a refusal's reason, and a review's
+/// range and comment, each on the row's one line.
+#[tokio::test]
+async fn the_table_shows_refusals_reasons_and_reviews_comments() {
+    use credit_node::ledger::entry::{Review, ReviewDecision};
+    let refused = "credit.v1.LedgerReview/RecordReview: ledger review is for this node's \
+                   officers only";
+    let mut denied = entry(0);
+    denied.caller = "spiffe://region-a.credit.test/dept/court".into();
+    denied.purpose.clear();
+    denied.outcome = Outcome::Denied {
+        reason: refused.into(),
+    };
+    let mut invalid = entry(1);
+    invalid.outcome = Outcome::Invalid {
+        reason: "basis_reference: required".into(),
+    };
+    let review = |n, first_seq, last_seq, comment: &str| {
+        let mut e = entry(n);
+        e.caller = "spiffe://region-a.credit.test/officer/auditor".into();
+        e.purpose.clear();
+        e.outcome = Outcome::Review(Review {
+            first_seq,
+            last_seq,
+            decision: ReviewDecision::Accepted,
+            comment: comment.into(),
+        });
+        e
+    };
+    let (_pki, config) = ledger_with(vec![
+        denied,
+        invalid,
+        review(2, 0, 0, "checked with\nthe court"),
+        review(3, 0, 1, "all in order"),
+    ])
+    .await;
+    let table = succeeds(&["ledger", "list", "--config", &config]);
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 5, "{table}");
+    assert!(rows[1].ends_with(&format!("  {refused}")), "{table}");
+    assert!(
+        rows[2].ends_with("  licensing — basis_reference: required"),
+        "{table}"
+    );
+    assert!(
+        rows[3].ends_with("  review of #0: accepted — checked with the court"),
+        "{table}"
+    );
+    assert!(
+        rows[4].ends_with("  review of #0–#1: accepted — all in order"),
+        "{table}"
+    );
+}
+
+/// Filters that could only ever match nothing are refused (exit 2, naming the flag); a bare
+/// date is a day's first instant, UTC.
+#[tokio::test]
+async fn list_refuses_filters_that_cannot_match_and_takes_bare_dates() {
+    // Entry times: 2026-09-21T14:13:20Z and a few milliseconds after.
+    let (pki, config) = ledger_with((0..3).map(entry).collect()).await;
+    let export = pki.dir.path().join("export.jsonl");
+    let export = export.to_str().unwrap();
+    for (flags, named) in [
+        (&["--caller", "dept/court"][..], "--caller"),
+        (
+            &["--caller", "spiffe://region-a.credit.test/court"][..],
+            "--caller",
+        ),
+        (
+            &["--from", "2026-09-22", "--until", "2026-09-21"][..],
+            "--from",
+        ),
+        (
+            &["--from", "2026-09-21", "--until", "2026-09-21"][..],
+            "--from",
+        ),
+        (&["--from", "21/09/2026"][..], "--from"),
+    ] {
+        for command in [
+            vec!["ledger", "list", "--config", &config],
+            vec!["ledger", "export", "--config", &config, "--out", export],
+        ] {
+            let args: Vec<&str> = command.iter().chain(flags).copied().collect();
+            let out = run(&args);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains(named), "{args:?}: {stderr}");
+        }
+    }
+    let out = run(&[
+        "ledger",
+        "list",
+        "--config",
+        &config,
+        "--from",
+        "21/09/2026",
+    ]);
+    assert!(
+        text(&out.stderr).contains("a date (2026-11-23"),
+        "says what it expects: {}",
+        text(&out.stderr)
+    );
+    let count = |flags: &[&str]| {
+        let mut args = vec!["ledger", "list", "--config", &config, "--jsonl"];
+        args.extend(flags);
+        succeeds(&args).lines().count()
+    };
+    assert_eq!(count(&["--from", "2026-09-21"]), 3);
+    assert_eq!(count(&["--from", "2026-09-22"]), 0);
+    assert_eq!(count(&["--until", "2026-09-22"]), 3);
+    assert_eq!(count(&["--until", "2026-09-21"]), 0);
+    assert_eq!(
+        count(&["--caller", "spiffe://region-a.credit.test/dept/tax"]),
+        3
+    );
+}

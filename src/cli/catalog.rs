@@ -16,19 +16,27 @@ use crate::{
 pub enum Command {
     /// Generate a catalog-authority Ed25519 key pair (private key written with mode 0600).
     Keygen {
+        /// Where to write the private key (PKCS#8 PEM, mode 0600): keep it offline.
         #[arg(long)]
         private: PathBuf,
+        /// Where to write the public key (SPKI PEM): what nodes name as
+        /// catalog.authority_key.
         #[arg(long)]
         public: PathBuf,
     },
     /// Parse and validate a catalog without any signature: lint it before signing.
-    Check { file: PathBuf },
+    Check {
+        /// The catalog (TOML).
+        file: PathBuf,
+    },
     /// Sign a catalog: writes a detached signature (default FILE.sig).
     Sign {
         /// The authority's private key (PKCS#8 PEM).
         #[arg(long)]
         key: PathBuf,
+        /// The catalog to sign (TOML); refused unless it validates.
         file: PathBuf,
+        /// Where to write the detached signature (default FILE.sig).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -37,6 +45,7 @@ pub enum Command {
         /// The authority's public key (SPKI PEM).
         #[arg(long)]
         key: PathBuf,
+        /// The catalog to verify (TOML).
         file: PathBuf,
         /// The detached signature (default FILE.sig).
         #[arg(long)]
@@ -59,6 +68,7 @@ pub enum Command {
         /// The caller's SPIFFE ID, e.g. spiffe://region-a.credit.test/dept/tax
         #[arg(long)]
         caller: String,
+        /// The purpose the caller states: one of the catalog's purpose ids.
         #[arg(long)]
         purpose: String,
         /// JSON instead of a table.
@@ -81,22 +91,22 @@ pub fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Keygen { private, public } => {
             keyfiles::generate_key_files(&private, &public).map_err(input)?;
-            println!(
+            crate::outln!(
                 "wrote {} (private, mode 0600) and {}",
                 private.display(),
                 public.display()
-            );
+            )?;
         }
         Command::Check { file } => {
             let bytes =
                 std::fs::read(&file).map_err(|e| input(format!("{}: {e}", file.display())))?;
             let parsed = Catalog::parse(&file.display().to_string(), &bytes).map_err(input)?;
-            println!(
+            crate::outln!(
                 "{}: valid catalog {}, {} items (unsigned)",
                 file.display(),
                 parsed.version,
                 parsed.items.len()
-            );
+            )?;
         }
         Command::Sign { key, file, out } => {
             let out = out.unwrap_or_else(|| default_sig(&file));
@@ -105,7 +115,7 @@ pub fn run(command: Command) -> Result<(), CliError> {
                 std::fs::read(&file).map_err(|e| input(format!("{}: {e}", file.display())))?;
             Catalog::parse(&file.display().to_string(), &bytes).map_err(input)?;
             keyfiles::sign_file(&file, &key, &out).map_err(input)?;
-            println!("wrote {}", out.display());
+            crate::outln!("wrote {}", out.display())?;
         }
         Command::Verify {
             key,
@@ -114,14 +124,14 @@ pub fn run(command: Command) -> Result<(), CliError> {
         } => {
             let signature = signature.unwrap_or_else(|| default_sig(&file));
             let signed = SignedCatalog::load(&file, &signature, &key).map_err(input)?;
-            println!(
+            crate::outln!(
                 "{}: signature valid (authority key {}); catalog {}, {} items, sha256 {}",
                 file.display(),
                 signed.signer(),
                 signed.catalog().version,
                 signed.catalog().items.len(),
                 signed.digest_hex()
-            );
+            )?;
         }
         Command::Explain {
             config,
@@ -155,9 +165,9 @@ pub fn run(command: Command) -> Result<(), CliError> {
             }
             let explanation = catalog::explain(&signed, &caller, &purpose);
             if json {
-                println!("{}", explanation.to_json());
+                crate::outln!("{}", explanation.to_json())?;
             } else {
-                print!("{explanation}");
+                crate::out!("{explanation}")?;
             }
         }
     }

@@ -81,20 +81,22 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     let layout = pki::generate(&work.join("pki")).map_err(|e| runtime(&e))?;
     pki::write_signed_demo_catalog(&layout).map_err(|e| runtime(&e))?;
 
-    println!("credit-node demo: work folder {}\n", work.display());
-    println!("  development PKI   {}", layout.root().display());
-    println!(
+    crate::outln!("credit-node demo: work folder {}\n", work.display())?;
+    crate::outln!("  development PKI   {}", layout.root().display())?;
+    crate::outln!(
         "  signed catalog    {} (signed with the development catalog-authority key)",
         layout.demo_catalog().display()
-    );
+    )?;
     let node_a = start_node(&layout, &work, REGION_A, args.port_a).await?;
     let node_b = start_node(&layout, &work, REGION_B, args.port_b).await?;
     let a = format!("https://127.0.0.1:{}", node_a.local_addr().port());
     let b = format!("https://127.0.0.1:{}", node_b.local_addr().port());
-    println!("  region A node     {a}  {}", node_a.node_id());
-    println!("  region B node     {b}  {}", node_b.node_id());
+    crate::outln!("  region A node     {a}  {}", node_a.node_id())?;
+    crate::outln!("  region B node     {b}  {}", node_b.node_id())?;
 
-    println!("\nWho is calling? WhoAmI on region A's node, identity from the client certificate:");
+    crate::outln!(
+        "\nWho is calling? WhoAmI on region A's node, identity from the client certificate:"
+    )?;
     let cas = [layout.ca_cert(REGION_A), layout.ca_cert(REGION_B)];
     for (region, kind, id) in [
         (REGION_A, Kind::Dept, "tax"),
@@ -105,7 +107,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         let (cert, key) = layout.identity(region, kind, id);
         let label = format!("{} {kind} {id}", region_label(region));
         match call(&a, &cert, &key, &cas).await {
-            Ok(who) => println!("  ✓ {label:<28} identified as {}", who.spiffe_id),
+            Ok(who) => crate::outln!("  ✓ {label:<28} identified as {}", who.spiffe_id)?,
             Err(e) => return Err(runtime(&format!("{label} should be accepted: {e}"))),
         }
     }
@@ -118,10 +120,10 @@ pub async fn run(args: Args) -> Result<(), CliError> {
                     who.spiffe_id
                 )));
             }
-            Err(e) => println!(
+            Err(e) => crate::outln!(
                 "  ✗ {name:<28} refused ({why}): {}",
                 short_reason(&e.to_string())
-            ),
+            )?,
         }
     }
 
@@ -142,23 +144,25 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         .unwrap_or_else(|_| "credit-node".into());
     if args.no_wait {
         // The nodes stop with the demo: only what works on their files is offered.
-        println!("\nLook again (the nodes have stopped; run without --no-wait to call them):");
+        crate::outln!(
+            "\nLook again (the nodes have stopped; run without --no-wait to call them):"
+        )?;
     } else {
-        println!("\nCall the nodes by hand:");
-        print_calls(&bin, &a, &cert, &key, &ca, node_a.local_addr().port());
+        crate::outln!("\nCall the nodes by hand:")?;
+        print_calls(&bin, &a, &cert, &key, &ca, node_a.local_addr().port())?;
     }
-    println!(
+    crate::outln!(
         "  {bin} ledger verify --config {}   (and: ledger list, ledger export)",
         work.join("region-a.toml").display()
-    );
-    println!(
+    )?;
+    crate::outln!(
         "  node configs: {}  {}",
         work.join("region-a.toml").display(),
         work.join("region-b.toml").display()
-    );
+    )?;
 
     if !args.no_wait {
-        println!("\nServing until Ctrl-C.");
+        crate::outln!("\nServing until Ctrl-C.")?;
         let _ = tokio::signal::ctrl_c().await;
     }
     node_a.shutdown().await;
@@ -176,25 +180,25 @@ fn print_calls(
     key: &std::path::Path,
     ca: &std::path::Path,
     port: u16,
-) {
-    println!(
+) -> Result<(), CliError> {
+    crate::outln!(
         "  {bin} whoami --endpoint {endpoint} --cert {} --key {} --ca {}",
         cert.display(),
         key.display(),
         ca.display()
-    );
-    println!(
+    )?;
+    crate::outln!(
         "  grpcurl -cacert {} -cert {} -key {} 127.0.0.1:{port} credit.v1.CreditQuery/WhoAmI",
         ca.display(),
         cert.display(),
         key.display(),
-    );
-    println!(
+    )?;
+    crate::outln!(
         "  grpcurl -cacert {} -cert {} -key {} 127.0.0.1:{port} list",
         ca.display(),
         cert.display(),
         key.display(),
-    );
+    )
 }
 
 fn region_label(region: &str) -> &'static str {
@@ -247,10 +251,10 @@ fn short_reason(error: &str) -> String {
 async fn show_grants(node: &RunningNode, layout: &Layout) -> Result<(), CliError> {
     let purpose = "tax-administration";
     let catalog = node.state().catalog();
-    println!(
+    crate::outln!(
         "\nWhat may leave? The signed catalog {} decides, field by field (purpose {purpose}):",
         catalog.catalog().version
-    );
+    )?;
     for region in [REGION_A, REGION_B] {
         let caller = crate::identity::SpiffeId::new(
             crate::identity::TrustDomain::parse(region)
@@ -260,14 +264,14 @@ async fn show_grants(node: &RunningNode, layout: &Layout) -> Result<(), CliError
         )
         .map_err(|e| CliError::Runtime(e.to_string()))?;
         let explanation = crate::catalog::explain(&catalog, &caller, purpose);
-        println!("\n  {caller}   (credit-node catalog explain)");
+        crate::outln!("\n  {caller}   (credit-node catalog explain)")?;
         for row in explanation.rows.iter().filter(|r| r.item == "registration") {
             let what = match (&row.form, row.reason) {
                 (Some(form), _) => format!("granted as {form}"),
                 (None, Some(reason)) => format!("withheld: {reason}"),
                 (None, None) => "withheld".to_owned(),
             };
-            println!("    registration.{:<20} {what}", row.field);
+            crate::outln!("    registration.{:<20} {what}", row.field)?;
         }
     }
 
@@ -291,11 +295,11 @@ async fn show_grants(node: &RunningNode, layout: &Layout) -> Result<(), CliError
         .flat_map(|p| &p.items)
         .map(|i| i.fields.len())
         .sum();
-    println!(
+    crate::outln!(
         "\n  DescribeGrants over mTLS as spiffe://region-b.credit.test/dept/tax: {} purposes, {} granted (item, field) pairs in all",
         grants.purposes.len(),
         fields
-    );
+    )?;
     Ok(())
 }
 
@@ -348,10 +352,10 @@ async fn load_synthetic_data(
             .into_inner()
             .inserted;
     }
-    println!(
+    crate::outln!(
         "\nRecords: {inserted} synthetic records of {subjects} subjects ingested by spiffe://{REGION_A}/operator/admin \
          (credit-node gen-data / ingest; some expired, some restored)."
-    );
+    )?;
     let subject = records
         .iter()
         .filter(|r| r.item == "admin-penalty" && r.disclosable(today).is_ok())
@@ -411,10 +415,10 @@ async fn show_one_subject(layout: &Layout, endpoint: &str, subject: &str) -> Res
             .into_inner();
         let result = response.result.unwrap_or_default();
         let receipt = response.receipt.unwrap_or_default();
-        println!(
+        crate::outln!(
             "\n  Query {subject} as spiffe://{region}/dept/{dept}, purpose {purpose}  (ledger entry #{}):",
             receipt.sequence
-        );
+        )?;
         for record in &result.records {
             for f in &record.fields {
                 if matches!(
@@ -431,7 +435,7 @@ async fn show_one_subject(layout: &Layout, endpoint: &str, subject: &str) -> Res
                     } else {
                         format!("   ({})", f.form)
                     };
-                    println!("    {:<14} {:<18} {}{note}", record.item, f.field, f.value);
+                    crate::outln!("    {:<14} {:<18} {}{note}", record.item, f.field, f.value)?;
                 }
             }
         }
@@ -440,12 +444,12 @@ async fn show_one_subject(layout: &Layout, endpoint: &str, subject: &str) -> Res
             .iter()
             .filter(|w| w.item == "registration" || w.item == "admin-penalty")
         {
-            println!(
+            crate::outln!(
                 "    {:<14} {:<18} withheld: {}",
                 w.item,
                 if w.field.is_empty() { "*" } else { &w.field },
                 w.reason
-            );
+            )?;
         }
     }
     Ok(())
@@ -465,13 +469,13 @@ async fn show_ledger(node: &RunningNode, tour: std::ops::Range<u64>) -> Result<(
     let report = audit::verify_store(node.state().store(), ledger.public_key(), |_| {})
         .await
         .map_err(|e| runtime(&e))?;
-    println!(
+    crate::outln!(
         "\nThe ledger: region A's node recorded the operator's ingests before making them, every query \
          before answering it (the harvesters' refused ones too) and its alerts. Verified from the stored entries: {} entries, root {}, signed tree head of size {} (credit-node ledger verify).",
         report.entries,
         &crate::tls::hex(&report.root)[..16],
         head.head.tree_size
-    );
+    )?;
     // The operator's ingests first (one entry per subject: summed up here), then the tour's
     // queries, each as `credit-node ledger list` shows it.
     let administration = ledger
@@ -489,13 +493,13 @@ async fn show_ledger(node: &RunningNode, tour: std::ops::Range<u64>) -> Result<(
         .map_err(|e| runtime(&e))?
         .entries;
     if let (Some(first), Some(last)) = (administration.first(), administration.last()) {
-        println!(
+        crate::outln!(
             "  #{}–#{} {} ingest_records: {} entries, one per subject ingested",
             first.seq,
             last.seq,
             first.entry.caller,
             administration.len()
-        );
+        )?;
     }
     let page = ledger
         .entries(
@@ -508,14 +512,14 @@ async fn show_ledger(node: &RunningNode, tour: std::ops::Range<u64>) -> Result<(
         .await
         .map_err(|e| runtime(&e))?;
     for e in &page.entries {
-        println!(
+        crate::outln!(
             "  #{:<5} {:<45} {:<20} {:<20} {}",
             e.seq,
             e.entry.caller,
             super::ledger::mask(&e.entry.subject),
             e.entry.purpose,
             crate::ledger::store::OutcomeKind::of(&e.entry.outcome).as_str()
-        );
+        )?;
     }
     Ok(())
 }
@@ -549,9 +553,9 @@ async fn show_harvesters_stopped(
     let tax = crate::identity::SpiffeId::parse(&format!("spiffe://{REGION_B}/dept/tax"))
         .map_err(|e| runtime(&e))?;
     let quota = node.state().guard().limits(&tax).distinct_subjects;
-    println!(
+    crate::outln!(
         "\nHarvesting is stopped: every department may obtain records about {quota} distinct subjects a day."
-    );
+    )?;
     let total = organisations.len();
     let list = harvest_sim::run_harvester(
         connect("tax").await?,
@@ -565,11 +569,12 @@ async fn show_harvesters_stopped(
             "the list harvester was not stopped by its quota: {list:?}"
         )));
     }
-    println!(
+    crate::outln!(
         "  ✗ region B tax, asking for all {total} organisations as fast as allowed: obtained {}, \
          then RESOURCE_EXHAUSTED (quota) after {} ms",
-        list.subjects_obtained, list.ended_after_ms
-    );
+        list.subjects_obtained,
+        list.ended_after_ms
+    )?;
     let counting = harvest_sim::run_harvester(
         connect("eco").await?,
         harvest_sim::counting_from("91330106MA2B3C4D5E", 1_000),
@@ -582,11 +587,11 @@ async fn show_harvesters_stopped(
             "the counting harvester was not suspended: {counting:?}"
         )));
     }
-    println!(
+    crate::outln!(
         "  ✗ region B eco, counting through organisation codes: suspended after {} queries \
          (PERMISSION_DENIED until an officer lifts it)",
         counting.queries - counting.suspended_refused
-    );
+    )?;
     let alerts = node
         .state()
         .ledger()
@@ -602,10 +607,10 @@ async fn show_harvesters_stopped(
         )
         .await
         .map_err(|e| runtime(&e))?;
-    println!("\nWhat the security officer sees (credit-node ledger list --outcome alert):");
+    crate::outln!("\nWhat the security officer sees (credit-node ledger list --outcome alert):")?;
     for e in &alerts.entries {
         if let crate::ledger::entry::Outcome::Alert { reason } = &e.entry.outcome {
-            println!("  #{:<5} {:<45} {reason}", e.seq, e.entry.caller);
+            crate::outln!("  #{:<5} {:<45} {reason}", e.seq, e.entry.caller)?;
         }
     }
     for s in node
@@ -615,10 +620,11 @@ async fn show_harvesters_stopped(
         .await
         .map_err(|e| runtime(&e))?
     {
-        println!(
+        crate::outln!(
             "  suspended: {} since alert #{} — lifted only by an officer through LedgerReview",
-            s.caller, s.alert_seq
-        );
+            s.caller,
+            s.alert_seq
+        )?;
     }
     Ok(())
 }

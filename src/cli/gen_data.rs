@@ -3,11 +3,15 @@
 //! as JSON Lines that `ingest` accepts, for the demo, tests and benchmarks.
 
 use std::{
+    collections::BTreeMap,
     io::{BufWriter, Write},
     path::PathBuf,
 };
 
-use super::CliError;
+use super::{
+    CliError,
+    progress::{self, Unit},
+};
 use crate::{catalog::Catalog, clock::Clock, gen_data};
 
 #[derive(clap::Args)]
@@ -64,13 +68,49 @@ pub fn run(args: Args) -> Result<(), CliError> {
     };
     let mut out = BufWriter::new(sink);
     let today = args.as_of.unwrap_or_else(|| Clock::system().today());
-    let write_err = |e: std::io::Error| CliError::Runtime(format!("writing records: {e}"));
-    for record in gen_data::generate(&catalog, &args.department, args.subjects, args.seed, today) {
-        out.write_all(gen_data::to_json_line(&record).as_bytes())
-            .map_err(write_err)?;
-        out.write_all(b"\n").map_err(write_err)?;
+    let write_err = |e: std::io::Error| match &args.out {
+        Some(path) => CliError::Runtime(format!("writing {}: {e}", path.display())),
+        None => super::output::write_error(e),
+    };
+    // Into a file only: on standard output the records are the output.
+    let bar = args
+        .out
+        .as_ref()
+        .and_then(|_| progress::bar("generating", args.subjects, Unit::Count("subjects")));
+    let mut records = 0u64;
+    let mut items = BTreeMap::<String, u64>::new();
+    let mut generated =
+        gen_data::generate_numbered(&catalog, &args.department, args.subjects, args.seed, today);
+    let written = generated
+        .try_for_each(|(n, record)| {
+            if let Some(bar) = &bar {
+                bar.set_position(n + 1);
+            }
+            records += 1;
+            *items.entry(record.item.clone()).or_default() += 1;
+            out.write_all(gen_data::to_json_line(&record).as_bytes())?;
+            out.write_all(b"\n")
+        })
+        .and_then(|()| out.flush());
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
-    out.flush().map_err(write_err)
+    written.map_err(write_err)?;
+    if let Some(path) = &args.out {
+        let mix: Vec<String> = items
+            .iter()
+            .map(|(item, n)| format!("{n} {item}"))
+            .collect();
+        crate::outln!(
+            "wrote {records} records of {} subjects to {} (department {}, seed {}, as of {today}): {}",
+            args.subjects,
+            path.display(),
+            args.department,
+            args.seed,
+            mix.join(", "),
+        )?;
+    }
+    Ok(())
 }
 
 fn parse_day(text: &str) -> Result<time::Date, String> {

@@ -59,9 +59,9 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     if args.json {
         let json =
             serde_json::to_string_pretty(&report).map_err(|e| CliError::Runtime(e.to_string()))?;
-        println!("{json}");
+        crate::outln!("{json}")?;
     } else {
-        print!("{}", render(&report));
+        crate::out!("{}", render(&report))?;
     }
     Ok(())
 }

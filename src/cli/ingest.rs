@@ -40,7 +40,8 @@ pub struct Args {
     /// The node's config file (catalog, store, identity, ledger key).
     #[arg(long, short)]
     pub config: PathBuf,
-    /// The records: `.csv` or `.jsonl` / `.ndjson`.
+    /// The records, by extension: `.csv` (CSV with a header), or `.jsonl`, `.ndjson` or
+    /// `.json` (JSON Lines: one record per line, as gen-data writes).
     pub data: PathBuf,
     /// Print the summary (or the report of bad rows) as JSON.
     #[arg(long)]
@@ -88,7 +89,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     .map_err(|e| CliError::Input(e.to_string()))?;
     let store = Store::open_with(&loaded.database_url()?, (&loaded.config.store).into())
         .await
-        .map_err(|e| CliError::Runtime(e.to_string()))?;
+        .map_err(|e| CliError::Runtime(format!("store.database_url: {e}")))?;
     let ledger_clock = clock.clone();
     let ledger = Ledger::open(
         store.clone(),
@@ -161,12 +162,12 @@ pub async fn run(args: Args) -> Result<(), CliError> {
             first_seq: seqs(&receipts).map(|(first, _)| first),
             last_seq: seqs(&receipts).map(|(_, last)| last),
         };
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&printed).unwrap_or_default()
-        );
+        )?;
     } else {
-        println!(
+        crate::outln!(
             "{file}: {} rows, {} records: {} inserted, {} already present{}",
             summary.counts.rows,
             summary.records,
@@ -176,9 +177,9 @@ pub async fn run(args: Args) -> Result<(), CliError> {
                 0 => String::new(),
                 n => format!(" ({n} repeated rows in the file collapsed)"),
             }
-        );
+        )?;
         if let Some((first, last)) = seqs(&receipts) {
-            println!("  on record as ledger entries #{first}–#{last} (one per subject)");
+            crate::outln!("  on record as ledger entries #{first}–#{last} (one per subject)")?;
         }
     }
     Ok(())
@@ -254,7 +255,8 @@ fn seqs(receipts: &[Receipt]) -> Option<(u64, u64)> {
 fn refused(args: &Args, report: ingest::IngestReport) -> CliError {
     let report = report.with_file(args.data.display().to_string());
     if args.json {
-        println!(
+        // The refusal stands (exit 2) whether or not anyone is still reading.
+        let _ = crate::outln!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );

@@ -11,14 +11,17 @@
 
 use std::{
     fs::File,
-    io::{BufReader, BufWriter, IsTerminal, Write},
+    io::{BufReader, BufWriter, Write},
     path::{Path, PathBuf},
 };
 
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::CliError;
+use super::{
+    CliError,
+    progress::{self, Unit},
+};
 use crate::{
     config::LoadedConfig,
     ledger::{
@@ -27,18 +30,15 @@ use crate::{
         hex, key, store,
         verify::{read_sth, verify_export},
     },
-    store::Store,
+    store::{Store, StoreError},
 };
-
-/// Show a progress bar only for audits long enough to need one.
-const PROGRESS_THRESHOLD: u64 = 100_000;
 
 #[derive(Subcommand)]
 pub enum Command {
     /// Verify every stored entry and signed tree head (or, with --export, an export file
     /// offline, without a database). Exit 1 and the first bad sequence number on failure.
     Verify {
-        /// The node's config: its database and ledger key.
+        /// The node's config: its database (read only, never created) and ledger key.
         #[arg(
             long,
             short,
@@ -70,6 +70,7 @@ pub enum Command {
     /// List entries, oldest first. Subjects are masked in the table; --jsonl prints them in
     /// full (for auditors).
     List {
+        /// The node's config: its database (read only, never created).
         #[arg(long, short)]
         config: PathBuf,
         #[command(flatten)]
@@ -87,10 +88,12 @@ pub enum Command {
     /// Export entries with inclusion proofs against the latest signed tree head (JSON Lines),
     /// for `ledger verify --export`.
     Export {
+        /// The node's config: its database (read only, never created).
         #[arg(long, short)]
         config: PathBuf,
         #[command(flatten)]
         filter: FilterArgs,
+        /// The export file to write (JSON Lines; replaced if it exists).
         #[arg(long)]
         out: PathBuf,
     },
@@ -105,44 +108,76 @@ pub enum Command {
 
 #[derive(clap::Args, Debug, Default)]
 pub struct FilterArgs {
-    /// Caller SPIFFE ID.
-    #[arg(long)]
+    /// Only entries of this caller: its SPIFFE ID, e.g. spiffe://region-a.credit.test/dept/tax.
+    #[arg(long, value_parser = parse_caller)]
     pub caller: Option<String>,
-    /// Subject identifier (exact).
+    /// Only entries about this subject (its identifier, exact).
     #[arg(long)]
     pub subject: Option<String>,
+    /// Only entries of queries that stated this purpose (a purpose id of the catalog).
     #[arg(long)]
     pub purpose: Option<String>,
-    /// granted, partly_withheld, denied, throttled, invalid, review, alert, administration.
+    /// Only entries of this outcome: granted, partly_withheld, denied, throttled, invalid,
+    /// review, alert, administration.
     #[arg(long)]
     pub outcome: Option<OutcomeKind>,
-    /// From this time (inclusive): RFC 3339 (2026-11-23T10:00:00Z) or Unix milliseconds.
+    /// From this time (inclusive): RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23, from
+    /// 00:00 UTC) or Unix milliseconds.
     #[arg(long, value_parser = parse_time)]
     pub from: Option<i64>,
-    /// Until this time (exclusive): RFC 3339 or Unix milliseconds.
+    /// Until this time (exclusive): RFC 3339, a date (until 00:00 UTC of that day) or Unix
+    /// milliseconds.
     #[arg(long, value_parser = parse_time)]
     pub until: Option<i64>,
 }
 
 impl FilterArgs {
-    pub fn to_filter(&self) -> EntryFilter {
-        EntryFilter {
+    /// The filter, or exit 2 for a window that no entry could fall in.
+    pub fn to_filter(&self) -> Result<EntryFilter, CliError> {
+        if let (Some(from), Some(until)) = (self.from, self.until)
+            && from >= until
+        {
+            return Err(input(format!(
+                "--from ({}) must be before --until ({}): no entry could match",
+                time_text(from),
+                time_text(until)
+            )));
+        }
+        Ok(EntryFilter {
             caller: self.caller.clone(),
             subject: self.subject.clone(),
             purpose: self.purpose.clone(),
             outcome: self.outcome,
             from_ms: self.from,
             until_ms: self.until,
-        }
+        })
     }
 }
 
+/// A caller as the ledger records it: a SPIFFE ID, in its one spelling. Anything else would
+/// match no entry, silently.
+fn parse_caller(text: &str) -> Result<String, String> {
+    crate::identity::SpiffeId::parse(text)
+        .map(|id| id.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// RFC 3339, a bare date (its first instant, UTC) or Unix milliseconds.
 fn parse_time(text: &str) -> Result<i64, String> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("expected RFC 3339 or Unix milliseconds: {e}"))?;
+    let day = time::macros::format_description!("[year]-[month]-[day]");
+    let t = match time::Date::parse(text, &day) {
+        Ok(date) => date.midnight().assume_utc(),
+        Err(_) => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| {
+                format!(
+                    "expected RFC 3339 (2026-11-23T10:00:00Z or 2026-11-23T18:00:00+08:00), \
+                         a date (2026-11-23, meaning 00:00 UTC) or Unix milliseconds, got {text:?}"
+                )
+            })?,
+    };
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| "time out of range".into())
 }
 
@@ -177,24 +212,32 @@ pub async fn run(command: Command) -> Result<(), CliError> {
             after,
             limit,
             jsonl,
-        } => list(&config, &filter.to_filter(), after, limit, jsonl).await,
+        } => list(&config, &filter.to_filter()?, after, limit, jsonl).await,
         Command::Export {
             config,
             filter,
             out,
-        } => export(&config, &filter.to_filter(), &out).await,
+        } => export(&config, &filter.to_filter()?, &out).await,
         Command::Review(args) => super::review::run_review(args).await,
         Command::Suspensions(args) => super::review::run_suspensions(args).await,
         Command::Lift(args) => super::review::run_lift(args).await,
     }
 }
 
+/// Opens the store of an existing node, never creating one: a deleted or mistyped database
+/// would otherwise verify as an empty ledger.
 async fn open_store(config: &Path) -> Result<(LoadedConfig, Store), CliError> {
     let loaded = LoadedConfig::load(config)?;
     let url = loaded.database_url()?;
-    let store = Store::open_with(&url, (&loaded.config.store).into())
+    let store = Store::open_existing(&url, (&loaded.config.store).into())
         .await
-        .map_err(runtime)?;
+        .map_err(|e| match e {
+            StoreError::Missing(_) => CliError::Config(loaded.database_url_error(format!(
+                "{e}: the ledger commands read an existing node's store and create none \
+                 (a node's first start, or `credit-node ingest`, creates it)"
+            ))),
+            e => runtime(format!("store.database_url: {e}")),
+        })?;
     Ok((loaded, store))
 }
 
@@ -221,15 +264,7 @@ async fn verify_stored(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let total = audit::audit_size(&store).await.map_err(runtime)?;
-    let bar = (std::io::stderr().is_terminal() && total >= PROGRESS_THRESHOLD).then(|| {
-        let bar = indicatif::ProgressBar::new(total);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "verifying {bar:40} {pos}/{len} entries ({per_sec}, {eta} left)",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    });
+    let bar = progress::bar("verifying", total, Unit::Count("entries"));
     let result = audit::verify_store_against(&store, &public_key, &kept, |done| {
         if let Some(bar) = &bar {
             bar.set_position(done);
@@ -243,7 +278,7 @@ async fn verify_stored(
     match result {
         Ok(report) => {
             if json {
-                println!(
+                crate::outln!(
                     "{}",
                     json!({
                         "ok": true,
@@ -254,9 +289,9 @@ async fn verify_stored(
                         "unsigned_tail": report.unsigned_tail,
                         "kept_heads_checked": kept.len(),
                     })
-                );
+                )?;
             } else {
-                println!(
+                crate::outln!(
                     "ledger verified: {} entries, {} signed tree heads checked{}, latest signed size {} ({} entries appended since), root {}",
                     report.entries,
                     report.sths_checked,
@@ -267,7 +302,7 @@ async fn verify_stored(
                     report.signed_size,
                     report.unsigned_tail,
                     hex::encode(&report.root),
-                );
+                )?;
             }
             Ok(())
         }
@@ -275,10 +310,10 @@ async fn verify_stored(
         Err(e) => {
             let seq = e.first_bad_seq();
             if json {
-                println!(
+                crate::outln!(
                     "{}",
                     json!({ "ok": false, "first_bad_seq": seq, "error": e.to_string() })
-                );
+                )?;
             }
             Err(CliError::Runtime(match seq {
                 Some(seq) => format!("ledger verification FAILED at entry {seq}: {e}"),
@@ -295,10 +330,24 @@ fn verify_export_file(
     json: bool,
 ) -> Result<(), CliError> {
     let public_key = key::read_public_key(key_path).map_err(input)?;
-    let reader = File::open(file)
-        .map(BufReader::new)
-        .map_err(|e| input(format!("cannot open {}: {e}", file.display())))?;
-    match verify_export(reader, &public_key) {
+    let opened =
+        File::open(file).map_err(|e| input(format!("cannot open {}: {e}", file.display())))?;
+    let size = opened.metadata().map_or(0, |m| m.len());
+    let bar = progress::bar(
+        "verifying",
+        size,
+        Unit::Bytes {
+            per_item: progress::EXPORT_BYTES_PER_ENTRY,
+        },
+    );
+    let verified = match &bar {
+        Some(bar) => verify_export(BufReader::new(bar.wrap_read(opened)), &public_key),
+        None => verify_export(BufReader::new(opened), &public_key),
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match verified {
         Ok(report) if complete && !report.complete() => {
             let missing = report.first_missing.unwrap_or_default();
             let e = format!(
@@ -307,10 +356,10 @@ fn verify_export_file(
                 report.entries, report.tree_size
             );
             if json {
-                println!(
+                crate::outln!(
                     "{}",
                     json!({ "ok": false, "first_missing": missing, "error": e })
-                );
+                )?;
             }
             Err(CliError::Runtime(format!(
                 "export verification FAILED ({}): {e}",
@@ -319,7 +368,7 @@ fn verify_export_file(
         }
         Ok(report) => {
             if json {
-                println!(
+                crate::outln!(
                     "{}",
                     json!({
                         "ok": true,
@@ -329,9 +378,9 @@ fn verify_export_file(
                         "complete": report.complete(),
                         "first_missing": report.first_missing,
                     })
-                );
+                )?;
             } else {
-                println!(
+                crate::outln!(
                     "export verified: {} entries proven included in the signed tree of size {}{}",
                     report.entries,
                     report.tree_size,
@@ -344,13 +393,13 @@ fn verify_export_file(
                             report.first_missing.unwrap_or_default()
                         )
                     },
-                );
+                )?;
             }
             Ok(())
         }
         Err(e) => {
             if json {
-                println!("{}", json!({ "ok": false, "error": e.to_string() }));
+                crate::outln!("{}", json!({ "ok": false, "error": e.to_string() }))?;
             }
             Err(CliError::Runtime(format!(
                 "export verification FAILED ({}): {e}",
@@ -374,7 +423,7 @@ async fn list(
     store.close().await;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let io = |e: std::io::Error| runtime(format!("writing output: {e}"));
+    let io = super::output::write_error;
     if jsonl {
         for e in &page.entries {
             writeln!(out, "{}", entry_json(e)).map_err(io)?;
@@ -425,12 +474,21 @@ async fn export(config: &Path, filter: &EntryFilter, out: &Path) -> Result<(), C
     let (_, store) = open_store(config).await?;
     let file =
         File::create(out).map_err(|e| input(format!("cannot create {}: {e}", out.display())))?;
-    let mut writer = BufWriter::new(file);
-    let summary = audit::export(&store, filter, &mut writer)
+    // The export reads the log in order up to its latest signed tree head, so how far it has
+    // gone is the sequence number of the last entry written, a selection's or the whole log's.
+    let signed = store::latest_sth(&store)
         .await
-        .map_err(runtime)?;
+        .map_err(runtime)?
+        .map_or(0, |sth| sth.head.tree_size);
+    let bar = progress::bar("exporting", signed, Unit::Count("entries of the log"));
+    let mut writer = ExportProgress::new(BufWriter::new(file), bar.clone());
+    let exported = audit::export(&store, filter, &mut writer).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     store.close().await;
-    println!(
+    let summary = exported.map_err(runtime)?;
+    crate::outln!(
         "exported {} {} with inclusion proofs against the signed tree head of size {} to {}",
         summary.entries,
         if summary.entries == 1 {
@@ -440,8 +498,64 @@ async fn export(config: &Path, filter: &EntryFilter, out: &Path) -> Result<(), C
         },
         summary.tree_size,
         out.display()
-    );
+    )?;
     Ok(())
+}
+
+/// A writer of an export that moves `bar` to each entry line's sequence number as the line is
+/// written (`{"type":"entry","seq":N,…`, the format of [`crate::ledger::verify`]).
+struct ExportProgress<W> {
+    inner: W,
+    bar: Option<indicatif::ProgressBar>,
+    /// The start of the line being written, as far as the sequence number.
+    head: Vec<u8>,
+}
+
+impl<W: Write> ExportProgress<W> {
+    /// Enough of a line for `{"type":"entry","seq":` and 20 digits.
+    const HEAD: usize = 48;
+
+    fn new(inner: W, bar: Option<indicatif::ProgressBar>) -> Self {
+        Self {
+            inner,
+            bar,
+            head: Vec::with_capacity(Self::HEAD),
+        }
+    }
+
+    fn line_written(&mut self) {
+        if let (Some(bar), Some(seq)) = (&self.bar, entry_seq(&self.head)) {
+            bar.set_position(seq + 1);
+        }
+        self.head.clear();
+    }
+}
+
+/// The sequence number at the start of an export's entry line.
+fn entry_seq(line: &[u8]) -> Option<u64> {
+    let rest = line.strip_prefix(br#"{"type":"entry","seq":"#.as_slice())?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+impl<W: Write> Write for ExportProgress<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if self.bar.is_some() {
+            for &b in &buf[..n] {
+                if b == b'\n' {
+                    self.line_written();
+                } else if self.head.len() < Self::HEAD {
+                    self.head.push(b);
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// First 4 and last 2 characters in clear, the rest `*` (in characters, never bytes); values
@@ -470,20 +584,32 @@ pub(super) fn time_text(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// The table's last column: a query's purpose, or what an entry that is not a query records.
+/// The table's last column: a query's purpose, or what an entry that is not a query records;
+/// for a refusal, its reason. On one line whatever the text holds, so rows stay rows.
 fn what(outcome: &Outcome, purpose: &str) -> String {
-    match outcome {
+    let text = match outcome {
         Outcome::Administration(a) => a.action.as_str().to_owned(),
-        Outcome::Review(r) => format!(
-            "review of {}..={}: {}",
-            r.first_seq,
-            r.last_seq,
-            r.decision.as_str()
-        ),
+        Outcome::Review(r) => {
+            let entries = if r.first_seq == r.last_seq {
+                format!("#{}", r.first_seq)
+            } else {
+                format!("#{}–#{}", r.first_seq, r.last_seq)
+            };
+            match r.comment.trim() {
+                "" => format!("review of {entries}: {}", r.decision.as_str()),
+                comment => format!("review of {entries}: {} — {comment}", r.decision.as_str()),
+            }
+        }
         Outcome::Throttled { count, .. } => format!("{count} refused in one window"),
-        Outcome::Alert { reason } => reason.clone(),
-        _ => purpose.to_owned(),
-    }
+        Outcome::Denied { reason } | Outcome::Invalid { reason } | Outcome::Alert { reason } => {
+            match purpose.trim() {
+                "" => reason.clone(),
+                purpose => format!("{purpose} — {reason}"),
+            }
+        }
+        Outcome::Granted | Outcome::PartlyWithheld => purpose.to_owned(),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The full entry as JSON (auditors' format; holds the subject in clear).
@@ -540,6 +666,7 @@ pub fn entry_json(e: &StoredEntry) -> Value {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
     use super::*;
 
     #[test]
@@ -554,26 +681,74 @@ mod tests {
 
     #[test]
     fn the_table_says_what_an_entry_that_is_not_a_query_records() {
-        let review = Outcome::Review(crate::ledger::entry::Review {
-            first_seq: 3,
-            last_seq: 5,
-            decision: crate::ledger::entry::ReviewDecision::Flagged,
-            comment: "not shown in the table".into(),
-        });
-        assert_eq!(what(&review, ""), "review of 3..=5: flagged");
+        use crate::ledger::entry::{Review, ReviewDecision};
+        let review = |first_seq, last_seq, comment: &str| {
+            Outcome::Review(Review {
+                first_seq,
+                last_seq,
+                decision: ReviewDecision::Flagged,
+                comment: comment.into(),
+            })
+        };
+        assert_eq!(
+            what(&review(3, 5, "asked the\ncourt   why"), ""),
+            "review of #3–#5: flagged — asked the court why"
+        );
+        assert_eq!(what(&review(5, 5, "ok"), ""), "review of #5: flagged — ok");
+        assert_eq!(what(&review(5, 5, " "), ""), "review of #5: flagged");
         let throttled = Outcome::Throttled {
             count: 7,
             window_start_ms: 0,
         };
         assert_eq!(what(&throttled, ""), "7 refused in one window");
         assert_eq!(what(&Outcome::Granted, "licensing"), "licensing");
+        let refused = "credit.v1.LedgerReview/RecordReview: ledger review is for this node's \
+                       officers only";
+        let denied = Outcome::Denied {
+            reason: refused.into(),
+        };
+        assert_eq!(what(&denied, ""), refused);
+        let invalid = Outcome::Invalid {
+            reason: "basis_reference: required".into(),
+        };
+        assert_eq!(
+            what(&invalid, "licensing"),
+            "licensing — basis_reference: required"
+        );
         assert_eq!(time_text(1_790_000_000_000), "2026-09-21T14:13:20.000Z");
+    }
+
+    #[test]
+    fn an_export_shows_how_far_into_the_log_it_has_written() {
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_length(100);
+        let mut out = ExportProgress::new(Vec::new(), Some(bar.clone()));
+        let sth = r#"{"type":"sth","tree_size":100}"#;
+        writeln!(out, "{sth}").unwrap();
+        assert_eq!(bar.position(), 0);
+        // Written in pieces, as a buffered writer may pass it on.
+        let line = r#"{"type":"entry","seq":41,"entry":"00","leaf_hash":"00","proof":[]}"#;
+        let (a, b) = line.split_at(20);
+        write!(out, "{a}").unwrap();
+        writeln!(out, "{b}").unwrap();
+        assert_eq!(bar.position(), 42);
+        assert_eq!(out.inner, format!("{sth}\n{line}\n").into_bytes());
+        assert_eq!(entry_seq(br#"{"type":"entry","seq":7,"#), Some(7));
+        assert_eq!(entry_seq(br#"{"type":"sth","tree_size":7,"#), None);
     }
 
     #[test]
     fn times_parse_as_rfc3339_or_milliseconds() {
         assert_eq!(parse_time("1790000000000"), Ok(1_790_000_000_000));
         assert_eq!(parse_time("1970-01-01T00:00:01Z"), Ok(1000));
-        assert!(parse_time("yesterday").is_err());
+        assert_eq!(parse_time("1970-01-02"), Ok(86_400_000));
+        assert_eq!(
+            parse_time("2026-11-29"),
+            parse_time("2026-11-29T00:00:00Z"),
+            "a date is its first instant, UTC"
+        );
+        let refused = parse_time("yesterday").unwrap_err();
+        assert!(refused.contains("a date (2026-11-23"), "{refused}");
+        assert!(parse_time("2026-02-30").is_err());
     }
 }

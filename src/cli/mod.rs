@@ -8,6 +8,8 @@ pub mod gen_data;
 pub mod harvest_sim;
 pub mod ingest;
 pub mod ledger;
+pub mod output;
+pub mod progress;
 pub mod review;
 pub mod serve;
 pub mod whoami;
@@ -22,6 +24,10 @@ pub enum CliError {
     Input(String),
     #[error("{0}")]
     Runtime(String),
+    /// Standard output was closed by its reader (`… | head -1`): the command ends quietly,
+    /// exit 0, as Unix tools do ([`output`]).
+    #[error("standard output closed")]
+    OutputClosed,
 }
 
 impl CliError {
@@ -29,6 +35,7 @@ impl CliError {
         match self {
             CliError::Config(_) | CliError::Input(_) => 2,
             CliError::Runtime(_) => 1,
+            CliError::OutputClosed => 0,
         }
     }
 }
@@ -46,9 +53,8 @@ impl From<crate::client::ClientError> for CliError {
 /// `credit-node dev-pki --out DIR`.
 pub fn dev_pki(out: &Path) -> Result<(), CliError> {
     let layout = crate::pki::generate(out).map_err(|e| CliError::Runtime(e.to_string()))?;
-    println!(
+    crate::outln!(
         "development PKI written to {} (see certs/README.md for the layout; development only)",
         layout.root().display()
-    );
-    Ok(())
+    )
 }

@@ -97,6 +97,8 @@ pub struct ReviewArgs {
     /// Last entry of the reviewed range (inclusive); needs --from.
     #[arg(long, requires = "from")]
     pub to: Option<u64>,
+    /// The decision: accepted (the entries are in order), flagged (something needs
+    /// attention) or referred (passed on, e.g. to a supervisory authority).
     #[arg(long, value_enum)]
     pub decision: Decision,
     /// Why (required, at most 1000 characters). It stays in the ledger for good.
@@ -194,17 +196,19 @@ pub async fn run_review(args: ReviewArgs) -> Result<(), CliError> {
     let mut api = args.connect.client().await?;
     let receipt = review(&mut api, first, last, args.decision, &args.comment).await?;
     if args.json {
-        println!("{}", json_text(&receipt)?);
+        crate::outln!("{}", json_text(&receipt)?)?;
     } else {
         let range = if first == last {
             format!("entry {first}")
         } else {
             format!("entries {first}..={last}")
         };
-        println!(
+        crate::outln!(
             "review recorded: {range} {}, as ledger entry {} (leaf hash {})",
-            receipt.decision, receipt.seq, receipt.leaf_hash
-        );
+            receipt.decision,
+            receipt.seq,
+            receipt.leaf_hash
+        )?;
     }
     Ok(())
 }
@@ -219,7 +223,7 @@ pub async fn run_suspensions(args: SuspensionsArgs) -> Result<(), CliError> {
         .suspensions;
     if args.json {
         for s in &suspensions {
-            println!(
+            crate::outln!(
                 "{}",
                 json!({
                     "caller": s.caller,
@@ -227,23 +231,25 @@ pub async fn run_suspensions(args: SuspensionsArgs) -> Result<(), CliError> {
                     "alert_seq": s.alert_seq,
                     "reason": s.reason,
                 })
-            );
+            )?;
         }
     } else if suspensions.is_empty() {
-        println!("no caller is suspended");
+        crate::outln!("no caller is suspended")?;
     } else {
-        println!(
+        crate::outln!(
             "{:<48}  {:<24}  {:>9}  REASON",
-            "CALLER", "SINCE (UTC)", "ALERT SEQ"
-        );
+            "CALLER",
+            "SINCE (UTC)",
+            "ALERT SEQ"
+        )?;
         for s in &suspensions {
-            println!(
+            crate::outln!(
                 "{:<48}  {:<24}  {:>9}  {}",
                 s.caller,
                 super::ledger::time_text(s.since_ms),
                 s.alert_seq,
                 s.reason
-            );
+            )?;
         }
     }
     Ok(())
@@ -272,12 +278,13 @@ pub async fn run_lift(args: LiftArgs) -> Result<(), CliError> {
             "seq": receipt.seq,
             "leaf_hash": leaf_hash,
         });
-        println!("{out}");
+        crate::outln!("{out}")?;
     } else {
-        println!(
+        crate::outln!(
             "suspension of {} (alert entry {alert_seq}) lifted, recorded as ledger entry {} (leaf hash {leaf_hash})",
-            args.caller, receipt.seq
-        );
+            args.caller,
+            receipt.seq
+        )?;
     }
     Ok(())
 }

@@ -42,7 +42,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     let output = whoami(&args.endpoint, tls).await?;
     let json =
         serde_json::to_string_pretty(&output).map_err(|e| CliError::Runtime(e.to_string()))?;
-    println!("{json}");
+    crate::outln!("{json}")?;
     Ok(())
 }
 

@@ -36,6 +36,18 @@ pub fn generate<'a>(
     seed: u64,
     today: Date,
 ) -> impl Iterator<Item = Record> + 'a {
+    generate_numbered(catalog, department, subjects, seed, today).map(|(_, record)| record)
+}
+
+/// [`generate`], each record with the number of its synthetic subject (0 to `subjects - 1`,
+/// in order): how far the generation has come.
+pub fn generate_numbered<'a>(
+    catalog: &'a Catalog,
+    department: &'a str,
+    subjects: u64,
+    seed: u64,
+    today: Date,
+) -> impl Iterator<Item = (u64, Record)> + 'a {
     let items: Vec<&'a Item> = catalog
         .items
         .iter()
@@ -50,7 +62,7 @@ pub fn generate<'a>(
         (0..count)
             .map(|k| {
                 let item = items[((first + k) % items.len() as u64) as usize];
-                record(&mut rng, item, &subject, n, k, department, today)
+                (n, record(&mut rng, item, &subject, n, k, department, today))
             })
             .collect::<Vec<_>>()
     })

@@ -166,6 +166,10 @@ pub enum StoreError {
     UnknownItem(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
     BadUrl(String),
+    /// [`Store::open_existing`] on a SQLite file that is not there: a deleted or mistyped
+    /// database must not look like a new, empty one. The message names the file.
+    #[error("{0}")]
+    Missing(String),
 }
 
 /// Which SQLite file a write transaction writes: see [`activity`].
@@ -191,24 +195,67 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating a SQLite file if needed) and migrates, with the default
-    /// [`StoreSettings`]. `url` is `sqlite://PATH` or `postgres://...`.
+    /// Opens (creating a SQLite file, and its folder, if needed) and migrates, with the
+    /// default [`StoreSettings`]. `url` is `sqlite://PATH` or `postgres://...`.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         Self::open_with(url, StoreSettings::default()).await
     }
 
-    /// [`Store::open`] with the settings of the node's config.
+    /// [`Store::open`] with the settings of the node's config: what a node's first start does.
     pub async fn open_with(url: &str, settings: StoreSettings) -> Result<Self, StoreError> {
+        Self::open_mode(url, settings, true).await
+    }
+
+    /// [`Store::open_with`] for commands that read an existing node's store (`ledger verify`,
+    /// `list`, `export`): a SQLite file that is not there is [`StoreError::Missing`], never
+    /// created. Migrations still run on a store that exists, as a node's start would run them.
+    pub async fn open_existing(url: &str, settings: StoreSettings) -> Result<Self, StoreError> {
+        Self::open_mode(url, settings, false).await
+    }
+
+    async fn open_mode(
+        url: &str,
+        settings: StoreSettings,
+        create: bool,
+    ) -> Result<Self, StoreError> {
         install_default_drivers();
         let (engine, url, activity) = if let Some(path) = url.strip_prefix("sqlite://") {
-            let activity = activity::path_of(std::path::Path::new(path));
+            let file = std::path::Path::new(path);
+            let activity = activity::path_of(file);
             let activity = activity
                 .to_str()
                 .map(str::to_owned)
                 .ok_or_else(|| StoreError::BadUrl(format!("{url} (the path must be UTF-8)")))?;
+            let mode = if create {
+                // The README's own example keeps the files in a folder `data/`: a first start
+                // makes it rather than fail with SQLite's "unable to open database file".
+                if let Some(folder) = file.parent().filter(|f| !f.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(folder).map_err(|e| {
+                        StoreError::Unavailable(format!(
+                            "cannot create the folder {} for {path}: {e}",
+                            folder.display()
+                        ))
+                    })?;
+                }
+                "rwc"
+            } else {
+                if !file.try_exists().unwrap_or(true) {
+                    return Err(StoreError::Missing(format!("no database at {path}")));
+                }
+                if !std::path::Path::new(&activity).try_exists().unwrap_or(true)
+                    && !holds_its_ledger(path).await?
+                {
+                    // Attaching it would make an empty ledger that verifies.
+                    return Err(StoreError::Missing(format!(
+                        "no ledger at {activity} (the activity file of {path})"
+                    )));
+                }
+                // Opened without `c` too: a file removed since the check is not made again.
+                "rw"
+            };
             (
                 Engine::Sqlite,
-                format!("sqlite://{path}?mode=rwc"),
+                format!("sqlite://{path}?mode={mode}"),
                 Some(activity),
             )
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -278,7 +325,15 @@ impl Store {
             })
             .connect(&url)
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| match (engine, url.strip_prefix("sqlite://")) {
+                // SQLite's own messages ("unable to open database file") name no file. Only a
+                // SQLite path is named: a PostgreSQL URL may carry a password.
+                (Engine::Sqlite, Some(path)) => {
+                    let path = path.split_once('?').map_or(path, |(path, _)| path);
+                    StoreError::Unavailable(format!("{path}: {e}"))
+                }
+                _ => StoreError::Unavailable(e.to_string()),
+            })?;
         migrations::run(&pool, engine).await?;
         if engine == Engine::Sqlite {
             activity::split(&pool).await?;
@@ -335,6 +390,22 @@ impl Store {
             readers.close().await;
         }
     }
+}
+
+/// Whether the records file at `path` still holds the ledger itself: a store from before the
+/// activity file, which its first open moves over. Read only, so nothing is created.
+async fn holds_its_ledger(path: &str) -> Result<bool, StoreError> {
+    use sqlx::Connection as _;
+    let mut conn = AnyConnection::connect(&format!("sqlite://{path}?mode=ro"))
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("{path}: {e}")))?;
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'ledger_entries'",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(tables > 0)
 }
 
 /// A node built outside the checkout misses the SQLite compile options of `.cargo/config.toml`
