@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use super::CliError;
 use crate::{
-    catalog::{self, Catalog, SignedCatalog, keyfiles},
+    catalog::{self, Catalog, CatalogError, SignedCatalog, keyfiles},
     config::LoadedConfig,
     identity::SpiffeId,
 };
@@ -123,7 +123,12 @@ pub fn run(command: Command) -> Result<(), CliError> {
             signature,
         } => {
             let signature = signature.unwrap_or_else(|| default_sig(&file));
-            let signed = SignedCatalog::load(&file, &signature, &key).map_err(input)?;
+            // A signature that does not verify is what the command checks for, and exits 1 like a
+            // `ledger verify` that finds tampering; files it cannot read or parse are bad input.
+            let signed = SignedCatalog::load(&file, &signature, &key).map_err(|e| match e {
+                CatalogError::Signature { .. } => CliError::Runtime(e.to_string()),
+                e => input(e),
+            })?;
             crate::outln!(
                 "{}: signature valid (authority key {}); catalog {}, {} items, sha256 {}",
                 file.display(),
