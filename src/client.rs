@@ -18,6 +18,8 @@ pub enum ClientError {
     Endpoint { endpoint: String, reason: String },
     #[error("{0}")]
     Tls(#[from] TlsError),
+    #[error("{0}")]
+    Credentials(String),
     #[error("cannot connect to {endpoint}: {reason}")]
     Connect { endpoint: String, reason: String },
     /// The node ended the handshake with a TLS alert: its reason for refusing us.
@@ -33,12 +35,20 @@ pub fn tls_config_from_files(
     cas: &[&Path],
 ) -> Result<Arc<rustls::ClientConfig>, ClientError> {
     let chain = tls::load_certs(cert)?;
-    let key = tls::load_key(key)?;
+    let private = tls::load_key(key)?;
     let mut roots = Vec::new();
     for ca in cas {
         roots.extend(tls::load_certs(ca)?);
     }
-    Ok(tls::client_config(chain, key, &roots)?)
+    tls::client_config(chain, private, &roots).map_err(|e| match e {
+        // rustls says only "keys may not be consistent: KeyMismatch": name the two files.
+        TlsError::Rustls(rustls::Error::InconsistentKeys(_)) => ClientError::Credentials(format!(
+            "{} is not the private key of the certificate {}",
+            key.display(),
+            cert.display()
+        )),
+        e => e.into(),
+    })
 }
 
 /// How long a client waits for a node: one that accepts a connection, or a call, and then never
@@ -144,10 +154,38 @@ pub async fn connect_within(
             },
             None => ClientError::Connect {
                 endpoint: endpoint.to_owned(),
-                reason: error_chain(&e),
+                reason: node_certificate_refused(&e).unwrap_or_else(|| error_chain(&e)),
             },
         })?;
     Ok(channel)
+}
+
+/// Why we refused the node's certificate, said in the terms of the client's own files: rustls's
+/// "invalid peer certificate: UnknownIssuer" leaves a person guessing which file is wrong.
+fn node_certificate_refused(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let tls = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().and_then(|inner| inner.downcast_ref()),
+            None => e.downcast_ref::<rustls::Error>(),
+        };
+        if let Some(rustls::Error::InvalidCertificate(why)) = tls {
+            return Some(match why {
+                rustls::CertificateError::UnknownIssuer => "the node's certificate is not issued \
+                    by any CA of the bundle given (--ca): check that it is the node's region's CA"
+                    .to_owned(),
+                rustls::CertificateError::NotValidForName => "the node's certificate does not name \
+                    the host of the endpoint (use the name or address its certificate was issued for)"
+                    .to_owned(),
+                other => format!(
+                    "the node's certificate was refused: {}",
+                    camel_words(&format!("{other:?}"), " ").to_lowercase()
+                ),
+            });
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// The TLS alert a peer sent, somewhere in an error's chain, spelled as in RFC 8446 with spaces

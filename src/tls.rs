@@ -73,7 +73,14 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     // Never include key material in the error: only the path and the parser's complaint.
-    PrivateKeyDer::from_pem_file(path).map_err(|e| file_err(path, e))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        // The parser's "no items found", said as what was looked for (a certificate given for
+        // the key, typically).
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            file_err(path, "no PRIVATE KEY found in PEM file")
+        }
+        e => file_err(path, e),
+    })
 }
 
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {

@@ -239,6 +239,50 @@ fn whoami_command_prints_the_identity_as_json() {
         out.stdout.is_empty(),
         "nothing printed for a refused caller"
     );
+
+    // Wrong files of one's own: each error says which file and what is wrong with it.
+    let (other_cert, _) = pki.identity(REGION_B, Kind::Dept, "tax");
+    let whoami = |cert: &std::path::Path, key: &std::path::Path, ca: &std::path::Path| {
+        let out = run(&[
+            "whoami",
+            "--endpoint",
+            &endpoint,
+            "--cert",
+            cert.to_str().expect("utf-8"),
+            "--key",
+            key.to_str().expect("utf-8"),
+            "--ca",
+            ca.to_str().expect("utf-8"),
+        ]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ca_b = pki.layout.ca_cert(REGION_B);
+    let (code, stderr) = whoami(&other_cert, &key, &ca_b);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} is not the private key of the certificate {}",
+            key.display(),
+            other_cert.display()
+        )),
+        "{stderr}"
+    );
+    let (code, stderr) = whoami(&cert, &cert, &ca_b);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: no PRIVATE KEY found", cert.display())),
+        "{stderr}"
+    );
+    let (code, stderr) = whoami(&cert, &key, &pki.layout.ca_cert(REGION_A));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr
+            .contains("the node's certificate is not issued by any CA of the bundle given (--ca)"),
+        "{stderr}"
+    );
     runtime.block_on(node.shutdown());
 }
 
