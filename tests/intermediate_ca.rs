@@ -139,28 +139,6 @@ async fn an_intermediate_revoked_while_connected_cuts_off_its_leaves_at_the_relo
         &pki.layout.intermediate_cert(REGION_A, INTERMEDIATE),
     )
     .expect("revoke the intermediate");
-    let loaded = credit_node::config::LoadedConfig::load(&config).expect("config");
-    node.tls()
-        .reload(loaded.tls_material().expect("material"))
-        .expect("reload");
-
-    // No call is answered any more: the first fails with the closed connection, and the
-    // channel's reconnection is refused for the revocation.
-    let mut statuses = Vec::new();
-    for _ in 0..5 {
-        let status = api
-            .who_am_i(proto::WhoAmIRequest {})
-            .await
-            .expect_err("nothing answered after the reload");
-        let revoked = format!("{status:?}").contains("CertificateRevoked");
-        statuses.push(status);
-        if revoked {
-            break;
-        }
-    }
-    assert!(
-        statuses.len() > 1 && statuses.len() < 5,
-        "the open connection is cut, then the revocation is the reason: {statuses:?}"
-    );
+    common::reload_and_assert_cut_off(&node, &config, &mut api).await;
     node.shutdown().await;
 }

@@ -447,29 +447,7 @@ async fn a_certificate_revoked_while_connected_is_cut_off_at_the_reload() {
     let mut tax = CreditQueryClient::new(tax);
 
     credit_node::pki::revoke(&pki.layout, REGION_A, &cert).expect("revoke");
-    let loaded = credit_node::config::LoadedConfig::load(&config_path).expect("config");
-    node.tls()
-        .reload(loaded.tls_material().expect("material"))
-        .expect("reload");
-
-    // No call is answered any more. The first fails with the closed connection; the channel
-    // then reconnects, and the handshake says why it is refused.
-    let mut statuses = Vec::new();
-    for _ in 0..5 {
-        let status = api
-            .who_am_i(proto::WhoAmIRequest {})
-            .await
-            .expect_err("nothing answered after the reload");
-        let revoked = format!("{status:?}").contains("CertificateRevoked");
-        statuses.push(status);
-        if revoked {
-            break;
-        }
-    }
-    assert!(
-        statuses.len() > 1 && statuses.len() < 5,
-        "the open connection is cut, then the revocation is the reason: {statuses:?}"
-    );
+    common::reload_and_assert_cut_off(&node, &config_path, &mut api).await;
     tax.who_am_i(proto::WhoAmIRequest {})
         .await
         .expect("a caller still trusted keeps its connection");

@@ -191,3 +191,33 @@ pub async fn postgres_url() -> Option<String> {
     let cut = base.rfind('/').expect("database URL has a path");
     Some(format!("{}/{name}", &base[..cut]))
 }
+
+/// Reloads `node`'s TLS material from its `config` (after a revocation) and asserts that the
+/// connection `api` holds is answered no more: the first call fails with the closed connection,
+/// and the channel's reconnection is refused for the revocation.
+pub async fn reload_and_assert_cut_off(
+    node: &RunningNode,
+    config: &Path,
+    api: &mut credit_node::proto::credit_query_client::CreditQueryClient<tonic::transport::Channel>,
+) {
+    let loaded = LoadedConfig::load(config).expect("config");
+    node.tls()
+        .reload(loaded.tls_material().expect("material"))
+        .expect("reload");
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let status = api
+            .who_am_i(credit_node::proto::WhoAmIRequest {})
+            .await
+            .expect_err("nothing answered after the reload");
+        let revoked = format!("{status:?}").contains("CertificateRevoked");
+        statuses.push(status);
+        if revoked {
+            break;
+        }
+    }
+    assert!(
+        statuses.len() > 1 && statuses.len() < 5,
+        "the open connection is cut, then the revocation is the reason: {statuses:?}"
+    );
+}
