@@ -407,7 +407,7 @@ impl LoadedConfig {
                 self.error_at(td.name.span(), &format!("trust_domain[{i}].name"), e)
             })?;
             let (ca_path, span, key) = at(&td.ca, &format!("trust_domain[{i}].ca"));
-            let roots = tls::load_certs(&ca_path).map_err(|e| self.error_at(span, &key, e))?;
+            let roots = tls::load_roots(&ca_path).map_err(|e| self.error_at(span, &key, e))?;
             let mut crls = Vec::new();
             for (j, crl) in td.crls.iter().enumerate() {
                 let (crl_path, span, key) = at(crl, &format!("trust_domain[{i}].crls[{j}]"));

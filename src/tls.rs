@@ -71,6 +71,44 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
+/// Reads a trust domain's `ca` bundle and refuses any certificate in it that is not a root CA
+/// (self-issued, with `cA` set). A certificate in the bundle becomes a trust anchor, and webpki
+/// never checks an anchor's revocation: an intermediate listed here would stay trusted after
+/// its root revokes it, which is exactly what promise 1 forbids. Clients send their
+/// intermediates in their chains, where every link is checked.
+pub fn load_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = load_certs(path)?;
+    for (i, cert) in certs.iter().enumerate() {
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+            .map_err(|e| file_err(path, format_args!("certificate {}: {e}", i + 1)))?;
+        let subject = parsed.subject();
+        if parsed.issuer().as_raw() != subject.as_raw() {
+            return Err(file_err(
+                path,
+                format_args!(
+                    "certificate {} ({subject}) is not a root CA: it was issued by {}; list \
+                     only the trust domain's root CAs here (a listed certificate is a trust \
+                     anchor, never checked for revocation); clients send intermediates in \
+                     their chains",
+                    i + 1,
+                    parsed.issuer()
+                ),
+            ));
+        }
+        if !parsed.is_ca() {
+            return Err(file_err(
+                path,
+                format_args!(
+                    "certificate {} ({subject}) is not a CA certificate (no basicConstraints \
+                     cA): list only the trust domain's root CAs here",
+                    i + 1
+                ),
+            ));
+        }
+    }
+    Ok(certs)
+}
+
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     // Never include key material in the error: only the path and the parser's complaint.
     PrivateKeyDer::from_pem_file(path).map_err(|e| match e {

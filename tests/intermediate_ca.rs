@@ -142,3 +142,47 @@ async fn an_intermediate_revoked_while_connected_cuts_off_its_leaves_at_the_relo
     common::reload_and_assert_cut_off(&node, &config, &mut api).await;
     node.shutdown().await;
 }
+
+/// An intermediate listed in `ca` would be a trust anchor, which webpki never checks for
+/// revocation: its root could revoke it and its leaves would still get in. The node refuses
+/// such a bundle at start-up and at a reload, naming the key, the file and the certificate.
+#[tokio::test]
+async fn an_intermediate_listed_as_a_root_is_refused_by_the_config() {
+    let (pki, _, _) = pki_with_intermediate();
+    let config = pki.write_config_with_crls(REGION_A, REGION_A, &both_crls(&pki));
+    let bundle = pki
+        .layout
+        .intermediate_dir(REGION_A, INTERMEDIATE)
+        .join("bundle.crt");
+    let mut pem = std::fs::read_to_string(pki.layout.ca_cert(REGION_A)).unwrap();
+    pem.push_str(
+        &std::fs::read_to_string(pki.layout.intermediate_cert(REGION_A, INTERMEDIATE)).unwrap(),
+    );
+    std::fs::write(&bundle, pem).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let root = format!(
+        "ca = {:?}",
+        pki.layout.ca_cert(REGION_A).display().to_string()
+    );
+    let edited = text.replacen(
+        &root,
+        &format!("ca = {:?}", bundle.display().to_string()),
+        1,
+    );
+    assert_ne!(edited, text, "the config names region A's root");
+    std::fs::write(&config, edited).unwrap();
+
+    let err = credit_node::config::LoadedConfig::load(&config)
+        .expect("the config parses")
+        .tls_material()
+        .expect_err("an intermediate as trust anchor must be refused");
+    let message = err.to_string();
+    for part in [
+        "trust_domain[0].ca",
+        &bundle.display().to_string(),
+        "certificate 2",
+        "is not a root CA",
+    ] {
+        assert!(message.contains(part), "{part:?} missing from: {message}");
+    }
+}
