@@ -163,47 +163,47 @@ pub async fn connect_within(
 /// Why we refused the node's certificate, said in the terms of the client's own files: rustls's
 /// "invalid peer certificate: UnknownIssuer" leaves a person guessing which file is wrong.
 fn node_certificate_refused(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        let tls = match e.downcast_ref::<std::io::Error>() {
-            Some(io) => io.get_ref().and_then(|inner| inner.downcast_ref()),
-            None => e.downcast_ref::<rustls::Error>(),
+    rustls_errors_in(error).find_map(|tls| {
+        let rustls::Error::InvalidCertificate(why) = tls else {
+            return None;
         };
-        if let Some(rustls::Error::InvalidCertificate(why)) = tls {
-            return Some(match why {
-                rustls::CertificateError::UnknownIssuer => "the node's certificate is not issued \
-                    by any CA of the bundle given (--ca): check that it is the node's region's CA"
-                    .to_owned(),
-                rustls::CertificateError::NotValidForName => "the node's certificate does not name \
-                    the host of the endpoint (use the name or address its certificate was issued for)"
-                    .to_owned(),
-                other => format!(
-                    "the node's certificate was refused: {}",
-                    camel_words(&format!("{other:?}"), " ").to_lowercase()
-                ),
-            });
-        }
-        next = e.source();
-    }
-    None
+        Some(match why {
+            rustls::CertificateError::UnknownIssuer => "the node's certificate is not issued by \
+                any CA of the bundle given (--ca): check that it is the node's region's CA"
+                .to_owned(),
+            rustls::CertificateError::NotValidForName => "the node's certificate does not name \
+                the host of the endpoint (use the name or address its certificate was issued for)"
+                .to_owned(),
+            other => format!(
+                "the node's certificate was refused: {}",
+                camel_words(&format!("{other:?}"), " ").to_lowercase()
+            ),
+        })
+    })
 }
 
 /// The TLS alert a peer sent, somewhere in an error's chain, spelled as in RFC 8446 with spaces
 /// ("certificate expired"), which is how the README documents the node's refusals.
 fn alert_in(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut next = Some(error);
-    while let Some(e) = next {
+    rustls_errors_in(error).find_map(|tls| match tls {
+        rustls::Error::AlertReceived(alert) => {
+            Some(camel_words(&format!("{alert:?}"), " ").to_lowercase())
+        }
+        _ => None,
+    })
+}
+
+/// The rustls errors in an error's chain, outermost first.
+fn rustls_errors_in<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e rustls::Error> {
+    std::iter::successors(Some(error), |e| e.source()).filter_map(|e| {
         // `io::Error::source` skips the error it wraps, so look inside it explicitly.
-        let tls = match e.downcast_ref::<std::io::Error>() {
+        match e.downcast_ref::<std::io::Error>() {
             Some(io) => io.get_ref().and_then(|inner| inner.downcast_ref()),
             None => e.downcast_ref::<rustls::Error>(),
-        };
-        if let Some(rustls::Error::AlertReceived(alert)) = tls {
-            return Some(camel_words(&format!("{alert:?}"), " ").to_lowercase());
         }
-        next = e.source();
-    }
-    None
+    })
 }
 
 /// Whether `status` is a call given up by the client at [`Limits::call`]: tonic reports it as
