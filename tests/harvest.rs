@@ -531,6 +531,7 @@ async fn lifting_a_suspension_replaced_by_a_newer_alert_lifts_nothing_over_mtls(
     let lift = || proto::LiftSuspensionRequest {
         caller: TAX_B.into(),
         comment: "audit case 2026-18: a misconfigured batch job".into(),
+        alert_seq: None,
     };
     let status = officer.lift_suspension(lift()).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{status:?}");

@@ -210,6 +210,7 @@ async fn only_this_nodes_officers_reach_review() {
             c.lift_suspension(proto::LiftSuspensionRequest {
                 caller: TAX_A.into(),
                 comment: "fine".into(),
+                alert_seq: None,
             })
             .await
             .map(drop),
@@ -795,6 +796,7 @@ async fn lifting_a_suspension_reviews_its_alert_and_lets_the_caller_back() {
             .lift_suspension(proto::LiftSuspensionRequest {
                 caller: caller.into(),
                 comment: comment.into(),
+                alert_seq: None,
             })
             .await
             .unwrap_err();
@@ -802,10 +804,35 @@ async fn lifting_a_suspension_reviews_its_alert_and_lets_the_caller_back() {
         assert!(status.message().starts_with(field), "{status:?}");
     }
 
+    // A lifting that names another alert than the one the suspension rests on (the officer
+    // reviewed an older one) lifts nothing and records nothing.
+    let before = all_entries(&mut c).await.len();
+    let status = c
+        .lift_suspension(proto::LiftSuspensionRequest {
+            caller: TAX_A.into(),
+            comment: "audit case 2026-17: legitimate bulk check".into(),
+            alert_seq: Some(alert.seq + 1),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert_eq!(
+        status.message(),
+        format!(
+            "alert_seq: the caller's suspension now rests on alert entry {}, not {}; nothing \
+             was lifted or recorded: review the current alert first",
+            alert.seq,
+            alert.seq + 1
+        )
+    );
+    assert_eq!(all_entries(&mut c).await.len(), before, "nothing recorded");
+    assert!(state.guard().suspension(TAX_A).await.unwrap().is_some());
+
     let lifted = c
         .lift_suspension(proto::LiftSuspensionRequest {
             caller: TAX_A.into(),
             comment: "audit case 2026-17: legitimate bulk check".into(),
+            alert_seq: Some(alert.seq),
         })
         .await
         .unwrap()
@@ -844,6 +871,7 @@ async fn lifting_a_suspension_reviews_its_alert_and_lets_the_caller_back() {
             .lift_suspension(proto::LiftSuspensionRequest {
                 caller: caller.into(),
                 comment: "again".into(),
+                alert_seq: None,
             })
             .await
             .unwrap_err();

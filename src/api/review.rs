@@ -439,6 +439,17 @@ impl LedgerReview for LedgerReviewApi {
             .await
             .map_err(store_down)?
             .ok_or_else(|| Status::not_found("caller: not suspended"))?;
+        // The officer reviewed one alert; a newer one, which nobody has reviewed, is not lifted
+        // on the strength of that review.
+        if let Some(reviewed) = req.alert_seq
+            && reviewed != suspension.alert_seq
+        {
+            return Err(Status::failed_precondition(format!(
+                "alert_seq: the caller's suspension now rests on alert entry {}, not {reviewed}; \
+                 nothing was lifted or recorded: review the current alert first",
+                suspension.alert_seq
+            )));
+        }
         // On record first: a suspension is never lifted without its review in the ledger.
         let receipt = self
             .record(

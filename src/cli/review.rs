@@ -128,6 +128,10 @@ pub struct LiftArgs {
     /// Why the suspension is lifted (required). Recorded in the ledger.
     #[arg(long)]
     pub comment: String,
+    /// The alert entry reviewed (`ledger suspensions` shows it): nothing is lifted if the
+    /// caller has been suspended again by another alert since.
+    #[arg(long)]
+    pub alert_seq: Option<u64>,
     /// Print the receipt as JSON.
     #[arg(long)]
     pub json: bool,
@@ -264,6 +268,7 @@ pub async fn run_lift(args: LiftArgs) -> Result<(), CliError> {
         .lift_suspension(proto::LiftSuspensionRequest {
             caller: args.caller.clone(),
             comment: args.comment.clone(),
+            alert_seq: args.alert_seq,
         })
         .await
         .map_err(refused)?
