@@ -1084,20 +1084,35 @@ fn ledger_review_suspensions_and_lift_commands() {
     assert_eq!(listed["caller"], TAX_A);
     assert_eq!(listed["alert_seq"], 1);
 
-    let out = ledger_cli(
-        &pki,
-        &node,
-        Kind::Officer,
-        "auditor",
-        &[
-            "lift",
-            "--caller",
-            TAX_A,
-            "--comment",
-            "checked with the bureau",
-            "--json",
-        ],
+    // Naming another alert than the suspension's: exit 1, nothing lifted or recorded.
+    let lift = |alert: &str| {
+        ledger_cli(
+            &pki,
+            &node,
+            Kind::Officer,
+            "auditor",
+            &[
+                "lift",
+                "--caller",
+                TAX_A,
+                "--comment",
+                "checked with the bureau",
+                "--alert-seq",
+                alert,
+                "--json",
+            ],
+        )
+    };
+    let out = lift("3");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "FAILED_PRECONDITION: alert_seq: the caller's suspension now rests on alert entry 1, not 3"
+        ),
+        "{}",
+        text(&out.stderr)
     );
+    let out = lift("1");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let lifted: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON receipt");
     // Entry 4 is the department's refused review, on record.
