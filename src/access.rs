@@ -24,6 +24,14 @@ impl Access {
         }
     }
 
+    pub fn operators(&self) -> &[SpiffeId] {
+        &self.operators
+    }
+
+    pub fn officers(&self) -> &[SpiffeId] {
+        &self.officers
+    }
+
     /// May call the `Administration` service (ingest, restore, list removal).
     pub fn is_operator(&self, id: &SpiffeId) -> bool {
         id.kind() == Kind::Operator && self.operators.contains(id)

@@ -1,6 +1,6 @@
 //! What every handler of one node shares: the node's identity, its current signed catalog and
-//! its pseudonym secret. The catalog is swapped whole on SIGHUP; a request reads it once and
-//! decides under that one version from start to end.
+//! its pseudonym secret. The catalog and the access lists are swapped whole on SIGHUP; a
+//! request reads the catalog once and decides under that one version from start to end.
 
 use std::sync::Arc;
 
@@ -29,7 +29,7 @@ pub struct NodeState {
     clock: Clock,
     limits: Limits,
     guard: Guard,
-    access: Access,
+    access: ArcSwap<Access>,
 }
 
 /// The parts a node is built from.
@@ -57,7 +57,7 @@ impl NodeState {
             clock: parts.clock,
             limits: parts.limits,
             guard: parts.guard,
-            access: parts.access,
+            access: ArcSwap::from_pointee(parts.access),
         }
     }
 
@@ -87,9 +87,15 @@ impl NodeState {
         &self.guard
     }
 
-    /// Who may administer and review this node.
-    pub fn access(&self) -> &Access {
-        &self.access
+    /// Who may administer and review this node, as the config said at the last (re)load.
+    pub fn access(&self) -> Arc<Access> {
+        self.access.load_full()
+    }
+
+    /// Installs access lists already checked against this node's trust domain. Taking someone
+    /// off a list must not wait for a restart: from the next call on, they are refused.
+    pub fn replace_access(&self, access: Access) {
+        self.access.store(Arc::new(access));
     }
 
     pub fn node_id(&self) -> &SpiffeId {

@@ -168,6 +168,59 @@ fn code_and_message(status: &tonic::Status) -> (Code, &str) {
     (status.code(), status.message())
 }
 
+/// An officer taken off `access.officers` loses the review service at the next SIGHUP, on the
+/// connection it already has open; one added gains it; a reload with a bad list keeps the
+/// running lists.
+#[tokio::test]
+async fn a_reload_applies_the_access_lists() {
+    let pki = TestPki::new();
+    credit_node::pki::issue_identity(&pki.layout, REGION_A, Kind::Officer, "second")
+        .expect("second officer");
+    let config = pki.write_config(REGION_A);
+    let node = common::start_from_config(&config).await;
+    let list = async |c: &mut LedgerReviewClient<Channel>| {
+        c.list_suspensions(proto::ListSuspensionsRequest {})
+            .await
+            .map(drop)
+    };
+    let mut auditor = officer(&pki, &node).await;
+    list(&mut auditor).await.expect("the auditor is an officer");
+    let mut second = review_as(&pki, &node, REGION_A, Kind::Officer, "second").await;
+    let refused = list(&mut second).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    let text = std::fs::read_to_string(&config).unwrap();
+    let auditor_id = format!("\"spiffe://{REGION_A}/officer/auditor\"");
+    let second_id = format!("\"spiffe://{REGION_A}/officer/second\"");
+    let replaced = text.replace(
+        &format!("officers = [{auditor_id}]"),
+        &format!("officers = [{second_id}]"),
+    );
+    assert_ne!(replaced, text, "the development config names the auditor");
+    std::fs::write(&config, &replaced).unwrap();
+    credit_node::cli::serve::reload(&config, &node);
+    let refused = list(&mut auditor).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    list(&mut second)
+        .await
+        .expect("the second officer is named now");
+
+    // A list the node would refuse at start-up: the running lists stay.
+    std::fs::write(
+        &config,
+        replaced.replace(
+            &format!("officers = [{second_id}]"),
+            &format!("officers = [\"spiffe://{REGION_A}/dept/tax\"]"),
+        ),
+    )
+    .unwrap();
+    credit_node::cli::serve::reload(&config, &node);
+    list(&mut second).await.expect("still an officer");
+    let refused = list(&mut auditor).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    node.shutdown().await;
+}
+
 #[tokio::test]
 async fn only_this_nodes_officers_reach_review() {
     let f = fixture().await;

@@ -88,14 +88,14 @@ pub async fn start_with_clock(
         .map_err(|e| CliError::Runtime(format!("{}: {e}", loaded.path.display())))
 }
 
-/// Re-reads the config file and swaps in new TLS material and a new catalog, each on its own:
-/// a part that fails to load changes nothing of it (the node keeps serving with what it had,
-/// and the log says why), while the other part may still be renewed.
+/// Re-reads the config file and swaps in new TLS material, access lists and a new catalog, each
+/// on its own: a part that fails to load changes nothing of it (the node keeps serving with
+/// what it had, and the log says why), while the other parts may still be renewed.
 pub fn reload(config_path: &Path, node: &RunningNode) {
     let loaded = match LoadedConfig::load(config_path) {
         Ok(loaded) => loaded,
         Err(error) => {
-            tracing::error!(%error, "reload refused; keeping the running TLS material and catalog");
+            tracing::error!(%error, "reload refused; keeping the running TLS material, access lists and catalog");
             return;
         }
     };
@@ -109,6 +109,20 @@ pub fn reload(config_path: &Path, node: &RunningNode) {
             config = %config_path.display(),
             %error,
             "reload refused; keeping the running TLS material"
+        ),
+    }
+    match loaded.access(node.state().node_id()) {
+        Ok(access) => {
+            tracing::info!(
+                operators = access.operators().len(),
+                officers = access.officers().len(),
+                "reloaded access lists"
+            );
+            node.state().replace_access(access);
+        }
+        Err(error) => tracing::error!(
+            %error,
+            "access reload refused; keeping the running access lists"
         ),
     }
     let catalog = loaded
