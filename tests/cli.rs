@@ -474,6 +474,15 @@ fn gen_data_is_the_same_for_the_same_seed_and_day() {
     let out = run(&["gen-data", "--subjects", "5", "--as-of", "2026-13-01"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--as-of"));
+    // A day to come: every record would be refused by ingest until then.
+    let out = run(&["gen-data", "--subjects", "5", "--as-of", "9999-01-01"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--as-of: 9999-01-01 is after today"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing generated");
 }
 
 /// `gen-data --out` on a terminal shows its progress on standard error, by the rule of every

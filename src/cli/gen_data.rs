@@ -59,6 +59,17 @@ pub fn run(args: Args) -> Result<(), CliError> {
             args.department
         )));
     }
+    let today = Clock::system().today();
+    let today = match args.as_of {
+        Some(day) if day > today => {
+            return Err(CliError::Input(format!(
+                "--as-of: {day} is after today ({today}): ingest refuses records decided \
+                 after its today, so none of these could be loaded yet"
+            )));
+        }
+        Some(day) => day,
+        None => today,
+    };
     let sink: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(
             std::fs::File::create(path)
@@ -67,7 +78,6 @@ pub fn run(args: Args) -> Result<(), CliError> {
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::new(sink);
-    let today = args.as_of.unwrap_or_else(|| Clock::system().today());
     let write_err = |e: std::io::Error| match &args.out {
         Some(path) => CliError::Runtime(format!("writing {}: {e}", path.display())),
         None => super::output::write_error(e),

@@ -14,6 +14,8 @@
 mod fields;
 mod names;
 
+use std::collections::HashSet;
+
 use time::{Date, Duration};
 
 use crate::catalog::{Catalog, Item, Severity, SubjectType};
@@ -54,9 +56,21 @@ pub fn generate_numbered<'a>(
         .filter(|i| i.source_department == department)
         .collect();
     let subjects = if items.is_empty() { 0 } else { subjects };
+    // Identifiers drawn at random collide now and then (a resident ID has far fewer values
+    // than its 18 characters suggest); a subject drawn twice would merge two subjects'
+    // records, and `--subjects N` promises N. A collision draws again, from the same stream,
+    // so the output stays a function of the seed.
+    let mut taken = (HashSet::new(), HashSet::new());
     (0..subjects).flat_map(move |n| {
         let mut rng = Rng::new(seed ^ n.wrapping_mul(0xA24B_AED4_963E_E407));
-        let subject = SubjectIds::new(&mut rng);
+        let subject = loop {
+            let ids = SubjectIds::new(&mut rng);
+            if !taken.0.contains(&ids.uscc) && !taken.1.contains(&ids.person) {
+                taken.0.insert(ids.uscc);
+                taken.1.insert(ids.person);
+                break ids;
+            }
+        };
         let count = 1 + rng.below(3);
         let first = rng.below(items.len() as u64);
         (0..count)
