@@ -28,11 +28,23 @@ pub enum ClientError {
 }
 
 /// A client's TLS config from PEM files: its certificate chain, key, and the CA bundles of the
-/// regions it calls.
+/// regions it calls. The node's certificate is not checked for revocation: see
+/// [`tls_config_checking_crls`].
 pub fn tls_config_from_files(
     cert: &Path,
     key: &Path,
     cas: &[&Path],
+) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    tls_config_checking_crls(cert, key, cas, &[])
+}
+
+/// [`tls_config_from_files`], the node's certificate chain also checked against the CRLs in
+/// `crls` (PEM files) when any are given.
+pub fn tls_config_checking_crls(
+    cert: &Path,
+    key: &Path,
+    cas: &[&Path],
+    crls: &[&Path],
 ) -> Result<Arc<rustls::ClientConfig>, ClientError> {
     let chain = tls::load_certs(cert)?;
     let private = tls::load_key(key)?;
@@ -40,7 +52,11 @@ pub fn tls_config_from_files(
     for ca in cas {
         roots.extend(tls::load_certs(ca)?);
     }
-    tls::client_config(chain, private, &roots).map_err(|e| match e {
+    let mut revocations = Vec::new();
+    for crl in crls {
+        revocations.extend(tls::load_crls(crl)?);
+    }
+    tls::client_config(chain, private, &roots, revocations).map_err(|e| match e {
         // rustls says only "keys may not be consistent: KeyMismatch": name the two files.
         TlsError::Rustls(rustls::Error::InconsistentKeys(_)) => ClientError::Credentials(format!(
             "{} is not the private key of the certificate {}",
@@ -170,6 +186,16 @@ fn node_certificate_refused(error: &(dyn std::error::Error + 'static)) -> Option
         Some(match why {
             rustls::CertificateError::UnknownIssuer => "the node's certificate is not issued by \
                 any CA of the bundle given (--ca): check that it is the node's region's CA"
+                .to_owned(),
+            rustls::CertificateError::Revoked => "the node's certificate is revoked: a CRL given \
+                (--crl) lists it, or a CA above it"
+                .to_owned(),
+            rustls::CertificateError::UnknownRevocationStatus => "the node's certificate cannot \
+                be checked for revocation: no CRL given (--crl) is of the CA that issued it"
+                .to_owned(),
+            rustls::CertificateError::ExpiredRevocationList
+            | rustls::CertificateError::ExpiredRevocationListContext { .. } => "a CRL given \
+                (--crl) is past its next update: fetch the current one"
                 .to_owned(),
             rustls::CertificateError::NotValidForName => "the node's certificate does not name \
                 the host of the endpoint (use the name or address its certificate was issued for)"

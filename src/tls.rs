@@ -194,20 +194,26 @@ pub fn still_trusted(
 }
 
 /// Builds a client config: TLS 1.3, ring, HTTP/2, our certificate, and the server verified
-/// against the given roots (all regions a client may call).
+/// against the given roots (all regions a client may call). With `crls`, the node's chain is
+/// checked against them as the node checks its clients': every link, an unknown status or a
+/// stale CRL refused, so a node whose certificate its CA has revoked is not talked to.
 pub fn client_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     roots: &[CertificateDer<'static>],
+    crls: Vec<CertificateRevocationListDer<'static>>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let mut store = rustls::RootCertStore::empty();
     for root in roots {
         store.add(root.clone())?;
     }
-    let verifier: Arc<dyn ServerCertVerifier> =
-        WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider())
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+    let mut builder = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider());
+    if !crls.is_empty() {
+        builder = builder.with_crls(crls).enforce_revocation_expiration();
+    }
+    let verifier: Arc<dyn ServerCertVerifier> = builder
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()

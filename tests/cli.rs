@@ -283,6 +283,55 @@ fn whoami_command_prints_the_identity_as_json() {
             .contains("the node's certificate is not issued by any CA of the bundle given (--ca)"),
         "{stderr}"
     );
+
+    // With --crl the node's certificate is checked for revocation: a node its CA has revoked
+    // (its key stolen, say) is not talked to.
+    let with_crl = |crl: &std::path::Path| {
+        run(&[
+            "whoami",
+            "--endpoint",
+            &endpoint,
+            "--cert",
+            cert.to_str().expect("utf-8"),
+            "--key",
+            key.to_str().expect("utf-8"),
+            "--ca",
+            ca_b.to_str().expect("utf-8"),
+            "--crl",
+            crl.to_str().expect("utf-8"),
+        ])
+    };
+    let crl_b = pki.layout.crl(REGION_B);
+    let out = with_crl(&crl_b);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (node_kind, node_id) = REGION_B_IDENTITIES[0];
+    let (node_cert, _) = pki.identity(REGION_B, node_kind, node_id);
+    pki::revoke(&pki.layout, REGION_B, &node_cert).expect("revoke the node's certificate");
+    let out = with_crl(&crl_b);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the node's certificate is revoked: a CRL given (--crl) lists it"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing printed of the node's answer"
+    );
+    // A CRL of another CA says nothing of the node's: refused, not assumed good.
+    let out = with_crl(&pki.layout.crl(REGION_A));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the node's certificate cannot be checked for revocation"),
+        "{stderr}"
+    );
+    let out = with_crl(&cert);
+    assert_eq!(out.status.code(), Some(2), "not a CRL");
     runtime.block_on(node.shutdown());
 }
 

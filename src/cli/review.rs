@@ -40,12 +40,17 @@ pub struct Connect {
     /// CA bundle(s) the node's certificate must chain to; repeat for several regions.
     #[arg(long, required = true)]
     pub ca: Vec<PathBuf>,
+    /// CRL(s) to check the node's certificate chain against (PEM; repeat for each CA): a
+    /// revoked node is not talked to. Without any, revocation is not checked.
+    #[arg(long)]
+    pub crl: Vec<PathBuf>,
 }
 
 impl Connect {
     async fn client(&self) -> Result<LedgerReviewClient<Channel>, CliError> {
         let cas: Vec<&Path> = self.ca.iter().map(PathBuf::as_path).collect();
-        let tls = client::tls_config_from_files(&self.cert, &self.key, &cas)?;
+        let crls: Vec<&Path> = self.crl.iter().map(PathBuf::as_path).collect();
+        let tls = client::tls_config_checking_crls(&self.cert, &self.key, &cas, &crls)?;
         connect(&self.endpoint, tls).await
     }
 }

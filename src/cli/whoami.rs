@@ -21,6 +21,10 @@ pub struct Args {
     /// CA bundle(s) the node's certificate must chain to; repeat for several regions.
     #[arg(long, required = true)]
     pub ca: Vec<PathBuf>,
+    /// CRL(s) to check the node's certificate chain against (PEM; repeat for each CA): a
+    /// revoked node is not talked to. Without any, revocation is not checked.
+    #[arg(long)]
+    pub crl: Vec<PathBuf>,
 }
 
 /// The JSON printed: the identity fields of `credit.v1.Identity`, plus the node that answered.
@@ -38,7 +42,8 @@ pub struct WhoAmIOutput {
 
 pub async fn run(args: Args) -> Result<(), CliError> {
     let cas: Vec<&std::path::Path> = args.ca.iter().map(PathBuf::as_path).collect();
-    let tls = client::tls_config_from_files(&args.cert, &args.key, &cas)?;
+    let crls: Vec<&std::path::Path> = args.crl.iter().map(PathBuf::as_path).collect();
+    let tls = client::tls_config_checking_crls(&args.cert, &args.key, &cas, &crls)?;
     let output = whoami(&args.endpoint, tls).await?;
     let json =
         serde_json::to_string_pretty(&output).map_err(|e| CliError::Runtime(e.to_string()))?;
