@@ -242,8 +242,8 @@ fn whoami_command_prints_the_identity_as_json() {
 
     // Wrong files of one's own: each error says which file and what is wrong with it.
     let (other_cert, _) = pki.identity(REGION_B, Kind::Dept, "tax");
-    let whoami = |cert: &std::path::Path, key: &std::path::Path, ca: &std::path::Path| {
-        let out = run(&[
+    let whoami_with = |cert: &Path, key: &Path, ca: &Path, more: &[&str]| {
+        let mut args = vec![
             "whoami",
             "--endpoint",
             &endpoint,
@@ -253,7 +253,12 @@ fn whoami_command_prints_the_identity_as_json() {
             key.to_str().expect("utf-8"),
             "--ca",
             ca.to_str().expect("utf-8"),
-        ]);
+        ];
+        args.extend_from_slice(more);
+        run(&args)
+    };
+    let whoami = |cert: &Path, key: &Path, ca: &Path| {
+        let out = whoami_with(cert, key, ca, &[]);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -286,21 +291,8 @@ fn whoami_command_prints_the_identity_as_json() {
 
     // With --crl the node's certificate is checked for revocation: a node its CA has revoked
     // (its key stolen, say) is not talked to.
-    let with_crl = |crl: &std::path::Path| {
-        run(&[
-            "whoami",
-            "--endpoint",
-            &endpoint,
-            "--cert",
-            cert.to_str().expect("utf-8"),
-            "--key",
-            key.to_str().expect("utf-8"),
-            "--ca",
-            ca_b.to_str().expect("utf-8"),
-            "--crl",
-            crl.to_str().expect("utf-8"),
-        ])
-    };
+    let with_crl =
+        |crl: &Path| whoami_with(&cert, &key, &ca_b, &["--crl", crl.to_str().expect("utf-8")]);
     let crl_b = pki.layout.crl(REGION_B);
     let out = with_crl(&crl_b);
     assert!(
