@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod entry;
+pub mod filter;
 pub mod hex;
 pub mod key;
 pub mod lookup;

@@ -25,8 +25,9 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use sqlx::{Any, AnyConnection, Row, any::AnyRow};
 use tokio::sync::{mpsc, oneshot};
 
+pub use super::filter::{EntryFilter, OutcomeKind};
 use super::{
-    entry::{Entry, Outcome},
+    entry::Entry,
     lookup::{self, Field},
     merkle::{self, Hash, ProofError},
     sth::{SignedTreeHead, TreeHead},
@@ -551,88 +552,8 @@ pub(super) async fn fetch_nodes(
 // ---------------------------------------------------------------------------------------------
 // Filtered listing.
 
-/// The kind of an entry's outcome, as stored in the `outcome` column for filtering.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutcomeKind {
-    Granted,
-    PartlyWithheld,
-    Denied,
-    Throttled,
-    Invalid,
-    Review,
-    Alert,
-    Administration,
-}
-
-impl OutcomeKind {
-    pub const ALL: [OutcomeKind; 8] = [
-        OutcomeKind::Granted,
-        OutcomeKind::PartlyWithheld,
-        OutcomeKind::Denied,
-        OutcomeKind::Throttled,
-        OutcomeKind::Invalid,
-        OutcomeKind::Review,
-        OutcomeKind::Alert,
-        OutcomeKind::Administration,
-    ];
-
-    pub fn of(outcome: &Outcome) -> Self {
-        match outcome {
-            Outcome::Granted => OutcomeKind::Granted,
-            Outcome::PartlyWithheld => OutcomeKind::PartlyWithheld,
-            Outcome::Denied { .. } => OutcomeKind::Denied,
-            Outcome::Throttled { .. } => OutcomeKind::Throttled,
-            Outcome::Invalid { .. } => OutcomeKind::Invalid,
-            Outcome::Review(_) => OutcomeKind::Review,
-            Outcome::Alert { .. } => OutcomeKind::Alert,
-            Outcome::Administration(_) => OutcomeKind::Administration,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutcomeKind::Granted => "granted",
-            OutcomeKind::PartlyWithheld => "partly_withheld",
-            OutcomeKind::Denied => "denied",
-            OutcomeKind::Throttled => "throttled",
-            OutcomeKind::Invalid => "invalid",
-            OutcomeKind::Review => "review",
-            OutcomeKind::Alert => "alert",
-            OutcomeKind::Administration => "administration",
-        }
-    }
-}
-
-impl std::str::FromStr for OutcomeKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        OutcomeKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = OutcomeKind::ALL.iter().map(|k| k.as_str()).collect();
-                format!(
-                    "unknown outcome {s:?}: expected one of {}",
-                    names.join(", ")
-                )
-            })
-    }
-}
-
 /// The reason recorded in the refusals of a charged append, from the charge's outcome.
 pub type RefusalReason = Box<dyn Fn(Charge) -> String + Send>;
-
-/// Which entries to list; every set field must match (AND). Times are Unix ms, `from_ms`
-/// inclusive and `until_ms` exclusive.
-#[derive(Clone, Debug, Default)]
-pub struct EntryFilter {
-    pub caller: Option<String>,
-    pub subject: Option<String>,
-    pub purpose: Option<String>,
-    pub outcome: Option<OutcomeKind>,
-    pub from_ms: Option<i64>,
-    pub until_ms: Option<i64>,
-}
 
 /// Keyset pagination in sequence order: entries with `seq > after` (all when `None`), at most
 /// `limit` of them. Stable while the log grows, unlike OFFSET.
