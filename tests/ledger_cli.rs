@@ -126,6 +126,25 @@ async fn verify_list_export_through_the_binary() {
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[2]["seq"], 2);
     assert_eq!(lines[2]["subject"], SUBJECT);
+    // A page that ends at the last entry is the last page: no "more" to follow.
+    for args in [
+        &["ledger", "list", "--config", config, "--limit", "13"][..],
+        &["ledger", "list", "--config", config, "--after", "9", "--limit", "3"][..],
+    ] {
+        let table = run(args);
+        assert!(table.status.success(), "{args:?}: {}", text(&table.stderr));
+        let (stdout, stderr) = (text(&table.stdout), text(&table.stderr));
+        assert!(
+            !stdout.contains("(more") && !stderr.contains("(more"),
+            "{args:?}: {stdout}{stderr}"
+        );
+    }
+    let table = succeeds(&["ledger", "list", "--config", config, "--limit", "12"]);
+    assert!(table.ends_with("(more: --after 11)\n"), "{table}");
+    // A page of no entries would say nothing: refused, exit 2, naming the flag.
+    let zero = run(&["ledger", "list", "--config", config, "--limit", "0"]);
+    assert_eq!(zero.status.code(), Some(2), "{}", text(&zero.stderr));
+    assert!(text(&zero.stderr).contains("--limit"), "{}", text(&zero.stderr));
 
     // The officer's view of administration: the action in the table, the detail in JSON.
     let table = run(&[

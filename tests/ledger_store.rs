@@ -1144,6 +1144,67 @@ async fn entries_are_filtered_and_paged() {
     }
 }
 
+/// A page says more entries follow only when a matching one does: a page that ends exactly at
+/// the last match is the last page, read from the lookup or from the log.
+#[tokio::test]
+async fn a_page_says_more_only_when_a_matching_entry_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let ledger = open(&store, 100).await;
+        append_sequentially(&ledger, 8).await;
+        let d1 = EntryFilter {
+            caller: Some("spiffe://region-a.credit.test/dept/d1".into()),
+            ..Default::default()
+        };
+        for phase in ["nothing indexed", "all indexed"] {
+            if phase == "all indexed" {
+                assert_eq!(lookup::catch_up(&store).await.unwrap(), 8, "{engine}");
+            }
+            let page = |filter: EntryFilter, after, limit| {
+                let ledger = ledger.clone();
+                async move {
+                    let got = ledger.entries(&filter, Page { after, limit }).await.unwrap();
+                    let seqs: Vec<u64> = got.entries.iter().map(|e| e.seq).collect();
+                    (seqs, got.next_after)
+                }
+            };
+            let context = format!("{engine}, {phase}");
+            assert_eq!(
+                page(EntryFilter::default(), None, 8).await,
+                ((0..8).collect(), None),
+                "{context}"
+            );
+            assert_eq!(
+                page(EntryFilter::default(), Some(3), 4).await,
+                ((4..8).collect(), None),
+                "{context}"
+            );
+            assert_eq!(
+                page(EntryFilter::default(), None, 7).await,
+                ((0..7).collect(), Some(6)),
+                "{context}"
+            );
+            // Entries 1, 4 and 7 are d1's.
+            assert_eq!(
+                page(d1.clone(), None, 3).await,
+                (vec![1, 4, 7], None),
+                "{context}"
+            );
+            assert_eq!(
+                page(d1.clone(), None, 2).await,
+                (vec![1, 4], Some(4)),
+                "{context}"
+            );
+            assert_eq!(
+                page(d1.clone(), Some(4), 1).await,
+                (vec![7], None),
+                "{context}"
+            );
+        }
+        ledger.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn an_export_verifies_offline_and_a_tampered_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();

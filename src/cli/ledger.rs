@@ -78,8 +78,9 @@ pub enum Command {
         /// Only entries after this sequence number (paging).
         #[arg(long)]
         after: Option<u64>,
-        /// At most this many entries; the last line then says how to ask for the next page.
-        #[arg(long, default_value_t = 100)]
+        /// At most this many entries (at least 1); the last line then says how to ask for the
+        /// next page, when more entries match.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
         /// JSON Lines, one full entry per line, instead of a table.
         #[arg(long)]

@@ -556,7 +556,8 @@ pub(super) async fn fetch_nodes(
 pub type RefusalReason = Box<dyn Fn(Charge) -> String + Send>;
 
 /// Keyset pagination in sequence order: entries with `seq > after` (all when `None`), at most
-/// `limit` of them. Stable while the log grows, unlike OFFSET.
+/// `limit` of them. Stable while the log grows, unlike OFFSET. A limit of 0 lists nothing and
+/// says nothing of what follows; callers refuse it or read it as their default.
 #[derive(Clone, Copy, Debug)]
 pub struct Page {
     pub after: Option<u64>,
@@ -575,7 +576,7 @@ pub struct StoredEntry {
 #[derive(Clone, Debug)]
 pub struct EntryPage {
     pub entries: Vec<StoredEntry>,
-    /// Pass as `Page::after` for the next page; `None` when this page was the last.
+    /// Pass as `Page::after` for the next page; `None` when no matching entry follows.
     pub next_after: Option<u64>,
 }
 
@@ -596,6 +597,8 @@ pub async fn entries(
         None => -1,
     };
     let limit = page.limit as usize;
+    // One row more than the page holds: "more follow" only when one really does.
+    let want = limit.saturating_add(1);
     // The subject when both are given: it has the fewer entries.
     let key = match (&filter.subject, &filter.caller) {
         (Some(subject), _) => Some((Field::Subject, subject.as_str())),
@@ -606,17 +609,19 @@ pub async fn entries(
         Some(key) => {
             let indexed = to_i64(lookup::indexed(store).await?)?;
             let mut rows =
-                matching(store, filter, Part::Indexed(key, indexed), after, limit).await?;
-            if rows.len() < limit {
+                matching(store, filter, Part::Indexed(key, indexed), after, want).await?;
+            if rows.len() < want {
                 let tail = Part::Tail(key, indexed);
-                rows.extend(matching(store, filter, tail, after, limit - rows.len()).await?);
+                rows.extend(matching(store, filter, tail, after, want - rows.len()).await?);
             }
             rows
         }
-        None => matching(store, filter, Part::All, after, limit).await?,
+        None => matching(store, filter, Part::All, after, want).await?,
     };
+    let more = rows.len() > limit;
     let entries = rows
         .iter()
+        .take(limit)
         .map(|row| {
             let seq = to_u64(row.try_get::<i64, _>(0)?, "seq")?;
             let bytes = row.try_get::<Vec<u8>, _>(1)?;
@@ -630,7 +635,7 @@ pub async fn entries(
             })
         })
         .collect::<Result<Vec<_>, LedgerError>>()?;
-    let next_after = if entries.len() == limit {
+    let next_after = if more {
         entries.last().map(|e| e.seq)
     } else {
         None
