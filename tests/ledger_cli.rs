@@ -587,3 +587,52 @@ async fn list_refuses_filters_that_cannot_match_and_takes_bare_dates() {
         3
     );
 }
+
+/// An entry whose stored caller column was changed to another department's is not listed or
+/// exported under it: exit 1, naming the entry and the column, and no export file is left.
+#[tokio::test]
+async fn list_and_export_refuse_an_entry_whose_stored_caller_was_changed() {
+    let (pki, config) = ledger_with((0..3).map(entry).collect()).await;
+    let loaded = LoadedConfig::load(std::path::Path::new(&config)).unwrap();
+    let store = Store::open(&loaded.database_url().unwrap()).await.unwrap();
+    sqlx::query::<Any>(
+        "UPDATE ledger_entries SET caller = 'spiffe://region-a.credit.test/dept/court' \
+         WHERE seq = 1",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.close().await;
+    let export = pki.dir.path().join("export.jsonl");
+    let export = export.to_str().unwrap();
+    for args in [
+        vec!["ledger", "list", "--config", &config],
+        vec!["ledger", "list", "--config", &config, "--jsonl"],
+        vec![
+            "ledger",
+            "list",
+            "--config",
+            &config,
+            "--caller",
+            "spiffe://region-a.credit.test/dept/court",
+        ],
+        vec!["ledger", "export", "--config", &config, "--out", export],
+    ] {
+        let out = run(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("entry 1: ") && stderr.contains("`caller`"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !text(&out.stdout).contains("dept/court"),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+    }
+    assert!(
+        !std::path::Path::new(export).exists(),
+        "no partial export left"
+    );
+}

@@ -15,7 +15,7 @@ use std::{
 
 use credit_node::{
     ledger::{
-        EntryFilter, Ledger, LedgerError, LedgerSettings, OutcomeKind, Page,
+        Column, Copied, EntryFilter, Ledger, LedgerError, LedgerSettings, OutcomeKind, Page,
         audit::{self, AuditError},
         entry::{Decision, Entry, FieldDecision, Outcome},
         lookup,
@@ -1141,6 +1141,142 @@ async fn entries_are_filtered_and_paged() {
                 );
             }
         }
+    }
+}
+
+/// What a database administrator might change in a copy of entry 7's fields to hide it from a
+/// listing or show it as someone else's, and the column each change concerns. Entry 7 of
+/// [`entry`] is d1's, about subject ...0002X, granted, at T0 + 7.
+fn column_changes(engine: Engine) -> Vec<(&'static str, Column)> {
+    let mut changes = vec![
+        (
+            "UPDATE ledger_entries SET caller = 'spiffe://region-a.credit.test/dept/d2' \
+             WHERE seq = 7",
+            Column::Caller,
+        ),
+        (
+            "UPDATE ledger_entries SET subject = '91110000100009999X' WHERE seq = 7",
+            Column::Subject,
+        ),
+        (
+            "UPDATE ledger_entries SET purpose = 'tax-audit' WHERE seq = 7",
+            Column::Purpose,
+        ),
+        (
+            "UPDATE ledger_entries SET outcome = 'alert' WHERE seq = 7",
+            Column::Outcome,
+        ),
+        (
+            "UPDATE ledger_entries SET time_ms = time_ms + 86400000 WHERE seq = 7",
+            Column::TimeMs,
+        ),
+    ];
+    if engine == Engine::Sqlite {
+        // The same bytes as another type: `caller = $1` no longer matches it on SQLite.
+        changes.push((
+            "UPDATE ledger_entries SET caller = CAST(caller AS BLOB) WHERE seq = 7",
+            Column::Caller,
+        ));
+        changes.push((
+            "UPDATE ledger_entries SET time_ms = CAST(time_ms AS TEXT) || ' ' WHERE seq = 7",
+            Column::TimeMs,
+        ));
+    }
+    changes
+}
+
+/// Puts entry 7's columns back as the writer wrote them.
+async fn restore_columns(store: &Store) {
+    let e = entry(7);
+    sqlx::query::<Any>(
+        "UPDATE ledger_entries SET caller = $1, subject = $2, purpose = $3, outcome = $4, \
+         time_ms = $5 WHERE seq = 7",
+    )
+    .bind(e.caller)
+    .bind(e.subject)
+    .bind(e.purpose)
+    .bind("granted")
+    .bind(e.time_ms)
+    .execute(store.pool())
+    .await
+    .unwrap();
+}
+
+/// A listing or export that reads an entry whose stored copies were changed refuses, naming
+/// the entry and the column; it never shows the entry misattributed. Put back, all is listed.
+#[tokio::test]
+async fn a_listing_refuses_an_entry_whose_copies_were_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        signed_log(&store).await;
+        assert_eq!(lookup::catch_up(&store).await.unwrap(), 20, "{engine}");
+        let page = Page {
+            after: None,
+            limit: 100,
+        };
+        let list = |filter: EntryFilter| {
+            let store = store.clone();
+            async move { ledger_store::entries(&store, &filter, page).await }
+        };
+        let refused = |got: Result<ledger_store::EntryPage, LedgerError>, want, copy| match got {
+            Err(LedgerError::Misattributed { seq, column, copy: c }) => {
+                assert_eq!((seq, column, c), (7, want, copy));
+            }
+            other => panic!("{engine}: {want}: not refused: {:?}", other.map(|p| p.entries.len())),
+        };
+        for (sql, column) in column_changes(store.engine()) {
+            exec(&store, sql).await;
+            refused(list(EntryFilter::default()).await, column, Copied::Column);
+            // The filter that selects by the changed column's new value reads it too.
+            let by_new_value = match column {
+                Column::Caller if !sql.contains("BLOB") => EntryFilter {
+                    caller: Some("spiffe://region-a.credit.test/dept/d2".into()),
+                    from_ms: Some(T0 + 7),
+                    ..Default::default()
+                },
+                Column::Outcome => EntryFilter {
+                    outcome: Some(OutcomeKind::Alert),
+                    ..Default::default()
+                },
+                Column::Purpose => EntryFilter {
+                    purpose: Some("tax-audit".into()),
+                    ..Default::default()
+                },
+                _ => EntryFilter {
+                    from_ms: Some(T0 + 5),
+                    ..Default::default()
+                },
+            };
+            refused(list(by_new_value).await, column, Copied::Column);
+            let mut out = Vec::new();
+            let exported = audit::export(&store, &EntryFilter::default(), &mut out).await;
+            assert!(
+                matches!(exported, Err(LedgerError::Misattributed { seq: 7, .. })),
+                "{engine}: {sql}: {exported:?}"
+            );
+            restore_columns(&store).await;
+        }
+        // A lookup row moved to another caller: listing that caller reads entry 7 through it.
+        exec(
+            &store,
+            "UPDATE ledger_lookup SET value = 'spiffe://region-a.credit.test/dept/d2' \
+             WHERE field = 'caller' AND seq = 7",
+        )
+        .await;
+        let d2 = EntryFilter {
+            caller: Some("spiffe://region-a.credit.test/dept/d2".into()),
+            ..Default::default()
+        };
+        refused(list(d2).await, Column::Caller, Copied::Lookup);
+        exec(
+            &store,
+            "UPDATE ledger_lookup SET value = 'spiffe://region-a.credit.test/dept/d1' \
+             WHERE field = 'caller' AND seq = 7",
+        )
+        .await;
+        let all = list(EntryFilter::default()).await.unwrap();
+        assert_eq!(all.entries.len(), 20, "{engine}");
+        assert!(verify(&store).await.is_ok(), "{engine}");
     }
 }
 

@@ -488,7 +488,16 @@ async fn export(config: &Path, filter: &EntryFilter, out: &Path) -> Result<(), C
         bar.finish_and_clear();
     }
     store.close().await;
-    let summary = exported.map_err(runtime)?;
+    let summary = match exported {
+        Ok(summary) => summary,
+        Err(e) => {
+            // What was written verifies as a selection, yet it is not the one asked for (an
+            // entry misattributed, say): no file rather than a plausible partial one.
+            drop(writer);
+            let _ = std::fs::remove_file(out);
+            return Err(runtime(e));
+        }
+    };
     crate::outln!(
         "exported {} {} with inclusion proofs against the signed tree head of size {} to {}",
         summary.entries,

@@ -25,7 +25,8 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use sqlx::{Any, AnyConnection, Row, any::AnyRow};
 use tokio::sync::{mpsc, oneshot};
 
-pub use super::filter::{EntryFilter, OutcomeKind};
+pub use super::filter::{Column, EntryFilter, OutcomeKind};
+use super::filter::FilterFields;
 use super::{
     entry::Entry,
     lookup::{self, Field},
@@ -103,6 +104,18 @@ pub enum LedgerError {
     Empty,
     #[error("invalid ledger settings: {0}")]
     Settings(&'static str),
+    /// A listing read an entry whose stored copy of a field disagrees with the entry's own
+    /// bytes: the ledger's tables were changed outside the node. The listing is refused whole.
+    #[error(
+        "entry {seq}: {copy} disagrees about `{column}` with the entry's own (signed) bytes: \
+         the ledger's tables were changed outside the node, so nothing is listed; run \
+         `credit-node ledger verify`"
+    )]
+    Misattributed {
+        seq: u64,
+        column: Column,
+        copy: Copied,
+    },
     /// The newest stored tree head does not verify with this node's key: another replica's
     /// key, a key replaced by mistake, or a forged head. Extending the log under another key
     /// would leave a ledger no single public key verifies.
@@ -111,6 +124,24 @@ pub enum LedgerError {
          the node does not extend a log it cannot sign consistently"
     )]
     ForeignKey(String),
+}
+
+/// Which copy of an entry's field a listing found changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Copied {
+    /// Its column in `ledger_entries`.
+    Column,
+    /// The `ledger_lookup` row the listing selected it by.
+    Lookup,
+}
+
+impl std::fmt::Display for Copied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Copied::Column => "its stored column",
+            Copied::Lookup => "the ledger_lookup row it was selected by",
+        })
+    }
 }
 
 impl LedgerError {
@@ -605,36 +636,39 @@ pub async fn entries(
         (None, Some(caller)) => Some((Field::Caller, caller.as_str())),
         (None, None) => None,
     };
-    let rows = match key {
+    // Each row with whether the lookup selected it (rather than the log's own columns).
+    let rows: Vec<(AnyRow, bool)> = match key {
         Some(key) => {
             let indexed = to_i64(lookup::indexed(store).await?)?;
-            let mut rows =
-                matching(store, filter, Part::Indexed(key, indexed), after, want).await?;
+            let mut rows: Vec<_> =
+                matching(store, filter, Part::Indexed(key, indexed), after, want)
+                    .await?
+                    .into_iter()
+                    .map(|row| (row, true))
+                    .collect();
             if rows.len() < want {
                 let tail = Part::Tail(key, indexed);
-                rows.extend(matching(store, filter, tail, after, want - rows.len()).await?);
+                let more = matching(store, filter, tail, after, want - rows.len()).await?;
+                rows.extend(more.into_iter().map(|row| (row, false)));
             }
             rows
         }
-        None => matching(store, filter, Part::All, after, want).await?,
+        None => matching(store, filter, Part::All, after, want)
+            .await?
+            .into_iter()
+            .map(|row| (row, false))
+            .collect(),
     };
     let more = rows.len() > limit;
-    let entries = rows
-        .iter()
-        .take(limit)
-        .map(|row| {
-            let seq = to_u64(row.try_get::<i64, _>(0)?, "seq")?;
-            let bytes = row.try_get::<Vec<u8>, _>(1)?;
-            let entry = Entry::decode(&bytes)
-                .map_err(|e| LedgerError::Corrupt(format!("entry {seq} cannot be decoded: {e}")))?;
-            Ok(StoredEntry {
-                seq,
-                leaf_hash: fixed(row.try_get::<Vec<u8>, _>(2)?, "leaf_hash")?,
-                bytes,
-                entry,
-            })
-        })
-        .collect::<Result<Vec<_>, LedgerError>>()?;
+    // Every row read is checked, the one beyond the page too: a page is refused whole rather
+    // than shown short of an entry whose copies were changed.
+    let mut entries = Vec::with_capacity(rows.len().min(limit));
+    for (row, by_lookup) in &rows {
+        let entry = stored_entry(row, filter, *by_lookup)?;
+        if entries.len() < limit {
+            entries.push(entry);
+        }
+    }
     let next_after = if more {
         entries.last().map(|e| e.seq)
     } else {
@@ -643,6 +677,70 @@ pub async fn entries(
     Ok(EntryPage {
         entries,
         next_after,
+    })
+}
+
+/// A listing's row (`seq, entry, leaf_hash` and the five filter columns), decoded and held to
+/// its copies: its columns must be the entry's own fields, and the entry must meet the filter
+/// the row was selected by.
+///
+/// Why: only the entry's bytes are covered by the Merkle log; the columns and the lookup are
+/// copies a database administrator could change to hide an entry from a listing or an export,
+/// or to show it under another caller, without `ledger verify` of the bytes noticing. A
+/// listing cannot see an entry it did not select (the audit does, see
+/// [`super::audit::verify_store`]), but it never shows one its copies misattribute.
+fn stored_entry(
+    row: &AnyRow,
+    filter: &EntryFilter,
+    by_lookup: bool,
+) -> Result<StoredEntry, LedgerError> {
+    let seq = to_u64(row.try_get::<i64, _>(0)?, "seq")?;
+    let bytes = row.try_get::<Vec<u8>, _>(1)?;
+    let entry = Entry::decode(&bytes)
+        .map_err(|e| LedgerError::Corrupt(format!("entry {seq} cannot be decoded: {e}")))?;
+    let own = FilterFields::of(&entry);
+    // A value of another type (a BLOB caller on SQLite, say) is a difference like any other.
+    let text = |i: usize| row.try_get::<String, _>(i).ok();
+    let (caller, subject, purpose) = (text(3), text(4), text(5));
+    let outcome = text(6).and_then(|o| o.parse::<OutcomeKind>().ok());
+    let time_ms = row.try_get::<i64, _>(7).ok();
+    let differs = if caller.as_deref() != Some(own.caller) {
+        Some(Column::Caller)
+    } else if subject.as_deref() != Some(own.subject) {
+        Some(Column::Subject)
+    } else if purpose.as_deref() != Some(own.purpose) {
+        Some(Column::Purpose)
+    } else if outcome != Some(own.outcome) {
+        Some(Column::Outcome)
+    } else if time_ms != Some(own.time_ms) {
+        Some(Column::TimeMs)
+    } else {
+        None
+    };
+    if let Some(column) = differs {
+        return Err(LedgerError::Misattributed {
+            seq,
+            column,
+            copy: Copied::Column,
+        });
+    }
+    // The columns are the entry's: a condition it does not meet was met by a lookup row.
+    if let Some(column) = filter.first_unmet(&own) {
+        return Err(LedgerError::Misattributed {
+            seq,
+            column,
+            copy: if by_lookup {
+                Copied::Lookup
+            } else {
+                Copied::Column
+            },
+        });
+    }
+    Ok(StoredEntry {
+        seq,
+        leaf_hash: fixed(row.try_get::<Vec<u8>, _>(2)?, "leaf_hash")?,
+        bytes,
+        entry,
     })
 }
 
@@ -663,7 +761,7 @@ enum Param<'a> {
     Int(i64),
 }
 
-/// The rows (`seq, entry, leaf_hash`) of at most `limit` entries of `part` after `after` that
+/// The rows (`seq, entry, leaf_hash` and the filter columns, see [`stored_entry`]) of at most `limit` entries of `part` after `after` that
 /// match `filter`'s other conditions, in `seq` order.
 async fn matching(
     store: &Store,
@@ -678,7 +776,10 @@ async fn matching(
     // The lookup's rows lead, in their key's order, which is `seq` order for one value; each
     // is joined to its entry (CROSS JOIN: SQLite keeps the lookup as the outer loop, rather
     // than scanning the log by time and sorting what it found).
-    let mut sql = String::from("SELECT e.seq, e.entry, e.leaf_hash FROM ");
+    let mut sql = String::from(
+        "SELECT e.seq, e.entry, e.leaf_hash, e.caller, e.subject, e.purpose, e.outcome, \
+         e.time_ms FROM ",
+    );
     let order = match part {
         Part::Indexed((field, _), _) => {
             let _ = write!(
