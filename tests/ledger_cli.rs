@@ -129,7 +129,9 @@ async fn verify_list_export_through_the_binary() {
     // A page that ends at the last entry is the last page: no "more" to follow.
     for args in [
         &["ledger", "list", "--config", config, "--limit", "13"][..],
-        &["ledger", "list", "--config", config, "--after", "9", "--limit", "3"][..],
+        &[
+            "ledger", "list", "--config", config, "--after", "9", "--limit", "3",
+        ][..],
     ] {
         let table = run(args);
         assert!(table.status.success(), "{args:?}: {}", text(&table.stderr));
@@ -144,7 +146,11 @@ async fn verify_list_export_through_the_binary() {
     // A page of no entries would say nothing: refused, exit 2, naming the flag.
     let zero = run(&["ledger", "list", "--config", config, "--limit", "0"]);
     assert_eq!(zero.status.code(), Some(2), "{}", text(&zero.stderr));
-    assert!(text(&zero.stderr).contains("--limit"), "{}", text(&zero.stderr));
+    assert!(
+        text(&zero.stderr).contains("--limit"),
+        "{}",
+        text(&zero.stderr)
+    );
 
     // The officer's view of administration: the action in the table, the detail in JSON.
     let table = run(&[
@@ -635,4 +641,56 @@ async fn list_and_export_refuse_an_entry_whose_stored_caller_was_changed() {
         !std::path::Path::new(export).exists(),
         "no partial export left"
     );
+}
+
+/// `ledger verify` fails, exit 1, naming the entry and the column, when a column copy of an
+/// entry's field or a lookup row was changed, and verifies again once it is put back.
+#[tokio::test]
+async fn verify_fails_on_a_changed_column_or_lookup_row() {
+    let (_pki, config) = ledger_with((0..6).map(entry).collect()).await;
+    let loaded = LoadedConfig::load(std::path::Path::new(&config)).unwrap();
+    let store = Store::open(&loaded.database_url().unwrap()).await.unwrap();
+    credit_node::ledger::lookup::catch_up(&store).await.unwrap();
+    assert_eq!(
+        credit_node::ledger::lookup::indexed(&store).await.unwrap(),
+        6
+    );
+    succeeds(&["ledger", "verify", "--config", &config]);
+    let exec = |sql: &'static str| {
+        let store = store.clone();
+        async move {
+            sqlx::query::<Any>(sql).execute(store.pool()).await.unwrap();
+        }
+    };
+    for (change, undo, named) in [
+        (
+            "UPDATE ledger_entries SET time_ms = time_ms - 86400000 WHERE seq = 4",
+            "UPDATE ledger_entries SET time_ms = time_ms + 86400000 WHERE seq = 4",
+            "`time_ms`",
+        ),
+        (
+            "DELETE FROM ledger_lookup WHERE field = 'subject' AND seq = 4",
+            "INSERT INTO ledger_lookup (field, value, seq) VALUES ('subject', '91110000100000000X', 4)",
+            "ledger_lookup",
+        ),
+    ] {
+        exec(change).await;
+        let out = run(&["ledger", "verify", "--config", &config]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{change}: {stderr}");
+        assert!(
+            stderr.contains("FAILED at entry 4") && stderr.contains(named),
+            "{change}: {stderr}"
+        );
+        let out = run(&["ledger", "verify", "--config", &config, "--json"]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (report["ok"].clone(), report["first_bad_seq"].clone()),
+            (false.into(), 4.into()),
+            "{change}"
+        );
+        exec(undo).await;
+        succeeds(&["ledger", "verify", "--config", &config]);
+    }
+    store.close().await;
 }

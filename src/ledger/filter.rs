@@ -94,7 +94,6 @@ pub struct EntryFilter {
     pub until_ms: Option<i64>,
 }
 
-
 /// A column of `ledger_entries` that copies a field of the entry for listings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Column {
@@ -170,7 +169,12 @@ impl<'a> FilterFields<'a> {
     /// Appends the fields as the audit's query packs the columns: caller, subject, purpose,
     /// outcome and time_ms (decimal), each followed by [`PACK_SEPARATOR`].
     pub fn pack_into(&self, out: &mut Vec<u8>) {
-        for text in [self.caller, self.subject, self.purpose, self.outcome.as_str()] {
+        for text in [
+            self.caller,
+            self.subject,
+            self.purpose,
+            self.outcome.as_str(),
+        ] {
             out.extend_from_slice(text.as_bytes());
             out.push(PACK_SEPARATOR);
         }

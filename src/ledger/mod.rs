@@ -25,6 +25,6 @@ pub mod verify;
 mod writer;
 
 pub use store::{
-    Column, Copied, EntryFilter, EntryPage, Ledger, LedgerError, LedgerSettings, OutcomeKind, Page, Receipt,
-    StoredEntry,
+    Column, Copied, EntryFilter, EntryPage, Ledger, LedgerError, LedgerSettings, OutcomeKind, Page,
+    Receipt, StoredEntry,
 };

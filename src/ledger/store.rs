@@ -25,8 +25,8 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use sqlx::{Any, AnyConnection, Row, any::AnyRow};
 use tokio::sync::{mpsc, oneshot};
 
-pub use super::filter::{Column, EntryFilter, OutcomeKind};
 use super::filter::FilterFields;
+pub use super::filter::{Column, EntryFilter, OutcomeKind};
 use super::{
     entry::Entry,
     lookup::{self, Field},
