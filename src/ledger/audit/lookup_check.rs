@@ -14,14 +14,15 @@
 //! the lookup is read in its own key order (field, value, seq) on another task, while the log
 //! is read in sequence order; a bucket whose sums differ is then read again on both sides to
 //! name the first entry that differs. A row added, removed or changed changes its bucket's sum
-//! but for a chance of 2^-64. The lookup is read in chunks the database packs, as the log is
-//! (see `PACK_SQLITE` in the audit): a few integer-to-text conversions a row, no row through
-//! sqlx. Rows at or after `indexed` are not read by listings (a crash part way through an
+//! but for a chance of 2^-64. The lookup is read field by field in chunks the database packs,
+//! as the log is (see `PACK_SQLITE` in the audit): two aggregates over the rows, one integer
+//! conversion a row, no row through sqlx. (Grouping the rows by value first, to send each value
+//! once, measured twice as slow: the grouping cost more than the copies it saved.) Rows at or after `indexed` are not read by listings (a crash part way through an
 //! indexing round leaves some): they are only checked not to run past the log; once the
 //! indexer moves `indexed` past them, the next audit holds them to their entries.
 
 use std::{
-    collections::hash_map::RandomState,
+    collections::hash_map::{DefaultHasher, RandomState},
     hash::{BuildHasher, Hasher},
 };
 
@@ -31,7 +32,7 @@ use super::AuditError;
 use crate::{
     ledger::{
         entry::Entry,
-        filter::FilterFields,
+        filter::{FilterFields, PACK_SEPARATOR},
         store::{LedgerError, committed_size, to_i64, to_u64},
     },
     store::{Engine, Store},
@@ -51,7 +52,7 @@ pub(super) struct KeyDigest {
 }
 
 /// The lookup field names, by tag.
-const FIELDS: [&[u8]; 2] = [b"caller", b"subject"];
+const FIELDS: [&str; 2] = ["caller", "subject"];
 
 impl KeyDigest {
     /// A digest of the lookup's part `[0, indexed)` of a log of `size` entries: the part the
@@ -127,180 +128,182 @@ pub(super) async fn scan(
         first_bad: None,
         beyond: None,
     };
+    // Rows of another field: listings never read them, but they stand for rows that are gone.
+    let other = sqlx::query::<Any>(
+        "SELECT min(seq) FROM ledger_lookup \
+         WHERE field < 'caller' OR (field > 'caller' AND field < 'subject') OR field > 'subject'",
+    )
+    .fetch_one(store.pool())
+    .await?
+    .try_get::<Option<i64>, _>(0)?;
+    if let Some(seq) = other {
+        scanned.bad(u64::try_from(seq).unwrap_or(0));
+    }
     let engine = store.engine();
-    let mut after: Option<Key> = None;
-    loop {
-        // The last key of this chunk, found by the database in its own collation: a key
-        // compared in Rust's byte order could differ from PostgreSQL's order.
-        let bound = match last_key(store, engine, after.as_ref()).await? {
-            Bound::Key(key) => Some(key),
-            Bound::End => None,
-            Bound::NotText(seq) => {
-                // A key that cannot be bound back: nothing past it is read.
-                scanned.bad(seq);
-                return Ok(scanned);
+    for (tag, field) in FIELDS.iter().enumerate() {
+        let mut after: Option<(String, i64)> = None;
+        loop {
+            // The last key of this chunk, found by the database in its own collation: a key
+            // compared in Rust's byte order could differ from PostgreSQL's order.
+            let bound = match last_key(store, engine, field, after.as_ref()).await? {
+                Bound::Key(key) => Some(key),
+                Bound::End => None,
+                Bound::NotText(seq) => {
+                    // A key that cannot be bound back: nothing past it is read.
+                    scanned.bad(seq);
+                    return Ok(scanned);
+                }
+            };
+            let sql = chunk_sql(engine, after.is_some(), bound.is_some());
+            let mut q = sqlx::query::<Any>(&sql).bind(*field);
+            for (value, seq) in after.iter().chain(bound.iter()) {
+                q = q.bind(value.as_str()).bind(*seq);
             }
-        };
-        let sql = chunk_sql(engine, after.is_some(), bound.is_some());
-        let mut q = sqlx::query::<Any>(&sql);
-        for (field, value, seq) in after.iter().chain(bound.iter()) {
-            q = q.bind(field.as_str()).bind(value.as_str()).bind(*seq);
-        }
-        let row = q.fetch_one(store.pool()).await?;
-        let packed = match engine {
-            Engine::Sqlite => row.try_get::<Option<Vec<u8>>, _>(0)?,
-            Engine::Postgres => row.try_get::<Option<String>, _>(0)?.map(String::into_bytes),
-        };
-        parse_chunk(&packed.unwrap_or_default(), &mut scanned, size)?;
-        match bound {
-            Some(bound) => after = Some(bound),
-            None => return Ok(scanned),
+            let row = q.fetch_one(store.pool()).await?;
+            let seqs = row.try_get::<Option<String>, _>(0)?.unwrap_or_default();
+            let values = row.try_get::<Option<Vec<u8>>, _>(1)?.unwrap_or_default();
+            parse_chunk(tag as u8, &seqs, &values, &mut scanned, size)?;
+            match bound {
+                Some(bound) => after = Some(bound),
+                None => break,
+            }
         }
     }
+    Ok(scanned)
 }
 
-/// A lookup row's key: field, value, seq.
-type Key = (String, String, i64);
+/// A lookup row's key within its field: value, seq.
+type Key = (String, i64);
 
 /// Where a chunk of the lookup ends.
 enum Bound {
     /// At this key, included.
     Key(Key),
-    /// At the end of the lookup.
+    /// At the end of the field's rows.
     End,
-    /// At a key whose field or value is not text (SQLite), of this entry.
+    /// At a key whose value is not text (SQLite), of this entry.
     NotText(u64),
 }
 
-/// The key `CHUNK` rows after `after` (from the first with `None`).
+/// The key `CHUNK` rows of `field` after `after` (from the first with `None`).
 async fn last_key(
     store: &Store,
     engine: Engine,
+    field: &str,
     after: Option<&Key>,
 ) -> Result<Bound, LedgerError> {
-    let typed = match engine {
-        Engine::Sqlite => "typeof(field) = 'text' AND typeof(value) = 'text'",
+    let text = match engine {
+        Engine::Sqlite => "value < X''",
         Engine::Postgres => "TRUE",
     };
     let lower = match after {
-        Some(_) => "WHERE (field, value, seq) > ($1, $2, $3)",
+        Some(_) => "AND (value, seq) > ($2, $3)",
         None => "",
     };
     let sql = format!(
-        "SELECT seq, CAST(CASE WHEN {typed} THEN 1 ELSE 0 END AS BIGINT), field, value \
-         FROM ledger_lookup {lower} ORDER BY field, value, seq LIMIT 1 OFFSET {}",
+        "SELECT seq, CAST(CASE WHEN {text} THEN 1 ELSE 0 END AS BIGINT), value \
+         FROM ledger_lookup WHERE field = $1 {lower} ORDER BY value, seq LIMIT 1 OFFSET {}",
         CHUNK - 1
     );
-    let mut q = sqlx::query::<Any>(&sql);
-    if let Some((field, value, seq)) = after {
-        q = q.bind(field.as_str()).bind(value.as_str()).bind(*seq);
+    let mut q = sqlx::query::<Any>(&sql).bind(field);
+    if let Some((value, seq)) = after {
+        q = q.bind(value.as_str()).bind(*seq);
     }
     let Some(row) = q.fetch_optional(store.pool()).await? else {
         return Ok(Bound::End);
     };
     let seq: i64 = row.try_get(0)?;
     let text = row.try_get::<i64, _>(1)? == 1;
-    match (
-        text,
-        row.try_get::<String, _>(2),
-        row.try_get::<String, _>(3),
-    ) {
-        (true, Ok(field), Ok(value)) => Ok(Bound::Key((field, value, seq))),
+    match (text, row.try_get::<String, _>(2)) {
+        (true, Ok(value)) => Ok(Bound::Key((value, seq))),
         _ => Ok(Bound::NotText(to_u64(seq, "ledger_lookup seq")?)),
     }
 }
 
-/// The statement packing the lookup's rows after a key (`lower`) up to and including another
-/// (`upper`): per `(field, value)`, `field length:value length:seqs length:text?:` then the
-/// field, the value and its sequence numbers, comma-separated. Lengths delimit everything, so
-/// no value can pass for several rows.
+/// The statement packing one field's rows after a key (`lower`) up to and including another
+/// (`upper`): their sequence numbers, comma-separated, and their values, separated by 0xFF, as
+/// two aggregates over the same rows, so the n-th of each belong together. 0xFF is in no
+/// UTF-8 text: a value holding one leaves more values than sequence numbers. On SQLite a
+/// value that is not text (a BLOB, which `value = $1` no longer matches) shows as `-1 - seq`.
 fn chunk_sql(engine: Engine, lower: bool, upper: bool) -> String {
-    let mut conditions = vec!["1 = 1"];
+    let mut conditions = vec!["field = $1"];
     if lower {
-        conditions.push("(field, value, seq) > ($1, $2, $3)");
+        conditions.push("(value, seq) > ($2, $3)");
     }
     if upper {
         conditions.push(if lower {
-            "(field, value, seq) <= ($4, $5, $6)"
+            "(value, seq) <= ($4, $5)"
         } else {
-            "(field, value, seq) <= ($1, $2, $3)"
+            "(value, seq) <= ($2, $3)"
         });
     }
     let conditions = conditions.join(" AND ");
     match engine {
         Engine::Sqlite => format!(
-            "SELECT CAST(group_concat(octet_length(field) || ':' || octet_length(value) || ':' \
-             || octet_length(seqs) || ':' || text || ':' || field || value || seqs, '') AS BLOB) \
-             FROM (SELECT field, value, \
-             (typeof(field) = 'text' AND typeof(value) = 'text') AS text, \
-             group_concat(seq, ',') AS seqs FROM ledger_lookup WHERE {conditions} \
-             GROUP BY field, value)"
+            "SELECT group_concat(CASE WHEN value < X'' THEN seq ELSE -1 - seq END, ','), \
+             CAST(group_concat(value, X'FF') AS BLOB) \
+             FROM ledger_lookup WHERE {conditions}"
         ),
         Engine::Postgres => format!(
-            "SELECT string_agg(octet_length(field) || ':' || octet_length(value) || ':' \
-             || octet_length(seqs) || ':1:' || field || value || seqs, '') \
-             FROM (SELECT field, value, string_agg(seq::text, ',') AS seqs \
-             FROM ledger_lookup WHERE {conditions} GROUP BY field, value) g"
+            "SELECT string_agg(seq::text, ','), \
+             string_agg(convert_to(value, 'UTF8'), '\\xff'::bytea) \
+             FROM ledger_lookup WHERE {conditions}"
         ),
     }
 }
 
-fn parse_chunk(mut rest: &[u8], scanned: &mut Scanned, size: u64) -> Result<(), LedgerError> {
-    let bad = |what: &str| LedgerError::Corrupt(format!("ledger_lookup: {what}"));
-    let number = |rest: &mut &[u8]| {
-        let end = rest
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or_else(|| bad("unreadable pack"))?;
-        let n = std::str::from_utf8(&rest[..end])
-            .ok()
-            .and_then(|t| t.parse::<usize>().ok())
-            .ok_or_else(|| bad("unreadable length in its pack"))?;
-        *rest = &rest[end + 1..];
-        Ok::<_, LedgerError>(n)
-    };
-    while !rest.is_empty() {
-        let (field_len, value_len, seqs_len) =
-            (number(&mut rest)?, number(&mut rest)?, number(&mut rest)?);
-        let text = number(&mut rest)? == 1;
-        let len = field_len
-            .checked_add(value_len)
-            .and_then(|n| n.checked_add(seqs_len));
-        if len.is_none_or(|len| len > rest.len()) {
-            return Err(bad("a row runs past its pack"));
-        }
-        let (field, after) = rest.split_at(field_len);
-        let (value, after) = after.split_at(value_len);
-        let (seqs, after) = after.split_at(seqs_len);
-        rest = after;
-        let tag = FIELDS.iter().position(|f| *f == field);
-        // The key's hash up to its sequence number, shared by the group's rows.
-        let mut group = scanned.digest.key.build_hasher();
-        if let Some(tag) = tag {
-            group.write_u8(tag as u8);
-            group.write(value);
-        }
-        for seq in seqs.split(|&b| b == b',') {
-            let seq = std::str::from_utf8(seq)
-                .ok()
-                .and_then(|t| t.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    bad(&format!(
-                        "a row's sequence number is {:?}",
-                        String::from_utf8_lossy(seq)
-                    ))
-                })?;
-            if seq >= size {
-                scanned.beyond = Some(scanned.beyond.map_or(seq, |b| b.max(seq)));
+fn parse_chunk(
+    tag: u8,
+    seqs: &str,
+    values: &[u8],
+    scanned: &mut Scanned,
+    size: u64,
+) -> Result<(), LedgerError> {
+    let mut values = values.split(|&b| b == PACK_SEPARATOR);
+    // The key's hash up to its sequence number, shared by rows of one value (they are in
+    // value order).
+    let mut last: Option<(&[u8], DefaultHasher)> = None;
+    let mut first_seq = None;
+    for seq in seqs.split(',').filter(|s| !s.is_empty()) {
+        let (seq, text) = match seq.parse::<i64>() {
+            Ok(n) if n >= 0 => (n as u64, true),
+            Ok(n) => ((-1 - n).max(0) as u64, false),
+            Err(_) => {
+                return Err(LedgerError::Corrupt(format!(
+                    "ledger_lookup: a row's sequence number is {seq:?}"
+                )));
             }
-            if tag.is_none() || !text {
-                scanned.bad(seq);
-            } else if seq < scanned.digest.indexed {
-                let mut h = group.clone();
-                h.write_u64(seq);
-                scanned.digest.add_hash(seq, h.finish());
-            }
+        };
+        first_seq.get_or_insert(seq);
+        let Some(value) = values.next() else {
+            // Fewer values than sequence numbers: a NULL value.
+            scanned.bad(seq);
+            continue;
+        };
+        if seq >= size {
+            scanned.beyond = Some(scanned.beyond.map_or(seq, |b| b.max(seq)));
         }
+        if !text {
+            scanned.bad(seq);
+        } else if seq < scanned.digest.indexed {
+            let group = match &last {
+                Some((v, h)) if *v == value => h.clone(),
+                _ => {
+                    let mut h = scanned.digest.key.build_hasher();
+                    h.write_u8(tag);
+                    h.write(value);
+                    last = Some((value, h.clone()));
+                    h
+                }
+            };
+            let mut h = group;
+            h.write_u64(seq);
+            scanned.digest.add_hash(seq, h.finish());
+        }
+    }
+    // More values than rows: a value held 0xFF.
+    if first_seq.is_some() && values.next().is_some() {
+        scanned.bad(first_seq.unwrap_or(0));
     }
     Ok(())
 }
