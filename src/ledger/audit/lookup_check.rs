@@ -14,12 +14,17 @@
 //! the lookup is read in its own key order (field, value, seq) on another task, while the log
 //! is read in sequence order; a bucket whose sums differ is then read again on both sides to
 //! name the first entry that differs. A row added, removed or changed changes its bucket's sum
-//! but for a chance of 2^-64. The lookup is read field by field in chunks the database packs,
-//! as the log is (see `PACK_SQLITE` in the audit): two aggregates over the rows, one integer
-//! conversion a row, no row through sqlx. (Grouping the rows by value first, to send each value
-//! once, measured twice as slow: the grouping cost more than the copies it saved.) Rows at or after `indexed` are not read by listings (a crash part way through an
-//! indexing round leaves some): they are only checked not to run past the log; once the
-//! indexer moves `indexed` past them, the next audit holds them to their entries.
+//! but for a chance of 2^-64. Its findings come after the log's own: an entry changed later in
+//! the log is reported before a lookup row changed earlier.
+//!
+//! The lookup is read field by field in chunks the database packs, as the log is (see
+//! `PACK_SQLITE` in the audit): two aggregates over the rows, one integer conversion a row, no
+//! row through sqlx. (Grouping the rows by value first, to send each value once, measured
+//! twice as slow: the grouping cost more than the copies it saved.)
+//!
+//! Rows at or after `indexed` are not read by listings (a crash part way through an indexing
+//! round leaves some): they are only checked not to run past the log; once the indexer moves
+//! `indexed` past them, the next audit holds them to their entries.
 
 use std::{
     collections::hash_map::{DefaultHasher, RandomState},
