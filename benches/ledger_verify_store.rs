@@ -4,7 +4,8 @@
 //! entry, leaf hash) row by row through the same pool and SHA-256-hashing each entry (how the
 //! audit read until it had the database pack ranges), in the same run. The criterion bench
 //! `ledger_verify` measures the verifier's core over entries in memory; this one adds the
-//! store: sqlx's row stream, decoding, the signed tree heads.
+//! store: sqlx's row stream, decoding, the signed tree heads, the five filter columns of each
+//! entry and the lookup by caller and subject (caught up before the audits, as on a node).
 //!
 //! `cargo bench --bench ledger_verify_store` — prints a Markdown table for BENCHMARKS.md.
 
@@ -62,6 +63,12 @@ async fn run() {
         w.await.unwrap();
     }
     ledger.shutdown().await;
+    // The lookup by caller and subject caught up, as a running node keeps it: the audit reads
+    // and checks it too.
+    assert_eq!(
+        credit_node::ledger::lookup::catch_up(&store).await.unwrap(),
+        N
+    );
 
     let mut verify = Vec::new();
     let mut floor = Vec::new();

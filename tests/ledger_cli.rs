@@ -126,6 +126,31 @@ async fn verify_list_export_through_the_binary() {
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[2]["seq"], 2);
     assert_eq!(lines[2]["subject"], SUBJECT);
+    // A page that ends at the last entry is the last page: no "more" to follow.
+    for args in [
+        &["ledger", "list", "--config", config, "--limit", "13"][..],
+        &[
+            "ledger", "list", "--config", config, "--after", "9", "--limit", "3",
+        ][..],
+    ] {
+        let table = run(args);
+        assert!(table.status.success(), "{args:?}: {}", text(&table.stderr));
+        let (stdout, stderr) = (text(&table.stdout), text(&table.stderr));
+        assert!(
+            !stdout.contains("(more") && !stderr.contains("(more"),
+            "{args:?}: {stdout}{stderr}"
+        );
+    }
+    let table = succeeds(&["ledger", "list", "--config", config, "--limit", "12"]);
+    assert!(table.ends_with("(more: --after 11)\n"), "{table}");
+    // A page of no entries would say nothing: refused, exit 2, naming the flag.
+    let zero = run(&["ledger", "list", "--config", config, "--limit", "0"]);
+    assert_eq!(zero.status.code(), Some(2), "{}", text(&zero.stderr));
+    assert!(
+        text(&zero.stderr).contains("--limit"),
+        "{}",
+        text(&zero.stderr)
+    );
 
     // The officer's view of administration: the action in the table, the detail in JSON.
     let table = run(&[
@@ -567,4 +592,105 @@ async fn list_refuses_filters_that_cannot_match_and_takes_bare_dates() {
         count(&["--caller", "spiffe://region-a.credit.test/dept/tax"]),
         3
     );
+}
+
+/// An entry whose stored caller column was changed to another department's is not listed or
+/// exported under it: exit 1, naming the entry and the column, and no export file is left.
+#[tokio::test]
+async fn list_and_export_refuse_an_entry_whose_stored_caller_was_changed() {
+    let (pki, config) = ledger_with((0..3).map(entry).collect()).await;
+    let loaded = LoadedConfig::load(std::path::Path::new(&config)).unwrap();
+    let store = Store::open(&loaded.database_url().unwrap()).await.unwrap();
+    sqlx::query::<Any>(
+        "UPDATE ledger_entries SET caller = 'spiffe://region-a.credit.test/dept/court' \
+         WHERE seq = 1",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.close().await;
+    let export = pki.dir.path().join("export.jsonl");
+    let export = export.to_str().unwrap();
+    for args in [
+        vec!["ledger", "list", "--config", &config],
+        vec!["ledger", "list", "--config", &config, "--jsonl"],
+        vec![
+            "ledger",
+            "list",
+            "--config",
+            &config,
+            "--caller",
+            "spiffe://region-a.credit.test/dept/court",
+        ],
+        vec!["ledger", "export", "--config", &config, "--out", export],
+    ] {
+        let out = run(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("entry 1: ") && stderr.contains("`caller`"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !text(&out.stdout).contains("dept/court"),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+    }
+    assert!(
+        !std::path::Path::new(export).exists(),
+        "no partial export left"
+    );
+}
+
+/// `ledger verify` fails, exit 1, naming the entry and the column, when a column copy of an
+/// entry's field or a lookup row was changed, and verifies again once it is put back.
+#[tokio::test]
+async fn verify_fails_on_a_changed_column_or_lookup_row() {
+    let (_pki, config) = ledger_with((0..6).map(entry).collect()).await;
+    let loaded = LoadedConfig::load(std::path::Path::new(&config)).unwrap();
+    let store = Store::open(&loaded.database_url().unwrap()).await.unwrap();
+    credit_node::ledger::lookup::catch_up(&store).await.unwrap();
+    assert_eq!(
+        credit_node::ledger::lookup::indexed(&store).await.unwrap(),
+        6
+    );
+    succeeds(&["ledger", "verify", "--config", &config]);
+    let exec = |sql: &'static str| {
+        let store = store.clone();
+        async move {
+            sqlx::query::<Any>(sql).execute(store.pool()).await.unwrap();
+        }
+    };
+    for (change, undo, named) in [
+        (
+            "UPDATE ledger_entries SET time_ms = time_ms - 86400000 WHERE seq = 4",
+            "UPDATE ledger_entries SET time_ms = time_ms + 86400000 WHERE seq = 4",
+            "`time_ms`",
+        ),
+        (
+            "DELETE FROM ledger_lookup WHERE field = 'subject' AND seq = 4",
+            "INSERT INTO ledger_lookup (field, value, seq) VALUES ('subject', '91110000100000000X', 4)",
+            "ledger_lookup",
+        ),
+    ] {
+        exec(change).await;
+        let out = run(&["ledger", "verify", "--config", &config]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{change}: {stderr}");
+        assert!(
+            stderr.contains("FAILED at entry 4") && stderr.contains(named),
+            "{change}: {stderr}"
+        );
+        let out = run(&["ledger", "verify", "--config", &config, "--json"]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (report["ok"].clone(), report["first_bad_seq"].clone()),
+            (false.into(), 4.into()),
+            "{change}"
+        );
+        exec(undo).await;
+        succeeds(&["ledger", "verify", "--config", &config]);
+    }
+    store.close().await;
 }

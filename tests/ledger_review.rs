@@ -531,6 +531,43 @@ async fn filters_return_exactly_the_matching_entries() {
     f.node.shutdown().await;
 }
 
+/// An entry whose stored caller column was changed in the database (to pass it off as another
+/// department's) is never listed under either: the listing is refused with DATA_LOSS naming
+/// the entry and the column.
+#[tokio::test]
+async fn a_listing_refuses_an_entry_whose_stored_caller_was_changed() {
+    let f = fixture().await;
+    let mut c = officer(&f.pki, &f.node).await;
+    let store = f.node.state().store().clone();
+    sqlx::query::<sqlx::Any>("UPDATE ledger_entries SET caller = $1 WHERE seq = 0")
+        .bind(COURT_A)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    for request in [
+        proto::ListEntriesRequest::default(),
+        proto::ListEntriesRequest {
+            caller: COURT_A.into(),
+            ..Default::default()
+        },
+    ] {
+        let status = c.list_entries(request.clone()).await.unwrap_err();
+        assert_eq!(status.code(), Code::DataLoss, "{request:?}: {status:?}");
+        assert!(
+            status.message().starts_with("entry 0: ") && status.message().contains("`caller`"),
+            "{status:?}"
+        );
+    }
+    // Put back, the log lists again.
+    sqlx::query::<sqlx::Any>("UPDATE ledger_entries SET caller = $1 WHERE seq = 0")
+        .bind(TAX_A)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(all_entries(&mut c).await.len(), 5);
+    f.node.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_department_proves_its_own_receipt_and_nothing_else() {
     let f = fixture().await;

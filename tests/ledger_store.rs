@@ -15,7 +15,7 @@ use std::{
 
 use credit_node::{
     ledger::{
-        EntryFilter, Ledger, LedgerError, LedgerSettings, OutcomeKind, Page,
+        Column, Copied, EntryFilter, Ledger, LedgerError, LedgerSettings, OutcomeKind, Page,
         audit::{self, AuditError},
         entry::{Decision, Entry, FieldDecision, Outcome},
         lookup,
@@ -1141,6 +1141,347 @@ async fn entries_are_filtered_and_paged() {
                 );
             }
         }
+    }
+}
+
+/// What a database administrator might change in a copy of entry 7's fields to hide it from a
+/// listing or show it as someone else's, and the column each change concerns. Entry 7 of
+/// [`entry`] is d1's, about subject ...0002X, granted, at T0 + 7.
+fn column_changes(engine: Engine) -> Vec<(&'static str, Column)> {
+    let mut changes = vec![
+        (
+            "UPDATE ledger_entries SET caller = 'spiffe://region-a.credit.test/dept/d2' \
+             WHERE seq = 7",
+            Column::Caller,
+        ),
+        (
+            "UPDATE ledger_entries SET subject = '91110000100009999X' WHERE seq = 7",
+            Column::Subject,
+        ),
+        (
+            "UPDATE ledger_entries SET purpose = 'tax-audit' WHERE seq = 7",
+            Column::Purpose,
+        ),
+        (
+            "UPDATE ledger_entries SET outcome = 'alert' WHERE seq = 7",
+            Column::Outcome,
+        ),
+        (
+            "UPDATE ledger_entries SET time_ms = time_ms + 86400000 WHERE seq = 7",
+            Column::TimeMs,
+        ),
+    ];
+    if engine == Engine::Sqlite {
+        // The same bytes as another type: `caller = $1` no longer matches it on SQLite.
+        changes.push((
+            "UPDATE ledger_entries SET caller = CAST(caller AS BLOB) WHERE seq = 7",
+            Column::Caller,
+        ));
+        changes.push((
+            "UPDATE ledger_entries SET time_ms = CAST(CAST(time_ms AS TEXT) AS BLOB) \
+             WHERE seq = 7",
+            Column::TimeMs,
+        ));
+    }
+    changes
+}
+
+/// Puts entry 7's columns back as the writer wrote them.
+async fn restore_columns(store: &Store) {
+    let e = entry(7);
+    sqlx::query::<Any>(
+        "UPDATE ledger_entries SET caller = $1, subject = $2, purpose = $3, outcome = $4, \
+         time_ms = $5 WHERE seq = 7",
+    )
+    .bind(e.caller)
+    .bind(e.subject)
+    .bind(e.purpose)
+    .bind("granted")
+    .bind(e.time_ms)
+    .execute(store.pool())
+    .await
+    .unwrap();
+}
+
+/// A listing or export that reads an entry whose stored copies were changed refuses, naming
+/// the entry and the column; it never shows the entry misattributed. Put back, all is listed.
+#[tokio::test]
+async fn a_listing_refuses_an_entry_whose_copies_were_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        signed_log(&store).await;
+        assert_eq!(lookup::catch_up(&store).await.unwrap(), 20, "{engine}");
+        let page = Page {
+            after: None,
+            limit: 100,
+        };
+        let list = |filter: EntryFilter| {
+            let store = store.clone();
+            async move { ledger_store::entries(&store, &filter, page).await }
+        };
+        let refused = |got: Result<ledger_store::EntryPage, LedgerError>, want, copy| match got {
+            Err(LedgerError::Misattributed {
+                seq,
+                column,
+                copy: c,
+            }) => {
+                assert_eq!((seq, column, c), (7, want, copy));
+            }
+            other => panic!(
+                "{engine}: {want}: not refused: {:?}",
+                other.map(|p| p.entries.len())
+            ),
+        };
+        for (sql, column) in column_changes(store.engine()) {
+            exec(&store, sql).await;
+            refused(list(EntryFilter::default()).await, column, Copied::Column);
+            // The filter that selects by the changed column's new value reads it too.
+            // (A filter by caller or subject reads the lookup, not the column: see below.)
+            let by_new_value = match column {
+                Column::Outcome => EntryFilter {
+                    outcome: Some(OutcomeKind::Alert),
+                    ..Default::default()
+                },
+                Column::Purpose => EntryFilter {
+                    purpose: Some("tax-audit".into()),
+                    ..Default::default()
+                },
+                _ => EntryFilter {
+                    from_ms: Some(T0 + 5),
+                    ..Default::default()
+                },
+            };
+            refused(list(by_new_value).await, column, Copied::Column);
+            let mut out = Vec::new();
+            let exported = audit::export(&store, &EntryFilter::default(), &mut out).await;
+            assert!(
+                matches!(exported, Err(LedgerError::Misattributed { seq: 7, .. })),
+                "{engine}: {sql}: {exported:?}"
+            );
+            restore_columns(&store).await;
+        }
+        // A lookup row moved to another caller: listing that caller reads entry 7 through it.
+        exec(
+            &store,
+            "UPDATE ledger_lookup SET value = 'spiffe://region-a.credit.test/dept/d2' \
+             WHERE field = 'caller' AND seq = 7",
+        )
+        .await;
+        let d2 = EntryFilter {
+            caller: Some("spiffe://region-a.credit.test/dept/d2".into()),
+            ..Default::default()
+        };
+        refused(list(d2).await, Column::Caller, Copied::Lookup);
+        exec(
+            &store,
+            "UPDATE ledger_lookup SET value = 'spiffe://region-a.credit.test/dept/d1' \
+             WHERE field = 'caller' AND seq = 7",
+        )
+        .await;
+        let all = list(EntryFilter::default()).await.unwrap();
+        assert_eq!(all.entries.len(), 20, "{engine}");
+        assert!(verify(&store).await.is_ok(), "{engine}");
+    }
+}
+
+/// `ledger verify` holds every entry's columns to the entry: a change to any of them (or, on
+/// SQLite, the same bytes as another type) fails the audit, naming the entry and the column.
+#[tokio::test]
+async fn verify_names_the_entry_and_column_of_a_changed_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        signed_log(&store).await;
+        assert_eq!(lookup::catch_up(&store).await.unwrap(), 20, "{engine}");
+        assert!(verify(&store).await.is_ok(), "{engine}: untouched");
+        for (sql, column) in column_changes(store.engine()) {
+            exec(&store, sql).await;
+            let err = verify(&store).await.expect_err(&format!("{engine}: {sql}"));
+            assert!(
+                matches!(err, AuditError::ColumnMismatch { seq: 7, column: c } if c == column),
+                "{engine}: {sql}: {err}"
+            );
+            assert_eq!(err.first_bad_seq(), Some(7), "{engine}: {sql}");
+            // In ranges of one entry each too.
+            let err = audit::verify_store_within(&store, &public(1), 1, |_| {})
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, AuditError::ColumnMismatch { seq: 7, column: c } if c == column),
+                "{engine}: {sql}: {err}"
+            );
+            restore_columns(&store).await;
+            assert!(verify(&store).await.is_ok(), "{engine}: {sql} put back");
+        }
+    }
+}
+
+/// `ledger verify` holds `ledger_lookup` to the entries: a row deleted, changed, moved to
+/// another entry or added fails the audit naming the entry; a row or a head beyond the log
+/// fails it as ahead. Rows put back, the ledger verifies again.
+#[tokio::test]
+async fn verify_finds_a_lookup_row_deleted_changed_or_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        signed_log(&store).await;
+        assert_eq!(lookup::catch_up(&store).await.unwrap(), 20, "{engine}");
+        let d1 = "spiffe://region-a.credit.test/dept/d1";
+        let subject7 = entry(7).subject;
+        let mut changes = vec![
+            (
+                "DELETE FROM ledger_lookup WHERE field = 'caller' AND seq = 7".to_owned(),
+                format!(
+                    "INSERT INTO ledger_lookup (field, value, seq) VALUES ('caller', '{d1}', 7)"
+                ),
+                7,
+            ),
+            (
+                "UPDATE ledger_lookup SET value = 'spiffe://region-a.credit.test/dept/d2' \
+                 WHERE field = 'caller' AND seq = 7"
+                    .to_owned(),
+                format!(
+                    "UPDATE ledger_lookup SET value = '{d1}' WHERE field = 'caller' AND seq = 7"
+                ),
+                7,
+            ),
+            (
+                "UPDATE ledger_lookup SET seq = 13 WHERE field = 'subject' AND seq = 7".to_owned(),
+                format!(
+                    "UPDATE ledger_lookup SET seq = 7 WHERE field = 'subject' AND seq = 13 \
+                     AND value = '{subject7}'"
+                ),
+                7,
+            ),
+            (
+                "INSERT INTO ledger_lookup (field, value, seq) VALUES \
+                 ('caller', 'spiffe://region-a.credit.test/dept/d2', 9)"
+                    .to_owned(),
+                "DELETE FROM ledger_lookup WHERE field = 'caller' AND seq = 9 \
+                 AND value = 'spiffe://region-a.credit.test/dept/d2'"
+                    .to_owned(),
+                9,
+            ),
+            (
+                "INSERT INTO ledger_lookup (field, value, seq) VALUES ('purpose', 'licensing', 3)"
+                    .to_owned(),
+                "DELETE FROM ledger_lookup WHERE field = 'purpose'".to_owned(),
+                3,
+            ),
+        ];
+        if store.engine() == Engine::Sqlite {
+            changes.push((
+                "UPDATE ledger_lookup SET value = CAST(value AS BLOB) \
+                 WHERE field = 'caller' AND seq = 7"
+                    .to_owned(),
+                "UPDATE ledger_lookup SET value = CAST(value AS TEXT) \
+                 WHERE field = 'caller' AND seq = 7"
+                    .to_owned(),
+                7,
+            ));
+        }
+        for (change, undo, seq) in &changes {
+            exec(&store, change).await;
+            let err = verify(&store).await.unwrap_err();
+            assert!(
+                matches!(err, AuditError::LookupMismatch { seq: s } if s == *seq),
+                "{engine}: {change}: {err}"
+            );
+            assert_eq!(err.first_bad_seq(), Some(*seq));
+            exec(&store, undo).await;
+            assert!(verify(&store).await.is_ok(), "{engine}: {change} undone");
+        }
+        // A row of an entry the log does not have.
+        exec(
+            &store,
+            &format!("INSERT INTO ledger_lookup (field, value, seq) VALUES ('caller', '{d1}', 25)"),
+        )
+        .await;
+        let err = verify(&store).await.unwrap_err();
+        assert!(
+            matches!(err, AuditError::LookupAhead { seq: 25, size: 20 }),
+            "{engine}: {err}"
+        );
+        exec(&store, "DELETE FROM ledger_lookup WHERE seq = 25").await;
+        // A head claiming more than the log: listings would skip the log's own tail.
+        exec(
+            &store,
+            "UPDATE ledger_lookup_head SET indexed = 30 WHERE id = 0",
+        )
+        .await;
+        let err = verify(&store).await.unwrap_err();
+        assert!(
+            matches!(err, AuditError::LookupAhead { seq: 20, .. }),
+            "{engine}: {err}"
+        );
+        exec(
+            &store,
+            "UPDATE ledger_lookup_head SET indexed = 20 WHERE id = 0",
+        )
+        .await;
+        assert!(verify(&store).await.is_ok(), "{engine}");
+    }
+}
+
+/// A page says more entries follow only when a matching one does: a page that ends exactly at
+/// the last match is the last page, read from the lookup or from the log.
+#[tokio::test]
+async fn a_page_says_more_only_when_a_matching_entry_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let ledger = open(&store, 100).await;
+        append_sequentially(&ledger, 8).await;
+        let d1 = EntryFilter {
+            caller: Some("spiffe://region-a.credit.test/dept/d1".into()),
+            ..Default::default()
+        };
+        for phase in ["nothing indexed", "all indexed"] {
+            if phase == "all indexed" {
+                assert_eq!(lookup::catch_up(&store).await.unwrap(), 8, "{engine}");
+            }
+            let page = |filter: EntryFilter, after, limit| {
+                let ledger = ledger.clone();
+                async move {
+                    let got = ledger
+                        .entries(&filter, Page { after, limit })
+                        .await
+                        .unwrap();
+                    let seqs: Vec<u64> = got.entries.iter().map(|e| e.seq).collect();
+                    (seqs, got.next_after)
+                }
+            };
+            let context = format!("{engine}, {phase}");
+            assert_eq!(
+                page(EntryFilter::default(), None, 8).await,
+                ((0..8).collect(), None),
+                "{context}"
+            );
+            assert_eq!(
+                page(EntryFilter::default(), Some(3), 4).await,
+                ((4..8).collect(), None),
+                "{context}"
+            );
+            assert_eq!(
+                page(EntryFilter::default(), None, 7).await,
+                ((0..7).collect(), Some(6)),
+                "{context}"
+            );
+            // Entries 1, 4 and 7 are d1's.
+            assert_eq!(
+                page(d1.clone(), None, 3).await,
+                (vec![1, 4, 7], None),
+                "{context}"
+            );
+            assert_eq!(
+                page(d1.clone(), None, 2).await,
+                (vec![1, 4], Some(4)),
+                "{context}"
+            );
+            assert_eq!(
+                page(d1.clone(), Some(4), 1).await,
+                (vec![7], None),
+                "{context}"
+            );
+        }
+        ledger.shutdown().await;
     }
 }
 

@@ -155,6 +155,12 @@ const CORRUPT: &str =
 /// asked, so an out-of-range error here is a race with nothing worse to say than the error.
 fn ledger_status(e: LedgerError) -> Status {
     match e {
+        // Named, unlike other inconsistencies: the officer must know which entry's copies to
+        // distrust, and nothing misattributed is shown.
+        LedgerError::Misattributed { .. } => {
+            tracing::error!(error = %e, "ledger listing refused: an entry's stored copies were changed");
+            Status::data_loss(e.to_string())
+        }
         LedgerError::Corrupt(_)
         | LedgerError::ForeignKey(_)
         | LedgerError::Proof(ProofError::MissingNode { .. }) => {

@@ -78,8 +78,9 @@ pub enum Command {
         /// Only entries after this sequence number (paging).
         #[arg(long)]
         after: Option<u64>,
-        /// At most this many entries; the last line then says how to ask for the next page.
-        #[arg(long, default_value_t = 100)]
+        /// At most this many entries (at least 1); the last line then says how to ask for the
+        /// next page, when more entries match.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
         /// JSON Lines, one full entry per line, instead of a table.
         #[arg(long)]
@@ -487,7 +488,16 @@ async fn export(config: &Path, filter: &EntryFilter, out: &Path) -> Result<(), C
         bar.finish_and_clear();
     }
     store.close().await;
-    let summary = exported.map_err(runtime)?;
+    let summary = match exported {
+        Ok(summary) => summary,
+        Err(e) => {
+            // What was written verifies as a selection, yet it is not the one asked for (an
+            // entry misattributed, say): no file rather than a plausible partial one.
+            drop(writer);
+            let _ = std::fs::remove_file(out);
+            return Err(runtime(e));
+        }
+    };
     crate::outln!(
         "exported {} {} with inclusion proofs against the signed tree head of size {} to {}",
         summary.entries,

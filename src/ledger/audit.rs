@@ -8,6 +8,12 @@
 //! reached the committed size: a tail cut after the last tree head is caught by the head row
 //! (and one cut before it by the tree head, even with the head row lowered to match).
 //!
+//! Listings select entries by copies of their fields that the log does not cover: five columns
+//! beside each entry and the lookup by caller and subject. The audit holds both to the entries:
+//! the columns ride in the same packed ranges and are compared in place with the fields the
+//! verifier's validation lends out ([`AuditError::ColumnMismatch`]); the lookup is read beside
+//! the log on another task and compared through a keyed digest ([`lookup_check`]).
+//!
 //! What a database alone cannot show: a cut that also deletes every tree head above it and
 //! lowers the head row leaves a shorter log that is consistent in itself. Only a tree head kept
 //! outside the database catches that (a receipt or tree head a caller, peer or officer holds),
@@ -18,7 +24,12 @@ use std::io::Write;
 
 use sqlx::{Any, Row};
 
+mod lookup_check;
+
+use self::lookup_check::KeyDigest;
 use super::{
+    filter::{Column, PACK_SEPARATOR},
+    lookup,
     sth::SignedTreeHead,
     store::{
         EntryFilter, LedgerError, Page, committed_size, entries, inclusion_proof_on, latest_sth,
@@ -43,6 +54,26 @@ pub enum AuditError {
         head_size: u64,
         have: u64,
     },
+    /// A column of `ledger_entries` (a copy of one of the entry's fields that listings select
+    /// by) is not the entry's own field: it could hide the entry from a listing or an export,
+    /// or show it as someone else's.
+    #[error(
+        "entry {seq}: its stored `{column}` column disagrees with the entry's own (signed) \
+         bytes; listings select by it, so it could hide or misattribute the entry"
+    )]
+    ColumnMismatch { seq: u64, column: Column },
+    /// `ledger_lookup` (the listings' index by caller and by subject) lacks a row of the entry,
+    /// has one too many, or has one changed: it could hide the entry from a listing by caller
+    /// or subject, or list it under another.
+    #[error(
+        "ledger_lookup disagrees with entry {seq}: a row of it was added, removed or changed; \
+         listings by caller or subject read it"
+    )]
+    LookupMismatch { seq: u64 },
+    /// `ledger_lookup` claims entries the log does not have (a row of a later sequence number,
+    /// or a head saying it covers more than the log): listings would skip the log's own tail.
+    #[error("ledger_lookup is ahead of the log: it names entry {seq}, the log has {size} entries")]
+    LookupAhead { seq: u64, size: u64 },
     /// The audit could not run (database unreachable ...): says nothing about the log.
     #[error("{0}")]
     Ledger(#[from] LedgerError),
@@ -63,6 +94,9 @@ impl AuditError {
                 | VerifyError::NonMonotonicSth { .. } => None,
             },
             AuditError::TailMissing { expected_seq, .. } => Some(*expected_seq),
+            AuditError::ColumnMismatch { seq, .. }
+            | AuditError::LookupMismatch { seq }
+            | AuditError::LookupAhead { seq, .. } => Some(*seq),
             AuditError::Ledger(_) => None,
         }
     }
@@ -134,6 +168,9 @@ async fn verify(
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport, AuditError> {
     let range_bytes = i64::try_from(range_bytes).unwrap_or(i64::MAX);
+    // How far the lookup claims to cover, read before the log's size: the indexer only covers
+    // committed entries, so on a live node this never passes the size read after it.
+    let indexed = lookup::indexed(store).await?;
     // Every stored tree head, read before the head row: a head is committed with the entries
     // it covers, so on a live node none read here can pass the size read after it, while one
     // left behind by entries cut off the tail (and the head row lowered to match) still
@@ -141,6 +178,19 @@ async fn verify(
     let heads = with_kept(sths(store).await?, kept)?;
     let head_size = committed_size(store).await?;
     let mut verifier = Verifier::new(public_key, heads)?;
+    let digest = KeyDigest::new(indexed, head_size);
+    // The lookup is read beside the log (on another connection and task): the audit of the log
+    // leaves part of a core idle while it waits for its next range.
+    let lookup_scan = {
+        let (store, digest) = (store.clone(), digest.clone());
+        tokio::spawn(async move { lookup_check::scan(&store, digest, head_size).await })
+    };
+    // An audit that stops early (the log is bad) stops reading the lookup too.
+    let _stop_scan = StopOnDrop(lookup_scan.abort_handle());
+    let mut checks = Checks {
+        verifier: &mut verifier,
+        digest,
+    };
     // Ranges of the log, the next read (on another connection and task) while this one is
     // checked.
     let fetch = |from: u64, count: u64| {
@@ -160,8 +210,9 @@ async fn verify(
             let count = (range_bytes.unsigned_abs() / per_entry).clamp(1, RANGE);
             next = Some((pack.until, fetch(pack.until, count)));
         }
-        pack.push_into(&mut verifier, &mut progress)?;
+        pack.push_into(&mut checks, &mut progress)?;
     }
+    let Checks { digest, .. } = checks;
     let have = verifier.size();
     let report = verifier.finish()?;
     if have < head_size {
@@ -171,8 +222,28 @@ async fn verify(
             have,
         });
     }
+    let scanned = lookup_scan
+        .await
+        .map_err(|e| LedgerError::Unavailable(format!("reading the ledger's lookup: {e}")))??;
+    lookup_check::compare(store, &digest, indexed, scanned, have).await?;
     progress(have);
     Ok(report)
+}
+
+/// Aborts a task when dropped.
+struct StopOnDrop(tokio::task::AbortHandle);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the audit checks of each entry besides the log itself: its stored columns, and its
+/// keys in the lookup's digest.
+struct Checks<'v, 'k> {
+    verifier: &'v mut Verifier<'k>,
+    digest: KeyDigest,
 }
 
 /// Entries read at a time by the audit, at most: one row of the database.
@@ -182,13 +253,17 @@ const RANGE: u64 = 16_384;
 /// holds it whatever its size). Entries are a few hundred bytes, but a caller can make one of
 /// ≈ 100 KB (256 field names of 200 bytes, each recorded); without the bound a range of such
 /// entries would pass the engines' largest value (1 GB) and stop every audit from then on.
+/// The columns packed with them are copies of fields of the entries, so they at most double it.
 const RANGE_BYTES: u64 = 64 << 20;
 
 /// One range of the log as the database packs it: the bytes its entries and hashes take;
 /// per entry `seq:entry length:hash length`, comma-separated; and the entries' bytes each
-/// followed by its leaf hash, in sequence order. When the range takes more than the budget
-/// (and holds more than one entry), only the first column: [`read_range`] asks again for
-/// fewer entries.
+/// followed by its leaf hash and its five filter columns (caller, subject, purpose, outcome,
+/// time_ms, each followed by 0xFF:
+/// [`crate::ledger::filter::FilterFields::pack_into`]) and the columns' type bits (followed by
+/// 0xFF), in sequence order. When the range takes more than
+/// the budget (and holds more than one entry), only the first column: [`read_range`] asks
+/// again for fewer entries.
 ///
 /// Why packed: sqlx hands over rows one by one through a channel, building each column as an
 /// owned value; at 2–4 µs a row that was the whole cost of an audit (measured: the audit ran
@@ -197,6 +272,18 @@ const RANGE_BYTES: u64 = 64 << 20;
 /// too, so a stored value of an odd length or type is split exactly where it was stored and
 /// found bad by the verifier as before (`octet_length` counts bytes on both engines); a NULL
 /// has length -1, which no parse accepts.
+///
+/// Why the columns: listings select entries by them (promise 6 covers only the entry's bytes),
+/// so a column changed could hide an entry or misattribute it; they ride in the same scan and
+/// the same buffer, compared in place with the fields the verifier's validation lends out.
+/// 0xFF is in no UTF-8 text, and the separators are the statement's own, so a column holding
+/// one cannot pass for its neighbours. On SQLite a column may also hold another type than
+/// declared with the same bytes (a BLOB caller, which `caller = $1` no longer matches): `x < X''`
+/// holds for text and numbers, never for a BLOB, and `x < ''` for numbers only, so one
+/// comparison a column gives a bit, and an entry whose bits do not add up to 31 names its
+/// column. `concat` builds each entry's part in one allocation, where a chain of `||` copied
+/// the growing string at every step (measured: the chain cost about as much as the rest of the
+/// read); it reads a NULL as empty, which shifts the entries after it, so it is found too.
 ///
 /// On SQLite the rows come in order from an ordered subquery rather than by `ORDER BY` inside
 /// the aggregates, which sorts what the primary key's index already yields in order (measured:
@@ -210,8 +297,12 @@ const PACK_SQLITE: &str = "WITH size AS (SELECT \
     SELECT (SELECT bytes FROM size), \
     group_concat(seq || ':' || coalesce(octet_length(entry), -1) || ':' \
         || coalesce(octet_length(leaf_hash), -1), ','), \
-    CAST(group_concat(entry || leaf_hash, '') AS BLOB) \
-    FROM (SELECT seq, entry, leaf_hash FROM ledger_entries \
+    CAST(group_concat(concat(entry, leaf_hash, caller, X'FF', subject, X'FF', purpose, X'FF', \
+        outcome, X'FF', time_ms, X'FF', (caller < X'') + 2 * (subject < X'') \
+        + 4 * (purpose < X'') + 8 * (outcome < X'') + 16 * (time_ms < ''), X'FF'), '') \
+        AS BLOB) \
+    FROM (SELECT seq, entry, leaf_hash, caller, subject, purpose, outcome, time_ms \
+        FROM ledger_entries \
         WHERE seq >= $1 AND seq < $2 \
         AND ((SELECT bytes FROM size) <= $3 OR $2 - $1 = 1) ORDER BY seq)";
 const PACK_POSTGRES: &str = "WITH size AS (SELECT \
@@ -220,9 +311,16 @@ const PACK_POSTGRES: &str = "WITH size AS (SELECT \
     SELECT (SELECT bytes FROM size)::BIGINT, \
     string_agg(seq || ':' || coalesce(octet_length(entry), -1) || ':' \
         || coalesce(octet_length(leaf_hash), -1), ',' ORDER BY seq), \
-    string_agg(entry || leaf_hash, ''::bytea ORDER BY seq) \
+    string_agg(entry || leaf_hash || convert_to(caller, 'UTF8') || '\\xff'::bytea \
+        || convert_to(subject, 'UTF8') || '\\xff'::bytea || convert_to(purpose, 'UTF8') \
+        || '\\xff'::bytea || convert_to(outcome, 'UTF8') || '\\xff'::bytea \
+        || convert_to(time_ms::text, 'UTF8') || '\\xff3331ff'::bytea, ''::bytea ORDER BY seq) \
     FROM ledger_entries WHERE seq >= $1 AND seq < $2 \
         AND ((SELECT bytes FROM size) <= $3 OR $2 - $1 = 1)";
+
+/// The type bits of a well-typed entry's columns (see [`PACK_SQLITE`]): 1 caller, 2 subject,
+/// 4 purpose, 8 outcome (text), 16 time_ms (a number).
+const WELL_TYPED: &[u8] = b"31";
 
 /// A range of stored rows, read by [`read_range`].
 struct Pack {
@@ -233,21 +331,22 @@ struct Pack {
 }
 
 impl Pack {
-    /// Pushes the range's rows into `verifier`, in sequence order, as slices of the pack.
-    fn push_into(
-        &self,
-        verifier: &mut Verifier,
+    /// Pushes the range's rows into the verifier, in sequence order, as slices of the pack, and
+    /// holds each entry's columns and lookup keys to it.
+    fn push_into<'p>(
+        &'p self,
+        checks: &mut Checks<'_, '_>,
         progress: &mut impl FnMut(u64),
     ) -> Result<(), AuditError> {
         let bad = |what: String| LedgerError::Corrupt(format!("stored entry row: {what}"));
         let mut rest = self.bytes.as_slice();
-        let mut take = |len: u64, seq: u64| {
+        let take = |rest: &mut &'p [u8], len: u64, seq: u64| {
             let len = usize::try_from(len)
                 .ok()
                 .filter(|&len| len <= rest.len())
                 .ok_or_else(|| bad(format!("entry {seq} runs past its range")))?;
             let (taken, after) = rest.split_at(len);
-            rest = after;
+            *rest = after;
             Ok::<_, LedgerError>(taken)
         };
         for item in self.index.split(',').filter(|item| !item.is_empty()) {
@@ -259,16 +358,32 @@ impl Pack {
                     bad(format!("unreadable sequence number or length in {item:?}")).into(),
                 );
             };
-            let entry = take(len, seq)?;
-            let hash = take(hash_len, seq)?;
-            verifier.push(StoredRow {
+            let entry = take(&mut rest, len, seq)?;
+            let hash = take(&mut rest, hash_len, seq)?;
+            let fields = checks.verifier.push_fields(StoredRow {
                 seq,
                 entry,
                 // A stored hash of the wrong length cannot match any recomputed one.
                 leaf_hash: hash.try_into().unwrap_or([0; 32]),
             })?;
-            if verifier.size().is_multiple_of(4096) {
-                progress(verifier.size());
+            let used = fields
+                .check_packed(rest)
+                .map_err(|column| AuditError::ColumnMismatch { seq, column })?;
+            rest = &rest[used..];
+            let bits = rest
+                .iter()
+                .position(|&b| b == PACK_SEPARATOR)
+                .ok_or_else(|| bad(format!("entry {seq}'s column types run past its range")))?;
+            if &rest[..bits] != WELL_TYPED {
+                return Err(AuditError::ColumnMismatch {
+                    seq,
+                    column: mistyped(&rest[..bits]),
+                });
+            }
+            rest = &rest[bits + 1..];
+            checks.digest.add_entry(seq, &fields);
+            if checks.verifier.size().is_multiple_of(4096) {
+                progress(checks.verifier.size());
             }
         }
         if !rest.is_empty() {
@@ -311,6 +426,26 @@ async fn read_range(
             bytes: row.try_get::<Option<Vec<u8>>, _>(2)?.unwrap_or_default(),
         });
     }
+}
+
+/// The first column whose bit is missing from an entry's type bits.
+fn mistyped(bits: &[u8]) -> Column {
+    let bits = std::str::from_utf8(bits)
+        .ok()
+        .and_then(|b| b.parse::<u8>().ok())
+        .unwrap_or(0);
+    let columns = [
+        Column::Caller,
+        Column::Subject,
+        Column::Purpose,
+        Column::Outcome,
+        Column::TimeMs,
+    ];
+    columns
+        .into_iter()
+        .enumerate()
+        .find(|(i, _)| bits & (1 << i) == 0)
+        .map_or(Column::Caller, |(_, column)| column)
 }
 
 /// What an export wrote.

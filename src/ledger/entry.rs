@@ -22,6 +22,7 @@ mod validate;
 
 pub use codec::{DecodeError, FORMAT_V1};
 
+use crate::ledger::filter::FilterFields;
 use crate::ledger::merkle::{self, Hash};
 
 /// A fresh query id for an entry. It names the query to people (the caller quotes it to the
@@ -217,6 +218,12 @@ impl Entry {
     /// returns the entry's own sequence number: same verdict and same error
     /// as [`Entry::decode`], no allocation. For the audit's hot loop.
     pub fn validate(bytes: &[u8]) -> Result<u64, DecodeError> {
+        validate::validate(bytes).map(|(seq, _)| seq)
+    }
+
+    /// [`Entry::validate`] that also lends out the fields listings select the entry by, so the
+    /// audit can hold the stored copies of them to the entry without decoding it.
+    pub fn filter_fields(bytes: &[u8]) -> Result<(u64, FilterFields<'_>), DecodeError> {
         validate::validate(bytes)
     }
 

@@ -10,8 +10,10 @@
 //!
 //! Entries `[0, indexed)` are in the lookup; a listing (`store::entries`) reads the rest from
 //! the log itself, from `indexed` on, so it is complete however far behind the task is (after
-//! a restart, or while it backfills an older ledger). Verification never reads the lookup:
-//! like the other copies beside each entry it only serves listings.
+//! a restart, or while it backfills an older ledger). Like the other copies beside each entry
+//! it only serves listings, and is not covered by the Merkle log: a listing re-checks every
+//! entry it reads through it, and the audit holds it to the entries
+//! (`audit::lookup_check`), so a row changed or deleted here cannot hide an entry unnoticed.
 
 use std::time::Duration;
 

@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod entry;
+pub mod filter;
 pub mod hex;
 pub mod key;
 pub mod lookup;
@@ -24,6 +25,6 @@ pub mod verify;
 mod writer;
 
 pub use store::{
-    EntryFilter, EntryPage, Ledger, LedgerError, LedgerSettings, OutcomeKind, Page, Receipt,
-    StoredEntry,
+    Column, Copied, EntryFilter, EntryPage, Ledger, LedgerError, LedgerSettings, OutcomeKind, Page,
+    Receipt, StoredEntry,
 };

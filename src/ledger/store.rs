@@ -25,8 +25,10 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use sqlx::{Any, AnyConnection, Row, any::AnyRow};
 use tokio::sync::{mpsc, oneshot};
 
+use super::filter::FilterFields;
+pub use super::filter::{Column, EntryFilter, OutcomeKind};
 use super::{
-    entry::{Entry, Outcome},
+    entry::Entry,
     lookup::{self, Field},
     merkle::{self, Hash, ProofError},
     sth::{SignedTreeHead, TreeHead},
@@ -102,6 +104,18 @@ pub enum LedgerError {
     Empty,
     #[error("invalid ledger settings: {0}")]
     Settings(&'static str),
+    /// A listing read an entry whose stored copy of a field disagrees with the entry's own
+    /// bytes: the ledger's tables were changed outside the node. The listing is refused whole.
+    #[error(
+        "entry {seq}: {copy} disagrees about `{column}` with the entry's own (signed) bytes: \
+         the ledger's tables were changed outside the node, so nothing is listed; run \
+         `credit-node ledger verify`"
+    )]
+    Misattributed {
+        seq: u64,
+        column: Column,
+        copy: Copied,
+    },
     /// The newest stored tree head does not verify with this node's key: another replica's
     /// key, a key replaced by mistake, or a forged head. Extending the log under another key
     /// would leave a ledger no single public key verifies.
@@ -110,6 +124,24 @@ pub enum LedgerError {
          the node does not extend a log it cannot sign consistently"
     )]
     ForeignKey(String),
+}
+
+/// Which copy of an entry's field a listing found changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Copied {
+    /// Its column in `ledger_entries`.
+    Column,
+    /// The `ledger_lookup` row the listing selected it by.
+    Lookup,
+}
+
+impl std::fmt::Display for Copied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Copied::Column => "its stored column",
+            Copied::Lookup => "the ledger_lookup row it was selected by",
+        })
+    }
 }
 
 impl LedgerError {
@@ -551,91 +583,12 @@ pub(super) async fn fetch_nodes(
 // ---------------------------------------------------------------------------------------------
 // Filtered listing.
 
-/// The kind of an entry's outcome, as stored in the `outcome` column for filtering.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutcomeKind {
-    Granted,
-    PartlyWithheld,
-    Denied,
-    Throttled,
-    Invalid,
-    Review,
-    Alert,
-    Administration,
-}
-
-impl OutcomeKind {
-    pub const ALL: [OutcomeKind; 8] = [
-        OutcomeKind::Granted,
-        OutcomeKind::PartlyWithheld,
-        OutcomeKind::Denied,
-        OutcomeKind::Throttled,
-        OutcomeKind::Invalid,
-        OutcomeKind::Review,
-        OutcomeKind::Alert,
-        OutcomeKind::Administration,
-    ];
-
-    pub fn of(outcome: &Outcome) -> Self {
-        match outcome {
-            Outcome::Granted => OutcomeKind::Granted,
-            Outcome::PartlyWithheld => OutcomeKind::PartlyWithheld,
-            Outcome::Denied { .. } => OutcomeKind::Denied,
-            Outcome::Throttled { .. } => OutcomeKind::Throttled,
-            Outcome::Invalid { .. } => OutcomeKind::Invalid,
-            Outcome::Review(_) => OutcomeKind::Review,
-            Outcome::Alert { .. } => OutcomeKind::Alert,
-            Outcome::Administration(_) => OutcomeKind::Administration,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutcomeKind::Granted => "granted",
-            OutcomeKind::PartlyWithheld => "partly_withheld",
-            OutcomeKind::Denied => "denied",
-            OutcomeKind::Throttled => "throttled",
-            OutcomeKind::Invalid => "invalid",
-            OutcomeKind::Review => "review",
-            OutcomeKind::Alert => "alert",
-            OutcomeKind::Administration => "administration",
-        }
-    }
-}
-
-impl std::str::FromStr for OutcomeKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        OutcomeKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = OutcomeKind::ALL.iter().map(|k| k.as_str()).collect();
-                format!(
-                    "unknown outcome {s:?}: expected one of {}",
-                    names.join(", ")
-                )
-            })
-    }
-}
-
 /// The reason recorded in the refusals of a charged append, from the charge's outcome.
 pub type RefusalReason = Box<dyn Fn(Charge) -> String + Send>;
 
-/// Which entries to list; every set field must match (AND). Times are Unix ms, `from_ms`
-/// inclusive and `until_ms` exclusive.
-#[derive(Clone, Debug, Default)]
-pub struct EntryFilter {
-    pub caller: Option<String>,
-    pub subject: Option<String>,
-    pub purpose: Option<String>,
-    pub outcome: Option<OutcomeKind>,
-    pub from_ms: Option<i64>,
-    pub until_ms: Option<i64>,
-}
-
 /// Keyset pagination in sequence order: entries with `seq > after` (all when `None`), at most
-/// `limit` of them. Stable while the log grows, unlike OFFSET.
+/// `limit` of them. Stable while the log grows, unlike OFFSET. A limit of 0 lists nothing and
+/// says nothing of what follows; callers refuse it or read it as their default.
 #[derive(Clone, Copy, Debug)]
 pub struct Page {
     pub after: Option<u64>,
@@ -654,7 +607,7 @@ pub struct StoredEntry {
 #[derive(Clone, Debug)]
 pub struct EntryPage {
     pub entries: Vec<StoredEntry>,
-    /// Pass as `Page::after` for the next page; `None` when this page was the last.
+    /// Pass as `Page::after` for the next page; `None` when no matching entry follows.
     pub next_after: Option<u64>,
 }
 
@@ -675,41 +628,48 @@ pub async fn entries(
         None => -1,
     };
     let limit = page.limit as usize;
+    // One row more than the page holds: "more follow" only when one really does.
+    let want = limit.saturating_add(1);
     // The subject when both are given: it has the fewer entries.
     let key = match (&filter.subject, &filter.caller) {
         (Some(subject), _) => Some((Field::Subject, subject.as_str())),
         (None, Some(caller)) => Some((Field::Caller, caller.as_str())),
         (None, None) => None,
     };
-    let rows = match key {
+    // Each row with whether the lookup selected it (rather than the log's own columns).
+    let rows: Vec<(AnyRow, bool)> = match key {
         Some(key) => {
             let indexed = to_i64(lookup::indexed(store).await?)?;
-            let mut rows =
-                matching(store, filter, Part::Indexed(key, indexed), after, limit).await?;
-            if rows.len() < limit {
+            let mut rows: Vec<_> =
+                matching(store, filter, Part::Indexed(key, indexed), after, want)
+                    .await?
+                    .into_iter()
+                    .map(|row| (row, true))
+                    .collect();
+            if rows.len() < want {
                 let tail = Part::Tail(key, indexed);
-                rows.extend(matching(store, filter, tail, after, limit - rows.len()).await?);
+                let more = matching(store, filter, tail, after, want - rows.len()).await?;
+                rows.extend(more.into_iter().map(|row| (row, false)));
             }
             rows
         }
-        None => matching(store, filter, Part::All, after, limit).await?,
+        None => matching(store, filter, Part::All, after, want)
+            .await?
+            .into_iter()
+            .map(|row| (row, false))
+            .collect(),
     };
-    let entries = rows
-        .iter()
-        .map(|row| {
-            let seq = to_u64(row.try_get::<i64, _>(0)?, "seq")?;
-            let bytes = row.try_get::<Vec<u8>, _>(1)?;
-            let entry = Entry::decode(&bytes)
-                .map_err(|e| LedgerError::Corrupt(format!("entry {seq} cannot be decoded: {e}")))?;
-            Ok(StoredEntry {
-                seq,
-                leaf_hash: fixed(row.try_get::<Vec<u8>, _>(2)?, "leaf_hash")?,
-                bytes,
-                entry,
-            })
-        })
-        .collect::<Result<Vec<_>, LedgerError>>()?;
-    let next_after = if entries.len() == limit {
+    let more = rows.len() > limit;
+    // Every row read is checked, the one beyond the page too: a page is refused whole rather
+    // than shown short of an entry whose copies were changed.
+    let mut entries = Vec::with_capacity(rows.len().min(limit));
+    for (row, by_lookup) in &rows {
+        let entry = stored_entry(row, filter, *by_lookup)?;
+        if entries.len() < limit {
+            entries.push(entry);
+        }
+    }
+    let next_after = if more {
         entries.last().map(|e| e.seq)
     } else {
         None
@@ -717,6 +677,70 @@ pub async fn entries(
     Ok(EntryPage {
         entries,
         next_after,
+    })
+}
+
+/// A listing's row (`seq, entry, leaf_hash` and the five filter columns), decoded and held to
+/// its copies: its columns must be the entry's own fields, and the entry must meet the filter
+/// the row was selected by.
+///
+/// Why: only the entry's bytes are covered by the Merkle log; the columns and the lookup are
+/// copies a database administrator could change to hide an entry from a listing or an export,
+/// or to show it under another caller, without `ledger verify` of the bytes noticing. A
+/// listing cannot see an entry it did not select (the audit does, see
+/// [`super::audit::verify_store`]), but it never shows one its copies misattribute.
+fn stored_entry(
+    row: &AnyRow,
+    filter: &EntryFilter,
+    by_lookup: bool,
+) -> Result<StoredEntry, LedgerError> {
+    let seq = to_u64(row.try_get::<i64, _>(0)?, "seq")?;
+    let bytes = row.try_get::<Vec<u8>, _>(1)?;
+    let entry = Entry::decode(&bytes)
+        .map_err(|e| LedgerError::Corrupt(format!("entry {seq} cannot be decoded: {e}")))?;
+    let own = FilterFields::of(&entry);
+    // A value of another type (a BLOB caller on SQLite, say) is a difference like any other.
+    let text = |i: usize| row.try_get::<String, _>(i).ok();
+    let (caller, subject, purpose) = (text(3), text(4), text(5));
+    let outcome = text(6).and_then(|o| o.parse::<OutcomeKind>().ok());
+    let time_ms = row.try_get::<i64, _>(7).ok();
+    let differs = if caller.as_deref() != Some(own.caller) {
+        Some(Column::Caller)
+    } else if subject.as_deref() != Some(own.subject) {
+        Some(Column::Subject)
+    } else if purpose.as_deref() != Some(own.purpose) {
+        Some(Column::Purpose)
+    } else if outcome != Some(own.outcome) {
+        Some(Column::Outcome)
+    } else if time_ms != Some(own.time_ms) {
+        Some(Column::TimeMs)
+    } else {
+        None
+    };
+    if let Some(column) = differs {
+        return Err(LedgerError::Misattributed {
+            seq,
+            column,
+            copy: Copied::Column,
+        });
+    }
+    // The columns are the entry's: a condition it does not meet was met by a lookup row.
+    if let Some(column) = filter.first_unmet(&own) {
+        return Err(LedgerError::Misattributed {
+            seq,
+            column,
+            copy: if by_lookup {
+                Copied::Lookup
+            } else {
+                Copied::Column
+            },
+        });
+    }
+    Ok(StoredEntry {
+        seq,
+        leaf_hash: fixed(row.try_get::<Vec<u8>, _>(2)?, "leaf_hash")?,
+        bytes,
+        entry,
     })
 }
 
@@ -737,7 +761,7 @@ enum Param<'a> {
     Int(i64),
 }
 
-/// The rows (`seq, entry, leaf_hash`) of at most `limit` entries of `part` after `after` that
+/// The rows (`seq, entry, leaf_hash` and the filter columns, see [`stored_entry`]) of at most `limit` entries of `part` after `after` that
 /// match `filter`'s other conditions, in `seq` order.
 async fn matching(
     store: &Store,
@@ -752,7 +776,10 @@ async fn matching(
     // The lookup's rows lead, in their key's order, which is `seq` order for one value; each
     // is joined to its entry (CROSS JOIN: SQLite keeps the lookup as the outer loop, rather
     // than scanning the log by time and sorting what it found).
-    let mut sql = String::from("SELECT e.seq, e.entry, e.leaf_hash FROM ");
+    let mut sql = String::from(
+        "SELECT e.seq, e.entry, e.leaf_hash, e.caller, e.subject, e.purpose, e.outcome, \
+         e.time_ms FROM ",
+    );
     let order = match part {
         Part::Indexed((field, _), _) => {
             let _ = write!(

@@ -25,6 +25,7 @@ pub use export::{
 };
 
 use crate::ledger::entry::{DecodeError, Entry};
+use crate::ledger::filter::FilterFields;
 use crate::ledger::merkle::{CompactRange, Hash, leaf_hash};
 use crate::ledger::sth::{SignedTreeHead, SthError};
 
@@ -119,6 +120,20 @@ impl<'k> Verifier<'k> {
     /// decoding, the entry's own sequence number; then any tree head whose
     /// size this row completes.
     pub fn push(&mut self, row: StoredRow<impl AsRef<[u8]>>) -> Result<(), VerifyError> {
+        self.push_fields(StoredRow {
+            seq: row.seq,
+            entry: row.entry.as_ref(),
+            leaf_hash: row.leaf_hash,
+        })
+        .map(|_| ())
+    }
+
+    /// [`Verifier::push`] that lends out the checked entry's filter fields, so that storage
+    /// can hold its copies of them (columns, lookup rows) to the entry at no extra decoding.
+    pub fn push_fields<'b>(
+        &mut self,
+        row: StoredRow<&'b [u8]>,
+    ) -> Result<FilterFields<'b>, VerifyError> {
         let seq = self.tree.size();
         if row.seq != seq {
             return Err(if row.seq > seq {
@@ -130,19 +145,20 @@ impl<'k> Verifier<'k> {
                 }
             });
         }
-        let bytes = row.entry.as_ref();
+        let bytes = row.entry;
         let hash = leaf_hash(bytes);
         if hash != row.leaf_hash {
             return Err(VerifyError::ModifiedEntry { seq });
         }
         // Same verdict as `Entry::decode`, without allocating.
-        let found =
-            Entry::validate(bytes).map_err(|reason| VerifyError::Undecodable { seq, reason })?;
+        let (found, fields) = Entry::filter_fields(bytes)
+            .map_err(|reason| VerifyError::Undecodable { seq, reason })?;
         if found != seq {
             return Err(VerifyError::Reordered { seq, found });
         }
         self.tree.push(hash);
-        self.check_reached_sths()
+        self.check_reached_sths()?;
+        Ok(fields)
     }
 
     /// Entries accepted so far.

@@ -231,6 +231,10 @@ proptest! {
     fn round_trip(e in entry()) {
         let bytes = e.encode();
         prop_assert_eq!(Entry::validate(&bytes), Ok(e.seq));
+        // The fields the audit holds the stored columns to are the decoded entry's.
+        let (seq, fields) = Entry::filter_fields(&bytes).unwrap();
+        prop_assert_eq!(seq, e.seq);
+        prop_assert_eq!(fields, crate::ledger::filter::FilterFields::of(&e));
         prop_assert_eq!(Entry::decode(&bytes), Ok(e));
     }
 

@@ -5,24 +5,27 @@
 //! [`Entry`](super::Entry) allocates a dozen strings per entry. This walks
 //! the same v1 grammar as the decoder (through the same [`Reader`]) but only
 //! borrows. A property test holds it to the decoder: for any bytes,
-//! `validate(b) == decode(b).map(|e| e.seq)`, errors included.
+//! `validate(b) == decode(b).map(|e| e.seq)`, errors included. It also
+//! lends out the fields listings select by, so that the audit can compare
+//! them with their stored copies at no extra cost.
 
 use super::DecodeError;
 use super::FORMAT_V1;
 use super::reader::Reader;
+use crate::ledger::filter::{FilterFields, OutcomeKind};
 
 /// Validates canonical entry bytes exactly as `Entry::decode` would and
-/// returns the entry's own sequence number.
-pub(super) fn validate(bytes: &[u8]) -> Result<u64, DecodeError> {
+/// returns the entry's own sequence number and its filter fields.
+pub(super) fn validate(bytes: &[u8]) -> Result<(u64, FilterFields<'_>), DecodeError> {
     let (&format, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
     if format != FORMAT_V1 {
         return Err(DecodeError::UnknownFormat(format));
     }
     let mut r = Reader(rest);
     let seq = r.u64("seq")?;
-    r.i64("time_ms")?;
+    let time_ms = r.i64("time_ms")?;
     r.array::<16>("query_id")?;
-    r.str_ref("caller")?;
+    let caller = r.str_ref("caller")?;
     r.array::<32>("caller_cert_sha256")?;
     match r.u8("on_behalf_of")? {
         0 => {}
@@ -36,9 +39,9 @@ pub(super) fn validate(bytes: &[u8]) -> Result<u64, DecodeError> {
             });
         }
     }
-    r.str_ref("purpose")?;
+    let purpose = r.str_ref("purpose")?;
     r.str_ref("basis")?;
-    r.str_ref("subject")?;
+    let subject = r.str_ref("subject")?;
     for _ in 0..r.u32("requested_fields")? {
         r.str_ref("requested_fields")?;
     }
@@ -60,16 +63,24 @@ pub(super) fn validate(bytes: &[u8]) -> Result<u64, DecodeError> {
             }
         }
     }
-    outcome(&mut r)?;
+    let outcome = outcome(&mut r)?;
     r.array::<32>("response_sha256")?;
     if !r.0.is_empty() {
         return Err(DecodeError::TrailingBytes { count: r.0.len() });
     }
-    Ok(seq)
+    let fields = FilterFields {
+        caller,
+        subject,
+        purpose,
+        outcome,
+        time_ms,
+    };
+    Ok((seq, fields))
 }
 
-fn outcome(r: &mut Reader<'_>) -> Result<(), DecodeError> {
-    match r.u8("outcome")? {
+fn outcome(r: &mut Reader<'_>) -> Result<OutcomeKind, DecodeError> {
+    let tag = r.u8("outcome")?;
+    match tag {
         0 | 1 => {}
         2 | 4 | 6 => {
             r.str_ref("outcome.reason")?;
@@ -114,5 +125,12 @@ fn outcome(r: &mut Reader<'_>) -> Result<(), DecodeError> {
             });
         }
     }
-    Ok(())
+    // The tags of `codec::encode_outcome` are the indexes of `OutcomeKind::ALL`.
+    OutcomeKind::ALL
+        .get(usize::from(tag))
+        .copied()
+        .ok_or(DecodeError::BadTag {
+            field: "outcome",
+            tag,
+        })
 }

@@ -1,0 +1,414 @@
+//! The audit's check of `ledger_lookup`, the listings' index by caller and by subject
+//! ([`crate::ledger::lookup`]): below `indexed` it must hold exactly the keys `(caller, seq)`
+//! and `(subject, seq)` of every entry, as the entries themselves say, and no row may name an
+//! entry the log does not have.
+//!
+//! Why: listings by caller or subject read the lookup below `indexed` rather than the log, so a
+//! row deleted or changed there hides an entry from them, or lists it under someone else,
+//! while the log itself verifies. The listing cannot see what it did not select; the audit
+//! must.
+//!
+//! How, without holding either side in memory: both sides add a keyed hash (SipHash with a
+//! key drawn for this audit, which a database administrator cannot know in advance) of each
+//! key into a sum per bucket of 16,384 sequence numbers. The sums do not depend on order, so
+//! the lookup is read in its own key order (field, value, seq) on another task, while the log
+//! is read in sequence order; a bucket whose sums differ is then read again on both sides to
+//! name the first entry that differs. A row added, removed or changed changes its bucket's sum
+//! but for a chance of 2^-64. Its findings come after the log's own: an entry changed later in
+//! the log is reported before a lookup row changed earlier.
+//!
+//! The lookup is read field by field in chunks the database packs, as the log is (see
+//! `PACK_SQLITE` in the audit): two aggregates over the rows, one integer conversion a row, no
+//! row through sqlx. (Grouping the rows by value first, to send each value once, measured
+//! twice as slow: the grouping cost more than the copies it saved.)
+//!
+//! Rows at or after `indexed` are not read by listings (a crash part way through an indexing
+//! round leaves some): they are only checked not to run past the log; once the indexer moves
+//! `indexed` past them, the next audit holds them to their entries.
+
+use std::{
+    collections::hash_map::{DefaultHasher, RandomState},
+    hash::{BuildHasher, Hasher},
+};
+
+use sqlx::{Any, Row};
+
+use super::AuditError;
+use crate::{
+    ledger::{
+        entry::Entry,
+        filter::{FilterFields, PACK_SEPARATOR},
+        store::{LedgerError, committed_size, to_i64, to_u64},
+    },
+    store::{Engine, Store},
+};
+
+/// Sequence numbers per bucket, as a shift.
+const BUCKET_BITS: u32 = 14;
+/// Lookup rows per chunk the database packs.
+const CHUNK: i64 = 32_768;
+
+/// Sums of keyed hashes of lookup keys, by bucket of sequence numbers, for `[0, indexed)`.
+#[derive(Clone)]
+pub(super) struct KeyDigest {
+    key: RandomState,
+    indexed: u64,
+    buckets: Vec<u64>,
+}
+
+/// The lookup field names, by tag.
+const FIELDS: [&str; 2] = ["caller", "subject"];
+
+impl KeyDigest {
+    /// A digest of the lookup's part `[0, indexed)` of a log of `size` entries: the part the
+    /// log has, however far `indexed` claims (the rest is reported as ahead).
+    pub(super) fn new(indexed: u64, size: u64) -> Self {
+        let indexed = indexed.min(size);
+        let buckets = usize::try_from(indexed.div_ceil(1 << BUCKET_BITS)).unwrap_or(0);
+        Self {
+            key: RandomState::new(),
+            indexed,
+            buckets: vec![0; buckets],
+        }
+    }
+
+    /// Adds the lookup keys of entry `seq`, whose checked fields are `fields`.
+    pub(super) fn add_entry(&mut self, seq: u64, fields: &FilterFields<'_>) {
+        if seq < self.indexed {
+            self.add(0, fields.caller.as_bytes(), seq);
+            self.add(1, fields.subject.as_bytes(), seq);
+        }
+    }
+
+    fn add(&mut self, tag: u8, value: &[u8], seq: u64) {
+        let mut h = self.key.build_hasher();
+        h.write_u8(tag);
+        h.write(value);
+        h.write_u64(seq);
+        self.add_hash(seq, h.finish());
+    }
+
+    fn add_hash(&mut self, seq: u64, hash: u64) {
+        if let Some(sum) = self.buckets.get_mut((seq >> BUCKET_BITS) as usize) {
+            *sum = sum.wrapping_add(hash);
+        }
+    }
+
+    /// The first bucket whose sum differs from `other`'s, as its range of sequence numbers.
+    fn first_difference(&self, other: &KeyDigest) -> Option<(u64, u64)> {
+        let b = self
+            .buckets
+            .iter()
+            .zip(&other.buckets)
+            .position(|(a, b)| a != b)? as u64;
+        let from = b << BUCKET_BITS;
+        Some((from, (from + (1 << BUCKET_BITS)).min(self.indexed)))
+    }
+}
+
+/// What reading the lookup found.
+pub(super) struct Scanned {
+    digest: KeyDigest,
+    /// The lowest sequence number of a row no entry could have (another field, another type).
+    first_bad: Option<u64>,
+    /// The highest sequence number of a row at or past the log's size when the audit began.
+    beyond: Option<u64>,
+}
+
+impl Scanned {
+    fn bad(&mut self, seq: u64) {
+        self.first_bad = Some(self.first_bad.map_or(seq, |b| b.min(seq)));
+    }
+}
+
+/// Reads the whole lookup, chunk by chunk in its key order, into a digest like `digest`
+/// (which must be empty); `size` is the log's size when the audit began.
+pub(super) async fn scan(
+    store: &Store,
+    digest: KeyDigest,
+    size: u64,
+) -> Result<Scanned, LedgerError> {
+    let mut scanned = Scanned {
+        digest,
+        first_bad: None,
+        beyond: None,
+    };
+    // Rows of another field: listings never read them, but they stand for rows that are gone.
+    let other = sqlx::query::<Any>(
+        "SELECT min(seq) FROM ledger_lookup \
+         WHERE field < 'caller' OR (field > 'caller' AND field < 'subject') OR field > 'subject'",
+    )
+    .fetch_one(store.pool())
+    .await?
+    .try_get::<Option<i64>, _>(0)?;
+    if let Some(seq) = other {
+        scanned.bad(u64::try_from(seq).unwrap_or(0));
+    }
+    let engine = store.engine();
+    for (tag, field) in FIELDS.iter().enumerate() {
+        let mut after: Option<(String, i64)> = None;
+        loop {
+            // The last key of this chunk, found by the database in its own collation: a key
+            // compared in Rust's byte order could differ from PostgreSQL's order.
+            let bound = match last_key(store, engine, field, after.as_ref()).await? {
+                Bound::Key(key) => Some(key),
+                Bound::End => None,
+                Bound::NotText(seq) => {
+                    // A key that cannot be bound back: nothing past it is read.
+                    scanned.bad(seq);
+                    return Ok(scanned);
+                }
+            };
+            let sql = chunk_sql(engine, after.is_some(), bound.is_some());
+            let mut q = sqlx::query::<Any>(&sql).bind(*field);
+            for (value, seq) in after.iter().chain(bound.iter()) {
+                q = q.bind(value.as_str()).bind(*seq);
+            }
+            let row = q.fetch_one(store.pool()).await?;
+            let seqs = row.try_get::<Option<String>, _>(0)?.unwrap_or_default();
+            let values = row.try_get::<Option<Vec<u8>>, _>(1)?.unwrap_or_default();
+            parse_chunk(tag as u8, &seqs, &values, &mut scanned, size)?;
+            match bound {
+                Some(bound) => after = Some(bound),
+                None => break,
+            }
+        }
+    }
+    Ok(scanned)
+}
+
+/// A lookup row's key within its field: value, seq.
+type Key = (String, i64);
+
+/// Where a chunk of the lookup ends.
+enum Bound {
+    /// At this key, included.
+    Key(Key),
+    /// At the end of the field's rows.
+    End,
+    /// At a key whose value is not text (SQLite), of this entry.
+    NotText(u64),
+}
+
+/// The key `CHUNK` rows of `field` after `after` (from the first with `None`).
+async fn last_key(
+    store: &Store,
+    engine: Engine,
+    field: &str,
+    after: Option<&Key>,
+) -> Result<Bound, LedgerError> {
+    let text = match engine {
+        Engine::Sqlite => "value < X''",
+        Engine::Postgres => "TRUE",
+    };
+    let lower = match after {
+        Some(_) => "AND (value, seq) > ($2, $3)",
+        None => "",
+    };
+    let sql = format!(
+        "SELECT seq, CAST(CASE WHEN {text} THEN 1 ELSE 0 END AS BIGINT), value \
+         FROM ledger_lookup WHERE field = $1 {lower} ORDER BY value, seq LIMIT 1 OFFSET {}",
+        CHUNK - 1
+    );
+    let mut q = sqlx::query::<Any>(&sql).bind(field);
+    if let Some((value, seq)) = after {
+        q = q.bind(value.as_str()).bind(*seq);
+    }
+    let Some(row) = q.fetch_optional(store.pool()).await? else {
+        return Ok(Bound::End);
+    };
+    let seq: i64 = row.try_get(0)?;
+    let text = row.try_get::<i64, _>(1)? == 1;
+    match (text, row.try_get::<String, _>(2)) {
+        (true, Ok(value)) => Ok(Bound::Key((value, seq))),
+        _ => Ok(Bound::NotText(to_u64(seq, "ledger_lookup seq")?)),
+    }
+}
+
+/// The statement packing one field's rows after a key (`lower`) up to and including another
+/// (`upper`): their sequence numbers, comma-separated, and their values, separated by 0xFF, as
+/// two aggregates over the same rows, so the n-th of each belong together. 0xFF is in no
+/// UTF-8 text: a value holding one leaves more values than sequence numbers. On SQLite a
+/// value that is not text (a BLOB, which `value = $1` no longer matches) shows as `-1 - seq`.
+fn chunk_sql(engine: Engine, lower: bool, upper: bool) -> String {
+    let mut conditions = vec!["field = $1"];
+    if lower {
+        conditions.push("(value, seq) > ($2, $3)");
+    }
+    if upper {
+        conditions.push(if lower {
+            "(value, seq) <= ($4, $5)"
+        } else {
+            "(value, seq) <= ($2, $3)"
+        });
+    }
+    let conditions = conditions.join(" AND ");
+    match engine {
+        Engine::Sqlite => format!(
+            "SELECT group_concat(CASE WHEN value < X'' THEN seq ELSE -1 - seq END, ','), \
+             CAST(group_concat(value, X'FF') AS BLOB) \
+             FROM ledger_lookup WHERE {conditions}"
+        ),
+        Engine::Postgres => format!(
+            "SELECT string_agg(seq::text, ','), \
+             string_agg(convert_to(value, 'UTF8'), '\\xff'::bytea) \
+             FROM ledger_lookup WHERE {conditions}"
+        ),
+    }
+}
+
+fn parse_chunk(
+    tag: u8,
+    seqs: &str,
+    values: &[u8],
+    scanned: &mut Scanned,
+    size: u64,
+) -> Result<(), LedgerError> {
+    let mut values = values.split(|&b| b == PACK_SEPARATOR);
+    // The key's hash up to its sequence number, shared by rows of one value (they are in
+    // value order).
+    let mut last: Option<(&[u8], DefaultHasher)> = None;
+    let mut first_seq = None;
+    for seq in seqs.split(',').filter(|s| !s.is_empty()) {
+        let (seq, text) = match seq.parse::<i64>() {
+            Ok(n) if n >= 0 => (n as u64, true),
+            Ok(n) => ((-1 - n).max(0) as u64, false),
+            Err(_) => {
+                return Err(LedgerError::Corrupt(format!(
+                    "ledger_lookup: a row's sequence number is {seq:?}"
+                )));
+            }
+        };
+        first_seq.get_or_insert(seq);
+        let Some(value) = values.next() else {
+            // Fewer values than sequence numbers: a NULL value.
+            scanned.bad(seq);
+            continue;
+        };
+        if seq >= size {
+            scanned.beyond = Some(scanned.beyond.map_or(seq, |b| b.max(seq)));
+        }
+        if !text {
+            scanned.bad(seq);
+        } else if seq < scanned.digest.indexed {
+            let group = match &last {
+                Some((v, h)) if *v == value => h.clone(),
+                _ => {
+                    let mut h = scanned.digest.key.build_hasher();
+                    h.write_u8(tag);
+                    h.write(value);
+                    last = Some((value, h.clone()));
+                    h
+                }
+            };
+            let mut h = group;
+            h.write_u64(seq);
+            scanned.digest.add_hash(seq, h.finish());
+        }
+    }
+    // More values than rows: a value held 0xFF.
+    if first_seq.is_some() && values.next().is_some() {
+        scanned.bad(first_seq.unwrap_or(0));
+    }
+    Ok(())
+}
+
+/// Holds the lookup as read to the entries' digest (`entries`, of a log found to have `have`
+/// entries, whose lookup claimed `indexed`).
+pub(super) async fn compare(
+    store: &Store,
+    entries: &KeyDigest,
+    indexed: u64,
+    scanned: Scanned,
+    have: u64,
+) -> Result<(), AuditError> {
+    let mut first = scanned.first_bad;
+    if let Some((from, until)) = entries.first_difference(&scanned.digest) {
+        let seq = first_differing_entry(store, from, until).await?;
+        first = Some(first.map_or(seq, |f| f.min(seq)));
+    }
+    if let Some(seq) = first {
+        return Err(AuditError::LookupMismatch { seq });
+    }
+    if indexed > have {
+        return Err(AuditError::LookupAhead {
+            seq: have,
+            size: have,
+        });
+    }
+    if let Some(seq) = scanned.beyond {
+        // Entries appended since the audit began are the lookup's to index: only a row beyond
+        // the log as it is now is ahead of it.
+        let size = committed_size(store).await?;
+        if seq >= size {
+            return Err(AuditError::LookupAhead { seq, size });
+        }
+    }
+    Ok(())
+}
+
+/// The first entry in `[from, until)` whose lookup rows are not exactly its keys (read again on
+/// both sides, all in memory: at most a bucket's worth, and only after a difference).
+async fn first_differing_entry(store: &Store, from: u64, until: u64) -> Result<u64, LedgerError> {
+    let typed = match store.engine() {
+        Engine::Sqlite => "typeof(field) = 'text' AND typeof(value) = 'text'",
+        Engine::Postgres => "TRUE",
+    };
+    let rows = sqlx::query::<Any>(&format!(
+        "SELECT seq, CAST(CASE WHEN {typed} THEN 1 ELSE 0 END AS BIGINT), field, value \
+         FROM ledger_lookup WHERE seq >= $1 AND seq < $2"
+    ))
+    .bind(to_i64(from)?)
+    .bind(to_i64(until)?)
+    .fetch_all(store.pool())
+    .await?;
+    let mut found = Vec::with_capacity(rows.len());
+    let mut first_unreadable: Option<u64> = None;
+    for row in &rows {
+        let seq = to_u64(row.try_get::<i64, _>(0)?, "ledger_lookup seq")?;
+        let text = row.try_get::<i64, _>(1)? == 1;
+        match (
+            text,
+            row.try_get::<String, _>(2),
+            row.try_get::<String, _>(3),
+        ) {
+            (true, Ok(field), Ok(value)) => found.push((seq, field, value)),
+            _ => first_unreadable = Some(first_unreadable.map_or(seq, |f| f.min(seq))),
+        }
+    }
+    found.sort_unstable();
+    let entries = sqlx::query::<Any>(
+        "SELECT seq, entry FROM ledger_entries WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+    )
+    .bind(to_i64(from)?)
+    .bind(to_i64(until)?)
+    .fetch_all(store.pool())
+    .await?;
+    let mut want = Vec::with_capacity(entries.len() * 2);
+    for row in &entries {
+        let bytes: Vec<u8> = row.try_get(1)?;
+        // Checked by the audit already: these decode.
+        let (seq, fields) = Entry::filter_fields(&bytes).map_err(|e| {
+            LedgerError::Corrupt(format!("entry cannot be decoded on a second read: {e}"))
+        })?;
+        want.push((seq, "caller".to_owned(), fields.caller.to_owned()));
+        want.push((seq, "subject".to_owned(), fields.subject.to_owned()));
+    }
+    want.sort_unstable();
+    let differing = found
+        .iter()
+        .zip(&want)
+        .find(|(f, w)| f != w)
+        .map(|(f, w)| f.0.min(w.0))
+        .or_else(|| {
+            // One list is a prefix of the other: the first key only the longer one has.
+            let n = found.len().min(want.len());
+            found.get(n).or(want.get(n)).map(|k| k.0)
+        });
+    // Sums that differ with equal rows: the lookup changed between the two reads.
+    let seq = match (differing, first_unreadable) {
+        (Some(d), Some(u)) => d.min(u),
+        (d, u) => d.or(u).unwrap_or(from),
+    };
+    Ok(seq)
+}
