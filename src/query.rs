@@ -19,7 +19,10 @@ pub struct RecordView {
     pub item: String,
     /// Hex of [`Record::key`]: stable, and lets an operator restore exactly this record.
     pub record_id: RecordId,
-    pub decision_date: Date,
+    /// `None` where the item's grants withhold what the date would tell
+    /// ([`crate::policy::ItemDecision::dates`]).
+    pub decision_date: Option<Date>,
+    /// `None` as above, and for records without a period.
     pub disclosure_end: Option<Date>,
     /// (field, value, form) in decision order.
     pub fields: Vec<(String, String, Form)>,
@@ -117,8 +120,10 @@ pub fn answer(
             out.records.push(RecordView {
                 item: record.item.clone(),
                 record_id: ids.id_of(&record.key()),
-                decision_date: record.decision_date,
-                disclosure_end: record.disclosure_end,
+                decision_date: item.dates().decision_date.then_some(record.decision_date),
+                disclosure_end: record
+                    .disclosure_end
+                    .filter(|_| item.dates().disclosure_end),
                 fields: disclosed
                     .fields
                     .into_iter()
@@ -349,6 +354,48 @@ mod tests {
             value(&answer, "admin-penalty", "amount"),
             Some(("10000-20000", "generalise(amount,10000)".into()))
         );
+    }
+
+    /// Promise 2 for the record's own dates: an item that declares a `decision_date` field
+    /// sends the date only with that field; the period's end only with `severity` too, since
+    /// its distance from the decision date tells the severity.
+    #[test]
+    fn record_dates_obey_the_fields_they_would_reveal() {
+        let record = penalty(
+            "京市监罚〔2026〕1号",
+            date!(2026 - 05 - 01),
+            date!(2027 - 05 - 01),
+        );
+        let dates = |fields: &[&str]| {
+            let answer = ask(
+                "spiffe://region-a.credit.test/dept/tax",
+                "public-procurement",
+                &[ItemRequest::fields("admin-penalty", fields)],
+                std::slice::from_ref(&record),
+            );
+            let [view] = answer.records.as_slice() else {
+                panic!("one record: {answer:?}");
+            };
+            (view.decision_date, view.disclosure_end)
+        };
+        assert_eq!(dates(&["decision_no"]), (None, None));
+        assert_eq!(
+            dates(&["decision_no", "decision_date"]),
+            (Some(date!(2026 - 05 - 01)), None)
+        );
+        assert_eq!(dates(&["decision_no", "severity"]), (None, None));
+        assert_eq!(
+            dates(&["decision_no", "decision_date", "severity"]),
+            (Some(date!(2026 - 05 - 01)), Some(date!(2027 - 05 - 01)))
+        );
+        // An item without such fields: its decision date tells no withheld field.
+        let answer = ask(
+            "spiffe://region-a.credit.test/dept/tax",
+            "tax-administration",
+            &[ItemRequest::fields("registration", &["uscc"])],
+            &[registration()],
+        );
+        assert_eq!(answer.records[0].decision_date, Some(date!(2009 - 03 - 17)));
     }
 
     #[test]

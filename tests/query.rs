@@ -1252,3 +1252,38 @@ async fn when_the_database_is_down_nothing_is_disclosed_and_the_node_recovers() 
     assert_eq!(report.entries, 3);
     node.shutdown().await;
 }
+
+/// A record's dates obey the grants of the fields they would tell: asked for the decision
+/// number alone, the penalty comes without its decision date and the end of its disclosure
+/// period (which would tell the decision date and the severity); asked for both, with both.
+#[tokio::test]
+async fn record_dates_come_only_with_the_fields_they_tell() {
+    let f = fixture().await;
+    let dates = async |fields: &[&str]| {
+        let asked = proto::QueryRequest {
+            items: vec![proto::ItemSelection {
+                item: "admin-penalty".into(),
+                fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+            }],
+            ..ask(&f.subject, "admin-penalty", "public-procurement")
+        };
+        let r = query_as(&f.pki, &f.node, REGION_A, "tax", asked)
+            .await
+            .unwrap();
+        let records = r.result.unwrap().records;
+        let view = records
+            .iter()
+            .find(|r| r.fields.iter().any(|v| v.value == "浙市监罚〔2026〕1号"))
+            .unwrap_or_else(|| panic!("the penalty of 2026-05-01: {records:?}"));
+        (view.decision_date.clone(), view.disclosure_end.clone())
+    };
+    assert_eq!(
+        dates(&["decision_no"]).await,
+        (String::new(), String::new())
+    );
+    assert_eq!(
+        dates(&["decision_no", "decision_date", "severity"]).await,
+        ("2026-05-01".to_owned(), "2027-05-01".to_owned())
+    );
+    f.node.shutdown().await;
+}

@@ -223,7 +223,7 @@ pub fn query_result(
             .map(|r| proto::RecordView {
                 item: r.item.clone(),
                 record_id: r.record_id.to_string(),
-                decision_date: r.decision_date.to_string(),
+                decision_date: r.decision_date.map(|d| d.to_string()).unwrap_or_default(),
                 disclosure_end: r.disclosure_end.map(|d| d.to_string()).unwrap_or_default(),
                 fields: r
                     .fields

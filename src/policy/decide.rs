@@ -3,8 +3,9 @@
 
 use std::borrow::Cow;
 
-use super::{Decision, FieldDecision, ItemDecision, ItemRequest, Outcome, Withheld};
+use super::{Decision, FieldDecision, ItemDecision, ItemRequest, Outcome, RecordDates, Withheld};
 use crate::catalog::{Item, Sharing, SignedCatalog};
+use crate::desensitize::Form;
 use crate::identity::{Kind, SpiffeId};
 
 /// Decides every requested field. Requested fields are deduplicated, in request order; an item
@@ -53,6 +54,7 @@ fn unknown_item<'c>(req: &ItemRequest) -> ItemDecision<'c> {
         item: Cow::Owned(req.item.clone()),
         refused: Some(Withheld::NotInCatalog),
         fields,
+        dates: RecordDates::default(),
     }
 }
 
@@ -150,9 +152,26 @@ fn decide_item<'c>(
         }
         out
     };
+    // A record's dates go out beside its fields, so they obey the same grants. Where the item
+    // declares the field a date repeats or reveals, the date goes only with that field, raw:
+    // the decision date with `decision_date`; the end of the disclosure period (the decision
+    // date plus a period its severity sets) also only with `severity`, or its distance from
+    // the decision date would tell the severity withheld.
+    let carried_raw = |name: &str| {
+        item.field(name).is_none()
+            || fields
+                .iter()
+                .any(|f| f.field == name && f.outcome == Outcome::Granted(Form::Raw))
+    };
+    let decision_date = carried_raw("decision_date");
+    let dates = RecordDates {
+        decision_date,
+        disclosure_end: decision_date && carried_raw("severity"),
+    };
     ItemDecision {
         item: Cow::Borrowed(item.id.as_str()),
         refused,
         fields,
+        dates,
     }
 }

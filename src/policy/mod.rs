@@ -119,6 +119,14 @@ pub struct ItemDecision<'c> {
     item: Cow<'c, str>,
     refused: Option<Withheld>,
     fields: Vec<FieldDecision<'c>>,
+    dates: RecordDates,
+}
+
+/// Which of a record's dates an answer may carry beside the granted fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordDates {
+    pub decision_date: bool,
+    pub disclosure_end: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +175,12 @@ impl ItemDecision<'_> {
 
     pub fn fields(&self) -> &[FieldDecision<'_>] {
         &self.fields
+    }
+
+    /// The record dates this item's records may carry: none that would repeat or reveal a field
+    /// this answer withholds.
+    pub fn dates(&self) -> RecordDates {
+        self.dates
     }
 }
 
