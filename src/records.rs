@@ -45,6 +45,47 @@ pub struct Designation {
     pub removal_basis: Option<String>,
 }
 
+/// Why a record this node had been sharing is shared no more. Its recipients are told (design.md
+/// section 7: after restoration the information is no longer shared with departments), since
+/// promise 8 alone only keeps it out of answers from now on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WithdrawalReason {
+    Restored,
+    RemovedFromList,
+}
+
+impl WithdrawalReason {
+    /// The word the store keeps.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WithdrawalReason::Restored => "restored",
+            WithdrawalReason::RemovedFromList => "removed_from_list",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<WithdrawalReason> {
+        match text {
+            "restored" => Some(WithdrawalReason::Restored),
+            "removed_from_list" => Some(WithdrawalReason::RemovedFromList),
+            _ => None,
+        }
+    }
+}
+
+/// A withdrawn record as its recipients learn of it: what names it to them and when and why it
+/// ended, never its subject or fields (a notice must not disclose more than the record did).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Withdrawal {
+    /// The record's key ([`Record::key`]); it leaves the node only as a [`RecordId`].
+    pub key: [u8; 32],
+    pub item: String,
+    /// When this node recorded the withdrawal, by its clock (Unix milliseconds).
+    pub withdrawn_ms: i64,
+    pub reason: WithdrawalReason,
+    /// The restoration's or the removal's date.
+    pub on: Date,
+}
+
 /// A record's public id, as recipients see it and operators restore by: its key
 /// ([`Record::key`]) encrypted under a node secret ([`RecordIds`]), so stable and unique, yet
 /// telling nothing of the record.

@@ -101,14 +101,14 @@ async fn records_round_trip_and_reingest_is_idempotent() {
         assert_eq!(store.unrestored(&[0; 16]).await.unwrap(), None, "{engine}");
         assert!(
             store
-                .restore_record(&key, date!(2026 - 09 - 01), "修复决定")
+                .restore_record(&key, date!(2026 - 09 - 01), "修复决定", 3)
                 .await
                 .unwrap(),
             "{engine}"
         );
         assert!(
             !store
-                .restore_record(&[0; 32], date!(2026 - 09 - 01), "x")
+                .restore_record(&[0; 32], date!(2026 - 09 - 01), "x", 3)
                 .await
                 .unwrap()
         );
@@ -123,7 +123,8 @@ async fn records_round_trip_and_reingest_is_idempotent() {
                     SUBJECT,
                     "serious-untrustworthy",
                     date!(2026 - 10 - 01),
-                    "移出决定"
+                    "移出决定",
+                    4
                 )
                 .await
                 .unwrap(),

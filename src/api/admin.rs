@@ -243,7 +243,7 @@ impl Administration for AdministrationApi {
         let done = self
             .state
             .store()
-            .restore_record(&record.key, on, basis)
+            .restore_record(&record.key, on, basis, self.state.clock().now_ms())
             .await
             .map_err(|e| unrecorded_change(&receipt, e))?;
         if !done {
@@ -290,7 +290,7 @@ impl Administration for AdministrationApi {
         let removed = self
             .state
             .store()
-            .remove_from_list(&subject, &item.id, on, basis)
+            .remove_from_list(&subject, &item.id, on, basis, self.state.clock().now_ms())
             .await
             .map_err(|e| unrecorded_change(&receipt, e))?;
         tracing::info!(operator = %caller.spiffe_id, item = %item.id, removed, seq = receipt.seq, "list designation removed");

@@ -251,6 +251,25 @@ pub fn query_result(
     }
 }
 
+/// A withdrawal as its recipients are told of it: the record's public id, never its key.
+pub fn withdrawal(
+    w: &crate::records::Withdrawal,
+    ids: &crate::records::RecordIds,
+) -> proto::Withdrawal {
+    use crate::records::WithdrawalReason;
+    let reason = match w.reason {
+        WithdrawalReason::Restored => proto::WithdrawalReason::Restored,
+        WithdrawalReason::RemovedFromList => proto::WithdrawalReason::RemovedFromList,
+    };
+    proto::Withdrawal {
+        record_id: ids.id_of(&w.key).to_string(),
+        item: w.item.clone(),
+        withdrawn_ms: w.withdrawn_ms,
+        reason: reason.into(),
+        on: w.on.to_string(),
+    }
+}
+
 pub fn receipt(
     receipt: &crate::ledger::store::Receipt,
     result_sha256: &[u8; 32],

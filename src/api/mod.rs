@@ -5,6 +5,7 @@ mod admin;
 mod convert;
 mod query;
 mod review;
+mod withdrawals;
 
 pub use admin::AdministrationApi;
 pub use query::record_throttled;
@@ -234,6 +235,24 @@ impl CreditQuery for CreditQueryApi {
         }
         let answers = query::answer_all(state, caller, &asked).await?;
         Ok(Response::new(proto::BatchQueryResponse { answers }))
+    }
+
+    async fn list_withdrawals(
+        &self,
+        request: Request<proto::ListWithdrawalsRequest>,
+    ) -> Result<Response<proto::ListWithdrawalsResponse>, Status> {
+        let caller = caller(&self.state, &request)?;
+        let state = &self.state;
+        query::admit(state, caller, 1).await?;
+        let asked = match withdrawals::validate(state, request.get_ref()) {
+            Ok(asked) => asked,
+            Err(status) => {
+                let purpose = withdrawals::PURPOSE;
+                return Err(query::refuse_invalid(state, caller, "", purpose, "", status).await);
+            }
+        };
+        let page = withdrawals::answer(state, caller, &asked).await?;
+        Ok(Response::new(page))
     }
 }
 

@@ -437,7 +437,7 @@ fn new_entry(
     }
 }
 
-async fn append(state: &NodeState, entry: Entry) -> Result<Receipt, Status> {
+pub(super) async fn append(state: &NodeState, entry: Entry) -> Result<Receipt, Status> {
     state
         .ledger()
         .append(entry)
@@ -450,7 +450,7 @@ fn ledger_unavailable(e: &crate::ledger::store::LedgerError) -> Status {
     Status::unavailable("the query could not be recorded in the ledger; nothing was disclosed")
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
+pub(super) fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
     out

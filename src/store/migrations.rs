@@ -38,6 +38,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "ledger lookup",
         include_str!("../../migrations/sqlite/0004_ledger_lookup.sql"),
     ),
+    (
+        5,
+        "withdrawals",
+        include_str!("../../migrations/sqlite/0005_withdrawals.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (
@@ -59,6 +64,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         4,
         "ledger lookup",
         include_str!("../../migrations/postgres/0004_ledger_lookup.sql"),
+    ),
+    (
+        5,
+        "withdrawals",
+        include_str!("../../migrations/postgres/0005_withdrawals.sql"),
     ),
 ];
 

@@ -14,6 +14,7 @@ pub mod activity;
 mod migrations;
 mod readers;
 pub mod records;
+pub mod withdrawals;
 
 use std::{fmt, sync::Arc, time::Duration};
 

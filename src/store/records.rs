@@ -288,39 +288,55 @@ impl Store {
     }
 
     /// Records credit restoration of one record. Returns false when no such record exists.
+    ///
+    /// The same statement marks the record withdrawn at `now_ms` (the node's clock), so its
+    /// recipients learn of it ([`Store::withdrawals`]) exactly when it stops being shared;
+    /// unless a removal from its list withdrew it already, which stays the withdrawal.
     pub async fn restore_record(
         &self,
         key: &[u8; 32],
         on: Date,
         basis: &str,
+        now_ms: i64,
     ) -> Result<bool, StoreError> {
         let _turn = self.write_turn(super::File::Records).await;
         let done = sqlx::query::<Any>(
-            "UPDATE records SET restored_on = $1, restoration_basis = $2 WHERE record_key = $3 AND restored_on IS NULL",
+            "UPDATE records SET restored_on = $1, restoration_basis = $2, \
+             withdrawn_ms = CASE WHEN removed_on IS NULL THEN $3 ELSE withdrawn_ms END, \
+             withdrawn_by = CASE WHEN removed_on IS NULL THEN 'restored' ELSE withdrawn_by END \
+             WHERE record_key = $4 AND restored_on IS NULL",
         )
         .bind(date_text(on))
         .bind(basis)
+        .bind(now_ms)
         .bind(key.to_vec())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
-    /// Removes a subject from a list (every current designation of that list item).
+    /// Removes a subject from a list (every current designation of that list item), marking
+    /// each designation withdrawn at `now_ms` as [`Store::restore_record`] does, unless a
+    /// restoration withdrew it already.
     pub async fn remove_from_list(
         &self,
         subject: &str,
         item: &str,
         on: Date,
         basis: &str,
+        now_ms: i64,
     ) -> Result<u64, StoreError> {
         let _turn = self.write_turn(super::File::Records).await;
         let done = sqlx::query::<Any>(
-            "UPDATE records SET removed_on = $1, removal_basis = $2 \
-             WHERE subject_id = $3 AND item_id = $4 AND designated_on IS NOT NULL AND removed_on IS NULL",
+            "UPDATE records SET removed_on = $1, removal_basis = $2, \
+             withdrawn_ms = CASE WHEN restored_on IS NULL THEN $3 ELSE withdrawn_ms END, \
+             withdrawn_by = CASE WHEN restored_on IS NULL THEN 'removed_from_list' \
+                                 ELSE withdrawn_by END \
+             WHERE subject_id = $4 AND item_id = $5 AND designated_on IS NOT NULL AND removed_on IS NULL",
         )
         .bind(date_text(on))
         .bind(basis)
+        .bind(now_ms)
         .bind(subject)
         .bind(item)
         .execute(&self.pool)
@@ -358,7 +374,7 @@ fn bind_record<'q>(
         .bind(now_ms))
 }
 
-fn parse_date(text: &str, column: &str) -> Result<Date, StoreError> {
+pub(super) fn parse_date(text: &str, column: &str) -> Result<Date, StoreError> {
     Date::parse(text, &time::format_description::well_known::Iso8601::DATE)
         .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }

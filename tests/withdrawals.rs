@@ -1,0 +1,465 @@
+//! Withdrawal notices over mutual TLS, end to end: a department receives a record, an operator
+//! restores it or removes its subject from a list, and the department learns of it through
+//! `ListWithdrawals`, on record in the ledger, while Query no longer shows the record.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, Ordering},
+};
+
+use common::{TestPki, endpoint};
+use credit_node::{
+    clock::Clock,
+    identifier::Uscc,
+    identity::Kind,
+    pki::REGION_A,
+    proto::{
+        self, administration_client::AdministrationClient, credit_query_client::CreditQueryClient,
+        ledger_review_client::LedgerReviewClient,
+    },
+    server::RunningNode,
+};
+use serde_json::json;
+use tonic::Code;
+
+/// 2026-11-23 10:00 UTC.
+const START_MS: i64 = 1_795_428_000_000;
+const TAX: &str = "spiffe://region-a.credit.test/dept/tax";
+
+fn penalty(subject: &str, number: &str, decided: &str) -> String {
+    json!({
+        "subject": subject, "item": "admin-penalty",
+        "fields": {
+            "decision_no": number, "uscc": subject, "severity": "ordinary", "penalty_type": "罚款",
+            "amount": "15000.00", "decision_date": decided, "facts": "未按规定公示年度报告",
+            "legal_rep_id": "11010519491231002X"
+        },
+        "basis": {"kind": "行政处罚决定书", "number": number, "date": decided, "issuer": "samr"},
+        "severity": "ordinary",
+        "decision_date": decided
+    })
+    .to_string()
+}
+
+fn listing(subject: &str) -> String {
+    json!({
+        "subject": subject, "item": "serious-untrustworthy",
+        "fields": {
+            "uscc": subject, "name": "杭州星河网络科技有限公司",
+            "list_reason": "拒不履行行政处罚决定", "listed_date": "2026-03-01",
+            "listing_authority": "杭州市市场监督管理局"
+        },
+        "basis": {"kind": "列入决定书", "number": "列严〔2026〕5号", "date": "2026-03-01", "issuer": "samr"},
+        "severity": "serious",
+        "decision_date": "2026-03-01",
+        "designation": {"designated_on": "2026-03-01", "removal_conditions": "履行处罚决定满一年"}
+    })
+    .to_string()
+}
+
+struct Fixture {
+    pki: TestPki,
+    node: RunningNode,
+    subject: String,
+    /// The node's clock, in Unix milliseconds: the test moves it.
+    now: Arc<AtomicI64>,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let pki = TestPki::new();
+        let now = Arc::new(AtomicI64::new(START_MS));
+        let read = now.clone();
+        let clock = Clock::from_fn(move || {
+            let ms = read.load(Ordering::SeqCst);
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
+        });
+        let node = common::start_with_clock(&pki.write_config(REGION_A), clock).await;
+        let subject = Uscc::from_seed(42).to_string();
+        let rows = vec![
+            penalty(&subject, "浙市监罚〔2026〕1号", "2026-05-01"),
+            penalty(&subject, "浙市监罚〔2026〕2号", "2026-06-01"),
+            penalty(&subject, "浙市监罚〔2026〕3号", "2026-07-01"),
+            listing(&subject),
+        ];
+        let f = Fixture {
+            pki,
+            node,
+            subject,
+            now,
+        };
+        let done = f
+            .admin()
+            .await
+            .ingest_records(proto::IngestRecordsRequest { json_lines: rows })
+            .await
+            .expect("operator ingests")
+            .into_inner();
+        assert_eq!(done.inserted, 4);
+        f
+    }
+
+    fn advance(&self, ms: i64) -> i64 {
+        self.now.fetch_add(ms, Ordering::SeqCst) + ms
+    }
+
+    async fn channel(&self, kind: Kind, id: &str) -> tonic::transport::Channel {
+        let (cert, key) = self.pki.identity(REGION_A, kind, id);
+        credit_node::client::connect(&endpoint(&self.node), self.pki.client_tls(&cert, &key))
+            .await
+            .expect("connect")
+    }
+
+    async fn admin(&self) -> AdministrationClient<tonic::transport::Channel> {
+        AdministrationClient::new(self.channel(Kind::Operator, "admin").await)
+    }
+
+    async fn query_client(&self, kind: Kind, id: &str) -> QueryClient {
+        CreditQueryClient::new(self.channel(kind, id).await)
+    }
+
+    /// The records of `item` region A's tax bureau receives about the subject, by record id.
+    async fn received(&self, item: &str) -> Vec<String> {
+        let asked = proto::QueryRequest {
+            subject: self.subject.clone(),
+            subject_type: proto::SubjectType::LegalPerson.into(),
+            items: vec![proto::ItemSelection {
+                item: item.into(),
+                fields: vec![],
+            }],
+            purpose: "public-procurement".into(),
+            basis_reference: "（2026）浙0106执123号".into(),
+        };
+        let mut tax = self.query_client(Kind::Dept, "tax").await;
+        let answer = tax.query(asked).await.unwrap().into_inner();
+        answer
+            .result
+            .unwrap()
+            .records
+            .into_iter()
+            .map(|r| r.record_id)
+            .collect()
+    }
+
+    async fn restore(&self, record_id: &str, on: &str) {
+        self.admin()
+            .await
+            .restore_record(proto::RestoreRecordRequest {
+                record_id: record_id.into(),
+                restored_on: on.into(),
+                basis: "信用修复决定〔2026〕9号".into(),
+            })
+            .await
+            .expect("operator restores");
+    }
+
+    async fn remove_listing(&self, on: &str) {
+        let removed = self
+            .admin()
+            .await
+            .remove_from_list(proto::RemoveFromListRequest {
+                subject: self.subject.clone(),
+                item: "serious-untrustworthy".into(),
+                removed_on: on.into(),
+                basis: "移出决定〔2026〕3号".into(),
+            })
+            .await
+            .expect("operator removes")
+            .into_inner();
+        assert_eq!(removed.removed, 1);
+    }
+
+    /// The officer's view of the withdrawal listings recorded, oldest first.
+    async fn listings_on_record(&self) -> Vec<proto::LedgerEntry> {
+        let mut officer = LedgerReviewClient::new(self.channel(Kind::Officer, "auditor").await);
+        officer
+            .list_entries(proto::ListEntriesRequest {
+                purpose: "withdrawal-notices".into(),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .entries
+    }
+}
+
+type QueryClient = CreditQueryClient<tonic::transport::Channel>;
+
+async fn list(
+    client: &mut QueryClient,
+    since_ms: i64,
+    page_token: &str,
+    limit: u32,
+) -> Result<proto::ListWithdrawalsResponse, tonic::Status> {
+    client
+        .list_withdrawals(proto::ListWithdrawalsRequest {
+            since_ms,
+            page_token: page_token.into(),
+            limit,
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The SHA-256 the receipt and the ledger entry give: of the response without its receipt.
+fn digest(response: &proto::ListWithdrawalsResponse) -> Vec<u8> {
+    let mut page = response.clone();
+    page.receipt = None;
+    let bytes = prost::Message::encode_to_vec(&page);
+    ring::digest::digest(&ring::digest::SHA256, &bytes)
+        .as_ref()
+        .to_vec()
+}
+
+fn withdrawal(
+    record_id: &str,
+    item: &str,
+    withdrawn_ms: i64,
+    reason: proto::WithdrawalReason,
+    on: &str,
+) -> proto::Withdrawal {
+    proto::Withdrawal {
+        record_id: record_id.into(),
+        item: item.into(),
+        withdrawn_ms,
+        reason: reason.into(),
+        on: on.into(),
+    }
+}
+
+/// Makes every ledger write of the node's SQLite store fail (as a full disk would), or undoes it.
+async fn fail_ledger_writes(store: &credit_node::store::Store, fail: bool) {
+    use sqlx::Executor;
+    let sql = if fail {
+        "CREATE TRIGGER activity.fail_ledger BEFORE INSERT ON ledger_entries \
+         BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    } else {
+        "DROP TRIGGER fail_ledger"
+    };
+    store.pool().execute(sql).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_restored_record_is_listed_to_its_recipients_and_shared_no_more() {
+    let f = Fixture::new().await;
+    let received = f.received("admin-penalty").await;
+    assert_eq!(received.len(), 3);
+    let mut tax = f.query_client(Kind::Dept, "tax").await;
+    let none = list(&mut tax, 0, "", 0).await.unwrap();
+    assert!(none.withdrawals.is_empty() && none.next_page_token.is_empty());
+
+    let restored_at = f.advance(1000);
+    f.restore(&received[1], "2026-11-01").await;
+    f.advance(1000);
+    let listed = list(&mut tax, 0, "", 0).await.unwrap();
+    assert_eq!(
+        listed.withdrawals,
+        vec![withdrawal(
+            &received[1],
+            "admin-penalty",
+            restored_at,
+            proto::WithdrawalReason::Restored,
+            "2026-11-01"
+        )]
+    );
+    assert!(listed.next_page_token.is_empty());
+    // Query no longer shows it; the others are shared as before.
+    assert_eq!(
+        f.received("admin-penalty").await,
+        vec![received[0].clone(), received[2].clone()]
+    );
+    // Nothing of the record but its id and item: no subject, no field value.
+    let text = format!("{listed:?}");
+    assert!(
+        !text.contains(&f.subject) && !text.contains("浙市监罚"),
+        "{text}"
+    );
+
+    // Callers the catalog grants nothing get nothing (default deny), on record as well.
+    for (kind, id) in [(Kind::Officer, "auditor"), (Kind::Operator, "admin")] {
+        let mut client = f.query_client(kind, id).await;
+        let page = list(&mut client, 0, "", 0).await.unwrap();
+        assert!(page.withdrawals.is_empty(), "{id}: {page:?}");
+        assert!(page.receipt.is_some());
+    }
+
+    // Each listing is one ledger entry, by its caller, with the digest of exactly what it sent.
+    let on_record = f.listings_on_record().await;
+    let by_tax: Vec<&proto::LedgerEntry> = on_record.iter().filter(|e| e.caller == TAX).collect();
+    assert_eq!(by_tax.len(), 2, "{on_record:?}");
+    for (entry, response) in by_tax.iter().zip([&none, &listed]) {
+        let receipt = response.receipt.as_ref().unwrap();
+        assert_eq!(entry.seq, receipt.sequence);
+        assert_eq!(entry.leaf_hash, receipt.leaf_hash);
+        assert_eq!(entry.query_id, receipt.query_id);
+        assert_eq!(entry.response_sha256, digest(response));
+        assert_eq!(receipt.result_sha256, digest(response));
+        assert_eq!(entry.outcome, i32::from(proto::EntryOutcome::Granted));
+        assert_eq!(entry.requested_fields, vec!["withdrawals"]);
+        assert_eq!(entry.subject, "");
+    }
+    assert_eq!(
+        on_record.len(),
+        4,
+        "two by tax, one by the officer, one by the operator"
+    );
+    f.node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_removal_from_a_list_is_listed_as_such() {
+    let f = Fixture::new().await;
+    let received = f.received("serious-untrustworthy").await;
+    assert_eq!(received.len(), 1);
+    let removed_at = f.advance(5);
+    f.remove_listing("2026-11-02").await;
+    let mut tax = f.query_client(Kind::Dept, "tax").await;
+    let listed = list(&mut tax, 0, "", 0).await.unwrap();
+    assert_eq!(
+        listed.withdrawals,
+        vec![withdrawal(
+            &received[0],
+            "serious-untrustworthy",
+            removed_at,
+            proto::WithdrawalReason::RemovedFromList,
+            "2026-11-02"
+        )]
+    );
+    assert!(f.received("serious-untrustworthy").await.is_empty());
+    // Restored after its removal, it is not withdrawn a second time.
+    f.advance(5);
+    f.restore(&received[0], "2026-11-03").await;
+    assert_eq!(
+        list(&mut tax, 0, "", 0).await.unwrap().withdrawals,
+        listed.withdrawals
+    );
+    f.node.shutdown().await;
+}
+
+#[tokio::test]
+async fn pages_list_every_withdrawal_exactly_once_and_since_ms_filters() {
+    let f = Fixture::new().await;
+    let penalties = f.received("admin-penalty").await;
+    let listed_id = f.received("serious-untrustworthy").await.remove(0);
+    // Two restorations within one millisecond, one later, then a removal.
+    let t1 = f.advance(10);
+    f.restore(&penalties[0], "2026-11-01").await;
+    f.restore(&penalties[2], "2026-11-01").await;
+    let t2 = f.advance(10);
+    f.restore(&penalties[1], "2026-11-02").await;
+    let t3 = f.advance(10);
+    f.remove_listing("2026-11-03").await;
+
+    let mut tax = f.query_client(Kind::Dept, "tax").await;
+    let whole = list(&mut tax, 0, "", 0).await.unwrap().withdrawals;
+    let times: Vec<i64> = whole.iter().map(|w| w.withdrawn_ms).collect();
+    assert_eq!(times, vec![t1, t1, t2, t3]);
+    let mut ids: Vec<&str> = whole.iter().map(|w| w.record_id.as_str()).collect();
+    ids.sort_unstable();
+    let mut expected = vec![
+        penalties[0].as_str(),
+        penalties[1].as_str(),
+        penalties[2].as_str(),
+        listed_id.as_str(),
+    ];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+
+    for limit in [1, 2, 3] {
+        let (mut paged, mut token, mut pages) = (Vec::new(), String::new(), 0);
+        loop {
+            let page = list(&mut tax, 0, &token, limit).await.unwrap();
+            assert!(page.withdrawals.len() <= limit as usize);
+            paged.extend(page.withdrawals);
+            pages += 1;
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        assert_eq!(paged, whole, "limit {limit}");
+        assert_eq!(pages, 4usize.div_ceil(limit as usize), "limit {limit}");
+    }
+
+    let since = |ms| {
+        let mut tax = tax.clone();
+        async move { list(&mut tax, ms, "", 0).await.unwrap().withdrawals }
+    };
+    assert_eq!(since(t2).await, whole[2..]);
+    assert_eq!(since(t2 + 1).await, whole[3..]);
+    assert!(since(t3 + 1).await.is_empty());
+    // A page token and `since_ms` together: the later of the two bounds.
+    let first = list(&mut tax, 0, "", 1).await.unwrap();
+    let rest = list(&mut tax, t3, &first.next_page_token, 0).await.unwrap();
+    assert_eq!(rest.withdrawals, whole[3..]);
+    f.node.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_listings_are_refused_naming_the_field_and_on_record() {
+    let f = Fixture::new().await;
+    let mut tax = f.query_client(Kind::Dept, "tax").await;
+    let status = list(&mut tax, 0, "", 1001).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().starts_with("limit: at most 1000"),
+        "{status:?}"
+    );
+    for token in [
+        "x",
+        "not a token",
+        &"0".repeat(50),
+        &format!("02{}", "0".repeat(48)),
+    ] {
+        let status = list(&mut tax, 0, token, 0).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{token}: {status:?}");
+        assert!(status.message().starts_with("page_token: "), "{status:?}");
+    }
+    // A limit of exactly the maximum is fine.
+    assert!(list(&mut tax, 0, "", 1000).await.is_ok());
+    let on_record = f.listings_on_record().await;
+    let outcomes: Vec<i32> = on_record.iter().map(|e| e.outcome).collect();
+    let invalid = i32::from(proto::EntryOutcome::Invalid);
+    let granted = i32::from(proto::EntryOutcome::Granted);
+    assert_eq!(
+        outcomes,
+        vec![invalid, invalid, invalid, invalid, invalid, granted]
+    );
+    assert!(on_record[0].reason.starts_with("limit: "), "{on_record:?}");
+    assert!(on_record[1].reason.starts_with("page_token: "));
+    f.node.shutdown().await;
+}
+
+#[tokio::test]
+async fn when_the_ledger_cannot_be_written_no_withdrawal_is_listed() {
+    let f = Fixture::new().await;
+    let received = f.received("admin-penalty").await;
+    f.advance(1);
+    f.restore(&received[0], "2026-11-01").await;
+    let store = f.node.state().store().clone();
+    fail_ledger_writes(&store, true).await;
+    let mut tax = f.query_client(Kind::Dept, "tax").await;
+    let status = list(&mut tax, 0, "", 0).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let text = format!("{status:?}");
+    assert!(
+        !text.contains(&received[0]),
+        "no data in the refusal: {text}"
+    );
+    // A malformed listing cannot be answered either: its refusal is not on record.
+    let status = list(&mut tax, 0, "", 5000).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    fail_ledger_writes(&store, false).await;
+    let listed = list(&mut tax, 0, "", 0)
+        .await
+        .expect("the node answers again once its ledger can be written");
+    assert_eq!(listed.withdrawals.len(), 1);
+    assert_eq!(listed.withdrawals[0].record_id, received[0]);
+    f.node.shutdown().await;
+}
