@@ -115,18 +115,6 @@ async fn admin_as(
     AdministrationClient::new(channel(pki, node, region, kind, id).await)
 }
 
-/// Makes every ledger write of the node's SQLite store fail (as a full disk would), or undoes it.
-async fn fail_ledger_writes(store: &credit_node::store::Store, fail: bool) {
-    use sqlx::Executor;
-    let sql = if fail {
-        "CREATE TRIGGER activity.fail_ledger BEFORE INSERT ON ledger_entries \
-         BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-    } else {
-        "DROP TRIGGER fail_ledger"
-    };
-    store.pool().execute(sql).await.unwrap();
-}
-
 /// Whether region A's tax bureau finds a registration of the subject of `seed`.
 async fn registration_found(f: &Fixture, seed: u64) -> bool {
     let subject = Uscc::from_seed(seed).to_string();
@@ -745,7 +733,7 @@ async fn no_unlogged_disclosure_under_concurrent_load() {
 async fn when_the_ledger_cannot_be_written_nothing_is_disclosed() {
     let f = fixture().await;
     let store = f.node.state().store().clone();
-    fail_ledger_writes(&store, true).await;
+    common::fail_ledger_writes(&store, true).await;
     let status = query_as(
         &f.pki,
         &f.node,
@@ -772,7 +760,7 @@ async fn when_the_ledger_cannot_be_written_nothing_is_disclosed() {
     .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
 
-    fail_ledger_writes(&store, false).await;
+    common::fail_ledger_writes(&store, false).await;
     let ok = query_as(
         &f.pki,
         &f.node,
@@ -970,7 +958,7 @@ async fn administration_is_on_record_before_it_takes_effect() {
 
     // The ledger cannot be written: the restoration is refused and does not happen.
     let store = f.node.state().store().clone();
-    fail_ledger_writes(&store, true).await;
+    common::fail_ledger_writes(&store, true).await;
     let status = admin
         .restore_record(proto::RestoreRecordRequest {
             record_id: second.clone(),
@@ -987,7 +975,7 @@ async fn administration_is_on_record_before_it_takes_effect() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    fail_ledger_writes(&store, false).await;
+    common::fail_ledger_writes(&store, false).await;
     let still = penalties(&f).await;
     assert_eq!(
         still

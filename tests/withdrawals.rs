@@ -232,18 +232,6 @@ fn withdrawal(
     }
 }
 
-/// Makes every ledger write of the node's SQLite store fail (as a full disk would), or undoes it.
-async fn fail_ledger_writes(store: &credit_node::store::Store, fail: bool) {
-    use sqlx::Executor;
-    let sql = if fail {
-        "CREATE TRIGGER activity.fail_ledger BEFORE INSERT ON ledger_entries \
-         BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-    } else {
-        "DROP TRIGGER fail_ledger"
-    };
-    store.pool().execute(sql).await.unwrap();
-}
-
 #[tokio::test]
 async fn a_restored_record_is_listed_to_its_recipients_and_shared_no_more() {
     let f = Fixture::new().await;
@@ -442,7 +430,7 @@ async fn when_the_ledger_cannot_be_written_no_withdrawal_is_listed() {
     f.advance(1);
     f.restore(&received[0], "2026-11-01").await;
     let store = f.node.state().store().clone();
-    fail_ledger_writes(&store, true).await;
+    common::fail_ledger_writes(&store, true).await;
     let mut tax = f.query_client(Kind::Dept, "tax").await;
     let status = list(&mut tax, 0, "", 0).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -455,7 +443,7 @@ async fn when_the_ledger_cannot_be_written_no_withdrawal_is_listed() {
     let status = list(&mut tax, 0, "", 5000).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 
-    fail_ledger_writes(&store, false).await;
+    common::fail_ledger_writes(&store, false).await;
     let listed = list(&mut tax, 0, "", 0)
         .await
         .expect("the node answers again once its ledger can be written");

@@ -221,3 +221,15 @@ pub async fn reload_and_assert_cut_off(
         "the open connection is cut, then the revocation is the reason: {statuses:?}"
     );
 }
+
+/// Makes every ledger write of the node's SQLite store fail (as a full disk would), or undoes it.
+pub async fn fail_ledger_writes(store: &credit_node::store::Store, fail: bool) {
+    use sqlx::Executor;
+    let sql = if fail {
+        "CREATE TRIGGER activity.fail_ledger BEFORE INSERT ON ledger_entries \
+         BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    } else {
+        "DROP TRIGGER fail_ledger"
+    };
+    store.pool().execute(sql).await.expect("ledger trigger");
+}
