@@ -399,6 +399,26 @@ fn demo_tour_runs_and_exits_with_no_wait() {
         stdout.contains("p_"),
         "a pseudonymized identifier is shown: {stdout}"
     );
+    // A restoration: the court's next query no longer holds the record, and its withdrawal
+    // notices name the record it received.
+    let restored = stdout
+        .split(" restores penalty ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("a restoration shown: {stdout}"));
+    let (now, was) = stdout
+        .split_once(" current penalties, was ")
+        .and_then(|(head, tail)| {
+            let now: u64 = head.rsplit(' ').next()?.parse().ok()?;
+            let was: u64 = tail.split(':').next()?.parse().ok()?;
+            Some((now, was))
+        })
+        .unwrap_or_else(|| panic!("the court's penalties before and after: {stdout}"));
+    assert_eq!(now + 1, was, "exactly the restored one is gone: {stdout}");
+    assert!(
+        stdout.contains(&format!("admin-penalty {restored} restored on ")),
+        "{stdout}"
+    );
     // The operator's ingests (one entry per subject) and then the tour's three queries.
     // The number printed right after `label`.
     let number_after = |label: &str| -> u64 {

@@ -134,6 +134,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     show_one_subject(&layout, &a, &subject).await?;
     let tour = before_tour..logged().await.map_err(|e| runtime(&e))?;
     show_harvesters_stopped(&node_a, &layout, &a, organisations).await?;
+    show_withdrawal(&node_a, &layout, &a, &subject).await?;
     show_ledger(&node_a, tour).await?;
 
     let (cert, key) = layout.identity(REGION_A, Kind::Dept, "tax");
@@ -455,6 +456,98 @@ async fn show_one_subject(layout: &Layout, endpoint: &str, subject: &str) -> Res
     Ok(())
 }
 
+/// Credit restoration and what a recipient learns of it: the court receives the subject's
+/// penalty, the operator restores it, the court's next query no longer holds it, and its
+/// `ListWithdrawals` names the record it received.
+async fn show_withdrawal(
+    node: &RunningNode,
+    layout: &Layout,
+    endpoint: &str,
+    subject: &str,
+) -> Result<(), CliError> {
+    use crate::proto::{
+        ItemSelection, ListWithdrawalsRequest, QueryRequest, RestoreRecordRequest, SubjectType,
+        WithdrawalReason, administration_client::AdministrationClient,
+        credit_query_client::CreditQueryClient,
+    };
+    let status = |s: tonic::Status| CliError::Runtime(whoami::describe_status(&s));
+    let cas = [layout.ca_cert(REGION_A)];
+    let cas: Vec<&Path> = cas.iter().map(PathBuf::as_path).collect();
+    let connect = async |kind: Kind, id: &str| {
+        let (cert, key) = layout.identity(REGION_A, kind, id);
+        client::connect(endpoint, client::tls_config_from_files(&cert, &key, &cas)?).await
+    };
+    let mut court = CreditQueryClient::new(connect(Kind::Dept, "court").await?);
+    let penalties = async |court: &mut CreditQueryClient<tonic::transport::Channel>| {
+        let response = court
+            .query(QueryRequest {
+                subject: subject.to_owned(),
+                subject_type: SubjectType::LegalPerson.into(),
+                items: vec![ItemSelection {
+                    item: "admin-penalty".into(),
+                    fields: vec![],
+                }],
+                purpose: "enforcement".into(),
+                basis_reference: "（2026）演示执字第1号".into(),
+            })
+            .await
+            .map_err(status)?;
+        Ok::<_, CliError>(response.into_inner().result.unwrap_or_default().records)
+    };
+    let before = penalties(&mut court).await?;
+    let Some(penalty) = before.first() else {
+        return Err(CliError::Runtime(format!(
+            "the court receives no penalty of {subject}"
+        )));
+    };
+    let today = node.state().clock().today().to_string();
+    let basis = "信用修复决定书（2026）演示第1号";
+    let receipt = AdministrationClient::new(connect(Kind::Operator, "admin").await?)
+        .restore_record(RestoreRecordRequest {
+            record_id: penalty.record_id.clone(),
+            restored_on: today.clone(),
+            basis: basis.into(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner()
+        .receipt
+        .unwrap_or_default();
+    crate::outln!(
+        "\nCredit restoration: spiffe://{REGION_A}/operator/admin restores penalty {} of {subject} \
+         from {today} ({basis}; ledger entry #{}).",
+        penalty.record_id,
+        receipt.seq
+    )?;
+    let after = penalties(&mut court).await?;
+    crate::outln!(
+        "  Query as spiffe://{REGION_A}/dept/court again: {} current penalties, was {}: a restored \
+         record is shared no more.",
+        after.len(),
+        before.len()
+    )?;
+    let listed = court
+        .list_withdrawals(ListWithdrawalsRequest::default())
+        .await
+        .map_err(status)?
+        .into_inner();
+    for w in &listed.withdrawals {
+        let reason = match w.reason() {
+            WithdrawalReason::Restored => "restored",
+            WithdrawalReason::RemovedFromList => "removed from its list",
+            WithdrawalReason::Unspecified => "withdrawn",
+        };
+        crate::outln!(
+            "  ListWithdrawals as the court (ledger entry #{}): {} {} {reason} on {}",
+            listed.receipt.as_ref().map_or(0, |r| r.sequence),
+            w.item,
+            w.record_id,
+            w.on
+        )?;
+    }
+    Ok(())
+}
+
 /// The tour ends where a security officer would: a tree head signed, the whole stored ledger
 /// verified from its entry bytes, then the entries of the tour's own queries (sequence numbers
 /// `tour`) as `ledger list` shows them.
@@ -470,7 +563,7 @@ async fn show_ledger(node: &RunningNode, tour: std::ops::Range<u64>) -> Result<(
         .await
         .map_err(|e| runtime(&e))?;
     crate::outln!(
-        "\nThe ledger: region A's node recorded the operator's ingests before making them, every query \
+        "\nThe ledger: region A's node recorded the operator's ingests and restoration before making them, every query \
          before answering it (the harvesters' refused ones too) and its alerts. Verified from the stored entries: {} entries, root {}, signed tree head of size {} (credit-node ledger verify).",
         report.entries,
         &crate::tls::hex(&report.root)[..16],
@@ -492,6 +585,13 @@ async fn show_ledger(node: &RunningNode, tour: std::ops::Range<u64>) -> Result<(
         .await
         .map_err(|e| runtime(&e))?
         .entries;
+    let administration: Vec<_> = administration
+        .into_iter()
+        .filter(|e| {
+            matches!(&e.entry.outcome, crate::ledger::entry::Outcome::Administration(a)
+                if a.action == crate::ledger::entry::AdminAction::IngestRecords)
+        })
+        .collect();
     if let (Some(first), Some(last)) = (administration.first(), administration.last()) {
         crate::outln!(
             "  #{}–#{} {} ingest_records: {} entries, one per subject ingested",
