@@ -14,7 +14,7 @@ use common::{TestPki, endpoint};
 use credit_node::{
     clock::Clock,
     identifier::Uscc,
-    identity::Kind,
+    identity::{Kind, SpiffeId},
     ledger::{
         entry::Outcome,
         store::{EntryFilter, OutcomeKind, Page, StoredEntry},
@@ -300,6 +300,41 @@ async fn a_batch_counts_every_subject_and_is_refused_whole() {
         "{}",
         refused.message()
     );
+    n.node.shutdown().await;
+}
+
+/// An operator raising a department's quota does not wait for a restart: SIGHUP takes in the
+/// new limits, and the subject refused a moment ago is answered.
+#[tokio::test]
+async fn a_reload_applies_new_harvest_limits() {
+    let clock = TestClock::new();
+    let n = start(QUOTA_3, &clock, 6).await;
+    let mut tax = client(&n, REGION_B, "tax").await;
+    for i in 0..3 {
+        answered(query(&mut tax, &subject(i)).await);
+    }
+    let refused = query(&mut tax, &subject(3)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+
+    let config = n.pki.dir.path().join("node.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let raised = text.replace("distinct_subjects = 3", "distinct_subjects = 5");
+    assert_ne!(raised, text, "the config holds the quota of 3");
+    std::fs::write(&config, raised).unwrap();
+    credit_node::cli::serve::reload(&config, &n.node);
+    assert_eq!(
+        n.node
+            .state()
+            .guard()
+            .limits(&SpiffeId::parse(TAX_B).unwrap())
+            .distinct_subjects,
+        5
+    );
+    answered(query(&mut tax, &subject(3)).await);
+    answered(query(&mut tax, &subject(4)).await);
+    let refused = query(&mut tax, &subject(5)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("its 5 distinct"), "{refused:?}");
     n.node.shutdown().await;
 }
 

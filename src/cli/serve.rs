@@ -88,14 +88,15 @@ pub async fn start_with_clock(
         .map_err(|e| CliError::Runtime(format!("{}: {e}", loaded.path.display())))
 }
 
-/// Re-reads the config file and swaps in new TLS material, access lists and a new catalog, each
-/// on its own: a part that fails to load changes nothing of it (the node keeps serving with
-/// what it had, and the log says why), while the other parts may still be renewed.
+/// Re-reads the config file and swaps in new TLS material, access lists, per-caller harvest
+/// limits and a new catalog, each on its own: a part that fails to load changes nothing of it
+/// (the node keeps serving with what it had, and the log says why), while the other parts may
+/// still be renewed.
 pub fn reload(config_path: &Path, node: &RunningNode) {
     let loaded = match LoadedConfig::load(config_path) {
         Ok(loaded) => loaded,
         Err(error) => {
-            tracing::error!(%error, "reload refused; keeping the running TLS material, access lists and catalog");
+            tracing::error!(%error, "reload refused; keeping the running TLS material, access lists, harvest limits and catalog");
             return;
         }
     };
@@ -124,6 +125,16 @@ pub fn reload(config_path: &Path, node: &RunningNode) {
             %error,
             "access reload refused; keeping the running access lists"
         ),
+    }
+    let (limits, fixed) = node.state().guard().replace_limits(&loaded.config.harvest);
+    if limits == crate::harvest::LimitsReload::Replaced {
+        tracing::info!("reloaded harvest limits (changed limits start with a full allowance)");
+    }
+    if let Err(fixed) = fixed {
+        tracing::warn!(
+            keys = %fixed.join(", "),
+            "these [harvest] settings change only with a restart; the running ones stay"
+        );
     }
     let catalog = loaded
         .catalog()

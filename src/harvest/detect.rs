@@ -12,11 +12,21 @@ use dashmap::DashMap;
 
 use crate::identity::SpiffeId;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DetectSettings {
     pub min_queries: u32,
     pub miss_share: f64,
     pub sequential_run: u32,
+}
+
+impl DetectSettings {
+    pub fn of(settings: &super::HarvestSettings) -> Self {
+        Self {
+            min_queries: settings.enumeration_min_queries,
+            miss_share: settings.enumeration_miss_share,
+            sequential_run: settings.enumeration_sequential_run,
+        }
+    }
 }
 
 /// Two identifiers are sequential when their bodies differ by at least 1 and at most this.
@@ -88,6 +98,11 @@ impl Detector {
             settings,
             callers: DashMap::new(),
         }
+    }
+
+    /// Whether it detects by these settings.
+    pub fn has(&self, settings: &DetectSettings) -> bool {
+        self.settings == *settings
     }
 
     /// Notes one answered query about `subject` (a canonical identifier); `miss` when the node

@@ -34,6 +34,11 @@ impl ThrottleFold {
         }
     }
 
+    /// Whether it folds by windows of `fold_ms`.
+    pub fn has(&self, fold_ms: u64) -> bool {
+        self.fold_ms == i64::try_from(fold_ms).unwrap_or(i64::MAX)
+    }
+
     /// Counts one refusal. When it falls after the caller's open window, that window is closed
     /// and returned, and a new one starts.
     pub fn refused(&self, caller: &Caller, now_ms: i64) -> Option<Folded> {

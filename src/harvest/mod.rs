@@ -19,6 +19,8 @@ pub mod settings;
 
 use std::{collections::HashMap, time::Duration};
 
+use arc_swap::ArcSwap;
+
 pub use fold::Folded;
 pub use quota::{Charge, QuotaCharge, QuotaError, Suspension};
 pub use settings::HarvestSettings;
@@ -104,23 +106,48 @@ pub struct Guard {
     enabled: bool,
     window: QuotaWindow,
     on_enumeration: OnEnumeration,
-    default: CallerLimits,
-    named: HashMap<SpiffeId, CallerLimits>,
-    rate: RateLimits,
+    /// Swapped whole on SIGHUP ([`Guard::replace_limits`]): read lock-free on every query.
+    limits: ArcSwap<Limits>,
     fold: ThrottleFold,
     detector: Detector,
     quota: QuotaStore,
+}
+
+/// The per-caller numbers of `[harvest]`, and the rate limiter built from them.
+struct Limits {
+    default: CallerLimits,
+    named: HashMap<SpiffeId, CallerLimits>,
+    rate: RateLimits,
+}
+
+impl Limits {
+    fn of(settings: &HarvestSettings) -> Self {
+        let named: HashMap<SpiffeId, CallerLimits> = settings
+            .callers
+            .iter()
+            .filter_map(|c| Some((SpiffeId::parse(&c.id).ok()?, c.limits())))
+            .collect();
+        Self {
+            default: settings.default,
+            rate: RateLimits::new(settings.default, &named),
+            named,
+        }
+    }
+}
+
+/// What a reload of `[harvest]` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LimitsReload {
+    /// The per-caller limits were replaced.
+    Replaced,
+    /// The per-caller limits are the running ones: nothing changed, allowances kept.
+    Unchanged,
 }
 
 impl Guard {
     /// Builds the guard over a migrated store; `settings` must have passed
     /// [`HarvestSettings::check`] (unparsable caller ids are skipped here).
     pub fn start(settings: &HarvestSettings, store: Store) -> Self {
-        let named: HashMap<SpiffeId, CallerLimits> = settings
-            .callers
-            .iter()
-            .filter_map(|c| Some((SpiffeId::parse(&c.id).ok()?, c.limits())))
-            .collect();
         if !settings.enabled {
             tracing::warn!(
                 "harvest.enabled = false: rate limits, quotas and enumeration detection are off"
@@ -130,22 +157,54 @@ impl Guard {
             enabled: settings.enabled,
             window: settings.window,
             on_enumeration: settings.on_enumeration,
-            default: settings.default,
-            rate: RateLimits::new(settings.default, &named),
-            named,
+            limits: ArcSwap::from_pointee(Limits::of(settings)),
             fold: ThrottleFold::new(settings.throttle_fold_ms),
-            detector: Detector::new(DetectSettings {
-                min_queries: settings.enumeration_min_queries,
-                miss_share: settings.enumeration_miss_share,
-                sequential_run: settings.enumeration_sequential_run,
-            }),
+            detector: Detector::new(DetectSettings::of(settings)),
             quota: QuotaStore::new(store),
         }
     }
 
     /// The limits `caller` is held to (its own, or the default).
     pub fn limits(&self, caller: &SpiffeId) -> CallerLimits {
-        self.named.get(caller).copied().unwrap_or(self.default)
+        let limits = self.limits.load();
+        limits.named.get(caller).copied().unwrap_or(limits.default)
+    }
+
+    /// Takes in the per-caller limits of a reloaded `[harvest]` (already checked): an operator
+    /// throttling a misbehaving department, or granting one more, must not wait for a restart.
+    /// Changed limits start every caller with a full allowance (a limiter's state belongs to
+    /// its parameters); unchanged ones keep the running state, so a reload gives no one a
+    /// fresh burst. The other keys of `[harvest]` (on/off, window, detection) shape state the
+    /// node holds and change only with a restart: the `Err` names those that differ.
+    pub fn replace_limits(
+        &self,
+        settings: &HarvestSettings,
+    ) -> (LimitsReload, Result<(), Vec<&'static str>>) {
+        let fresh = Limits::of(settings);
+        let running = self.limits.load();
+        let reload = if fresh.default == running.default && fresh.named == running.named {
+            LimitsReload::Unchanged
+        } else {
+            self.limits.store(std::sync::Arc::new(fresh));
+            LimitsReload::Replaced
+        };
+        let mut fixed = Vec::new();
+        if settings.enabled != self.enabled {
+            fixed.push("harvest.enabled");
+        }
+        if settings.window != self.window {
+            fixed.push("harvest.window");
+        }
+        if settings.on_enumeration != self.on_enumeration {
+            fixed.push("harvest.on_enumeration");
+        }
+        if !self.detector.has(&DetectSettings::of(settings)) {
+            fixed.push("harvest.enumeration_*");
+        }
+        if !self.fold.has(settings.throttle_fold_ms) {
+            fixed.push("harvest.throttle_fold_ms");
+        }
+        (reload, if fixed.is_empty() { Ok(()) } else { Err(fixed) })
     }
 
     /// The rate limit: `subjects` cells from the caller's allowance. A refusal is counted into
@@ -160,7 +219,7 @@ impl Guard {
         if !self.enabled {
             return Ok(());
         }
-        let refusal = match self.rate.check(&caller.spiffe_id, subjects) {
+        let refusal = match self.limits.load().rate.check(&caller.spiffe_id, subjects) {
             Ok(()) => return Ok(()),
             Err(RateRefusal::Wait(retry_after)) => Refusal::Throttled { retry_after },
             Err(RateRefusal::TooLarge { burst }) => Refusal::BatchOverBurst { subjects, burst },
@@ -242,7 +301,7 @@ impl Guard {
     /// Fold windows ready to be recorded (all of them at shutdown), and memory of idle callers
     /// released.
     pub fn housekeeping(&self, now_ms: i64, shutting_down: bool) -> Vec<Folded> {
-        self.rate.forget_idle();
+        self.limits.load().rate.forget_idle();
         self.detector.forget_before(self.window.id(now_ms));
         self.quota.forget_before(self.window.id(now_ms));
         self.fold.take_due(now_ms, shutting_down)
