@@ -335,6 +335,31 @@ async fn a_reload_applies_new_harvest_limits() {
     let refused = query(&mut tax, &subject(5)).await.unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(refused.message().contains("its 5 distinct"), "{refused:?}");
+
+    // Limits of its own for the bureau: its burst of 2 refuses a batch of 3 at once (subjects
+    // it has already obtained, so the quota is not what refuses it).
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[[harvest.caller]]\nid = \"{TAX_B}\"\nrequests_per_second = 1000\n\
+             burst = 2\ndistinct_subjects = 5\n"
+        ),
+    )
+    .unwrap();
+    let counted: Vec<String> = (0..3).map(subject).collect();
+    tax.batch_query(batch(&counted))
+        .await
+        .expect("within the default burst before the reload");
+    credit_node::cli::serve::reload(&config, &n.node);
+    let refused = tax.batch_query(batch(&counted)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("exceed this caller's burst of 2"),
+        "{refused:?}"
+    );
     n.node.shutdown().await;
 }
 
