@@ -1315,6 +1315,67 @@ async fn verify_names_the_entry_and_column_of_a_changed_copy() {
     }
 }
 
+/// The lookup audit sums rows per bucket of 16,384 sequence numbers and then searches the
+/// differing bucket for the entry: a changed row on either side of a bucket boundary, and deep
+/// in the second bucket, is named exactly. SQLite only: the search is the same code on both
+/// engines, and 17,000 entries is what it takes to reach a second bucket.
+#[tokio::test]
+async fn verify_names_the_entry_of_a_changed_lookup_row_past_the_first_bucket() {
+    const N: u64 = 17_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("big.db").display()))
+        .await
+        .unwrap();
+    let ledger = Ledger::open(
+        store.clone(),
+        key(1),
+        settings(10_000, 1024),
+        TestClock::new().f(),
+    )
+    .await
+    .unwrap();
+    let writers: Vec<_> = (0..64)
+        .map(|t| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move {
+                for n in (t..N).step_by(64) {
+                    ledger.append(entry(n)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    ledger.shutdown().await;
+    assert_eq!(lookup::catch_up(&store).await.unwrap(), N);
+    assert_eq!(verify(&store).await.unwrap().entries, N);
+    let other = "spiffe://region-a.credit.test/dept/elsewhere";
+    for seq in [16_383_u64, 16_384, 16_999] {
+        let caller: String = sqlx::query_scalar::<Any, String>(
+            "SELECT value FROM ledger_lookup WHERE field = 'caller' AND seq = $1",
+        )
+        .bind(i64::try_from(seq).unwrap())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        let set = |value: &str| {
+            format!(
+                "UPDATE ledger_lookup SET value = '{value}' WHERE field = 'caller' AND seq = {seq}"
+            )
+        };
+        exec(&store, &set(other)).await;
+        let err = verify(&store).await.unwrap_err();
+        assert!(
+            matches!(err, AuditError::LookupMismatch { seq: s } if s == seq),
+            "{seq}: {err}"
+        );
+        exec(&store, &set(&caller)).await;
+    }
+    assert!(verify(&store).await.is_ok(), "every row put back");
+    store.close().await;
+}
+
 /// `ledger verify` holds `ledger_lookup` to the entries: a row deleted, changed, moved to
 /// another entry or added fails the audit naming the entry; a row or a head beyond the log
 /// fails it as ahead. Rows put back, the ledger verifies again.
