@@ -116,19 +116,15 @@ pub async fn answer(
 /// The ledger entry of one page sent: by the caller, about no subject, with the page's digest.
 fn listing_entry(state: &NodeState, caller: &Caller, response_sha256: [u8; 32]) -> Entry {
     Entry {
-        seq: 0, // assigned by the ledger writer
-        time_ms: state.clock().now_ms(),
-        query_id: entry::new_query_id(),
-        caller: caller.spiffe_id.to_string(),
-        caller_cert_sha256: caller.fingerprint,
-        on_behalf_of: None,
         purpose: PURPOSE.to_owned(),
-        basis: String::new(),
-        subject: String::new(),
         requested_fields: vec!["withdrawals".to_owned()],
-        decisions: Vec::new(),
-        outcome: entry::Outcome::Granted,
         response_sha256,
+        ..Entry::unanswered(
+            caller.spiffe_id.to_string(),
+            caller.fingerprint,
+            state.clock().now_ms(),
+            entry::Outcome::Granted,
+        )
     }
 }
 

@@ -122,17 +122,25 @@ struct Limits {
 
 impl Limits {
     fn of(settings: &HarvestSettings) -> Self {
-        let named: HashMap<SpiffeId, CallerLimits> = settings
-            .callers
-            .iter()
-            .filter_map(|c| Some((SpiffeId::parse(&c.id).ok()?, c.limits())))
-            .collect();
+        Self::new(settings.default, named_limits(settings))
+    }
+
+    fn new(default: CallerLimits, named: HashMap<SpiffeId, CallerLimits>) -> Self {
         Self {
-            default: settings.default,
-            rate: RateLimits::new(settings.default, &named),
+            default,
+            rate: RateLimits::new(default, &named),
             named,
         }
     }
+}
+
+/// The `[[harvest.caller]]` limits by identity (ids were checked with the config).
+fn named_limits(settings: &HarvestSettings) -> HashMap<SpiffeId, CallerLimits> {
+    settings
+        .callers
+        .iter()
+        .filter_map(|c| Some((SpiffeId::parse(&c.id).ok()?, c.limits())))
+        .collect()
 }
 
 /// What a reload of `[harvest]` did.
@@ -180,11 +188,12 @@ impl Guard {
         &self,
         settings: &HarvestSettings,
     ) -> (LimitsReload, Result<(), Vec<&'static str>>) {
-        let fresh = Limits::of(settings);
+        let named = named_limits(settings);
         let running = self.limits.load();
-        let reload = if fresh.default == running.default && fresh.named == running.named {
+        let reload = if settings.default == running.default && named == running.named {
             LimitsReload::Unchanged
         } else {
+            let fresh = Limits::new(settings.default, named);
             self.limits.store(std::sync::Arc::new(fresh));
             LimitsReload::Replaced
         };
