@@ -40,21 +40,6 @@ fn registration(subject: &str) -> String {
     .to_string()
 }
 
-fn penalty(subject: &str, number: &str, decided: &str) -> String {
-    json!({
-        "subject": subject, "item": "admin-penalty",
-        "fields": {
-            "decision_no": number, "uscc": subject, "severity": "ordinary", "penalty_type": "罚款",
-            "amount": "15000.00", "decision_date": decided, "facts": "未按规定公示年度报告",
-            "legal_rep_id": REP_ID
-        },
-        "basis": {"kind": "行政处罚决定书", "number": number, "date": decided, "issuer": "samr"},
-        "severity": "ordinary",
-        "decision_date": decided
-    })
-    .to_string()
-}
-
 struct Fixture {
     pki: TestPki,
     node: RunningNode,
@@ -67,9 +52,9 @@ async fn fixture() -> Fixture {
     let subject = Uscc::from_seed(42).to_string();
     let rows = vec![
         registration(&subject),
-        penalty(&subject, "浙市监罚〔2026〕1号", "2026-05-01"), // current until 2027-05-01
-        penalty(&subject, "浙市监罚〔2024〕7号", "2024-05-01"), // expired 2025-05-01
-        penalty(&subject, "浙市监罚〔2026〕2号", "2026-06-01"), // restored below
+        common::penalty_row(&subject, "浙市监罚〔2026〕1号", "2026-05-01"), // current until 2027-05-01
+        common::penalty_row(&subject, "浙市监罚〔2024〕7号", "2024-05-01"), // expired 2025-05-01
+        common::penalty_row(&subject, "浙市监罚〔2026〕2号", "2026-06-01"), // restored below
     ];
     let mut admin = admin_as(&pki, &node, REGION_A, Kind::Operator, "admin").await;
     let done = admin
@@ -782,19 +767,7 @@ async fn when_the_ledger_cannot_be_written_nothing_is_disclosed() {
 #[tokio::test]
 async fn a_subject_removed_from_a_list_is_no_longer_shared_as_listed() {
     let f = fixture().await;
-    let listing = json!({
-        "subject": f.subject, "item": "serious-untrustworthy",
-        "fields": {
-            "uscc": f.subject, "name": "杭州星河网络科技有限公司",
-            "list_reason": "拒不履行行政处罚决定", "listed_date": "2026-03-01",
-            "listing_authority": "杭州市市场监督管理局"
-        },
-        "basis": {"kind": "列入决定书", "number": "列严〔2026〕5号", "date": "2026-03-01", "issuer": "samr"},
-        "severity": "serious",
-        "decision_date": "2026-03-01",
-        "designation": {"designated_on": "2026-03-01", "removal_conditions": "履行处罚决定满一年"}
-    })
-    .to_string();
+    let listing = common::listing_row(&f.subject);
     let mut admin = admin_as(&f.pki, &f.node, REGION_A, Kind::Operator, "admin").await;
     let done = admin
         .ingest_records(proto::IngestRecordsRequest {

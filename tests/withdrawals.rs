@@ -22,43 +22,11 @@ use credit_node::{
     },
     server::RunningNode,
 };
-use serde_json::json;
 use tonic::Code;
 
 /// 2026-11-23 10:00 UTC.
 const START_MS: i64 = 1_795_428_000_000;
 const TAX: &str = "spiffe://region-a.credit.test/dept/tax";
-
-fn penalty(subject: &str, number: &str, decided: &str) -> String {
-    json!({
-        "subject": subject, "item": "admin-penalty",
-        "fields": {
-            "decision_no": number, "uscc": subject, "severity": "ordinary", "penalty_type": "罚款",
-            "amount": "15000.00", "decision_date": decided, "facts": "未按规定公示年度报告",
-            "legal_rep_id": "11010519491231002X"
-        },
-        "basis": {"kind": "行政处罚决定书", "number": number, "date": decided, "issuer": "samr"},
-        "severity": "ordinary",
-        "decision_date": decided
-    })
-    .to_string()
-}
-
-fn listing(subject: &str) -> String {
-    json!({
-        "subject": subject, "item": "serious-untrustworthy",
-        "fields": {
-            "uscc": subject, "name": "杭州星河网络科技有限公司",
-            "list_reason": "拒不履行行政处罚决定", "listed_date": "2026-03-01",
-            "listing_authority": "杭州市市场监督管理局"
-        },
-        "basis": {"kind": "列入决定书", "number": "列严〔2026〕5号", "date": "2026-03-01", "issuer": "samr"},
-        "severity": "serious",
-        "decision_date": "2026-03-01",
-        "designation": {"designated_on": "2026-03-01", "removal_conditions": "履行处罚决定满一年"}
-    })
-    .to_string()
-}
 
 struct Fixture {
     pki: TestPki,
@@ -80,10 +48,10 @@ impl Fixture {
         let node = common::start_with_clock(&pki.write_config(REGION_A), clock).await;
         let subject = Uscc::from_seed(42).to_string();
         let rows = vec![
-            penalty(&subject, "浙市监罚〔2026〕1号", "2026-05-01"),
-            penalty(&subject, "浙市监罚〔2026〕2号", "2026-06-01"),
-            penalty(&subject, "浙市监罚〔2026〕3号", "2026-07-01"),
-            listing(&subject),
+            common::penalty_row(&subject, "浙市监罚〔2026〕1号", "2026-05-01"),
+            common::penalty_row(&subject, "浙市监罚〔2026〕2号", "2026-06-01"),
+            common::penalty_row(&subject, "浙市监罚〔2026〕3号", "2026-07-01"),
+            common::listing_row(&subject),
         ];
         let f = Fixture {
             pki,

@@ -233,3 +233,36 @@ pub async fn fail_ledger_writes(store: &credit_node::store::Store, fail: bool) {
     };
     store.pool().execute(sql).await.expect("ledger trigger");
 }
+
+/// An ingest row: an ordinary administrative penalty of `subject`, decided on `decided`.
+pub fn penalty_row(subject: &str, number: &str, decided: &str) -> String {
+    serde_json::json!({
+        "subject": subject, "item": "admin-penalty",
+        "fields": {
+            "decision_no": number, "uscc": subject, "severity": "ordinary", "penalty_type": "罚款",
+            "amount": "15000.00", "decision_date": decided, "facts": "未按规定公示年度报告",
+            "legal_rep_id": "11010519491231002X"
+        },
+        "basis": {"kind": "行政处罚决定书", "number": number, "date": decided, "issuer": "samr"},
+        "severity": "ordinary",
+        "decision_date": decided
+    })
+    .to_string()
+}
+
+/// An ingest row: `subject` on the list of seriously untrustworthy entities since 2026-03-01.
+pub fn listing_row(subject: &str) -> String {
+    serde_json::json!({
+        "subject": subject, "item": "serious-untrustworthy",
+        "fields": {
+            "uscc": subject, "name": "杭州星河网络科技有限公司",
+            "list_reason": "拒不履行行政处罚决定", "listed_date": "2026-03-01",
+            "listing_authority": "杭州市市场监督管理局"
+        },
+        "basis": {"kind": "列入决定书", "number": "列严〔2026〕5号", "date": "2026-03-01", "issuer": "samr"},
+        "severity": "serious",
+        "decision_date": "2026-03-01",
+        "designation": {"designated_on": "2026-03-01", "removal_conditions": "履行处罚决定满一年"}
+    })
+    .to_string()
+}
