@@ -65,10 +65,12 @@ pub enum IdentifierError {
         expected: char,
         found: char,
     },
-    #[error("resident identity number: invalid birth date {0}")]
-    InvalidBirthDate(String),
-    #[error("resident identity number: birth date {0} is after {1}")]
-    BirthDateInFuture(String, String),
+    // The two birth-date errors name the characters, never their digits: the message goes back
+    // to the caller and into ingest reports and client logs, and a birth date is personal.
+    #[error("resident identity number: characters 7-14 are not a real birth date (YYYYMMDD)")]
+    InvalidBirthDate,
+    #[error("resident identity number: its birth date (characters 7-14) is after {0}")]
+    BirthDateInFuture(String),
     #[error(
         "subject identifier is valid both as a unified social credit code and as a resident \
          identity number; state the subject type"
@@ -209,7 +211,6 @@ impl ResidentId {
         })?;
         b[17] = b[17].to_ascii_uppercase();
         let date = &b[6..14];
-        let text = std::str::from_utf8(date).unwrap_or_default();
         let (y, m, d) = (num(&date[..4]), num(&date[4..6]), num(&date[6..8]));
         let valid = BIRTH_YEARS.contains(&(y as i32))
             && u8::try_from(m)
@@ -218,7 +219,7 @@ impl ResidentId {
                 .and_then(|m| time::Date::from_calendar_date(y as i32, m, d as u8).ok())
                 .is_some();
         if !valid {
-            return Err(IdentifierError::InvalidBirthDate(text.to_owned()));
+            return Err(IdentifierError::InvalidBirthDate);
         }
         let expected = rid_check(&b[..17]);
         if expected != b[17] {
@@ -249,10 +250,7 @@ impl ResidentId {
         let id = Self::parse(s)?;
         let birth = id.birth_date();
         if birth > today {
-            return Err(IdentifierError::BirthDateInFuture(
-                id.as_str()[6..14].to_owned(),
-                today.to_string(),
-            ));
+            return Err(IdentifierError::BirthDateInFuture(today.to_string()));
         }
         Ok(id)
     }

@@ -50,11 +50,15 @@ fn precise_errors() {
     );
     assert_eq!(
         ResidentId::parse("11010519491331002X").map_err(|e| e.to_string()),
-        Err("resident identity number: invalid birth date 19491331".into())
+        Err(
+            "resident identity number: characters 7-14 are not a real birth date (YYYYMMDD)".into()
+        )
     );
     assert_eq!(
         ResidentId::parse("11010519490229002X").map_err(|e| e.to_string()),
-        Err("resident identity number: invalid birth date 19490229".into())
+        Err(
+            "resident identity number: characters 7-14 are not a real birth date (YYYYMMDD)".into()
+        )
     );
     // By chance this bad resident number is a valid USCC: shape alone cannot tell, which is why
     // requests state the subject type where they can.
@@ -64,7 +68,7 @@ fn precise_errors() {
     ));
     assert_eq!(
         err("11010519491332002X"),
-        "resident identity number: invalid birth date 19491332"
+        "resident identity number: characters 7-14 are not a real birth date (YYYYMMDD)"
     );
     assert_eq!(
         err("9133010071610585"),

@@ -125,7 +125,7 @@ fn identifiers_are_checked_and_canonical() {
     check(
         ResidentId,
         "110105202701010016",
-        Err("birth date 20270101 is after 2026-11-23"),
+        Err("its birth date (characters 7-14) is after 2026-11-23"),
     );
 }
 
