@@ -356,9 +356,9 @@ mod tests {
         );
     }
 
-    /// Promise 2 for the record's own dates: an item that declares a `decision_date` field
-    /// sends the date only with that field; the period's end only with `severity` too, since
-    /// its distance from the decision date tells the severity.
+    /// Promise 2 for the record's own dates: the decision date goes only with the item's
+    /// `decision_date` field, and never for an item without one; the period's end only with
+    /// `severity` too, since its distance from the decision date tells the severity.
     #[test]
     fn record_dates_obey_the_fields_they_would_reveal() {
         let record = penalty(
@@ -388,14 +388,20 @@ mod tests {
             dates(&["decision_no", "decision_date", "severity"]),
             (Some(date!(2026 - 05 - 01)), Some(date!(2027 - 05 - 01)))
         );
-        // An item without such fields: its decision date tells no withheld field.
-        let answer = ask(
-            "spiffe://region-a.credit.test/dept/tax",
-            "tax-administration",
-            &[ItemRequest::fields("registration", &["uscc"])],
-            &[registration()],
-        );
-        assert_eq!(answer.records[0].decision_date, Some(date!(2009 - 03 - 17)));
+        // An item without a `decision_date` field never sends the date: a registration's is
+        // its `established` date, which this answer withholds (not asked) and that one carries.
+        for fields in [&["uscc"][..], &["uscc", "established"]] {
+            let answer = ask(
+                "spiffe://region-a.credit.test/dept/tax",
+                "tax-administration",
+                &[ItemRequest::fields("registration", fields)],
+                &[registration()],
+            );
+            let [view] = answer.records.as_slice() else {
+                panic!("one record: {answer:?}");
+            };
+            assert_eq!((view.decision_date, view.disclosure_end), (None, None));
+        }
     }
 
     #[test]

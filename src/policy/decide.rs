@@ -152,21 +152,23 @@ fn decide_item<'c>(
         }
         out
     };
-    // A record's dates go out beside its fields, so they obey the same grants. Where the item
-    // declares the field a date repeats or reveals, the date goes only with that field, raw:
-    // the decision date with `decision_date`; the end of the disclosure period (the decision
-    // date plus a period its severity sets) also only with `severity`, or its distance from
-    // the decision date would tell the severity withheld.
-    let carried_raw = |name: &str| {
-        item.field(name).is_none()
-            || fields
-                .iter()
-                .any(|f| f.field == name && f.outcome == Outcome::Granted(Form::Raw))
+    // A record's dates go out beside its fields, so they obey the same grants, default deny:
+    // the decision date only with the item's `decision_date` field, raw. An item that declares
+    // no such field never sends it, since its decision date usually repeats another of its
+    // fields (a registration's is its `established` date) that the answer may withhold. The
+    // end of the disclosure period (the decision date plus a period the severity sets) goes
+    // only with the decision date, and with `severity` where the item declares one, or its
+    // distance from the decision date would tell the severity withheld.
+    let granted_raw = |name: &str| {
+        fields
+            .iter()
+            .any(|f| f.field == name && f.outcome == Outcome::Granted(Form::Raw))
     };
-    let decision_date = carried_raw("decision_date");
+    let decision_date = granted_raw("decision_date");
     let dates = RecordDates {
         decision_date,
-        disclosure_end: decision_date && carried_raw("severity"),
+        disclosure_end: decision_date
+            && (item.field("severity").is_none() || granted_raw("severity")),
     };
     ItemDecision {
         item: Cow::Borrowed(item.id.as_str()),
