@@ -1134,16 +1134,7 @@ async fn when_the_database_is_down_nothing_is_disclosed_and_the_node_recovers() 
         return; // postgres_url says it was skipped
     };
     let pki = TestPki::new();
-    let sqlite = format!(
-        "sqlite://{}",
-        pki.layout.root().join(format!("{REGION_A}.db")).display()
-    );
-    let config = pki.write_config(REGION_A);
-    let toml = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(&sqlite, &url);
-    assert!(toml.contains(&url));
-    std::fs::write(&config, toml).unwrap();
+    let config = pki.write_config_on(REGION_A, &url);
     let node = common::start_with_clock(&config, today()).await;
     let subject = Uscc::from_seed(42).to_string();
     let mut admin = admin_as(&pki, &node, REGION_A, Kind::Operator, "admin").await;

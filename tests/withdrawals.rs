@@ -37,7 +37,13 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// A node on its SQLite file.
     async fn new() -> Fixture {
+        Self::on(None).await
+    }
+
+    /// A node on `database_url` (a fresh PostgreSQL database), or on its SQLite file.
+    async fn on(database_url: Option<String>) -> Fixture {
         let pki = TestPki::new();
         let now = Arc::new(AtomicI64::new(START_MS));
         let read = now.clone();
@@ -45,7 +51,11 @@ impl Fixture {
             let ms = read.load(Ordering::SeqCst);
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
         });
-        let node = common::start_with_clock(&pki.write_config(REGION_A), clock).await;
+        let config = match &database_url {
+            Some(url) => pki.write_config_on(REGION_A, url),
+            None => pki.write_config(REGION_A),
+        };
+        let node = common::start_with_clock(&config, clock).await;
         let subject = Uscc::from_seed(42).to_string();
         let rows = vec![
             common::penalty_row(&subject, "浙市监罚〔2026〕1号", "2026-05-01"),
@@ -202,7 +212,19 @@ fn withdrawal(
 
 #[tokio::test]
 async fn a_restored_record_is_listed_to_its_recipients_and_shared_no_more() {
-    let f = Fixture::new().await;
+    a_restored_record_is_listed_to_its_recipients_and_shared_no_more_(Fixture::new().await).await;
+}
+
+#[tokio::test]
+async fn a_restored_record_is_listed_to_its_recipients_and_shared_no_more_on_postgres() {
+    let Some(url) = common::postgres_url().await else {
+        return; // postgres_url says it was skipped
+    };
+    a_restored_record_is_listed_to_its_recipients_and_shared_no_more_(Fixture::on(Some(url)).await)
+        .await;
+}
+
+async fn a_restored_record_is_listed_to_its_recipients_and_shared_no_more_(f: Fixture) {
     let received = f.received("admin-penalty").await;
     assert_eq!(received.len(), 3);
     let mut tax = f.query_client(Kind::Dept, "tax").await;
@@ -269,7 +291,18 @@ async fn a_restored_record_is_listed_to_its_recipients_and_shared_no_more() {
 
 #[tokio::test]
 async fn a_removal_from_a_list_is_listed_as_such() {
-    let f = Fixture::new().await;
+    a_removal_from_a_list_is_listed_as_such_(Fixture::new().await).await;
+}
+
+#[tokio::test]
+async fn a_removal_from_a_list_is_listed_as_such_on_postgres() {
+    let Some(url) = common::postgres_url().await else {
+        return; // postgres_url says it was skipped
+    };
+    a_removal_from_a_list_is_listed_as_such_(Fixture::on(Some(url)).await).await;
+}
+
+async fn a_removal_from_a_list_is_listed_as_such_(f: Fixture) {
     let received = f.received("serious-untrustworthy").await;
     assert_eq!(received.len(), 1);
     let removed_at = f.advance(5);
@@ -299,7 +332,19 @@ async fn a_removal_from_a_list_is_listed_as_such() {
 
 #[tokio::test]
 async fn pages_list_every_withdrawal_exactly_once_and_since_ms_filters() {
-    let f = Fixture::new().await;
+    pages_list_every_withdrawal_exactly_once_and_since_ms_filters_(Fixture::new().await).await;
+}
+
+#[tokio::test]
+async fn pages_list_every_withdrawal_exactly_once_and_since_ms_filters_on_postgres() {
+    let Some(url) = common::postgres_url().await else {
+        return; // postgres_url says it was skipped
+    };
+    pages_list_every_withdrawal_exactly_once_and_since_ms_filters_(Fixture::on(Some(url)).await)
+        .await;
+}
+
+async fn pages_list_every_withdrawal_exactly_once_and_since_ms_filters_(f: Fixture) {
     let penalties = f.received("admin-penalty").await;
     let listed_id = f.received("serious-untrustworthy").await.remove(0);
     // Two restorations within one millisecond, one later, then a removal.

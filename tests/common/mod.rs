@@ -50,6 +50,21 @@ impl TestPki {
         path
     }
 
+    /// Writes the development config of `region`'s node storing in `database_url` (a
+    /// PostgreSQL database of [`postgres_url`]) instead of its SQLite file, and returns its path.
+    pub fn write_config_on(&self, region: &str, database_url: &str) -> PathBuf {
+        let path = self.write_config(region);
+        let text = std::fs::read_to_string(&path).expect("config");
+        let sqlite = format!(
+            "sqlite://{}",
+            self.layout.root().join(format!("{region}.db")).display()
+        );
+        let replaced = text.replace(&sqlite, database_url);
+        assert_ne!(replaced, text, "the config names {sqlite}");
+        std::fs::write(&path, replaced).expect("config");
+        path
+    }
+
     /// Writes the development config of `region`'s node with `crls` as the CRLs of trust domain
     /// `domain` instead of its root's CRL alone, and returns its path.
     pub fn write_config_with_crls(&self, region: &str, domain: &str, crls: &[PathBuf]) -> PathBuf {
