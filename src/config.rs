@@ -10,7 +10,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::{
@@ -57,7 +57,7 @@ pub struct CatalogSection {
     pub authority_key: Spanned<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrivacySection {
     /// The node's secret for keyed pseudonyms: 32 random bytes as 64 hex digits, readable by
@@ -66,14 +66,17 @@ pub struct PrivacySection {
     pub pseudonym_key: Spanned<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSection {
     /// Address to listen on, e.g. `127.0.0.1:7443`; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// PEM certificate chain of this node (leaf first).
+    /// PEM certificate chain of this node (leaf first). Reloaded with the TLS material, so
+    /// not among the settings a reload names as needing a restart.
+    #[serde(skip_serializing)]
     pub cert: Spanned<PathBuf>,
-    /// PEM private key of this node.
+    /// PEM private key of this node (reloaded like `cert`).
+    #[serde(skip_serializing)]
     pub key: Spanned<PathBuf>,
 }
 
@@ -100,7 +103,7 @@ pub struct AccessSection {
     pub officers: Vec<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
     /// `sqlite://PATH` (relative paths are resolved against the config file's folder) or
@@ -132,7 +135,7 @@ impl From<&StoreSection> for crate::store::StoreSettings {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerSection {
     /// The node's own Ed25519 ledger key (PKCS#8 PEM, mode 0600): signs tree heads.
@@ -167,7 +170,7 @@ fn default_lookup_every_ms() -> u64 {
     5000
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest request or response message, in bytes.
@@ -194,7 +197,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Serialize, Clone, Copy, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -202,7 +205,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Serialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
     pub format: LogFormat,
@@ -277,6 +280,46 @@ impl LoadedConfig {
         };
         loaded.validate()?;
         Ok(loaded)
+    }
+
+    /// The settings of `self` that differ from `running`'s among those a node reads only at
+    /// start-up (`[node] listen`, `[privacy]`, `[store]`, `[ledger]`, `[limits]`, `[log]`), as
+    /// `section.key`, defaults included. A reload cannot apply them; it names them so that an
+    /// operator who edited one is not left believing it took effect. Names only: a value may
+    /// hold a secret (a database URL's password).
+    pub fn restart_only_changes(&self, running: &LoadedConfig) -> Vec<String> {
+        // Serializing a plain struct of paths, numbers and strings cannot fail; one that
+        // somehow did would read as Null on both sides, never as a change.
+        fn json(v: &impl Serialize) -> serde_json::Value {
+            serde_json::to_value(v).unwrap_or_default()
+        }
+        fn sections(c: &Config) -> [(&'static str, serde_json::Value); 6] {
+            [
+                ("node", json(&c.node)),
+                ("privacy", json(&c.privacy)),
+                ("store", json(&c.store)),
+                ("ledger", json(&c.ledger)),
+                ("limits", json(&c.limits)),
+                ("log", json(&c.log)),
+            ]
+        }
+        let mut changed = Vec::new();
+        for ((section, now), (_, then)) in sections(&self.config)
+            .into_iter()
+            .zip(sections(&running.config))
+        {
+            let (serde_json::Value::Object(now), serde_json::Value::Object(then)) = (now, then)
+            else {
+                continue;
+            };
+            let keys: std::collections::BTreeSet<&String> = now.keys().chain(then.keys()).collect();
+            changed.extend(
+                keys.into_iter()
+                    .filter(|key| now.get(*key) != then.get(*key))
+                    .map(|key| format!("{section}.{key}")),
+            );
+        }
+        changed
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -178,6 +178,28 @@ async fn sighup_reloads_a_new_crl_and_a_failed_reload_keeps_serving() {
         "{err}"
     );
 
+    // Settings read only at start-up are named, not silently ignored, and the reload of the
+    // rest goes on.
+    let text = std::fs::read_to_string(&config).expect("config");
+    let edited = text
+        .replace(
+            "max_concurrent_streams = 256",
+            "max_concurrent_streams = 128",
+        )
+        .replace("[ledger]\n", "[ledger]\nsth_interval_ms = 250\n");
+    assert!(
+        edited.contains("max_concurrent_streams = 128") && edited.contains("sth_interval_ms = 250"),
+        "both keys edited: {edited}"
+    );
+    std::fs::write(&config, edited).expect("config");
+    node.signal(nix::sys::signal::Signal::SIGHUP);
+    let fixed = node.wait_for("these settings change only with a restart; the running ones stay");
+    assert_eq!(
+        fixed["keys"], "ledger.sth_interval_ms, limits.max_concurrent_streams",
+        "{fixed}"
+    );
+    node.wait_for("reloaded TLS material");
+
     std::fs::write(pki.layout.crl(REGION_A), "garbage").expect("break CRL");
     node.signal(nix::sys::signal::Signal::SIGHUP);
     let refused = node.wait_for("reload refused; keeping the running TLS material");

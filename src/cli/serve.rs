@@ -24,7 +24,7 @@ pub async fn run(config_path: &Path) -> Result<(), CliError> {
     let node = start(&loaded).await?;
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload(config_path, &node),
+            _ = hangup.recv() => hangup_reload(&loaded, config_path, &node),
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
@@ -88,18 +88,42 @@ pub async fn start_with_clock(
         .map_err(|e| CliError::Runtime(format!("{}: {e}", loaded.path.display())))
 }
 
+/// What SIGHUP does: [`reload`], and a warning naming the settings the file now changes that
+/// only a restart applies (against `started`, the config the node started from).
+fn hangup_reload(started: &LoadedConfig, config_path: &Path, node: &RunningNode) {
+    let Some(loaded) = load_for_reload(config_path) else {
+        return;
+    };
+    let fixed = loaded.restart_only_changes(started);
+    if !fixed.is_empty() {
+        tracing::warn!(
+            keys = %fixed.join(", "),
+            "these settings change only with a restart; the running ones stay"
+        );
+    }
+    apply(&loaded, node);
+}
+
 /// Re-reads the config file and swaps in new TLS material, access lists, per-caller harvest
 /// limits and a new catalog, each on its own: a part that fails to load changes nothing of it
 /// (the node keeps serving with what it had, and the log says why), while the other parts may
 /// still be renewed.
 pub fn reload(config_path: &Path, node: &RunningNode) {
-    let loaded = match LoadedConfig::load(config_path) {
-        Ok(loaded) => loaded,
-        Err(error) => {
+    if let Some(loaded) = load_for_reload(config_path) {
+        apply(&loaded, node);
+    }
+}
+
+fn load_for_reload(config_path: &Path) -> Option<LoadedConfig> {
+    LoadedConfig::load(config_path)
+        .inspect_err(|error| {
             tracing::error!(%error, "reload refused; keeping the running TLS material, access lists, harvest limits and catalog");
-            return;
-        }
-    };
+        })
+        .ok()
+}
+
+fn apply(loaded: &LoadedConfig, node: &RunningNode) {
+    let config_path = &loaded.path;
     let tls = loaded
         .tls_material()
         .map_err(|e| e.to_string())
