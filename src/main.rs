@@ -40,6 +40,9 @@ enum Command {
     GenData(cli::gen_data::Args),
     /// Ask a node who it thinks you are; prints the identity as JSON.
     Whoami(cli::whoami::Args),
+    /// List the records a node has withdrawn (restored, removed from a list) since a time, as
+    /// your department: stop using them. Each page is on record in the node's ledger.
+    Withdrawals(cli::withdrawals::Args),
     /// Measure bulk-harvesting resistance: a real node, harvesters and a legitimate workload.
     HarvestSim(cli::harvest_sim::Args),
     /// The ledger: verify (stored or an export, offline), list, export with proofs; review and
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
             Command::Ingest(args) => cli::ingest::run(args).await,
             Command::GenData(args) => cli::gen_data::run(args),
             Command::Whoami(args) => cli::whoami::run(args).await,
+            Command::Withdrawals(args) => cli::withdrawals::run(args).await,
             Command::HarvestSim(args) => cli::harvest_sim::run(args).await,
             Command::Demo(args) => cli::demo::run(args).await,
             Command::Ledger(command) => cli::ledger::run(command).await,

@@ -464,3 +464,83 @@ async fn when_the_ledger_cannot_be_written_no_withdrawal_is_listed() {
     assert_eq!(listed.withdrawals[0].record_id, received[0]);
     f.node.shutdown().await;
 }
+
+/// `credit-node withdrawals` as a department runs it: the table for people, JSON Lines naming
+/// the ledger entry that recorded each page, `--since-ms` to go on from an earlier run.
+// Not a tokio test: the binary runs while the node serves on this runtime's worker threads.
+#[test]
+fn the_withdrawals_command_lists_them_on_record() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let f = runtime.block_on(Fixture::new());
+    let cli = |args: &[&str]| {
+        let (cert, key) = f.pki.identity(REGION_A, Kind::Dept, "tax");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_credit-node"))
+            .arg("withdrawals")
+            .args(args)
+            .arg("--endpoint")
+            .arg(endpoint(&f.node))
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .arg("--ca")
+            .arg(f.pki.layout.ca_cert(REGION_A))
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+
+    let (code, stdout, stderr) = cli(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("no withdrawal; this listing is on record as ledger entry "),
+        "{stdout}"
+    );
+
+    let received = runtime.block_on(f.received("admin-penalty"));
+    let restored_at = f.advance(1000);
+    runtime.block_on(f.restore(&received[0], "2026-11-01"));
+    let removed_at = f.advance(1000);
+    runtime.block_on(f.remove_listing("2026-11-02"));
+
+    let (code, stdout, stderr) = cli(&["--json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(lines[0]["record_id"], received[0].as_str());
+    assert_eq!(lines[0]["reason"], "restored");
+    assert_eq!(lines[0]["withdrawn_ms"], restored_at);
+    assert_eq!(lines[0]["on"], "2026-11-01");
+    assert_eq!(lines[1]["reason"], "removed_from_list");
+    assert_eq!(lines[1]["item"], "serious-untrustworthy");
+    assert_eq!(lines[1]["withdrawn_ms"], removed_at);
+    // The page is on record under the department's identity, with what it was sent.
+    let entry = lines[0]["listed_in_entry"].as_u64().unwrap();
+    assert_eq!(lines[1]["listed_in_entry"], entry);
+    let on_record = runtime.block_on(f.listings_on_record());
+    let recorded = on_record.iter().find(|e| e.seq == entry).unwrap();
+    assert_eq!(recorded.caller, TAX);
+
+    let (code, stdout, _) = cli(&[]);
+    assert_eq!(code, Some(0));
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert!(rows[0].starts_with("WITHDRAWN (UTC)"), "{stdout}");
+    assert!(
+        rows[1].contains("restored") && rows[1].ends_with(received[0].as_str()),
+        "{stdout}"
+    );
+    assert!(rows[2].contains("removed_from_list"), "{stdout}");
+    assert!(rows[3].starts_with("2 withdrawals; this listing is on record as ledger entry "));
+
+    let since = removed_at.to_string();
+    let (_, stdout, _) = cli(&["--json", "--since-ms", &since]);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let (code, stdout, stderr) = cli(&["--since-ms=-5"]);
+    assert_eq!((code, stdout.as_str()), (Some(2), ""), "{stderr}");
+    assert!(stderr.contains("--since-ms: must not be negative"), "{stderr}");
+    runtime.block_on(f.node.shutdown());
+}

@@ -3,6 +3,7 @@
 //! rest (network, refusals, runtime).
 
 pub mod catalog;
+pub mod connect;
 pub mod demo;
 pub mod gen_data;
 pub mod harvest_sim;
@@ -13,6 +14,7 @@ pub mod progress;
 pub mod review;
 pub mod serve;
 pub mod whoami;
+pub mod withdrawals;
 
 use std::path::Path;
 

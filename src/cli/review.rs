@@ -9,59 +9,23 @@
 //! exist, an empty comment) or the files cannot be used; 1 for every other failure, including
 //! PERMISSION_DENIED for a caller that is not one of the node's officers.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-};
-
 use serde::Serialize;
 use serde_json::json;
 use tonic::transport::Channel;
 
-use super::{CliError, whoami::describe_status};
+use super::{
+    CliError,
+    connect::{Connect, refused},
+};
 use crate::{
-    client,
     ledger::hex,
     proto::{self, ledger_review_client::LedgerReviewClient},
 };
 
-/// How to reach the node: the same arguments as `whoami`.
-#[derive(clap::Args, Debug)]
-pub struct Connect {
-    /// The node, e.g. https://127.0.0.1:7443
-    #[arg(long)]
-    pub endpoint: String,
-    /// Our (officer) certificate (PEM).
-    #[arg(long)]
-    pub cert: PathBuf,
-    /// Our private key (PEM).
-    #[arg(long)]
-    pub key: PathBuf,
-    /// CA bundle(s) the node's certificate must chain to; repeat for several regions.
-    #[arg(long, required = true)]
-    pub ca: Vec<PathBuf>,
-    /// CRL(s) to check the node's certificate chain against (PEM; repeat for each CA): a
-    /// revoked node is not talked to. Without any, revocation is not checked.
-    #[arg(long)]
-    pub crl: Vec<PathBuf>,
-}
-
 impl Connect {
     async fn client(&self) -> Result<LedgerReviewClient<Channel>, CliError> {
-        let cas: Vec<&Path> = self.ca.iter().map(PathBuf::as_path).collect();
-        let crls: Vec<&Path> = self.crl.iter().map(PathBuf::as_path).collect();
-        let tls = client::tls_config_checking_crls(&self.cert, &self.key, &cas, &crls)?;
-        connect(&self.endpoint, tls).await
+        Ok(LedgerReviewClient::new(self.channel().await?))
     }
-}
-
-pub async fn connect(
-    endpoint: &str,
-    tls: Arc<rustls::ClientConfig>,
-) -> Result<LedgerReviewClient<Channel>, CliError> {
-    Ok(LedgerReviewClient::new(
-        client::connect(endpoint, tls).await?,
-    ))
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,15 +114,6 @@ pub struct ReviewReceipt {
     pub first_seq: u64,
     pub last_seq: u64,
     pub decision: &'static str,
-}
-
-/// A refusal by the node: its own argument checks are bad input (2), the rest runtime (1).
-fn refused(status: tonic::Status) -> CliError {
-    let text = describe_status(&status);
-    match status.code() {
-        tonic::Code::InvalidArgument => CliError::Input(text),
-        _ => CliError::Runtime(text),
-    }
 }
 
 fn receipt_of(receipt: Option<proto::LedgerReceipt>) -> Result<proto::LedgerReceipt, CliError> {
