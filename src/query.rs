@@ -117,13 +117,16 @@ pub fn answer(
                 continue;
             };
             let forms = item.fields();
+            let dated = item
+                .dates()
+                .decision_date(&record.fields, record.decision_date);
             out.records.push(RecordView {
                 item: record.item.clone(),
                 record_id: ids.id_of(&record.key()),
-                decision_date: item.dates().decision_date.then_some(record.decision_date),
+                decision_date: dated.then_some(record.decision_date),
                 disclosure_end: record
                     .disclosure_end
-                    .filter(|_| item.dates().disclosure_end),
+                    .filter(|_| dated && item.dates().disclosure_end()),
                 fields: disclosed
                     .fields
                     .into_iter()
@@ -356,9 +359,10 @@ mod tests {
         );
     }
 
-    /// Promise 2 for the record's own dates: the decision date goes only with the item's
-    /// `decision_date` field, and never for an item without one; the period's end only with
-    /// `severity` too, since its distance from the decision date tells the severity.
+    /// Promise 2 for the record's own dates: the decision date goes only with a date field the
+    /// answer carries raw that holds it (a penalty's `decision_date`, a registration's
+    /// `established`); the period's end only with `severity` too, since its distance from the
+    /// decision date tells the severity.
     #[test]
     fn record_dates_obey_the_fields_they_would_reveal() {
         let record = penalty(
@@ -388,20 +392,31 @@ mod tests {
             dates(&["decision_no", "decision_date", "severity"]),
             (Some(date!(2026 - 05 - 01)), Some(date!(2027 - 05 - 01)))
         );
-        // An item without a `decision_date` field never sends the date: a registration's is
-        // its `established` date, which this answer withholds (not asked) and that one carries.
-        for fields in [&["uscc"][..], &["uscc", "established"]] {
+        // A registration's decision date is its `established` date: it goes out with that
+        // field, raw, and only when the two agree.
+        let registration_dates = |fields: &[&str], record: Record| {
             let answer = ask(
                 "spiffe://region-a.credit.test/dept/tax",
                 "tax-administration",
                 &[ItemRequest::fields("registration", fields)],
-                &[registration()],
+                &[record],
             );
             let [view] = answer.records.as_slice() else {
                 panic!("one record: {answer:?}");
             };
-            assert_eq!((view.decision_date, view.disclosure_end), (None, None));
-        }
+            (view.decision_date, view.disclosure_end)
+        };
+        assert_eq!(registration_dates(&["uscc"], registration()), (None, None));
+        assert_eq!(
+            registration_dates(&["uscc", "established"], registration()),
+            (Some(date!(2009 - 03 - 17)), None)
+        );
+        let mut later = registration();
+        later.decision_date = date!(2010 - 01 - 04);
+        assert_eq!(
+            registration_dates(&["uscc", "established"], later),
+            (None, None)
+        );
     }
 
     #[test]

@@ -1218,7 +1218,7 @@ async fn when_the_database_is_down_nothing_is_disclosed_and_the_node_recovers() 
 /// A record's dates obey the grants of the fields they would tell: asked for the decision
 /// number alone, the penalty comes without its decision date and the end of its disclosure
 /// period (which would tell the decision date and the severity); asked for both, with both;
-/// a registration, whose item has no `decision_date` field, never with them.
+/// a registration's date only with its `established` date, which it repeats.
 #[tokio::test]
 async fn record_dates_come_only_with_the_fields_they_tell() {
     let f = fixture().await;
@@ -1248,25 +1248,32 @@ async fn record_dates_come_only_with_the_fields_they_tell() {
         dates(&["decision_no", "decision_date", "severity"]).await,
         ("2026-05-01".to_owned(), "2027-05-01".to_owned())
     );
-    // An item without a `decision_date` field never sends its record's dates, even with every
-    // field granted: a registration's decision date is its `established` date.
-    let r = query_as(
-        &f.pki,
-        &f.node,
-        REGION_A,
-        "tax",
-        ask(&f.subject, "registration", "tax-administration"),
-    )
-    .await
-    .unwrap();
-    let records = r.result.unwrap().records;
-    assert!(!records.is_empty());
-    for view in &records {
-        assert!(view.fields.iter().any(|v| v.field == "established"));
-        assert_eq!(
-            (view.decision_date.as_str(), view.disclosure_end.as_str()),
-            ("", "")
-        );
-    }
+    // A registration's decision date is its `established` date: it goes out with that field,
+    // raw, and not without it.
+    let registration_dates = async |fields: &[&str]| {
+        let asked = proto::QueryRequest {
+            items: vec![proto::ItemSelection {
+                item: "registration".into(),
+                fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+            }],
+            ..ask(&f.subject, "registration", "tax-administration")
+        };
+        let r = query_as(&f.pki, &f.node, REGION_A, "tax", asked)
+            .await
+            .unwrap();
+        let records = r.result.unwrap().records;
+        let [view] = records.as_slice() else {
+            panic!("one registration: {records:?}");
+        };
+        (view.decision_date.clone(), view.disclosure_end.clone())
+    };
+    assert_eq!(
+        registration_dates(&["uscc", "name"]).await,
+        (String::new(), String::new())
+    );
+    assert_eq!(
+        registration_dates(&["uscc", "established"]).await,
+        ("2009-03-17".to_owned(), String::new())
+    );
     f.node.shutdown().await;
 }

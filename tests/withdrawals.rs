@@ -541,6 +541,9 @@ fn the_withdrawals_command_lists_them_on_record() {
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let (code, stdout, stderr) = cli(&["--since-ms=-5"]);
     assert_eq!((code, stdout.as_str()), (Some(2), ""), "{stderr}");
-    assert!(stderr.contains("--since-ms: must not be negative"), "{stderr}");
+    assert!(
+        stderr.contains("--since-ms: must not be negative"),
+        "{stderr}"
+    );
     runtime.block_on(f.node.shutdown());
 }

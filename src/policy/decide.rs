@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use super::{Decision, FieldDecision, ItemDecision, ItemRequest, Outcome, RecordDates, Withheld};
-use crate::catalog::{Item, Sharing, SignedCatalog};
+use crate::catalog::{FieldType, Item, Sharing, SignedCatalog};
 use crate::desensitize::Form;
 use crate::identity::{Kind, SpiffeId};
 
@@ -152,24 +152,23 @@ fn decide_item<'c>(
         }
         out
     };
-    // A record's dates go out beside its fields, so they obey the same grants, default deny:
-    // the decision date only with the item's `decision_date` field, raw. An item that declares
-    // no such field never sends it, since its decision date usually repeats another of its
-    // fields (a registration's is its `established` date) that the answer may withhold. The
-    // end of the disclosure period (the decision date plus a period the severity sets) goes
-    // only with the decision date, and with `severity` where the item declares one, or its
-    // distance from the decision date would tell the severity withheld.
+    // A record's dates go out beside its fields, so they obey the same grants: see
+    // `RecordDates`, which holds the date fields carried raw to the record's date.
     let granted_raw = |name: &str| {
         fields
             .iter()
             .any(|f| f.field == name && f.outcome == Outcome::Granted(Form::Raw))
     };
-    let decision_date = granted_raw("decision_date");
-    let dates = RecordDates {
-        decision_date,
-        disclosure_end: decision_date
-            && (item.field("severity").is_none() || granted_raw("severity")),
-    };
+    let raw_dates = item
+        .fields
+        .iter()
+        .filter(|f| f.ty == FieldType::Date && granted_raw(&f.name))
+        .map(|f| f.name.as_str())
+        .collect();
+    let dates = RecordDates::new(
+        raw_dates,
+        item.field("severity").is_none() || granted_raw("severity"),
+    );
     ItemDecision {
         item: Cow::Borrowed(item.id.as_str()),
         refused,

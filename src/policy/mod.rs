@@ -119,14 +119,55 @@ pub struct ItemDecision<'c> {
     item: Cow<'c, str>,
     refused: Option<Withheld>,
     fields: Vec<FieldDecision<'c>>,
-    dates: RecordDates,
+    dates: RecordDates<'c>,
 }
 
-/// Which of a record's dates an answer may carry beside the granted fields.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RecordDates {
-    pub decision_date: bool,
-    pub disclosure_end: bool,
+/// Which of a record's dates an answer may carry beside the granted fields: only what the
+/// answer already tells (promise 2, default deny).
+///
+/// Why by value: a record's decision date usually repeats one of its date fields (a penalty's
+/// `decision_date`, a registration's `established`, a listing's `listed_date`), but which one
+/// is the ingesting department's practice, not the catalog's. The date goes out when a date
+/// field this answer carries raw holds exactly it, so it tells nothing the answer does not,
+/// whatever the item and however its records were ingested.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordDates<'c> {
+    /// The item's date fields this answer carries raw.
+    raw_dates: Vec<&'c str>,
+    /// The item declares no `severity`, or this answer carries it raw: the end of the
+    /// disclosure period (the decision date plus a period the severity sets) may go with the
+    /// decision date without telling a withheld severity.
+    end_with_date: bool,
+}
+
+impl<'c> RecordDates<'c> {
+    pub(crate) fn new(raw_dates: Vec<&'c str>, end_with_date: bool) -> Self {
+        Self {
+            raw_dates,
+            end_with_date,
+        }
+    }
+
+    /// Whether a record with these field values may carry its decision date `date`.
+    pub fn decision_date(
+        &self,
+        fields: &std::collections::BTreeMap<String, String>,
+        date: time::Date,
+    ) -> bool {
+        if self.raw_dates.is_empty() {
+            return false;
+        }
+        // Ingest stores dates as YYYY-MM-DD, as `Date` displays them.
+        let date = date.to_string();
+        self.raw_dates
+            .iter()
+            .any(|name| fields.get(*name).is_some_and(|v| *v == date))
+    }
+
+    /// Whether the end of the disclosure period may go with a decision date that goes out.
+    pub fn disclosure_end(&self) -> bool {
+        self.end_with_date
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,7 +203,7 @@ impl<'c> Decision<'c> {
     }
 }
 
-impl ItemDecision<'_> {
+impl<'c> ItemDecision<'c> {
     pub fn item(&self) -> &str {
         &self.item
     }
@@ -179,8 +220,8 @@ impl ItemDecision<'_> {
 
     /// The record dates this item's records may carry: none that would repeat or reveal a field
     /// this answer withholds.
-    pub fn dates(&self) -> RecordDates {
-        self.dates
+    pub fn dates(&self) -> &RecordDates<'c> {
+        &self.dates
     }
 }
 
