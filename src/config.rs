@@ -42,6 +42,17 @@ pub struct Config {
     pub harvest: crate::harvest::HarvestSettings,
     #[serde(default)]
     pub log: LogSection,
+    /// Prometheus metrics over plain HTTP; absent: not served.
+    pub metrics: Option<MetricsSection>,
+}
+
+/// Where the node serves its metrics ([`crate::metrics`]): plain HTTP, so a loopback or
+/// monitoring-network address; they carry counts only, never a subject or a caller.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// e.g. `127.0.0.1:9464`; port 0 picks a free port.
+    pub listen: SocketAddr,
 }
 
 /// The signed catalog this node shares under (promise 3: only a catalog signed by the
@@ -283,7 +294,8 @@ impl LoadedConfig {
     }
 
     /// The settings of `self` that differ from `running`'s among those a node reads only at
-    /// start-up (`[node] listen`, `[privacy]`, `[store]`, `[ledger]`, `[limits]`, `[log]`), as
+    /// start-up (`[node] listen`, `[privacy]`, `[store]`, `[ledger]`, `[limits]`, `[log]`,
+    /// `[metrics]`), as
     /// `section.key`, defaults included. A reload cannot apply them; it names them so that an
     /// operator who edited one is not left believing it took effect. Names only: a value may
     /// hold a secret (a database URL's password).
@@ -293,7 +305,7 @@ impl LoadedConfig {
         fn json(v: &impl Serialize) -> serde_json::Value {
             serde_json::to_value(v).unwrap_or_default()
         }
-        fn sections(c: &Config) -> [(&'static str, serde_json::Value); 6] {
+        fn sections(c: &Config) -> [(&'static str, serde_json::Value); 7] {
             [
                 ("node", json(&c.node)),
                 ("privacy", json(&c.privacy)),
@@ -301,6 +313,7 @@ impl LoadedConfig {
                 ("ledger", json(&c.ledger)),
                 ("limits", json(&c.limits)),
                 ("log", json(&c.log)),
+                ("metrics", json(&c.metrics)),
             ]
         }
         let mut changed = Vec::new();
@@ -308,8 +321,12 @@ impl LoadedConfig {
             .into_iter()
             .zip(sections(&running.config))
         {
-            let (serde_json::Value::Object(now), serde_json::Value::Object(then)) = (now, then)
+            let (serde_json::Value::Object(now), serde_json::Value::Object(then)) = (&now, &then)
             else {
+                // A section added or removed (`[metrics]`).
+                if now != then {
+                    changed.push(format!("[{section}]"));
+                }
                 continue;
             };
             let keys: std::collections::BTreeSet<&String> = now.keys().chain(then.keys()).collect();
@@ -828,6 +845,10 @@ signing_key = "ledger.key"
         assert_eq!(cfg.config.trust_domains.len(), 2);
         assert_eq!(cfg.config.log.format, LogFormat::Json);
         assert_eq!(cfg.config.harvest.callers.len(), 1);
+        assert_eq!(
+            cfg.config.metrics.map(|m| m.listen.to_string()).as_deref(),
+            Some("127.0.0.1:9464")
+        );
     }
 
     #[test]

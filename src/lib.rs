@@ -25,6 +25,7 @@ pub mod identity;
 pub mod ingest;
 pub mod ledger;
 pub mod logging;
+pub mod metrics;
 pub mod pki;
 pub mod policy;
 pub mod query;

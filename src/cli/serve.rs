@@ -82,6 +82,7 @@ pub async fn start_with_clock(
         clock,
         harvest: loaded.config.harvest.clone(),
         access,
+        metrics: loaded.config.metrics.as_ref().map(|m| m.listen),
     };
     RunningNode::start(settings)
         .await

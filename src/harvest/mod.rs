@@ -111,6 +111,9 @@ pub struct Guard {
     fold: ThrottleFold,
     detector: Detector,
     quota: QuotaStore,
+    /// Requests the rate limit refused, for the metrics: the ledger folds them per caller and
+    /// window, so its entries do not count them.
+    rate_limited: std::sync::atomic::AtomicU64,
 }
 
 /// The per-caller numbers of `[harvest]`, and the rate limiter built from them.
@@ -169,7 +172,13 @@ impl Guard {
             fold: ThrottleFold::new(settings.throttle_fold_ms),
             detector: Detector::new(DetectSettings::of(settings)),
             quota: QuotaStore::new(store),
+            rate_limited: Default::default(),
         }
+    }
+
+    /// Requests the rate limit has refused since the node started.
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The limits `caller` is held to (its own, or the default).
@@ -233,6 +242,8 @@ impl Guard {
             Err(RateRefusal::Wait(retry_after)) => Refusal::Throttled { retry_after },
             Err(RateRefusal::TooLarge { burst }) => Refusal::BatchOverBurst { subjects, burst },
         };
+        self.rate_limited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Err((refusal, self.fold.refused(caller, now_ms).map(Box::new)))
     }
 

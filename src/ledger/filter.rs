@@ -28,6 +28,11 @@ pub enum OutcomeKind {
 }
 
 impl OutcomeKind {
+    /// Its place in [`OutcomeKind::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     pub const ALL: [OutcomeKind; 8] = [
         OutcomeKind::Granted,
         OutcomeKind::PartlyWithheld,

@@ -161,6 +161,7 @@ pub struct Ledger {
     commands: mpsc::Sender<Command>,
     public_key: Arc<[u8]>,
     waits: Arc<Waits>,
+    tally: Arc<Tally>,
     next_head: Arc<NextHead>,
     /// The task keeping [`lookup`] up to date; stopped by [`Ledger::shutdown`].
     lookup: Arc<tokio::task::AbortHandle>,
@@ -180,6 +181,42 @@ pub(super) struct Waits {
     total_ns: AtomicU64,
     committed: AtomicU64,
     durable_ns: AtomicU64,
+}
+
+/// What the writer committed and failed to, for the node's metrics ([`crate::metrics`]): a
+/// relaxed add per entry and per batch, in the writer task alone.
+#[derive(Default)]
+pub(super) struct Tally {
+    /// By [`OutcomeKind`], in the order of [`OutcomeKind::ALL`].
+    entries: [AtomicU64; OutcomeKind::ALL.len()],
+    batches: AtomicU64,
+    failed_batches: AtomicU64,
+}
+
+impl Tally {
+    pub(super) fn committed(&self, entries: &[Entry]) {
+        for entry in entries {
+            let kind = OutcomeKind::of(&entry.outcome);
+            self.entries[kind.index()].fetch_add(1, Ordering::Relaxed);
+        }
+        self.batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn failed(&self) {
+        self.failed_batches.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A reading of [`Ledger::tally`]: counts since this process opened the ledger (other
+/// replicas count their own).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerTally {
+    /// Entries committed, by outcome.
+    pub entries: Vec<(OutcomeKind, u64)>,
+    /// Transactions committed (group commits).
+    pub batches: u64,
+    /// Batches whose commit failed: every query in them was answered UNAVAILABLE.
+    pub failed_batches: u64,
 }
 
 /// When the writer next signs the unsigned tail, by the ledger's clock, as it last published it
@@ -255,13 +292,14 @@ impl Ledger {
         }
         let public_key: Arc<[u8]> = key.public_key().as_ref().into();
         let waits = Arc::new(Waits::default());
+        let tally = Arc::new(Tally::default());
         let next_head = Arc::new(NextHead::default());
         let mut writer = Writer::new(
             store.clone(),
             key,
             settings,
             Arc::new(clock),
-            waits.clone(),
+            (waits.clone(), tally.clone()),
             next_head.clone(),
         );
         writer.load().await?;
@@ -279,6 +317,7 @@ impl Ledger {
             commands,
             public_key,
             waits,
+            tally,
             next_head,
             lookup: Arc::new(lookup),
         })
@@ -327,6 +366,23 @@ impl Ledger {
             total: std::time::Duration::from_nanos(self.waits.total_ns.load(Ordering::Relaxed)),
             committed: self.waits.committed.load(Ordering::Relaxed),
             durable: std::time::Duration::from_nanos(self.waits.durable_ns.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// What this process's writer has committed, and failed to, since the ledger opened.
+    pub fn tally(&self) -> LedgerTally {
+        LedgerTally {
+            entries: OutcomeKind::ALL
+                .iter()
+                .map(|&kind| {
+                    (
+                        kind,
+                        self.tally.entries[kind.index()].load(Ordering::Relaxed),
+                    )
+                })
+                .collect(),
+            batches: self.tally.batches.load(Ordering::Relaxed),
+            failed_batches: self.tally.failed_batches.load(Ordering::Relaxed),
         }
     }
 

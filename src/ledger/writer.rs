@@ -31,7 +31,7 @@ use super::{
     sth::{SignedTreeHead, TreeHead},
     store::{
         CHUNK, Clock, LedgerError, LedgerSettings, NextHead, OutcomeKind, Receipt, RefusalReason,
-        Waits, fetch_nodes, sth_from_row, to_i64, to_u64,
+        Tally, Waits, fetch_nodes, sth_from_row, to_i64, to_u64,
     },
 };
 use crate::{
@@ -97,6 +97,8 @@ pub(super) struct Writer {
     head_seen: Option<(u64, i64)>,
     /// Shared with the [`super::store::Ledger`]: the writer stamps when each batch was durable.
     waits: Arc<Waits>,
+    /// Shared with the [`super::store::Ledger`]: what each batch committed, for the metrics.
+    tally: Arc<Tally>,
     /// Where `sign_at`'s due time is published for [`super::store::Ledger`].
     next_head: Arc<NextHead>,
 }
@@ -150,7 +152,7 @@ impl Writer {
         key: Ed25519KeyPair,
         settings: LedgerSettings,
         clock: Clock,
-        waits: Arc<Waits>,
+        (waits, tally): (Arc<Waits>, Arc<Tally>),
         next_head: Arc<NextHead>,
     ) -> Self {
         Self {
@@ -164,6 +166,7 @@ impl Writer {
             sign_failures: 0,
             head_seen: None,
             waits,
+            tally,
             next_head,
             store,
         }
@@ -408,6 +411,7 @@ impl Writer {
         match self.commit(&mut entries, &mut groups, force).await {
             Ok(done) => {
                 self.waits.durable(sent_at.into_iter(), Instant::now());
+                self.tally.committed(&entries);
                 let mut receipts = done.receipts.into_iter();
                 for (reply, receipt) in replies.into_iter().zip(receipts.by_ref()) {
                     let _ = reply.send(Ok(receipt));
@@ -427,6 +431,7 @@ impl Writer {
                 }
             }
             Err(e) => {
+                self.tally.failed();
                 tracing::error!(error = %e, batch = replies.len() + group_replies.len(),
                     "ledger: batch not committed");
                 let message = e.to_string();

@@ -7,7 +7,14 @@
 
 mod conn;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::{
     net::TcpListener,
@@ -30,6 +37,7 @@ use crate::{
     harvest::{Folded, Guard, HarvestSettings},
     identity::SpiffeId,
     ledger::store::Ledger,
+    metrics::ConnCounts,
     proto::{
         administration_server::AdministrationServer, credit_query_server::CreditQueryServer,
         ledger_review_server::LedgerReviewServer,
@@ -52,6 +60,8 @@ pub struct NodeSettings {
     pub harvest: HarvestSettings,
     /// The department's operators and officers.
     pub access: Access,
+    /// Where to serve the Prometheus metrics ([`crate::metrics`]); `None`: not at all.
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +70,11 @@ pub enum StartError {
     NodeIdentity(String),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    MetricsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -75,13 +90,16 @@ pub enum StartError {
 pub struct TlsReloader {
     current: Arc<watch::Sender<ServerTls>>,
     node_id: SpiffeId,
+    /// When the node's certificate in use expires (Unix seconds), for the metrics.
+    not_after: Arc<AtomicI64>,
 }
 
 impl TlsReloader {
-    fn new(tls: ServerTls, node_id: SpiffeId) -> Self {
+    fn new(tls: ServerTls, node_id: SpiffeId, not_after: i64) -> Self {
         Self {
             current: Arc::new(watch::Sender::new(tls)),
             node_id,
+            not_after: Arc::new(AtomicI64::new(not_after)),
         }
     }
 
@@ -107,7 +125,9 @@ impl TlsReloader {
                 offered: offered.to_string(),
             });
         }
+        let not_after = not_after(leaf);
         self.current.send_replace(tls::server_tls(material)?);
+        self.not_after.store(not_after, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -120,6 +140,8 @@ pub struct RunningNode {
     accept_task: JoinHandle<()>,
     housekeeping_task: JoinHandle<()>,
     serve_task: JoinHandle<Result<(), tonic::transport::Error>>,
+    metrics_addr: Option<SocketAddr>,
+    metrics_task: Option<JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -132,7 +154,8 @@ impl RunningNode {
             .ok_or_else(|| StartError::NodeIdentity("empty certificate chain".into()))?;
         let node_id =
             tls::spiffe_id_of(node_cert).map_err(|e| StartError::NodeIdentity(e.to_string()))?;
-        let tls = TlsReloader::new(tls::server_tls(settings.tls)?, node_id.clone());
+        let expires = not_after(node_cert);
+        let tls = TlsReloader::new(tls::server_tls(settings.tls)?, node_id.clone(), expires);
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -145,12 +168,23 @@ impl RunningNode {
             source,
         })?;
 
+        let metrics = match settings.metrics {
+            Some(addr) => Some(
+                crate::metrics::bind(addr)
+                    .await
+                    .map_err(|source| StartError::MetricsBind { addr, source })?,
+            ),
+            None => None,
+        };
+
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (conn_tx, conn_rx) = mpsc::channel::<Result<TlsConnection, std::io::Error>>(64);
+        let slots = Arc::new(Semaphore::new(settings.limits.max_connections));
+        let counts = Arc::new(ConnCounts::default());
         let accept_task = tokio::spawn(accept_loop(
             listener,
             tls.clone(),
-            settings.limits.clone(),
+            (settings.limits.clone(), slots.clone(), counts.clone()),
             conn_tx,
             shutdown_rx.clone(),
         ));
@@ -168,6 +202,25 @@ impl RunningNode {
             access: settings.access,
         }));
         let housekeeping_task = tokio::spawn(housekeeping(state.clone(), shutdown_rx.clone()));
+        let (metrics_addr, metrics_task) = match metrics {
+            Some((listener, addr)) => {
+                let sources = crate::metrics::Sources {
+                    state: state.clone(),
+                    conns: counts,
+                    slots,
+                    max_connections: settings.limits.max_connections,
+                    cert_not_after: tls.not_after.clone(),
+                };
+                let task = tokio::spawn(crate::metrics::serve(
+                    listener,
+                    sources,
+                    shutdown_rx.clone(),
+                ));
+                tracing::info!(addr = %addr, "serving metrics at /metrics");
+                (Some(addr), Some(task))
+            }
+            None => (None, None),
+        };
         let router = build_router(&settings.limits, state.clone()).await;
         let mut stop = shutdown_rx;
         let serve_task = tokio::spawn(router.serve_with_incoming_shutdown(
@@ -185,11 +238,18 @@ impl RunningNode {
             accept_task,
             housekeeping_task,
             serve_task,
+            metrics_addr,
+            metrics_task,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the metrics are served, when they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn node_id(&self) -> &SpiffeId {
@@ -216,6 +276,9 @@ impl RunningNode {
             Err(e) => tracing::warn!(error = %e, "server task failed"),
         }
         let _ = self.housekeeping_task.await;
+        if let Some(task) = self.metrics_task {
+            let _ = task.await;
+        }
         // Refusals still folded in memory are recorded before the ledger closes.
         let now = self.state.clock().now_ms();
         record_folds(&self.state, self.state.guard().housekeeping(now, true)).await;
@@ -294,11 +357,10 @@ async fn build_router(limits: &Limits, state: Arc<NodeState>) -> tonic::transpor
 async fn accept_loop(
     listener: TcpListener,
     tls: TlsReloader,
-    limits: Limits,
+    (limits, slots, counts): (Limits, Arc<Semaphore>, Arc<ConnCounts>),
     conns: mpsc::Sender<Result<TlsConnection, std::io::Error>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let handshake_timeout = Duration::from_millis(limits.handshake_timeout_ms);
     loop {
         let accepted = tokio::select! {
@@ -314,23 +376,28 @@ async fn accept_loop(
                 continue;
             }
         };
+        ConnCounts::add(&counts.accepted);
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            ConnCounts::add(&counts.over_limit);
             tracing::warn!(%remote, limit = limits.max_connections, "connection limit reached; closing");
             continue;
         };
         let _ = stream.set_nodelay(true);
         let (acceptor, trust) = tls.acceptor();
         let conns = conns.clone();
+        let counts = counts.clone();
         tokio::spawn(async move {
             let handshake = acceptor.accept(stream).into_fallible();
             let tls_stream = match tokio::time::timeout(handshake_timeout, handshake).await {
                 Ok(Ok(s)) => s,
                 Ok(Err((e, stream))) => {
+                    ConnCounts::add(&counts.handshakes_refused);
                     tracing::info!(%remote, error = %e, "TLS handshake refused");
                     linger_close(stream).await;
                     return;
                 }
                 Err(_) => {
+                    ConnCounts::add(&counts.handshakes_timed_out);
                     tracing::info!(%remote, "TLS handshake timed out");
                     return;
                 }
@@ -363,6 +430,12 @@ async fn accept_loop(
                 .await;
         });
     }
+}
+
+/// When `cert` expires (Unix seconds); 0 if it cannot be read (the verifier of the node's own
+/// chain has read it already, so only for the metrics' sake).
+fn not_after(cert: &rustls::pki_types::CertificateDer<'_>) -> i64 {
+    tls::caller_from_cert(cert).map_or(0, |c| c.not_after_unix)
 }
 
 /// Closes a refused connection so that the client reads our TLS alert. In TLS 1.3 a client

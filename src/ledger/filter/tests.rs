@@ -156,3 +156,10 @@ fn the_filter_names_the_condition_an_entry_does_not_meet() {
         Some(Column::TimeMs),
     );
 }
+
+#[test]
+fn every_outcome_kind_indexes_its_place_in_all() {
+    for (i, kind) in OutcomeKind::ALL.into_iter().enumerate() {
+        assert_eq!(kind.index(), i, "{kind:?}");
+    }
+}
