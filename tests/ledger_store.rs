@@ -1170,6 +1170,13 @@ fn column_changes(engine: Engine) -> Vec<(&'static str, Column)> {
             "UPDATE ledger_entries SET time_ms = time_ms + 86400000 WHERE seq = 7",
             Column::TimeMs,
         ),
+        // Two columns changed: the first of them in the order caller, subject, purpose,
+        // outcome, time_ms is named.
+        (
+            "UPDATE ledger_entries SET purpose = 'tax-audit', time_ms = time_ms + 86400000 \
+             WHERE seq = 7",
+            Column::Purpose,
+        ),
     ];
     if engine == Engine::Sqlite {
         // The same bytes as another type: `caller = $1` no longer matches it on SQLite.
