@@ -1170,6 +1170,13 @@ fn column_changes(engine: Engine) -> Vec<(&'static str, Column)> {
             "UPDATE ledger_entries SET time_ms = time_ms + 86400000 WHERE seq = 7",
             Column::TimeMs,
         ),
+        // Two columns changed: the first of them in the order caller, subject, purpose,
+        // outcome, time_ms is named.
+        (
+            "UPDATE ledger_entries SET purpose = 'tax-audit', time_ms = time_ms + 86400000 \
+             WHERE seq = 7",
+            Column::Purpose,
+        ),
     ];
     if engine == Engine::Sqlite {
         // The same bytes as another type: `caller = $1` no longer matches it on SQLite.
@@ -1373,6 +1380,33 @@ async fn verify_names_the_entry_of_a_changed_lookup_row_past_the_first_bucket() 
         exec(&store, &set(&caller)).await;
     }
     assert!(verify(&store).await.is_ok(), "every row put back");
+    // The log found bad past the first bucket, a lookup row changed before it: the row is
+    // named, through the first bucket's sums (whole below 16,385 and 16,999), or read again
+    // (the first bucket below 16,384; the second up to where the log's check stopped).
+    // A lookup row changed after the log's bad entry leaves the log's finding named.
+    for (log_at, lookup_at) in [
+        (16_999, 16_383),
+        (16_999, 16_384),
+        (16_385, 16_383),
+        (16_384, 16_383),
+        (16_384, 16_999),
+    ] {
+        spoil_log(&store, Spoil::Bytes, log_at, false).await;
+        spoil_lookup(&store, lookup_at, false).await;
+        let err = verify(&store).await.unwrap_err();
+        let case = format!("entry {log_at}, lookup {lookup_at}");
+        if lookup_at < log_at {
+            assert!(
+                matches!(err, AuditError::LookupMismatch { seq } if seq == lookup_at),
+                "{case}: {err}"
+            );
+        } else {
+            assert!(log_finding(&err, Spoil::Bytes, log_at), "{case}: {err}");
+        }
+        spoil_log(&store, Spoil::Bytes, log_at, true).await;
+        spoil_lookup(&store, lookup_at, true).await;
+    }
+    assert!(verify(&store).await.is_ok(), "all put back");
     store.close().await;
 }
 
@@ -1479,6 +1513,118 @@ async fn verify_finds_a_lookup_row_deleted_changed_or_ahead() {
         )
         .await;
         assert!(verify(&store).await.is_ok(), "{engine}");
+    }
+}
+
+/// How a test spoils the log at one entry, for [`spoil_log`].
+#[derive(Clone, Copy, Debug)]
+enum Spoil {
+    /// One byte of the entry flipped: the verifier finds it modified.
+    Bytes,
+    /// Its `purpose` column changed: the audit finds the column differs.
+    Column,
+}
+
+/// Spoils entry `seq` of the log as `how` says, or puts it back (`undo`).
+async fn spoil_log(store: &Store, how: Spoil, seq: u64, undo: bool) {
+    let seq = i64::try_from(seq).unwrap();
+    match how {
+        Spoil::Bytes => {
+            let (mut bytes, hash) = stored_entry(store, seq).await;
+            bytes[0] ^= 1;
+            set_entry(store, seq, bytes, hash).await;
+        }
+        Spoil::Column => {
+            let purpose = if undo { "licensing" } else { "tax-audit" };
+            exec(
+                store,
+                &format!("UPDATE ledger_entries SET purpose = '{purpose}' WHERE seq = {seq}"),
+            )
+            .await;
+        }
+    }
+}
+
+/// Whether `err` is the log's own finding `how` at entry `seq`.
+fn log_finding(err: &AuditError, how: Spoil, seq: u64) -> bool {
+    match how {
+        Spoil::Bytes => matches!(
+            err,
+            AuditError::Tampered(VerifyError::ModifiedEntry { seq: s }) if *s == seq
+        ),
+        Spoil::Column => matches!(
+            err,
+            AuditError::ColumnMismatch { seq: s, column: Column::Purpose } if *s == seq
+        ),
+    }
+}
+
+/// Moves entry `seq`'s caller row in the lookup to another caller, or back (`undo`).
+async fn spoil_lookup(store: &Store, seq: u64, undo: bool) {
+    let (from, to) = (
+        "spiffe://region-a.credit.test/dept/",
+        "spiffe://elsewhere/dept/",
+    );
+    let (from, to) = if undo { (to, from) } else { (from, to) };
+    exec(
+        store,
+        &format!(
+            "UPDATE ledger_lookup SET value = replace(value, '{from}', '{to}') \
+             WHERE field = 'caller' AND seq = {seq}"
+        ),
+    )
+    .await;
+}
+
+/// `ledger verify` names the first bad sequence number whether the log or the lookup holds it
+/// (issue 5): a lookup row changed before an entry the log finds bad is named, and so is an
+/// entry the log finds bad before a changed lookup row; entries cut off the tail too.
+#[tokio::test]
+async fn verify_names_the_first_bad_entry_of_the_log_and_the_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        signed_log(&store).await;
+        assert_eq!(lookup::catch_up(&store).await.unwrap(), 20, "{engine}");
+        for how in [Spoil::Bytes, Spoil::Column] {
+            for (log_at, lookup_at) in [(16, 4), (4, 16), (9, 9)] {
+                spoil_log(&store, how, log_at, false).await;
+                spoil_lookup(&store, lookup_at, false).await;
+                let err = verify(&store).await.unwrap_err();
+                let case = format!("{engine}: {how:?} at {log_at}, lookup at {lookup_at}");
+                if lookup_at < log_at {
+                    assert!(
+                        matches!(err, AuditError::LookupMismatch { seq } if seq == lookup_at),
+                        "{case}: {err}"
+                    );
+                } else {
+                    // On a tie too: the log's own finding says more.
+                    assert!(log_finding(&err, how, log_at), "{case}: {err}");
+                }
+                assert_eq!(err.first_bad_seq(), Some(lookup_at.min(log_at)), "{case}");
+                spoil_log(&store, how, log_at, true).await;
+                spoil_lookup(&store, lookup_at, true).await;
+                assert!(verify(&store).await.is_ok(), "{case}: put back");
+            }
+        }
+        // Entries cut off the tail: a lookup row changed before the cut is named, one after it
+        // (a row of an entry the log no longer has) is not.
+        exec(&store, "DELETE FROM ledger_entries WHERE seq >= 17").await;
+        spoil_lookup(&store, 4, false).await;
+        let err = verify(&store).await.unwrap_err();
+        assert!(
+            matches!(err, AuditError::LookupMismatch { seq: 4 }),
+            "{engine}: {err}"
+        );
+        spoil_lookup(&store, 4, true).await;
+        spoil_lookup(&store, 18, false).await;
+        let err = verify(&store).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Tampered(VerifyError::Truncated { have: 17, .. })
+            ),
+            "{engine}: {err}"
+        );
     }
 }
 

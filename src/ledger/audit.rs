@@ -12,7 +12,9 @@
 //! beside each entry and the lookup by caller and subject. The audit holds both to the entries:
 //! the columns ride in the same packed ranges and are compared in place with the fields the
 //! verifier's validation lends out ([`AuditError::ColumnMismatch`]); the lookup is read beside
-//! the log on another task and compared through a keyed digest ([`lookup_check`]).
+//! the log on another task and compared through a keyed digest ([`lookup_check`]). Whichever
+//! check finds it, the audit names the first bad sequence number: when the log's check stops
+//! at an entry, the lookup is still held to the entries before it.
 //!
 //! What a database alone cannot show: a cut that also deletes every tree head above it and
 //! lowers the head row leaves a shorter log that is consistent in itself. Only a tree head kept
@@ -198,36 +200,82 @@ async fn verify(
         let until = from.saturating_add(count).min(head_size);
         tokio::spawn(async move { read_range(&store, from, until, range_bytes).await })
     };
-    let mut next = (head_size > 0).then(|| (0, fetch(0, RANGE)));
-    while let Some((from, reading)) = next.take() {
-        let pack = reading
-            .await
-            .map_err(|e| LedgerError::Unavailable(format!("reading the ledger: {e}")))??;
-        if pack.until < head_size {
-            // As many entries as fit the budget at this range's size per entry, so that a range
-            // of large entries is rarely asked for twice.
-            let per_entry = (pack.bytes.len() as u64 / (pack.until - from)).max(1);
-            let count = (range_bytes.unsigned_abs() / per_entry).clamp(1, RANGE);
-            next = Some((pack.until, fetch(pack.until, count)));
+    let read = async {
+        let mut next = (head_size > 0).then(|| (0, fetch(0, RANGE)));
+        while let Some((from, reading)) = next.take() {
+            let pack = reading
+                .await
+                .map_err(|e| LedgerError::Unavailable(format!("reading the ledger: {e}")))??;
+            if pack.until < head_size {
+                // As many entries as fit the budget at this range's size per entry, so that a
+                // range of large entries is rarely asked for twice.
+                let per_entry = (pack.bytes.len() as u64 / (pack.until - from)).max(1);
+                let count = (range_bytes.unsigned_abs() / per_entry).clamp(1, RANGE);
+                next = Some((pack.until, fetch(pack.until, count)));
+            }
+            pack.push_into(&mut checks, &mut progress)?;
         }
-        pack.push_into(&mut checks, &mut progress)?;
+        Ok::<_, AuditError>(())
     }
+    .await;
     let Checks { digest, .. } = checks;
     let have = verifier.size();
-    let report = verifier.finish()?;
-    if have < head_size {
-        return Err(AuditError::TailMissing {
-            expected_seq: have,
-            head_size,
-            have,
-        });
-    }
+    let log = read.and_then(|()| {
+        let report = verifier.finish()?;
+        if have < head_size {
+            return Err(AuditError::TailMissing {
+                expected_seq: have,
+                head_size,
+                have,
+            });
+        }
+        Ok(report)
+    });
+    let report = match log {
+        Ok(report) => report,
+        Err(found) => return Err(first_finding(store, found, &digest, lookup_scan).await),
+    };
     let scanned = lookup_scan
         .await
         .map_err(|e| LedgerError::Unavailable(format!("reading the ledger's lookup: {e}")))??;
     lookup_check::compare(store, &digest, indexed, scanned, have).await?;
     progress(have);
     Ok(report)
+}
+
+/// The log's own finding `found`, or the lookup's when it names an earlier entry: the audit
+/// reports the first bad sequence number (issue 5), and a lookup row changed at entry 5 hides
+/// that entry from listings whatever the log holds at entry 100,000. `digest` holds the keys
+/// of the entries checked before the log's check stopped, which are exactly those below its
+/// finding.
+///
+/// A finding of no entry (a tree head's signature or root) keeps its precedence, and nothing
+/// comes before entry 0: the lookup's reading is then stopped, as it is when the entries below
+/// the finding are few enough to read again directly ([`lookup_check::needs_scan`]). A
+/// lookup that cannot be read leaves the log's finding, which stands on its own.
+async fn first_finding(
+    store: &Store,
+    found: AuditError,
+    digest: &KeyDigest,
+    lookup_scan: tokio::task::JoinHandle<Result<lookup_check::Scanned, LedgerError>>,
+) -> AuditError {
+    let Some(bad) = found.first_bad_seq().filter(|&seq| seq > 0) else {
+        lookup_scan.abort();
+        return found;
+    };
+    let scanned = if lookup_check::needs_scan(digest, bad) {
+        match lookup_scan.await {
+            Ok(Ok(scanned)) => Some(scanned),
+            _ => return found,
+        }
+    } else {
+        lookup_scan.abort();
+        None
+    };
+    match lookup_check::first_mismatch(store, digest, scanned.as_ref(), bad).await {
+        Ok(Some(seq)) => AuditError::LookupMismatch { seq },
+        Ok(None) | Err(_) => found,
+    }
 }
 
 /// Aborts a task when dropped.

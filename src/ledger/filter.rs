@@ -139,6 +139,31 @@ pub struct FilterFields<'a> {
     pub time_ms: i64,
 }
 
+/// An entry's fields as its stored columns hold them, compared with the entry's own by
+/// [`FilterFields::first_difference`]. `None` is a column that could not be read as its type:
+/// on SQLite a column may hold any type (a BLOB caller, which `caller = $1` no longer
+/// matches), and such a column is a difference like any other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoredColumns<'a> {
+    pub caller: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub purpose: Option<&'a str>,
+    pub outcome: Option<OutcomeKind>,
+    pub time_ms: Option<i64>,
+}
+
+impl<'a> From<FilterFields<'a>> for StoredColumns<'a> {
+    fn from(fields: FilterFields<'a>) -> Self {
+        Self {
+            caller: Some(fields.caller),
+            subject: Some(fields.subject),
+            purpose: Some(fields.purpose),
+            outcome: Some(fields.outcome),
+            time_ms: Some(fields.time_ms),
+        }
+    }
+}
+
 /// The separator of [`FilterFields::pack_into`]: a byte no UTF-8 text holds, so the packing of
 /// five fields splits back into exactly those five.
 pub const PACK_SEPARATOR: u8 = 0xFF;
@@ -154,17 +179,19 @@ impl<'a> FilterFields<'a> {
         }
     }
 
-    /// The first field in which `self` and `other` differ, if any.
-    pub fn first_difference(&self, other: &FilterFields<'_>) -> Option<Column> {
-        if self.caller != other.caller {
+    /// The first column, in the order caller, subject, purpose, outcome, time_ms, whose copy in
+    /// `stored` is not this field, if any. The one place that knows that order for listings:
+    /// a row that differs in several columns is always refused for the same one.
+    pub fn first_difference(&self, stored: &StoredColumns<'_>) -> Option<Column> {
+        if stored.caller != Some(self.caller) {
             Some(Column::Caller)
-        } else if self.subject != other.subject {
+        } else if stored.subject != Some(self.subject) {
             Some(Column::Subject)
-        } else if self.purpose != other.purpose {
+        } else if stored.purpose != Some(self.purpose) {
             Some(Column::Purpose)
-        } else if self.outcome != other.outcome {
+        } else if stored.outcome != Some(self.outcome) {
             Some(Column::Outcome)
-        } else if self.time_ms != other.time_ms {
+        } else if stored.time_ms != Some(self.time_ms) {
             Some(Column::TimeMs)
         } else {
             None

@@ -25,8 +25,8 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use sqlx::{Any, AnyConnection, Row, any::AnyRow};
 use tokio::sync::{mpsc, oneshot};
 
-use super::filter::FilterFields;
 pub use super::filter::{Column, EntryFilter, OutcomeKind};
+use super::filter::{FilterFields, StoredColumns};
 use super::{
     entry::Entry,
     lookup::{self, Field},
@@ -755,25 +755,17 @@ fn stored_entry(
     let entry = Entry::decode(&bytes)
         .map_err(|e| LedgerError::Corrupt(format!("entry {seq} cannot be decoded: {e}")))?;
     let own = FilterFields::of(&entry);
-    // A value of another type (a BLOB caller on SQLite, say) is a difference like any other.
+    // A value of another type (a BLOB caller on SQLite, say) reads as None: a difference.
     let text = |i: usize| row.try_get::<String, _>(i).ok();
     let (caller, subject, purpose) = (text(3), text(4), text(5));
-    let outcome = text(6).and_then(|o| o.parse::<OutcomeKind>().ok());
-    let time_ms = row.try_get::<i64, _>(7).ok();
-    let differs = if caller.as_deref() != Some(own.caller) {
-        Some(Column::Caller)
-    } else if subject.as_deref() != Some(own.subject) {
-        Some(Column::Subject)
-    } else if purpose.as_deref() != Some(own.purpose) {
-        Some(Column::Purpose)
-    } else if outcome != Some(own.outcome) {
-        Some(Column::Outcome)
-    } else if time_ms != Some(own.time_ms) {
-        Some(Column::TimeMs)
-    } else {
-        None
+    let stored = StoredColumns {
+        caller: caller.as_deref(),
+        subject: subject.as_deref(),
+        purpose: purpose.as_deref(),
+        outcome: text(6).and_then(|o| o.parse::<OutcomeKind>().ok()),
+        time_ms: row.try_get::<i64, _>(7).ok(),
     };
-    if let Some(column) = differs {
+    if let Some(column) = own.first_difference(&stored) {
         return Err(LedgerError::Misattributed {
             seq,
             column,

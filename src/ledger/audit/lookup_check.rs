@@ -14,8 +14,12 @@
 //! the lookup is read in its own key order (field, value, seq) on another task, while the log
 //! is read in sequence order; a bucket whose sums differ is then read again on both sides to
 //! name the first entry that differs. A row added, removed or changed changes its bucket's sum
-//! but for a chance of 2^-64. Its findings come after the log's own: an entry changed later in
-//! the log is reported before a lookup row changed earlier.
+//! but for a chance of 2^-64.
+//!
+//! The audit names the first bad entry, whichever side it is on (issue 5): when the log's own
+//! check stops at an entry, the lookup is still held to the entries before it
+//! ([`first_mismatch`]), so a lookup row changed earlier is named before an entry changed
+//! later. On a tie the log's finding is named: it says more.
 //!
 //! The lookup is read field by field in chunks the database packs, as the log is (see
 //! `PACK_SQLITE` in the audit): two aggregates over the rows, one integer conversion a row, no
@@ -94,12 +98,24 @@ impl KeyDigest {
         }
     }
 
-    /// The first bucket whose sum differs from `other`'s, as its range of sequence numbers.
-    fn first_difference(&self, other: &KeyDigest) -> Option<(u64, u64)> {
+    /// How many buckets, from the first, hold every entry they will hold once the entries
+    /// below `until` are added: the ones whose sums can be compared.
+    fn whole_buckets(&self, until: u64) -> usize {
+        if until >= self.indexed {
+            self.buckets.len()
+        } else {
+            usize::try_from(until >> BUCKET_BITS).unwrap_or(usize::MAX)
+        }
+    }
+
+    /// The first of the first `whole` buckets whose sum differs from `other`'s, as its range
+    /// of sequence numbers.
+    fn first_difference(&self, other: &KeyDigest, whole: usize) -> Option<(u64, u64)> {
         let b = self
             .buckets
             .iter()
             .zip(&other.buckets)
+            .take(whole)
             .position(|(a, b)| a != b)? as u64;
         let from = b << BUCKET_BITS;
         Some((from, (from + (1 << BUCKET_BITS)).min(self.indexed)))
@@ -313,8 +329,8 @@ fn parse_chunk(
     Ok(())
 }
 
-/// Holds the lookup as read to the entries' digest (`entries`, of a log found to have `have`
-/// entries, whose lookup claimed `indexed`).
+/// Holds the lookup as read to the entries' digest (`entries`, of a log found whole with
+/// `have` entries, whose lookup claimed `indexed`).
 pub(super) async fn compare(
     store: &Store,
     entries: &KeyDigest,
@@ -322,12 +338,8 @@ pub(super) async fn compare(
     scanned: Scanned,
     have: u64,
 ) -> Result<(), AuditError> {
-    let mut first = scanned.first_bad;
-    if let Some((from, until)) = entries.first_difference(&scanned.digest) {
-        let seq = first_differing_entry(store, from, until).await?;
-        first = Some(first.map_or(seq, |f| f.min(seq)));
-    }
-    if let Some(seq) = first {
+    // The log is whole: every bucket holds all its entries, and a bad row anywhere counts.
+    if let Some(seq) = first_mismatch(store, entries, Some(&scanned), u64::MAX).await? {
         return Err(AuditError::LookupMismatch { seq });
     }
     if indexed > have {
@@ -347,9 +359,63 @@ pub(super) async fn compare(
     Ok(())
 }
 
+/// Whether naming the lookup's first bad entry below `until` needs the whole lookup read
+/// ([`scan`]): only its bucket sums cover a whole bucket below `until`, and only it checks
+/// rows past `indexed`. Otherwise [`first_mismatch`] reads `[0, until)` again without it, so
+/// an audit that found the log bad early need not wait for the whole lookup.
+pub(super) fn needs_scan(entries: &KeyDigest, until: u64) -> bool {
+    until > entries.indexed || until > 1 << BUCKET_BITS
+}
+
+/// The first entry below `until` whose lookup rows are not exactly its keys, or named by a row
+/// no entry could have; `entries` holds the keys of every entry below `until` (the log was
+/// checked that far).
+///
+/// Why below a bound: the log's own check may stop at an entry, and the audit names the first
+/// bad entry, whichever side it is on (issue 5). Buckets the entries' side holds whole are
+/// compared by their sums; the one the log's check stopped in is read again up to `until`.
+/// Without `scanned` (see [`needs_scan`]) that second read covers all of `[0, until)`.
+pub(super) async fn first_mismatch(
+    store: &Store,
+    entries: &KeyDigest,
+    scanned: Option<&Scanned>,
+    until: u64,
+) -> Result<Option<u64>, LedgerError> {
+    let (first_bad, whole) = match scanned {
+        Some(scanned) => (
+            scanned.first_bad.filter(|&seq| seq < until),
+            entries.whole_buckets(until),
+        ),
+        None => (None, 0),
+    };
+    let differing = match scanned.and_then(|s| entries.first_difference(&s.digest, whole)) {
+        // Sums that differ with equal rows: the lookup changed between the two reads.
+        Some((from, to)) => Some(
+            first_differing_entry(store, from, to)
+                .await?
+                .unwrap_or(from),
+        ),
+        None => {
+            let from = (whole as u64) << BUCKET_BITS;
+            let to = until.min(entries.indexed);
+            if from < to {
+                first_differing_entry(store, from, to).await?
+            } else {
+                None
+            }
+        }
+    };
+    Ok(first_bad.into_iter().chain(differing).min())
+}
+
 /// The first entry in `[from, until)` whose lookup rows are not exactly its keys (read again on
-/// both sides, all in memory: at most a bucket's worth, and only after a difference).
-async fn first_differing_entry(store: &Store, from: u64, until: u64) -> Result<u64, LedgerError> {
+/// both sides, all in memory: at most a bucket's worth, and only after a difference or a bad
+/// log), if any.
+async fn first_differing_entry(
+    store: &Store,
+    from: u64,
+    until: u64,
+) -> Result<Option<u64>, LedgerError> {
     let typed = match store.engine() {
         Engine::Sqlite => "typeof(field) = 'text' AND typeof(value) = 'text'",
         Engine::Postgres => "TRUE",
@@ -405,10 +471,5 @@ async fn first_differing_entry(store: &Store, from: u64, until: u64) -> Result<u
             let n = found.len().min(want.len());
             found.get(n).or(want.get(n)).map(|k| k.0)
         });
-    // Sums that differ with equal rows: the lookup changed between the two reads.
-    let seq = match (differing, first_unreadable) {
-        (Some(d), Some(u)) => d.min(u),
-        (d, u) => d.or(u).unwrap_or(from),
-    };
-    Ok(seq)
+    Ok(differing.into_iter().chain(first_unreadable).min())
 }

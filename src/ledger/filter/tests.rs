@@ -23,7 +23,7 @@ fn a_packing_checks_against_its_own_fields_and_names_the_first_column_that_diffe
         let mut packed = Vec::new();
         changed.pack_into(&mut packed);
         assert_eq!(mine.check_packed(&packed), Err(column), "{changed:?}");
-        assert_eq!(mine.first_difference(&changed), Some(column));
+        assert_eq!(mine.first_difference(&changed.into()), Some(column));
     };
     check(
         FilterFields {
@@ -60,7 +60,71 @@ fn a_packing_checks_against_its_own_fields_and_names_the_first_column_that_diffe
         },
         Column::TimeMs,
     );
-    assert_eq!(mine.first_difference(&mine), None);
+    assert_eq!(mine.first_difference(&mine.into()), None);
+}
+
+#[test]
+fn stored_columns_name_the_first_that_differs_and_an_unreadable_one_differs() {
+    let entry = sample(7);
+    let mine = fields(&entry);
+    let stored = StoredColumns::from(mine);
+    // Two columns changed: the first in the order caller, subject, purpose, outcome, time_ms.
+    let two = StoredColumns {
+        purpose: Some("tax-audit"),
+        time_ms: Some(mine.time_ms + 1),
+        ..stored
+    };
+    assert_eq!(mine.first_difference(&two), Some(Column::Purpose));
+    let two = StoredColumns {
+        caller: Some("spiffe://gd.gov.cn/dept/court"),
+        outcome: Some(OutcomeKind::Alert),
+        ..stored
+    };
+    assert_eq!(mine.first_difference(&two), Some(Column::Caller));
+    // A column that could not be read as its type (None) differs, whatever its neighbours.
+    for (unreadable, column) in [
+        (
+            StoredColumns {
+                caller: None,
+                ..stored
+            },
+            Column::Caller,
+        ),
+        (
+            StoredColumns {
+                subject: None,
+                ..stored
+            },
+            Column::Subject,
+        ),
+        (
+            StoredColumns {
+                purpose: None,
+                ..stored
+            },
+            Column::Purpose,
+        ),
+        (
+            StoredColumns {
+                outcome: None,
+                ..stored
+            },
+            Column::Outcome,
+        ),
+        (
+            StoredColumns {
+                time_ms: None,
+                ..stored
+            },
+            Column::TimeMs,
+        ),
+    ] {
+        assert_eq!(mine.first_difference(&unreadable), Some(column));
+    }
+    assert_eq!(
+        mine.first_difference(&StoredColumns::default()),
+        Some(Column::Caller)
+    );
 }
 
 #[test]
