@@ -251,19 +251,9 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_SCRAPES));
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|s| *s) => return,
-        };
-        let (stream, remote) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((stream, remote)) =
+        crate::server::next_connection(&listener, &mut shutdown).await
+    {
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%remote, "metrics: too many scrapes at once; closing");
             continue;

@@ -1,4 +1,4 @@
-//! How the client commands (`ledger review`, `suspensions`, `lift`, `withdrawals`) reach a
+//! How the client commands (`whoami`, `ledger review`, `suspensions`, `lift`, `withdrawals`) reach a
 //! running node: with the caller's own certificate, so the node records what they do under
 //! that identity, exactly as a client in another language would.
 
@@ -9,7 +9,7 @@ use tonic::transport::Channel;
 use super::{CliError, whoami::describe_status};
 use crate::client;
 
-/// The same arguments as `whoami`, plus the CRLs to check the node against.
+/// The node, our identity, and what the node's certificate must chain to.
 #[derive(clap::Args, Debug)]
 pub struct Connect {
     /// The node, e.g. https://127.0.0.1:7443

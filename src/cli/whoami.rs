@@ -1,30 +1,14 @@
 //! `credit-node whoami`: the identity a node established for us, as JSON.
 
-use std::path::PathBuf;
-
 use serde::Serialize;
 
-use super::CliError;
+use super::{CliError, connect::Connect};
 use crate::{client, proto};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The node, e.g. https://127.0.0.1:7443
-    #[arg(long)]
-    pub endpoint: String,
-    /// Our certificate (PEM).
-    #[arg(long)]
-    pub cert: PathBuf,
-    /// Our private key (PEM).
-    #[arg(long)]
-    pub key: PathBuf,
-    /// CA bundle(s) the node's certificate must chain to; repeat for several regions.
-    #[arg(long, required = true)]
-    pub ca: Vec<PathBuf>,
-    /// CRL(s) to check the node's certificate chain against (PEM; repeat for each CA): a
-    /// revoked node is not talked to. Without any, revocation is not checked.
-    #[arg(long)]
-    pub crl: Vec<PathBuf>,
+    #[command(flatten)]
+    pub connect: Connect,
 }
 
 /// The JSON printed: the identity fields of `credit.v1.Identity`, plus the node that answered.
@@ -41,10 +25,7 @@ pub struct WhoAmIOutput {
 }
 
 pub async fn run(args: Args) -> Result<(), CliError> {
-    let cas: Vec<&std::path::Path> = args.ca.iter().map(PathBuf::as_path).collect();
-    let crls: Vec<&std::path::Path> = args.crl.iter().map(PathBuf::as_path).collect();
-    let tls = client::tls_config_checking_crls(&args.cert, &args.key, &cas, &crls)?;
-    let output = whoami(&args.endpoint, tls).await?;
+    let output = who_am_i(args.connect.channel().await?).await?;
     let json =
         serde_json::to_string_pretty(&output).map_err(|e| CliError::Runtime(e.to_string()))?;
     crate::outln!("{json}")?;
@@ -55,7 +36,10 @@ pub async fn whoami(
     endpoint: &str,
     tls: std::sync::Arc<rustls::ClientConfig>,
 ) -> Result<WhoAmIOutput, CliError> {
-    let channel = client::connect(endpoint, tls).await?;
+    who_am_i(client::connect(endpoint, tls).await?).await
+}
+
+async fn who_am_i(channel: tonic::transport::Channel) -> Result<WhoAmIOutput, CliError> {
     let mut api = proto::credit_query_client::CreditQueryClient::new(channel);
     let response = api
         .who_am_i(proto::WhoAmIRequest {})

@@ -362,20 +362,7 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let handshake_timeout = Duration::from_millis(limits.handshake_timeout_ms);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|s| *s) => return,
-        };
-        let (stream, remote) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((stream, remote)) = next_connection(&listener, &mut shutdown).await {
         ConnCounts::add(&counts.accepted);
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             ConnCounts::add(&counts.over_limit);
@@ -429,6 +416,27 @@ async fn accept_loop(
                 .send(Ok(TlsConnection::new(tls_stream, info, permit, trust)))
                 .await;
         });
+    }
+}
+
+/// The next connection `listener` accepts; `None` once `shutdown` is set.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|s| *s) => return None,
+        };
+        match accepted {
+            Ok(pair) => return Some(pair),
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 
