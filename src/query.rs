@@ -119,7 +119,7 @@ pub fn answer(
             let forms = item.fields();
             let dated = item
                 .dates()
-                .decision_date(&record.fields, record.decision_date);
+                .decision_date(&disclosed.fields, record.decision_date);
             out.records.push(RecordView {
                 item: record.item.clone(),
                 record_id: ids.id_of(&record.key()),

@@ -148,20 +148,16 @@ impl<'c> RecordDates<'c> {
         }
     }
 
-    /// Whether a record with these field values may carry its decision date `date`.
-    pub fn decision_date(
-        &self,
-        fields: &std::collections::BTreeMap<String, String>,
-        date: time::Date,
-    ) -> bool {
+    /// Whether a record whose answer sends these fields (name, value as sent) may carry its
+    /// decision date `date`: only the values actually sent count, not what the record holds.
+    pub fn decision_date(&self, sent: &[(&str, String)], date: time::Date) -> bool {
         if self.raw_dates.is_empty() {
             return false;
         }
         // Ingest stores dates as YYYY-MM-DD, as `Date` displays them.
         let date = date.to_string();
-        self.raw_dates
-            .iter()
-            .any(|name| fields.get(*name).is_some_and(|v| *v == date))
+        sent.iter()
+            .any(|(name, value)| *value == date && self.raw_dates.contains(name))
     }
 
     /// Whether the end of the disclosure period may go with a decision date that goes out.
