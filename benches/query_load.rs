@@ -12,7 +12,9 @@
 //! several short rounds, every other round in reverse order, and each figure is over all its
 //! rounds; the guard's ratio is also printed round by round, to show its spread.
 //!
-//! `cargo bench --bench query_load` — prints a Markdown table for BENCHMARKS.md.
+//! `cargo bench --bench query_load` — prints a Markdown table for BENCHMARKS.md. With
+//! `CN_BENCH_DATABASE_URL` naming a PostgreSQL server, both nodes store in fresh databases on it
+//! (dropped at the end) instead of their SQLite files; everything else is the same.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -32,6 +34,9 @@ use credit_node::{
     proto::{self, credit_query_client::CreditQueryClient},
 };
 use tonic::transport::Channel;
+
+#[path = "common/postgres.rs"]
+mod postgres;
 
 /// Enough organisations (about two in five subjects) for every first contact of every round,
 /// on a fast day too: 250,000 ran out when Query reached 18,000 requests/s at concurrency 64.
@@ -53,14 +58,26 @@ async fn run() {
     let layout = pki::generate(&dir.path().join("pki")).unwrap_or_else(|e| panic!("{e}"));
     pki::write_signed_demo_catalog(&layout).unwrap_or_else(|e| panic!("{e}"));
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let server = postgres::server();
+    let mut databases = Vec::new();
     let mut nodes = Vec::new();
     for (name, harvest) in [("guarded", GUARDED), ("unguarded", UNGUARDED)] {
         let config = dir.path().join(format!("{name}.toml"));
         // The ledger's lookup catches up every second: the steady cost of indexing falls
         // inside each 3 s case (the default, every 5 s, would hit some cases and not others).
-        let toml = pki::node_config_toml_with_harvest(&layout, REGION_A, listen, harvest)
+        let mut toml = pki::node_config_toml_with_harvest(&layout, REGION_A, listen, harvest)
             .replace(&format!("{REGION_A}.db"), &format!("{name}.db"))
             .replace("[ledger]\n", "[ledger]\nlookup_every_ms = 1000\n");
+        if let Some(server) = &server {
+            let url = postgres::fresh(server, name).await;
+            let sqlite = format!(
+                "sqlite://{}",
+                layout.root().join(format!("{name}.db")).display()
+            );
+            assert!(toml.contains(&sqlite), "the config names {sqlite}");
+            toml = toml.replace(&sqlite, &url);
+            databases.push(url);
+        }
         std::fs::write(&config, toml).unwrap_or_else(|e| panic!("{e}"));
         let loaded = LoadedConfig::load(&config).unwrap_or_else(|e| panic!("{e}"));
         nodes.push(
@@ -107,6 +124,9 @@ async fn run() {
     }
     let (guarded, unguarded) = (&channels[0], &channels[1]);
 
+    if server.is_some() {
+        println!("Both nodes' stores on PostgreSQL, in fresh databases\n");
+    }
     println!(
         "{} records, {} subjects with a registration; {CONNECTIONS} connections; {ROUNDS} rounds \
          of {} s per case, every other round in reverse order\n",
@@ -212,6 +232,11 @@ async fn run() {
     }
     for node in nodes {
         node.shutdown().await;
+    }
+    if let Some(server) = &server {
+        for url in &databases {
+            postgres::drop(server, url).await;
+        }
     }
 }
 
