@@ -58,8 +58,16 @@ fn get(samples: &HashMap<String, f64>, name: &str) -> f64 {
 }
 
 async fn start() -> (TestPki, RunningNode) {
+    start_on(None).await
+}
+
+/// A node with its metrics served, on `database_url` or on its SQLite file.
+async fn start_on(database_url: Option<&str>) -> (TestPki, RunningNode) {
     let pki = TestPki::new();
-    let config = pki.write_config(REGION_A);
+    let config = match database_url {
+        Some(url) => pki.write_config_on(REGION_A, url),
+        None => pki.write_config(REGION_A),
+    };
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
     std::fs::write(&config, text).unwrap();
@@ -205,5 +213,40 @@ async fn without_a_metrics_section_nothing_is_served() {
     let pki = TestPki::new();
     let node = pki.start_node(REGION_A).await;
     assert_eq!(node.metrics_addr(), None);
+    node.shutdown().await;
+}
+
+/// The database down: the scrape still answers and says so, and the store gauges come back with it.
+#[tokio::test]
+async fn with_the_database_down_the_metrics_say_so() {
+    let Some(url) = common::postgres_url().await else {
+        return; // postgres_url says it was skipped
+    };
+    let (pki, node) = start_on(Some(&url)).await;
+    let subject = Uscc::from_seed(42).to_string();
+    let mut admin = AdministrationClient::new(channel(&pki, &node, Kind::Operator, "admin").await);
+    admin
+        .ingest_records(proto::IngestRecordsRequest {
+            json_lines: vec![common::penalty_row(
+                &subject,
+                "浙市监罚〔2026〕1号",
+                "2026-05-01",
+            )],
+        })
+        .await
+        .unwrap();
+    let name = common::database_name(node.state().store()).await;
+    common::set_database_up(&name, false).await;
+    let mut tax = CreditQueryClient::new(channel(&pki, &node, Kind::Dept, "tax").await);
+    let status = tax.query(ask(&subject)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    let (_, down) = scrape(&node).await;
+    assert_eq!(get(&down, "credit_node_store_up"), 0.0);
+    assert!(!down.contains_key("credit_node_ledger_size"), "{down:?}");
+    common::set_database_up(&name, true).await;
+    tax.query(ask(&subject)).await.expect("answered again");
+    let (_, up) = scrape(&node).await;
+    assert_eq!(get(&up, "credit_node_store_up"), 1.0);
+    assert!(get(&up, "credit_node_ledger_size") >= 2.0);
     node.shutdown().await;
 }

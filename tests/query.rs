@@ -1129,7 +1129,6 @@ async fn a_restoration_dated_after_today_is_refused_and_changes_nothing() {
 /// database, and answers again once the database is back, its ledger whole.
 #[tokio::test]
 async fn when_the_database_is_down_nothing_is_disclosed_and_the_node_recovers() {
-    use sqlx::{Connection, Executor, Row};
     let Some(url) = common::postgres_url().await else {
         return; // postgres_url says it was skipped
     };
@@ -1153,30 +1152,8 @@ async fn when_the_database_is_down_nothing_is_disclosed_and_the_node_recovers() 
         REP_ID
     );
 
-    let mut server = sqlx::AnyConnection::connect(&std::env::var("DATABASE_URL").unwrap())
-        .await
-        .unwrap();
-    let name: String = sqlx::query::<sqlx::Any>("SELECT current_database()::text")
-        .fetch_one(node.state().store().pool())
-        .await
-        .unwrap()
-        .get(0);
-    let set_connections =
-        |allow: bool| format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {allow}");
-    server
-        .execute(set_connections(false).as_str())
-        .await
-        .unwrap();
-    server
-        .execute(
-            format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = '{name}' AND pid <> pg_backend_pid()"
-            )
-            .as_str(),
-        )
-        .await
-        .unwrap();
+    let name = common::database_name(node.state().store()).await;
+    common::set_database_up(&name, false).await;
 
     for id in ["court", "tax"] {
         let status = query_as(&pki, &node, REGION_A, id, asked())
@@ -1192,10 +1169,7 @@ async fn when_the_database_is_down_nothing_is_disclosed_and_the_node_recovers() 
     let who = common::whoami_as(&pki, &node, &cert, &key).await.unwrap();
     assert_eq!(who.spiffe_id, "spiffe://region-a.credit.test/dept/court");
 
-    server
-        .execute(set_connections(true).as_str())
-        .await
-        .unwrap();
+    common::set_database_up(&name, true).await;
     let back = query_as(&pki, &node, REGION_A, "court", asked())
         .await
         .expect("answered again once the database is back");

@@ -281,3 +281,38 @@ pub fn listing_row(subject: &str) -> String {
     })
     .to_string()
 }
+
+/// The name of the PostgreSQL database `store` is on.
+pub async fn database_name(store: &credit_node::store::Store) -> String {
+    use sqlx::Row;
+    sqlx::query::<sqlx::Any>("SELECT current_database()::text")
+        .fetch_one(store.pool())
+        .await
+        .expect("database name")
+        .get(0)
+}
+
+/// Takes PostgreSQL database `name` down as far as its clients can tell (it refuses new
+/// connections and the open ones are ended), or brings it back.
+pub async fn set_database_up(name: &str, up: bool) {
+    use sqlx::{Connection, Executor};
+    let mut server = sqlx::AnyConnection::connect(&std::env::var("DATABASE_URL").expect("server"))
+        .await
+        .expect("PostgreSQL reachable");
+    server
+        .execute(format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {up}").as_str())
+        .await
+        .expect("allow connections");
+    if !up {
+        server
+            .execute(
+                format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                )
+                .as_str(),
+            )
+            .await
+            .expect("end connections");
+    }
+}
