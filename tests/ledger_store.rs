@@ -761,6 +761,85 @@ async fn a_failed_commit_fails_every_append_of_the_batch_and_the_writer_recovers
     }
 }
 
+/// On PostgreSQL a batch's entries, Merkle nodes, tree head and head update go as one
+/// statement: a failure in any of them, not only the first, fails every append of the batch
+/// and commits none of its rows.
+#[tokio::test]
+async fn a_failed_node_or_tree_head_write_fails_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let ledger = open(&store, 8).await;
+        append_sequentially(&ledger, 10).await;
+        let mut size = 10;
+        for table in ["ledger_nodes", "ledger_sths"] {
+            refuse_inserts(&store, table).await;
+            // 64 entries complete nodes and pass the tree-head cadence of 8.
+            let results = concurrently(&ledger, 64).await;
+            assert!(
+                results
+                    .iter()
+                    .all(|r| matches!(r, Err(LedgerError::Unavailable(_)))),
+                "{engine}, {table}: {results:?}"
+            );
+            assert_eq!(
+                ledger_store::committed_size(&store).await.unwrap(),
+                size,
+                "{engine}, {table}"
+            );
+            let rows: i64 = sqlx::query_scalar::<Any, i64>("SELECT COUNT(*) FROM ledger_entries")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(rows, size as i64, "{engine}, {table}");
+            allow_inserts(&store, table).await;
+            let seqs: BTreeSet<u64> = concurrently(&ledger, 16)
+                .await
+                .into_iter()
+                .map(|r| r.unwrap())
+                .collect();
+            assert_eq!(seqs, (size..size + 16).collect(), "{engine}, {table}");
+            size += 16;
+        }
+        ledger.sign_now().await.unwrap();
+        assert_eq!(verify(&store).await.unwrap().entries, size, "{engine}");
+    }
+}
+
+/// One charged append of 9,000 entries is one batch whatever `max_batch` says: 72,000
+/// parameters for its entries alone, past PostgreSQL's 65,535 per statement, so its writes
+/// are cut into more than one statement there; all of them land in the one transaction.
+#[tokio::test]
+async fn a_batch_past_postgres_parameter_limit_commits_whole_and_verifies() {
+    const N: u64 = 9_000;
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let ledger = open(&store, 100_000).await;
+        append_sequentially(&ledger, 3).await;
+        let entries: Vec<Entry> = (0..N).map(entry).collect();
+        let charge = credit_node::harvest::QuotaCharge {
+            caller: entries[0].caller.clone(),
+            window: 1,
+            subjects: vec![entries[0].subject.clone()],
+            limit: 10,
+            raised_suspension: false,
+        };
+        let (outcome, receipts) = ledger
+            .append_charged(charge, entries, Box::new(|c| format!("{c:?}")))
+            .await
+            .unwrap();
+        assert_eq!(outcome, credit_node::harvest::Charge::Within, "{engine}");
+        let seqs: Vec<u64> = receipts.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (3..3 + N).collect::<Vec<_>>(), "{engine}");
+        assert_eq!(
+            ledger_store::committed_size(&store).await.unwrap(),
+            3 + N,
+            "{engine}"
+        );
+        ledger.sign_now().await.unwrap();
+        assert_eq!(verify(&store).await.unwrap().entries, 3 + N, "{engine}");
+    }
+}
+
 /// The database goes away (SQLite: the pool is closed; PostgreSQL: the database is dropped
 /// under the node): every append errors, none hangs.
 #[tokio::test]

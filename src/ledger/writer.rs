@@ -684,7 +684,8 @@ async fn load_frontier(conn: &mut AnyConnection, size: u64) -> Result<CompactRan
 /// On SQLite they go as one statement string, bound in order: one round trip to the
 /// connection's thread instead of four. Each round trip is two thread hand-offs, and at
 /// concurrency 64 each waited about 0.3 ms for a core, most of a batch's time. PostgreSQL's
-/// protocol takes one statement per message with parameters, so there each goes on its own.
+/// protocol takes one statement per message with parameters, so there the writes go as one
+/// statement of data-modifying CTEs ([`combined_sql`]), the quota counts each on its own.
 struct Writes<'a> {
     entries: &'a [Entry],
     rows: &'a [(Vec<u8>, [u8; 32])],
@@ -738,15 +739,25 @@ impl<'a> Writes<'a> {
                 }
             }
             Engine::Postgres => {
-                for statement in &statements {
+                let (counts, writes): (Vec<_>, Vec<_>) = statements
+                    .iter()
+                    .partition(|s| matches!(s, Statement::Count(..)));
+                // The counts return rows, and each is already a `WITH` of its own: one
+                // statement each, as before.
+                for statement in counts {
                     let mut sql = String::new();
                     statement.sql(&mut sql, &mut engine.placeholders());
                     let q = statement.bind(sqlx::query::<Any>(&sql))?;
-                    if let Statement::Count(..) = statement {
-                        returned.extend(q.fetch_all(&mut *conn).await?);
-                    } else {
-                        q.execute(&mut *conn).await?;
+                    returned.extend(q.fetch_all(&mut *conn).await?);
+                }
+                for group in by_parameters(&writes, PG_MAX_PARAMETERS) {
+                    let mut sql = String::new();
+                    combined_sql(group, &mut sql, &mut engine.placeholders());
+                    let mut q = sqlx::query::<Any>(&sql);
+                    for statement in group {
+                        q = statement.bind(q)?;
                     }
+                    q.execute(&mut *conn).await?;
                 }
             }
         }
@@ -779,7 +790,73 @@ impl<'a> Writes<'a> {
     }
 }
 
+/// The most parameters PostgreSQL's protocol takes in one statement (a 16-bit count).
+const PG_MAX_PARAMETERS: usize = u16::MAX as usize;
+
+/// `statements` cut, in order, into runs of at most `max` parameters in all (a statement
+/// with more on its own). A batch is not bounded by `max_batch` alone (a charged append's
+/// entries come whole, and `max_batch` has no ceiling), so one combined statement could
+/// otherwise pass the protocol's limit: 8,192 entries are 65,536 parameters.
+fn by_parameters<'s, 'a>(
+    statements: &'s [&'s Statement<'a>],
+    max: usize,
+) -> Vec<&'s [&'s Statement<'a>]> {
+    let mut groups = Vec::new();
+    let (mut start, mut sum) = (0, 0);
+    for (i, statement) in statements.iter().enumerate() {
+        let n = statement.parameters();
+        if i > start && sum + n > max {
+            groups.push(&statements[start..i]);
+            (start, sum) = (i, 0);
+        }
+        sum += n;
+    }
+    if start < statements.len() {
+        groups.push(&statements[start..]);
+    }
+    groups
+}
+
+/// PostgreSQL: `statements` (none of them a `WITH` or returning rows) as one statement, every
+/// one but the last a data-modifying CTE of the last: `WITH w0 AS (INSERT ...), w1 AS (...)
+/// UPDATE ledger_head ...`. One round trip instead of one each, inside the transaction that
+/// holds the head's lock; each of them waited for the node between statements (BENCHMARKS.md,
+/// the fifth session of 2026-11-29), and every Query waits for its batch's commit (promise 5).
+/// PostgreSQL runs each data-modifying CTE exactly once and to completion, whether or not the
+/// last statement reads it, and one failing fails the whole statement, so the same rows are
+/// written and any failure still fails the batch. The CTEs share one snapshot, which changes
+/// nothing here: no statement of the batch reads what another writes (the head's row was
+/// locked and read by an earlier statement).
+fn combined_sql(statements: &[&Statement<'_>], sql: &mut String, p: &mut Placeholders) {
+    use std::fmt::Write as _;
+    let last = statements.len().saturating_sub(1);
+    for (i, statement) in statements.iter().enumerate() {
+        if i == last {
+            if i > 0 {
+                sql.push(' ');
+            }
+            statement.sql(sql, p);
+        } else {
+            let _ = write!(sql, "{} w{i} AS (", if i == 0 { "WITH" } else { "," });
+            statement.sql(sql, p);
+            sql.push(')');
+        }
+    }
+}
+
 impl<'a> Statement<'a> {
+    /// How many parameters [`Statement::bind`] binds.
+    fn parameters(&self) -> usize {
+        match self {
+            Statement::Count(_, _, subjects, true) => subjects.len() + 2,
+            Statement::Count(_, _, subjects, false) => subjects.len() * 3 + 2,
+            Statement::Entries(entries, _) => entries.len() * 8,
+            Statement::Nodes(nodes) => nodes.len() * 3,
+            Statement::Sth(_) => 5,
+            Statement::Head(..) => 3,
+        }
+    }
+
     fn sql(&self, sql: &mut String, p: &mut Placeholders) {
         match self {
             Statement::Count(_, _, subjects, true) => {
@@ -865,5 +942,42 @@ impl<'a> Statement<'a> {
             }
         }
         Ok(q)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_cut_into_statements_within_the_parameter_limit_in_order() {
+        let heads: Vec<Statement<'_>> = (0..5).map(|i| Statement::Head(i, 0, 0)).collect();
+        let refs: Vec<&Statement<'_>> = heads.iter().collect();
+        let sizes =
+            |max| -> Vec<usize> { by_parameters(&refs, max).iter().map(|g| g.len()).collect() };
+        // Three parameters each.
+        assert_eq!(sizes(65_535), [5]);
+        assert_eq!(sizes(7), [2, 2, 1]);
+        assert_eq!(sizes(6), [2, 2, 1]);
+        // One statement past the limit goes alone rather than not at all.
+        assert_eq!(sizes(2), [1, 1, 1, 1, 1]);
+        assert!(by_parameters(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn the_writes_go_as_data_modifying_ctes_of_the_last_numbered_in_binding_order() {
+        let statements = [Statement::Head(1, 0, 0), Statement::Head(2, 0, 0)];
+        let refs: Vec<&Statement<'_>> = statements.iter().collect();
+        let mut sql = String::new();
+        combined_sql(&refs, &mut sql, &mut Engine::Postgres.placeholders());
+        assert_eq!(
+            sql,
+            "WITH w0 AS (UPDATE ledger_head SET size = $1, sth_size = $2, sth_timestamp_ms = $3 \
+             WHERE id = 0) UPDATE ledger_head SET size = $4, sth_size = $5, \
+             sth_timestamp_ms = $6 WHERE id = 0"
+        );
+        let mut one = String::new();
+        combined_sql(&refs[..1], &mut one, &mut Engine::Postgres.placeholders());
+        assert!(one.starts_with("UPDATE ledger_head SET size = $1"), "{one}");
     }
 }
