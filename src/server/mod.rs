@@ -118,14 +118,14 @@ impl TlsReloader {
             .chain
             .first()
             .ok_or(rustls::Error::NoCertificatesPresented)?;
-        let offered = tls::spiffe_id_of(leaf)?;
+        let offered = tls::caller_from_cert(leaf)?;
+        let (offered, not_after) = (offered.spiffe_id, offered.not_after_unix);
         if offered != self.node_id {
             return Err(TlsError::OtherNode {
                 running: self.node_id.to_string(),
                 offered: offered.to_string(),
             });
         }
-        let not_after = not_after(leaf);
         self.current.send_replace(tls::server_tls(material)?);
         self.not_after.store(not_after, Ordering::Relaxed);
         Ok(())
@@ -152,9 +152,9 @@ impl RunningNode {
             .chain
             .first()
             .ok_or_else(|| StartError::NodeIdentity("empty certificate chain".into()))?;
-        let node_id =
-            tls::spiffe_id_of(node_cert).map_err(|e| StartError::NodeIdentity(e.to_string()))?;
-        let expires = not_after(node_cert);
+        let node_id = tls::caller_from_cert(node_cert)
+            .map_err(|e| StartError::NodeIdentity(e.to_string()))?;
+        let (node_id, expires) = (node_id.spiffe_id, node_id.not_after_unix);
         let tls = TlsReloader::new(tls::server_tls(settings.tls)?, node_id.clone(), expires);
         let listener =
             TcpListener::bind(settings.listen)
@@ -438,12 +438,6 @@ pub(crate) async fn next_connection(
             }
         }
     }
-}
-
-/// When `cert` expires (Unix seconds); 0 if it cannot be read (the verifier of the node's own
-/// chain has read it already, so only for the metrics' sake).
-fn not_after(cert: &rustls::pki_types::CertificateDer<'_>) -> i64 {
-    tls::caller_from_cert(cert).map_or(0, |c| c.not_after_unix)
 }
 
 /// Closes a refused connection so that the client reads our TLS alert. In TLS 1.3 a client
