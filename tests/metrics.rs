@@ -75,16 +75,33 @@ async fn start_on(database_url: Option<&str>) -> (TestPki, RunningNode) {
     (pki, node)
 }
 
-async fn channel(
+/// Ingests one penalty of `subject` as region A's operator, whose client (and its open
+/// connection) it returns.
+async fn ingest_penalty(
     pki: &TestPki,
     node: &RunningNode,
-    kind: Kind,
-    id: &str,
-) -> tonic::transport::Channel {
-    let (cert, key) = pki.identity(REGION_A, kind, id);
-    credit_node::client::connect(&endpoint(node), pki.client_tls(&cert, &key))
+    subject: &str,
+) -> AdministrationClient<tonic::transport::Channel> {
+    let channel = pki.channel(node, REGION_A, Kind::Operator, "admin").await;
+    let mut admin = AdministrationClient::new(channel);
+    admin
+        .ingest_records(proto::IngestRecordsRequest {
+            json_lines: vec![common::penalty_row(
+                subject,
+                "浙市监罚〔2026〕1号",
+                "2026-05-01",
+            )],
+        })
         .await
-        .unwrap()
+        .unwrap();
+    admin
+}
+
+async fn tax_client(
+    pki: &TestPki,
+    node: &RunningNode,
+) -> CreditQueryClient<tonic::transport::Channel> {
+    CreditQueryClient::new(pki.channel(node, REGION_A, Kind::Dept, "tax").await)
 }
 
 fn ask(subject: &str) -> proto::QueryRequest {
@@ -121,18 +138,8 @@ async fn the_metrics_count_what_the_node_did_and_name_no_one() {
     let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
     assert!(get(&before, "credit_node_certificate_not_after_seconds") > now);
 
-    let mut admin = AdministrationClient::new(channel(&pki, &node, Kind::Operator, "admin").await);
-    admin
-        .ingest_records(proto::IngestRecordsRequest {
-            json_lines: vec![common::penalty_row(
-                &subject,
-                "浙市监罚〔2026〕1号",
-                "2026-05-01",
-            )],
-        })
-        .await
-        .unwrap();
-    let mut tax = CreditQueryClient::new(channel(&pki, &node, Kind::Dept, "tax").await);
+    let _admin = ingest_penalty(&pki, &node, &subject).await;
+    let mut tax = tax_client(&pki, &node).await;
     let answer = tax.query(ask(&subject)).await.unwrap().into_inner();
     assert_eq!(answer.result.unwrap().records.len(), 1);
     let status = tax.query(ask("91330")).await.unwrap_err();
@@ -224,20 +231,10 @@ async fn with_the_database_down_the_metrics_say_so() {
     };
     let (pki, node) = start_on(Some(&url)).await;
     let subject = Uscc::from_seed(42).to_string();
-    let mut admin = AdministrationClient::new(channel(&pki, &node, Kind::Operator, "admin").await);
-    admin
-        .ingest_records(proto::IngestRecordsRequest {
-            json_lines: vec![common::penalty_row(
-                &subject,
-                "浙市监罚〔2026〕1号",
-                "2026-05-01",
-            )],
-        })
-        .await
-        .unwrap();
+    let _admin = ingest_penalty(&pki, &node, &subject).await;
     let name = common::database_name(node.state().store()).await;
     common::set_database_up(&name, false).await;
-    let mut tax = CreditQueryClient::new(channel(&pki, &node, Kind::Dept, "tax").await);
+    let mut tax = tax_client(&pki, &node).await;
     let status = tax.query(ask(&subject)).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     let (_, down) = scrape(&node).await;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestPki, endpoint};
+use common::TestPki;
 use credit_node::{
     clock::Clock,
     identifier::Uscc,
@@ -73,10 +73,7 @@ async fn channel(
     kind: Kind,
     id: &str,
 ) -> tonic::transport::Channel {
-    let (cert, key) = pki.identity(region, kind, id);
-    credit_node::client::connect(&endpoint(node), pki.client_tls(&cert, &key))
-        .await
-        .expect("connect")
+    pki.channel(node, region, kind, id).await
 }
 
 async fn query_as(

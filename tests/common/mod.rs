@@ -84,6 +84,20 @@ impl TestPki {
         path
     }
 
+    /// A mutual-TLS channel to `node` as `region`'s identity `kind`/`id`.
+    pub async fn channel(
+        &self,
+        node: &RunningNode,
+        region: &str,
+        kind: Kind,
+        id: &str,
+    ) -> tonic::transport::Channel {
+        let (cert, key) = self.identity(region, kind, id);
+        client::connect(&endpoint(node), self.client_tls(&cert, &key))
+            .await
+            .expect("connect")
+    }
+
     pub async fn start_node(&self, region: &str) -> RunningNode {
         start_from_config(&self.write_config(region)).await
     }
