@@ -3,49 +3,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
-use credit_node::{
-    catalog::Severity,
-    records::{Basis, Designation, Record},
-};
+use credit_node::records::{Designation, Record};
 use time::macros::date;
 
-fn record(subject: &str, number: u32) -> Record {
-    Record {
-        subject: subject.into(),
-        item: "admin-penalty".into(),
-        fields: BTreeMap::from([
-            (
-                "decision_no".to_owned(),
-                format!("京市监罚〔2026〕{number}号"),
-            ),
-            ("amount".to_owned(), "5000.00".to_owned()),
-            (
-                "facts".to_owned(),
-                "未按规定公示年度报告；𠮷字测试".to_owned(),
-            ),
-        ]),
-        basis: Basis {
-            kind: "行政处罚决定书".into(),
-            number: format!("京市监罚〔2026〕{number}号"),
-            date: date!(2026 - 05 - 01),
-            issuer: "samr".into(),
-        },
-        severity: Some(Severity::Ordinary),
-        decision_date: date!(2026 - 05 - 01),
-        disclosure_end: Some(date!(2027 - 05 - 01)),
-        restoration: None,
-        designation: None,
-    }
-}
-
-/// The demo catalog's subject type of each item.
-fn types() -> credit_node::catalog::SubjectTypes {
-    credit_node::catalog::Catalog::parse("demo.toml", credit_node::catalog::DEMO.as_bytes())
-        .unwrap()
-        .subject_types()
-}
+use common::{demo_subject_types as types, penalty_record as record};
 
 const SUBJECT: &str = "91110000100000000X";
 /// The items of the records these tests store.

@@ -4,11 +4,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use credit_node::{
-    catalog::Severity,
-    records::{Basis, Designation, Record, Restoration, Withdrawal, WithdrawalReason},
+    records::{Designation, Record, Restoration, Withdrawal, WithdrawalReason},
     store::{Store, withdrawals::After},
 };
 use time::macros::date;
@@ -16,23 +13,7 @@ use time::macros::date;
 const SUBJECT: &str = "91110000100000000X";
 
 fn penalty(number: u32) -> Record {
-    let no = format!("京市监罚〔2026〕{number}号");
-    Record {
-        subject: SUBJECT.into(),
-        item: "admin-penalty".into(),
-        fields: BTreeMap::from([("decision_no".to_owned(), no.clone())]),
-        basis: Basis {
-            kind: "行政处罚决定书".into(),
-            number: no,
-            date: date!(2026 - 05 - 01),
-            issuer: "samr".into(),
-        },
-        severity: Some(Severity::Ordinary),
-        decision_date: date!(2026 - 05 - 01),
-        disclosure_end: Some(date!(2027 - 05 - 01)),
-        restoration: None,
-        designation: None,
-    }
+    common::penalty_record(SUBJECT, number)
 }
 
 fn listing(number: u32) -> Record {
@@ -47,11 +28,7 @@ fn listing(number: u32) -> Record {
     r
 }
 
-fn types() -> credit_node::catalog::SubjectTypes {
-    credit_node::catalog::Catalog::parse("demo.toml", credit_node::catalog::DEMO.as_bytes())
-        .unwrap()
-        .subject_types()
-}
+use common::demo_subject_types as types;
 
 const ALL: &[&str] = &["admin-penalty", "serious-untrustworthy"];
 

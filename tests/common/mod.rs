@@ -296,6 +296,44 @@ pub fn listing_row(subject: &str) -> String {
     .to_string()
 }
 
+/// A stored record: an ordinary administrative penalty of `subject`, decision `number` of
+/// 2026, with a basis and a disclosure period running to 2027-05-01 (the store suites' record,
+/// built directly rather than ingested).
+pub fn penalty_record(subject: &str, number: u32) -> credit_node::records::Record {
+    use credit_node::records::{Basis, Record};
+    let no = format!("京市监罚〔2026〕{number}号");
+    Record {
+        subject: subject.into(),
+        item: "admin-penalty".into(),
+        fields: std::collections::BTreeMap::from([
+            ("decision_no".to_owned(), no.clone()),
+            ("amount".to_owned(), "5000.00".to_owned()),
+            (
+                "facts".to_owned(),
+                "未按规定公示年度报告；𠮷字测试".to_owned(),
+            ),
+        ]),
+        basis: Basis {
+            kind: "行政处罚决定书".into(),
+            number: no,
+            date: time::macros::date!(2026 - 05 - 01),
+            issuer: "samr".into(),
+        },
+        severity: Some(credit_node::catalog::Severity::Ordinary),
+        decision_date: time::macros::date!(2026 - 05 - 01),
+        disclosure_end: Some(time::macros::date!(2027 - 05 - 01)),
+        restoration: None,
+        designation: None,
+    }
+}
+
+/// The demo catalog's subject type of each item, which the store needs to file a subject.
+pub fn demo_subject_types() -> credit_node::catalog::SubjectTypes {
+    credit_node::catalog::Catalog::parse("demo.toml", credit_node::catalog::DEMO.as_bytes())
+        .expect("the demo catalog parses")
+        .subject_types()
+}
+
 /// The name of the PostgreSQL database `store` is on.
 pub async fn database_name(store: &credit_node::store::Store) -> String {
     use sqlx::Row;
