@@ -1403,15 +1403,19 @@ async fn verify_names_the_entry_and_column_of_a_changed_copy() {
 
 /// The lookup audit sums rows per bucket of 16,384 sequence numbers and then searches the
 /// differing bucket for the entry: a changed row on either side of a bucket boundary, and deep
-/// in the second bucket, is named exactly. SQLite only: the search is the same code on both
-/// engines, and 17,000 entries is what it takes to reach a second bucket.
+/// in the second bucket, is named exactly. On both engines: the search is the same code, but the
+/// lookup is read differently (in sorted chunks on SQLite, in one unordered COPY on
+/// PostgreSQL), and 17,000 entries is what it takes to reach a second bucket.
 #[tokio::test]
 async fn verify_names_the_entry_of_a_changed_lookup_row_past_the_first_bucket() {
-    const N: u64 = 17_000;
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("big.db").display()))
-        .await
-        .unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        lookup_past_the_first_bucket(engine, store).await;
+    }
+}
+
+async fn lookup_past_the_first_bucket(engine: &str, store: Store) {
+    const N: u64 = 17_000;
     let ledger = Ledger::open(
         store.clone(),
         key(1),
@@ -1434,8 +1438,8 @@ async fn verify_names_the_entry_of_a_changed_lookup_row_past_the_first_bucket() 
         w.await.unwrap();
     }
     ledger.shutdown().await;
-    assert_eq!(lookup::catch_up(&store).await.unwrap(), N);
-    assert_eq!(verify(&store).await.unwrap().entries, N);
+    assert_eq!(lookup::catch_up(&store).await.unwrap(), N, "{engine}");
+    assert_eq!(verify(&store).await.unwrap().entries, N, "{engine}");
     let other = "spiffe://region-a.credit.test/dept/elsewhere";
     for seq in [16_383_u64, 16_384, 16_999] {
         let caller: String = sqlx::query_scalar::<Any, String>(
@@ -1454,11 +1458,11 @@ async fn verify_names_the_entry_of_a_changed_lookup_row_past_the_first_bucket() 
         let err = verify(&store).await.unwrap_err();
         assert!(
             matches!(err, AuditError::LookupMismatch { seq: s } if s == seq),
-            "{seq}: {err}"
+            "{engine}: {seq}: {err}"
         );
         exec(&store, &set(&caller)).await;
     }
-    assert!(verify(&store).await.is_ok(), "every row put back");
+    assert!(verify(&store).await.is_ok(), "{engine}: every row put back");
     // The log found bad past the first bucket, a lookup row changed before it: the row is
     // named, through the first bucket's sums (whole below 16,385 and 16,999), or read again
     // (the first bucket below 16,384; the second up to where the log's check stopped).
@@ -1473,7 +1477,7 @@ async fn verify_names_the_entry_of_a_changed_lookup_row_past_the_first_bucket() 
         spoil_log(&store, Spoil::Bytes, log_at, false).await;
         spoil_lookup(&store, lookup_at, false).await;
         let err = verify(&store).await.unwrap_err();
-        let case = format!("entry {log_at}, lookup {lookup_at}");
+        let case = format!("{engine}: entry {log_at}, lookup {lookup_at}");
         if lookup_at < log_at {
             assert!(
                 matches!(err, AuditError::LookupMismatch { seq } if seq == lookup_at),
@@ -1485,7 +1489,7 @@ async fn verify_names_the_entry_of_a_changed_lookup_row_past_the_first_bucket() 
         spoil_log(&store, Spoil::Bytes, log_at, true).await;
         spoil_lookup(&store, lookup_at, true).await;
     }
-    assert!(verify(&store).await.is_ok(), "all put back");
+    assert!(verify(&store).await.is_ok(), "{engine}: all put back");
     store.close().await;
 }
 

@@ -21,10 +21,11 @@
 //! ([`first_mismatch`]), so a lookup row changed earlier is named before an entry changed
 //! later. On a tie the log's finding is named: it says more.
 //!
-//! The lookup is read field by field in chunks the database packs, as the log is (see
-//! `PACK_SQLITE` in the audit): two aggregates over the rows, one integer conversion a row, no
-//! row through sqlx. (Grouping the rows by value first, to send each value once, measured
-//! twice as slow: the grouping cost more than the copies it saved.)
+//! On SQLite the lookup is read field by field in chunks the database packs, as the log is
+//! (see `PACK_SQLITE` in the audit): two aggregates over the rows, one integer conversion a
+//! row, no row through sqlx. (Grouping the rows by value first, to send each value once,
+//! measured twice as slow: the grouping cost more than the copies it saved.) On PostgreSQL it
+//! is read whole through one binary COPY, in no order ([`scan_copied`]).
 //!
 //! Rows at or after `indexed` are not read by listings (a crash part way through an indexing
 //! round leaves some): they are only checked not to run past the log; once the indexer moves
@@ -37,7 +38,7 @@ use std::{
 
 use sqlx::{Any, Row};
 
-use super::AuditError;
+use super::{AuditError, copy};
 use crate::{
     ledger::{
         entry::Entry,
@@ -132,9 +133,51 @@ pub(super) struct Scanned {
 }
 
 impl Scanned {
+    fn new(digest: KeyDigest) -> Self {
+        Self {
+            digest,
+            first_bad: None,
+            beyond: None,
+        }
+    }
+
     fn bad(&mut self, seq: u64) {
         self.first_bad = Some(self.first_bad.map_or(seq, |b| b.min(seq)));
     }
+
+    /// Takes one lookup row of field `tag`, a text `value`, for entry `seq` of a log of `size`
+    /// entries. `last` keeps the key's hash up to its value, shared by rows of one value (rows
+    /// read in key order come in runs of one value).
+    fn row(&mut self, tag: u8, value: &[u8], seq: u64, size: u64, last: &mut LastValue) {
+        if seq >= size {
+            self.beyond = Some(self.beyond.map_or(seq, |b| b.max(seq)));
+        }
+        if seq < self.digest.indexed {
+            if last.hasher.is_none() || last.tag != tag || last.value != value {
+                let mut h = self.digest.key.build_hasher();
+                h.write_u8(tag);
+                h.write(value);
+                last.tag = tag;
+                last.value.clear();
+                last.value.extend_from_slice(value);
+                last.hasher = Some(h);
+            }
+            let mut h = last
+                .hasher
+                .clone()
+                .unwrap_or_else(|| self.digest.key.build_hasher());
+            h.write_u64(seq);
+            self.digest.add_hash(seq, h.finish());
+        }
+    }
+}
+
+/// The last value a lookup row held, and its key's hash up to it ([`Scanned::row`]).
+#[derive(Default)]
+struct LastValue {
+    tag: u8,
+    value: Vec<u8>,
+    hasher: Option<DefaultHasher>,
 }
 
 /// Reads the whole lookup, chunk by chunk in its key order, into a digest like `digest`
@@ -144,11 +187,10 @@ pub(super) async fn scan(
     digest: KeyDigest,
     size: u64,
 ) -> Result<Scanned, LedgerError> {
-    let mut scanned = Scanned {
-        digest,
-        first_bad: None,
-        beyond: None,
-    };
+    if store.engine() == Engine::Postgres {
+        return scan_copied(store, digest, size).await;
+    }
+    let mut scanned = Scanned::new(digest);
     // Rows of another field: listings never read them, but they stand for rows that are gone.
     let other = sqlx::query::<Any>(
         "SELECT min(seq) FROM ledger_lookup \
@@ -190,6 +232,41 @@ pub(super) async fn scan(
             }
         }
     }
+    Ok(scanned)
+}
+
+/// [`scan`] on PostgreSQL: the whole lookup in one binary COPY on a connection of its own, in
+/// the heap's order (see [`super::copy`]): the sums do not depend on order, so the database
+/// neither sorts nor needs statistics to find chunk boundaries.
+async fn scan_copied(store: &Store, digest: KeyDigest, size: u64) -> Result<Scanned, LedgerError> {
+    let mut scanned = Scanned::new(digest);
+    let mut last = LastValue::default();
+    let mut conn = copy::connect(store).await?;
+    copy::for_each_row(
+        &mut conn,
+        "COPY (SELECT field, value, seq FROM ledger_lookup) TO STDOUT (FORMAT binary)",
+        3,
+        |row| {
+            let [field, value, seq] = copy::columns::<3>(row);
+            // A negative sequence number names no entry: it stands for a row that is gone,
+            // the first entry's for all the audit can tell.
+            let seq = copy::int8(seq)
+                .map(|s| u64::try_from(s).unwrap_or(0))
+                .ok_or_else(|| {
+                    LedgerError::Corrupt("ledger_lookup: a row without a sequence number".into())
+                })?;
+            let tag = FIELDS.iter().position(|f| Some(f.as_bytes()) == field);
+            match (tag, value) {
+                (Some(tag), Some(value)) => scanned.row(tag as u8, value, seq, size, &mut last),
+                // Rows of another field: listings never read them, but they stand for rows
+                // that are gone. A NULL value is no key.
+                _ => scanned.bad(seq),
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    sqlx::Connection::close(conn).await?;
     Ok(scanned)
 }
 
@@ -281,9 +358,7 @@ fn parse_chunk(
     size: u64,
 ) -> Result<(), LedgerError> {
     let mut values = values.split(|&b| b == PACK_SEPARATOR);
-    // The key's hash up to its sequence number, shared by rows of one value (they are in
-    // value order).
-    let mut last: Option<(&[u8], DefaultHasher)> = None;
+    let mut last = LastValue::default();
     let mut first_seq = None;
     for seq in seqs.split(',').filter(|s| !s.is_empty()) {
         let (seq, text) = match seq.parse::<i64>() {
@@ -301,25 +376,13 @@ fn parse_chunk(
             scanned.bad(seq);
             continue;
         };
-        if seq >= size {
-            scanned.beyond = Some(scanned.beyond.map_or(seq, |b| b.max(seq)));
-        }
-        if !text {
+        if text {
+            scanned.row(tag, value, seq, size, &mut last);
+        } else {
+            if seq >= size {
+                scanned.beyond = Some(scanned.beyond.map_or(seq, |b| b.max(seq)));
+            }
             scanned.bad(seq);
-        } else if seq < scanned.digest.indexed {
-            let group = match &last {
-                Some((v, h)) if *v == value => h.clone(),
-                _ => {
-                    let mut h = scanned.digest.key.build_hasher();
-                    h.write_u8(tag);
-                    h.write(value);
-                    last = Some((value, h.clone()));
-                    h
-                }
-            };
-            let mut h = group;
-            h.write_u64(seq);
-            scanned.digest.add_hash(seq, h.finish());
         }
     }
     // More values than rows: a value held 0xFF.
