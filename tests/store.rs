@@ -365,6 +365,85 @@ async fn reads_see_every_commit_and_stop_when_the_store_closes() {
     }
 }
 
+/// On PostgreSQL too the query path's reads keep their connections out of the pool, whose
+/// ping before each acquire used to find a connection that died while idle. The server ends
+/// every session of the store's database (as a restart would): the next reads, more than the
+/// store keeps connections, are all answered, none refused, each kept connection found dead
+/// being replaced and its read run again.
+#[tokio::test]
+async fn postgres_reads_are_answered_after_the_server_ended_their_kept_connections() {
+    let Some(url) = common::postgres_url().await else {
+        return; // postgres_url says it was skipped
+    };
+    let store = credit_node::store::Store::open(&url).await.unwrap();
+    store
+        .insert_records(&[record(SUBJECT, 1)], types(), 1)
+        .await
+        .unwrap();
+    let reads = async || {
+        let reads = (0..16).map(|_| async {
+            let records = store.records_of(SUBJECT, ITEMS).await;
+            let exists = store.subject_exists(SUBJECT).await;
+            (records, exists)
+        });
+        futures_util::future::join_all(reads).await
+    };
+    // At once, so that every kept connection has read.
+    for (records, exists) in reads().await {
+        assert_eq!(records.unwrap(), vec![record(SUBJECT, 1)]);
+        assert!(exists.unwrap());
+    }
+    let name = common::database_name(&store).await;
+    common::set_database_up(&name, false).await;
+    common::set_database_up(&name, true).await;
+    for (records, exists) in reads().await {
+        assert_eq!(
+            records.unwrap(),
+            vec![record(SUBJECT, 1)],
+            "read after the sessions ended"
+        );
+        assert!(exists.unwrap(), "read after the sessions ended");
+    }
+    store.close().await;
+}
+
+/// A read cancelled while its statement is under way (its query's deadline passed) puts its
+/// connection back, and the next read on that connection gets its own answer, not the rest
+/// of the cancelled one's.
+#[tokio::test]
+async fn reads_cancelled_mid_statement_leave_their_connections_clean() {
+    use futures_util::FutureExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        store
+            .insert_records(&[record(SUBJECT, 1)], types(), 1)
+            .await
+            .unwrap();
+        let other = "91110000100000001Y";
+        // Every kept connection opened and read once.
+        let warm = (0..16).map(|_| store.records_of(other, ITEMS));
+        for read in futures_util::future::join_all(warm).await {
+            assert!(read.unwrap().is_empty(), "{engine}");
+        }
+        for _ in 0..16 {
+            // Polled once (the statement sent), then dropped before its answer.
+            let _ = store.records_of(SUBJECT, ITEMS).now_or_never();
+        }
+        for _ in 0..16 {
+            assert!(
+                store.records_of(other, ITEMS).await.unwrap().is_empty(),
+                "{engine}"
+            );
+            assert_eq!(
+                store.records_of(SUBJECT, ITEMS).await.unwrap(),
+                vec![record(SUBJECT, 1)],
+                "{engine}"
+            );
+        }
+        store.close().await;
+    }
+}
+
 /// A query cancelled (its deadline passed, its client gone) while its read waits to open a
 /// connection must give its slot back: the node keeps four, and losing them one by one would
 /// leave every later query waiting.

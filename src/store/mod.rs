@@ -24,11 +24,14 @@ use sqlx::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use self::readers::{ReadConn, Readers};
+use self::readers::Readers;
 
 /// Read connections of the query path on SQLite, beside the pool's: as many as the cores the
 /// reads can use, and a few to spare for reads waiting on the disk.
-const READERS: usize = 4;
+const SQLITE_READERS: usize = 4;
+/// On PostgreSQL, beside the pool's 16: a read also waits for the network and the server's
+/// process, so more reads are under way at once than there are cores.
+const POSTGRES_READERS: usize = 8;
 /// How long a statement waits for a connection before the store answers unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -191,8 +194,8 @@ pub struct Store {
     /// The connections' session settings, for a transaction that lifts one for a statement to
     /// put it back after.
     settings: StoreSettings,
-    /// The query path's read connections, on SQLite.
-    readers: Option<Arc<Readers>>,
+    /// The query path's read connections.
+    readers: Arc<Readers>,
 }
 
 impl Store {
@@ -342,8 +345,11 @@ impl Store {
             activity::make_seq_the_rowid(&pool).await?;
             warn_if_built_with_global_mutexes(&pool).await?;
         }
-        let readers = (engine == Engine::Sqlite)
-            .then(|| Arc::new(Readers::new(pool.clone(), READERS, ACQUIRE_TIMEOUT)));
+        let readers = match engine {
+            Engine::Sqlite => SQLITE_READERS,
+            Engine::Postgres => POSTGRES_READERS,
+        };
+        let readers = Arc::new(Readers::new(pool.clone(), readers, ACQUIRE_TIMEOUT));
         Ok(Self {
             pool,
             engine,
@@ -377,19 +383,18 @@ impl Store {
         }
     }
 
-    /// A connection for a read on the query path (see [`readers`]); other reads use the pool.
-    async fn reader(&self) -> Result<ReadConn<'_>, StoreError> {
-        Ok(match &self.readers {
-            Some(readers) => ReadConn::Kept(readers.get().await?),
-            None => ReadConn::Pooled(self.pool.acquire().await?),
-        })
+    /// A connection for one read of the query path, kept for it (see [`readers`]); other
+    /// reads use the pool. Run the read in a loop that ends when [`readers::Reader::settle`]
+    /// returns a result: a kept connection found dead (it died while idle, as in a
+    /// PostgreSQL restart) is replaced and the read runs once more on the new one, so the
+    /// first query after an outage is answered rather than refused.
+    async fn reader(&self) -> Result<readers::Reader<'_>, StoreError> {
+        self.readers.get().await
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
-        if let Some(readers) = &self.readers {
-            readers.close().await;
-        }
+        self.readers.close().await;
     }
 }
 

@@ -1,49 +1,33 @@
-//! The query path's read connections on SQLite, kept out of sqlx's pool.
+//! The query path's read connections, kept out of sqlx's pool, on both engines.
 //!
 //! Why: sqlx 0.8 returns every connection to its pool through a spawned task that first pings
-//! it (`PoolConnection::return_to_pool`), and a SQLite connection is a thread of its own, so
-//! the ping is one more round trip to that thread: per read, a second pair of thread wake-ups
-//! beside the read's own and a task. Wake-ups were a quarter of the CPU at concurrency 64
-//! (BENCHMARKS.md). Here a read checks a connection out of a bag (a channel receive) and puts
-//! it back (a send), and nothing else.
+//! it (`PoolConnection::return_to_pool`), and on PostgreSQL the pool also pings it before each
+//! acquire (`test_before_acquire`). On SQLite a connection is a thread of its own, so each ping
+//! is one more round trip to that thread: per read, a second pair of thread wake-ups beside
+//! the read's own and a task. Wake-ups were a quarter of the CPU at concurrency 64
+//! (BENCHMARKS.md). On PostgreSQL each ping is a round trip to the server, a wake-up of its
+//! backend process: three round trips per read where one is the read (BENCHMARKS.md, the
+//! session that moved PostgreSQL's reads here). Here a read checks a connection out of a bag
+//! (a channel receive) and puts it back (a send), and nothing else.
 //!
-//! What the ping was for, done otherwise: a connection whose statement failed is closed, not
+//! What the pings were for, done otherwise: a connection whose statement failed is closed, not
 //! put back, and its slot opens a new one (through the pool, so with the same `after_connect`
-//! settings) at its next checkout. A read cancelled mid-statement puts its connection back:
-//! the connection's thread finishes that statement before the next, so the next reader sees
-//! a clean connection; one cancelled while its slot opens a connection puts the empty slot
-//! back. Reads only, never a transaction, which the ping's rollback would have had to undo.
-//! PostgreSQL keeps the pool: there a connection is a socket a server restart can break, which
-//! the pool's tests catch before a query meets it.
+//! settings) at its next checkout. A connection kept from an earlier read may have died while
+//! idle (on PostgreSQL, a server restart or an ended backend), which the acquire's ping used to
+//! find: a read that fails on a kept connection with an error of the connection itself
+//! ([`lost`]) is tried once more on a new connection ([`Reader::settle`]); a read is a
+//! `SELECT`, so trying it twice changes nothing. A read cancelled mid-statement puts its
+//! connection back: SQLite's connection thread finishes that statement before the next, and
+//! sqlx's PostgreSQL connection reads the rest of the cancelled exchange before it sends the
+//! next statement (as the pool's ping on release did), so the next reader sees a clean
+//! connection; one cancelled while its slot opens a connection puts the empty slot back.
+//! Reads only, never a transaction, which the ping's rollback would have had to undo.
 
 use std::time::Duration;
 
-use sqlx::{Any, AnyConnection, AnyPool, pool::PoolConnection};
+use sqlx::{AnyConnection, AnyPool};
 
 use super::StoreError;
-
-/// A connection for one read: from the bag on SQLite, from the pool on PostgreSQL.
-pub(super) enum ReadConn<'a> {
-    Kept(Reader<'a>),
-    Pooled(PoolConnection<Any>),
-}
-
-impl ReadConn<'_> {
-    pub(super) fn conn(&mut self) -> &mut AnyConnection {
-        match self {
-            ReadConn::Kept(reader) => reader.conn(),
-            ReadConn::Pooled(conn) => conn,
-        }
-    }
-
-    /// Passes the read's `result` through; a kept connection whose read failed is closed.
-    pub(super) fn check<T>(self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
-        match self {
-            ReadConn::Kept(reader) => reader.check(result),
-            ReadConn::Pooled(_) => Ok(result?),
-        }
-    }
-}
 
 /// A bag of connections: `None` slots open a connection when checked out.
 pub(super) struct Readers {
@@ -59,6 +43,9 @@ pub(super) struct Readers {
 pub(super) struct Reader<'a> {
     conn: Option<AnyConnection>,
     readers: &'a Readers,
+    /// The connection was kept from an earlier read (not opened for this one), so it may have
+    /// died while idle.
+    kept: bool,
 }
 
 impl Readers {
@@ -90,12 +77,14 @@ impl Readers {
             .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
         // The reader owns the slot from here: dropped at any await below (a query cancelled
         // by its deadline), it puts the slot back, empty or not.
+        let kept = slot.is_some();
         let mut reader = Reader {
             conn: slot,
             readers: self,
+            kept,
         };
         if reader.conn.is_none() {
-            reader.conn = Some(self.pool.acquire().await?.detach());
+            reader.reopen().await?;
         }
         Ok(reader)
     }
@@ -117,21 +106,42 @@ impl Readers {
 }
 
 impl Reader<'_> {
-    fn conn(&mut self) -> &mut AnyConnection {
-        // Set by `Readers::get` before it returns the reader; taken only by `check`, which
-        // consumes it.
+    /// Drops the connection (closing it) and opens a new one in its slot.
+    async fn reopen(&mut self) -> Result<(), StoreError> {
+        self.conn = None;
+        self.kept = false;
+        self.conn = Some(self.readers.pool.acquire().await?.detach());
+        Ok(())
+    }
+
+    pub(super) fn conn(&mut self) -> &mut AnyConnection {
+        // Set by `Readers::get` before it returns the reader; taken only by `settle` when it
+        // returns an error, which ends the read.
         self.conn
             .as_mut()
             .unwrap_or_else(|| unreachable!("a reader holds its connection until dropped"))
     }
 
-    /// Passes `result` through, closing the connection if it is an error: whatever broke the
+    /// What to do with a read's `result`: `Some` when it is the answer, `None` when the read
+    /// must run again on the new connection this opened (the kept one was [`lost`]; at most
+    /// once, as the new one is not kept). An error closes the connection: whatever broke the
     /// statement may have broken the connection, and a new one is cheap.
-    fn check<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, StoreError> {
-        if result.is_err() {
-            self.conn = None;
+    pub(super) async fn settle<T>(
+        &mut self,
+        result: Result<T, sqlx::Error>,
+    ) -> Result<Option<T>, StoreError> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(e) if self.kept && lost(&e) => {
+                tracing::info!(error = %e, "store: a kept read connection is lost; reading on a new one");
+                self.reopen().await?;
+                Ok(None)
+            }
+            Err(e) => {
+                self.conn = None;
+                Err(e.into())
+            }
         }
-        Ok(result?)
     }
 }
 
@@ -139,5 +149,19 @@ impl Drop for Reader<'_> {
     fn drop(&mut self) {
         // Cannot fail: at most `size` slots exist, and the bag has room for all of them.
         let _ = self.readers.put.try_send(self.conn.take());
+    }
+}
+
+/// Whether `error` says the connection itself is gone (its socket closed or broken, the server
+/// ending the session), rather than that the statement failed on a working connection.
+pub(super) fn lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        // SQLSTATE class 08 (connection exception) and 57P (the server shutting down, or an
+        // administrator ending the backend; not 57014, a statement cancelled).
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
     }
 }

@@ -236,23 +236,36 @@ impl Store {
         );
         p.list(&mut sql, items.len());
         sql.push_str(") ORDER BY item_id, decision_date");
-        let mut q = sqlx::query::<Any>(&sql).bind(subject);
-        for item in items {
-            q = q.bind(*item);
-        }
+        let query = || {
+            let mut q = sqlx::query::<Any>(&sql).bind(subject);
+            for item in items {
+                q = q.bind(*item);
+            }
+            q
+        };
         let mut reader = self.reader().await?;
-        let rows = q.fetch_all(reader.conn()).await;
-        reader.check(rows)?.iter().map(record_from_row).collect()
+        let rows = loop {
+            let rows = query().fetch_all(reader.conn()).await;
+            if let Some(rows) = reader.settle(rows).await? {
+                break rows;
+            }
+        };
+        rows.iter().map(record_from_row).collect()
     }
 
     /// Whether the subject is known at all (for enumeration detection and "not found").
     pub async fn subject_exists(&self, subject: &str) -> Result<bool, StoreError> {
         let mut reader = self.reader().await?;
-        let row = sqlx::query::<Any>("SELECT COUNT(*) FROM subjects WHERE id = $1")
-            .bind(subject)
-            .fetch_one(reader.conn())
-            .await;
-        Ok(reader.check(row)?.try_get::<i64, _>(0)? > 0)
+        let row = loop {
+            let row = sqlx::query::<Any>("SELECT COUNT(*) FROM subjects WHERE id = $1")
+                .bind(subject)
+                .fetch_one(reader.conn())
+                .await;
+            if let Some(row) = reader.settle(row).await? {
+                break row;
+            }
+        };
+        Ok(row.try_get::<i64, _>(0)? > 0)
     }
 
     /// The stored record not yet restored whose key begins with `prefix` (as a

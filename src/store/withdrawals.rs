@@ -53,23 +53,26 @@ impl Store {
             ") ORDER BY withdrawn_ms, record_key LIMIT {}",
             p.next()
         ));
-        let mut q = sqlx::query::<Any>(&sql).bind(lower);
-        if let Some(a) = after {
-            let mut high = [0xffu8; 32];
-            high[..16].copy_from_slice(&a.key_prefix);
-            q = q.bind(a.withdrawn_ms).bind(high.to_vec());
-        }
-        for item in items {
-            q = q.bind(*item);
-        }
-        q = q.bind(i64::from(limit));
+        let query = || {
+            let mut q = sqlx::query::<Any>(&sql).bind(lower);
+            if let Some(a) = after {
+                let mut high = [0xffu8; 32];
+                high[..16].copy_from_slice(&a.key_prefix);
+                q = q.bind(a.withdrawn_ms).bind(high.to_vec());
+            }
+            for item in items {
+                q = q.bind(*item);
+            }
+            q.bind(i64::from(limit))
+        };
         let mut reader = self.reader().await?;
-        let rows = q.fetch_all(reader.conn()).await;
-        reader
-            .check(rows)?
-            .iter()
-            .map(withdrawal_from_row)
-            .collect()
+        let rows = loop {
+            let rows = query().fetch_all(reader.conn()).await;
+            if let Some(rows) = reader.settle(rows).await? {
+                break rows;
+            }
+        };
+        rows.iter().map(withdrawal_from_row).collect()
     }
 }
 
