@@ -447,12 +447,7 @@ impl Pack {
             };
             let entry = take(&mut rest, len, seq)?;
             let hash = take(&mut rest, hash_len, seq)?;
-            let row = StoredRow {
-                seq,
-                entry,
-                // A stored hash of the wrong length cannot match any recomputed one.
-                leaf_hash: hash.try_into().unwrap_or([0; 32]),
-            };
+            let row = StoredRow::from_columns(seq, entry, hash);
             checks.entry(
                 row,
                 |fields| {

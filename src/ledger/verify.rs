@@ -40,6 +40,18 @@ pub struct StoredRow<B> {
     pub leaf_hash: Hash,
 }
 
+impl<'a> StoredRow<&'a [u8]> {
+    /// A row as a database column holds it: a stored hash of the wrong length becomes one no
+    /// recomputed hash matches, so the verifier names the entry modified.
+    pub fn from_columns(seq: u64, entry: &'a [u8], leaf_hash: &[u8]) -> Self {
+        Self {
+            seq,
+            entry,
+            leaf_hash: leaf_hash.try_into().unwrap_or([0; 32]),
+        }
+    }
+}
+
 /// The first thing found wrong, with where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {

@@ -291,9 +291,7 @@ async fn copy_range(
             return Ok(());
         }
         let [seq] = columns::<1>(row);
-        let seq = int8(seq)
-            .and_then(|s| u64::try_from(s).ok())
-            .ok_or_else(|| corrupt("a row without a readable sequence number"))?;
+        let seq = sequence_number(seq)?;
         last = Some(seq);
         buf.extend_from_slice(row);
         filled.rows += 1;
@@ -370,6 +368,13 @@ pub(super) async fn check_log(
     Ok(())
 }
 
+/// A row's `seq` column: a BIGINT that is not negative.
+fn sequence_number(column: Option<&[u8]>) -> Result<u64, LedgerError> {
+    int8(column)
+        .and_then(|s| u64::try_from(s).ok())
+        .ok_or_else(|| corrupt("a row without a readable sequence number"))
+}
+
 /// A text column as binary COPY sends it (its UTF-8 bytes); `None` for NULL or bytes that are
 /// not UTF-8, which no field of an entry equals.
 fn text(column: Option<&[u8]>) -> Option<&str> {
@@ -392,17 +397,10 @@ fn check_range(
         rest = after;
         let [seq, entry, hash, caller, subject, purpose, outcome, time_ms] =
             columns::<LOG_COLUMNS>(row);
-        let seq = int8(seq)
-            .and_then(|s| u64::try_from(s).ok())
-            .ok_or_else(|| corrupt("a row without a readable sequence number"))?;
+        let seq = sequence_number(seq)?;
         let entry = entry.ok_or_else(|| bad(format!("entry {seq} is NULL")))?;
         let hash = hash.ok_or_else(|| bad(format!("entry {seq}'s leaf hash is NULL")))?;
-        let row = StoredRow {
-            seq,
-            entry,
-            // A stored hash of the wrong length cannot match any recomputed one.
-            leaf_hash: hash.try_into().unwrap_or([0; 32]),
-        };
+        let row = StoredRow::from_columns(seq, entry, hash);
         checks.entry(
             row,
             |fields| {
