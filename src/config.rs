@@ -192,6 +192,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time a client has to finish the TLS handshake.
     pub handshake_timeout_ms: u64,
+    /// Longest a call may run. Without it a call whose client set no deadline waits as long
+    /// as whatever it waits on (a PostgreSQL server gone silent, say), holding its stream; a
+    /// client's own shorter `grpc-timeout` applies as well.
+    pub request_timeout_ms: u64,
     /// Subjects in one BatchQuery.
     pub max_batch_subjects: usize,
 }
@@ -203,6 +207,7 @@ impl Default for Limits {
             max_concurrent_streams: 256,
             max_connections: 4096,
             handshake_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
             max_batch_subjects: 100,
         }
     }
@@ -373,6 +378,7 @@ impl LoadedConfig {
                 "limits.handshake_timeout_ms",
                 limits.handshake_timeout_ms == 0,
             ),
+            ("limits.request_timeout_ms", limits.request_timeout_ms == 0),
         ] {
             if zero {
                 return Err(self.error_at(self.span_of(key), key, "must be greater than 0"));
@@ -753,7 +759,7 @@ signing_key = "ledger.key"
     fn errors_name_file_line_and_key() {
         check_error(
             &GOOD.replace("max_message_bytes", "max_mesage_bytes"),
-            "/etc/credit/node.toml:13:1: limits.max_mesage_bytes: unknown field `max_mesage_bytes`, expected one of `max_message_bytes`, `max_concurrent_streams`, `max_connections`, `handshake_timeout_ms`, `max_batch_subjects`",
+            "/etc/credit/node.toml:13:1: limits.max_mesage_bytes: unknown field `max_mesage_bytes`, expected one of `max_message_bytes`, `max_concurrent_streams`, `max_connections`, `handshake_timeout_ms`, `request_timeout_ms`, `max_batch_subjects`",
         );
         check_error(
             &GOOD.replace("\"127.0.0.1:0\"", "\"localhost\""),
@@ -770,6 +776,11 @@ signing_key = "ledger.key"
         check_error(
             &GOOD.replace("1048576", "0"),
             "/etc/credit/node.toml:13:21: limits.max_message_bytes: must be greater than 0",
+        );
+        // A call without a deadline could wait forever on a silent database.
+        check_error(
+            &GOOD.replace("1048576", "1048576\nrequest_timeout_ms = 0"),
+            "/etc/credit/node.toml:14:22: limits.request_timeout_ms: must be greater than 0",
         );
         let harvest = "\n[harvest]\non_enumeration = \"flag\"\n\n[harvest.default]\nburst = 0\n";
         check_error(

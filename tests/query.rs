@@ -769,6 +769,67 @@ async fn when_the_ledger_cannot_be_written_nothing_is_disclosed() {
     f.node.shutdown().await;
 }
 
+/// A call that runs past `limits.request_timeout_ms` is ended by the node. Here a query's
+/// ledger entry waits behind another writer's lock on the ledger's file, which SQLite would
+/// wait out for 10 s: the caller gets CANCELLED after the 2 s deadline, with not one field.
+/// Once the lock is gone the node answers again, and the ended query is on record too.
+#[tokio::test]
+async fn a_query_past_the_request_deadline_is_ended_and_nothing_is_disclosed() {
+    let pki = TestPki::new();
+    let config = pki.write_config(REGION_A);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let limited = text.replace("[limits]\n", "[limits]\nrequest_timeout_ms = 2000\n");
+    assert_ne!(limited, text, "the config has [limits]");
+    std::fs::write(&config, limited).unwrap();
+    let node = common::start_with_clock(&config, today()).await;
+    let subject = Uscc::from_seed(42).to_string();
+    let mut admin = admin_as(&pki, &node, REGION_A, Kind::Operator, "admin").await;
+    admin
+        .ingest_records(proto::IngestRecordsRequest {
+            json_lines: vec![registration(&subject)],
+        })
+        .await
+        .expect("operator ingests");
+    let asked = || ask(&subject, "registration", "enforcement");
+
+    let store = node.state().store();
+    let mut lock = store.pool().begin().await.unwrap();
+    sqlx::query("UPDATE activity.ledger_head SET size = size WHERE id = 0")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let status = query_as(&pki, &node, REGION_A, "court", asked())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::Cancelled, "Timeout expired"),
+        "{status:?}"
+    );
+    assert!(
+        !format!("{status:?}").contains(REP_ID),
+        "no data in the refusal: {status:?}"
+    );
+    lock.rollback().await.unwrap();
+
+    let back = query_as(&pki, &node, REGION_A, "court", asked())
+        .await
+        .expect("answered again once the lock is gone");
+    assert_eq!(
+        field(&back, "registration", "legal_rep_id").unwrap().value,
+        REP_ID
+    );
+    let ledger = node.state().ledger();
+    ledger.sign_now().await.unwrap();
+    let report = credit_node::ledger::audit::verify_store(store, ledger.public_key(), |_| {})
+        .await
+        .unwrap();
+    // The ingest, the query ended by the deadline (its entry was committed once the lock was
+    // gone: the ledger holds what was about to leave) and the one answered.
+    assert_eq!(report.entries, 3);
+    node.shutdown().await;
+}
+
 /// A subject taken off the list of seriously untrustworthy entities is no longer shown on it,
 /// from the removal on, and the answer keeps no trace of the listing.
 #[tokio::test]
