@@ -116,6 +116,30 @@ async fn penalties(f: &Fixture) -> Vec<proto::RecordView> {
     r.result.unwrap().records
 }
 
+/// The administration entries of the fixture's node, in ledger order, as its officer lists them.
+async fn administration_entries(f: &Fixture) -> Vec<proto::LedgerEntry> {
+    let mut officer =
+        LedgerReviewClient::new(channel(&f.pki, &f.node, REGION_A, Kind::Officer, "auditor").await);
+    officer
+        .list_entries(proto::ListEntriesRequest {
+            outcome: proto::EntryOutcome::Administration.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+}
+
+/// What each administration entry of the fixture's node records was done.
+async fn administration_actions(f: &Fixture) -> Vec<String> {
+    administration_entries(f)
+        .await
+        .into_iter()
+        .map(|e| e.administration_action)
+        .collect()
+}
+
 /// Takes `subject` off the list of seriously untrustworthy entities from `on`.
 fn off_the_list(subject: &str, on: &str, basis: &str) -> proto::RemoveFromListRequest {
     proto::RemoveFromListRequest {
@@ -937,17 +961,7 @@ async fn administration_is_on_record_before_it_takes_effect() {
         .receipt
         .unwrap();
 
-    let mut officer =
-        LedgerReviewClient::new(channel(&f.pki, &f.node, REGION_A, Kind::Officer, "auditor").await);
-    let listed = officer
-        .list_entries(proto::ListEntriesRequest {
-            outcome: proto::EntryOutcome::Administration.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    let listed = administration_entries(&f).await;
     let seen: Vec<(&str, &str, &str, &str)> = listed
         .iter()
         .map(|e| {
@@ -1087,22 +1101,8 @@ async fn restorations_the_catalog_or_the_record_does_not_allow_are_refused() {
         Some(penalty.clone()),
         "the penalty is shared"
     );
-    let mut officer =
-        LedgerReviewClient::new(channel(&f.pki, &f.node, REGION_A, Kind::Officer, "auditor").await);
-    let actions: Vec<String> = officer
-        .list_entries(proto::ListEntriesRequest {
-            outcome: proto::EntryOutcome::Administration.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
-        .into_iter()
-        .map(|e| e.administration_action)
-        .collect();
     assert_eq!(
-        actions,
+        administration_actions(&f).await,
         vec!["ingest_records"],
         "no refused restoration on record"
     );
@@ -1153,23 +1153,8 @@ async fn a_restoration_dated_after_today_is_refused_and_changes_nothing() {
         Some(penalty.clone()),
         "the penalty is still shared"
     );
-    let mut officer = credit_node::proto::ledger_review_client::LedgerReviewClient::new(
-        channel(&f.pki, &f.node, REGION_A, Kind::Officer, "auditor").await,
-    );
-    let actions: Vec<String> = officer
-        .list_entries(proto::ListEntriesRequest {
-            outcome: proto::EntryOutcome::Administration.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
-        .into_iter()
-        .map(|e| e.administration_action)
-        .collect();
     assert_eq!(
-        actions,
+        administration_actions(&f).await,
         vec!["ingest_records"],
         "no refused restoration on record"
     );
