@@ -474,6 +474,54 @@ async fn one_changed_byte_is_detected() {
     }
 }
 
+/// An entry, or a copy of one of its fields, made huge is named under a small byte budget as
+/// under the default: the audit leaves it out of its range and reads it alone, and the entries
+/// around it in ranges within the budget.
+#[tokio::test]
+async fn a_huge_entry_or_column_is_named_under_a_small_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        signed_log(&store).await;
+        let budget = 4 << 10;
+        let within = |store: Store| async move {
+            audit::verify_store_within(&store, &public(1), budget, |_| {}).await
+        };
+        assert_eq!(within(store.clone()).await.unwrap().entries, 20, "{engine}");
+        let (bytes, hash) = stored_entry(&store, 7).await;
+        let mut huge = bytes.clone();
+        huge.resize(1 << 20, b' ');
+        set_entry(&store, 7, huge, hash.clone()).await;
+        for err in [verify(&store).await, within(store.clone()).await] {
+            let err = err.unwrap_err();
+            assert_eq!(err.first_bad_seq(), Some(7), "{engine}: {err}");
+        }
+        set_entry(&store, 7, bytes, hash).await;
+        exec(
+            &store,
+            &format!(
+                "UPDATE ledger_entries SET caller = '{}' WHERE seq = 7",
+                "x".repeat(1 << 20)
+            ),
+        )
+        .await;
+        for err in [verify(&store).await, within(store.clone()).await] {
+            let err = err.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    AuditError::ColumnMismatch {
+                        seq: 7,
+                        column: Column::Caller
+                    }
+                ),
+                "{engine}: {err}"
+            );
+        }
+        restore_columns(&store).await;
+        assert_eq!(within(store.clone()).await.unwrap().entries, 20, "{engine}");
+    }
+}
+
 /// The audit reads the log in ranges packed by the database: a log of several ranges verifies
 /// whole, and a stored hash of the wrong length, or an entry longer than it was, in a later
 /// range is named exactly (the lengths come from the database, so nothing after it shifts);

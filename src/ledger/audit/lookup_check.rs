@@ -202,34 +202,30 @@ pub(super) async fn scan(
     if let Some(seq) = other {
         scanned.bad(u64::try_from(seq).unwrap_or(0));
     }
-    let engine = store.engine();
     for (tag, field) in FIELDS.iter().enumerate() {
-        let mut after: Option<(String, i64)> = None;
+        let mut after: Option<Key> = None;
         loop {
-            // The last key of this chunk, found by the database in its own collation: a key
-            // compared in Rust's byte order could differ from PostgreSQL's order.
-            let bound = match last_key(store, engine, field, after.as_ref()).await? {
-                Bound::Key(key) => Some(key),
-                Bound::End => None,
-                Bound::NotText(seq) => {
-                    // A key that cannot be bound back: nothing past it is read.
-                    scanned.bad(seq);
-                    return Ok(scanned);
-                }
-            };
-            let sql = chunk_sql(engine, after.is_some(), bound.is_some());
+            let sql = chunk_sql(after.as_ref().map(|key| key.text));
             let mut q = sqlx::query::<Any>(&sql).bind(*field);
-            for (value, seq) in after.iter().chain(bound.iter()) {
-                q = q.bind(value.as_str()).bind(*seq);
+            if let Some(key) = &after {
+                q = q.bind(key.value.clone()).bind(key.seq);
             }
             let row = q.fetch_one(store.pool()).await?;
             let seqs = row.try_get::<Option<String>, _>(0)?.unwrap_or_default();
             let values = row.try_get::<Option<Vec<u8>>, _>(1)?.unwrap_or_default();
-            parse_chunk(tag as u8, &seqs, &values, &mut scanned, size)?;
-            match bound {
-                Some(bound) => after = Some(bound),
-                None => break,
+            let chunk = parse_chunk(tag as u8, &seqs, &values, &mut scanned, size)?;
+            if chunk.rows < CHUNK {
+                break;
             }
+            // A key read off a pack of odd rows (a NULL and a 0xFF cancelling out) may not be
+            // past the one before: the database's own is read then, so every chunk moves on.
+            let next = chunk
+                .last
+                .filter(|key| after.as_ref().is_none_or(|a| key.order() > a.order()));
+            after = Some(match next {
+                Some(key) => key,
+                None => nth_key(store, field, after.as_ref(), chunk.rows - 1).await?,
+            });
         }
     }
     Ok(scanned)
@@ -270,84 +266,84 @@ async fn scan_copied(store: &Store, digest: KeyDigest, size: u64) -> Result<Scan
     Ok(scanned)
 }
 
-/// A lookup row's key within its field: value, seq.
-type Key = (String, i64);
-
-/// Where a chunk of the lookup ends.
-enum Bound {
-    /// At this key, included.
-    Key(Key),
-    /// At the end of the field's rows.
-    End,
-    /// At a key whose value is not text (SQLite), of this entry.
-    NotText(u64),
+/// A lookup row's key within its field, to read on from: its value's bytes, whether it is
+/// text (or else a BLOB, sorted after all text), and its seq.
+struct Key {
+    value: Vec<u8>,
+    text: bool,
+    seq: i64,
 }
 
-/// The key `CHUNK` rows of `field` after `after` (from the first with `None`).
-async fn last_key(
+impl Key {
+    /// The key's place in the primary key's order (text before BLOB, then bytes, then seq).
+    fn order(&self) -> (bool, &[u8], i64) {
+        (!self.text, &self.value, self.seq)
+    }
+}
+
+/// The key of the row `n` rows after `after` in `field` (from the first with `None`), found
+/// by the database: for a chunk whose last value cannot be told from its pack (a value
+/// holding 0xFF, or a NULL).
+async fn nth_key(
     store: &Store,
-    engine: Engine,
     field: &str,
     after: Option<&Key>,
-) -> Result<Bound, LedgerError> {
-    let text = match engine {
-        Engine::Sqlite => "value < X''",
-        Engine::Postgres => "TRUE",
-    };
-    let lower = match after {
-        Some(_) => "AND (value, seq) > ($2, $3)",
-        None => "",
-    };
+    n: i64,
+) -> Result<Key, LedgerError> {
     let sql = format!(
-        "SELECT seq, CAST(CASE WHEN {text} THEN 1 ELSE 0 END AS BIGINT), value \
-         FROM ledger_lookup WHERE field = $1 {lower} ORDER BY value, seq LIMIT 1 OFFSET {}",
-        CHUNK - 1
+        "SELECT seq, CAST(CASE WHEN value < X'' THEN 1 ELSE 0 END AS BIGINT), \
+         CAST(value AS BLOB) FROM ledger_lookup WHERE field = $1 {} \
+         ORDER BY value, seq LIMIT 1 OFFSET {n}",
+        after.map_or("", |key| lower_bound(key.text))
     );
     let mut q = sqlx::query::<Any>(&sql).bind(field);
-    if let Some((value, seq)) = after {
-        q = q.bind(value.as_str()).bind(*seq);
+    if let Some(key) = after {
+        q = q.bind(key.value.clone()).bind(key.seq);
     }
-    let Some(row) = q.fetch_optional(store.pool()).await? else {
-        return Ok(Bound::End);
-    };
-    let seq: i64 = row.try_get(0)?;
-    let text = row.try_get::<i64, _>(1)? == 1;
-    match (text, row.try_get::<String, _>(2)) {
-        (true, Ok(value)) => Ok(Bound::Key((value, seq))),
-        _ => Ok(Bound::NotText(to_u64(seq, "ledger_lookup seq")?)),
+    let row = q.fetch_one(store.pool()).await?;
+    Ok(Key {
+        seq: row.try_get(0)?,
+        text: row.try_get::<i64, _>(1)? == 1,
+        value: row.try_get::<Option<Vec<u8>>, _>(2)?.unwrap_or_default(),
+    })
+}
+
+/// The condition for rows after a key bound as `$2` (its value's bytes) and `$3` (its seq): the
+/// bytes are cast back to text for a text key, so that it compares in the index's order.
+fn lower_bound(text: bool) -> &'static str {
+    if text {
+        "AND (value, seq) > (CAST($2 AS TEXT), $3)"
+    } else {
+        "AND (value, seq) > ($2, $3)"
     }
 }
 
-/// The statement packing one field's rows after a key (`lower`) up to and including another
-/// (`upper`): their sequence numbers, comma-separated, and their values, separated by 0xFF, as
-/// two aggregates over the same rows, so the n-th of each belong together. 0xFF is in no
-/// UTF-8 text: a value holding one leaves more values than sequence numbers. On SQLite a
-/// value that is not text (a BLOB, which `value = $1` no longer matches) shows as `-1 - seq`.
-fn chunk_sql(engine: Engine, lower: bool, upper: bool) -> String {
-    let mut conditions = vec!["field = $1"];
-    if lower {
-        conditions.push("(value, seq) > ($2, $3)");
-    }
-    if upper {
-        conditions.push(if lower {
-            "(value, seq) <= ($4, $5)"
-        } else {
-            "(value, seq) <= ($2, $3)"
-        });
-    }
-    let conditions = conditions.join(" AND ");
-    match engine {
-        Engine::Sqlite => format!(
-            "SELECT group_concat(CASE WHEN value < X'' THEN seq ELSE -1 - seq END, ','), \
-             CAST(group_concat(value, X'FF') AS BLOB) \
-             FROM ledger_lookup WHERE {conditions}"
-        ),
-        Engine::Postgres => format!(
-            "SELECT string_agg(seq::text, ','), \
-             string_agg(convert_to(value, 'UTF8'), '\\xff'::bytea) \
-             FROM ledger_lookup WHERE {conditions}"
-        ),
-    }
+/// The statement packing the next `CHUNK` rows of one field in key order, after a key whose
+/// value is text or not (`after`; from the first row with `None`): their sequence numbers,
+/// comma-separated, and their values, separated by 0xFF, as two aggregates over the same
+/// rows, so the n-th of each belong together. 0xFF is in no UTF-8 text: a value holding one
+/// leaves more values than sequence numbers. On SQLite a value that is not text (a BLOB,
+/// which `value = $1` no longer matches) shows as `-1 - seq`.
+///
+/// Why `LIMIT` on an ordered subquery: the chunk's last key, which the next chunk starts
+/// after, is then its last row, read off the pack. Finding each chunk's end first (`ORDER BY
+/// value, seq LIMIT 1 OFFSET 32767`) walked every row of the lookup twice. The subquery walks
+/// the primary key in its order (no sort) and is not flattened into the aggregate.
+fn chunk_sql(after: Option<bool>) -> String {
+    format!(
+        "SELECT group_concat(CASE WHEN value < X'' THEN seq ELSE -1 - seq END, ','), \
+         CAST(group_concat(value, X'FF') AS BLOB) \
+         FROM (SELECT value, seq FROM ledger_lookup WHERE field = $1 {} \
+         ORDER BY value, seq LIMIT {CHUNK})",
+        after.map_or("", lower_bound)
+    )
+}
+
+/// What [`parse_chunk`] found besides the rows' keys.
+struct Chunk {
+    rows: i64,
+    /// The last row's key, when the pack tells it exactly (as many values as rows).
+    last: Option<Key>,
 }
 
 fn parse_chunk(
@@ -356,10 +352,12 @@ fn parse_chunk(
     values: &[u8],
     scanned: &mut Scanned,
     size: u64,
-) -> Result<(), LedgerError> {
+) -> Result<Chunk, LedgerError> {
     let mut values = values.split(|&b| b == PACK_SEPARATOR);
     let mut last = LastValue::default();
     let mut first_seq = None;
+    let mut rows = 0;
+    let mut last_key = None;
     for seq in seqs.split(',').filter(|s| !s.is_empty()) {
         let (seq, text) = match seq.parse::<i64>() {
             Ok(n) if n >= 0 => (n as u64, true),
@@ -370,12 +368,15 @@ fn parse_chunk(
                 )));
             }
         };
+        rows += 1;
         first_seq.get_or_insert(seq);
         let Some(value) = values.next() else {
             // Fewer values than sequence numbers: a NULL value.
             scanned.bad(seq);
+            last_key = None;
             continue;
         };
+        last_key = Some((value, text, seq));
         if text {
             scanned.row(tag, value, seq, size, &mut last);
         } else {
@@ -386,10 +387,19 @@ fn parse_chunk(
         }
     }
     // More values than rows: a value held 0xFF.
-    if first_seq.is_some() && values.next().is_some() {
+    let whole = values.next().is_none();
+    if first_seq.is_some() && !whole {
         scanned.bad(first_seq.unwrap_or(0));
     }
-    Ok(())
+    // A seq past i64 cannot be bound back: the database's key is read instead.
+    let last = last_key.filter(|_| whole).and_then(|(value, text, seq)| {
+        Some(Key {
+            value: value.to_vec(),
+            text,
+            seq: i64::try_from(seq).ok()?,
+        })
+    });
+    Ok(Chunk { rows, last })
 }
 
 /// Holds the lookup as read to the entries' digest (`entries`, of a log found whole with
@@ -535,4 +545,74 @@ async fn first_differing_entry(
             found.get(n).or(want.get(n)).map(|k| k.0)
         });
     Ok(differing.into_iter().chain(first_unreadable).min())
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Any;
+
+    use super::{CHUNK, KeyDigest, scan};
+    use crate::store::Store;
+
+    const ROWS: i64 = 2 * CHUNK + 5;
+
+    async fn exec(store: &Store, sql: &str) {
+        sqlx::query::<Any>(sql).execute(store.pool()).await.unwrap();
+    }
+
+    /// The lookup is read in chunks that each start after the last key of the one before, read
+    /// off its pack: every row is read once, across chunks, whatever its value holds (a BLOB,
+    /// sorted after all text; 0xFF, which hides where a value ends, so the key is asked for).
+    #[tokio::test]
+    async fn the_lookup_is_read_whole_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("lookup.db").display());
+        let store = Store::open(&url).await.unwrap();
+        // Runs of three rows a value; the last row is past the log (`ROWS - 1` entries).
+        exec(
+            &store,
+            &format!(
+                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {}) \
+                 INSERT INTO ledger_lookup (field, value, seq) \
+                 SELECT 'caller', printf('c%06d', i / 3), i FROM n",
+                ROWS - 1
+            ),
+        )
+        .await;
+        let size = (ROWS - 1) as u64;
+        let digest = KeyDigest::new(size, size);
+        let mut want = digest.clone();
+        for i in 0..ROWS - 1 {
+            want.add(0, format!("c{:06}", i / 3).as_bytes(), i as u64);
+        }
+        let scanned = scan(&store, digest.clone(), size).await.unwrap();
+        assert_eq!(scanned.beyond, Some(size), "the last chunk was read");
+        assert_eq!(scanned.first_bad, None);
+        assert!(scanned.digest.buckets == want.buckets, "every row once");
+
+        // Two BLOBs: sorted last, named, and the rows around them read as before.
+        exec(
+            &store,
+            "UPDATE ledger_lookup SET value = CAST(value AS BLOB) WHERE seq IN (5, 40000)",
+        )
+        .await;
+        let mut want = digest.clone();
+        for i in (0..ROWS - 1).filter(|i| ![5, 40000].contains(i)) {
+            want.add(0, format!("c{:06}", i / 3).as_bytes(), i as u64);
+        }
+        let scanned = scan(&store, digest.clone(), size).await.unwrap();
+        assert_eq!(scanned.beyond, Some(size));
+        assert_eq!(scanned.first_bad, Some(5));
+        assert!(scanned.digest.buckets == want.buckets);
+
+        // Every value holding 0xFF: no chunk tells its last key, and the scan still ends.
+        exec(
+            &store,
+            "UPDATE ledger_lookup SET value = CAST(value AS TEXT) || CAST(X'FF' AS TEXT)",
+        )
+        .await;
+        let scanned = scan(&store, digest, size).await.unwrap();
+        assert_eq!(scanned.beyond, Some(size));
+        assert_eq!(scanned.first_bad, Some(0));
+    }
 }
