@@ -1059,6 +1059,259 @@ async fn two_replicas_over_one_database_yield_one_verifiable_log() {
     }
 }
 
+/// Replicas appending in turn, so that each finds the head moved by the other since its own
+/// last batch. On PostgreSQL a writer sends a batch as one statement whose writes all depend on
+/// the head being as it last saw it; here it never is, so that statement must write nothing
+/// (had it written, its first entry would take the other replica's sequence number) and the
+/// batch go through the locking transaction, which reloads the frontier. A tree head signed by
+/// one replica alone moves the head too. One log, every seq once, and it verifies.
+#[tokio::test]
+async fn replicas_appending_in_turn_each_find_the_others_appends_and_signing() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, url) in shared_databases(dir.path()).await {
+        let a = Store::open(&url).await.unwrap();
+        let b = Store::open(&url).await.unwrap();
+        let clock = TestClock::new();
+        // No tree head by count or by time: only `sign_now` signs.
+        let la = Ledger::open(a.clone(), key(1), settings(1_000, 16), clock.f())
+            .await
+            .unwrap();
+        let lb = Ledger::open(b.clone(), key(1), settings(1_000, 16), clock.f())
+            .await
+            .unwrap();
+        for i in 0..12u64 {
+            let l = if i % 2 == 0 { &la } else { &lb };
+            assert_eq!(l.append(entry(i)).await.unwrap().seq, i, "{engine}");
+        }
+        // A again, then alone: the head is as it left it.
+        for i in 12..14u64 {
+            assert_eq!(la.append(entry(i)).await.unwrap().seq, i, "{engine}");
+        }
+        // B signs the tail; A's next batch must not put the signed size back.
+        let signed = lb.sign_now().await.unwrap();
+        assert_eq!(signed.head.tree_size, 14, "{engine}");
+        assert_eq!(la.append(entry(14)).await.unwrap().seq, 14, "{engine}");
+        assert_eq!(la.append(entry(15)).await.unwrap().seq, 15, "{engine}");
+        assert_eq!(
+            ledger_store::latest_sth(&a)
+                .await
+                .unwrap()
+                .map(|s| s.head.tree_size),
+            Some(14),
+            "{engine}: A's batches kept B's tree head"
+        );
+
+        if engine == "postgres" {
+            let (ta, tb) = (la.tally(), lb.tally());
+            // A: its first append and the three after its own; B: its first was already
+            // stale (A had appended since B opened).
+            assert_eq!(
+                (ta.one_statement, ta.head_moved),
+                (3, 7),
+                "{engine}: {ta:?}"
+            );
+            assert_eq!(
+                (tb.one_statement, tb.head_moved),
+                (0, 6),
+                "{engine}: {tb:?}"
+            );
+        } else {
+            assert_eq!(la.tally().one_statement + la.tally().head_moved, 0);
+        }
+
+        // And both at once.
+        let mut tasks = Vec::new();
+        for i in 16..80u64 {
+            let l = if i % 2 == 0 { la.clone() } else { lb.clone() };
+            tasks.push(tokio::spawn(async move {
+                l.append(entry(i)).await.unwrap().seq
+            }));
+        }
+        let mut seqs: BTreeSet<u64> = (0..16).collect();
+        for t in tasks {
+            assert!(
+                seqs.insert(t.await.unwrap()),
+                "{engine}: a seq was given twice"
+            );
+        }
+        assert_eq!(seqs, (0..80).collect(), "{engine}");
+        la.sign_now().await.unwrap();
+        lb.shutdown().await;
+        la.shutdown().await;
+        let report = verify(&a).await.unwrap();
+        assert_eq!((report.entries, report.unsigned_tail), (80, 0), "{engine}");
+    }
+}
+
+/// PostgreSQL: the writer's kept connection is ended while it is idle, as a server restart
+/// ends it. The next batch, sent as one statement on it, finds it dead with its outcome
+/// unknown to the writer; the batch is committed (on a fresh connection), once, not refused.
+#[tokio::test]
+async fn a_batch_sent_on_a_connection_ended_while_idle_is_committed_once() {
+    use sqlx::{Connection, Executor};
+    let Some(url) = common::postgres_url().await else {
+        return; // postgres_url says it was skipped
+    };
+    let store = Store::open(&url).await.unwrap();
+    let ledger = open(&store, 1_000).await;
+    append_sequentially(&ledger, 3).await;
+    let name = common::database_name(&store).await;
+    let mut server = sqlx::AnyConnection::connect(&std::env::var("DATABASE_URL").unwrap())
+        .await
+        .unwrap();
+    let others =
+        format!("FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()");
+    server
+        .execute(format!("SELECT pg_terminate_backend(pid) {others}").as_str())
+        .await
+        .unwrap();
+    // Ended, not just asked to end: otherwise the statement could still go through.
+    let patience = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let left: i64 = sqlx::query_scalar(&format!("SELECT count(*) {others}"))
+            .fetch_one(&mut server)
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < patience,
+            "{left} sessions still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+
+    let receipt = ledger.append(entry(3)).await.unwrap();
+    assert_eq!(receipt.seq, 3);
+    assert_eq!(ledger.append(entry(4)).await.unwrap().seq, 4);
+    let tally = ledger.tally();
+    assert_eq!((tally.batches, tally.failed_batches), (5, 0), "{tally:?}");
+    ledger.sign_now().await.unwrap();
+    let report = verify(&store).await.unwrap();
+    assert_eq!((report.entries, report.unsigned_tail), (5, 0));
+}
+
+/// A relay between a store and PostgreSQL that, once armed, lets the next statement answered
+/// with one row (tag `SELECT 1`) run and commit on the server, then cuts the connection before
+/// the client reads that answer: a connection lost with the outcome unknown to the client.
+struct Relay {
+    /// The database's URL, through the relay.
+    url: String,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    async fn start(url: &str) -> Relay {
+        use std::sync::atomic::AtomicBool;
+        // postgres://user@host:port/db -> the same through the relay, without TLS so the
+        // server's messages can be read.
+        let (scheme_user, rest) = url.split_once('@').expect("user@ in the URL");
+        let (upstream, db) = rest.split_once('/').expect("a database in the URL");
+        let upstream = upstream.to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "{scheme_user}@{}/{db}{}sslmode=disable",
+            listener.local_addr().unwrap(),
+            if db.contains('?') { "&" } else { "?" }
+        );
+        let (armed, cut) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (a, c) = (armed.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                tokio::spawn(Self::relay(client, server, a.clone(), c.clone()));
+            }
+        });
+        Relay { url, armed, cut }
+    }
+
+    async fn relay(
+        client: tokio::net::TcpStream,
+        server: tokio::net::TcpStream,
+        armed: Arc<std::sync::atomic::AtomicBool>,
+        cut: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut from_client, mut to_client) = client.into_split();
+        let (mut from_server, mut to_server) = server.into_split();
+        let upward = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+        });
+        // Server messages: a type byte, then a length that counts itself and the body. Each
+        // exchange (up to ReadyForQuery, `Z`) is held whole while armed, the rows included.
+        let mut held = Vec::new();
+        let mut one_row = false;
+        loop {
+            let mut header = [0u8; 5];
+            if from_server.read_exact(&mut header).await.is_err() {
+                break;
+            }
+            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+            let mut body = vec![0u8; len.saturating_sub(4)];
+            if from_server.read_exact(&mut body).await.is_err() {
+                break;
+            }
+            held.extend_from_slice(&header);
+            held.extend_from_slice(&body);
+            one_row |= header[0] == b'C' && body == b"SELECT 1\0";
+            if header[0] != b'Z' && armed.load(Ordering::SeqCst) {
+                continue;
+            }
+            if header[0] == b'Z' && one_row && armed.swap(false, Ordering::SeqCst) {
+                // Committed (an autocommit statement commits at Sync, before `Z`): cut.
+                cut.store(true, Ordering::SeqCst);
+                break;
+            }
+            one_row &= header[0] != b'Z';
+            if to_client.write_all(&held).await.is_err() {
+                break;
+            }
+            held.clear();
+        }
+        upward.abort();
+    }
+}
+
+/// PostgreSQL: a batch sent as one statement commits, and the connection is lost before the
+/// writer reads that it did. The writer cannot tell a commit from a statement never run, so it
+/// goes on in a locking transaction on a fresh connection, which finds the batch's first entry
+/// in place: the batch is answered with the sequence numbers it committed under, and is not
+/// written a second time.
+#[tokio::test]
+async fn a_batch_committed_as_its_connection_is_lost_is_not_written_twice() {
+    let Some(url) = common::postgres_url().await else {
+        return; // postgres_url says it was skipped
+    };
+    let relay = Relay::start(&url).await;
+    let store = Store::open(&relay.url).await.unwrap();
+    let ledger = open(&store, 1_000).await;
+    append_sequentially(&ledger, 3).await;
+    relay.armed.store(true, Ordering::SeqCst);
+    let receipt = ledger.append(entry(3)).await.unwrap();
+    assert!(
+        relay.cut.load(Ordering::SeqCst),
+        "the relay never cut a connection"
+    );
+    assert_eq!(receipt.seq, 3, "answered with where it was committed");
+    assert_eq!(ledger.append(entry(4)).await.unwrap().seq, 4);
+    ledger.sign_now().await.unwrap();
+    let report = verify(&store).await.unwrap();
+    assert_eq!(
+        (report.entries, report.unsigned_tail),
+        (5, 0),
+        "no entry twice"
+    );
+    let (bytes, _) = stored_entry(&store, 3).await;
+    let mut third = entry(3);
+    third.seq = 3;
+    assert_eq!(bytes, third.encode());
+}
+
 /// PostgreSQL: a stalled replica (here another session) holds the ledger head's row lock in an
 /// open transaction. A writer queued behind it gives up after `lock_timeout` and its batch
 /// answers UNAVAILABLE, rather than every query of every replica waiting forever; once the

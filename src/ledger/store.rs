@@ -191,6 +191,8 @@ pub(super) struct Tally {
     entries: [AtomicU64; OutcomeKind::ALL.len()],
     batches: AtomicU64,
     failed_batches: AtomicU64,
+    one_statement: AtomicU64,
+    head_moved: AtomicU64,
 }
 
 impl Tally {
@@ -205,6 +207,16 @@ impl Tally {
     pub(super) fn failed(&self) {
         self.failed_batches.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// A batch tried as one statement: committed so, or (`false`) the head had moved.
+    pub(super) fn one_statement(&self, committed: bool) {
+        let count = if committed {
+            &self.one_statement
+        } else {
+            &self.head_moved
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A reading of [`Ledger::tally`]: counts since this process opened the ledger (other
@@ -217,6 +229,12 @@ pub struct LedgerTally {
     pub batches: u64,
     /// Batches whose commit failed: every query in them was answered UNAVAILABLE.
     pub failed_batches: u64,
+    /// PostgreSQL: of `batches`, those committed in one statement, without a lock first.
+    pub one_statement: u64,
+    /// PostgreSQL: one-statement tries that found the head moved by another replica (or by
+    /// this one, before a failure) and so wrote nothing; their batches went on in a locking
+    /// transaction. Tells whether replicas contend enough to lose the one-statement path.
+    pub head_moved: u64,
 }
 
 /// When the writer next signs the unsigned tail, by the ledger's clock, as it last published it
@@ -383,6 +401,8 @@ impl Ledger {
                 .collect(),
             batches: self.tally.batches.load(Ordering::Relaxed),
             failed_batches: self.tally.failed_batches.load(Ordering::Relaxed),
+            one_statement: self.tally.one_statement.load(Ordering::Relaxed),
+            head_moved: self.tally.head_moved.load(Ordering::Relaxed),
         }
     }
 

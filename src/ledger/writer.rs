@@ -11,7 +11,10 @@
 //! across replicas, and reads the committed size: when it differs from this writer's frontier,
 //! another replica appended, and the frontier is reloaded from stored nodes. Tree-head state
 //! (size and time of the last one) comes from the same row, so two replicas never sign the same
-//! size twice or go back in time.
+//! size twice or go back in time. On PostgreSQL a plain batch first goes as one statement that
+//! moves the head only if it is still as this writer left it, and writes nothing otherwise
+//! ([`Writer::try_conditional`]): the same guarantees, one round trip instead of four, and the
+//! locking transaction only when another replica moved the head in between.
 //!
 //! Failure: if any statement or the commit fails, every append of the batch gets an error (the
 //! caller answers UNAVAILABLE), and the frontier is dropped so the next batch reloads it from
@@ -76,6 +79,11 @@ pub(super) struct Writer {
     clock: Clock,
     /// The committed tree as this writer last saw it; `None` forces a reload (after a failure).
     frontier: Option<CompactRange>,
+    /// The head row as this writer last wrote or read it. On PostgreSQL it is what a batch's
+    /// one statement expects to find ([`Writer::try_conditional`]): a guess that costs a
+    /// fallback when wrong, never a wrong write, so it needs no care beyond matching
+    /// `frontier`'s size.
+    head: Option<Head>,
     /// The connection of the last successful batch, kept for the next: under load a writer that
     /// returned it had to queue for a free one behind every reader (measured: a third of a
     /// batch's time at concurrency 64), and on SQLite its page cache stays warm because no
@@ -140,6 +148,7 @@ fn lost(error: &sqlx::Error) {
 }
 
 /// The head row, read under its lock.
+#[derive(Clone, Copy)]
 struct Head {
     size: u64,
     sth_size: u64,
@@ -160,6 +169,7 @@ impl Writer {
             settings,
             clock,
             frontier: None,
+            head: None,
             conn: None,
             unflushed: (store.engine() == Engine::Sqlite).then(Unflushed::default),
             sign_at: None,
@@ -180,12 +190,16 @@ impl Writer {
         )
         .fetch_one(&mut *conn)
         .await?;
-        let size = to_u64(row.try_get::<i64, _>(0)?, "head size")?;
-        let sth_size = to_u64(row.try_get::<i64, _>(1)?, "head sth_size")?;
-        self.frontier = Some(load_frontier(&mut conn, size).await?);
+        let head = Head {
+            size: to_u64(row.try_get::<i64, _>(0)?, "head size")?,
+            sth_size: to_u64(row.try_get::<i64, _>(1)?, "head sth_size")?,
+            sth_timestamp_ms: row.try_get::<i64, _>(2)?,
+        };
+        self.frontier = Some(load_frontier(&mut conn, head.size).await?);
+        self.head = Some(head);
         // A tail left unsigned by the last run (stopped without its final tree head) is signed
         // on time even if no entry ever follows.
-        self.arm_sign_timer(size, sth_size, row.try_get::<i64, _>(2)?);
+        self.arm_sign_timer(head.size, head.sth_size, head.sth_timestamp_ms);
         Ok(())
     }
 
@@ -459,13 +473,28 @@ impl Writer {
         // The quota is charged presuming it fits, with the writes; when the rows that come back
         // do not confirm it, the batch is redone charging exactly.
         let mut presume = !charged.is_empty();
-        let result = loop {
-            match self.try_commit(entries, charged, force, presume).await {
-                Ok(Attempt::Unconfirmed) => presume = false,
-                // The kept connection is gone; the next try takes one from the pool.
-                Ok(Attempt::ConnectionLost) => {}
-                Ok(Attempt::Committed(committed)) => break Ok(committed),
-                Err(e) => break Err(e),
+        let mut unsure = None;
+        let result = 'done: {
+            // Charges and forced tree heads need the locked head's answers before their writes.
+            if charged.is_empty() && !force && !entries.is_empty() {
+                match self.try_conditional(entries).await {
+                    Ok(Quick::Committed(committed)) => break 'done Ok(committed),
+                    Ok(Quick::Declined) => {}
+                    Ok(Quick::Unsure(u)) => unsure = Some(u),
+                    Err(e) => break 'done Err(e),
+                }
+            }
+            loop {
+                match self
+                    .try_commit(entries, charged, force, presume, &mut unsure)
+                    .await
+                {
+                    Ok(Attempt::Unconfirmed) => presume = false,
+                    // The kept connection is gone; the next try takes one from the pool.
+                    Ok(Attempt::ConnectionLost) => {}
+                    Ok(Attempt::Committed(committed)) => break Ok(committed),
+                    Err(e) => break Err(e),
+                }
             }
         };
         if matches!(result, Err(ref e) if !matches!(e, LedgerError::Empty)) {
@@ -481,13 +510,16 @@ impl Writer {
     }
 
     /// Unless [`Attempt::Committed`], nothing was committed, and `entries` and `charged` are as
-    /// they were.
+    /// they were. With `unsure`, a one-statement try of this batch ([`Writer::try_conditional`])
+    /// lost its connection before its outcome was known: if it committed, its result is
+    /// returned and nothing is written again, so no entry is in the log twice.
     async fn try_commit(
         &mut self,
         entries: &mut Vec<Entry>,
         charged: &mut [Charged],
         force: bool,
         presume: bool,
+        unsure: &mut Option<Unsure>,
     ) -> Result<Attempt, LedgerError> {
         let _turn = self.store.write_turn(crate::store::File::Activity).await;
         let (mut conn, kept) = self.connection().await?;
@@ -512,6 +544,29 @@ impl Writer {
             sth_size: to_u64(row.try_get::<i64, _>(1)?, "head sth_size")?,
             sth_timestamp_ms: row.try_get::<i64, _>(2)?,
         };
+        // The head moved past where that try would have put its first entry: by that try, or
+        // by another replica. The entry there tells which.
+        let ours = match unsure.as_ref() {
+            Some(u) if head.size > u.first => {
+                let stored =
+                    sqlx::query::<Any>("SELECT leaf_hash FROM ledger_entries WHERE seq = $1")
+                        .bind(to_i64(u.first)?)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|row| row.try_get::<Vec<u8>, _>(0))
+                        .transpose()?;
+                stored.as_deref() == Some(&u.leaf[..])
+            }
+            _ => false,
+        };
+        if ours && let Some(u) = unsure.take() {
+            tx.rollback().await?;
+            self.conn = Some(conn);
+            // Whatever else followed it, the next batch reloads from the store.
+            self.frontier = None;
+            self.arm_sign_timer(head.size, head.sth_size, head.sth_timestamp_ms);
+            return Ok(Attempt::Committed(u.committed));
+        }
         let mut tree = match self.frontier.take() {
             Some(tree) if tree.size() == head.size => tree,
             _ => load_frontier(&mut tx, head.size).await?,
@@ -544,43 +599,16 @@ impl Writer {
             }
         }
 
-        let mut receipts = Vec::with_capacity(entries.len());
-        let mut rows = Vec::with_capacity(entries.len());
-        let mut nodes: Vec<NewNode> = Vec::with_capacity(entries.len());
-        for entry in entries.iter_mut() {
-            let seq = tree.size();
-            entry.seq = seq;
-            let bytes = entry.encode();
-            let hash = leaf_hash(&bytes);
-            tree.push_with(hash, |node| {
-                if node.level > 0 {
-                    nodes.push(node);
-                }
-            });
-            receipts.push(Receipt {
-                seq,
-                leaf_hash: hash,
-                query_id: entry.query_id,
-            });
-            rows.push((bytes, hash));
-        }
-
+        let Staged {
+            receipts,
+            rows,
+            nodes,
+        } = stage(&mut tree, entries);
         let size = tree.size();
-        let now = (self.clock)();
-        let unsigned = size - head.sth_size;
-        let due = unsigned > 0
-            && (force
-                || unsigned >= self.settings.sth_every_entries
-                || now.saturating_sub(self.signed_at(head.sth_size, head.sth_timestamp_ms, now))
-                    >= self.interval_ms());
-        let sth = if due {
-            // Never back in time, even if this replica's clock is behind the last signer's.
-            let head_ = TreeHead {
-                tree_size: size,
-                root_hash: tree.root(),
-                timestamp_ms: now.max(head.sth_timestamp_ms),
-            };
-            Some(head_.sign(&self.key))
+        let due = self.due_head(&tree, &head, force);
+        let due_now = due.is_some();
+        let sth = if due.is_some() {
+            due
         } else if force {
             // Nothing unsigned: the latest head already covers the log.
             let row = sqlx::query::<Any>(
@@ -594,6 +622,7 @@ impl Writer {
                 Some(row) => Some(sth_from_row(&row)?),
                 None if size == 0 => {
                     self.frontier = Some(tree);
+                    self.head = Some(head);
                     return Err(LedgerError::Empty);
                 }
                 None => {
@@ -613,8 +642,8 @@ impl Writer {
             entries,
             rows: &rows,
             nodes: &nodes,
-            sth: sth.as_ref().filter(|_| due),
-            head: (!entries.is_empty() || due).then_some((size, sth_size, sth_ms)),
+            sth: sth.as_ref().filter(|_| due_now),
+            head: (!entries.is_empty() || due_now).then_some((size, sth_size, sth_ms)),
             presumed: presumed.as_ref(),
         };
         let returned = writes.run(&mut tx).await?;
@@ -624,6 +653,7 @@ impl Writer {
             tx.rollback().await?;
             self.conn = Some(conn);
             self.frontier = frontier;
+            self.head = Some(head);
             let mut back = entries.split_off(base).into_iter();
             for c in charged.iter_mut() {
                 let (_, count) = c.outcome.take().unwrap_or((Charge::Within, 0));
@@ -644,9 +674,205 @@ impl Writer {
         }
         self.conn = Some(conn);
         self.frontier = Some(tree);
+        self.head = Some(Head {
+            size,
+            sth_size,
+            sth_timestamp_ms: sth_ms,
+        });
         // Another replica may sign first; then this writer's head finds nothing to sign.
         self.arm_sign_timer(size, sth_size, sth_ms);
         Ok(Attempt::Committed(Committed { receipts, sth }))
+    }
+
+    /// The tree head to sign with `tree`, if one is due (or `force`d) after `head`'s.
+    fn due_head(
+        &mut self,
+        tree: &CompactRange,
+        head: &Head,
+        force: bool,
+    ) -> Option<SignedTreeHead> {
+        let size = tree.size();
+        let now = (self.clock)();
+        let unsigned = size.saturating_sub(head.sth_size);
+        let due = unsigned > 0
+            && (force
+                || unsigned >= self.settings.sth_every_entries
+                || now.saturating_sub(self.signed_at(head.sth_size, head.sth_timestamp_ms, now))
+                    >= self.interval_ms());
+        due.then(|| {
+            // Never back in time, even if this replica's clock is behind the last signer's.
+            TreeHead {
+                tree_size: size,
+                root_hash: tree.root(),
+                timestamp_ms: now.max(head.sth_timestamp_ms),
+            }
+            .sign(&self.key)
+        })
+    }
+
+    /// PostgreSQL, a plain batch (no quota charge, no tree head asked for): the batch as one
+    /// statement in autocommit, its head update conditional on the head this writer last saw
+    /// and every write gated on that update ([`conditional_sql`]). One round trip and its
+    /// commit instead of four: `BEGIN`, the head lock and `COMMIT` each waited for a busy core
+    /// on both sides, and every Query waits for its batch (promise 5; issue 5, BENCHMARKS.md).
+    ///
+    /// Why it is safe: one statement in autocommit is one transaction, so it commits whole or
+    /// not at all, durably (`synchronous_commit` stays on). Where the head is not as expected
+    /// (another replica appended or signed, the remembered state is older than the table), the
+    /// update matches no row and the gated inserts write nothing; [`Quick::Declined`] then
+    /// sends the batch through the locking transaction, which reads the head and reloads the
+    /// frontier. Two replicas racing on the row: the second waits for the first's row lock,
+    /// and PostgreSQL's READ COMMITTED re-check evaluates its `WHERE` against the row the
+    /// first committed, which no longer matches if the first appended. The tree head, if one
+    /// is due by the remembered head, is signed before the head is known: wrong only when the
+    /// head moved, and then nothing of it is written.
+    async fn try_conditional(&mut self, entries: &mut [Entry]) -> Result<Quick, LedgerError> {
+        if self.store.engine() != Engine::Postgres {
+            // SQLite's transaction is calls on one thread, no network round trips to save.
+            return Ok(Quick::Declined);
+        }
+        let (Some(tree), Some(head)) = (self.frontier.as_ref(), self.head) else {
+            return Ok(Quick::Declined);
+        };
+        if tree.size() != head.size {
+            return Ok(Quick::Declined);
+        }
+        // Kept as it was for the locking transaction, should this try write nothing.
+        let mut tree = tree.clone();
+        let Staged {
+            receipts,
+            rows,
+            nodes,
+        } = stage(&mut tree, entries);
+        let Some(first) = rows.first().map(|(_, hash)| *hash) else {
+            return Ok(Quick::Declined);
+        };
+        let size = tree.size();
+        let sth = self.due_head(&tree, &head, false);
+        let (sth_size, sth_ms) = match &sth {
+            Some(s) => (s.head.tree_size, s.head.timestamp_ms),
+            None => (head.sth_size, head.sth_timestamp_ms),
+        };
+        let writes = Writes {
+            entries: &*entries,
+            rows: &rows,
+            nodes: &nodes,
+            sth: sth.as_ref(),
+            head: Some((size, sth_size, sth_ms)),
+            presumed: None,
+        };
+        let mut statements = vec![Statement::HeadIf(
+            (size, sth_size, sth_ms),
+            (head.size, head.sth_size, head.sth_timestamp_ms),
+        )];
+        statements.extend(
+            writes
+                .statements()
+                .into_iter()
+                .filter(|s| !matches!(s, Statement::Head(..))),
+        );
+        if statements.iter().map(Statement::parameters).sum::<usize>() > PG_MAX_PARAMETERS {
+            // Past the protocol's limit it would be more than one statement, so not atomic.
+            return Ok(Quick::Declined);
+        }
+        let mut sql = String::new();
+        conditional_sql(&statements, &mut sql, &mut Engine::Postgres.placeholders());
+        let mut q = sqlx::query::<Any>(&sql);
+        for statement in &statements {
+            q = statement.bind(q)?;
+        }
+        let (mut conn, _) = self.connection().await?;
+        // `fetch_all`, read to the end of the exchange: sqlx's `Any` driver answers `fetch_one`
+        // at the first row, which PostgreSQL sends before the `Sync` that commits an autocommit
+        // statement; only the end of the exchange says committed, and durably (promise 5).
+        let moved = match q.fetch_all(&mut *conn).await {
+            Ok(rows) => match rows.first() {
+                Some(row) => row.try_get::<i64, _>(0)?,
+                None => 0,
+            },
+            Err(e) if crate::store::connection_lost(&e) => {
+                // Sent, and perhaps committed before the connection went: a kept connection
+                // that died while idle (the database restarted) is found here, and the
+                // locking transaction on a fresh one finds out which.
+                lost(&e);
+                return Ok(Quick::Unsure(Unsure {
+                    first: head.size,
+                    leaf: first,
+                    committed: Committed { receipts, sth },
+                }));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.conn = Some(conn);
+        self.tally.one_statement(moved == 1);
+        if moved != 1 {
+            return Ok(Quick::Declined);
+        }
+        self.frontier = Some(tree);
+        self.head = Some(Head {
+            size,
+            sth_size,
+            sth_timestamp_ms: sth_ms,
+        });
+        self.arm_sign_timer(size, sth_size, sth_ms);
+        Ok(Quick::Committed(Committed { receipts, sth }))
+    }
+}
+
+/// How the one-statement try of a batch ([`Writer::try_conditional`]) ended, short of an error.
+enum Quick {
+    Committed(Committed),
+    /// Not tried, or the head was not as remembered: nothing was written.
+    Declined,
+    /// The connection was lost with the statement sent: it may have committed.
+    Unsure(Unsure),
+}
+
+/// A one-statement try whose outcome is unknown ([`Quick::Unsure`]).
+struct Unsure {
+    /// Where its first entry would be.
+    first: u64,
+    /// That entry's leaf hash: found at `first`, the try committed (the leaf covers the
+    /// entry's sequence number, time and query id, so no other append has it).
+    leaf: [u8; 32],
+    committed: Committed,
+}
+
+/// A batch's entries numbered and added to the tree ([`stage`]).
+struct Staged {
+    receipts: Vec<Receipt>,
+    /// Each entry's encoding and leaf hash.
+    rows: Vec<(Vec<u8>, [u8; 32])>,
+    /// The Merkle nodes of level 1 and up they complete.
+    nodes: Vec<NewNode>,
+}
+
+/// Numbers `entries` from `tree`'s size on and appends them to it.
+fn stage(tree: &mut CompactRange, entries: &mut [Entry]) -> Staged {
+    let mut receipts = Vec::with_capacity(entries.len());
+    let mut rows = Vec::with_capacity(entries.len());
+    let mut nodes: Vec<NewNode> = Vec::with_capacity(entries.len());
+    for entry in entries.iter_mut() {
+        let seq = tree.size();
+        entry.seq = seq;
+        let bytes = entry.encode();
+        let hash = leaf_hash(&bytes);
+        tree.push_with(hash, |node| {
+            if node.level > 0 {
+                nodes.push(node);
+            }
+        });
+        receipts.push(Receipt {
+            seq,
+            leaf_hash: hash,
+            query_id: entry.query_id,
+        });
+        rows.push((bytes, hash));
+    }
+    Staged {
+        receipts,
+        rows,
+        nodes,
     }
 }
 
@@ -705,6 +931,9 @@ enum Statement<'a> {
     Nodes(&'a [NewNode]),
     Sth(&'a SignedTreeHead),
     Head(u64, u64, i64),
+    /// The head moved to the first (size, signed size, signed at ms) if it is still the
+    /// second, returning its row if so: the gate of [`conditional_sql`].
+    HeadIf((u64, u64, i64), (u64, u64, i64)),
 }
 
 impl<'a> Writes<'a> {
@@ -844,6 +1073,29 @@ fn combined_sql(statements: &[&Statement<'_>], sql: &mut String, p: &mut Placeho
     }
 }
 
+/// PostgreSQL: a batch as one statement whose writes all depend on its head update, the first
+/// of `statements` (a [`Statement::HeadIf`]; the rest inserts): `WITH h AS (UPDATE ledger_head
+/// ... WHERE ... RETURNING id), w1 AS (INSERT ... SELECT * FROM (VALUES ...) AS v WHERE EXISTS
+/// (SELECT 1 FROM h)), ... SELECT count(*) FROM h`, which returns 1 if it wrote, 0 if it wrote
+/// nothing. The inserts read nothing but `h`'s returned row (the sub-statements share one
+/// snapshot and cannot see each other's writes; what `RETURNING` passes is the one channel
+/// between them), and `h` returns a row only once it has updated the head under the row's
+/// lock. Each data-modifying CTE runs once and to completion, read or not, and one failing
+/// fails the statement.
+fn conditional_sql(statements: &[Statement<'_>], sql: &mut String, p: &mut Placeholders) {
+    use std::fmt::Write as _;
+    for (i, statement) in statements.iter().enumerate() {
+        if i == 0 {
+            sql.push_str("WITH h AS (");
+        } else {
+            let _ = write!(sql, ", w{i} AS (");
+        }
+        statement.sql_gated(sql, p, i > 0);
+        sql.push(')');
+    }
+    sql.push_str(" SELECT count(*) FROM h");
+}
+
 impl<'a> Statement<'a> {
     /// How many parameters [`Statement::bind`] binds.
     fn parameters(&self) -> usize {
@@ -854,10 +1106,28 @@ impl<'a> Statement<'a> {
             Statement::Nodes(nodes) => nodes.len() * 3,
             Statement::Sth(_) => 5,
             Statement::Head(..) => 3,
+            Statement::HeadIf(..) => 6,
         }
     }
 
     fn sql(&self, sql: &mut String, p: &mut Placeholders) {
+        self.sql_gated(sql, p, false);
+    }
+
+    /// [`Statement::sql`]; an insert `gated` takes effect only if the head update `h` of
+    /// [`conditional_sql`] returned its row.
+    fn sql_gated(&self, sql: &mut String, p: &mut Placeholders, gated: bool) {
+        let insert = |sql: &mut String, p: &mut Placeholders, into: &str, rows, columns| {
+            sql.push_str(into);
+            if gated {
+                sql.push_str(" SELECT * FROM (VALUES ");
+                p.tuples(sql, rows, columns);
+                sql.push_str(") AS v WHERE EXISTS (SELECT 1 FROM h)");
+            } else {
+                sql.push_str(" VALUES ");
+                p.tuples(sql, rows, columns);
+            }
+        };
         match self {
             Statement::Count(_, _, subjects, true) => {
                 quota::deferred_count_sql(sql, p, subjects.len());
@@ -865,30 +1135,49 @@ impl<'a> Statement<'a> {
             Statement::Count(_, _, subjects, false) => {
                 quota::count_sql(sql, p, subjects.len(), true);
             }
-            Statement::Entries(entries, _) => {
-                sql.push_str(
-                    "INSERT INTO ledger_entries \
-                     (seq, entry, leaf_hash, time_ms, caller, subject, purpose, outcome) VALUES ",
-                );
-                p.tuples(sql, entries.len(), 8);
-            }
-            Statement::Nodes(nodes) => {
-                sql.push_str("INSERT INTO ledger_nodes (level, node_index, hash) VALUES ");
-                p.tuples(sql, nodes.len(), 3);
-            }
-            Statement::Sth(_) => {
-                sql.push_str(
-                    "INSERT INTO ledger_sths \
-                     (tree_size, root_hash, timestamp_ms, key_id, signature) VALUES ",
-                );
-                p.tuples(sql, 1, 5);
-            }
+            Statement::Entries(entries, _) => insert(
+                sql,
+                p,
+                "INSERT INTO ledger_entries \
+                 (seq, entry, leaf_hash, time_ms, caller, subject, purpose, outcome)",
+                entries.len(),
+                8,
+            ),
+            Statement::Nodes(nodes) => insert(
+                sql,
+                p,
+                "INSERT INTO ledger_nodes (level, node_index, hash)",
+                nodes.len(),
+                3,
+            ),
+            Statement::Sth(_) => insert(
+                sql,
+                p,
+                "INSERT INTO ledger_sths (tree_size, root_hash, timestamp_ms, key_id, signature)",
+                1,
+                5,
+            ),
             Statement::Head(..) => {
                 use std::fmt::Write as _;
                 let _ = write!(
                     sql,
                     "UPDATE ledger_head SET size = {}, sth_size = {}, sth_timestamp_ms = {} \
                      WHERE id = 0",
+                    p.next(),
+                    p.next(),
+                    p.next()
+                );
+            }
+            Statement::HeadIf(..) => {
+                use std::fmt::Write as _;
+                let _ = write!(
+                    sql,
+                    "UPDATE ledger_head SET size = {}, sth_size = {}, sth_timestamp_ms = {} \
+                     WHERE id = 0 AND size = {} AND sth_size = {} AND sth_timestamp_ms = {} \
+                     RETURNING id",
+                    p.next(),
+                    p.next(),
+                    p.next(),
                     p.next(),
                     p.next(),
                     p.next()
@@ -940,6 +1229,15 @@ impl<'a> Statement<'a> {
             Statement::Head(size, sth_size, sth_ms) => {
                 q = q.bind(to_i64(size)?).bind(to_i64(sth_size)?).bind(sth_ms);
             }
+            Statement::HeadIf((size, sth_size, sth_ms), (was, was_sth_size, was_sth_ms)) => {
+                q = q
+                    .bind(to_i64(size)?)
+                    .bind(to_i64(sth_size)?)
+                    .bind(sth_ms)
+                    .bind(to_i64(was)?)
+                    .bind(to_i64(was_sth_size)?)
+                    .bind(was_sth_ms);
+            }
         }
         Ok(q)
     }
@@ -979,5 +1277,39 @@ mod tests {
         let mut one = String::new();
         combined_sql(&refs[..1], &mut one, &mut Engine::Postgres.placeholders());
         assert!(one.starts_with("UPDATE ledger_head SET size = $1"), "{one}");
+    }
+
+    #[test]
+    fn a_conditional_batch_gates_every_insert_on_the_head_update_first_in_binding_order() {
+        let nodes = [
+            NewNode {
+                level: 1,
+                index: 0,
+                hash: [0; 32],
+            },
+            NewNode {
+                level: 1,
+                index: 1,
+                hash: [1; 32],
+            },
+        ];
+        let statements = [
+            Statement::HeadIf((4, 0, 0), (2, 0, 0)),
+            Statement::Nodes(&nodes),
+        ];
+        assert_eq!(
+            statements.iter().map(Statement::parameters).sum::<usize>(),
+            12
+        );
+        let mut sql = String::new();
+        conditional_sql(&statements, &mut sql, &mut Engine::Postgres.placeholders());
+        assert_eq!(
+            sql,
+            "WITH h AS (UPDATE ledger_head SET size = $1, sth_size = $2, sth_timestamp_ms = $3 \
+             WHERE id = 0 AND size = $4 AND sth_size = $5 AND sth_timestamp_ms = $6 \
+             RETURNING id), w1 AS (INSERT INTO ledger_nodes (level, node_index, hash) \
+             SELECT * FROM (VALUES ($7,$8,$9),($10,$11,$12)) AS v \
+             WHERE EXISTS (SELECT 1 FROM h)) SELECT count(*) FROM h"
+        );
     }
 }

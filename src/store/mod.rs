@@ -25,6 +25,7 @@ use sqlx::{
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use self::readers::Readers;
+pub(crate) use self::readers::lost as connection_lost;
 
 /// Read connections of the query path on SQLite, beside the pool's: as many as the cores the
 /// reads can use, and a few to spare for reads waiting on the disk.

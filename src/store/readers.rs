@@ -154,7 +154,7 @@ impl Drop for Reader<'_> {
 
 /// Whether `error` says the connection itself is gone (its socket closed or broken, the server
 /// ending the session), rather than that the statement failed on a working connection.
-pub(super) fn lost(error: &sqlx::Error) -> bool {
+pub(crate) fn lost(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
         // SQLSTATE class 08 (connection exception) and 57P (the server shutting down, or an
