@@ -109,6 +109,19 @@ pub(crate) async fn render(sources: &Sources) -> String {
         "Ledger batches whose commit failed; each of their queries was answered UNAVAILABLE",
         counter(tally.failed_batches),
     );
+    registry.register(
+        "ledger_one_statement_batches",
+        "PostgreSQL: group commits made as one statement, the head update conditional, \
+         without locking the head first",
+        counter(tally.one_statement),
+    );
+    registry.register(
+        "ledger_head_moved",
+        "PostgreSQL: one-statement tries that found the head moved by another replica and \
+         went on in the locking transaction; a rate near ledger_batches means replicas \
+         contend for the ledger",
+        counter(tally.head_moved),
+    );
     let waits = state.ledger().append_waits();
     registry.register(
         "ledger_appends",

@@ -232,6 +232,10 @@ async fn with_the_database_down_the_metrics_say_so() {
     let (pki, node) = start_on(Some(&url)).await;
     let subject = Uscc::from_seed(42).to_string();
     let _admin = ingest_penalty(&pki, &node, &subject).await;
+    // The ingest's entries went as one statement; no other replica moved the head.
+    let (_, before) = scrape(&node).await;
+    assert!(get(&before, "credit_node_ledger_one_statement_batches_total") >= 1.0);
+    assert_eq!(get(&before, "credit_node_ledger_head_moved_total"), 0.0);
     let name = common::database_name(node.state().store()).await;
     common::set_database_up(&name, false).await;
     let mut tax = tax_client(&pki, &node).await;
