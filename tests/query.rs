@@ -97,6 +97,24 @@ async fn admin_as(
     AdministrationClient::new(channel(pki, node, region, kind, id).await)
 }
 
+/// A node started from `config` whose operator has ingested the registration of the subject of
+/// seed 42, and that subject.
+async fn node_with_a_registration(
+    pki: &TestPki,
+    config: &std::path::Path,
+) -> (RunningNode, String) {
+    let node = common::start_with_clock(config, today()).await;
+    let subject = Uscc::from_seed(42).to_string();
+    let mut admin = admin_as(pki, &node, REGION_A, Kind::Operator, "admin").await;
+    admin
+        .ingest_records(proto::IngestRecordsRequest {
+            json_lines: vec![registration(&subject)],
+        })
+        .await
+        .expect("operator ingests");
+    (node, subject)
+}
+
 /// Whether region A's tax bureau finds a registration of the subject of `seed`.
 async fn registration_found(f: &Fixture, seed: u64) -> bool {
     let subject = Uscc::from_seed(seed).to_string();
@@ -805,15 +823,7 @@ async fn a_query_past_the_request_deadline_is_ended_and_nothing_is_disclosed() {
     let limited = text.replace("[limits]\n", "[limits]\nrequest_timeout_ms = 2000\n");
     assert_ne!(limited, text, "the config has [limits]");
     std::fs::write(&config, limited).unwrap();
-    let node = common::start_with_clock(&config, today()).await;
-    let subject = Uscc::from_seed(42).to_string();
-    let mut admin = admin_as(&pki, &node, REGION_A, Kind::Operator, "admin").await;
-    admin
-        .ingest_records(proto::IngestRecordsRequest {
-            json_lines: vec![registration(&subject)],
-        })
-        .await
-        .expect("operator ingests");
+    let (node, subject) = node_with_a_registration(&pki, &config).await;
     let asked = || ask(&subject, "registration", "enforcement");
 
     let store = node.state().store();
@@ -1177,15 +1187,7 @@ async fn when_the_database_is_down_nothing_is_disclosed_and_the_node_recovers() 
     };
     let pki = TestPki::new();
     let config = pki.write_config_on(REGION_A, &url);
-    let node = common::start_with_clock(&config, today()).await;
-    let subject = Uscc::from_seed(42).to_string();
-    let mut admin = admin_as(&pki, &node, REGION_A, Kind::Operator, "admin").await;
-    admin
-        .ingest_records(proto::IngestRecordsRequest {
-            json_lines: vec![registration(&subject)],
-        })
-        .await
-        .expect("operator ingests");
+    let (node, subject) = node_with_a_registration(&pki, &config).await;
     let asked = || ask(&subject, "registration", "enforcement");
     let up = query_as(&pki, &node, REGION_A, "court", asked())
         .await

@@ -673,6 +673,13 @@ impl Writer {
             }
         }
         self.conn = Some(conn);
+        self.settle(tree, size, sth_size, sth_ms);
+        Ok(Attempt::Committed(Committed { receipts, sth }))
+    }
+
+    /// After a commit: the tree and the head row as this batch left them, what the next batch
+    /// starts from (and, on PostgreSQL, expects to find).
+    fn settle(&mut self, tree: CompactRange, size: u64, sth_size: u64, sth_ms: i64) {
         self.frontier = Some(tree);
         self.head = Some(Head {
             size,
@@ -681,7 +688,6 @@ impl Writer {
         });
         // Another replica may sign first; then this writer's head finds nothing to sign.
         self.arm_sign_timer(size, sth_size, sth_ms);
-        Ok(Attempt::Committed(Committed { receipts, sth }))
     }
 
     /// The tree head to sign with `tree`, if one is due (or `force`d) after `head`'s.
@@ -808,13 +814,7 @@ impl Writer {
         if moved != 1 {
             return Ok(Quick::Declined);
         }
-        self.frontier = Some(tree);
-        self.head = Some(Head {
-            size,
-            sth_size,
-            sth_timestamp_ms: sth_ms,
-        });
-        self.arm_sign_timer(size, sth_size, sth_ms);
+        self.settle(tree, size, sth_size, sth_ms);
         Ok(Quick::Committed(Committed { receipts, sth }))
     }
 }
