@@ -142,7 +142,8 @@ enum Attempt {
     ConnectionLost,
 }
 
-/// Notes a kept connection found dead at `BEGIN` ([`Attempt::ConnectionLost`]).
+/// Notes a kept connection found dead: at `BEGIN` ([`Attempt::ConnectionLost`]), or with a
+/// one-statement batch sent ([`Quick::Unsure`]).
 fn lost(error: &sqlx::Error) {
     tracing::info!(%error, "ledger: the kept database connection is lost; taking a fresh one");
 }
@@ -153,6 +154,17 @@ struct Head {
     size: u64,
     sth_size: u64,
     sth_timestamp_ms: i64,
+}
+
+impl Head {
+    /// From a row of `size, sth_size, sth_timestamp_ms`, as every read of the head selects it.
+    fn from_row(row: &AnyRow) -> Result<Head, LedgerError> {
+        Ok(Head {
+            size: to_u64(row.try_get::<i64, _>(0)?, "head size")?,
+            sth_size: to_u64(row.try_get::<i64, _>(1)?, "head sth_size")?,
+            sth_timestamp_ms: row.try_get::<i64, _>(2)?,
+        })
+    }
 }
 
 impl Writer {
@@ -190,11 +202,7 @@ impl Writer {
         )
         .fetch_one(&mut *conn)
         .await?;
-        let head = Head {
-            size: to_u64(row.try_get::<i64, _>(0)?, "head size")?,
-            sth_size: to_u64(row.try_get::<i64, _>(1)?, "head sth_size")?,
-            sth_timestamp_ms: row.try_get::<i64, _>(2)?,
-        };
+        let head = Head::from_row(&row)?;
         self.frontier = Some(load_frontier(&mut conn, head.size).await?);
         self.head = Some(head);
         // A tail left unsigned by the last run (stopped without its final tree head) is signed
@@ -539,11 +547,7 @@ impl Writer {
         )
         .fetch_one(&mut *tx)
         .await?;
-        let head = Head {
-            size: to_u64(row.try_get::<i64, _>(0)?, "head size")?,
-            sth_size: to_u64(row.try_get::<i64, _>(1)?, "head sth_size")?,
-            sth_timestamp_ms: row.try_get::<i64, _>(2)?,
-        };
+        let head = Head::from_row(&row)?;
         // The head moved past where that try would have put its first entry: by that try, or
         // by another replica. The entry there tells which.
         let ours = match unsure.as_ref() {

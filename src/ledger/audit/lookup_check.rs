@@ -45,7 +45,7 @@ use crate::{
         filter::{FilterFields, PACK_SEPARATOR},
         store::{LedgerError, committed_size, to_i64, to_u64},
     },
-    store::{Engine, Store},
+    store::{AnyQuery, Engine, Store},
 };
 
 /// Sequence numbers per bucket, as a shift.
@@ -206,11 +206,10 @@ pub(super) async fn scan(
         let mut after: Option<Key> = None;
         loop {
             let sql = chunk_sql(after.as_ref().map(|key| key.text));
-            let mut q = sqlx::query::<Any>(&sql).bind(*field);
-            if let Some(key) = &after {
-                q = q.bind(key.value.clone()).bind(key.seq);
-            }
-            let row = q.fetch_one(store.pool()).await?;
+            let q = sqlx::query::<Any>(&sql).bind(*field);
+            let row = bind_after(q, after.as_ref())
+                .fetch_one(store.pool())
+                .await?;
             let seqs = row.try_get::<Option<String>, _>(0)?.unwrap_or_default();
             let values = row.try_get::<Option<Vec<u8>>, _>(1)?.unwrap_or_default();
             let chunk = parse_chunk(tag as u8, &seqs, &values, &mut scanned, size)?;
@@ -296,16 +295,21 @@ async fn nth_key(
          ORDER BY value, seq LIMIT 1 OFFSET {n}",
         after.map_or("", |key| lower_bound(key.text))
     );
-    let mut q = sqlx::query::<Any>(&sql).bind(field);
-    if let Some(key) = after {
-        q = q.bind(key.value.clone()).bind(key.seq);
-    }
-    let row = q.fetch_one(store.pool()).await?;
+    let q = sqlx::query::<Any>(&sql).bind(field);
+    let row = bind_after(q, after).fetch_one(store.pool()).await?;
     Ok(Key {
         seq: row.try_get(0)?,
         text: row.try_get::<i64, _>(1)? == 1,
         value: row.try_get::<Option<Vec<u8>>, _>(2)?.unwrap_or_default(),
     })
+}
+
+/// Binds `after`, if any, as the key of [`lower_bound`].
+fn bind_after<'q>(q: AnyQuery<'q>, after: Option<&Key>) -> AnyQuery<'q> {
+    match after {
+        Some(key) => q.bind(key.value.clone()).bind(key.seq),
+        None => q,
+    }
 }
 
 /// The condition for rows after a key bound as `$2` (its value's bytes) and `$3` (its seq): the
