@@ -165,6 +165,11 @@ pub enum IdentityError {
     #[error("certificate has {0} spiffe:// URI SANs; exactly one is required")]
     SeveralSpiffeIds(usize),
     #[error(
+        "certificate has {0} URI SANs, a spiffe:// one and others; an X.509-SVID has exactly \
+         one URI SAN"
+    )]
+    OtherUriSans(usize),
+    #[error(
         "malformed SPIFFE ID {0:?}: expected spiffe://<trust-domain>/<dept|officer|operator>/<id>"
     )]
     BadSpiffeId(String),

@@ -136,6 +136,10 @@ pub const NEGATIVE_FIXTURES: &[(&str, &str)] = &[
     ),
     ("no-spiffe-id", "has no spiffe:// URI SAN"),
     ("two-spiffe-ids", "has two spiffe:// URI SANs"),
+    (
+        "extra-uri-san",
+        "has a spiffe:// URI SAN and another URI SAN beside it",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +250,22 @@ pub fn generate(out: &Path) -> Result<Layout, PkiError> {
             &region_a,
             &[a_uri(Kind::Dept, "tax")?, a_uri(Kind::Dept, "court")?],
             "dept ambiguous",
+            REGION_A,
+            now,
+            false,
+        )?,
+    )?;
+
+    // A second URI SAN, not spiffe://, beside a good SPIFFE ID: an X.509-SVID has exactly one.
+    write_neg(
+        "extra-uri-san",
+        issue(
+            &region_a,
+            &[
+                a_uri(Kind::Dept, "tax")?,
+                format!("https://{REGION_A}/dept/court"),
+            ],
+            "dept extra uri",
             REGION_A,
             now,
             false,

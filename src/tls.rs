@@ -223,8 +223,12 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
-/// Reads the SPIFFE ID of a certificate: exactly one `spiffe://` URI SAN, well formed.
-/// Other URI SANs are ignored; DNS and IP SANs serve TLS server names, not identity.
+/// Reads the SPIFFE ID of a certificate: exactly one URI SAN, a well-formed `spiffe://` ID.
+/// A certificate with any other URI SAN beside it is refused, as the X.509-SVID specification
+/// requires ("exactly one URI SAN"): a second URI is a second claim of identity, which another
+/// verifier of the same certificate (a proxy, a go-spiffe or Java client) may read instead, so
+/// the node would no longer know whom everyone else takes the caller for. DNS and IP SANs serve
+/// TLS server names, not identity, and stay allowed.
 pub fn spiffe_id_of(cert: &CertificateDer<'_>) -> Result<SpiffeId, IdentityError> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
         .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
@@ -238,25 +242,27 @@ fn spiffe_id_of_parsed(
     let san = cert
         .subject_alternative_name()
         .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
-    let mut uris = san
+    let uris: Vec<&str> = san
         .iter()
         .flat_map(|ext| ext.value.general_names.iter())
         .filter_map(|name| match name {
-            GeneralName::URI(uri)
-                if uri
-                    .get(..9)
-                    .is_some_and(|p| p.eq_ignore_ascii_case("spiffe://")) =>
-            {
-                Some(*uri)
-            }
+            GeneralName::URI(uri) => Some(*uri),
             _ => None,
-        });
-    let first = uris.next().ok_or(IdentityError::NoSpiffeId)?;
-    let more = uris.count();
-    if more > 0 {
-        return Err(IdentityError::SeveralSpiffeIds(more + 1));
+        })
+        .collect();
+    let spiffe = uris
+        .iter()
+        .filter(|uri| {
+            uri.get(..9)
+                .is_some_and(|p| p.eq_ignore_ascii_case("spiffe://"))
+        })
+        .count();
+    match (spiffe, uris.as_slice()) {
+        (0, _) => Err(IdentityError::NoSpiffeId),
+        (1, [only]) => SpiffeId::parse(only),
+        (1, _) => Err(IdentityError::OtherUriSans(uris.len())),
+        (n, _) => Err(IdentityError::SeveralSpiffeIds(n)),
     }
-    SpiffeId::parse(first)
 }
 
 /// The facts of a verified peer certificate that the node keeps: identity, serial, expiry and
