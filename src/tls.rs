@@ -322,13 +322,34 @@ impl SpiffeClientVerifier {
         }
         let mut domains = Vec::with_capacity(trust.len());
         let mut hints = Vec::new();
+        // The public keys of the roots seen so far, with their trust domain: one CA key may
+        // anchor one trust domain only.
+        let mut keys: Vec<(Vec<u8>, &TrustDomain)> = Vec::new();
         for material in trust {
             let err = |reason: String| TlsError::TrustDomain {
                 domain: material.domain.to_string(),
                 reason,
             };
             let mut store = rustls::RootCertStore::empty();
-            for root in &material.roots {
+            for (i, root) in material.roots.iter().enumerate() {
+                // A trust domain is one region's CA, and only that CA may issue its
+                // identities: a CA listed (by the same key) under two trust domains would let
+                // every certificate it issued claim either, and "region B's CA never speaks
+                // for region A" would rest on nothing. Refused at start-up and on reload.
+                let key =
+                    root_key(root).map_err(|e| err(format!("CA certificate {}: {e}", i + 1)))?;
+                if let Some((_, other)) = keys
+                    .iter()
+                    .find(|(k, domain)| *k == key && *domain != &material.domain)
+                {
+                    return Err(err(format!(
+                        "CA certificate {} has the same key as a CA of trust domain {other}; \
+                         each trust domain must have its own CA, or either could issue the \
+                         other's identities",
+                        i + 1
+                    )));
+                }
+                keys.push((key, &material.domain));
                 store.add(root.clone()).map_err(|e| err(e.to_string()))?;
             }
             let mut builder =
@@ -374,6 +395,14 @@ impl SpiffeClientVerifier {
         // `new` refuses an empty list, so there is always a first verifier.
         &self.domains[0].verifier
     }
+}
+
+/// The subjectPublicKeyInfo of a CA certificate, as its identity: a CA re-issued with the same
+/// key (a new validity, a new name) is the same CA.
+fn root_key(cert: &CertificateDer<'_>) -> Result<Vec<u8>, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    Ok(parsed.public_key().raw.to_vec())
 }
 
 /// The raw issuer name of a CRL, compared byte for byte with certificates' issuer names as
@@ -493,6 +522,38 @@ impl ClientCertVerifier for SpiffeClientVerifier {
 mod tests {
     use super::*;
     use crate::{identity::Kind, pki};
+
+    /// One CA, one trust domain: a CA listed under two trust domains would let every
+    /// certificate it issued claim either, so the verifier refuses to be built.
+    #[test]
+    fn a_ca_listed_under_two_trust_domains_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = pki::generate(dir.path()).unwrap();
+        let material = |domain: &str, ca: &str| TrustDomainMaterial {
+            domain: TrustDomain::parse(domain).unwrap(),
+            roots: load_roots(&layout.ca_cert(ca)).unwrap(),
+            crls: Vec::new(),
+        };
+        let separate = [
+            material(pki::REGION_A, pki::REGION_A),
+            material(pki::REGION_B, pki::REGION_B),
+        ];
+        SpiffeClientVerifier::new(&separate).expect("a CA each");
+        let shared = [
+            material(pki::REGION_A, pki::REGION_A),
+            material(pki::REGION_B, pki::REGION_A),
+        ];
+        let err = SpiffeClientVerifier::new(&shared).expect_err("one CA for two trust domains");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("trust domain {}:", pki::REGION_B))
+                && text.contains(&format!(
+                    "same key as a CA of trust domain {}",
+                    pki::REGION_A
+                )),
+            "{text}"
+        );
+    }
 
     /// The refusal's log names exactly the CAs of the chain whose CRL is not configured.
     #[test]
