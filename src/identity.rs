@@ -154,6 +154,10 @@ pub struct Caller {
     pub serial: String,
     /// Certificate notAfter, seconds since the Unix epoch.
     pub not_after_unix: i64,
+    /// When the chain the caller was let in with stops being valid: the earliest notAfter of
+    /// the certificate and of the CA certificates it sent that issued it (an intermediate may
+    /// end before its leaf). Every call is refused from then on.
+    pub valid_until_unix: i64,
     /// SHA-256 of the certificate DER.
     pub fingerprint: [u8; 32],
 }

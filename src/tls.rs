@@ -266,7 +266,9 @@ fn spiffe_id_of_parsed(
 }
 
 /// The facts of a verified peer certificate that the node keeps: identity, serial, expiry and
-/// fingerprint. Called on certificates the verifier has already accepted.
+/// fingerprint. Called on certificates the verifier has already accepted. Its
+/// `valid_until_unix` is the certificate's own notAfter: [`caller_from_chain`] also counts the
+/// CA certificates sent with it.
 pub fn caller_from_cert(cert: &CertificateDer<'_>) -> Result<Caller, IdentityError> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
         .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
@@ -274,12 +276,47 @@ pub fn caller_from_cert(cert: &CertificateDer<'_>) -> Result<Caller, IdentityErr
     let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
     let mut fingerprint = [0u8; 32];
     fingerprint.copy_from_slice(digest.as_ref());
+    let not_after_unix = parsed.validity().not_after.timestamp();
     Ok(Caller {
         spiffe_id,
         serial: hex(parsed.raw_serial()),
-        not_after_unix: parsed.validity().not_after.timestamp(),
+        not_after_unix,
+        valid_until_unix: not_after_unix,
         fingerprint,
     })
+}
+
+/// The caller of a connection from the chain its client presented (leaf first), as the
+/// verifier accepted it. The handshake checked every link's validity when the connection
+/// opened, but a connection outlives that check, and an intermediate CA may expire before the
+/// leaf it issued: `valid_until_unix` is the earliest notAfter along the issuing path through
+/// the presented certificates (by issuer and subject name, up to the first self-issued one,
+/// whose validity webpki does not check either: anchors come from the trust store), so a call
+/// is refused once any of them has expired, as a new handshake would be.
+pub fn caller_from_chain(chain: &[CertificateDer<'_>]) -> Result<Caller, IdentityError> {
+    let (leaf, presented) = chain.split_first().ok_or(IdentityError::NoSpiffeId)?;
+    let mut caller = caller_from_cert(leaf)?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+    let parsed_rest: Vec<_> = presented
+        .iter()
+        .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+        .map(|(_, c)| c)
+        .collect();
+    let mut issuer = parsed.issuer().as_raw();
+    // Each link at most once: a path cannot be longer than what was presented.
+    for _ in 0..parsed_rest.len() {
+        let Some(ca) = parsed_rest.iter().find(|c| {
+            c.subject().as_raw() == issuer && c.issuer().as_raw() != c.subject().as_raw()
+        }) else {
+            break;
+        };
+        caller.valid_until_unix = caller
+            .valid_until_unix
+            .min(ca.validity().not_after.timestamp());
+        issuer = ca.issuer().as_raw();
+    }
+    Ok(caller)
 }
 
 /// Lower-case hex: the one encoder, shared with the ledger.
