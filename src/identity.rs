@@ -154,6 +154,10 @@ pub struct Caller {
     pub serial: String,
     /// Certificate notAfter, seconds since the Unix epoch.
     pub not_after_unix: i64,
+    /// When the chain the caller was let in with stops being valid: the earliest notAfter of
+    /// the certificate and of the CA certificates it sent that issued it (an intermediate may
+    /// end before its leaf). Every call is refused from then on.
+    pub valid_until_unix: i64,
     /// SHA-256 of the certificate DER.
     pub fingerprint: [u8; 32],
 }
@@ -164,6 +168,11 @@ pub enum IdentityError {
     NoSpiffeId,
     #[error("certificate has {0} spiffe:// URI SANs; exactly one is required")]
     SeveralSpiffeIds(usize),
+    #[error(
+        "certificate has {0} URI SANs, a spiffe:// one and others; an X.509-SVID has exactly \
+         one URI SAN"
+    )]
+    OtherUriSans(usize),
     #[error(
         "malformed SPIFFE ID {0:?}: expected spiffe://<trust-domain>/<dept|officer|operator>/<id>"
     )]

@@ -136,6 +136,10 @@ pub const NEGATIVE_FIXTURES: &[(&str, &str)] = &[
     ),
     ("no-spiffe-id", "has no spiffe:// URI SAN"),
     ("two-spiffe-ids", "has two spiffe:// URI SANs"),
+    (
+        "extra-uri-san",
+        "has a spiffe:// URI SAN and another URI SAN beside it",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +250,22 @@ pub fn generate(out: &Path) -> Result<Layout, PkiError> {
             &region_a,
             &[a_uri(Kind::Dept, "tax")?, a_uri(Kind::Dept, "court")?],
             "dept ambiguous",
+            REGION_A,
+            now,
+            false,
+        )?,
+    )?;
+
+    // A second URI SAN, not spiffe://, beside a good SPIFFE ID: an X.509-SVID has exactly one.
+    write_neg(
+        "extra-uri-san",
+        issue(
+            &region_a,
+            &[
+                a_uri(Kind::Dept, "tax")?,
+                format!("https://{REGION_A}/dept/court"),
+            ],
+            "dept extra uri",
             REGION_A,
             now,
             false,
@@ -414,6 +434,17 @@ pub fn issue_intermediate(
     trust_domain: &str,
     intermediate: &str,
 ) -> Result<(), PkiError> {
+    issue_intermediate_valid_for(layout, trust_domain, intermediate, 1825)
+}
+
+/// [`issue_intermediate`] with the intermediate valid for `days` from now: shorter than the
+/// leaves it issues (a year), for the tests of a chain that expires before its leaf.
+pub fn issue_intermediate_valid_for(
+    layout: &Layout,
+    trust_domain: &str,
+    intermediate: &str,
+    days: i64,
+) -> Result<(), PkiError> {
     let root_pem = read(&layout.ca_cert(trust_domain))?;
     let root_key = KeyPair::from_pem(&read(&layout.ca_key(trust_domain))?)?;
     let root = Issuer::from_ca_cert_pem(&root_pem, root_key)?;
@@ -433,7 +464,7 @@ pub fn issue_intermediate(
         KeyUsagePurpose::DigitalSignature,
     ];
     params.not_before = now - Duration::days(1);
-    params.not_after = now + Duration::days(1825);
+    params.not_after = now + Duration::days(days);
     params.serial_number = Some(random_serial()?);
     params.key_identifier_method = KeyIdMethod::Sha256;
     params.use_authority_key_identifier_extension = true;

@@ -223,8 +223,12 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
-/// Reads the SPIFFE ID of a certificate: exactly one `spiffe://` URI SAN, well formed.
-/// Other URI SANs are ignored; DNS and IP SANs serve TLS server names, not identity.
+/// Reads the SPIFFE ID of a certificate: exactly one URI SAN, a well-formed `spiffe://` ID.
+/// A certificate with any other URI SAN beside it is refused, as the X.509-SVID specification
+/// requires ("exactly one URI SAN"): a second URI is a second claim of identity, which another
+/// verifier of the same certificate (a proxy, a go-spiffe or Java client) may read instead, so
+/// the node would no longer know whom everyone else takes the caller for. DNS and IP SANs serve
+/// TLS server names, not identity, and stay allowed.
 pub fn spiffe_id_of(cert: &CertificateDer<'_>) -> Result<SpiffeId, IdentityError> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
         .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
@@ -238,29 +242,33 @@ fn spiffe_id_of_parsed(
     let san = cert
         .subject_alternative_name()
         .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
-    let mut uris = san
+    let uris: Vec<&str> = san
         .iter()
         .flat_map(|ext| ext.value.general_names.iter())
         .filter_map(|name| match name {
-            GeneralName::URI(uri)
-                if uri
-                    .get(..9)
-                    .is_some_and(|p| p.eq_ignore_ascii_case("spiffe://")) =>
-            {
-                Some(*uri)
-            }
+            GeneralName::URI(uri) => Some(*uri),
             _ => None,
-        });
-    let first = uris.next().ok_or(IdentityError::NoSpiffeId)?;
-    let more = uris.count();
-    if more > 0 {
-        return Err(IdentityError::SeveralSpiffeIds(more + 1));
+        })
+        .collect();
+    let spiffe = uris
+        .iter()
+        .filter(|uri| {
+            uri.get(..9)
+                .is_some_and(|p| p.eq_ignore_ascii_case("spiffe://"))
+        })
+        .count();
+    match (spiffe, uris.as_slice()) {
+        (0, _) => Err(IdentityError::NoSpiffeId),
+        (1, [only]) => SpiffeId::parse(only),
+        (1, _) => Err(IdentityError::OtherUriSans(uris.len())),
+        (n, _) => Err(IdentityError::SeveralSpiffeIds(n)),
     }
-    SpiffeId::parse(first)
 }
 
 /// The facts of a verified peer certificate that the node keeps: identity, serial, expiry and
-/// fingerprint. Called on certificates the verifier has already accepted.
+/// fingerprint. Called on certificates the verifier has already accepted. Its
+/// `valid_until_unix` is the certificate's own notAfter: [`caller_from_chain`] also counts the
+/// CA certificates sent with it.
 pub fn caller_from_cert(cert: &CertificateDer<'_>) -> Result<Caller, IdentityError> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
         .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
@@ -268,12 +276,47 @@ pub fn caller_from_cert(cert: &CertificateDer<'_>) -> Result<Caller, IdentityErr
     let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
     let mut fingerprint = [0u8; 32];
     fingerprint.copy_from_slice(digest.as_ref());
+    let not_after_unix = parsed.validity().not_after.timestamp();
     Ok(Caller {
         spiffe_id,
         serial: hex(parsed.raw_serial()),
-        not_after_unix: parsed.validity().not_after.timestamp(),
+        not_after_unix,
+        valid_until_unix: not_after_unix,
         fingerprint,
     })
+}
+
+/// The caller of a connection from the chain its client presented (leaf first), as the
+/// verifier accepted it. The handshake checked every link's validity when the connection
+/// opened, but a connection outlives that check, and an intermediate CA may expire before the
+/// leaf it issued: `valid_until_unix` is the earliest notAfter along the issuing path through
+/// the presented certificates (by issuer and subject name, up to the first self-issued one,
+/// whose validity webpki does not check either: anchors come from the trust store), so a call
+/// is refused once any of them has expired, as a new handshake would be.
+pub fn caller_from_chain(chain: &[CertificateDer<'_>]) -> Result<Caller, IdentityError> {
+    let (leaf, presented) = chain.split_first().ok_or(IdentityError::NoSpiffeId)?;
+    let mut caller = caller_from_cert(leaf)?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+    let parsed_rest: Vec<_> = presented
+        .iter()
+        .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+        .map(|(_, c)| c)
+        .collect();
+    let mut issuer = parsed.issuer().as_raw();
+    // Each link at most once: a path cannot be longer than what was presented.
+    for _ in 0..parsed_rest.len() {
+        let Some(ca) = parsed_rest.iter().find(|c| {
+            c.subject().as_raw() == issuer && c.issuer().as_raw() != c.subject().as_raw()
+        }) else {
+            break;
+        };
+        caller.valid_until_unix = caller
+            .valid_until_unix
+            .min(ca.validity().not_after.timestamp());
+        issuer = ca.issuer().as_raw();
+    }
+    Ok(caller)
 }
 
 /// Lower-case hex: the one encoder, shared with the ledger.
@@ -316,13 +359,34 @@ impl SpiffeClientVerifier {
         }
         let mut domains = Vec::with_capacity(trust.len());
         let mut hints = Vec::new();
+        // The public keys of the roots seen so far, with their trust domain: one CA key may
+        // anchor one trust domain only.
+        let mut keys: Vec<(Vec<u8>, &TrustDomain)> = Vec::new();
         for material in trust {
             let err = |reason: String| TlsError::TrustDomain {
                 domain: material.domain.to_string(),
                 reason,
             };
             let mut store = rustls::RootCertStore::empty();
-            for root in &material.roots {
+            for (i, root) in material.roots.iter().enumerate() {
+                // A trust domain is one region's CA, and only that CA may issue its
+                // identities: a CA listed (by the same key) under two trust domains would let
+                // every certificate it issued claim either, and "region B's CA never speaks
+                // for region A" would rest on nothing. Refused at start-up and on reload.
+                let key =
+                    root_key(root).map_err(|e| err(format!("CA certificate {}: {e}", i + 1)))?;
+                if let Some((_, other)) = keys
+                    .iter()
+                    .find(|(k, domain)| *k == key && *domain != &material.domain)
+                {
+                    return Err(err(format!(
+                        "CA certificate {} has the same key as a CA of trust domain {other}; \
+                         each trust domain must have its own CA, or either could issue the \
+                         other's identities",
+                        i + 1
+                    )));
+                }
+                keys.push((key, &material.domain));
                 store.add(root.clone()).map_err(|e| err(e.to_string()))?;
             }
             let mut builder =
@@ -368,6 +432,14 @@ impl SpiffeClientVerifier {
         // `new` refuses an empty list, so there is always a first verifier.
         &self.domains[0].verifier
     }
+}
+
+/// The subjectPublicKeyInfo of a CA certificate, as its identity: a CA re-issued with the same
+/// key (a new validity, a new name) is the same CA.
+fn root_key(cert: &CertificateDer<'_>) -> Result<Vec<u8>, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    Ok(parsed.public_key().raw.to_vec())
 }
 
 /// The raw issuer name of a CRL, compared byte for byte with certificates' issuer names as
@@ -487,6 +559,38 @@ impl ClientCertVerifier for SpiffeClientVerifier {
 mod tests {
     use super::*;
     use crate::{identity::Kind, pki};
+
+    /// One CA, one trust domain: a CA listed under two trust domains would let every
+    /// certificate it issued claim either, so the verifier refuses to be built.
+    #[test]
+    fn a_ca_listed_under_two_trust_domains_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = pki::generate(dir.path()).unwrap();
+        let material = |domain: &str, ca: &str| TrustDomainMaterial {
+            domain: TrustDomain::parse(domain).unwrap(),
+            roots: load_roots(&layout.ca_cert(ca)).unwrap(),
+            crls: Vec::new(),
+        };
+        let separate = [
+            material(pki::REGION_A, pki::REGION_A),
+            material(pki::REGION_B, pki::REGION_B),
+        ];
+        SpiffeClientVerifier::new(&separate).expect("a CA each");
+        let shared = [
+            material(pki::REGION_A, pki::REGION_A),
+            material(pki::REGION_B, pki::REGION_A),
+        ];
+        let err = SpiffeClientVerifier::new(&shared).expect_err("one CA for two trust domains");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("trust domain {}:", pki::REGION_B))
+                && text.contains(&format!(
+                    "same key as a CA of trust domain {}",
+                    pki::REGION_A
+                )),
+            "{text}"
+        );
+    }
 
     /// The refusal's log names exactly the CAs of the chain whose CRL is not configured.
     #[test]

@@ -186,3 +186,59 @@ async fn an_intermediate_listed_as_a_root_is_refused_by_the_config() {
         assert!(message.contains(part), "{part:?} missing from: {message}");
     }
 }
+
+/// A connection can outlive its chain as well as its leaf: a leaf whose intermediate CA expires
+/// before it (nothing stops a CA from issuing past its own end) is refused on the connection it
+/// opened while both were valid, from the intermediate's notAfter on, as a new handshake would
+/// be.
+#[tokio::test]
+async fn an_intermediate_that_expires_on_an_open_connection_refuses_its_leaf_from_then_on() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    };
+    let pki = TestPki::new();
+    pki::issue_intermediate_valid_for(&pki.layout, REGION_A, INTERMEDIATE, 30)
+        .expect("a short-lived intermediate CA");
+    let (cert, key) =
+        pki::issue_under_intermediate(&pki.layout, REGION_A, INTERMEDIATE, Kind::Dept, "customs")
+            .expect("a leaf that outlives it");
+    let intermediate =
+        &credit_node::tls::load_certs(&pki.layout.intermediate_cert(REGION_A, INTERMEDIATE))
+            .unwrap()[0];
+    let (_, parsed) = x509_parser::parse_x509_certificate(intermediate.as_ref()).unwrap();
+    let intermediate_ends = parsed.validity().not_after.timestamp();
+    let leaf = credit_node::tls::caller_from_cert(&credit_node::tls::load_certs(&cert).unwrap()[0])
+        .unwrap();
+    assert!(
+        leaf.not_after_unix > intermediate_ends + 86_400,
+        "the leaf outlives its CA"
+    );
+
+    let now = Arc::new(AtomicI64::new(
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    ));
+    let read = Arc::clone(&now);
+    let clock = credit_node::clock::Clock::from_fn(move || {
+        time::OffsetDateTime::from_unix_timestamp(read.load(Ordering::Relaxed))
+            .expect("a time in range")
+    });
+    let config = pki.write_config_with_crls(REGION_A, REGION_A, &both_crls(&pki));
+    let node = common::start_with_clock(&config, clock).await;
+    let channel = client::connect(&endpoint(&node), pki.client_tls(&cert, &key))
+        .await
+        .expect("the whole chain is valid today");
+    let mut api = CreditQueryClient::new(channel);
+    api.who_am_i(proto::WhoAmIRequest {})
+        .await
+        .expect("valid: answered");
+
+    now.store(intermediate_ends + 1, Ordering::Relaxed);
+    let status = api
+        .who_am_i(proto::WhoAmIRequest {})
+        .await
+        .expect_err("the chain has expired: refused");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("has expired"), "{status:?}");
+    node.shutdown().await;
+}

@@ -64,6 +64,7 @@ async fn negative_fixtures_are_refused_at_the_handshake() {
         ("cross-domain", "unknown ca"),
         ("no-spiffe-id", "access denied"),
         ("two-spiffe-ids", "access denied"),
+        ("extra-uri-san", "access denied"),
     ] {
         let (cert, key) = pki.layout.negative(fixture);
         let result = whoami_as(&pki, &node, &cert, &key).await;

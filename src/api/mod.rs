@@ -28,8 +28,9 @@ use crate::{
 /// never read from a request field.
 ///
 /// The handshake checked the certificate's validity when the connection opened, but an HTTP/2
-/// connection can outlive the certificate: every call checks its notAfter again, by the node's
-/// clock, and a call on an expired certificate gets nothing.
+/// connection can outlive the certificate: every call checks its notAfter again, and those of
+/// the intermediate CAs it was sent with, by the node's clock, and a call on an expired
+/// certificate or chain gets nothing.
 pub fn caller<'r, T>(state: &NodeState, request: &'r Request<T>) -> Result<&'r Caller, Status> {
     let caller = request
         .extensions()
@@ -38,10 +39,10 @@ pub fn caller<'r, T>(state: &NodeState, request: &'r Request<T>) -> Result<&'r C
         // Unreachable with our acceptor, which attaches a caller to every connection; refuse
         // rather than guess if a future transport forgets to.
         .ok_or_else(|| Status::unauthenticated("no verified client certificate"))?;
-    if state.clock().now().unix_timestamp() > caller.not_after_unix {
+    if state.clock().now().unix_timestamp() > caller.valid_until_unix {
         return Err(Status::unauthenticated(format!(
-            "the client certificate (serial {}) has expired since this connection was opened; \
-             reconnect with a valid one",
+            "the client certificate (serial {}) or a CA certificate of its chain has expired \
+             since this connection was opened; reconnect with a valid one",
             caller.serial
         )));
     }

@@ -98,6 +98,7 @@ mod tests {
                 .unwrap(),
             serial: "01".into(),
             not_after_unix: 0,
+            valid_until_unix: 0,
             fingerprint: [7; 32],
         }
     }

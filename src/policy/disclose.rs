@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{Decision, Outcome, Withheld};
-use crate::desensitize::{Applied, Form, RecipientKey};
+use crate::desensitize::{Applied, Form, RecipientKey, Rule};
 use crate::identity::SpiffeId;
 
 /// Read access to a stored record's fields by name.
@@ -82,6 +82,12 @@ impl Decision<'_> {
             let form = match f.outcome {
                 Outcome::Withheld(reason) => {
                     out.withheld.push((name, reason));
+                    continue;
+                }
+                // Before looking at the value: whether the record holds one is part of what
+                // `suppress` keeps back, so every record reports the field alike.
+                Outcome::Granted(Form::Rule(Rule::Suppress)) => {
+                    out.withheld.push((name, Withheld::Suppressed));
                     continue;
                 }
                 Outcome::Granted(form) => form,

@@ -391,6 +391,53 @@ fn values_that_do_not_fit_their_rule_are_withheld_not_sent() {
     assert_eq!(out.fields, vec![("uscc", "91330100716105852F".to_owned())]);
 }
 
+/// A field granted in form `suppress` is withheld from every record alike: whether a record
+/// holds a value for it is itself what the form keeps back.
+#[test]
+fn a_suppressed_field_tells_nothing_of_whether_the_record_has_it() {
+    let text = crate::catalog::testing::DEMO.replacen(
+        "departments = [\"tax\"]\npurposes = [\"tax-administration\"]\nfields = [\"legal_rep_name\", \"legal_rep_id\"]\n",
+        "departments = [\"tax\"]\npurposes = [\"tax-administration\"]\nfields = [\"legal_rep_name\", \"legal_rep_id\", \"legal_rep_mobile\"]\nforms = { legal_rep_mobile = \"suppress\" }\n",
+        1,
+    );
+    assert_ne!(
+        text,
+        crate::catalog::testing::DEMO,
+        "region A's tax grant is edited"
+    );
+    let catalog = crate::catalog::testing::signed("suppress.toml", &text);
+    let caller = id(&format!("{A}/dept/tax"));
+    let d = decide(
+        &catalog,
+        &caller,
+        "tax-administration",
+        &[ItemRequest::fields(
+            "registration",
+            &["uscc", "legal_rep_mobile"],
+        )],
+    );
+    assert_eq!(d.items()[0].fields()[1].outcome(), form("suppress"));
+    let key = RecipientKey::derive(&[3; 32], &caller);
+    let with_mobile = d
+        .disclose(
+            "registration",
+            &[
+                ("uscc", "91330100716105852F"),
+                ("legal_rep_mobile", "13812341234"),
+            ][..],
+            &key,
+        )
+        .unwrap_or_default();
+    let without = d
+        .disclose("registration", &[("uscc", "91330100716105852F")][..], &key)
+        .unwrap_or_default();
+    assert_eq!(with_mobile, without);
+    assert_eq!(
+        without.withheld,
+        vec![("legal_rep_mobile", Withheld::Suppressed)]
+    );
+}
+
 #[test]
 fn effective_grants_match_decisions() {
     let catalog = demo();

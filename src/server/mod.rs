@@ -390,13 +390,8 @@ async fn accept_loop(
                     return;
                 }
             };
-            let caller = match tls_stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-            {
-                Some(cert) => tls::caller_from_cert(cert),
+            let caller = match tls_stream.get_ref().1.peer_certificates() {
+                Some(chain) => tls::caller_from_chain(chain),
                 None => Err(crate::identity::IdentityError::NoSpiffeId),
             };
             // The verifier already accepted this certificate, so this only fails if the two
