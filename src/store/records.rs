@@ -245,7 +245,7 @@ impl Store {
         };
         let mut reader = self.reader().await?;
         let rows = loop {
-            let rows = query().fetch_all(reader.conn()).await;
+            let rows = self.deadline.run(query().fetch_all(reader.conn())).await;
             if let Some(rows) = reader.settle(rows).await? {
                 break rows;
             }
@@ -257,10 +257,10 @@ impl Store {
     pub async fn subject_exists(&self, subject: &str) -> Result<bool, StoreError> {
         let mut reader = self.reader().await?;
         let row = loop {
-            let row = sqlx::query::<Any>("SELECT COUNT(*) FROM subjects WHERE id = $1")
+            let count = sqlx::query::<Any>("SELECT COUNT(*) FROM subjects WHERE id = $1")
                 .bind(subject)
-                .fetch_one(reader.conn())
-                .await;
+                .fetch_one(reader.conn());
+            let row = self.deadline.run(count).await;
             if let Some(row) = reader.settle(row).await? {
                 break row;
             }
