@@ -87,8 +87,9 @@ pub(super) struct Writer {
     /// The connection of the last successful batch, kept for the next: under load a writer that
     /// returned it had to queue for a free one behind every reader (measured: a third of a
     /// batch's time at concurrency 64), and on SQLite its page cache stays warm because no
-    /// other connection writes the activity file. Dropped after a failure, so a broken
-    /// connection goes back to the pool to be replaced.
+    /// other connection writes the activity file. Not kept after a failure: one lost (broken,
+    /// or silent past the store's [`crate::store::Deadline`]) is closed, detached from the
+    /// pool; any other goes back to the pool, whose bounded release ping checks it.
     conn: Option<PoolConnection<Any>>,
     /// SQLite: subjects counted whose `quota_subjects` rows this writer has yet to write.
     unflushed: Option<Unflushed>,
