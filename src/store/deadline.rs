@@ -28,7 +28,7 @@ impl Deadline {
     /// No limit: what SQLite gets.
     pub const NONE: Deadline = Deadline(None);
 
-    /// A limit of `ms` milliseconds (the config refuses 0).
+    /// A limit of `ms` milliseconds.
     pub fn of_ms(ms: u64) -> Self {
         Deadline(Some(Duration::from_millis(ms)))
     }

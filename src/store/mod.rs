@@ -52,7 +52,8 @@ pub struct StoreSettings {
     pub lock_timeout_ms: u64,
     /// `idle_in_transaction_session_timeout`, in ms; 0 never ends a session.
     pub idle_in_transaction_timeout_ms: u64,
-    /// The client's own limit on one round trip, in ms ([`Deadline`]); not 0. PostgreSQL only.
+    /// The client's own limit on one round trip, in ms ([`Deadline`]); PostgreSQL only. 0 sets
+    /// none, which the node's config refuses: a silent server would hold every connection.
     pub round_trip_timeout_ms: u64,
 }
 
@@ -285,7 +286,8 @@ impl Store {
         };
         let deadline = match engine {
             Engine::Sqlite => Deadline::NONE,
-            Engine::Postgres => Deadline::of_ms(settings.round_trip_timeout_ms.max(1)),
+            Engine::Postgres if settings.round_trip_timeout_ms == 0 => Deadline::NONE,
+            Engine::Postgres => Deadline::of_ms(settings.round_trip_timeout_ms),
         };
         let mut options = AnyPoolOptions::new()
             .max_connections(max)
