@@ -236,8 +236,10 @@ async fn a_silent_database_is_given_up_unavailable_and_the_node_heals_on_new_con
     relay.freeze();
     let unavailable = |answer: &Result<proto::QueryResponse, tonic::Status>| matches!(answer, Err(status) if status.code() == Code::Unavailable);
     let answered = |answer: &Result<proto::QueryResponse, tonic::Status>| matches!(answer, Ok(response) if rep_id(response) == Some(REP_ID));
-    // Queries that happen to run on new connections only are answered; the one that meets a
-    // silent connection is refused.
+    // The reads' connections are taken in turn: queries whose read opens a new one are
+    // answered, the one whose read meets a silent one is refused. Any query answered from here
+    // on also had its entry committed past the writer's kept connection, silent since the
+    // freeze: given up, its batch in doubt, and written (once) on a new connection.
     let Err(refused) = query_until(&mut court, &subject, 32, unavailable, answered).await else {
         unreachable!("query_until returns what `unavailable` accepts");
     };
