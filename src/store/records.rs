@@ -283,8 +283,8 @@ impl Store {
         )
         .bind(low.to_vec())
         .bind(high.to_vec())
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(&self.pool);
+        let rows = self.deadline.run(rows).await?;
         let [r] = rows.as_slice() else {
             return Ok(None);
         };
@@ -323,8 +323,8 @@ impl Store {
         .bind(basis)
         .bind(now_ms)
         .bind(key.to_vec())
-        .execute(&self.pool)
-        .await?;
+        .execute(&self.pool);
+        let done = self.deadline.run(done).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -352,8 +352,8 @@ impl Store {
         .bind(now_ms)
         .bind(subject)
         .bind(item)
-        .execute(&self.pool)
-        .await?;
+        .execute(&self.pool);
+        let done = self.deadline.run(done).await?;
         Ok(done.rows_affected())
     }
 }
