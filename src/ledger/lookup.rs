@@ -193,9 +193,8 @@ async fn advance(conn: &mut AnyConnection, next: i64) -> Result<(), LedgerError>
 
 /// How many entries the lookup covers (`[0, indexed)`).
 pub async fn indexed(store: &Store) -> Result<u64, LedgerError> {
-    let n: i64 = sqlx::query::<Any>("SELECT indexed FROM ledger_lookup_head WHERE id = 0")
-        .fetch_one(store.pool())
-        .await?
-        .try_get(0)?;
+    let read = sqlx::query::<Any>("SELECT indexed FROM ledger_lookup_head WHERE id = 0")
+        .fetch_one(store.pool());
+    let n: i64 = store.deadline().run(read).await?.try_get(0)?;
     Ok(u64::try_from(n).unwrap_or_default())
 }
