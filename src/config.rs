@@ -128,6 +128,14 @@ pub struct StoreSection {
     /// by the server, releasing its locks. 0: never.
     #[serde(default = "default_idle_in_transaction_timeout_ms")]
     pub idle_in_transaction_timeout_ms: u64,
+    /// PostgreSQL: a round trip to the database unanswered this long is given up and its
+    /// connection treated as lost (the query answers UNAVAILABLE, the next gets a fresh
+    /// connection). sqlx has no TCP keepalive for PostgreSQL, so without it a silent server
+    /// holds every connection for as long as TCP retransmits, about a quarter of an hour.
+    /// Not 0, and longer than `lock_timeout_ms`, so a wait for a lock is not taken for a
+    /// lost connection.
+    #[serde(default = "default_round_trip_timeout_ms")]
+    pub round_trip_timeout_ms: u64,
 }
 
 fn default_lock_timeout_ms() -> u64 {
@@ -136,12 +144,16 @@ fn default_lock_timeout_ms() -> u64 {
 fn default_idle_in_transaction_timeout_ms() -> u64 {
     crate::store::StoreSettings::default().idle_in_transaction_timeout_ms
 }
+fn default_round_trip_timeout_ms() -> u64 {
+    crate::store::StoreSettings::default().round_trip_timeout_ms
+}
 
 impl From<&StoreSection> for crate::store::StoreSettings {
     fn from(s: &StoreSection) -> Self {
         Self {
             lock_timeout_ms: s.lock_timeout_ms,
             idle_in_transaction_timeout_ms: s.idle_in_transaction_timeout_ms,
+            round_trip_timeout_ms: s.round_trip_timeout_ms,
         }
     }
 }
@@ -379,10 +391,36 @@ impl LoadedConfig {
                 limits.handshake_timeout_ms == 0,
             ),
             ("limits.request_timeout_ms", limits.request_timeout_ms == 0),
+            // No limit would be the silent database's quarter of an hour again.
+            (
+                "store.round_trip_timeout_ms",
+                self.config.store.round_trip_timeout_ms == 0,
+            ),
         ] {
             if zero {
                 return Err(self.error_at(self.span_of(key), key, "must be greater than 0"));
             }
+        }
+        let store = &self.config.store;
+        if store.lock_timeout_ms > 0 && store.round_trip_timeout_ms <= store.lock_timeout_ms {
+            // Named where the file sets it: the other may be the default.
+            let why = "a statement waiting for a lock would be taken for a lost connection";
+            let round_trip = "store.round_trip_timeout_ms";
+            let span = self.span_of(round_trip);
+            return Err(if span != (0..0) {
+                let must = format!(
+                    "must be greater than store.lock_timeout_ms ({}): {why}",
+                    store.lock_timeout_ms
+                );
+                self.error_at(span, round_trip, must)
+            } else {
+                let key = "store.lock_timeout_ms";
+                let must = format!(
+                    "must be less than store.round_trip_timeout_ms ({}): {why}",
+                    store.round_trip_timeout_ms
+                );
+                self.error_at(self.span_of(key), key, must)
+            });
         }
         if let Err((key, message)) = self.config.harvest.check() {
             return Err(self.error_at(self.span_of(&key), &key, message));
@@ -781,6 +819,31 @@ signing_key = "ledger.key"
         check_error(
             &GOOD.replace("1048576", "1048576\nrequest_timeout_ms = 0"),
             "/etc/credit/node.toml:14:22: limits.request_timeout_ms: must be greater than 0",
+        );
+        // A round trip without a limit would wait on a silent database for as long as TCP.
+        let store = "[store]\ndatabase_url = \"sqlite://data/node.db\"";
+        check_error(
+            &GOOD.replace(store, &format!("{store}\nround_trip_timeout_ms = 0")),
+            "/etc/credit/node.toml:24:25: store.round_trip_timeout_ms: must be greater than 0",
+        );
+        check_error(
+            &GOOD.replace(store, &format!("{store}\nround_trip_timeout_ms = 5000")),
+            "/etc/credit/node.toml:24:25: store.round_trip_timeout_ms: must be greater than \
+             store.lock_timeout_ms (5000): a statement waiting for a lock would be taken for a \
+             lost connection",
+        );
+        check_error(
+            &GOOD.replace(store, &format!("{store}\nlock_timeout_ms = 20000")),
+            "/etc/credit/node.toml:24:19: store.lock_timeout_ms: must be less than \
+             store.round_trip_timeout_ms (10000): a statement waiting for a lock would be taken \
+             for a lost connection",
+        );
+        let relaxed = format!("{store}\nlock_timeout_ms = 0\nround_trip_timeout_ms = 300");
+        let cfg = parse(&GOOD.replace(store, &relaxed)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            crate::store::StoreSettings::from(&cfg.config.store).round_trip_timeout_ms,
+            300,
+            "a lock wait without end is cut by the round trip's limit"
         );
         let harvest = "\n[harvest]\non_enumeration = \"flag\"\n\n[harvest.default]\nburst = 0\n";
         check_error(

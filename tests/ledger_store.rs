@@ -1326,6 +1326,7 @@ async fn a_writer_behind_a_stalled_replicas_head_lock_fails_unavailable_then_rec
     let settings = StoreSettings {
         lock_timeout_ms: 300,
         idle_in_transaction_timeout_ms: 60_000,
+        ..StoreSettings::default()
     };
     let store = Store::open_with(&url, settings).await.unwrap();
     let ledger = open(&store, 8).await;

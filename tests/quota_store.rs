@@ -35,7 +35,9 @@ async fn charge_all(store: &Store, charges: &[QuotaCharge]) -> Vec<Charge> {
     let mut conn = store.pool().acquire().await.unwrap();
     let mut tx = conn.begin().await.unwrap();
     let refs: Vec<&QuotaCharge> = charges.iter().collect();
-    let outcomes = quota::charge_all(&mut tx, &refs, None).await.unwrap();
+    let outcomes = quota::charge_all(&mut tx, &refs, None, store.deadline())
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     outcomes
 }

@@ -39,7 +39,7 @@ use std::{
 use dashmap::DashMap;
 use sqlx::{Any, AnyConnection, Row};
 
-use crate::store::{AnyQuery, Engine, Placeholders, Store};
+use crate::store::{AnyQuery, Deadline, Engine, Placeholders, Store};
 
 /// What the quota's memory says of a query, before any record is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,7 +195,7 @@ impl QuotaStore {
         let seq =
             i64::try_from(s.alert_seq).map_err(|_| QuotaError("alert_seq too large".into()))?;
         let _turn = self.store.write_turn(crate::store::File::Activity).await;
-        let inserted = sqlx::query::<Any>(
+        let insert = sqlx::query::<Any>(
             "INSERT INTO suspensions (caller, since_ms, alert_seq, reason) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (caller) DO NOTHING",
         )
@@ -203,8 +203,8 @@ impl QuotaStore {
         .bind(s.since_ms)
         .bind(seq)
         .bind(s.reason.as_str())
-        .execute(self.store.pool())
-        .await?;
+        .execute(self.store.pool());
+        let inserted = self.store.deadline().run(insert).await?;
         self.suspended.entry(s.caller.clone()).or_insert(s.since_ms);
         Ok(inserted.rows_affected() == 1)
     }
@@ -216,12 +216,12 @@ impl QuotaStore {
     pub async fn lift(&self, caller: &str, alert_seq: u64) -> Result<bool, QuotaError> {
         let seq = i64::try_from(alert_seq).map_err(|_| QuotaError("alert_seq too large".into()))?;
         let _turn = self.store.write_turn(crate::store::File::Activity).await;
-        let deleted =
+        let delete =
             sqlx::query::<Any>("DELETE FROM suspensions WHERE caller = $1 AND alert_seq = $2")
                 .bind(caller)
                 .bind(seq)
-                .execute(self.store.pool())
-                .await?;
+                .execute(self.store.pool());
+        let deleted = self.store.deadline().run(delete).await?;
         let lifted = deleted.rows_affected() == 1;
         if lifted {
             // Otherwise what is in force here is left to the next refresh.
@@ -231,21 +231,21 @@ impl QuotaStore {
     }
 
     pub async fn suspension(&self, caller: &str) -> Result<Option<Suspension>, QuotaError> {
-        let row = sqlx::query::<Any>(
+        let read = sqlx::query::<Any>(
             "SELECT caller, since_ms, alert_seq, reason FROM suspensions WHERE caller = $1",
         )
         .bind(caller)
-        .fetch_optional(self.store.pool())
-        .await?;
+        .fetch_optional(self.store.pool());
+        let row = self.store.deadline().run(read).await?;
         row.map(|r| suspension_of(&r)).transpose()
     }
 
     pub async fn suspensions(&self) -> Result<Vec<Suspension>, QuotaError> {
-        let rows = sqlx::query::<Any>(
+        let read = sqlx::query::<Any>(
             "SELECT caller, since_ms, alert_seq, reason FROM suspensions ORDER BY since_ms",
         )
-        .fetch_all(self.store.pool())
-        .await?;
+        .fetch_all(self.store.pool());
+        let rows = self.store.deadline().run(read).await?;
         rows.iter().map(suspension_of).collect()
     }
 }
@@ -261,11 +261,13 @@ fn suspension_of(row: &sqlx::any::AnyRow) -> Result<Suspension, QuotaError> {
 
 /// Charges each of `charges`, in order and each all or nothing, inside the caller's open
 /// transaction (the ledger writer's, after it has locked the ledger head).
-/// Subjects in `unflushed` (SQLite) count as counted.
+/// Subjects in `unflushed` (SQLite) count as counted. Each statement is given up at
+/// `deadline`, as the writer's own are.
 pub async fn charge_all(
     conn: &mut AnyConnection,
     charges: &[&QuotaCharge],
     unflushed: Option<&Unflushed>,
+    deadline: Deadline,
 ) -> Result<Vec<Charge>, sqlx::Error> {
     let mut outcomes = vec![Charge::Within; charges.len()];
     for (caller, window, members) in groups(charges) {
@@ -273,6 +275,7 @@ pub async fn charge_all(
             caller,
             window,
             unflushed,
+            deadline,
         };
         charge_group(&mut *conn, &group, charges, &members, &mut outcomes).await?;
     }
@@ -634,6 +637,7 @@ struct Group<'a> {
     caller: &'a str,
     window: i64,
     unflushed: Option<&'a Unflushed>,
+    deadline: Deadline,
 }
 
 impl Group<'_> {
@@ -652,7 +656,12 @@ async fn charge_group(
     members: &[usize],
     outcomes: &mut [Charge],
 ) -> Result<(), sqlx::Error> {
-    let Group { caller, window, .. } = *group;
+    let Group {
+        caller,
+        window,
+        deadline,
+        ..
+    } = *group;
     let engine = Engine::of(conn);
     // One statement opens the caller's usage row for this window if need be and locks it
     // (PostgreSQL replicas queue here), then reads under the lock how much is used and whether
@@ -661,7 +670,7 @@ async fn charge_group(
     // the next window's first charge dropped this one, would reopen it at zero and obtain
     // subjects past a quota already spent. Such a charge is refused as if the window were full;
     // the caller asks again in the new window.
-    let row = sqlx::query::<Any>(
+    let open = sqlx::query::<Any>(
         "INSERT INTO quota_usage (caller, window_id, used) SELECT $1, $2, 0 \
          WHERE NOT EXISTS (SELECT 1 FROM quota_usage later \
                            WHERE later.caller = $1 AND later.window_id > $2) \
@@ -670,8 +679,8 @@ async fn charge_group(
     )
     .bind(caller)
     .bind(window)
-    .fetch_optional(&mut *conn)
-    .await?;
+    .fetch_optional(&mut *conn);
+    let row = deadline.run(open).await?;
     let Some(row) = row else {
         for &i in members {
             outcomes[i] = Charge::Exhausted {
@@ -688,13 +697,12 @@ async fn charge_group(
         // suspension check: a refused charge still opened this window's usage row, and charges
         // presumed to fit ([`Presumed`]) clean up only where there is none.
         for table in ["quota_subjects", "quota_usage"] {
-            sqlx::query::<Any>(&format!(
-                "DELETE FROM {table} WHERE caller = $1 AND window_id < $2"
-            ))
-            .bind(caller)
-            .bind(window)
-            .execute(&mut *conn)
-            .await?;
+            let sql = format!("DELETE FROM {table} WHERE caller = $1 AND window_id < $2");
+            let spent = sqlx::query::<Any>(&sql)
+                .bind(caller)
+                .bind(window)
+                .execute(&mut *conn);
+            deadline.run(spent).await?;
         }
     }
     let mut members = members.to_vec();
@@ -725,7 +733,7 @@ async fn charge_group(
     if start + asked.len() as u64 <= limit {
         // Even if every subject asked about is new, all fit: no need to read which are
         // counted first; only the new ones are added to the count.
-        return count_subjects(conn, engine, caller, window, &asked).await;
+        return count_subjects(conn, group, engine, &asked).await;
     }
     // Near the quota: each charge in order, all or nothing, against what is counted already
     // (by another replica or an earlier batch).
@@ -745,7 +753,7 @@ async fn charge_group(
         for s in chunk {
             q = q.bind(*s);
         }
-        for row in q.fetch_all(&mut *conn).await? {
+        for row in deadline.run(q.fetch_all(&mut *conn)).await? {
             counted.insert(row.try_get::<String, _>(0)?);
         }
     }
@@ -772,7 +780,7 @@ async fn charge_group(
     if used == start {
         return Ok(());
     }
-    count_subjects(conn, engine, caller, window, &new_subjects).await
+    count_subjects(conn, group, engine, &new_subjects).await
 }
 
 /// Records `subjects` as counted and adds those not counted before to the usage row: one
@@ -780,17 +788,16 @@ async fn charge_group(
 /// trip is in the ledger writer's batch, which every Query of the batch waits for.
 async fn count_subjects(
     conn: &mut AnyConnection,
+    group: &Group<'_>,
     engine: Engine,
-    caller: &str,
-    window: i64,
     subjects: &[&str],
 ) -> Result<(), sqlx::Error> {
     for chunk in subjects.chunks(COUNT_CHUNK) {
         let mut sql = String::new();
         count_sql(&mut sql, &mut engine.placeholders(), chunk.len(), false);
-        bind_count(sqlx::query::<Any>(&sql), caller, window, chunk)
-            .execute(&mut *conn)
-            .await?;
+        let count = bind_count(sqlx::query::<Any>(&sql), group.caller, group.window, chunk)
+            .execute(&mut *conn);
+        group.deadline.run(count).await?;
     }
     Ok(())
 }

@@ -92,21 +92,25 @@ pub(super) async fn run(store: Store, every: Duration) {
 async fn index_batch(store: &Store, limit: u32) -> Result<u64, LedgerError> {
     let engine = store.engine();
     if engine == Engine::Postgres {
-        let mut tx = store.pool().begin().await?;
-        let ours: bool = sqlx::query::<Any>("SELECT pg_try_advisory_xact_lock($1)")
+        // Each step within the store's deadline: stuck on a silent connection, this task would
+        // hold a pool connection, and its replica the indexer's lock, for as long as TCP
+        // retransmits. Given up, the transaction's connection goes back to the pool, whose
+        // bounded release ping closes it.
+        let deadline = store.deadline();
+        let mut tx = deadline.run(store.pool().begin()).await?;
+        let lock = sqlx::query::<Any>("SELECT pg_try_advisory_xact_lock($1)")
             .bind(PG_LOCK)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
+            .fetch_one(&mut *tx);
+        let ours: bool = deadline.run(lock).await?.try_get(0)?;
         if !ours {
             return Ok(0);
         }
-        let Some((count, next, keys)) = next_keys(&mut tx, limit).await? else {
+        let Some((count, next, keys)) = deadline.run(next_keys(&mut tx, limit)).await? else {
             return Ok(0);
         };
-        insert(&mut tx, engine, &keys).await?;
-        advance(&mut tx, next).await?;
-        tx.commit().await?;
+        deadline.run(insert(&mut tx, engine, &keys)).await?;
+        deadline.run(advance(&mut tx, next)).await?;
+        deadline.run(tx.commit()).await?;
         return Ok(count);
     }
     let mut conn = store.pool().acquire().await?;
@@ -189,9 +193,8 @@ async fn advance(conn: &mut AnyConnection, next: i64) -> Result<(), LedgerError>
 
 /// How many entries the lookup covers (`[0, indexed)`).
 pub async fn indexed(store: &Store) -> Result<u64, LedgerError> {
-    let n: i64 = sqlx::query::<Any>("SELECT indexed FROM ledger_lookup_head WHERE id = 0")
-        .fetch_one(store.pool())
-        .await?
-        .try_get(0)?;
+    let read = sqlx::query::<Any>("SELECT indexed FROM ledger_lookup_head WHERE id = 0")
+        .fetch_one(store.pool());
+    let n: i64 = store.deadline().run(read).await?.try_get(0)?;
     Ok(u64::try_from(n).unwrap_or_default())
 }

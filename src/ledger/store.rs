@@ -502,20 +502,20 @@ impl Ledger {
 
 /// Committed log size, from the head row.
 pub async fn committed_size(store: &Store) -> Result<u64, LedgerError> {
-    let row = sqlx::query::<Any>("SELECT size FROM ledger_head WHERE id = 0")
-        .fetch_one(store.pool())
-        .await?;
+    let read =
+        sqlx::query::<Any>("SELECT size FROM ledger_head WHERE id = 0").fetch_one(store.pool());
+    let row = store.deadline().run(read).await?;
     to_u64(row.try_get::<i64, _>(0)?, "head size")
 }
 
 /// The tree head with the largest size, if any was signed.
 pub async fn latest_sth(store: &Store) -> Result<Option<SignedTreeHead>, LedgerError> {
-    let row = sqlx::query::<Any>(
+    let read = sqlx::query::<Any>(
         "SELECT tree_size, root_hash, timestamp_ms, key_id, signature FROM ledger_sths \
          ORDER BY tree_size DESC LIMIT 1",
     )
-    .fetch_optional(store.pool())
-    .await?;
+    .fetch_optional(store.pool());
+    let row = store.deadline().run(read).await?;
     row.as_ref().map(sth_from_row).transpose()
 }
 
@@ -549,7 +549,12 @@ pub async fn inclusion_proof(
     tree_size: u64,
 ) -> Result<Vec<Hash>, LedgerError> {
     let mut conn = store.pool().acquire().await?;
-    inclusion_proof_on(&mut conn, seq, tree_size).await
+    // Two round trips, given up together at the deadline; the connection then goes back to
+    // the pool, whose bounded release ping closes it.
+    store
+        .deadline()
+        .run(inclusion_proof_on(&mut conn, seq, tree_size))
+        .await
 }
 
 pub(super) async fn inclusion_proof_on(
@@ -572,9 +577,10 @@ pub async fn consistency_proof(
     second: u64,
 ) -> Result<Vec<Hash>, LedgerError> {
     let mut conn = store.pool().acquire().await?;
-    check_size(&mut conn, second).await?;
+    let deadline = store.deadline();
+    deadline.run(check_size(&mut conn, second)).await?;
     let wanted = wanted(|l| merkle::consistency_proof(first, second, l))?;
-    let nodes = fetch_nodes(&mut conn, &wanted).await?;
+    let nodes = deadline.run(fetch_nodes(&mut conn, &wanted)).await?;
     Ok(merkle::consistency_proof(first, second, |l, i| {
         nodes.get(&(l, i)).copied()
     })?)

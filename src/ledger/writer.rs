@@ -87,8 +87,9 @@ pub(super) struct Writer {
     /// The connection of the last successful batch, kept for the next: under load a writer that
     /// returned it had to queue for a free one behind every reader (measured: a third of a
     /// batch's time at concurrency 64), and on SQLite its page cache stays warm because no
-    /// other connection writes the activity file. Dropped after a failure, so a broken
-    /// connection goes back to the pool to be replaced.
+    /// other connection writes the activity file. Not kept after a failure: one lost (broken,
+    /// or silent past the store's [`crate::store::Deadline`]) is closed, detached from the
+    /// pool; any other goes back to the pool, whose bounded release ping checks it.
     conn: Option<PoolConnection<Any>>,
     /// SQLite: subjects counted whose `quota_subjects` rows this writer has yet to write.
     unflushed: Option<Unflushed>,
@@ -146,6 +147,14 @@ enum Attempt {
 /// one-statement batch sent ([`Quick::Unsure`]).
 fn lost(error: &sqlx::Error) {
     tracing::info!(%error, "ledger: the kept database connection is lost; taking a fresh one");
+}
+
+/// Closes a connection found [`lost`] (or given up at its deadline, mid-exchange) instead of
+/// putting it back: the pool's release ping would wait on a silent one, holding a pool slot
+/// (bounded by the deadline, then a close that may still wait to flush what was unsent).
+/// Dropped detached, its socket is closed at once and the pool may open another.
+fn discard(conn: PoolConnection<Any>) {
+    drop(conn.detach());
 }
 
 /// The head row, read under its lock.
@@ -521,6 +530,11 @@ impl Writer {
     /// they were. With `unsure`, a one-statement try of this batch ([`Writer::try_conditional`])
     /// lost its connection before its outcome was known: if it committed, its result is
     /// returned and nothing is written again, so no entry is in the log twice.
+    ///
+    /// The connection is kept for the next batch after an attempt that ended its transaction
+    /// itself (committed, or rolled back to be redone); one [`lost`] goes ([`discard`]); after
+    /// any other error it goes back to the pool, whose bounded release ping closes it if it
+    /// no longer answers.
     async fn try_commit(
         &mut self,
         entries: &mut Vec<Entry>,
@@ -531,7 +545,33 @@ impl Writer {
     ) -> Result<Attempt, LedgerError> {
         let _turn = self.store.write_turn(crate::store::File::Activity).await;
         let (mut conn, kept) = self.connection().await?;
-        let mut tx = match sqlx::Acquire::begin(&mut *conn).await {
+        let attempt = self
+            .attempt(&mut conn, kept, entries, charged, force, presume, unsure)
+            .await;
+        match &attempt {
+            Ok(Attempt::Committed(_) | Attempt::Unconfirmed) => self.conn = Some(conn),
+            Ok(Attempt::ConnectionLost) => discard(conn),
+            Err(LedgerError::Database(e)) if crate::store::connection_lost(e) => discard(conn),
+            Err(_) => {}
+        }
+        attempt
+    }
+
+    /// [`Writer::try_commit`]'s transaction on `conn`, every round trip within the store's
+    /// [`crate::store::Deadline`].
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &mut self,
+        conn: &mut AnyConnection,
+        kept: bool,
+        entries: &mut Vec<Entry>,
+        charged: &mut [Charged],
+        force: bool,
+        presume: bool,
+        unsure: &mut Option<Unsure>,
+    ) -> Result<Attempt, LedgerError> {
+        let deadline = self.store.deadline();
+        let mut tx = match deadline.run(sqlx::Acquire::begin(&mut *conn)).await {
             Ok(tx) => tx,
             Err(e) if kept => {
                 lost(&e);
@@ -541,31 +581,32 @@ impl Writer {
         };
         // Lock first, then read: a write transaction from its first statement, so SQLite never
         // has to upgrade a read snapshot and PostgreSQL replicas queue on this row.
-        let row = sqlx::query::<Any>(
+        let lock = sqlx::query::<Any>(
             "UPDATE ledger_head SET size = size WHERE id = 0 \
              RETURNING size, sth_size, sth_timestamp_ms",
         )
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_one(&mut *tx);
+        let row = deadline.run(lock).await?;
         let head = Head::from_row(&row)?;
         // The head moved past where that try would have put its first entry: by that try, or
         // by another replica. The entry there tells which.
         let ours = match unsure.as_ref() {
             Some(u) if head.size > u.first => {
-                let stored =
+                let read =
                     sqlx::query::<Any>("SELECT leaf_hash FROM ledger_entries WHERE seq = $1")
                         .bind(to_i64(u.first)?)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .map(|row| row.try_get::<Vec<u8>, _>(0))
-                        .transpose()?;
+                        .fetch_optional(&mut *tx);
+                let stored = deadline
+                    .run(read)
+                    .await?
+                    .map(|row| row.try_get::<Vec<u8>, _>(0))
+                    .transpose()?;
                 stored.as_deref() == Some(&u.leaf[..])
             }
             _ => false,
         };
         if ours && let Some(u) = unsure.take() {
-            tx.rollback().await?;
-            self.conn = Some(conn);
+            deadline.run(tx.rollback()).await?;
             // Whatever else followed it, the next batch reloads from the store.
             self.frontier = None;
             self.arm_sign_timer(head.size, head.sth_size, head.sth_timestamp_ms);
@@ -573,7 +614,7 @@ impl Writer {
         }
         let mut tree = match self.frontier.take() {
             Some(tree) if tree.size() == head.size => tree,
-            _ => load_frontier(&mut tx, head.size).await?,
+            _ => deadline.run(load_frontier(&mut tx, head.size)).await?,
         };
         let charges: Vec<&QuotaCharge> = charged.iter().map(|c| &c.charge).collect();
         let presumed = presume
@@ -590,7 +631,8 @@ impl Writer {
         } else if !charged.is_empty() {
             // Under the head's lock, so replicas charge one at a time and always lock in the
             // same order (head, then usage rows).
-            let outcomes = quota::charge_all(&mut tx, &charges, self.unflushed.as_ref()).await?;
+            let outcomes =
+                quota::charge_all(&mut tx, &charges, self.unflushed.as_ref(), deadline).await?;
             for (c, outcome) in charged.iter_mut().zip(outcomes) {
                 if outcome != Charge::Within {
                     let reason = (c.reason)(outcome);
@@ -615,13 +657,13 @@ impl Writer {
             due
         } else if force {
             // Nothing unsigned: the latest head already covers the log.
-            let row = sqlx::query::<Any>(
+            let read = sqlx::query::<Any>(
                 "SELECT tree_size, root_hash, timestamp_ms, key_id, signature FROM ledger_sths \
                  WHERE tree_size = $1",
             )
             .bind(to_i64(size)?)
-            .fetch_optional(&mut *tx)
-            .await?;
+            .fetch_optional(&mut *tx);
+            let row = deadline.run(read).await?;
             match row {
                 Some(row) => Some(sth_from_row(&row)?),
                 None if size == 0 => {
@@ -650,12 +692,11 @@ impl Writer {
             head: (!entries.is_empty() || due_now).then_some((size, sth_size, sth_ms)),
             presumed: presumed.as_ref(),
         };
-        let returned = writes.run(&mut tx).await?;
+        let returned = writes.run(&mut tx, deadline).await?;
         if let Some(presumed) = &presumed
             && !presumed.confirmed(&returned)?
         {
-            tx.rollback().await?;
-            self.conn = Some(conn);
+            deadline.run(tx.rollback()).await?;
             self.frontier = frontier;
             self.head = Some(head);
             let mut back = entries.split_off(base).into_iter();
@@ -665,7 +706,11 @@ impl Writer {
             }
             return Ok(Attempt::Unconfirmed);
         }
-        tx.commit().await?;
+        // Given up at the deadline, the commit's outcome is unknown: the batch fails (its
+        // queries answer UNAVAILABLE, the safe side: an entry perhaps without its answer, never
+        // an answer without its entry), and the next batch reloads the frontier from the
+        // stored size, so no sequence number is used twice.
+        deadline.run(tx.commit()).await?;
         if let Some(unflushed) = self.unflushed.as_mut() {
             match &presumed {
                 Some(presumed) if presumed.deferred() => presumed.committed(unflushed),
@@ -676,7 +721,6 @@ impl Writer {
                 }
             }
         }
-        self.conn = Some(conn);
         self.settle(tree, size, sth_size, sth_ms);
         Ok(Attempt::Committed(Committed { receipts, sth }))
     }
@@ -795,16 +839,18 @@ impl Writer {
         // `fetch_all`, read to the end of the exchange: sqlx's `Any` driver answers `fetch_one`
         // at the first row, which PostgreSQL sends before the `Sync` that commits an autocommit
         // statement; only the end of the exchange says committed, and durably (promise 5).
-        let moved = match q.fetch_all(&mut *conn).await {
+        let moved = match self.store.deadline().run(q.fetch_all(&mut *conn)).await {
             Ok(rows) => match rows.first() {
                 Some(row) => row.try_get::<i64, _>(0)?,
                 None => 0,
             },
             Err(e) if crate::store::connection_lost(&e) => {
                 // Sent, and perhaps committed before the connection went: a kept connection
-                // that died while idle (the database restarted) is found here, and the
-                // locking transaction on a fresh one finds out which.
+                // that died while idle (the database restarted), or one that went silent and
+                // was given up at its deadline, is found here, and the locking transaction on
+                // a fresh one finds out which.
                 lost(&e);
+                discard(conn);
                 return Ok(Quick::Unsure(Unsure {
                     first: head.size,
                     leaf: first,
@@ -942,7 +988,11 @@ enum Statement<'a> {
 
 impl<'a> Writes<'a> {
     /// Runs the writes; the rows they return (those of presumed charges) in order.
-    async fn run(&self, conn: &mut AnyConnection) -> Result<Vec<AnyRow>, LedgerError> {
+    async fn run(
+        &self,
+        conn: &mut AnyConnection,
+        deadline: crate::store::Deadline,
+    ) -> Result<Vec<AnyRow>, LedgerError> {
         let statements = self.statements();
         let engine = Engine::of(conn);
         let mut returned = Vec::new();
@@ -965,7 +1015,7 @@ impl<'a> Writes<'a> {
                 }
                 // Every statement's results, where `fetch_optional` would stop at the first row.
                 let mut results = sqlx::Executor::fetch_many(&mut *conn, q);
-                while let Some(result) = results.try_next().await? {
+                while let Some(result) = deadline.run(results.try_next()).await? {
                     if let sqlx::Either::Right(row) = result {
                         returned.push(row);
                     }
@@ -981,7 +1031,7 @@ impl<'a> Writes<'a> {
                     let mut sql = String::new();
                     statement.sql(&mut sql, &mut engine.placeholders());
                     let q = statement.bind(sqlx::query::<Any>(&sql))?;
-                    returned.extend(q.fetch_all(&mut *conn).await?);
+                    returned.extend(deadline.run(q.fetch_all(&mut *conn)).await?);
                 }
                 for group in by_parameters(&writes, PG_MAX_PARAMETERS) {
                     let mut sql = String::new();
@@ -990,7 +1040,7 @@ impl<'a> Writes<'a> {
                     for statement in group {
                         q = statement.bind(q)?;
                     }
-                    q.execute(&mut *conn).await?;
+                    deadline.run(q.execute(&mut *conn)).await?;
                 }
             }
         }

@@ -11,6 +11,7 @@
 //! with many parameters take theirs from [`Placeholders`].
 
 pub mod activity;
+mod deadline;
 mod migrations;
 mod readers;
 pub mod records;
@@ -24,6 +25,7 @@ use sqlx::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use self::deadline::{Deadline, timed_out};
 use self::readers::Readers;
 pub(crate) use self::readers::lost as connection_lost;
 
@@ -50,6 +52,9 @@ pub struct StoreSettings {
     pub lock_timeout_ms: u64,
     /// `idle_in_transaction_session_timeout`, in ms; 0 never ends a session.
     pub idle_in_transaction_timeout_ms: u64,
+    /// The client's own limit on one round trip, in ms ([`Deadline`]); PostgreSQL only. 0 sets
+    /// none, which the node's config refuses: a silent server would hold every connection.
+    pub round_trip_timeout_ms: u64,
 }
 
 impl Default for StoreSettings {
@@ -59,6 +64,10 @@ impl Default for StoreSettings {
             // lookup transaction), short enough that callers get an answer.
             lock_timeout_ms: 5_000,
             idle_in_transaction_timeout_ms: 60_000,
+            // Longer than `lock_timeout`, so a wait for a lock fails as one and is not taken
+            // for a lost connection; short enough that a silent database is given up on well
+            // within a query's own deadline (`limits.request_timeout_ms`, 30 s).
+            round_trip_timeout_ms: 10_000,
         }
     }
 }
@@ -197,6 +206,8 @@ pub struct Store {
     settings: StoreSettings,
     /// The query path's read connections.
     readers: Arc<Readers>,
+    /// The limit on each round trip of serving (PostgreSQL; none on SQLite).
+    deadline: Deadline,
 }
 
 impl Store {
@@ -273,12 +284,33 @@ impl Store {
             Engine::Sqlite => 8,
             Engine::Postgres => 16,
         };
-        let pool = AnyPoolOptions::new()
+        let deadline = match engine {
+            Engine::Sqlite => Deadline::NONE,
+            Engine::Postgres if settings.round_trip_timeout_ms == 0 => Deadline::NONE,
+            Engine::Postgres => Deadline::of_ms(settings.round_trip_timeout_ms),
+        };
+        let mut options = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             // A SQLite connection is a file handle in this process: a ping finds nothing the
             // statement itself would not, and costs a round trip to its thread per acquire.
-            .test_before_acquire(engine == Engine::Postgres)
+            // PostgreSQL's ping is the `before_acquire` below, within the deadline.
+            .test_before_acquire(false);
+        if deadline.limit().is_some() {
+            // sqlx's own pings, before an acquire and on release, wait as long as the socket
+            // does: a dead idle connection cost a whole acquire timeout, and a connection
+            // released as the server went silent held its pool slot for a quarter of an hour
+            // (enough of them, and no connection is left to heal with). Pinged here within
+            // the deadline, one that does not answer is closed (`Err`: closed without a
+            // goodbye) and the pool opens another. On release sqlx still pings after this one,
+            // which has just answered; pooled connections are released off the query path
+            // (reads and the ledger's writer keep theirs), so the second ping costs a Query
+            // nothing.
+            options = options
+                .before_acquire(bounded_ping(deadline))
+                .after_release(bounded_ping(deadline));
+        }
+        let pool = options
             .after_connect(move |conn, _meta| {
                 let activity = activity.clone();
                 Box::pin(async move {
@@ -312,6 +344,7 @@ impl Store {
                             let StoreSettings {
                                 lock_timeout_ms,
                                 idle_in_transaction_timeout_ms,
+                                round_trip_timeout_ms: _,
                             } = settings;
                             conn.execute(
                                 format!(
@@ -357,6 +390,7 @@ impl Store {
             write_turns: Default::default(),
             settings,
             readers,
+            deadline,
         })
     }
 
@@ -366,6 +400,13 @@ impl Store {
 
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// The limit to put on each round trip of serving ([`Deadline::run`]). A connection whose
+    /// round trip it ends is lost: close it (detached from the pool, or dropped back into it,
+    /// whose release ping is bounded too), never use it again.
+    pub fn deadline(&self) -> Deadline {
+        self.deadline
     }
 
     /// Waits for this process's turn to write `file`, on SQLite; PostgreSQL has no turn to
@@ -396,6 +437,24 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
         self.readers.close().await;
+    }
+}
+
+/// The pool's ping before an acquire and on release, given up at `deadline`.
+fn bounded_ping(
+    deadline: Deadline,
+) -> impl for<'c> Fn(
+    &'c mut AnyConnection,
+    sqlx::pool::PoolConnectionMetadata,
+) -> futures_util::future::BoxFuture<'c, Result<bool, sqlx::Error>>
++ Send
++ Sync
++ 'static {
+    move |conn, _meta| {
+        Box::pin(async move {
+            deadline.run(sqlx::Connection::ping(conn)).await?;
+            Ok(true)
+        })
     }
 }
 

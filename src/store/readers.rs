@@ -22,6 +22,13 @@
 //! next statement (as the pool's ping on release did), so the next reader sees a clean
 //! connection; one cancelled while its slot opens a connection puts the empty slot back.
 //! Reads only, never a transaction, which the ping's rollback would have had to undo.
+//!
+//! A read given up at its round trip's deadline ([`super::Deadline`]: the server went silent)
+//! is not tried again: unlike a socket a restart broke, which fails at once, a silent server
+//! would hold the second try as long as the first, and a fresh connection to it may hang in
+//! its connect as well. The read answers UNAVAILABLE at once, its connection is closed (it
+//! is mid-exchange, and a silent one would hold the next reader too), and the slot opens a
+//! fresh one for the next read.
 
 use std::time::Duration;
 
@@ -123,16 +130,17 @@ impl Reader<'_> {
     }
 
     /// What to do with a read's `result`: `Some` when it is the answer, `None` when the read
-    /// must run again on the new connection this opened (the kept one was [`lost`]; at most
-    /// once, as the new one is not kept). An error closes the connection: whatever broke the
-    /// statement may have broken the connection, and a new one is cheap.
+    /// must run again on the new connection this opened (the kept one was [`lost`], but not
+    /// given up at its deadline; at most once, as the new one is not kept). An error closes
+    /// the connection: whatever broke the statement may have broken the connection, and a new
+    /// one is cheap.
     pub(super) async fn settle<T>(
         &mut self,
         result: Result<T, sqlx::Error>,
     ) -> Result<Option<T>, StoreError> {
         match result {
             Ok(value) => Ok(Some(value)),
-            Err(e) if self.kept && lost(&e) => {
+            Err(e) if self.kept && lost(&e) && !super::timed_out(&e) => {
                 tracing::info!(error = %e, "store: a kept read connection is lost; reading on a new one");
                 self.reopen().await?;
                 Ok(None)

@@ -245,7 +245,7 @@ impl Store {
         };
         let mut reader = self.reader().await?;
         let rows = loop {
-            let rows = query().fetch_all(reader.conn()).await;
+            let rows = self.deadline.run(query().fetch_all(reader.conn())).await;
             if let Some(rows) = reader.settle(rows).await? {
                 break rows;
             }
@@ -257,10 +257,10 @@ impl Store {
     pub async fn subject_exists(&self, subject: &str) -> Result<bool, StoreError> {
         let mut reader = self.reader().await?;
         let row = loop {
-            let row = sqlx::query::<Any>("SELECT COUNT(*) FROM subjects WHERE id = $1")
+            let count = sqlx::query::<Any>("SELECT COUNT(*) FROM subjects WHERE id = $1")
                 .bind(subject)
-                .fetch_one(reader.conn())
-                .await;
+                .fetch_one(reader.conn());
+            let row = self.deadline.run(count).await;
             if let Some(row) = reader.settle(row).await? {
                 break row;
             }
@@ -283,8 +283,8 @@ impl Store {
         )
         .bind(low.to_vec())
         .bind(high.to_vec())
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(&self.pool);
+        let rows = self.deadline.run(rows).await?;
         let [r] = rows.as_slice() else {
             return Ok(None);
         };
@@ -323,8 +323,8 @@ impl Store {
         .bind(basis)
         .bind(now_ms)
         .bind(key.to_vec())
-        .execute(&self.pool)
-        .await?;
+        .execute(&self.pool);
+        let done = self.deadline.run(done).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -352,8 +352,8 @@ impl Store {
         .bind(now_ms)
         .bind(subject)
         .bind(item)
-        .execute(&self.pool)
-        .await?;
+        .execute(&self.pool);
+        let done = self.deadline.run(done).await?;
         Ok(done.rows_affected())
     }
 }

@@ -67,7 +67,7 @@ impl Store {
         };
         let mut reader = self.reader().await?;
         let rows = loop {
-            let rows = query().fetch_all(reader.conn()).await;
+            let rows = self.deadline.run(query().fetch_all(reader.conn())).await;
             if let Some(rows) = reader.settle(rows).await? {
                 break rows;
             }
