@@ -12,6 +12,7 @@
 
 pub mod activity;
 mod deadline;
+mod grouped_reads;
 mod migrations;
 mod readers;
 pub mod records;
@@ -26,8 +27,8 @@ use sqlx::{
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use self::deadline::{Deadline, timed_out};
-use self::readers::Readers;
 pub(crate) use self::readers::lost as connection_lost;
+use self::{grouped_reads::GroupedReads, readers::Readers};
 
 /// Read connections of the query path on SQLite, beside the pool's: as many as the cores the
 /// reads can use, and a few to spare for reads waiting on the disk.
@@ -208,6 +209,8 @@ pub struct Store {
     readers: Arc<Readers>,
     /// The limit on each round trip of serving (PostgreSQL; none on SQLite).
     deadline: Deadline,
+    /// The query path's reads of records, grouped onto those connections.
+    grouped_reads: Arc<GroupedReads>,
 }
 
 impl Store {
@@ -384,6 +387,7 @@ impl Store {
             Engine::Postgres => POSTGRES_READERS,
         };
         let readers = Arc::new(Readers::new(pool.clone(), readers, ACQUIRE_TIMEOUT));
+        let grouped_reads = Arc::new(GroupedReads::start(readers.clone(), engine, deadline));
         Ok(Self {
             pool,
             engine,
@@ -391,6 +395,7 @@ impl Store {
             settings,
             readers,
             deadline,
+            grouped_reads,
         })
     }
 
