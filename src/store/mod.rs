@@ -280,7 +280,7 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Engine::Postgres, url.to_owned(), None)
         } else {
-            return Err(StoreError::BadUrl(url.to_owned()));
+            return Err(StoreError::BadUrl(without_password(url)));
         };
         let max = match engine {
             // One writer at a time either way; readers run beside it in WAL mode.
@@ -445,6 +445,21 @@ impl Store {
     }
 }
 
+/// `url` as an error may show it: any user and password before the host are left out, as
+/// the URL of an unsupported engine (`mysql://user:secret@host/db`) may carry one.
+fn without_password(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// The pool's ping before an acquire and on release, given up at `deadline`.
 fn bounded_ping(
     deadline: Deadline,
@@ -503,6 +518,26 @@ async fn warn_if_built_with_global_mutexes(pool: &AnyPool) -> Result<(), StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unsupported_url_is_named_without_its_password() {
+        let Err(e) = Store::open("mysql://reader:s3cret@db.example:3306/credit").await else {
+            panic!("mysql is not an engine of the store");
+        };
+        let shown = e.to_string();
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("reader"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("mysql://…@db.example:3306/credit"),
+            "{shown}"
+        );
+        let Err(e) = Store::open("data/node.db").await else {
+            panic!("a path is not a URL");
+        };
+        assert!(e.to_string().contains("\"data/node.db\""), "{e}");
+    }
 
     #[test]
     fn placeholders_are_numbered_across_one_statement_on_postgres_and_anonymous_on_sqlite() {
