@@ -111,15 +111,15 @@ pub(crate) async fn render(sources: &Sources) -> String {
     );
     registry.register(
         "ledger_one_statement_batches",
-        "PostgreSQL: group commits made as one statement, the head update conditional, \
-         without locking the head first",
+        "Group commits made in one round trip (PostgreSQL: one statement; SQLite: one \
+         script), conditional on the head as this writer last saw it, without locking it first",
         counter(tally.one_statement),
     );
     registry.register(
         "ledger_head_moved",
-        "PostgreSQL: one-statement tries that found the head moved by another replica and \
-         went on in the locking transaction; a rate near ledger_batches means replicas \
-         contend for the ledger",
+        "One-trip tries that found the head moved by another replica or process and went \
+         on in the locking transaction; a rate near ledger_batches means they contend for \
+         the ledger",
         counter(tally.head_moved),
     );
     let waits = state.ledger().append_waits();

@@ -176,6 +176,9 @@ async fn the_metrics_count_what_the_node_did_and_name_no_one() {
     assert_eq!(get(&after, "credit_node_ledger_appends_total"), recorded);
     assert!(get(&after, "credit_node_ledger_batches_total") >= 1.0);
     assert_eq!(get(&after, "credit_node_ledger_failed_batches_total"), 0.0);
+    // On SQLite too a plain batch goes in one trip; this node alone writes its ledger.
+    assert!(get(&after, "credit_node_ledger_one_statement_batches_total") >= 1.0);
+    assert_eq!(get(&after, "credit_node_ledger_head_moved_total"), 0.0);
     // Two clients hold their connections open.
     assert!(get(&after, "credit_node_connections_open") >= 2.0);
     assert!(

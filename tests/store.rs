@@ -335,6 +335,75 @@ async fn sqlite_connections_share_no_global_mutex_and_map_the_records() {
     store.close().await;
 }
 
+/// Reads that arrive together go to the database as one statement (`store::grouped_reads`):
+/// each must still get exactly its own subject's records of its own items, whoever it was
+/// grouped with, a subject asked twice with other items, and one the store does not have.
+#[tokio::test]
+async fn reads_at_once_each_get_their_own_subjects_records_of_their_own_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog =
+        credit_node::catalog::Catalog::parse("demo.toml", credit_node::catalog::DEMO.as_bytes())
+            .unwrap();
+    let records: Vec<Record> =
+        credit_node::gen_data::generate(&catalog, "samr", 60, 7, date!(2026 - 11 - 01)).collect();
+    let mut subjects: Vec<&str> = records.iter().map(|r| r.subject.as_str()).collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    subjects.push("91110000100000001Y"); // valid, and never stored
+    let selections: [&[&str]; 4] = [
+        &["registration"],
+        &["admin-penalty", "dishonest-debtor"],
+        &[
+            "registration",
+            "admin-penalty",
+            "serious-untrustworthy",
+            "tax-credit-rating",
+        ],
+        &["inspection-notes", "social-insurance-arrears"],
+    ];
+    // Every subject with every selection: 4 reads of each subject, interleaved.
+    let asks: Vec<(&str, &[&str])> = selections
+        .iter()
+        .flat_map(|items| subjects.iter().map(move |s| (*s, *items)))
+        .collect();
+    let expected = |subject: &str, items: &[&str]| {
+        let mut mine: Vec<Record> = records
+            .iter()
+            .filter(|r| r.subject == subject && items.contains(&r.item.as_str()))
+            .cloned()
+            .collect();
+        mine.sort_by_key(Record::key);
+        mine
+    };
+    for (engine, store) in common::test_stores(dir.path()).await {
+        store
+            .insert_records(&records, catalog.subject_types(), 1)
+            .await
+            .unwrap();
+        let reads = asks.iter().map(|(s, items)| store.records_of(s, items));
+        let answers = futures_util::future::join_all(reads).await;
+        let mut found = 0;
+        for ((subject, items), answer) in asks.iter().zip(answers) {
+            let answer = answer.unwrap();
+            // In item order, then by decision date, as one subject's read always was.
+            assert!(
+                answer.is_sorted_by_key(|r| (r.item.clone(), r.decision_date)),
+                "{engine}: {subject} {items:?}"
+            );
+            let mut answer = answer;
+            answer.sort_by_key(Record::key);
+            assert_eq!(
+                answer,
+                expected(subject, items),
+                "{engine}: {subject} {items:?}"
+            );
+            found += answer.len();
+        }
+        assert!(found > subjects.len(), "{engine}: the reads found records");
+        store.close().await;
+    }
+}
+
 /// The query path reads through connections it keeps (on SQLite), not through the pool: each
 /// of them must see every commit made after its last read (a stale snapshot would disclose a
 /// record after its restoration), and a closed store must refuse reads.

@@ -764,11 +764,13 @@ impl Writer {
         })
     }
 
-    /// PostgreSQL, a plain batch (no quota charge, no tree head asked for): the batch as one
-    /// statement in autocommit, its head update conditional on the head this writer last saw
-    /// and every write gated on that update ([`conditional_sql`]). One round trip and its
-    /// commit instead of four: `BEGIN`, the head lock and `COMMIT` each waited for a busy core
-    /// on both sides, and every Query waits for its batch (promise 5; issue 5, BENCHMARKS.md).
+    /// A plain batch (no quota charge, no tree head asked for) in one round trip instead of
+    /// four: `BEGIN`, the head lock, the writes and `COMMIT` each waited for a busy core (on
+    /// PostgreSQL on both sides of the network, on SQLite for the connection's own thread), and
+    /// every Query waits for its batch (promise 5; issue 5, BENCHMARKS.md). SQLite takes
+    /// [`Writer::one_trip_sqlite`]; on PostgreSQL the batch is one statement in autocommit, its
+    /// head update conditional on the head this writer last saw and every write gated on that
+    /// update ([`conditional_sql`]).
     ///
     /// Why it is safe: one statement in autocommit is one transaction, so it commits whole or
     /// not at all, durably (`synchronous_commit` stays on). Where the head is not as expected
@@ -781,10 +783,6 @@ impl Writer {
     /// is due by the remembered head, is signed before the head is known: wrong only when the
     /// head moved, and then nothing of it is written.
     async fn try_conditional(&mut self, entries: &mut [Entry]) -> Result<Quick, LedgerError> {
-        if self.store.engine() != Engine::Postgres {
-            // SQLite's transaction is calls on one thread, no network round trips to save.
-            return Ok(Quick::Declined);
-        }
         let (Some(tree), Some(head)) = (self.frontier.as_ref(), self.head) else {
             return Ok(Quick::Declined);
         };
@@ -815,6 +813,23 @@ impl Writer {
             head: Some((size, sth_size, sth_ms)),
             presumed: None,
         };
+        if self.store.engine() == Engine::Sqlite {
+            let was = (head.size, head.sth_size, head.sth_timestamp_ms);
+            let trip = self.one_trip_sqlite(&writes, was).await?;
+            let committed = Committed { receipts, sth };
+            return Ok(match trip {
+                Trip::Committed => {
+                    self.settle(tree, size, sth_size, sth_ms);
+                    Quick::Committed(committed)
+                }
+                Trip::Refused => Quick::Declined,
+                Trip::Failed => Quick::Unsure(Unsure {
+                    first: head.size,
+                    leaf: first,
+                    committed,
+                }),
+            });
+        }
         let mut statements = vec![Statement::HeadIf(
             (size, sth_size, sth_ms),
             (head.size, head.sth_size, head.sth_timestamp_ms),
@@ -867,6 +882,93 @@ impl Writer {
         self.settle(tree, size, sth_size, sth_ms);
         Ok(Quick::Committed(Committed { receipts, sth }))
     }
+}
+
+impl Writer {
+    /// SQLite: `writes` (the head's update among them) as one script on the connection's
+    /// thread, `BEGIN; <guard>; <writes>; COMMIT`, sent in one command: sqlx runs a script's
+    /// statements one after another on that thread and stops at the first that fails. The
+    /// guard ([`Statement::HeadWas`]) is the transaction's first statement and its first
+    /// write, so it takes the activity file's write lock (only that file's: a deferred
+    /// `BEGIN`, where `IMMEDIATE` would lock the records file too) before it reads the head,
+    /// and fails the script, before anything is written, unless the head is still `was`, the
+    /// head this writer last saw (another process, an ingest or a second node on the file, may
+    /// have appended or signed since).
+    ///
+    /// The guard refused: [`Trip::Refused`], nothing written (the transaction is rolled
+    /// back), and the locking transaction reloads the frontier. Any other failure, the
+    /// `COMMIT`'s included, leaves it unknown whether the batch committed: [`Trip::Failed`],
+    /// and the locking transaction looks for its first leaf hash before it writes anything.
+    async fn one_trip_sqlite(
+        &mut self,
+        writes: &Writes<'_>,
+        was: (u64, u64, i64),
+    ) -> Result<Trip, LedgerError> {
+        let mut statements = vec![Statement::HeadWas(was)];
+        statements.extend(writes.statements());
+        let mut sql = String::from("BEGIN;");
+        let mut p = Engine::Sqlite.placeholders();
+        for statement in &statements {
+            statement.sql(&mut sql, &mut p);
+            sql.push(';');
+        }
+        sql.push_str("COMMIT");
+        let mut q = sqlx::query::<Any>(&sql);
+        for statement in &statements {
+            q = statement.bind(q)?;
+        }
+        let _turn = self.store.write_turn(crate::store::File::Activity).await;
+        let (mut conn, _) = self.connection().await?;
+        // Every statement's results, to the script's end: the `COMMIT` is its last.
+        let ran = async {
+            let mut results = sqlx::Executor::fetch_many(&mut *conn, q);
+            while results.try_next().await?.is_some() {}
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        match ran {
+            Ok(_) => {
+                self.conn = Some(conn);
+                self.tally.one_statement(true);
+                Ok(Trip::Committed)
+            }
+            Err(e) => {
+                let refused = guard_refused(&e);
+                // Ended here, not left for the next statement on this connection; a
+                // connection that cannot end it is closed, which ends it as well.
+                match sqlx::Executor::execute(&mut *conn, "ROLLBACK").await {
+                    Ok(_) => self.conn = Some(conn),
+                    Err(_) => discard(conn),
+                }
+                if refused {
+                    self.tally.one_statement(false);
+                    Ok(Trip::Refused)
+                } else {
+                    tracing::warn!(error = %e, "ledger: a one-trip batch failed; the locking \
+                        transaction finds out whether it committed");
+                    Ok(Trip::Failed)
+                }
+            }
+        }
+    }
+}
+
+/// How [`Writer::one_trip_sqlite`] ended.
+enum Trip {
+    Committed,
+    /// The head was not as remembered: nothing was written.
+    Refused,
+    /// It may or may not have committed.
+    Failed,
+}
+
+/// Whether `error` is [`Statement::HeadWas`]'s refusal: the head row's key taken, which only
+/// the guard's insert can meet (the head's own row is never inserted again otherwise).
+fn guard_refused(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| {
+        matches!(e.kind(), sqlx::error::ErrorKind::UniqueViolation)
+            && e.message().contains("ledger_head.id")
+    })
 }
 
 /// How the one-statement try of a batch ([`Writer::try_conditional`]) ended, short of an error.
@@ -984,6 +1086,9 @@ enum Statement<'a> {
     /// The head moved to the first (size, signed size, signed at ms) if it is still the
     /// second, returning its row if so: the gate of [`conditional_sql`].
     HeadIf((u64, u64, i64), (u64, u64, i64)),
+    /// SQLite: fails (the head row's key taken) unless the head is (size, signed size, signed
+    /// at ms); writes nothing either way: the guard of [`Writer::one_trip_sqlite`].
+    HeadWas((u64, u64, i64)),
 }
 
 impl<'a> Writes<'a> {
@@ -1161,6 +1266,7 @@ impl<'a> Statement<'a> {
             Statement::Sth(_) => 5,
             Statement::Head(..) => 3,
             Statement::HeadIf(..) => 6,
+            Statement::HeadWas(..) => 3,
         }
     }
 
@@ -1217,6 +1323,18 @@ impl<'a> Statement<'a> {
                     sql,
                     "UPDATE ledger_head SET size = {}, sth_size = {}, sth_timestamp_ms = {} \
                      WHERE id = 0",
+                    p.next(),
+                    p.next(),
+                    p.next()
+                );
+            }
+            Statement::HeadWas(..) => {
+                use std::fmt::Write as _;
+                let _ = write!(
+                    sql,
+                    "INSERT INTO ledger_head (id, size, sth_size, sth_timestamp_ms) \
+                     SELECT 0, 0, 0, 0 WHERE NOT EXISTS (SELECT 1 FROM ledger_head \
+                     WHERE id = 0 AND size = {} AND sth_size = {} AND sth_timestamp_ms = {})",
                     p.next(),
                     p.next(),
                     p.next()
@@ -1282,6 +1400,12 @@ impl<'a> Statement<'a> {
             }
             Statement::Head(size, sth_size, sth_ms) => {
                 q = q.bind(to_i64(size)?).bind(to_i64(sth_size)?).bind(sth_ms);
+            }
+            Statement::HeadWas((was, was_sth_size, was_sth_ms)) => {
+                q = q
+                    .bind(to_i64(was)?)
+                    .bind(to_i64(was_sth_size)?)
+                    .bind(was_sth_ms);
             }
             Statement::HeadIf((size, sth_size, sth_ms), (was, was_sth_size, was_sth_ms)) => {
                 q = q

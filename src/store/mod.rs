@@ -12,6 +12,7 @@
 
 pub mod activity;
 mod deadline;
+mod grouped_reads;
 mod migrations;
 mod readers;
 pub mod records;
@@ -26,8 +27,8 @@ use sqlx::{
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use self::deadline::{Deadline, timed_out};
-use self::readers::Readers;
 pub(crate) use self::readers::lost as connection_lost;
+use self::{grouped_reads::GroupedReads, readers::Readers};
 
 /// Read connections of the query path on SQLite, beside the pool's: as many as the cores the
 /// reads can use, and a few to spare for reads waiting on the disk.
@@ -208,6 +209,8 @@ pub struct Store {
     readers: Arc<Readers>,
     /// The limit on each round trip of serving (PostgreSQL; none on SQLite).
     deadline: Deadline,
+    /// The query path's reads of records, grouped onto those connections.
+    grouped_reads: Arc<GroupedReads>,
 }
 
 impl Store {
@@ -277,7 +280,7 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Engine::Postgres, url.to_owned(), None)
         } else {
-            return Err(StoreError::BadUrl(url.to_owned()));
+            return Err(StoreError::BadUrl(without_password(url)));
         };
         let max = match engine {
             // One writer at a time either way; readers run beside it in WAL mode.
@@ -384,6 +387,7 @@ impl Store {
             Engine::Postgres => POSTGRES_READERS,
         };
         let readers = Arc::new(Readers::new(pool.clone(), readers, ACQUIRE_TIMEOUT));
+        let grouped_reads = Arc::new(GroupedReads::start(readers.clone(), engine, deadline));
         Ok(Self {
             pool,
             engine,
@@ -391,6 +395,7 @@ impl Store {
             settings,
             readers,
             deadline,
+            grouped_reads,
         })
     }
 
@@ -437,6 +442,21 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
         self.readers.close().await;
+    }
+}
+
+/// `url` as an error may show it: any user and password before the host are left out, as
+/// the URL of an unsupported engine (`mysql://user:secret@host/db`) may carry one.
+fn without_password(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -498,6 +518,26 @@ async fn warn_if_built_with_global_mutexes(pool: &AnyPool) -> Result<(), StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unsupported_url_is_named_without_its_password() {
+        let Err(e) = Store::open("mysql://reader:s3cret@db.example:3306/credit").await else {
+            panic!("mysql is not an engine of the store");
+        };
+        let shown = e.to_string();
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("reader"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("mysql://…@db.example:3306/credit"),
+            "{shown}"
+        );
+        let Err(e) = Store::open("data/node.db").await else {
+            panic!("a path is not a URL");
+        };
+        assert!(e.to_string().contains("\"data/node.db\""), "{e}");
+    }
 
     #[test]
     fn placeholders_are_numbered_across_one_statement_on_postgres_and_anonymous_on_sqlite() {

@@ -71,6 +71,11 @@ impl Readers {
         }
     }
 
+    /// How many connections the bag holds, checked out or not.
+    pub(super) fn size(&self) -> usize {
+        self.size
+    }
+
     pub(super) async fn get(&self) -> Result<Reader<'_>, StoreError> {
         // A closed store reads nothing, like the pool it replaces.
         if self.pool.is_closed() {

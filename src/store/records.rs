@@ -14,7 +14,7 @@ use crate::{
     records::{Basis, Designation, Record, Restoration},
 };
 
-const COLUMNS: &str = "record_key, subject_id, item_id, fields, basis_kind, basis_number, \
+pub(super) const COLUMNS: &str = "record_key, subject_id, item_id, fields, basis_kind, basis_number, \
     basis_date, basis_issuer, severity, decision_date, disclosure_end, restored_on, \
     restoration_basis, designated_on, removal_conditions, removed_on, removal_basis, ingested_ms";
 const NCOLS: usize = 18;
@@ -220,7 +220,8 @@ impl Store {
 
     /// The stored records of a subject for `items`, disclosable or not; the query path
     /// filters with [`Record::disclosable`] so that promise 8 has one implementation. Only the
-    /// items asked for are read: a subject may have many records of other items.
+    /// items asked for are read: a subject may have many records of other items. Reads that
+    /// arrive together go to the database together ([`super::grouped_reads`]).
     pub async fn records_of(
         &self,
         subject: &str,
@@ -229,28 +230,7 @@ impl Store {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let mut p = self.engine.placeholders();
-        let mut sql = format!(
-            "SELECT {COLUMNS} FROM records WHERE subject_id = {} AND item_id IN (",
-            p.next()
-        );
-        p.list(&mut sql, items.len());
-        sql.push_str(") ORDER BY item_id, decision_date");
-        let query = || {
-            let mut q = sqlx::query::<Any>(&sql).bind(subject);
-            for item in items {
-                q = q.bind(*item);
-            }
-            q
-        };
-        let mut reader = self.reader().await?;
-        let rows = loop {
-            let rows = self.deadline.run(query().fetch_all(reader.conn())).await;
-            if let Some(rows) = reader.settle(rows).await? {
-                break rows;
-            }
-        };
-        rows.iter().map(record_from_row).collect()
+        self.grouped_reads.records_of(subject, items).await
     }
 
     /// Whether the subject is known at all (for enumeration detection and "not found").
@@ -402,7 +382,7 @@ fn opt_date_col(row: &AnyRow, column: &str) -> Result<Option<Date>, StoreError> 
         .transpose()
 }
 
-fn record_from_row(row: &AnyRow) -> Result<Record, StoreError> {
+pub(super) fn record_from_row(row: &AnyRow) -> Result<Record, StoreError> {
     let get = |c: &str| -> Result<String, StoreError> { Ok(row.try_get::<String, _>(c)?) };
     let fields: BTreeMap<String, String> = serde_json::from_str(&get("fields")?)
         .map_err(|e| StoreError::Corrupt(format!("fields: {e}")))?;
