@@ -5,14 +5,8 @@
 
 mod common;
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicI64, Ordering},
-};
-
-use common::{TestPki, endpoint};
+use common::{TestPki, endpoint, registration_row};
 use credit_node::{
-    clock::Clock,
     identifier::Uscc,
     identity::{Kind, SpiffeId},
     ledger::{
@@ -31,43 +25,13 @@ use tonic::{Code, transport::Channel};
 
 const TAX_B: &str = "spiffe://region-b.credit.test/dept/tax";
 
-/// A clock the test moves forward: quota windows follow it, so no test waits for a new day.
-#[derive(Clone)]
-struct TestClock(Arc<AtomicI64>);
-
-impl TestClock {
-    fn new() -> Self {
-        // 2026-11-23 10:00 UTC
-        Self(Arc::new(AtomicI64::new(1_795_428_000)))
-    }
-    fn clock(&self) -> Clock {
-        let secs = self.0.clone();
-        Clock::from_fn(move || {
-            time::OffsetDateTime::from_unix_timestamp(secs.load(Ordering::SeqCst)).unwrap()
-        })
-    }
-    fn advance_days(&self, days: i64) {
-        self.0.fetch_add(days * 86_400, Ordering::SeqCst);
-    }
+/// 2026-11-23 10:00 UTC: quota windows follow the test's clock, so no test waits for a new day.
+fn test_clock() -> common::SetClock {
+    common::SetClock::at(1_795_428_000)
 }
 
 fn subject(n: u64) -> String {
     Uscc::from_seed(n).to_string()
-}
-
-fn registration(subject: &str) -> String {
-    json!({
-        "subject": subject, "item": "registration",
-        "fields": {
-            "uscc": subject, "name": "杭州星河网络科技有限公司", "status": "存续",
-            "established": "2009-03-17", "registered_capital": "1500000.00", "division": "330106",
-            "legal_rep_name": "欧阳娜娜", "legal_rep_id": "11010519491231002X",
-            "legal_rep_mobile": "13812341234"
-        },
-        "basis": {"kind": "营业执照", "number": format!("REG-{subject}"), "date": "2009-03-17", "issuer": "samr"},
-        "decision_date": "2009-03-17"
-    })
-    .to_string()
 }
 
 struct Node {
@@ -78,7 +42,7 @@ struct Node {
 
 /// A region-A node with `harvest` as its `[harvest]` config and registrations of subjects
 /// `0..subjects` ingested by its operator.
-async fn start(harvest: &str, clock: &TestClock, subjects: u64) -> Node {
+async fn start(harvest: &str, clock: &common::SetClock, subjects: u64) -> Node {
     let pki = TestPki::new();
     let path = pki.dir.path().join("node.toml");
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
@@ -94,7 +58,9 @@ async fn start(harvest: &str, clock: &TestClock, subjects: u64) -> Node {
 }
 
 async fn ingest(pki: &TestPki, node: &RunningNode, subjects: u64) {
-    let rows = (0..subjects).map(|n| registration(&subject(n))).collect();
+    let rows = (0..subjects)
+        .map(|n| registration_row(&subject(n)))
+        .collect();
     let mut admin =
         AdministrationClient::new(channel(pki, node, REGION_A, Kind::Operator, "admin").await);
     admin
@@ -197,7 +163,7 @@ distinct_subjects = 3
 
 #[tokio::test]
 async fn the_next_new_subject_over_the_quota_is_refused_but_repeats_still_pass() {
-    let clock = TestClock::new();
+    let clock = test_clock();
     let n = start(QUOTA_3, &clock, 6).await;
     let mut tax = client(&n, REGION_B, "tax").await;
     for i in 0..3 {
@@ -265,7 +231,7 @@ async fn the_next_new_subject_over_the_quota_is_refused_but_repeats_still_pass()
 
 #[tokio::test]
 async fn a_batch_counts_every_subject_and_is_refused_whole() {
-    let clock = TestClock::new();
+    let clock = test_clock();
     let n = start(QUOTA_3, &clock, 6).await;
     let mut tax = client(&n, REGION_B, "tax").await;
     let first: Vec<String> = (0..2).map(subject).collect();
@@ -307,7 +273,7 @@ async fn a_batch_counts_every_subject_and_is_refused_whole() {
 /// new limits, and the subject refused a moment ago is answered.
 #[tokio::test]
 async fn a_reload_applies_new_harvest_limits() {
-    let clock = TestClock::new();
+    let clock = test_clock();
     let n = start(QUOTA_3, &clock, 6).await;
     let mut tax = client(&n, REGION_B, "tax").await;
     for i in 0..3 {
@@ -381,7 +347,7 @@ distinct_subjects = 100
 
 #[tokio::test]
 async fn bursts_are_refused_with_a_retry_time_recover_and_fold_into_one_entry() {
-    let clock = TestClock::new();
+    let clock = test_clock();
     let n = start(BURST_5, &clock, 2).await;
     let mut tax = client(&n, REGION_B, "tax").await;
     let s = subject(0);
@@ -444,7 +410,7 @@ async fn bursts_are_refused_with_a_retry_time_recover_and_fold_into_one_entry() 
 
 #[tokio::test]
 async fn a_batch_beyond_the_burst_is_refused_before_anything_is_read() {
-    let clock = TestClock::new();
+    let clock = test_clock();
     let n = start(BURST_5, &clock, 8).await;
     let mut tax = client(&n, REGION_B, "tax").await;
     let six: Vec<String> = (0..6).map(subject).collect();
@@ -487,7 +453,7 @@ fn sequential(n: u32) -> String {
 
 #[tokio::test]
 async fn sequential_identifiers_raise_an_alert_and_suspend_the_caller() {
-    let clock = TestClock::new();
+    let clock = test_clock();
     let n = start(ENUMERATION, &clock, 1).await;
     let mut tax = client(&n, REGION_B, "tax").await;
     for i in 0..4 {
@@ -544,7 +510,7 @@ async fn sequential_identifiers_raise_an_alert_and_suspend_the_caller() {
 async fn lifting_a_suspension_replaced_by_a_newer_alert_lifts_nothing_over_mtls() {
     use credit_node::{ledger::entry::Entry, proto::ledger_review_client::LedgerReviewClient};
     use sqlx::Executor;
-    let clock = TestClock::new();
+    let clock = test_clock();
     let n = start(ENUMERATION, &clock, 1).await;
     let mut tax = client(&n, REGION_B, "tax").await;
     for i in 0..4 {
@@ -651,7 +617,7 @@ async fn lifting_a_suspension_replaced_by_a_newer_alert_lifts_nothing_over_mtls(
 #[tokio::test]
 async fn an_alert_whose_suspension_was_not_stored_is_raised_again() {
     use sqlx::Executor;
-    let clock = TestClock::new();
+    let clock = test_clock();
     let n = start(ENUMERATION, &clock, 1).await;
     let store = n.node.state().store();
     store
@@ -713,7 +679,7 @@ async fn an_alert_whose_suspension_was_not_stored_is_raised_again() {
 #[tokio::test]
 async fn a_query_whose_alert_found_the_caller_suspended_already_is_refused() {
     use credit_node::harvest::{Suspension, quota::QuotaStore};
-    let clock = TestClock::new();
+    let clock = test_clock();
     let n = start(ENUMERATION, &clock, 1).await;
     let mut tax = client(&n, REGION_B, "tax").await;
     for i in 0..3 {
@@ -762,7 +728,7 @@ distinct_subjects = 1000
 
 #[tokio::test]
 async fn many_misses_raise_one_alert_and_flagging_does_not_suspend() {
-    let clock = TestClock::new();
+    let clock = test_clock();
     let n = start(FLAG_ONLY, &clock, 1).await;
     let mut tax = client(&n, REGION_B, "tax").await;
     // Guessed identifiers the node knows nothing about, far apart.
@@ -796,7 +762,7 @@ async fn many_misses_raise_one_alert_and_flagging_does_not_suspend() {
 /// items only is still no miss, so asking about such subjects raises no alert.
 #[tokio::test]
 async fn subjects_known_for_other_items_are_no_misses() {
-    let clock = TestClock::new();
+    let clock = test_clock();
     let n = start(FLAG_ONLY, &clock, 0).await;
     let penalties = (0..10u64)
         .map(|i| {
@@ -846,7 +812,7 @@ async fn replicas_on_one_postgresql_share_the_quota() {
         return; // postgres_url says it was skipped
     };
     let pki = TestPki::new();
-    let clock = TestClock::new();
+    let clock = test_clock();
     let mut nodes = Vec::new();
     for replica in ["one", "two"] {
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));

@@ -193,10 +193,6 @@ async fn an_intermediate_listed_as_a_root_is_refused_by_the_config() {
 /// be.
 #[tokio::test]
 async fn an_intermediate_that_expires_on_an_open_connection_refuses_its_leaf_from_then_on() {
-    use std::sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    };
     let pki = TestPki::new();
     pki::issue_intermediate_valid_for(&pki.layout, REGION_A, INTERMEDIATE, 30)
         .expect("a short-lived intermediate CA");
@@ -215,16 +211,9 @@ async fn an_intermediate_that_expires_on_an_open_connection_refuses_its_leaf_fro
         "the leaf outlives its CA"
     );
 
-    let now = Arc::new(AtomicI64::new(
-        time::OffsetDateTime::now_utc().unix_timestamp(),
-    ));
-    let read = Arc::clone(&now);
-    let clock = credit_node::clock::Clock::from_fn(move || {
-        time::OffsetDateTime::from_unix_timestamp(read.load(Ordering::Relaxed))
-            .expect("a time in range")
-    });
+    let now = common::SetClock::now();
     let config = pki.write_config_with_crls(REGION_A, REGION_A, &both_crls(&pki));
-    let node = common::start_with_clock(&config, clock).await;
+    let node = common::start_with_clock(&config, now.clock()).await;
     let channel = client::connect(&endpoint(&node), pki.client_tls(&cert, &key))
         .await
         .expect("the whole chain is valid today");
@@ -233,7 +222,7 @@ async fn an_intermediate_that_expires_on_an_open_connection_refuses_its_leaf_fro
         .await
         .expect("valid: answered");
 
-    now.store(intermediate_ends + 1, Ordering::Relaxed);
+    now.set(intermediate_ends + 1);
     let status = api
         .who_am_i(proto::WhoAmIRequest {})
         .await

@@ -381,17 +381,9 @@ async fn every_connection_is_a_full_handshake() {
 /// refused on the connection opened while it was valid, and nothing is answered.
 #[tokio::test]
 async fn a_certificate_that_expires_on_an_open_connection_is_refused_from_then_on() {
-    use std::sync::atomic::{AtomicI64, Ordering};
     let pki = TestPki::new();
-    let now = Arc::new(AtomicI64::new(
-        time::OffsetDateTime::now_utc().unix_timestamp(),
-    ));
-    let read = Arc::clone(&now);
-    let clock = credit_node::clock::Clock::from_fn(move || {
-        time::OffsetDateTime::from_unix_timestamp(read.load(Ordering::Relaxed))
-            .expect("a time in range")
-    });
-    let node = common::start_with_clock(&pki.write_config(REGION_A), clock).await;
+    let now = common::SetClock::now();
+    let node = common::start_with_clock(&pki.write_config(REGION_A), now.clock()).await;
     let (cert, key) = pki.identity(REGION_A, Kind::Dept, "tax");
     let caller = tls::caller_from_cert(&tls::load_certs(&cert).expect("cert")[0]).expect("caller");
     let channel = client::connect(&common::endpoint(&node), pki.client_tls(&cert, &key))
@@ -402,7 +394,7 @@ async fn a_certificate_that_expires_on_an_open_connection_is_refused_from_then_o
         .await
         .expect("valid: answered");
 
-    now.store(caller.not_after_unix + 1, Ordering::Relaxed);
+    now.set(caller.not_after_unix + 1);
     let status = api
         .who_am_i(proto::WhoAmIRequest {})
         .await

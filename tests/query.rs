@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::TestPki;
+use common::{MOBILE, REP_ID, TestPki, registration_row};
 use credit_node::{
     clock::Clock,
     identifier::Uscc,
@@ -16,28 +16,10 @@ use credit_node::{
     },
     server::RunningNode,
 };
-use serde_json::json;
 use tonic::Code;
-
-const REP_ID: &str = "11010519491231002X";
-const MOBILE: &str = "13812341234";
 
 fn today() -> Clock {
     Clock::fixed(time::macros::datetime!(2026-11-23 10:00 UTC))
-}
-
-fn registration(subject: &str) -> String {
-    json!({
-        "subject": subject, "item": "registration",
-        "fields": {
-            "uscc": subject, "name": "杭州星河网络科技有限公司", "status": "存续",
-            "established": "2009-03-17", "registered_capital": "1500000.00", "division": "330106",
-            "legal_rep_name": "欧阳娜娜", "legal_rep_id": REP_ID, "legal_rep_mobile": MOBILE
-        },
-        "basis": {"kind": "营业执照", "number": format!("REG-{subject}"), "date": "2009-03-17", "issuer": "samr"},
-        "decision_date": "2009-03-17"
-    })
-    .to_string()
 }
 
 struct Fixture {
@@ -51,7 +33,7 @@ async fn fixture() -> Fixture {
     let node = common::start_with_clock(&pki.write_config(REGION_A), today()).await;
     let subject = Uscc::from_seed(42).to_string();
     let rows = vec![
-        registration(&subject),
+        registration_row(&subject),
         common::penalty_row(&subject, "浙市监罚〔2026〕1号", "2026-05-01"), // current until 2027-05-01
         common::penalty_row(&subject, "浙市监罚〔2024〕7号", "2024-05-01"), // expired 2025-05-01
         common::penalty_row(&subject, "浙市监罚〔2026〕2号", "2026-06-01"), // restored below
@@ -108,7 +90,7 @@ async fn node_with_a_registration(
     let mut admin = admin_as(pki, &node, REGION_A, Kind::Operator, "admin").await;
     admin
         .ingest_records(proto::IngestRecordsRequest {
-            json_lines: vec![registration(&subject)],
+            json_lines: vec![registration_row(&subject)],
         })
         .await
         .expect("operator ingests");
@@ -601,7 +583,7 @@ async fn only_this_departments_operators_reach_administration() {
         let mut admin = admin_as(&f.pki, &f.node, region, kind, id).await;
         let status = admin
             .ingest_records(proto::IngestRecordsRequest {
-                json_lines: vec![registration(&Uscc::from_seed(9).to_string())],
+                json_lines: vec![registration_row(&Uscc::from_seed(9).to_string())],
             })
             .await
             .unwrap_err();
@@ -671,8 +653,8 @@ async fn only_this_departments_operators_reach_administration() {
 
     // A bad row in an operator's batch: nothing written, the row named.
     let mut admin = admin_as(&f.pki, &f.node, REGION_A, Kind::Operator, "admin").await;
-    let good = registration(&Uscc::from_seed(10).to_string());
-    let bad = registration(&Uscc::from_seed(11).to_string()).replace("营业执照", "");
+    let good = registration_row(&Uscc::from_seed(10).to_string());
+    let bad = registration_row(&Uscc::from_seed(11).to_string()).replace("营业执照", "");
     let status = admin
         .ingest_records(proto::IngestRecordsRequest {
             json_lines: vec![good, bad],
@@ -1035,7 +1017,7 @@ async fn administration_is_on_record_before_it_takes_effect() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     let status = admin
         .ingest_records(proto::IngestRecordsRequest {
-            json_lines: vec![registration(&Uscc::from_seed(12).to_string())],
+            json_lines: vec![registration_row(&Uscc::from_seed(12).to_string())],
         })
         .await
         .unwrap_err();

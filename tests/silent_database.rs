@@ -14,7 +14,7 @@ use std::{
     },
 };
 
-use common::TestPki;
+use common::{REP_ID, TestPki, registration_row};
 use credit_node::{
     identifier::Uscc,
     identity::Kind,
@@ -24,7 +24,6 @@ use credit_node::{
         self, administration_client::AdministrationClient, credit_query_client::CreditQueryClient,
     },
 };
-use serde_json::json;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{
@@ -33,8 +32,6 @@ use tokio::{
     },
 };
 use tonic::Code;
-
-const REP_ID: &str = "11010519491231002X";
 
 /// A TCP relay to one address whose connections can be frozen: [`Relay::freeze`] stops every
 /// connection open at that moment from passing anything on, in either direction, closing
@@ -125,20 +122,6 @@ async fn relayed(url: &str, addr: SocketAddr) -> (String, SocketAddr) {
     (format!("{scheme}://{user}{addr}{path}"), target)
 }
 
-fn registration(subject: &str) -> String {
-    json!({
-        "subject": subject, "item": "registration",
-        "fields": {
-            "uscc": subject, "name": "杭州星河网络科技有限公司", "status": "存续",
-            "established": "2009-03-17", "registered_capital": "1500000.00", "division": "330106",
-            "legal_rep_name": "欧阳娜娜", "legal_rep_id": REP_ID, "legal_rep_mobile": "13812341234"
-        },
-        "basis": {"kind": "营业执照", "number": format!("REG-{subject}"), "date": "2009-03-17", "issuer": "samr"},
-        "decision_date": "2009-03-17"
-    })
-    .to_string()
-}
-
 fn ask(subject: &str) -> proto::QueryRequest {
     proto::QueryRequest {
         subject: subject.into(),
@@ -219,7 +202,7 @@ async fn a_silent_database_is_given_up_unavailable_and_the_node_heals_on_new_con
     let operator = pki.channel(&node, REGION_A, Kind::Operator, "admin").await;
     AdministrationClient::new(operator)
         .ingest_records(proto::IngestRecordsRequest {
-            json_lines: vec![registration(&subject)],
+            json_lines: vec![registration_row(&subject)],
         })
         .await
         .expect("operator ingests");

@@ -263,6 +263,62 @@ pub async fn fail_ledger_writes(store: &credit_node::store::Store, fail: bool) {
     store.pool().execute(sql).await.expect("ledger trigger");
 }
 
+/// A clock the test sets: the node started with [`SetClock::clock`] reads the Unix seconds it
+/// holds, so a test reaches a certificate's end or a new quota window without waiting.
+#[derive(Clone)]
+pub struct SetClock(Arc<std::sync::atomic::AtomicI64>);
+
+impl SetClock {
+    pub fn at(unix_seconds: i64) -> Self {
+        Self(Arc::new(std::sync::atomic::AtomicI64::new(unix_seconds)))
+    }
+
+    /// Starting at the real time.
+    pub fn now() -> Self {
+        Self::at(time::OffsetDateTime::now_utc().unix_timestamp())
+    }
+
+    pub fn clock(&self) -> credit_node::clock::Clock {
+        let seconds = Arc::clone(&self.0);
+        credit_node::clock::Clock::from_fn(move || {
+            time::OffsetDateTime::from_unix_timestamp(
+                seconds.load(std::sync::atomic::Ordering::SeqCst),
+            )
+            .expect("a time in range")
+        })
+    }
+
+    pub fn set(&self, unix_seconds: i64) {
+        self.0
+            .store(unix_seconds, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn advance_days(&self, days: i64) {
+        self.0
+            .fetch_add(days * 86_400, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The legal representative's identity number and mobile in [`registration_row`]: personal
+/// fields, which tests look for where they must not appear.
+pub const REP_ID: &str = "11010519491231002X";
+pub const MOBILE: &str = "13812341234";
+
+/// An ingest row: `subject`'s business registration, its legal representative [`REP_ID`].
+pub fn registration_row(subject: &str) -> String {
+    serde_json::json!({
+        "subject": subject, "item": "registration",
+        "fields": {
+            "uscc": subject, "name": "杭州星河网络科技有限公司", "status": "存续",
+            "established": "2009-03-17", "registered_capital": "1500000.00", "division": "330106",
+            "legal_rep_name": "欧阳娜娜", "legal_rep_id": REP_ID, "legal_rep_mobile": MOBILE
+        },
+        "basis": {"kind": "营业执照", "number": format!("REG-{subject}"), "date": "2009-03-17", "issuer": "samr"},
+        "decision_date": "2009-03-17"
+    })
+    .to_string()
+}
+
 /// An ingest row: an ordinary administrative penalty of `subject`, decided on `decided`.
 pub fn penalty_row(subject: &str, number: &str, decided: &str) -> String {
     serde_json::json!({
