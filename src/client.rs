@@ -10,7 +10,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::tls::{self, TlsError};
+use crate::{
+    identity::SpiffeId,
+    tls::{self, TlsError},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -101,6 +104,27 @@ pub async fn connect_within(
     config: Arc<rustls::ClientConfig>,
     limits: Limits,
 ) -> Result<Channel, ClientError> {
+    open(endpoint, config, limits, None).await
+}
+
+/// [`connect`] to the node `node` only: its certificate must name that SPIFFE ID, or nothing is
+/// sent. Any certificate of a CA in the bundle that names the endpoint's host would do
+/// otherwise, another department's node or a client's certificate among them: the CA vouches
+/// for the identity, the endpoint's host alone does not say which identity is wanted.
+pub async fn connect_to_node(
+    endpoint: &str,
+    config: Arc<rustls::ClientConfig>,
+    node: &SpiffeId,
+) -> Result<Channel, ClientError> {
+    open(endpoint, config, LIMITS, Some(node.clone())).await
+}
+
+async fn open(
+    endpoint: &str,
+    config: Arc<rustls::ClientConfig>,
+    limits: Limits,
+    node: Option<SpiffeId>,
+) -> Result<Channel, ClientError> {
     let bad = |reason: &str| ClientError::Endpoint {
         endpoint: endpoint.to_owned(),
         reason: reason.to_owned(),
@@ -136,10 +160,15 @@ pub async fn connect_within(
             let connector = connector.clone();
             let server_name = server_name.clone();
             let target = target.clone();
+            let node = node.clone();
             let connection = async move {
                 let tcp = TcpStream::connect((target.0.as_str(), target.1)).await?;
                 let _ = tcp.set_nodelay(true);
                 let tls = connector.connect(server_name, tcp).await?;
+                if let Some(node) = &node {
+                    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                    expect_node(leaf, node)?;
+                }
                 // In TLS 1.3 our side of the handshake ends before the node has checked our
                 // certificate; its verdict arrives with its first bytes. Wait for them here,
                 // where a refusal is read as the node's alert, not as a broken HTTP/2 write.
@@ -174,6 +203,28 @@ pub async fn connect_within(
             },
         })?;
     Ok(channel)
+}
+
+/// Whether the node's certificate `leaf` names `node`: refused before anything is sent.
+fn expect_node(
+    leaf: Option<&rustls::pki_types::CertificateDer<'_>>,
+    node: &SpiffeId,
+) -> Result<(), std::io::Error> {
+    let refused =
+        |reason: String| std::io::Error::new(std::io::ErrorKind::PermissionDenied, reason);
+    match leaf.map(tls::spiffe_id_of) {
+        Some(Ok(id)) if id == *node => Ok(()),
+        Some(Ok(id)) => Err(refused(format!(
+            "the node's certificate names {id}, not {node} (--node): nothing was sent"
+        ))),
+        Some(Err(e)) => Err(refused(format!(
+            "the node's certificate names no SPIFFE ID ({e}); --node expects {node}: nothing \
+             was sent"
+        ))),
+        None => Err(refused(format!(
+            "the node sent no certificate; --node expects {node}: nothing was sent"
+        ))),
+    }
 }
 
 /// Why we refused the node's certificate, said in the terms of the client's own files: rustls's

@@ -322,6 +322,31 @@ fn whoami_command_prints_the_identity_as_json() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // With --node the node's certificate must name that node: another identity its CA vouches
+    // for is not talked to, and a --node that is not a SPIFFE ID is bad input.
+    let hrss = "spiffe://region-b.credit.test/dept/hrss";
+    let out = whoami_with(&cert, &key, &ca_b, &["--node", hrss]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tax = "spiffe://region-b.credit.test/dept/tax";
+    let out = whoami_with(&cert, &key, &ca_b, &["--node", tax]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the node's certificate names {hrss}, not {tax} (--node): nothing was sent"
+        )),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing printed");
+    let out = whoami_with(&cert, &key, &ca_b, &["--node", "hrss"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--node \"hrss\""), "{stderr}");
     let (node_kind, node_id) = REGION_B_IDENTITIES[0];
     let (node_cert, _) = pki.identity(REGION_B, node_kind, node_id);
     pki::revoke(&pki.layout, REGION_B, &node_cert).expect("revoke the node's certificate");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
 
 use super::{CliError, whoami::describe_status};
-use crate::client;
+use crate::{client, identity::SpiffeId};
 
 /// The node, our identity, and what the node's certificate must chain to.
 #[derive(clap::Args, Debug)]
@@ -28,6 +28,11 @@ pub struct Connect {
     /// revoked node is not talked to. Without any, revocation is not checked.
     #[arg(long)]
     pub crl: Vec<PathBuf>,
+    /// The node's own SPIFFE ID, e.g. spiffe://region-a.credit.test/dept/samr: its certificate
+    /// must name it, or nothing is sent. Without it, any certificate of the CA bundle that
+    /// names the endpoint's host is taken for the node.
+    #[arg(long)]
+    pub node: Option<String>,
 }
 
 impl Connect {
@@ -35,8 +40,18 @@ impl Connect {
     pub async fn channel(&self) -> Result<Channel, CliError> {
         let cas: Vec<&Path> = self.ca.iter().map(PathBuf::as_path).collect();
         let crls: Vec<&Path> = self.crl.iter().map(PathBuf::as_path).collect();
+        let node = match &self.node {
+            Some(node) => Some(
+                SpiffeId::parse(node)
+                    .map_err(|e| CliError::Input(format!("--node {node:?}: {e}")))?,
+            ),
+            None => None,
+        };
         let tls = client::tls_config_checking_crls(&self.cert, &self.key, &cas, &crls)?;
-        Ok(client::connect(&self.endpoint, tls).await?)
+        Ok(match &node {
+            Some(node) => client::connect_to_node(&self.endpoint, tls, node).await?,
+            None => client::connect(&self.endpoint, tls).await?,
+        })
     }
 }
 
