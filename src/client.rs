@@ -53,7 +53,9 @@ pub fn tls_config_checking_crls(
     let private = tls::load_key(key)?;
     let mut roots = Vec::new();
     for ca in cas {
-        roots.extend(tls::load_certs(ca)?);
+        // Roots only, as a node's own trust domains: an intermediate given here would be an
+        // anchor, and `--crl` would never reach it.
+        roots.extend(tls::load_roots(ca)?);
     }
     let mut revocations = Vec::new();
     for crl in crls {

@@ -74,8 +74,9 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 /// Reads a trust domain's `ca` bundle and refuses any certificate in it that is not a root CA
 /// (self-issued, with `cA` set). A certificate in the bundle becomes a trust anchor, and webpki
 /// never checks an anchor's revocation: an intermediate listed here would stay trusted after
-/// its root revokes it, which is exactly what promise 1 forbids. Clients send their
-/// intermediates in their chains, where every link is checked.
+/// its root revokes it, which is exactly what promise 1 forbids. Peers send their
+/// intermediates in their chains, where every link is checked. The node's trust domains and
+/// the client commands' `--ca` both read their bundles through it.
 pub fn load_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = load_certs(path)?;
     for (i, cert) in certs.iter().enumerate() {
@@ -88,7 +89,7 @@ pub fn load_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
                 format_args!(
                     "certificate {} ({subject}) is not a root CA: it was issued by {}; list \
                      only the trust domain's root CAs here (a listed certificate is a trust \
-                     anchor, never checked for revocation); clients send intermediates in \
+                     anchor, never checked for revocation); peers send intermediates in \
                      their chains",
                     i + 1,
                     parsed.issuer()

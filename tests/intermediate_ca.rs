@@ -187,6 +187,36 @@ async fn an_intermediate_listed_as_a_root_is_refused_by_the_config() {
     }
 }
 
+/// The client commands read `--ca` by the same rule: an intermediate there would be a trust
+/// anchor, which `--crl` never reaches, so a node certificate it issued would stay trusted
+/// after the root revokes it.
+#[test]
+fn an_intermediate_given_to_a_client_as_a_ca_is_refused() {
+    let (pki, cert, key) = pki_with_intermediate();
+    let bundle = pki
+        .layout
+        .intermediate_dir(REGION_A, INTERMEDIATE)
+        .join("client-bundle.crt");
+    let mut pem = std::fs::read_to_string(pki.layout.ca_cert(REGION_A)).unwrap();
+    pem.push_str(
+        &std::fs::read_to_string(pki.layout.intermediate_cert(REGION_A, INTERMEDIATE)).unwrap(),
+    );
+    std::fs::write(&bundle, pem).unwrap();
+    let err = credit_node::client::tls_config_from_files(&cert, &key, &[&bundle])
+        .expect_err("an intermediate as the client's trust anchor must be refused");
+    let message = err.to_string();
+    for part in [
+        &bundle.display().to_string(),
+        "certificate 2",
+        "is not a root CA",
+    ] {
+        assert!(message.contains(part), "{part:?} missing from: {message}");
+    }
+    // The root alone is what --ca takes.
+    let root = pki.layout.ca_cert(REGION_A);
+    assert!(credit_node::client::tls_config_from_files(&cert, &key, &[&root]).is_ok());
+}
+
 /// A connection can outlive its chain as well as its leaf: a leaf whose intermediate CA expires
 /// before it (nothing stops a CA from issuing past its own end) is refused on the connection it
 /// opened while both were valid, from the intermediate's notAfter on, as a new handshake would
