@@ -81,16 +81,7 @@ async fn client(n: &Node, region: &str, id: &str) -> CreditQueryClient<Channel> 
 }
 
 fn ask(subject: &str) -> proto::QueryRequest {
-    proto::QueryRequest {
-        subject: subject.into(),
-        subject_type: proto::SubjectType::LegalPerson.into(),
-        items: vec![proto::ItemSelection {
-            item: "registration".into(),
-            fields: vec![],
-        }],
-        purpose: "public-procurement".into(),
-        basis_reference: "（2026）浙0106执123号".into(),
-    }
+    common::ask_for(subject, "registration", "public-procurement")
 }
 
 fn batch(subjects: &[String]) -> proto::BatchQueryRequest {

@@ -20,6 +20,21 @@ const INTERMEDIATE: &str = "issuing-1";
 
 /// A PKI with an intermediate CA under region A's root and a department certificate issued by
 /// it (the file holds leaf and intermediate), with the certificate and key paths.
+/// Region A's root and its intermediate in one PEM bundle, `name` in the intermediate's folder:
+/// what an operator who lists the whole chain as CAs would give.
+fn root_and_intermediate(pki: &TestPki, name: &str) -> PathBuf {
+    let bundle = pki
+        .layout
+        .intermediate_dir(REGION_A, INTERMEDIATE)
+        .join(name);
+    let mut pem = std::fs::read_to_string(pki.layout.ca_cert(REGION_A)).unwrap();
+    pem.push_str(
+        &std::fs::read_to_string(pki.layout.intermediate_cert(REGION_A, INTERMEDIATE)).unwrap(),
+    );
+    std::fs::write(&bundle, pem).unwrap();
+    bundle
+}
+
 fn pki_with_intermediate() -> (TestPki, PathBuf, PathBuf) {
     let pki = TestPki::new();
     pki::issue_intermediate(&pki.layout, REGION_A, INTERMEDIATE).expect("intermediate CA");
@@ -150,15 +165,7 @@ async fn an_intermediate_revoked_while_connected_cuts_off_its_leaves_at_the_relo
 async fn an_intermediate_listed_as_a_root_is_refused_by_the_config() {
     let (pki, _, _) = pki_with_intermediate();
     let config = pki.write_config_with_crls(REGION_A, REGION_A, &both_crls(&pki));
-    let bundle = pki
-        .layout
-        .intermediate_dir(REGION_A, INTERMEDIATE)
-        .join("bundle.crt");
-    let mut pem = std::fs::read_to_string(pki.layout.ca_cert(REGION_A)).unwrap();
-    pem.push_str(
-        &std::fs::read_to_string(pki.layout.intermediate_cert(REGION_A, INTERMEDIATE)).unwrap(),
-    );
-    std::fs::write(&bundle, pem).unwrap();
+    let bundle = root_and_intermediate(&pki, "bundle.crt");
     let text = std::fs::read_to_string(&config).unwrap();
     let root = format!(
         "ca = {:?}",
@@ -193,15 +200,7 @@ async fn an_intermediate_listed_as_a_root_is_refused_by_the_config() {
 #[test]
 fn an_intermediate_given_to_a_client_as_a_ca_is_refused() {
     let (pki, cert, key) = pki_with_intermediate();
-    let bundle = pki
-        .layout
-        .intermediate_dir(REGION_A, INTERMEDIATE)
-        .join("client-bundle.crt");
-    let mut pem = std::fs::read_to_string(pki.layout.ca_cert(REGION_A)).unwrap();
-    pem.push_str(
-        &std::fs::read_to_string(pki.layout.intermediate_cert(REGION_A, INTERMEDIATE)).unwrap(),
-    );
-    std::fs::write(&bundle, pem).unwrap();
+    let bundle = root_and_intermediate(&pki, "client-bundle.crt");
     let err = credit_node::client::tls_config_from_files(&cert, &key, &[&bundle])
         .expect_err("an intermediate as the client's trust anchor must be refused");
     let message = err.to_string();

@@ -59,20 +59,7 @@ async fn officer(pki: &TestPki, node: &RunningNode) -> LedgerReviewClient<Channe
 }
 
 fn ask(subject: &str, purpose: &str) -> proto::QueryRequest {
-    ask_item(subject, "registration", purpose)
-}
-
-fn ask_item(subject: &str, item: &str, purpose: &str) -> proto::QueryRequest {
-    proto::QueryRequest {
-        subject: subject.into(),
-        subject_type: proto::SubjectType::LegalPerson.into(),
-        items: vec![proto::ItemSelection {
-            item: item.into(),
-            fields: vec![],
-        }],
-        purpose: purpose.into(),
-        basis_reference: "（2026）浙0106执123号".into(),
-    }
+    common::ask_for(subject, "registration", purpose)
 }
 
 /// One query as department `id` of `region`; returns the receipt of whatever it was recorded
@@ -124,7 +111,7 @@ async fn fixture() -> Fixture {
         &node,
         REGION_A,
         "tax",
-        ask_item(&s2, "admin-penalty", "enforcement"),
+        common::ask_for(&s2, "admin-penalty", "enforcement"),
     )
     .await;
     // A malformed subject: an invalid entry.

@@ -105,16 +105,7 @@ async fn tax_client(
 }
 
 fn ask(subject: &str) -> proto::QueryRequest {
-    proto::QueryRequest {
-        subject: subject.into(),
-        subject_type: proto::SubjectType::LegalPerson.into(),
-        items: vec![proto::ItemSelection {
-            item: "admin-penalty".into(),
-            fields: vec![],
-        }],
-        purpose: "public-procurement".into(),
-        basis_reference: "（2026）浙0106执123号".into(),
-    }
+    common::ask_for(subject, "admin-penalty", "public-procurement")
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{MOBILE, REP_ID, TestPki, registration_row};
+use common::{MOBILE, REP_ID, TestPki, ask_for as ask, registration_row};
 use credit_node::{
     clock::Clock,
     identifier::Uscc,
@@ -147,19 +147,6 @@ fn off_the_list(subject: &str, on: &str, basis: &str) -> proto::RemoveFromListRe
         item: "serious-untrustworthy".into(),
         removed_on: on.into(),
         basis: basis.into(),
-    }
-}
-
-fn ask(subject: &str, item: &str, purpose: &str) -> proto::QueryRequest {
-    proto::QueryRequest {
-        subject: subject.into(),
-        subject_type: proto::SubjectType::LegalPerson.into(),
-        items: vec![proto::ItemSelection {
-            item: item.into(),
-            fields: vec![],
-        }],
-        purpose: purpose.into(),
-        basis_reference: "（2026）浙0106执123号".into(),
     }
 }
 

@@ -123,16 +123,7 @@ async fn relayed(url: &str, addr: SocketAddr) -> (String, SocketAddr) {
 }
 
 fn ask(subject: &str) -> proto::QueryRequest {
-    proto::QueryRequest {
-        subject: subject.into(),
-        subject_type: proto::SubjectType::LegalPerson.into(),
-        items: vec![proto::ItemSelection {
-            item: "registration".into(),
-            fields: vec![],
-        }],
-        purpose: "enforcement".into(),
-        basis_reference: "（2026）浙0106执123号".into(),
-    }
+    common::ask_for(subject, "registration", "enforcement")
 }
 
 /// The legal representative's identity number in `response`, if disclosed.

@@ -528,8 +528,9 @@ impl Writer {
 
     /// Unless [`Attempt::Committed`], nothing was committed, and `entries` and `charged` are as
     /// they were. With `unsure`, a one-statement try of this batch ([`Writer::try_conditional`])
-    /// lost its connection before its outcome was known: if it committed, its result is
-    /// returned and nothing is written again, so no entry is in the log twice.
+    /// lost its connection (PostgreSQL) or failed (SQLite) before its outcome was known: if it
+    /// committed, its result is returned and nothing is written again, so no entry is in the
+    /// log twice.
     ///
     /// The connection is kept for the next batch after an attempt that ended its transaction
     /// itself (committed, or rolled back to be redone); one [`lost`] goes ([`discard`]); after
@@ -907,25 +908,13 @@ impl Writer {
         let mut statements = vec![Statement::HeadWas(was)];
         statements.extend(writes.statements());
         let mut sql = String::from("BEGIN;");
-        let mut p = Engine::Sqlite.placeholders();
-        for statement in &statements {
-            statement.sql(&mut sql, &mut p);
-            sql.push(';');
-        }
-        sql.push_str("COMMIT");
-        let mut q = sqlx::query::<Any>(&sql);
-        for statement in &statements {
-            q = statement.bind(q)?;
-        }
+        sqlite_script(&statements, &mut sql);
+        sql.push_str(";COMMIT");
+        let q = bound(&sql, &statements)?;
         let _turn = self.store.write_turn(crate::store::File::Activity).await;
         let (mut conn, _) = self.connection().await?;
-        // Every statement's results, to the script's end: the `COMMIT` is its last.
-        let ran = async {
-            let mut results = sqlx::Executor::fetch_many(&mut *conn, q);
-            while results.try_next().await?.is_some() {}
-            Ok::<_, sqlx::Error>(())
-        }
-        .await;
+        // To the script's end: the `COMMIT` is its last statement.
+        let ran = fetch_script(&mut conn, q, self.store.deadline()).await;
         match ran {
             Ok(_) => {
                 self.conn = Some(conn);
@@ -953,6 +942,44 @@ impl Writer {
     }
 }
 
+/// SQLite: `statements` as one script (`;` between them), their placeholders anonymous and in
+/// order, as [`bound`] binds them.
+fn sqlite_script(statements: &[Statement<'_>], sql: &mut String) {
+    let mut p = Engine::Sqlite.placeholders();
+    for (i, statement) in statements.iter().enumerate() {
+        if i > 0 {
+            sql.push(';');
+        }
+        statement.sql(sql, &mut p);
+    }
+}
+
+/// `sql` with every parameter of `statements` bound, in their order.
+fn bound<'q>(sql: &'q str, statements: &'q [Statement<'_>]) -> Result<AnyQuery<'q>, LedgerError> {
+    let mut q = sqlx::query::<Any>(sql);
+    for statement in statements {
+        q = statement.bind(q)?;
+    }
+    Ok(q)
+}
+
+/// SQLite: runs a script to its end, each step within `deadline`, and returns the rows its
+/// statements returned (where `fetch_optional` would stop at the first row).
+async fn fetch_script(
+    conn: &mut AnyConnection,
+    q: AnyQuery<'_>,
+    deadline: crate::store::Deadline,
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    let mut returned = Vec::new();
+    let mut results = sqlx::Executor::fetch_many(conn, q);
+    while let Some(result) = deadline.run(results.try_next()).await? {
+        if let sqlx::Either::Right(row) = result {
+            returned.push(row);
+        }
+    }
+    Ok(returned)
+}
+
 /// How [`Writer::one_trip_sqlite`] ended.
 enum Trip {
     Committed,
@@ -976,7 +1003,8 @@ enum Quick {
     Committed(Committed),
     /// Not tried, or the head was not as remembered: nothing was written.
     Declined,
-    /// The connection was lost with the statement sent: it may have committed.
+    /// The connection was lost with the statement sent (PostgreSQL), or the script failed
+    /// (SQLite): it may have committed.
     Unsure(Unsure),
 }
 
@@ -1107,24 +1135,8 @@ impl<'a> Writes<'a> {
                     return Ok(returned);
                 }
                 let mut sql = String::new();
-                let mut p = engine.placeholders();
-                for (i, statement) in statements.iter().enumerate() {
-                    if i > 0 {
-                        sql.push(';');
-                    }
-                    statement.sql(&mut sql, &mut p);
-                }
-                let mut q = sqlx::query::<Any>(&sql);
-                for statement in &statements {
-                    q = statement.bind(q)?;
-                }
-                // Every statement's results, where `fetch_optional` would stop at the first row.
-                let mut results = sqlx::Executor::fetch_many(&mut *conn, q);
-                while let Some(result) = deadline.run(results.try_next()).await? {
-                    if let sqlx::Either::Right(row) = result {
-                        returned.push(row);
-                    }
-                }
+                sqlite_script(&statements, &mut sql);
+                returned = fetch_script(conn, bound(&sql, &statements)?, deadline).await?;
             }
             Engine::Postgres => {
                 let (counts, writes): (Vec<_>, Vec<_>) = statements

@@ -299,6 +299,20 @@ impl SetClock {
     }
 }
 
+/// A query about `subject` (a legal person) for every field of `item`, for `purpose`.
+pub fn ask_for(subject: &str, item: &str, purpose: &str) -> credit_node::proto::QueryRequest {
+    credit_node::proto::QueryRequest {
+        subject: subject.into(),
+        subject_type: credit_node::proto::SubjectType::LegalPerson.into(),
+        items: vec![credit_node::proto::ItemSelection {
+            item: item.into(),
+            fields: vec![],
+        }],
+        purpose: purpose.into(),
+        basis_reference: "（2026）浙0106执123号".into(),
+    }
+}
+
 /// The legal representative's identity number and mobile in [`registration_row`]: personal
 /// fields, which tests look for where they must not appear.
 pub const REP_ID: &str = "11010519491231002X";
