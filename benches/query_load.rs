@@ -420,6 +420,7 @@ async fn load(
                         }],
                         purpose: "tax-administration".into(),
                         basis_reference: "bench".into(),
+                        node: String::new(),
                     })
                     .await
                     .unwrap_or_else(|e| panic!("{e}"));

@@ -1,7 +1,8 @@
-//! Connecting to a node as a mutual-TLS client: the CLI commands, `demo`, the tests and (later)
-//! node-to-node routing all come through here, with the TLS built by [`crate::tls`].
+//! Connecting to a node as a mutual-TLS client: the CLI commands, `demo`, the tests and
+//! node-to-node routing ([`crate::interconnect`]) all come through here, with the TLS built by
+//! [`crate::tls`].
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{future::Future, path::Path, sync::Arc, time::Duration};
 
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -121,78 +122,138 @@ pub async fn connect_to_node(
     open(endpoint, config, LIMITS, Some(node.clone())).await
 }
 
+/// A channel to the node `node` that connects on its first call, and again on a later call
+/// after its connection is lost: a node's route to another region's node must not need that
+/// node to be up when it starts, nor a restart when it comes back. Calls fail with UNAVAILABLE
+/// while it cannot connect.
+pub fn lazy_to_node(
+    endpoint: &str,
+    config: Arc<rustls::ClientConfig>,
+    node: &SpiffeId,
+    limits: Limits,
+) -> Result<Channel, ClientError> {
+    let (inner, connect) = prepare(endpoint, config, limits, Some(node.clone()))?;
+    Ok(inner.connect_with_connector_lazy(connect))
+}
+
+/// Whether `endpoint` is one [`connect`] can use: `https://host:port` or `host:port`, with a
+/// host a certificate can name. Says what is wrong otherwise.
+pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    parse_endpoint(endpoint).map(|_| ())
+}
+
+/// The endpoint's host and port, the name its certificate must carry, and the plain `http://`
+/// address tonic is given (the TLS is ours: tonic must not add its own).
+fn parse_endpoint(endpoint: &str) -> Result<(String, u16, ServerName<'static>, String), String> {
+    let with_scheme = if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("https://{endpoint}")
+    };
+    let uri: Uri = with_scheme.parse().map_err(|_| "not a valid URL")?;
+    if uri.scheme_str() != Some("https") {
+        return Err("only https:// is supported: nodes speak mutual TLS only".into());
+    }
+    let bracketed = uri.host().ok_or("no host")?;
+    let host = bracketed
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().ok_or("no port")?;
+    let server_name = ServerName::try_from(host.clone()).map_err(|_| "invalid host name")?;
+    Ok((
+        host,
+        port,
+        server_name,
+        format!("http://{bracketed}:{port}"),
+    ))
+}
+
+/// What a channel's connector yields: our TLS over TCP, its first bytes already read.
+type Connected = TokioIo<BufReader<tokio_rustls::client::TlsStream<TcpStream>>>;
+
+/// The tonic endpoint of `endpoint` and the connector that opens our TLS to it, checking the
+/// node's identity when `node` is given. Nothing is connected yet.
+// The connector's type is unnameable (a closure's future); spelled out as `impl` bounds here,
+// it stays unboxed for both the eager and the lazy channel.
+#[allow(clippy::type_complexity)]
+fn prepare(
+    endpoint: &str,
+    config: Arc<rustls::ClientConfig>,
+    limits: Limits,
+    node: Option<SpiffeId>,
+) -> Result<
+    (
+        Endpoint,
+        impl tower::Service<
+            Uri,
+            Response = Connected,
+            Error = std::io::Error,
+            Future = impl Future<Output = Result<Connected, std::io::Error>> + Send,
+        > + Send
+        + Clone
+        + 'static,
+    ),
+    ClientError,
+> {
+    let bad = |reason: &str| ClientError::Endpoint {
+        endpoint: endpoint.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (host, port, server_name, plain) = parse_endpoint(endpoint).map_err(|e| bad(&e))?;
+    let inner = Endpoint::from_shared(plain)
+        .map_err(|e| bad(&e.to_string()))?
+        .timeout(limits.call);
+    let limit = limits.connect;
+    let connector = TlsConnector::from(config);
+    let target = (host, port);
+    let connect = tower::service_fn(move |_: Uri| {
+        let connector = connector.clone();
+        let server_name = server_name.clone();
+        let target = target.clone();
+        let node = node.clone();
+        let connection = async move {
+            let tcp = TcpStream::connect((target.0.as_str(), target.1)).await?;
+            let _ = tcp.set_nodelay(true);
+            let tls = connector.connect(server_name, tcp).await?;
+            if let Some(node) = &node {
+                let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                expect_node(leaf, node)?;
+            }
+            // In TLS 1.3 our side of the handshake ends before the node has checked our
+            // certificate; its verdict arrives with its first bytes. Wait for them here,
+            // where a refusal is read as the node's alert, not as a broken HTTP/2 write.
+            // An accepting node speaks first (its HTTP/2 SETTINGS), so nothing waits long.
+            let mut tls = BufReader::new(tls);
+            if tls.fill_buf().await?.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the node closed the connection after the handshake",
+                ));
+            }
+            Ok::<_, std::io::Error>(TokioIo::new(tls))
+        };
+        async move {
+            tokio::time::timeout(limit, connection).await.map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} ms", limit.as_millis()),
+                )
+            })?
+        }
+    });
+    Ok((inner, connect))
+}
+
 async fn open(
     endpoint: &str,
     config: Arc<rustls::ClientConfig>,
     limits: Limits,
     node: Option<SpiffeId>,
 ) -> Result<Channel, ClientError> {
-    let bad = |reason: &str| ClientError::Endpoint {
-        endpoint: endpoint.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let with_scheme = if endpoint.contains("://") {
-        endpoint.to_owned()
-    } else {
-        format!("https://{endpoint}")
-    };
-    let uri: Uri = with_scheme.parse().map_err(|_| bad("not a valid URL"))?;
-    if uri.scheme_str() != Some("https") {
-        return Err(bad(
-            "only https:// is supported: nodes speak mutual TLS only",
-        ));
-    }
-    let host = uri.host().ok_or_else(|| bad("no host"))?;
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = uri.port_u16().ok_or_else(|| bad("no port"))?;
-    let server_name = ServerName::try_from(host.clone()).map_err(|_| bad("invalid host name"))?;
-
-    // tonic sees plain http: the TLS below is ours, so tonic must not add its own.
-    let inner = Endpoint::from_shared(format!("http://{}:{port}", uri.host().unwrap_or(&host)))
-        .map_err(|e| bad(&e.to_string()))?
-        .timeout(limits.call);
-    let limit = limits.connect;
-    let connector = TlsConnector::from(config);
-    let target = (host, port);
+    let (inner, connect) = prepare(endpoint, config, limits, node)?;
     let channel = inner
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let connector = connector.clone();
-            let server_name = server_name.clone();
-            let target = target.clone();
-            let node = node.clone();
-            let connection = async move {
-                let tcp = TcpStream::connect((target.0.as_str(), target.1)).await?;
-                let _ = tcp.set_nodelay(true);
-                let tls = connector.connect(server_name, tcp).await?;
-                if let Some(node) = &node {
-                    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
-                    expect_node(leaf, node)?;
-                }
-                // In TLS 1.3 our side of the handshake ends before the node has checked our
-                // certificate; its verdict arrives with its first bytes. Wait for them here,
-                // where a refusal is read as the node's alert, not as a broken HTTP/2 write.
-                // An accepting node speaks first (its HTTP/2 SETTINGS), so nothing waits long.
-                let mut tls = BufReader::new(tls);
-                if tls.fill_buf().await?.is_empty() {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the node closed the connection after the handshake",
-                    ));
-                }
-                Ok::<_, std::io::Error>(TokioIo::new(tls))
-            };
-            async move {
-                tokio::time::timeout(limit, connection).await.map_err(|_| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no answer within {} ms", limit.as_millis()),
-                    )
-                })?
-            }
-        }))
+        .connect_with_connector(connect)
         .await
         .map_err(|e| match alert_in(&e) {
             Some(alert) => ClientError::Refused {

@@ -44,6 +44,43 @@ pub struct Config {
     pub log: LogSection,
     /// Prometheus metrics over plain HTTP; absent: not served.
     pub metrics: Option<MetricsSection>,
+    /// Routes to the nodes of other regions, and who may relay to this one (default: none).
+    #[serde(default)]
+    pub interconnect: InterconnectSection,
+}
+
+/// Cross-region queries ([`crate::interconnect`]): the nodes this node forwards its callers'
+/// queries to, and the nodes it answers relayed queries from. Both default to none: a node
+/// neither forwards nor answers for another region's callers through a relay until its
+/// department says so.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InterconnectSection {
+    /// Nodes (`spiffe://<trust domain>/dept/<id>`) of a configured trust domain that may call
+    /// `Interconnect/Relay` for callers of their own trust domain.
+    pub relays: Vec<Spanned<String>>,
+    /// The nodes this node forwards queries to (`QueryRequest.node`).
+    #[serde(rename = "route")]
+    pub routes: Vec<RouteSection>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// The node's SPIFFE ID, of a configured trust domain: its certificate must name exactly
+    /// this, issued under that trust domain's CA (and not revoked by its CRLs).
+    pub node: Spanned<String>,
+    /// `host:port` of the node; the host is what its certificate must name (DNS name or IP).
+    pub address: Spanned<String>,
+    /// How long a forwarded query may take, connection included, before the caller gets
+    /// UNAVAILABLE (recorded). Less than `limits.request_timeout_ms`, so that the refusal is
+    /// recorded and sent before the caller's own call ends.
+    #[serde(default = "default_route_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_route_timeout_ms() -> u64 {
+    5_000
 }
 
 /// Where the node serves its metrics ([`crate::metrics`]): plain HTTP, so a loopback or
@@ -312,7 +349,7 @@ impl LoadedConfig {
 
     /// The settings of `self` that differ from `running`'s among those a node reads only at
     /// start-up (`[node] listen`, `[privacy]`, `[store]`, `[ledger]`, `[limits]`, `[log]`,
-    /// `[metrics]`), as
+    /// `[metrics]`, `[interconnect]`), as
     /// `section.key`, defaults included. A reload cannot apply them; it names them so that an
     /// operator who edited one is not left believing it took effect. Names only: a value may
     /// hold a secret (a database URL's password).
@@ -322,8 +359,9 @@ impl LoadedConfig {
         fn json(v: &impl Serialize) -> serde_json::Value {
             serde_json::to_value(v).unwrap_or_default()
         }
-        fn sections(c: &Config) -> [(&'static str, serde_json::Value); 7] {
+        fn sections(c: &Config) -> [(&'static str, serde_json::Value); 8] {
             [
+                ("interconnect", json(&c.interconnect)),
                 ("node", json(&c.node)),
                 ("privacy", json(&c.privacy)),
                 ("store", json(&c.store)),
@@ -426,6 +464,7 @@ impl LoadedConfig {
             return Err(self.error_at(self.span_of(&key), &key, message));
         }
         self.access_ids()?;
+        self.interconnect_ids()?;
         crate::logging::check_level(&self.config.log.level)
             .map_err(|e| self.error_at(self.span_of("log.level"), "log.level", e))?;
         Ok(())
@@ -483,6 +522,128 @@ impl LoadedConfig {
             }
         }
         Ok(Access::new(operators, officers))
+    }
+
+    /// The relays and routes parsed: department nodes of configured trust domains, each
+    /// named once, with a usable address and timeout.
+    fn interconnect_ids(&self) -> Result<(Vec<Listed>, Vec<Listed>), ConfigError> {
+        let section = &self.config.interconnect;
+        let domains: Vec<&str> = self
+            .config
+            .trust_domains
+            .iter()
+            .map(|td| td.name.get_ref().as_str())
+            .collect();
+        let node_id = |key: &str, entry: &Spanned<String>| -> Result<Listed, ConfigError> {
+            let id = SpiffeId::parse(entry.get_ref())
+                .map_err(|e| self.error_at(entry.span(), key, e))?;
+            let why = if id.kind() != Kind::Dept {
+                Some(format!(
+                    "{id} is not a department node (`spiffe://<trust domain>/dept/<id>`)"
+                ))
+            } else if !domains.contains(&id.trust_domain().as_str()) {
+                Some(format!(
+                    "{id} is not of a trust domain this node loads ([[trust_domain]])"
+                ))
+            } else {
+                None
+            };
+            match why {
+                Some(why) => Err(self.error_at(entry.span(), key, why)),
+                None => Ok(Listed {
+                    key: key.to_owned(),
+                    id,
+                    span: entry.span(),
+                }),
+            }
+        };
+        let twice = |listed: &[Listed], next: &Listed| {
+            listed.iter().any(|l| l.id == next.id).then(|| {
+                self.error_at(
+                    next.span.clone(),
+                    &next.key,
+                    format!("{} is listed twice", next.id),
+                )
+            })
+        };
+        let mut relays: Vec<Listed> = Vec::new();
+        for (i, entry) in section.relays.iter().enumerate() {
+            let listed = node_id(&format!("interconnect.relays[{i}]"), entry)?;
+            if let Some(e) = twice(&relays, &listed) {
+                return Err(e);
+            }
+            relays.push(listed);
+        }
+        let mut routes: Vec<Listed> = Vec::new();
+        for (i, route) in section.routes.iter().enumerate() {
+            let listed = node_id(&format!("interconnect.route[{i}].node"), &route.node)?;
+            if let Some(e) = twice(&routes, &listed) {
+                return Err(e);
+            }
+            let key = format!("interconnect.route[{i}].address");
+            crate::client::check_endpoint(route.address.get_ref())
+                .map_err(|e| self.error_at(route.address.span(), &key, e))?;
+            let key = format!("interconnect.route[{i}].timeout_ms");
+            let ceiling = self.config.limits.request_timeout_ms;
+            if route.timeout_ms == 0 || route.timeout_ms >= ceiling {
+                let message = format!(
+                    "must be greater than 0 and less than limits.request_timeout_ms ({ceiling}), \
+                     so that a forwarded query that fails is still recorded and answered"
+                );
+                return Err(self.error_at(self.span_of(&key), &key, message));
+            }
+            routes.push(listed);
+        }
+        Ok((relays, routes))
+    }
+
+    /// The interconnect of the node whose identity is `node`, its routes' TLS built from the
+    /// node's own certificate (`material`) and each route's trust domain alone: region A's CA
+    /// cannot vouch for a node of region B. Channels connect on first use, and again after a
+    /// connection is lost.
+    pub fn interconnect(
+        &self,
+        node: &SpiffeId,
+        material: &ServerMaterial,
+    ) -> Result<crate::interconnect::Interconnect, ConfigError> {
+        let (relays, routes) = self.interconnect_ids()?;
+        let mut built = Vec::with_capacity(routes.len());
+        for (listed, section) in routes.into_iter().zip(&self.config.interconnect.routes) {
+            if listed.id == *node {
+                return Err(self.error_at(listed.span, &listed.key, "is this node itself"));
+            }
+            let trust = material
+                .trust
+                .iter()
+                .find(|t| t.domain == *listed.id.trust_domain())
+                .ok_or_else(|| {
+                    self.error_at(
+                        listed.span.clone(),
+                        &listed.key,
+                        "its trust domain's CA is not loaded",
+                    )
+                })?;
+            let tls = tls::client_config(
+                material.chain.clone(),
+                material.key.clone_key(),
+                &trust.roots,
+                trust.crls.clone(),
+            )
+            .map_err(|e| self.error_at(self.span_of("node.cert"), "node.cert", e))?;
+            let timeout = std::time::Duration::from_millis(section.timeout_ms);
+            let route =
+                crate::interconnect::Route::new(listed.id, section.address.get_ref(), tls, timeout)
+                    .map_err(|e| self.error_at(section.address.span(), &listed.key, e))?;
+            built.push(route);
+        }
+        let mut relay_ids = Vec::with_capacity(relays.len());
+        for Listed { key, id, span } in relays {
+            if id == *node {
+                return Err(self.error_at(span, &key, "is this node itself"));
+            }
+            relay_ids.push(id);
+        }
+        Ok(crate::interconnect::Interconnect::new(built, relay_ids))
     }
 
     /// A path from the config, resolved against the config file's folder.
@@ -923,6 +1084,40 @@ signing_key = "ledger.key"
             cfg.config.metrics.map(|m| m.listen.to_string()).as_deref(),
             Some("127.0.0.1:9464")
         );
+    }
+
+    #[test]
+    fn interconnect_names_department_nodes_of_loaded_trust_domains() {
+        let route = |node: &str, address: &str, timeout: &str| {
+            format!(
+                "{GOOD}\n[[interconnect.route]]\nnode = \"{node}\"\naddress = \"{address}\"\n{timeout}"
+            )
+        };
+        let b = "spiffe://region-b.credit.test/dept/hrss";
+        check_error(
+            &route(b, "10.0.0.2:7443", ""),
+            "/etc/credit/node.toml:29:8: interconnect.route[0].node: spiffe://region-b.credit.test/dept/hrss is not of a trust domain this node loads ([[trust_domain]])",
+        );
+        let a = "spiffe://region-a.credit.test/officer/auditor";
+        check_error(
+            &route(a, "10.0.0.2:7443", ""),
+            "/etc/credit/node.toml:29:8: interconnect.route[0].node: spiffe://region-a.credit.test/officer/auditor is not a department node (`spiffe://<trust domain>/dept/<id>`)",
+        );
+        let a = "spiffe://region-a.credit.test/dept/tax";
+        check_error(
+            &route(a, "10.0.0.2", ""),
+            "/etc/credit/node.toml:30:11: interconnect.route[0].address: no port",
+        );
+        check_error(
+            &route(a, "10.0.0.2:7443", "timeout_ms = 30000\n"),
+            "/etc/credit/node.toml:31:14: interconnect.route[0].timeout_ms: must be greater than 0 and less than limits.request_timeout_ms (30000), so that a forwarded query that fails is still recorded and answered",
+        );
+        check_error(
+            &format!("{GOOD}\n[interconnect]\nrelays = [\"{a}\", \"{a}\"]\n"),
+            "/etc/credit/node.toml:29:53: interconnect.relays[1]: spiffe://region-a.credit.test/dept/tax is listed twice",
+        );
+        let good = parse(&route(a, "10.0.0.2:7443", "")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(good.config.interconnect.routes[0].timeout_ms, 5_000);
     }
 
     #[test]

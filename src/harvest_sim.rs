@@ -572,6 +572,7 @@ fn ask(subject: &str) -> proto::QueryRequest {
         }],
         purpose: "public-procurement".into(),
         basis_reference: "政府采购项目 ZC-2026-118".into(),
+        node: String::new(),
     }
 }
 

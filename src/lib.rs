@@ -23,6 +23,7 @@ pub mod harvest_sim;
 pub mod identifier;
 pub mod identity;
 pub mod ingest;
+pub mod interconnect;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;

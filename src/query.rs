@@ -68,17 +68,9 @@ impl Answer {
     }
 }
 
-/// Applies `decision` to the subject's `records` on `today`. Records of items not requested,
-/// not disclosable today (expired, restored, removed from the list) or refused as a whole leave
-/// no trace; each remaining record carries exactly its granted fields, in their forms, and its
-/// id by `ids`.
-pub fn answer(
-    decision: &Decision<'_>,
-    records: &[Record],
-    today: Date,
-    key: &RecipientKey,
-    ids: &RecordIds,
-) -> Answer {
+/// An answer without records: the decision per field, and what it withholds for every record
+/// (items refused as a whole with an empty field).
+fn decided(decision: &Decision<'_>) -> Answer {
     let mut out = Answer {
         records: Vec::new(),
         withheld: Vec::new(),
@@ -99,6 +91,23 @@ pub fn answer(
                     .push((item.item().to_owned(), f.field().to_owned(), reason));
             }
         }
+    }
+    out
+}
+
+/// Applies `decision` to the subject's `records` on `today`. Records of items not requested,
+/// not disclosable today (expired, restored, removed from the list) or refused as a whole leave
+/// no trace; each remaining record carries exactly its granted fields, in their forms, and its
+/// id by `ids`.
+pub fn answer(
+    decision: &Decision<'_>,
+    records: &[Record],
+    today: Date,
+    key: &RecipientKey,
+    ids: &RecordIds,
+) -> Answer {
+    let mut out = decided(decision);
+    for item in decision.items() {
         if item.refused().is_some()
             || !item
                 .fields()
@@ -152,6 +161,126 @@ pub fn answer(
                     })
                     .map(|(name, why)| (name.to_owned(), why))
                     .collect(),
+            });
+        }
+    }
+    out
+}
+
+/// A record as the node that holds it sent it, in answer to a forwarded query: the fields it
+/// granted, each with the form it gave them in (its spelling), and those it withheld.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relayed {
+    pub item: String,
+    pub record_id: RecordId,
+    pub decision_date: Option<Date>,
+    pub disclosure_end: Option<Date>,
+    /// (field, value, form).
+    pub fields: Vec<(String, String, String)>,
+    pub withheld: Vec<(String, Withheld)>,
+}
+
+/// The answer of a forwarded query: what the holding node sent (`relayed`, and `withheld`, what
+/// it withheld for every record), narrowed to this node's `decision` for the same caller. A
+/// hop never grants more than the caller has here:
+///
+/// - a field this node withholds is withheld, whatever was sent (and was not asked for);
+/// - a field sent raw leaves in this node's form for it, applied here;
+/// - a field sent in a form leaves as sent when this node grants it raw or in the same form,
+///   and is withheld ([`Withheld::OtherForm`]) when this node names another form;
+/// - records of items this node refuses, or grants nothing of, leave no trace.
+///
+/// Dates go with a record under this node's rule ([`crate::policy::RecordDates`]), judged on
+/// what leaves here.
+pub fn narrow(
+    decision: &Decision<'_>,
+    relayed: &[Relayed],
+    withheld: &[(String, String, Withheld)],
+    key: &RecipientKey,
+) -> Answer {
+    let mut out = decided(decision);
+    for (item, field, reason) in withheld {
+        let granted_here = decision.items().iter().any(|i| {
+            i.item() == item
+                && i.refused().is_none()
+                && i.fields().iter().any(|f| {
+                    (field.is_empty() || f.field() == field)
+                        && matches!(f.outcome(), Outcome::Granted(_))
+                })
+        });
+        // What this node withholds it has reported already, with its own reason.
+        if granted_here {
+            out.withheld.push((item.clone(), field.clone(), *reason));
+        }
+    }
+    for item in decision.items() {
+        let forms = item.fields();
+        if item.refused().is_some()
+            || !forms
+                .iter()
+                .any(|f| matches!(f.outcome(), Outcome::Granted(_)))
+        {
+            continue;
+        }
+        for record in relayed.iter().filter(|r| r.item == item.item()) {
+            let raw: Vec<(&str, &str)> = record
+                .fields
+                .iter()
+                .filter(|(_, _, form)| form == "raw")
+                .map(|(name, value, _)| (name.as_str(), value.as_str()))
+                .collect();
+            let Ok(disclosed) = decision.disclose(item.item(), raw.as_slice(), key) else {
+                continue;
+            };
+            let mut fields = Vec::new();
+            let mut record_withheld = Vec::new();
+            for f in forms {
+                let Outcome::Granted(here) = f.outcome() else {
+                    continue;
+                };
+                let name = f.field();
+                if let Some((_, why)) = disclosed.withheld.iter().find(|(n, _)| *n == name) {
+                    record_withheld.push((name.to_owned(), *why));
+                    continue;
+                }
+                let sent = record.fields.iter().find(|(n, _, _)| n == name);
+                match sent {
+                    Some((_, _, form)) if form == "raw" => {
+                        if let Some((_, value)) = disclosed.fields.iter().find(|(n, _)| *n == name)
+                        {
+                            fields.push((name.to_owned(), value.clone(), here));
+                        }
+                    }
+                    Some((_, value, form)) => match form.parse::<Form>() {
+                        Ok(there) if here == Form::Raw || there == here => {
+                            fields.push((name.to_owned(), value.clone(), there));
+                        }
+                        _ => record_withheld.push((name.to_owned(), Withheld::OtherForm)),
+                    },
+                    None => {
+                        if let Some((_, why)) = record.withheld.iter().find(|(n, _)| n == name) {
+                            record_withheld.push((name.to_owned(), *why));
+                        }
+                    }
+                }
+            }
+            let raw_sent: Vec<(&str, String)> = fields
+                .iter()
+                .filter(|(_, _, form)| *form == Form::Raw)
+                .map(|(name, value, _)| (name.as_str(), value.clone()))
+                .collect();
+            let dated = record
+                .decision_date
+                .is_some_and(|date| item.dates().decision_date(&raw_sent, date));
+            out.records.push(RecordView {
+                item: record.item.clone(),
+                record_id: record.record_id,
+                decision_date: record.decision_date.filter(|_| dated),
+                disclosure_end: record
+                    .disclosure_end
+                    .filter(|_| dated && item.dates().disclosure_end()),
+                fields,
+                withheld: record_withheld,
             });
         }
     }
@@ -259,6 +388,82 @@ mod tests {
             .iter()
             .find(|(f, _, _)| f == field)
             .map(|(_, v, form)| (v.as_str(), form.to_string()))
+    }
+
+    /// What a holding node sends for `answer`: its records, forms spelled as on the wire.
+    fn as_sent(answer: &Answer) -> Vec<Relayed> {
+        answer
+            .records
+            .iter()
+            .map(|r| Relayed {
+                item: r.item.clone(),
+                record_id: r.record_id,
+                decision_date: r.decision_date,
+                disclosure_end: r.disclosure_end,
+                fields: r
+                    .fields
+                    .iter()
+                    .map(|(f, v, form)| (f.clone(), v.clone(), form.to_string()))
+                    .collect(),
+                withheld: r.withheld.clone(),
+            })
+            .collect()
+    }
+
+    /// `caller`'s answer here to what the holding node `sent`.
+    fn narrowed(caller: &str, purpose: &str, sent: &[Relayed]) -> Answer {
+        let catalog = testing::demo();
+        let caller = SpiffeId::parse(caller).unwrap();
+        let all = [ItemRequest::all("registration")];
+        let decision = decide(&catalog, &caller, purpose, &all);
+        let secret = PseudonymKey::from_hex(&"cd".repeat(32)).unwrap();
+        narrow(&decision, sent, &[], &secret.recipient_key(&caller))
+    }
+
+    #[test]
+    fn a_hop_passes_on_no_more_than_its_own_decision() {
+        let all = [ItemRequest::all("registration")];
+        let records = [registration()];
+        let court = "spiffe://region-a.credit.test/dept/court";
+        let tax_a = "spiffe://region-a.credit.test/dept/tax";
+        let tax_b = "spiffe://region-b.credit.test/dept/tax";
+        let raw = as_sent(&ask(court, "enforcement", &all, &records));
+
+        // Sent raw, granted here in a form: the form is applied here; fields not granted here
+        // (the mobile number) do not pass, whatever was sent.
+        let here = narrowed(tax_a, "tax-administration", &raw);
+        assert_eq!(
+            value(&here, "registration", "legal_rep_id"),
+            Some(("1****************X", "resident_id".into()))
+        );
+        assert_eq!(value(&here, "registration", "legal_rep_mobile"), None);
+        assert!(!format!("{here:?}").contains("13812341234"));
+
+        // Sent in a form, granted raw here: it passes as sent, never "unmasked".
+        let masked = as_sent(&ask(tax_a, "tax-administration", &all, &records));
+        let here = narrowed(court, "enforcement", &masked);
+        assert_eq!(
+            value(&here, "registration", "legal_rep_id"),
+            Some(("1****************X", "resident_id".into()))
+        );
+
+        // Sent in another form than the one named here: withheld, with that reason.
+        let pseudonymised = as_sent(&ask(tax_b, "tax-administration", &all, &records));
+        let here = narrowed(tax_a, "tax-administration", &pseudonymised);
+        assert_eq!(value(&here, "registration", "legal_rep_id"), None);
+        let record = &here.records[0];
+        assert!(
+            record
+                .withheld
+                .contains(&("legal_rep_id".to_owned(), Withheld::OtherForm)),
+            "{record:?}"
+        );
+        assert_eq!(here.kind(), AnswerKind::PartlyWithheld);
+
+        // A caller granted nothing here receives nothing of what was sent.
+        let here = narrowed(court, "no-such-purpose", &raw);
+        assert!(here.records.is_empty());
+        assert_eq!(here.kind(), AnswerKind::Denied);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::{
     desensitize::PseudonymKey,
     harvest::Guard,
     identity::SpiffeId,
+    interconnect::Interconnect,
     ledger::store::Ledger,
     records::RecordIds,
     store::Store,
@@ -30,6 +31,7 @@ pub struct NodeState {
     limits: Limits,
     guard: Guard,
     access: ArcSwap<Access>,
+    interconnect: Interconnect,
 }
 
 /// The parts a node is built from.
@@ -43,6 +45,7 @@ pub struct NodeParts {
     pub limits: Limits,
     pub guard: Guard,
     pub access: Access,
+    pub interconnect: Interconnect,
 }
 
 impl NodeState {
@@ -58,6 +61,7 @@ impl NodeState {
             limits: parts.limits,
             guard: parts.guard,
             access: ArcSwap::from_pointee(parts.access),
+            interconnect: parts.interconnect,
         }
     }
 
@@ -96,6 +100,11 @@ impl NodeState {
     /// off a list must not wait for a restart: from the next call on, they are refused.
     pub fn replace_access(&self, access: Access) {
         self.access.store(Arc::new(access));
+    }
+
+    /// Routes to other regions' nodes and the relays this node answers (fixed at start-up).
+    pub fn interconnect(&self) -> &Interconnect {
+        &self.interconnect
     }
 
     pub fn node_id(&self) -> &SpiffeId {

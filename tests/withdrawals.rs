@@ -110,6 +110,7 @@ impl Fixture {
             }],
             purpose: "public-procurement".into(),
             basis_reference: "（2026）浙0106执123号".into(),
+            node: String::new(),
         };
         let mut tax = self.query_client(Kind::Dept, "tax").await;
         let answer = tax.query(asked).await.unwrap().into_inner();

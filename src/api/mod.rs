@@ -3,12 +3,15 @@
 
 mod admin;
 mod convert;
+mod forward;
 mod query;
+mod relay;
 mod review;
 mod withdrawals;
 
 pub use admin::AdministrationApi;
 pub use query::record_throttled;
+pub use relay::InterconnectApi;
 pub use review::LedgerReviewApi;
 
 use std::sync::Arc;
@@ -149,36 +152,11 @@ impl CreditQuery for CreditQueryApi {
         request: Request<proto::QueryRequest>,
     ) -> Result<Response<proto::QueryResponse>, Status> {
         let caller = caller(&self.state, &request)?;
-        let req = request.get_ref();
-        let state = &self.state;
-        query::admit(state, caller, 1).await?;
-        let asked = match validate(
-            state,
-            &req.subject,
-            req.subject_type,
-            &req.items,
-            &req.purpose,
-            &req.basis_reference,
-            "subject",
-        ) {
-            Ok(asked) => asked,
-            Err(status) => {
-                return Err(query::refuse_invalid(
-                    state,
-                    caller,
-                    &req.subject,
-                    &req.purpose,
-                    &req.basis_reference,
-                    status,
-                )
-                .await);
-            }
-        };
-        let mut answers = query::answer_all(state, caller, std::slice::from_ref(&asked)).await?;
-        answers
-            .pop()
+        query::admit(&self.state, caller, 1).await?;
+        let asker = query::Asker::direct(caller);
+        query_as(&self.state, asker, request.get_ref(), Hops::MayForward)
+            .await
             .map(Response::new)
-            .ok_or_else(|| Status::internal("no answer"))
     }
 
     async fn batch_query(
@@ -201,7 +179,7 @@ impl CreditQuery for CreditQueryApi {
             ));
             return Err(query::refuse_invalid(
                 state,
-                caller,
+                query::Asker::direct(caller),
                 first,
                 &req.purpose,
                 &req.basis_reference,
@@ -224,7 +202,7 @@ impl CreditQuery for CreditQueryApi {
                 Err(status) => {
                     return Err(query::refuse_invalid(
                         state,
-                        caller,
+                        query::Asker::direct(caller),
                         subject,
                         &req.purpose,
                         &req.basis_reference,
@@ -234,7 +212,7 @@ impl CreditQuery for CreditQueryApi {
                 }
             }
         }
-        let answers = query::answer_all(state, caller, &asked).await?;
+        let answers = query::answer_all(state, query::Asker::direct(caller), &asked).await?;
         Ok(Response::new(proto::BatchQueryResponse { answers }))
     }
 
@@ -249,12 +227,70 @@ impl CreditQuery for CreditQueryApi {
             Ok(asked) => asked,
             Err(status) => {
                 let purpose = withdrawals::PURPOSE;
-                return Err(query::refuse_invalid(state, caller, "", purpose, "", status).await);
+                let asker = query::Asker::direct(caller);
+                return Err(query::refuse_invalid(state, asker, "", purpose, "", status).await);
             }
         };
         let page = withdrawals::answer(state, caller, &asked).await?;
         Ok(Response::new(page))
     }
+}
+
+/// Whether a query may be forwarded to another node: a relayed query may not (one hop).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hops {
+    MayForward,
+    Relayed,
+}
+
+/// `Query` for `asker`, already admitted by the rate limit: validated (a malformed request is
+/// recorded and refused), then answered from this node's records or forwarded to the node it
+/// names.
+async fn query_as(
+    state: &NodeState,
+    asker: query::Asker<'_>,
+    req: &proto::QueryRequest,
+    hops: Hops,
+) -> Result<proto::QueryResponse, Status> {
+    let checked = validate(
+        state,
+        &req.subject,
+        req.subject_type,
+        &req.items,
+        &req.purpose,
+        &req.basis_reference,
+        "subject",
+    )
+    .and_then(|asked| {
+        let elsewhere = !req.node.is_empty() && req.node != state.node_id().to_string();
+        if elsewhere && hops == Hops::Relayed {
+            return Err(Status::invalid_argument(format!(
+                "node: a relayed query is answered by the node it was relayed to ({}), not \
+                 forwarded again",
+                state.node_id()
+            )));
+        }
+        Ok((asked, forward::route_of(state, &req.node)?))
+    });
+    let (asked, route) = match checked {
+        Ok(checked) => checked,
+        Err(status) => {
+            return Err(query::refuse_invalid(
+                state,
+                asker,
+                &req.subject,
+                &req.purpose,
+                &req.basis_reference,
+                status,
+            )
+            .await);
+        }
+    };
+    if let Some(route) = route {
+        return forward::forward(state, asker.caller, &asked, req.subject_type, route).await;
+    }
+    let mut answers = query::answer_all(state, asker, std::slice::from_ref(&asked)).await?;
+    answers.pop().ok_or_else(|| Status::internal("no answer"))
 }
 
 /// Request fields to a validated query; errors name the field.

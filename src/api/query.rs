@@ -16,8 +16,8 @@ use tonic::{Status, metadata::MetadataValue};
 
 use super::convert;
 use crate::{
-    harvest::{self, Admission, Charge, Folded, Refusal, Suspension},
-    identity::Caller,
+    harvest::{self, Admission, Charge, Folded, PendingCharge, Refusal, Suspension},
+    identity::{Caller, SpiffeId},
     ledger::{
         entry::{self, Entry},
         store::Receipt,
@@ -27,6 +27,30 @@ use crate::{
     query::{self, AnswerKind},
     state::NodeState,
 };
+
+/// Who a query is answered for: the caller of the connection, or the caller a relay acts for.
+/// The connection's caller is who the ledger entry names (its certificate is the proof); the
+/// answer (policy, quota, enumeration detection, pseudonyms) is the principal's.
+#[derive(Clone, Copy)]
+pub struct Asker<'a> {
+    pub caller: &'a Caller,
+    /// Set when `caller` is a relay ([`crate::interconnect`]) acting for another caller.
+    pub on_behalf_of: Option<&'a SpiffeId>,
+}
+
+impl<'a> Asker<'a> {
+    pub fn direct(caller: &'a Caller) -> Self {
+        Self {
+            caller,
+            on_behalf_of: None,
+        }
+    }
+
+    /// The identity the answer is for.
+    pub fn principal(&self) -> &'a SpiffeId {
+        self.on_behalf_of.unwrap_or(&self.caller.spiffe_id)
+    }
+}
 
 /// A request that passed validation: what the ledger records and the pipeline answers.
 pub struct Asked {
@@ -56,48 +80,71 @@ pub async fn admit(state: &NodeState, caller: &Caller, subjects: u32) -> Result<
 /// `BatchQuery`), each recorded; returns the responses only after their entries are durable.
 pub async fn answer_all(
     state: &NodeState,
-    caller: &Caller,
+    asker: Asker<'_>,
     asked: &[Asked],
 ) -> Result<Vec<proto::QueryResponse>, Status> {
     let Some(first) = asked.first() else {
         return Ok(Vec::new());
     };
     let catalog = state.catalog();
-    let decision = policy::decide(&catalog, &caller.spiffe_id, &first.purpose, &first.items);
+    let decision = policy::decide(&catalog, asker.principal(), &first.purpose, &first.items);
     // The items each subject's read asks for. A query granted none can receive nothing: it
     // costs no quota and reads nothing, so it learns nothing, not even whether the subject
     // exists.
     let items: Vec<&str> = decision.granted_items().collect();
-    let mut pending = None;
-    if !items.is_empty() {
-        let mut subjects: Vec<&str> = asked.iter().map(|a| a.subject.as_str()).collect();
-        subjects.sort_unstable();
-        subjects.dedup();
-        let admission = state
-            .guard()
-            .check(&caller.spiffe_id, &subjects, state.clock().now_ms());
-        match admission {
-            Admission::Free => {}
-            Admission::Charge(charge) => pending = Some(charge),
-            Admission::Refused(refusal) => {
-                let status = refusal_status(state, &refusal);
-                let entries = refusal_entries(state, caller, asked, status.message());
-                let recorded = entries.into_iter().map(|e| append(state, e));
-                for recorded in futures_util::future::join_all(recorded).await {
-                    recorded?;
-                }
-                return Err(status);
-            }
-        }
-    }
+    let pending = if items.is_empty() {
+        None
+    } else {
+        admission(state, asker, asked).await?
+    };
     // Concurrently: the ledger commits them in one group, so a batch costs about one fsync.
     let prepared = futures_util::future::join_all(
         asked
             .iter()
-            .map(|a| prepare_one(state, caller, a, &decision, &items, &catalog)),
+            .map(|a| prepare_one(state, asker, a, &decision, &items, &catalog)),
     )
     .await;
     let prepared: Vec<Prepared> = prepared.into_iter().collect::<Result<_, _>>()?;
+    commit(state, pending, prepared).await
+}
+
+/// The suspension and distinct-subject quota, before anything is read or forwarded: the
+/// charge for new subjects to commit with the entries, if any. A refusal is recorded, one
+/// entry per query, and returned.
+pub(super) async fn admission(
+    state: &NodeState,
+    asker: Asker<'_>,
+    asked: &[Asked],
+) -> Result<Option<PendingCharge>, Status> {
+    let mut subjects: Vec<&str> = asked.iter().map(|a| a.subject.as_str()).collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    let admission = state
+        .guard()
+        .check(asker.principal(), &subjects, state.clock().now_ms());
+    match admission {
+        Admission::Free => Ok(None),
+        Admission::Charge(charge) => Ok(Some(charge)),
+        Admission::Refused(refusal) => {
+            let status = refusal_status(state, &refusal);
+            let entries = refusal_entries(state, asker, asked, status.message());
+            let recorded = entries.into_iter().map(|e| append(state, e));
+            for recorded in futures_util::future::join_all(recorded).await {
+                recorded?;
+            }
+            Err(status)
+        }
+    }
+}
+
+/// Records the prepared answers (with the charge for new subjects, if any, in the same
+/// transaction) and returns them once durable. If the charge no longer fits, the entries are
+/// recorded as refusals instead and the caller gets the refusal.
+pub(super) async fn commit(
+    state: &NodeState,
+    pending: Option<PendingCharge>,
+    prepared: Vec<Prepared>,
+) -> Result<Vec<proto::QueryResponse>, Status> {
     let Some(mut pending) = pending else {
         let answered = prepared.into_iter().map(|p| async move {
             let receipt = append(state, p.entry).await?;
@@ -108,7 +155,6 @@ pub async fn answer_all(
             .into_iter()
             .collect();
     };
-    // New subjects: the charge commits with the entries, or the entries become refusals.
     pending.charge.raised_suspension = prepared.iter().any(|p| p.raised_suspension);
     let (answers, entries): (Vec<Answered>, Vec<Entry>) =
         prepared.into_iter().map(|p| (p.answer, p.entry)).unzip();
@@ -137,18 +183,21 @@ pub async fn answer_all(
 }
 
 /// A query answered and its entry written, the entry not yet durable.
-struct Prepared {
-    answer: Answered,
-    entry: Entry,
+pub(super) struct Prepared {
+    pub answer: Answered,
+    pub entry: Entry,
     /// Its own enumeration alert suspended the caller (from the next query on); not when the
     /// caller was suspended already.
-    raised_suspension: bool,
+    pub raised_suspension: bool,
 }
 
 /// What the caller receives once the entry is durable.
-struct Answered {
-    result: proto::QueryResult,
-    result_sha256: [u8; 32],
+pub(super) struct Answered {
+    pub result: proto::QueryResult,
+    /// What the entry's response digest covers ([`proto::Receipt`]).
+    pub result_sha256: [u8; 32],
+    /// The holding node's receipt, for a forwarded query.
+    pub upstream: Option<proto::Upstream>,
 }
 
 impl Answered {
@@ -156,6 +205,7 @@ impl Answered {
         proto::QueryResponse {
             result: Some(self.result),
             receipt: Some(convert::receipt(receipt, &self.result_sha256)),
+            upstream: self.upstream,
         }
     }
 }
@@ -163,7 +213,7 @@ impl Answered {
 /// One `denied` entry per query, with the refusal's message as its reason.
 fn refusal_entries(
     state: &NodeState,
-    caller: &Caller,
+    asker: Asker<'_>,
     asked: &[Asked],
     message: &str,
 ) -> Vec<Entry> {
@@ -174,14 +224,14 @@ fn refusal_entries(
             let outcome = entry::Outcome::Denied {
                 reason: reason.clone(),
             };
-            new_entry(state, caller, a, Vec::new(), outcome, [0; 32])
+            new_entry(state, asker, a, Vec::new(), outcome, [0; 32])
         })
         .collect()
 }
 
 async fn prepare_one(
     state: &NodeState,
-    caller: &Caller,
+    asker: Asker<'_>,
     asked: &Asked,
     decision: &policy::Decision<'_>,
     items: &[&str],
@@ -208,15 +258,15 @@ async fn prepare_one(
         let now = state.clock().now_ms();
         if let Some(alert) = state
             .guard()
-            .observe(&caller.spiffe_id, &asked.subject, missed, now)
+            .observe(asker.principal(), &asked.subject, missed, now)
         {
-            raised_suspension = raise_alert(state, caller, asked, alert).await?;
+            raised_suspension = raise_alert(state, asker, asked, alert).await?;
         }
         records
     } else {
         Vec::new()
     };
-    let key = state.pseudonym_key().recipient_key(&caller.spiffe_id);
+    let key = state.pseudonym_key().recipient_key(asker.principal());
     let answer = query::answer(
         decision,
         &records,
@@ -226,7 +276,26 @@ async fn prepare_one(
     );
     let result = convert::query_result(&asked.subject, &answer, catalog);
     let result_sha256 = sha256(&prost::Message::encode_to_vec(&result));
+    let entry = answered_entry(state, asker, asked, &answer, result_sha256);
+    Ok(Prepared {
+        answer: Answered {
+            result,
+            result_sha256,
+            upstream: None,
+        },
+        entry,
+        raised_suspension,
+    })
+}
 
+/// The entry of an answered query: its outcome and the decision per field.
+pub(super) fn answered_entry(
+    state: &NodeState,
+    asker: Asker<'_>,
+    asked: &Asked,
+    answer: &query::Answer,
+    result_sha256: [u8; 32],
+) -> Entry {
     let outcome = match answer.kind() {
         AnswerKind::Granted => entry::Outcome::Granted,
         AnswerKind::PartlyWithheld => entry::Outcome::PartlyWithheld,
@@ -246,22 +315,14 @@ async fn prepare_one(
             },
         })
         .collect();
-    let entry = new_entry(state, caller, asked, decisions, outcome, result_sha256);
-    Ok(Prepared {
-        answer: Answered {
-            result,
-            result_sha256,
-        },
-        entry,
-        raised_suspension,
-    })
+    new_entry(state, asker, asked, decisions, outcome, result_sha256)
 }
 
 /// Records a refused (malformed) query, then returns the refusal. The refusal is only sent
 /// once it is on record, like any other answer.
 pub async fn refuse_invalid(
     state: &NodeState,
-    caller: &Caller,
+    asker: Asker<'_>,
     subject: &str,
     purpose: &str,
     basis: &str,
@@ -276,7 +337,7 @@ pub async fn refuse_invalid(
     let outcome = entry::Outcome::Invalid {
         reason: status.message().chars().take(200).collect(),
     };
-    let entry = new_entry(state, caller, &asked, Vec::new(), outcome, [0; 32]);
+    let entry = new_entry(state, asker, &asked, Vec::new(), outcome, [0; 32]);
     match append(state, entry).await {
         Ok(_) => status,
         Err(unavailable) => unavailable,
@@ -291,20 +352,20 @@ pub async fn refuse_invalid(
 /// refused.
 async fn raise_alert(
     state: &NodeState,
-    caller: &Caller,
+    asker: Asker<'_>,
     asked: &Asked,
     alert: crate::harvest::Alert<'_>,
 ) -> Result<bool, Status> {
-    tracing::warn!(caller = %caller.spiffe_id, reason = %alert.reason, "enumeration alert");
+    tracing::warn!(caller = %asker.principal(), reason = %alert.reason, "enumeration alert");
     let outcome = entry::Outcome::Alert {
         reason: alert.reason.clone(),
     };
-    let entry = new_entry(state, caller, asked, Vec::new(), outcome, [0; 32]);
+    let entry = new_entry(state, asker, asked, Vec::new(), outcome, [0; 32]);
     let receipt = append(state, entry).await?;
     let mut suspended_now = false;
     if alert.suspend {
         let suspension = Suspension {
-            caller: caller.spiffe_id.to_string(),
+            caller: asker.principal().to_string(),
             since_ms: state.clock().now_ms(),
             alert_seq: receipt.seq,
             reason: alert.reason.clone(),
@@ -333,7 +394,7 @@ pub async fn record_throttled(state: &NodeState, folded: &Folded) {
 }
 
 /// The gRPC status of a refusal, with when to retry where waiting helps.
-fn refusal_status(state: &NodeState, refusal: &Refusal) -> Status {
+pub(super) fn refusal_status(state: &NodeState, refusal: &Refusal) -> Status {
     let message = refusal_message(refusal);
     let (mut status, retry_ms) = match refusal {
         Refusal::Throttled { retry_after } => (
@@ -402,9 +463,9 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-fn new_entry(
+pub(super) fn new_entry(
     state: &NodeState,
-    caller: &Caller,
+    asker: Asker<'_>,
     asked: &Asked,
     decisions: Vec<entry::FieldDecision>,
     outcome: entry::Outcome,
@@ -414,9 +475,9 @@ fn new_entry(
         seq: 0, // assigned by the ledger writer
         time_ms: state.clock().now_ms(),
         query_id: crate::ledger::entry::new_query_id(),
-        caller: caller.spiffe_id.to_string(),
-        caller_cert_sha256: caller.fingerprint,
-        on_behalf_of: None,
+        caller: asker.caller.spiffe_id.to_string(),
+        caller_cert_sha256: asker.caller.fingerprint,
+        on_behalf_of: asker.on_behalf_of.map(ToString::to_string),
         purpose: asked.purpose.clone(),
         basis: asked.basis.clone(),
         subject: asked.subject.clone(),

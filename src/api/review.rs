@@ -309,8 +309,11 @@ impl LedgerReview for LedgerReviewApi {
             return Err(no_entry("seq", req.seq, size));
         }
         let stored = self.entry(req.seq).await?;
+        // A department's own entries include those a relay recorded on its behalf: the receipt
+        // came back to it through its own node (`QueryResponse.upstream`).
         if let Reader::Peer(peer) = reader
             && stored.entry.caller != peer.spiffe_id.to_string()
+            && stored.entry.on_behalf_of.as_deref() != Some(peer.spiffe_id.to_string().as_str())
         {
             tracing::warn!(caller = %peer.spiffe_id, "inclusion proof refused: another caller's entry");
             // Already admitted by `reader`: recorded without drawing on the rate limit again.

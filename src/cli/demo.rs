@@ -410,6 +410,7 @@ async fn show_one_subject(layout: &Layout, endpoint: &str, subject: &str) -> Res
                 ],
                 purpose: purpose.into(),
                 basis_reference: "（2026）演示第1号".into(),
+                node: String::new(),
             })
             .await
             .map_err(|s| CliError::Runtime(whoami::describe_status(&s)))?
@@ -489,6 +490,7 @@ async fn show_withdrawal(
                 }],
                 purpose: "enforcement".into(),
                 basis_reference: "（2026）演示执字第1号".into(),
+                node: String::new(),
             })
             .await
             .map_err(status)?;

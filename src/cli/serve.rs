@@ -52,9 +52,12 @@ pub async fn start_with_clock(
     let tls = loaded.tls_material()?;
     // The node's identity is checked again, with its own error, when it starts; here it only
     // places the access lists, whose errors point into the config file.
-    let access = match tls.chain.first().map(crate::tls::spiffe_id_of) {
-        Some(Ok(node)) => loaded.access(&node)?,
-        _ => crate::access::Access::default(),
+    let (access, interconnect) = match tls.chain.first().map(crate::tls::spiffe_id_of) {
+        Some(Ok(node)) => (loaded.access(&node)?, loaded.interconnect(&node, &tls)?),
+        _ => (
+            crate::access::Access::default(),
+            crate::interconnect::Interconnect::none(),
+        ),
     };
     let pseudonym_key = loaded.pseudonym_key()?;
     let ledger_key = loaded.ledger_key()?;
@@ -82,6 +85,7 @@ pub async fn start_with_clock(
         clock,
         harvest: loaded.config.harvest.clone(),
         access,
+        interconnect,
         metrics: loaded.config.metrics.as_ref().map(|m| m.listen),
     };
     RunningNode::start(settings)

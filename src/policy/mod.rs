@@ -73,6 +73,13 @@ pub enum Withheld {
     /// The stored value does not fit the field's de-sensitization rule (a `generalise(year)`
     /// on a non-date): withheld rather than disclosed as is.
     NotDesensitizable,
+    /// A forwarded query: the node that holds the record gave the field in another
+    /// de-sensitized form than this node's catalog names, so neither form can be trusted to
+    /// tell no more than the other allows.
+    OtherForm,
+    /// A forwarded query: the node that holds the record withheld it, for a reason this node
+    /// does not know.
+    WithheldByHolder,
 }
 
 impl Withheld {
@@ -87,7 +94,29 @@ impl Withheld {
             Withheld::FieldNotGranted => "field not granted",
             Withheld::Suppressed => "suppressed",
             Withheld::NotDesensitizable => "value does not fit its de-sensitization rule",
+            Withheld::OtherForm => "given in another form by the node that holds it",
+            Withheld::WithheldByHolder => "withheld by the node that holds it",
         }
+    }
+
+    /// The reason another node spelled as `text` ([`Withheld::as_str`]), or
+    /// [`Withheld::WithheldByHolder`] for one this node does not know.
+    pub fn from_other_node(text: &str) -> Self {
+        [
+            Withheld::NotInCatalog,
+            Withheld::NotShared,
+            Withheld::CallerNotGranted,
+            Withheld::PurposeNotGranted,
+            Withheld::UnknownPurpose,
+            Withheld::CallerNotDepartment,
+            Withheld::FieldNotGranted,
+            Withheld::Suppressed,
+            Withheld::NotDesensitizable,
+            Withheld::OtherForm,
+        ]
+        .into_iter()
+        .find(|w| w.as_str() == text)
+        .unwrap_or(Withheld::WithheldByHolder)
     }
 }
 

@@ -29,7 +29,7 @@ use conn::TlsConnection;
 
 use crate::{
     access::Access,
-    api::{AdministrationApi, CreditQueryApi, LedgerReviewApi},
+    api::{AdministrationApi, CreditQueryApi, InterconnectApi, LedgerReviewApi},
     catalog::SignedCatalog,
     clock::Clock,
     config::Limits,
@@ -40,7 +40,7 @@ use crate::{
     metrics::ConnCounts,
     proto::{
         administration_server::AdministrationServer, credit_query_server::CreditQueryServer,
-        ledger_review_server::LedgerReviewServer,
+        interconnect_server::InterconnectServer, ledger_review_server::LedgerReviewServer,
     },
     state::{NodeParts, NodeState},
     store::Store,
@@ -60,6 +60,8 @@ pub struct NodeSettings {
     pub harvest: HarvestSettings,
     /// The department's operators and officers.
     pub access: Access,
+    /// Routes to other regions' nodes, and the relays this node answers.
+    pub interconnect: crate::interconnect::Interconnect,
     /// Where to serve the Prometheus metrics ([`crate::metrics`]); `None`: not at all.
     pub metrics: Option<SocketAddr>,
 }
@@ -200,6 +202,7 @@ impl RunningNode {
             limits: settings.limits.clone(),
             guard,
             access: settings.access,
+            interconnect: settings.interconnect,
         }));
         let housekeeping_task = tokio::spawn(housekeeping(state.clone(), shutdown_rx.clone()));
         let (metrics_addr, metrics_task) = match metrics {
@@ -328,6 +331,9 @@ async fn build_router(limits: &Limits, state: Arc<NodeState>) -> tonic::transpor
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
 
+    let interconnect = InterconnectServer::new(InterconnectApi::new(state.clone()))
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
     let review = LedgerReviewServer::new(LedgerReviewApi::new(state))
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
@@ -352,6 +358,7 @@ async fn build_router(limits: &Limits, state: Arc<NodeState>) -> tonic::transpor
     router
         .add_service(query)
         .add_service(admin)
+        .add_service(interconnect)
         .add_service(review)
 }
 

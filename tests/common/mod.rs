@@ -310,6 +310,7 @@ pub fn ask_for(subject: &str, item: &str, purpose: &str) -> credit_node::proto::
         }],
         purpose: purpose.into(),
         basis_reference: "（2026）浙0106执123号".into(),
+        node: String::new(),
     }
 }
 

@@ -1,0 +1,216 @@
+//! `Query` with `node` set: the query forwarded to the node of another region that holds the
+//! records ([`crate::interconnect`]), and the answer narrowed to this node's own decision.
+//!
+//! This node is a hop like the other: it admits the caller (rate limit, suspension, quota of
+//! distinct subjects), forwards only what its catalog grants, records the query in its own
+//! ledger before anything is sent, and charges a new subject only with that entry. When the
+//! other node cannot be reached or refuses, the refusal is recorded here too, and nothing is
+//! charged: nothing was received.
+
+use tonic::Status;
+
+use super::{
+    convert,
+    query::{self, Answered, Asked, Asker, Prepared},
+};
+use crate::{
+    desensitize::{Form, Rule},
+    identity::{Caller, SpiffeId},
+    interconnect::Route,
+    ledger::entry,
+    policy::{self, Decision, Outcome, Withheld},
+    proto,
+    query::{Relayed, narrow},
+    records::RecordId,
+    state::NodeState,
+};
+
+/// The route a query's `node` names: `None` for this node (or no node named).
+pub fn route_of<'s>(state: &'s NodeState, node: &str) -> Result<Option<&'s Route>, Status> {
+    if node.is_empty() {
+        return Ok(None);
+    }
+    let id = SpiffeId::parse(node).map_err(|e| Status::invalid_argument(format!("node: {e}")))?;
+    if id == *state.node_id() {
+        return Ok(None);
+    }
+    state.interconnect().route(&id).map(Some).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "node: this node has no route to {id}; ask that node directly, or a node that has one"
+        ))
+    })
+}
+
+/// Forwards `asked` to `route`'s node for `caller` and answers with what both nodes grant.
+pub async fn forward(
+    state: &NodeState,
+    caller: &Caller,
+    asked: &Asked,
+    subject_type: i32,
+    route: &Route,
+) -> Result<proto::QueryResponse, Status> {
+    let asker = Asker::direct(caller);
+    let catalog = state.catalog();
+    let decision = policy::decide(&catalog, &caller.spiffe_id, &asked.purpose, &asked.items);
+    let key = state.pseudonym_key().recipient_key(&caller.spiffe_id);
+    let items = granted_selection(&decision);
+    let (pending, answer, upstream) = if items.is_empty() {
+        // Nothing granted here that another node could send: nothing is forwarded, and the
+        // answer says why, as a query of this node's own records would.
+        (None, narrow(&decision, &[], &[], &key), None)
+    } else {
+        let pending = query::admission(state, asker, std::slice::from_ref(asked)).await?;
+        let request = proto::QueryRequest {
+            subject: asked.subject.clone(),
+            subject_type,
+            items,
+            purpose: asked.purpose.clone(),
+            basis_reference: asked.basis.clone(),
+            node: String::new(),
+        };
+        let answered = route
+            .relay(&caller.spiffe_id, request)
+            .await
+            .and_then(|response| received(response, asked, route.node()));
+        let (relayed, withheld, receipt) = match answered {
+            Ok(received) => received,
+            Err(status) => return Err(refuse_on_record(state, asker, asked, status).await),
+        };
+        let upstream = proto::Upstream {
+            node: route.node().to_string(),
+            receipt: Some(receipt),
+        };
+        let answer = narrow(&decision, &relayed, &withheld, &key);
+        (pending, answer, Some(upstream))
+    };
+    let result = convert::query_result(&asked.subject, &answer, &catalog);
+    // What the entry's digest covers: the result and, when forwarded, the other node's
+    // receipt, so this node's record of the query also binds the other's.
+    let covered = proto::QueryResponse {
+        result: Some(result),
+        receipt: None,
+        upstream,
+    };
+    let result_sha256 = query::sha256(&prost::Message::encode_to_vec(&covered));
+    let proto::QueryResponse {
+        result, upstream, ..
+    } = covered;
+    let entry = query::answered_entry(state, asker, asked, &answer, result_sha256);
+    let prepared = Prepared {
+        answer: Answered {
+            result: result.unwrap_or_default(),
+            result_sha256,
+            upstream,
+        },
+        entry,
+        raised_suspension: false,
+    };
+    query::commit(state, pending, vec![prepared])
+        .await?
+        .pop()
+        .ok_or_else(|| Status::internal("no answer"))
+}
+
+/// What to ask the other node for: the items and fields granted here, in a form that sends
+/// something (a field granted only as `suppress` is not asked for). An item with no such field
+/// is left out, never sent with an empty field list, which would mean all of its fields.
+fn granted_selection(decision: &Decision<'_>) -> Vec<proto::ItemSelection> {
+    decision
+        .items()
+        .iter()
+        .filter(|item| item.refused().is_none())
+        .filter_map(|item| {
+            let fields: Vec<String> = item
+                .fields()
+                .iter()
+                .filter(|f| match f.outcome() {
+                    Outcome::Granted(Form::Rule(Rule::Suppress)) | Outcome::Withheld(_) => false,
+                    Outcome::Granted(_) => true,
+                })
+                .map(|f| f.field().to_owned())
+                .collect();
+            (!fields.is_empty()).then(|| proto::ItemSelection {
+                item: item.item().to_owned(),
+                fields,
+            })
+        })
+        .collect()
+}
+
+type Received = (
+    Vec<Relayed>,
+    Vec<(String, String, Withheld)>,
+    proto::Receipt,
+);
+
+/// The other node's answer to `asked`, checked: an answer about another subject, without a
+/// receipt, or with a malformed record is refused (UNAVAILABLE), not passed on.
+fn received(
+    response: proto::QueryResponse,
+    asked: &Asked,
+    node: &SpiffeId,
+) -> Result<Received, Status> {
+    let malformed = |what: &str| {
+        tracing::warn!(node = %node, what, "a node sent a malformed answer to a forwarded query");
+        Status::unavailable(format!(
+            "node {node} sent a malformed answer ({what}); nothing was disclosed"
+        ))
+    };
+    let receipt = response.receipt.ok_or_else(|| malformed("no receipt"))?;
+    let result = response.result.ok_or_else(|| malformed("no result"))?;
+    if result.subject != asked.subject {
+        return Err(malformed("result.subject is another subject"));
+    }
+    let date = |text: &str, what: &str| {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        time::Date::parse(text, &time::format_description::well_known::Iso8601::DATE)
+            .map(Some)
+            .map_err(|_| malformed(what))
+    };
+    let mut relayed = Vec::with_capacity(result.records.len());
+    for (i, r) in result.records.into_iter().enumerate() {
+        let record_id = RecordId::parse(&r.record_id)
+            .ok_or_else(|| malformed(&format!("records[{i}].record_id")))?;
+        relayed.push(Relayed {
+            record_id,
+            decision_date: date(&r.decision_date, &format!("records[{i}].decision_date"))?,
+            disclosure_end: date(&r.disclosure_end, &format!("records[{i}].disclosure_end"))?,
+            fields: r
+                .fields
+                .into_iter()
+                .map(|f| (f.field, f.value, f.form))
+                .collect(),
+            withheld: r
+                .withheld
+                .into_iter()
+                .map(|w| (w.field, Withheld::from_other_node(&w.reason)))
+                .collect(),
+            item: r.item,
+        });
+    }
+    let withheld = result
+        .withheld
+        .into_iter()
+        .map(|w| (w.item, w.field, Withheld::from_other_node(&w.reason)))
+        .collect();
+    Ok((relayed, withheld, receipt))
+}
+
+/// Records a forwarded query that got no answer to pass on, and returns why.
+async fn refuse_on_record(
+    state: &NodeState,
+    asker: Asker<'_>,
+    asked: &Asked,
+    status: Status,
+) -> Status {
+    let outcome = entry::Outcome::Denied {
+        reason: status.message().chars().take(200).collect(),
+    };
+    let entry = query::new_entry(state, asker, asked, Vec::new(), outcome, [0; 32]);
+    match query::append(state, entry).await {
+        Ok(_) => status,
+        Err(unavailable) => unavailable,
+    }
+}

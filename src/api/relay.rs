@@ -1,0 +1,88 @@
+//! `Interconnect/Relay`: a query another region's node forwards for one of its callers.
+//!
+//! The relay is authenticated by its certificate like any caller and must be listed in this
+//! node's `[interconnect] relays`; whom it acts for is its word, which this node takes only
+//! for callers of the relay's own trust domain. From there on the query is answered as that
+//! caller's own `Query` would be, and recorded with both names: the relay as the caller (its
+//! certificate is the proof) and the caller it acts for as `on_behalf_of`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::{Hops, caller, query, query_as, refuse_on_record};
+use crate::{
+    identity::{Kind, SpiffeId},
+    proto::{self, interconnect_server::Interconnect},
+    state::NodeState,
+};
+
+/// How refusals of this RPC are named in the ledger (the full method name, as for the others).
+const RPC: &str = "credit.v1.Interconnect/Relay";
+
+pub struct InterconnectApi {
+    state: Arc<NodeState>,
+}
+
+impl InterconnectApi {
+    pub fn new(state: Arc<NodeState>) -> Self {
+        Self { state }
+    }
+}
+
+#[tonic::async_trait]
+impl Interconnect for InterconnectApi {
+    async fn relay(
+        &self,
+        request: Request<proto::RelayRequest>,
+    ) -> Result<Response<proto::QueryResponse>, Status> {
+        let state = &self.state;
+        let caller = caller(state, &request)?;
+        if !state.interconnect().is_relay(&caller.spiffe_id) {
+            let status = Status::permission_denied(format!(
+                "{} is not a relay of this node ([interconnect] relays)",
+                caller.spiffe_id
+            ));
+            return Err(refuse_on_record(state, caller, RPC, status).await);
+        }
+        query::admit(state, caller, 1).await?;
+        let req = request.get_ref();
+        let on_behalf_of = match acting_for(&caller.spiffe_id, &req.on_behalf_of) {
+            Ok(id) => id,
+            Err(status) => {
+                return Err(super::record_refusal(state, caller, RPC, status).await);
+            }
+        };
+        let Some(query) = &req.query else {
+            let status = Status::invalid_argument("query: missing");
+            return Err(super::record_refusal(state, caller, RPC, status).await);
+        };
+        let asker = query::Asker {
+            caller,
+            on_behalf_of: Some(&on_behalf_of),
+        };
+        query_as(state, asker, query, Hops::Relayed)
+            .await
+            .map(Response::new)
+    }
+}
+
+/// The caller `relay` acts for: a department of the relay's own trust domain (its own among
+/// them: a node's department asks through its own node).
+fn acting_for(relay: &SpiffeId, on_behalf_of: &str) -> Result<SpiffeId, Status> {
+    let id = SpiffeId::parse(on_behalf_of)
+        .map_err(|e| Status::invalid_argument(format!("on_behalf_of: {e}")))?;
+    if id.trust_domain() != relay.trust_domain() {
+        return Err(Status::permission_denied(format!(
+            "on_behalf_of: {id} is not of the relay's trust domain {}; a relay speaks only for \
+             callers of its own region",
+            relay.trust_domain()
+        )));
+    }
+    if id.kind() != Kind::Dept {
+        return Err(Status::invalid_argument(format!(
+            "on_behalf_of: {id} is not a department (`spiffe://<trust domain>/dept/<id>`)"
+        )));
+    }
+    Ok(id)
+}

@@ -1,0 +1,132 @@
+//! Regions interconnected (design.md section 4): the nodes this node forwards its callers'
+//! queries to, and the nodes it answers relayed queries from.
+//!
+//! A forwarded query crosses two nodes, and each enforces its own catalog and records the query
+//! in its own ledger. The forwarding node asks only for what its catalog grants the caller; the
+//! answering node decides again for that caller, whom it knows only as `on_behalf_of` of an
+//! authenticated relay, and the forwarding node then withholds whatever its own decision does
+//! not cover ([`crate::query::narrow`]): a hop never grants more than the original caller has.
+//!
+//! Trust is narrow on both sides. A route's TLS trusts only the CA of its node's trust domain
+//! and must find exactly that node's SPIFFE ID in the certificate; a relay must be listed by
+//! the answering node, and speaks only for callers of its own trust domain, so a region's relay
+//! cannot pass itself off as the voice of another region's departments.
+
+use std::{sync::Arc, time::Duration};
+
+use tonic::{Status, transport::Channel};
+
+use crate::{
+    client::{self, ClientError},
+    identity::SpiffeId,
+    proto::{self, interconnect_client::InterconnectClient},
+};
+
+/// The routes and relays of one node, fixed at start-up.
+pub struct Interconnect {
+    routes: Vec<Route>,
+    relays: Vec<SpiffeId>,
+}
+
+impl Interconnect {
+    pub fn new(routes: Vec<Route>, relays: Vec<SpiffeId>) -> Self {
+        Self { routes, relays }
+    }
+
+    /// No routes and no relays: the node answers from its own records only.
+    pub fn none() -> Self {
+        Self::new(Vec::new(), Vec::new())
+    }
+
+    /// The route to `node`, if the config names one.
+    pub fn route(&self, node: &SpiffeId) -> Option<&Route> {
+        self.routes.iter().find(|r| r.node == *node)
+    }
+
+    /// Whether `node` may relay its callers' queries to this node.
+    pub fn is_relay(&self, node: &SpiffeId) -> bool {
+        self.relays.contains(node)
+    }
+}
+
+/// One node of another region and the channel to it.
+pub struct Route {
+    node: SpiffeId,
+    channel: Channel,
+    timeout: Duration,
+}
+
+impl Route {
+    /// A route to `node` at `address`, over `tls` (the node's own certificate, the trust
+    /// domain of `node` alone). Connects on the first forwarded query, not here: a region's
+    /// node may start before the other's.
+    pub fn new(
+        node: SpiffeId,
+        address: &str,
+        tls: Arc<rustls::ClientConfig>,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let limits = client::Limits {
+            connect: timeout,
+            call: timeout,
+        };
+        let channel = client::lazy_to_node(address, tls, &node, limits)?;
+        Ok(Self {
+            node,
+            channel,
+            timeout,
+        })
+    }
+
+    pub fn node(&self) -> &SpiffeId {
+        &self.node
+    }
+
+    /// Asks the node for `query` on behalf of `caller`. The error is the node's refusal, or
+    /// UNAVAILABLE when it cannot be reached or does not answer within the route's timeout;
+    /// its message names the node.
+    pub async fn relay(
+        &self,
+        caller: &SpiffeId,
+        query: proto::QueryRequest,
+    ) -> Result<proto::QueryResponse, Status> {
+        let mut client = InterconnectClient::new(self.channel.clone());
+        let request = proto::RelayRequest {
+            on_behalf_of: caller.to_string(),
+            query: Some(query),
+        };
+        let answer = tokio::time::timeout(self.timeout, client.relay(request)).await;
+        let node = &self.node;
+        match answer {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) if client::timed_out(&status) => Err(self.no_answer()),
+            Ok(Err(status)) => {
+                // A status our side made up (the connection failed) is not the node's word.
+                let code = match status.code() {
+                    tonic::Code::Unknown | tonic::Code::Internal => tonic::Code::Unavailable,
+                    code => code,
+                };
+                let message = status.message();
+                if std::error::Error::source(&status).is_some()
+                    || message.contains("transport error")
+                {
+                    tracing::warn!(node = %node, error = %client::error_chain(&status),
+                        "a forwarded query could not reach its node");
+                    return Err(Status::unavailable(format!(
+                        "node {node} cannot be reached; nothing was disclosed"
+                    )));
+                }
+                Err(Status::new(code, format!("node {node}: {message}")))
+            }
+            Err(_) => Err(self.no_answer()),
+        }
+    }
+
+    fn no_answer(&self) -> Status {
+        Status::unavailable(format!(
+            "node {} did not answer within {} ms; nothing was disclosed",
+            self.node,
+            self.timeout.as_millis()
+        ))
+    }
+}

@@ -1,0 +1,381 @@
+//! Regions interconnected, end to end: a department of region A asks its own node about a
+//! subject whose records a node of region B holds; A's node forwards the query over its own
+//! mutual TLS, B's node answers for that department as `on_behalf_of`, and both record it.
+//! Each hop enforces its own catalog, and a hop never grants more than the caller has.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{MOBILE, REP_ID, TestPki, ask_for, registration_row};
+use credit_node::{
+    identifier::Uscc,
+    identity::Kind,
+    pki::{self, REGION_A, REGION_B},
+    proto::{
+        self, administration_client::AdministrationClient, credit_query_client::CreditQueryClient,
+        interconnect_client::InterconnectClient, ledger_review_client::LedgerReviewClient,
+    },
+    server::RunningNode,
+};
+use prost::Message;
+use tonic::Code;
+
+const NODE_A: &str = "spiffe://region-a.credit.test/dept/samr";
+const NODE_B: &str = "spiffe://region-b.credit.test/dept/samr";
+const COURT_A: &str = "spiffe://region-a.credit.test/dept/court";
+
+/// Region B's market regulator's node, holding `subject`'s registration (an item the market
+/// regulator records), answering relays from region A's node.
+async fn holding_node(pki: &TestPki, subject: &str) -> RunningNode {
+    let config = pki.write_config(REGION_B);
+    let (hrss_cert, hrss_key) = pki.identity(REGION_B, Kind::Dept, "hrss");
+    let (cert, key) = pki::issue_identity(&pki.layout, REGION_B, Kind::Dept, "samr").unwrap();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            &hrss_cert.display().to_string(),
+            &cert.display().to_string(),
+        )
+        .replace(&hrss_key.display().to_string(), &key.display().to_string());
+    std::fs::write(&config, text).unwrap();
+    append(
+        &config,
+        &format!("\n[interconnect]\nrelays = [\"{NODE_A}\"]\n"),
+    );
+    let node = common::start_from_config(&config).await;
+    let channel = pki.channel(&node, REGION_B, Kind::Operator, "admin").await;
+    let done = AdministrationClient::new(channel)
+        .ingest_records(proto::IngestRecordsRequest {
+            json_lines: vec![registration_row(subject)],
+        })
+        .await
+        .expect("operator ingests")
+        .into_inner();
+    assert_eq!(done.inserted, 1);
+    node
+}
+
+/// Region A's node with a route to `node` at `port`, under `catalog` (its path) when given.
+async fn forwarding_node(
+    pki: &TestPki,
+    node: &str,
+    port: u16,
+    catalog: Option<&Path>,
+) -> RunningNode {
+    let config = pki.write_config(REGION_A);
+    if let Some(catalog) = catalog {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let demo = format!("{:?}", pki.layout.demo_catalog().display().to_string());
+        let ours = format!("{:?}", catalog.display().to_string());
+        assert!(text.contains(&demo));
+        std::fs::write(&config, text.replace(&demo, &ours)).unwrap();
+    }
+    append(
+        &config,
+        &format!(
+            "\n[[interconnect.route]]\nnode = \"{node}\"\naddress = \"127.0.0.1:{port}\"\n\
+             timeout_ms = 10000\n"
+        ),
+    );
+    common::start_from_config(&config).await
+}
+
+fn append(path: &Path, text: &str) {
+    let mut config = std::fs::read_to_string(path).unwrap();
+    config.push_str(text);
+    std::fs::write(path, config).unwrap();
+}
+
+/// The demo catalog with region A's court granted less: the legal representative's identity
+/// number masked instead of raw, and no mobile number. Signed by the catalog authority.
+fn narrower_catalog(pki: &TestPki) -> PathBuf {
+    let wide = "fields = [\"legal_rep_name\", \"legal_rep_id\", \"legal_rep_mobile\"]\n\
+                forms = { legal_rep_name = \"raw\", legal_rep_id = \"raw\", legal_rep_mobile = \"raw\" }";
+    let narrow =
+        "fields = [\"legal_rep_name\", \"legal_rep_id\"]\nforms = { legal_rep_name = \"raw\" }";
+    let demo = credit_node::catalog::DEMO;
+    assert!(
+        demo.contains(wide),
+        "the demo catalog grants the court in clear"
+    );
+    let path = pki.dir.path().join("narrower-catalog.toml");
+    std::fs::write(&path, demo.replace(wide, narrow)).unwrap();
+    let sig = pki.dir.path().join("narrower-catalog.toml.sig");
+    credit_node::catalog::keyfiles::sign_file(&path, &pki.layout.catalog_authority_key(), &sig)
+        .unwrap();
+    path
+}
+
+fn port(node: &RunningNode) -> u16 {
+    node.local_addr().port()
+}
+
+async fn query(
+    pki: &TestPki,
+    node: &RunningNode,
+    id: &str,
+    request: proto::QueryRequest,
+) -> Result<proto::QueryResponse, tonic::Status> {
+    let channel = pki.channel(node, REGION_A, Kind::Dept, id).await;
+    CreditQueryClient::new(channel)
+        .query(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn enforcement(subject: &str, node: &str) -> proto::QueryRequest {
+    proto::QueryRequest {
+        node: node.into(),
+        ..ask_for(subject, "registration", "enforcement")
+    }
+}
+
+/// Every entry of `node`'s ledger, as its officer reads them.
+async fn ledger(pki: &TestPki, node: &RunningNode, region: &str) -> Vec<proto::LedgerEntry> {
+    let channel = pki.channel(node, region, Kind::Officer, "auditor").await;
+    LedgerReviewClient::new(channel)
+        .list_entries(proto::ListEntriesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+}
+
+fn field<'r>(record: &'r proto::RecordView, name: &str) -> Option<&'r proto::FieldValue> {
+    record.fields.iter().find(|f| f.field == name)
+}
+
+#[tokio::test]
+async fn a_forwarded_query_is_answered_by_the_holding_node_and_recorded_by_both() {
+    let pki = TestPki::new();
+    let subject = Uscc::from_seed(7).to_string();
+    let b = holding_node(&pki, &subject).await;
+    let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
+
+    let answer = query(&pki, &a, "court", enforcement(&subject, NODE_B))
+        .await
+        .expect("the forwarded query is answered");
+    let result = answer.result.clone().unwrap();
+    assert_eq!(result.records.len(), 1, "{result:?}");
+    let record = &result.records[0];
+    // Both catalogs grant the court the legal representative in clear for enforcement.
+    assert_eq!(field(record, "legal_rep_id").unwrap().value, REP_ID);
+    assert_eq!(field(record, "legal_rep_id").unwrap().form, "raw");
+    assert_eq!(field(record, "legal_rep_mobile").unwrap().value, MOBILE);
+    let upstream = answer.upstream.clone().expect("the holding node's receipt");
+    assert_eq!(upstream.node, NODE_B);
+    let theirs = upstream.receipt.clone().unwrap();
+    let ours = answer.receipt.clone().unwrap();
+
+    // Region A's node: the court's query, its digest binding the result and B's receipt.
+    let entries_a = ledger(&pki, &a, REGION_A).await;
+    let entry_a = entries_a
+        .iter()
+        .find(|e| e.seq == ours.sequence)
+        .expect("A recorded the query");
+    assert_eq!(entry_a.caller, COURT_A);
+    assert_eq!(entry_a.on_behalf_of, None);
+    assert_eq!(entry_a.subject, subject);
+    assert_eq!(entry_a.outcome, proto::EntryOutcome::Granted as i32);
+    let covered = proto::QueryResponse {
+        result: Some(result),
+        receipt: None,
+        upstream: Some(upstream),
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, &covered.encode_to_vec());
+    assert_eq!(ours.result_sha256, digest.as_ref());
+
+    // Region B's node: A's node as the caller, on behalf of the court, with the digest it sent.
+    let entries_b = ledger(&pki, &b, REGION_B).await;
+    let entry_b = entries_b
+        .iter()
+        .find(|e| e.seq == theirs.sequence)
+        .expect("B recorded the query");
+    assert_eq!(entry_b.caller, NODE_A);
+    assert_eq!(entry_b.on_behalf_of.as_deref(), Some(COURT_A));
+    assert_eq!(entry_b.subject, subject);
+    assert_eq!(entry_b.purpose, "enforcement");
+    assert_eq!(theirs.result_sha256, entry_b.response_sha256);
+
+    // The court may prove B's receipt against B's tree: the entry is its own.
+    let channel = pki.channel(&b, REGION_A, Kind::Dept, "court").await;
+    let mut review = LedgerReviewClient::new(channel);
+    let head = review
+        .get_signed_tree_head(proto::GetSignedTreeHeadRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let tree_size = head.tree_size;
+    review
+        .get_inclusion_proof(proto::GetInclusionProofRequest {
+            seq: theirs.sequence,
+            tree_size,
+        })
+        .await
+        .expect("the court proves its relayed entry");
+}
+
+#[tokio::test]
+async fn a_hop_never_grants_more_than_its_own_catalog() {
+    let pki = TestPki::new();
+    let subject = Uscc::from_seed(8).to_string();
+    let b = holding_node(&pki, &subject).await;
+    let narrower = narrower_catalog(&pki);
+    let a = forwarding_node(&pki, NODE_B, port(&b), Some(&narrower)).await;
+
+    let answer = query(&pki, &a, "court", enforcement(&subject, NODE_B))
+        .await
+        .expect("answered");
+    let result = answer.result.unwrap();
+    let record = &result.records[0];
+    // B grants the identity number raw; A masks it, and never asked for the mobile.
+    let id = field(record, "legal_rep_id").unwrap();
+    assert_eq!(id.form, "resident_id");
+    assert_ne!(id.value, REP_ID);
+    assert!(field(record, "legal_rep_mobile").is_none());
+    assert!(
+        result
+            .withheld
+            .iter()
+            .any(|w| w.field == "legal_rep_mobile" && w.reason == "field not granted"),
+        "{:?}",
+        result.withheld
+    );
+    let sent = format!("{result:?}");
+    assert!(!sent.contains(REP_ID) && !sent.contains(MOBILE), "{sent}");
+
+    // B was asked for the fields A grants only, and disclosed no more than that to A.
+    let entries_b = ledger(&pki, &b, REGION_B).await;
+    let relayed = entries_b
+        .iter()
+        .find(|e| e.on_behalf_of.as_deref() == Some(COURT_A))
+        .unwrap();
+    assert!(
+        !relayed
+            .requested_fields
+            .iter()
+            .any(|f| f.contains("legal_rep_mobile") || f.ends_with(".*")),
+        "{:?}",
+        relayed.requested_fields
+    );
+}
+
+#[tokio::test]
+async fn only_listed_relays_speak_and_only_for_their_own_region() {
+    let pki = TestPki::new();
+    let subject = Uscc::from_seed(9).to_string();
+    let b = holding_node(&pki, &subject).await;
+    let relay = |region: &str, id: &str| {
+        let (pki, b) = (&pki, &b);
+        let (region, id) = (region.to_owned(), id.to_owned());
+        async move { InterconnectClient::new(pki.channel(b, &region, Kind::Dept, &id).await) }
+    };
+    let asking = |on_behalf_of: &str| proto::RelayRequest {
+        on_behalf_of: on_behalf_of.into(),
+        query: Some(ask_for(&subject, "registration", "enforcement")),
+    };
+
+    // A department that is no relay of B cannot claim to act for anyone.
+    let refused = relay(REGION_A, "court")
+        .await
+        .relay(asking(COURT_A))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("not a relay"), "{refused:?}");
+
+    // A listed relay of region A cannot speak for a department of region B.
+    let refused = relay(REGION_A, "samr")
+        .await
+        .relay(asking("spiffe://region-b.credit.test/dept/tax"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().starts_with("on_behalf_of:"),
+        "{refused:?}"
+    );
+
+    // Nor send a relayed query on to a further node.
+    let mut onwards = asking(COURT_A);
+    onwards.query.as_mut().unwrap().node = "spiffe://region-a.credit.test/dept/tax".into();
+    let refused = relay(REGION_A, "samr")
+        .await
+        .relay(onwards)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().starts_with("node:"), "{refused:?}");
+
+    // Each refusal is on record at B, and none disclosed anything.
+    let entries = ledger(&pki, &b, REGION_B).await;
+    let reasons: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.caller.starts_with("spiffe://region-a"))
+        .map(|e| e.reason.as_str())
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].starts_with("credit.v1.Interconnect/Relay: "));
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e.caller.starts_with("spiffe://region-a"))
+            .all(|e| e.decisions.is_empty()),
+        "{entries:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_node_without_a_route_or_with_its_peer_down_refuses_on_record() {
+    let pki = TestPki::new();
+    let subject = Uscc::from_seed(10).to_string();
+    // A port nothing listens on any more: the route's node is down.
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down_port = down.local_addr().unwrap().port();
+    drop(down);
+    let a = forwarding_node(&pki, NODE_B, down_port, None).await;
+
+    let unreachable = query(&pki, &a, "court", enforcement(&subject, NODE_B))
+        .await
+        .unwrap_err();
+    assert_eq!(unreachable.code(), Code::Unavailable, "{unreachable:?}");
+    assert!(unreachable.message().contains(NODE_B), "{unreachable:?}");
+
+    let no_route = query(
+        &pki,
+        &a,
+        "court",
+        enforcement(&subject, "spiffe://region-b.credit.test/dept/eco"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(no_route.code(), Code::InvalidArgument, "{no_route:?}");
+    assert!(no_route.message().starts_with("node: "), "{no_route:?}");
+
+    let entries = ledger(&pki, &a, REGION_A).await;
+    let court: Vec<&proto::LedgerEntry> = entries.iter().filter(|e| e.caller == COURT_A).collect();
+    assert_eq!(court.len(), 2, "{entries:?}");
+    assert_eq!(court[0].outcome, proto::EntryOutcome::Denied as i32);
+    assert!(court[0].reason.contains(NODE_B), "{:?}", court[0]);
+    assert_eq!(court[1].outcome, proto::EntryOutcome::Invalid as i32);
+}
+
+#[tokio::test]
+async fn a_route_talks_only_to_the_node_it_names() {
+    let pki = TestPki::new();
+    let subject = Uscc::from_seed(11).to_string();
+    let b = holding_node(&pki, &subject).await;
+    // The route names region B's ecology node, but B's market regulator answers there.
+    let eco = "spiffe://region-b.credit.test/dept/eco";
+    let a = forwarding_node(&pki, eco, port(&b), None).await;
+
+    let refused = query(&pki, &a, "court", enforcement(&subject, eco))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    // Nothing reached B: its ledger holds the ingest only.
+    let entries = ledger(&pki, &b, REGION_B).await;
+    assert!(entries.iter().all(|e| e.caller != NODE_A), "{entries:?}");
+}
