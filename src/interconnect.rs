@@ -116,7 +116,14 @@ impl Route {
                         "node {node} cannot be reached; nothing was disclosed"
                     )));
                 }
-                Err(Status::new(code, format!("node {node}: {message}")))
+                let mut refusal = Status::new(code, format!("node {node}: {message}"));
+                // When to retry is the other node's to say (its rate limit, its quota).
+                for key in ["retry-after", "grpc-retry-pushback-ms"] {
+                    if let Some(value) = status.metadata().get(key) {
+                        refusal.metadata_mut().insert(key, value.clone());
+                    }
+                }
+                Err(refusal)
             }
             Err(_) => Err(self.no_answer()),
         }

@@ -466,7 +466,7 @@ fn demo_tour_runs_and_exits_with_no_wait() {
         stdout.contains(&format!("admin-penalty {restored} restored on ")),
         "{stdout}"
     );
-    // The operator's ingests (one entry per subject) and then the tour's three queries.
+    // The operator's ingests (one entry per subject) and then the tour's queries.
     // The number printed right after `label`.
     let number_after = |label: &str| -> u64 {
         stdout
@@ -481,7 +481,7 @@ fn demo_tour_runs_and_exits_with_no_wait() {
     assert!(subjects >= 2000, "{stdout}");
     assert_eq!(ingests, subjects, "one entry per subject: {stdout}");
     // The tour ends with the verified ledger: the ingests, the tour's queries and the
-    // harvesters', then the tour's three queries listed.
+    // harvesters', then the tour's four queries listed (one relayed from region B).
     let (_, end) = stdout
         .split_once("Verified from the stored entries: ")
         .unwrap_or_else(|| panic!("the ledger verified: {stdout}"));
@@ -496,11 +496,19 @@ fn demo_tour_runs_and_exits_with_no_wait() {
         .skip(2)
         .take_while(|l| !l.trim().is_empty())
         .collect();
-    assert_eq!(listed.len(), 3, "{stdout}");
+    assert_eq!(listed.len(), 4, "{stdout}");
     assert!(
         listed.iter().all(|l| l.contains("/dept/")),
         "the tour's queries: {stdout}"
     );
+    // The last, region B's tax bureau asking through region B's node: recorded by region A's
+    // node with the relay as the caller and the tax bureau beside it.
+    assert!(
+        listed[3].contains("spiffe://region-b.credit.test/dept/hrss")
+            && listed[3].ends_with("on behalf of spiffe://region-b.credit.test/dept/tax"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  Across regions: "), "{stdout}");
     assert!(
         !end.contains("Harvesting is stopped"),
         "the ledger comes last: {stdout}"

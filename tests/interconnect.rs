@@ -29,6 +29,15 @@ const COURT_A: &str = "spiffe://region-a.credit.test/dept/court";
 /// Region B's market regulator's node, holding `subject`'s registration (an item the market
 /// regulator records), answering relays from region A's node.
 async fn holding_node(pki: &TestPki, subject: &str) -> RunningNode {
+    holding_node_with(pki, &[subject], |config| config).await
+}
+
+/// [`holding_node`] holding `subjects`, its config text passed through `edit` first.
+async fn holding_node_with(
+    pki: &TestPki,
+    subjects: &[&str],
+    edit: impl FnOnce(String) -> String,
+) -> RunningNode {
     let config = pki.write_config(REGION_B);
     let (hrss_cert, hrss_key) = pki.identity(REGION_B, Kind::Dept, "hrss");
     let (cert, key) = pki::issue_identity(&pki.layout, REGION_B, Kind::Dept, "samr").unwrap();
@@ -39,7 +48,7 @@ async fn holding_node(pki: &TestPki, subject: &str) -> RunningNode {
             &cert.display().to_string(),
         )
         .replace(&hrss_key.display().to_string(), &key.display().to_string());
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, edit(text)).unwrap();
     append(
         &config,
         &format!("\n[interconnect]\nrelays = [\"{NODE_A}\"]\n"),
@@ -48,12 +57,12 @@ async fn holding_node(pki: &TestPki, subject: &str) -> RunningNode {
     let channel = pki.channel(&node, REGION_B, Kind::Operator, "admin").await;
     let done = AdministrationClient::new(channel)
         .ingest_records(proto::IngestRecordsRequest {
-            json_lines: vec![registration_row(subject)],
+            json_lines: subjects.iter().map(|s| registration_row(s)).collect(),
         })
         .await
         .expect("operator ingests")
         .into_inner();
-    assert_eq!(done.inserted, 1);
+    assert_eq!(done.inserted as usize, subjects.len());
     node
 }
 
@@ -378,4 +387,57 @@ async fn a_route_talks_only_to_the_node_it_names() {
     // Nothing reached B: its ledger holds the ingest only.
     let entries = ledger(&pki, &b, REGION_B).await;
     assert!(entries.iter().all(|e| e.caller != NODE_A), "{entries:?}");
+}
+
+#[tokio::test]
+async fn the_holding_node_counts_relayed_subjects_against_the_original_callers_quota() {
+    let pki = TestPki::new();
+    let (first, second) = (
+        Uscc::from_seed(12).to_string(),
+        Uscc::from_seed(13).to_string(),
+    );
+    // One distinct subject a day per caller at B, whoever relays it.
+    let b = holding_node_with(&pki, &[&first, &second], |config| {
+        let tight = config.replace("distinct_subjects = 200", "distinct_subjects = 1");
+        assert_ne!(tight, config, "the development config sets a quota");
+        tight
+    })
+    .await;
+    let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
+
+    query(&pki, &a, "court", enforcement(&first, NODE_B))
+        .await
+        .expect("the court's first subject");
+    let refused = query(&pki, &a, "court", enforcement(&second, NODE_B))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .starts_with(&format!("node {NODE_B}: quota: ")),
+        "{refused:?}"
+    );
+    assert!(
+        refused.metadata().get("retry-after").is_some(),
+        "{refused:?}"
+    );
+    // The quota is the court's, not the relay's: another department of region A still gets
+    // the second subject through the same relay.
+    let tax = proto::QueryRequest {
+        node: NODE_B.into(),
+        ..ask_for(&second, "registration", "tax-administration")
+    };
+    let answer = query(&pki, &a, "tax", tax).await.expect("tax's own quota");
+    assert_eq!(answer.result.unwrap().records.len(), 1);
+
+    // A recorded the court's refused query, and nothing of the second subject reached it.
+    let entries = ledger(&pki, &a, REGION_A).await;
+    let refusal = entries
+        .iter()
+        .find(|e| e.caller == COURT_A && e.subject == second)
+        .expect("the refusal is on record at A");
+    assert_eq!(refusal.outcome, proto::EntryOutcome::Denied as i32);
+    assert!(refusal.reason.contains("quota"), "{refusal:?}");
+    assert!(refusal.decisions.is_empty(), "{refusal:?}");
 }

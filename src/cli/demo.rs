@@ -87,8 +87,15 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         "  signed catalog    {} (signed with the development catalog-authority key)",
         layout.demo_catalog().display()
     )?;
-    let node_a = start_node(&layout, &work, REGION_A, args.port_a).await?;
-    let node_b = start_node(&layout, &work, REGION_B, args.port_b).await?;
+    // Region B's node forwards to region A's, which answers it for region B's departments.
+    let relays = format!("\n[interconnect]\nrelays = [\"spiffe://{REGION_B}/dept/hrss\"]\n");
+    let node_a = start_node(&layout, &work, REGION_A, args.port_a, &relays).await?;
+    let route = format!(
+        "\n[[interconnect.route]]\nnode = \"{}\"\naddress = \"127.0.0.1:{}\"\n",
+        node_a.node_id(),
+        node_a.local_addr().port()
+    );
+    let node_b = start_node(&layout, &work, REGION_B, args.port_b, &route).await?;
     let a = format!("https://127.0.0.1:{}", node_a.local_addr().port());
     let b = format!("https://127.0.0.1:{}", node_b.local_addr().port());
     crate::outln!("  region A node     {a}  {}", node_a.node_id())?;
@@ -132,6 +139,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     let logged = || crate::ledger::store::committed_size(node_a.state().store());
     let before_tour = logged().await.map_err(|e| runtime(&e))?;
     show_one_subject(&layout, &a, &subject).await?;
+    show_across_regions(&layout, &b, node_a.node_id(), &subject).await?;
     let tour = before_tour..logged().await.map_err(|e| runtime(&e))?;
     show_harvesters_stopped(&node_a, &layout, &a, organisations).await?;
     show_withdrawal(&node_a, &layout, &a, &subject).await?;
@@ -210,11 +218,13 @@ fn region_label(region: &str) -> &'static str {
     }
 }
 
+/// Starts `region`'s development node on `port`, its config followed by `interconnect`.
 async fn start_node(
     layout: &Layout,
     work: &Path,
     region: &str,
     port: u16,
+    interconnect: &str,
 ) -> Result<RunningNode, CliError> {
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let path = work.join(if region == REGION_A {
@@ -222,7 +232,8 @@ async fn start_node(
     } else {
         "region-b.toml"
     });
-    std::fs::write(&path, pki::node_config_toml(layout, region, listen))
+    let config = pki::node_config_toml(layout, region, listen) + interconnect;
+    std::fs::write(&path, config)
         .map_err(|e| CliError::Runtime(format!("{}: {e}", path.display())))?;
     let loaded = LoadedConfig::load(&path)?;
     super::serve::start(&loaded).await
@@ -457,6 +468,72 @@ async fn show_one_subject(layout: &Layout, endpoint: &str, subject: &str) -> Res
     Ok(())
 }
 
+/// Regions interconnected: region B's tax bureau asks its own node about the subject region A's
+/// node holds. Region B's node forwards what its catalog grants, region A's node answers for the
+/// tax bureau and records it on its behalf, and region B's node records it too.
+async fn show_across_regions(
+    layout: &Layout,
+    endpoint_b: &str,
+    node_a: &crate::identity::SpiffeId,
+    subject: &str,
+) -> Result<(), CliError> {
+    use crate::proto::{
+        ItemSelection, QueryRequest, SubjectType, credit_query_client::CreditQueryClient,
+    };
+    let cas = [layout.ca_cert(REGION_B)];
+    let cas: Vec<&Path> = cas.iter().map(PathBuf::as_path).collect();
+    let (cert, key) = layout.identity(REGION_B, Kind::Dept, "tax");
+    let channel = client::connect(
+        endpoint_b,
+        client::tls_config_from_files(&cert, &key, &cas)?,
+    )
+    .await?;
+    let response = CreditQueryClient::new(channel)
+        .query(QueryRequest {
+            subject: subject.to_owned(),
+            subject_type: SubjectType::LegalPerson.into(),
+            items: vec![ItemSelection {
+                item: "registration".into(),
+                fields: vec![],
+            }],
+            purpose: "tax-administration".into(),
+            basis_reference: "（2026）演示第2号".into(),
+            node: node_a.to_string(),
+        })
+        .await
+        .map_err(|s| CliError::Runtime(whoami::describe_status(&s)))?
+        .into_inner();
+    let ours = response.receipt.unwrap_or_default();
+    let theirs = response
+        .upstream
+        .and_then(|u| u.receipt)
+        .unwrap_or_default();
+    crate::outln!(
+        "\n  Across regions: spiffe://{REGION_B}/dept/tax asks its own node (region B), naming region A's node \
+         (QueryRequest.node); region A's node answers on its behalf (its ledger entry #{}), region B's \
+         node records it too (#{} there) and passes on what both catalogs grant:",
+        theirs.sequence,
+        ours.sequence
+    )?;
+    let result = response.result.unwrap_or_default();
+    for record in &result.records {
+        for f in record
+            .fields
+            .iter()
+            .filter(|f| matches!(f.field.as_str(), "name" | "legal_rep_name" | "legal_rep_id"))
+        {
+            crate::outln!(
+                "    {:<14} {:<18} {}   ({})",
+                record.item,
+                f.field,
+                f.value,
+                f.form
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Credit restoration and what a recipient learns of it: the court receives the subject's
 /// penalty, the operator restores it, the court's next query no longer holds it, and its
 /// `ListWithdrawals` names the record it received.
@@ -614,8 +691,14 @@ async fn show_ledger(node: &RunningNode, tour: std::ops::Range<u64>) -> Result<(
         .await
         .map_err(|e| runtime(&e))?;
     for e in &page.entries {
+        let on_behalf_of = e
+            .entry
+            .on_behalf_of
+            .as_ref()
+            .map(|id| format!("  on behalf of {id}"))
+            .unwrap_or_default();
         crate::outln!(
-            "  #{:<5} {:<45} {:<20} {:<20} {}",
+            "  #{:<5} {:<45} {:<20} {:<20} {}{on_behalf_of}",
             e.seq,
             e.entry.caller,
             super::ledger::mask(&e.entry.subject),
