@@ -208,6 +208,19 @@ async fn a_forwarded_query_is_answered_by_the_holding_node_and_recorded_by_both(
     assert_eq!(entry_b.purpose, "enforcement");
     assert_eq!(theirs.result_sha256, entry_b.response_sha256);
 
+    // B's officers read it in `ledger list` as the relay acting for the court.
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_credit-node"))
+        .args(["ledger", "list", "--config"])
+        .arg(pki.dir.path().join(format!("{REGION_B}.toml")))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{table}");
+    assert!(
+        table.contains(&format!("{NODE_A} for {COURT_A}")),
+        "{table}"
+    );
+
     // The court may prove B's receipt against B's tree: the entry is its own.
     let channel = pki.channel(&b, REGION_A, Kind::Dept, "court").await;
     let mut review = LedgerReviewClient::new(channel);

@@ -438,7 +438,7 @@ async fn list(
         let caller_width = page
             .entries
             .iter()
-            .map(|e| e.entry.caller.chars().count())
+            .map(|e| caller_text(&e.entry).chars().count())
             .max()
             .unwrap_or(0)
             .max("CALLER".len());
@@ -459,7 +459,7 @@ async fn list(
                 time_text(e.entry.time_ms),
                 mask(&e.entry.subject),
                 OutcomeKind::of(&e.entry.outcome).as_str(),
-                e.entry.caller,
+                caller_text(&e.entry),
                 what(&e.entry.outcome, &e.entry.purpose),
             )
             .map_err(io)?;
@@ -469,6 +469,15 @@ async fn list(
         }
     }
     out.flush().map_err(io)
+}
+
+/// The caller as a person reads it: a relay's entry names both the relay, whose certificate
+/// made the call, and the department it relayed for.
+fn caller_text(entry: &crate::ledger::entry::Entry) -> std::borrow::Cow<'_, str> {
+    match &entry.on_behalf_of {
+        Some(original) => format!("{} for {original}", entry.caller).into(),
+        None => entry.caller.as_str().into(),
+    }
 }
 
 async fn export(config: &Path, filter: &EntryFilter, out: &Path) -> Result<(), CliError> {
