@@ -438,6 +438,31 @@ async fn malformed_listings_are_refused_naming_the_field_and_on_record() {
 }
 
 #[tokio::test]
+async fn a_suspended_caller_is_listed_no_withdrawal_and_the_refusal_is_on_record() {
+    let f = Fixture::new().await;
+    let received = f.received("admin-penalty").await;
+    f.advance(1);
+    f.restore(&received[0], "2026-11-01").await;
+    let suspension = credit_node::harvest::Suspension {
+        caller: TAX.into(),
+        since_ms: START_MS,
+        alert_seq: 0,
+        reason: "enumeration suspected".into(),
+    };
+    f.node.state().guard().suspend(&suspension).await.unwrap();
+    let mut tax = f.query_client(Kind::Dept, "tax").await;
+    let status = list(&mut tax, 0, "", 0).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("suspended"), "{status:?}");
+    assert!(!format!("{status:?}").contains(&received[0]), "{status:?}");
+    let on_record = f.listings_on_record().await;
+    let refusal = on_record.last().expect("the refusal is on record");
+    assert_eq!(refusal.outcome, i32::from(proto::EntryOutcome::Denied));
+    assert!(refusal.reason.contains("suspended"), "{refusal:?}");
+    f.node.shutdown().await;
+}
+
+#[tokio::test]
 async fn when_the_ledger_cannot_be_written_no_withdrawal_is_listed() {
     let f = Fixture::new().await;
     let received = f.received("admin-penalty").await;

@@ -15,6 +15,7 @@ use tonic::Status;
 
 use super::{convert, query};
 use crate::{
+    harvest::Admission,
     identity::Caller,
     ledger::{
         entry::{self, Entry},
@@ -72,12 +73,23 @@ pub fn validate(state: &NodeState, req: &proto::ListWithdrawalsRequest) -> Resul
     })
 }
 
-/// One page of withdrawals, returned only once its ledger entry is durable.
+/// One page of withdrawals, returned only once its ledger entry is durable. A caller suspended
+/// after an enumeration alert gets none, as it gets no query answered (promise 7): a page
+/// discloses record ids, and an officer has yet to look at what it did.
 pub async fn answer(
     state: &NodeState,
     caller: &Caller,
     asked: &Asked,
 ) -> Result<proto::ListWithdrawalsResponse, Status> {
+    let now = state.clock().now_ms();
+    if let Admission::Refused(refusal) = state.guard().check(&caller.spiffe_id, &[], now) {
+        let status = query::refusal_status(state, &refusal);
+        let outcome = entry::Outcome::Denied {
+            reason: status.message().chars().take(200).collect(),
+        };
+        query::append(state, listing_entry(state, caller, outcome, [0; 32])).await?;
+        return Err(status);
+    }
     let catalog = state.catalog();
     let granted: BTreeSet<String> = policy::effective_grants(&catalog, &caller.spiffe_id)
         .into_iter()
@@ -108,13 +120,20 @@ pub async fn answer(
         receipt: None,
     };
     let digest = query::sha256(&prost::Message::encode_to_vec(&response));
-    let receipt = query::append(state, listing_entry(state, caller, digest)).await?;
+    let entry = listing_entry(state, caller, entry::Outcome::Granted, digest);
+    let receipt = query::append(state, entry).await?;
     response.receipt = Some(convert::receipt(&receipt, &digest));
     Ok(response)
 }
 
-/// The ledger entry of one page sent: by the caller, about no subject, with the page's digest.
-fn listing_entry(state: &NodeState, caller: &Caller, response_sha256: [u8; 32]) -> Entry {
+/// The ledger entry of one listing: by the caller, about no subject, with the digest of the page
+/// sent (zero for a refusal).
+fn listing_entry(
+    state: &NodeState,
+    caller: &Caller,
+    outcome: entry::Outcome,
+    response_sha256: [u8; 32],
+) -> Entry {
     Entry {
         purpose: PURPOSE.to_owned(),
         requested_fields: vec!["withdrawals".to_owned()],
@@ -123,7 +142,7 @@ fn listing_entry(state: &NodeState, caller: &Caller, response_sha256: [u8; 32]) 
             caller.spiffe_id.to_string(),
             caller.fingerprint,
             state.clock().now_ms(),
-            entry::Outcome::Granted,
+            outcome,
         )
     }
 }
