@@ -119,7 +119,11 @@ pub async fn connect_to_node(
     config: Arc<rustls::ClientConfig>,
     node: &SpiffeId,
 ) -> Result<Channel, ClientError> {
-    open(endpoint, config, LIMITS, Some(node.clone())).await
+    let expected = Expected {
+        node: node.clone(),
+        named_by: "--node",
+    };
+    open(endpoint, config, LIMITS, Some(expected)).await
 }
 
 /// A channel to the node `node` that connects on its first call, and again on a later call
@@ -129,10 +133,10 @@ pub async fn connect_to_node(
 pub fn lazy_to_node(
     endpoint: &str,
     config: Arc<rustls::ClientConfig>,
-    node: &SpiffeId,
+    expected: Expected,
     limits: Limits,
 ) -> Result<Channel, ClientError> {
-    let (inner, connect) = prepare(endpoint, config, limits, Some(node.clone()))?;
+    let (inner, connect) = prepare(endpoint, config, limits, Some(expected))?;
     Ok(inner.connect_with_connector_lazy(connect))
 }
 
@@ -181,7 +185,7 @@ fn prepare(
     endpoint: &str,
     config: Arc<rustls::ClientConfig>,
     limits: Limits,
-    node: Option<SpiffeId>,
+    node: Option<Expected>,
 ) -> Result<
     (
         Endpoint,
@@ -249,7 +253,7 @@ async fn open(
     endpoint: &str,
     config: Arc<rustls::ClientConfig>,
     limits: Limits,
-    node: Option<SpiffeId>,
+    node: Option<Expected>,
 ) -> Result<Channel, ClientError> {
     let (inner, connect) = prepare(endpoint, config, limits, node)?;
     let channel = inner
@@ -268,24 +272,34 @@ async fn open(
     Ok(channel)
 }
 
-/// Whether the node's certificate `leaf` names `node`: refused before anything is sent.
+/// The identity a node must present, and what asked for it (for the refusal's message).
+#[derive(Clone, Debug)]
+pub struct Expected {
+    pub node: SpiffeId,
+    /// `--node`, or the route that names it.
+    pub named_by: &'static str,
+}
+
+/// Whether the node's certificate `leaf` names the expected node: refused before anything is
+/// sent.
 fn expect_node(
     leaf: Option<&rustls::pki_types::CertificateDer<'_>>,
-    node: &SpiffeId,
+    expected: &Expected,
 ) -> Result<(), std::io::Error> {
+    let Expected { node, named_by } = expected;
     let refused =
         |reason: String| std::io::Error::new(std::io::ErrorKind::PermissionDenied, reason);
     match leaf.map(tls::spiffe_id_of) {
         Some(Ok(id)) if id == *node => Ok(()),
         Some(Ok(id)) => Err(refused(format!(
-            "the node's certificate names {id}, not {node} (--node): nothing was sent"
+            "the node's certificate names {id}, not {node} ({named_by}): nothing was sent"
         ))),
         Some(Err(e)) => Err(refused(format!(
-            "the node's certificate names no SPIFFE ID ({e}); --node expects {node}: nothing \
+            "the node's certificate names no SPIFFE ID ({e}); {named_by} expects {node}: nothing \
              was sent"
         ))),
         None => Err(refused(format!(
-            "the node sent no certificate; --node expects {node}: nothing was sent"
+            "the node sent no certificate; {named_by} expects {node}: nothing was sent"
         ))),
     }
 }

@@ -83,6 +83,10 @@ fn default_route_timeout_ms() -> u64 {
     5_000
 }
 
+/// What a forwarded query needs beyond its route's timeout within `limits.request_timeout_ms`:
+/// its admission before, and the durable commit of its entry after.
+const ROUTE_MARGIN_MS: u64 = 1_000;
+
 /// Where the node serves its metrics ([`crate::metrics`]): plain HTTP, so a loopback or
 /// monitoring-network address; they carry counts only, never a subject or a caller.
 #[derive(Debug, Deserialize, Serialize)]
@@ -585,10 +589,11 @@ impl LoadedConfig {
                 .map_err(|e| self.error_at(route.address.span(), &key, e))?;
             let key = format!("interconnect.route[{i}].timeout_ms");
             let ceiling = self.config.limits.request_timeout_ms;
-            if route.timeout_ms == 0 || route.timeout_ms >= ceiling {
+            if route.timeout_ms == 0 || route.timeout_ms + ROUTE_MARGIN_MS > ceiling {
                 let message = format!(
-                    "must be greater than 0 and less than limits.request_timeout_ms ({ceiling}), \
-                     so that a forwarded query that fails is still recorded and answered"
+                    "must be greater than 0 and at least {ROUTE_MARGIN_MS} less than \
+                     limits.request_timeout_ms ({ceiling}), so that a forwarded query that fails \
+                     is still recorded and answered"
                 );
                 return Err(self.error_at(self.span_of(&key), &key, message));
             }
@@ -631,15 +636,28 @@ impl LoadedConfig {
             )
             .map_err(|e| self.error_at(self.span_of("node.cert"), "node.cert", e))?;
             let timeout = std::time::Duration::from_millis(section.timeout_ms);
-            let route =
-                crate::interconnect::Route::new(listed.id, section.address.get_ref(), tls, timeout)
-                    .map_err(|e| self.error_at(section.address.span(), &listed.key, e))?;
+            let route = crate::interconnect::Route::new(
+                listed.id,
+                section.address.get_ref(),
+                tls,
+                timeout,
+                self.config.limits.max_message_bytes,
+            )
+            .map_err(|e| self.error_at(section.address.span(), &listed.key, e))?;
             built.push(route);
         }
         let mut relay_ids = Vec::with_capacity(relays.len());
         for Listed { key, id, span } in relays {
-            if id == *node {
-                return Err(self.error_at(span, &key, "is this node itself"));
+            // A relay speaks for the departments of its own trust domain: one of this node's
+            // would speak for this region's departments, which call this node themselves.
+            if id.trust_domain() == node.trust_domain() {
+                return Err(self.error_at(
+                    span,
+                    &key,
+                    format!(
+                        "{id} is of this node's own trust domain; relays are other regions' nodes"
+                    ),
+                ));
             }
             relay_ids.push(id);
         }
@@ -1109,13 +1127,14 @@ signing_key = "ledger.key"
             "/etc/credit/node.toml:30:11: interconnect.route[0].address: no port",
         );
         check_error(
-            &route(a, "10.0.0.2:7443", "timeout_ms = 30000\n"),
-            "/etc/credit/node.toml:31:14: interconnect.route[0].timeout_ms: must be greater than 0 and less than limits.request_timeout_ms (30000), so that a forwarded query that fails is still recorded and answered",
+            &route(a, "10.0.0.2:7443", "timeout_ms = 29001\n"),
+            "/etc/credit/node.toml:31:14: interconnect.route[0].timeout_ms: must be greater than 0 and at least 1000 less than limits.request_timeout_ms (30000), so that a forwarded query that fails is still recorded and answered",
         );
         check_error(
             &format!("{GOOD}\n[interconnect]\nrelays = [\"{a}\", \"{a}\"]\n"),
             "/etc/credit/node.toml:29:53: interconnect.relays[1]: spiffe://region-a.credit.test/dept/tax is listed twice",
         );
+        assert!(parse(&route(a, "10.0.0.2:7443", "timeout_ms = 29000\n")).is_ok());
         let good = parse(&route(a, "10.0.0.2:7443", "")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(good.config.interconnect.routes[0].timeout_ms, 5_000);
     }

@@ -54,6 +54,9 @@ pub struct Route {
     node: SpiffeId,
     channel: Channel,
     timeout: Duration,
+    /// The largest answer taken from the node: this node's own message limit, so that an
+    /// answer it takes in is one it can send on.
+    max_message_bytes: usize,
 }
 
 impl Route {
@@ -65,16 +68,22 @@ impl Route {
         address: &str,
         tls: Arc<rustls::ClientConfig>,
         timeout: Duration,
+        max_message_bytes: usize,
     ) -> Result<Self, ClientError> {
         let limits = client::Limits {
             connect: timeout,
             call: timeout,
         };
-        let channel = client::lazy_to_node(address, tls, &node, limits)?;
+        let expected = client::Expected {
+            node: node.clone(),
+            named_by: "[[interconnect.route]]",
+        };
+        let channel = client::lazy_to_node(address, tls, expected, limits)?;
         Ok(Self {
             node,
             channel,
             timeout,
+            max_message_bytes,
         })
     }
 
@@ -90,7 +99,9 @@ impl Route {
         caller: &SpiffeId,
         query: proto::QueryRequest,
     ) -> Result<proto::QueryResponse, Status> {
-        let mut client = InterconnectClient::new(self.channel.clone());
+        let mut client = InterconnectClient::new(self.channel.clone())
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes);
         let request = proto::RelayRequest {
             on_behalf_of: caller.to_string(),
             query: Some(query),
@@ -106,10 +117,14 @@ impl Route {
                     tonic::Code::Unknown | tonic::Code::Internal => tonic::Code::Unavailable,
                     code => code,
                 };
-                let message = status.message();
-                if std::error::Error::source(&status).is_some()
-                    || message.contains("transport error")
-                {
+                // The other node's words, passed on and recorded: printable, and bounded.
+                let message: String = status
+                    .message()
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(500)
+                    .collect();
+                if std::error::Error::source(&status).is_some() {
                     tracing::warn!(node = %node, error = %client::error_chain(&status),
                         "a forwarded query could not reach its node");
                     return Err(Status::unavailable(format!(

@@ -186,9 +186,13 @@ pub struct Relayed {
 ///
 /// - a field this node withholds is withheld, whatever was sent (and was not asked for);
 /// - a field sent raw leaves in this node's form for it, applied here;
-/// - a field sent in a form leaves as sent when this node grants it raw or in the same form,
-///   and is withheld ([`Withheld::OtherForm`]) when this node names another form;
-/// - records of items this node refuses, or grants nothing of, leave no trace.
+/// - a field sent in a form leaves as sent when this node grants it raw, or in the same form
+///   and the value has that form's shape ([`crate::desensitize::Rule::could_have_given`]:
+///   a value in clear under a form's name is withheld as not fitting it); it is withheld
+///   ([`Withheld::OtherForm`]) when this node names another form;
+/// - records of items this node refuses, or grants nothing of, leave no trace, nor do records
+///   whose disclosure period has ended by `today` (promise 8 holds at every hop);
+/// - what the other node withheld for every record is withheld here too, and recorded so.
 ///
 /// Dates go with a record under this node's rule ([`crate::policy::RecordDates`]), judged on
 /// what leaves here.
@@ -196,10 +200,23 @@ pub fn narrow(
     decision: &Decision<'_>,
     relayed: &[Relayed],
     withheld: &[(String, String, Withheld)],
+    today: Date,
     key: &RecipientKey,
 ) -> Answer {
     let mut out = decided(decision);
     for (item, field, reason) in withheld {
+        // The ledger records what left: a field the other node withheld was not granted.
+        for (decided_field, outcome) in &mut out.decisions {
+            let Some((i, f)) = decided_field.split_once('.') else {
+                continue;
+            };
+            if i == item
+                && (field.is_empty() || f == field)
+                && matches!(outcome, Outcome::Granted(_))
+            {
+                *outcome = Outcome::Withheld(*reason);
+            }
+        }
         let granted_here = decision.items().iter().any(|i| {
             i.item() == item
                 && i.refused().is_none()
@@ -222,7 +239,12 @@ pub fn narrow(
         {
             continue;
         }
-        for record in relayed.iter().filter(|r| r.item == item.item()) {
+        let current = |r: &&Relayed| r.disclosure_end.is_none_or(|end| today < end);
+        for record in relayed
+            .iter()
+            .filter(|r| r.item == item.item())
+            .filter(current)
+        {
             let raw: Vec<(&str, &str)> = record
                 .fields
                 .iter()
@@ -251,9 +273,17 @@ pub fn narrow(
                             fields.push((name.to_owned(), value.clone(), here));
                         }
                     }
-                    Some((_, value, form)) => match form.parse::<Form>() {
-                        Ok(there) if here == Form::Raw || there == here => {
+                    Some((_, value, form)) => match (form.parse::<Form>(), here) {
+                        (Ok(there), Form::Raw) => {
                             fields.push((name.to_owned(), value.clone(), there));
+                        }
+                        (Ok(there), Form::Rule(rule)) if there == here => {
+                            if rule.could_have_given(value, key) {
+                                fields.push((name.to_owned(), value.clone(), there));
+                            } else {
+                                record_withheld
+                                    .push((name.to_owned(), Withheld::NotDesensitizable));
+                            }
                         }
                         _ => record_withheld.push((name.to_owned(), Withheld::OtherForm)),
                     },
@@ -278,7 +308,7 @@ pub fn narrow(
                 decision_date: record.decision_date.filter(|_| dated),
                 disclosure_end: record
                     .disclosure_end
-                    .filter(|_| dated && item.dates().disclosure_end()),
+                    .filter(|_| dated && item.dates().disclosure_end_with(&raw_sent)),
                 fields,
                 withheld: record_withheld,
             });
@@ -410,14 +440,25 @@ mod tests {
             .collect()
     }
 
-    /// `caller`'s answer here to what the holding node `sent`.
+    /// `caller`'s answer here to what the holding node `sent` of its registration.
     fn narrowed(caller: &str, purpose: &str, sent: &[Relayed]) -> Answer {
+        narrowed_of("registration", caller, purpose, sent)
+    }
+
+    /// `caller`'s answer here to what the holding node `sent` of `item`, on 2026-11-23.
+    fn narrowed_of(item: &str, caller: &str, purpose: &str, sent: &[Relayed]) -> Answer {
         let catalog = testing::demo();
         let caller = SpiffeId::parse(caller).unwrap();
-        let all = [ItemRequest::all("registration")];
+        let all = [ItemRequest::all(item)];
         let decision = decide(&catalog, &caller, purpose, &all);
         let secret = PseudonymKey::from_hex(&"cd".repeat(32)).unwrap();
-        narrow(&decision, sent, &[], &secret.recipient_key(&caller))
+        narrow(
+            &decision,
+            sent,
+            &[],
+            date!(2026 - 11 - 23),
+            &secret.recipient_key(&caller),
+        )
     }
 
     #[test]
@@ -464,6 +505,88 @@ mod tests {
         let here = narrowed(court, "no-such-purpose", &raw);
         assert!(here.records.is_empty());
         assert_eq!(here.kind(), AnswerKind::Denied);
+    }
+
+    #[test]
+    fn a_hop_checks_what_it_is_sent_against_its_own_rules() {
+        let court = "spiffe://region-a.credit.test/dept/court";
+        let tax_a = "spiffe://region-a.credit.test/dept/tax";
+        let registrations = [ItemRequest::all("registration")];
+        // A value in clear under the name of the form granted here: withheld, not passed on.
+        let mut mislabelled = as_sent(&ask(
+            court,
+            "enforcement",
+            &registrations,
+            &[registration()],
+        ));
+        for (field, _, form) in &mut mislabelled[0].fields {
+            if field == "legal_rep_id" {
+                *form = "resident_id".into();
+            }
+        }
+        let here = narrowed(tax_a, "tax-administration", &mislabelled);
+        assert_eq!(value(&here, "registration", "legal_rep_id"), None);
+        assert!(!format!("{here:?}").contains("11010519491231002X"));
+        assert!(
+            here.records[0]
+                .withheld
+                .contains(&("legal_rep_id".to_owned(), Withheld::NotDesensitizable))
+        );
+
+        // A penalty whose period ends today is no longer shared, whatever was sent.
+        let penalties = [ItemRequest::all("admin-penalty")];
+        let current = penalty(
+            "浙市监罚〔2026〕1号",
+            date!(2026 - 05 - 01),
+            date!(2027 - 05 - 01),
+        );
+        let sent = as_sent(&ask(court, "enforcement", &penalties, &[current]));
+        let here = narrowed_of("admin-penalty", court, "enforcement", &sent);
+        assert_eq!(here.records.len(), 1);
+        assert_eq!(here.records[0].disclosure_end, Some(date!(2027 - 05 - 01)));
+        let mut ended = sent.clone();
+        ended[0].disclosure_end = Some(date!(2026 - 11 - 23));
+        assert!(
+            narrowed_of("admin-penalty", court, "enforcement", &ended)
+                .records
+                .is_empty()
+        );
+
+        // The period's end tells the severity: without the severity sent raw, no end goes out,
+        // though this node grants the severity raw.
+        let mut no_severity = sent.clone();
+        no_severity[0]
+            .fields
+            .retain(|(field, _, _)| field != "severity");
+        let here = narrowed_of("admin-penalty", court, "enforcement", &no_severity);
+        assert_eq!(here.records[0].decision_date, Some(date!(2026 - 05 - 01)));
+        assert_eq!(here.records[0].disclosure_end, None);
+    }
+
+    #[test]
+    fn what_the_holding_node_withheld_is_recorded_as_withheld() {
+        let court = "spiffe://region-a.credit.test/dept/court";
+        let catalog = testing::demo();
+        let caller = SpiffeId::parse(court).unwrap();
+        let all = [ItemRequest::all("registration")];
+        let decision = decide(&catalog, &caller, "enforcement", &all);
+        let key = PseudonymKey::from_hex(&"cd".repeat(32))
+            .unwrap()
+            .recipient_key(&caller);
+        let refused = [(
+            "registration".to_owned(),
+            String::new(),
+            Withheld::CallerNotGranted,
+        )];
+        let here = narrow(&decision, &[], &refused, date!(2026 - 11 - 23), &key);
+        assert_eq!(here.kind(), AnswerKind::Denied);
+        assert!(
+            here.decisions
+                .iter()
+                .all(|(_, o)| *o == Outcome::Withheld(Withheld::CallerNotGranted)),
+            "{:?}",
+            here.decisions
+        );
     }
 
     #[test]

@@ -454,3 +454,66 @@ async fn the_holding_node_counts_relayed_subjects_against_the_original_callers_q
     assert!(refusal.reason.contains("quota"), "{refusal:?}");
     assert!(refusal.decisions.is_empty(), "{refusal:?}");
 }
+
+#[tokio::test]
+async fn a_suspended_relay_is_refused_whomever_it_acts_for() {
+    let pki = TestPki::new();
+    let subject = Uscc::from_seed(14).to_string();
+    let b = holding_node(&pki, &subject).await;
+    let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
+    let suspension = credit_node::harvest::Suspension {
+        caller: NODE_A.into(),
+        since_ms: 1,
+        alert_seq: 0,
+        reason: "enumeration suspected".into(),
+    };
+    b.state().guard().suspend(&suspension).await.unwrap();
+
+    let refused = query(&pki, &a, "court", enforcement(&subject, NODE_B))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("suspended"), "{refused:?}");
+    let entries = ledger(&pki, &b, REGION_B).await;
+    let relayed: Vec<_> = entries.iter().filter(|e| e.caller == NODE_A).collect();
+    assert_eq!(relayed.len(), 1, "{entries:?}");
+    assert_eq!(relayed[0].outcome, proto::EntryOutcome::Denied as i32);
+    assert!(relayed[0].decisions.is_empty());
+}
+
+#[tokio::test]
+async fn a_node_forwards_for_its_own_regions_departments_only() {
+    let pki = TestPki::new();
+    let subject = Uscc::from_seed(15).to_string();
+    let b = holding_node(&pki, &subject).await;
+    let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
+    // Region B's tax bureau asks region A's node to forward to region B: refused at A, which
+    // B would refuse anyway (a relay speaks for its own region only).
+    let channel = pki.channel(&a, REGION_B, Kind::Dept, "tax").await;
+    let refused = CreditQueryClient::new(channel)
+        .query(proto::QueryRequest {
+            node: NODE_B.into(),
+            ..ask_for(&subject, "registration", "tax-administration")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().starts_with("node: "), "{refused:?}");
+    let at_b = ledger(&pki, &b, REGION_B).await;
+    assert!(at_b.iter().all(|e| e.caller != NODE_A), "{at_b:?}");
+
+    // And a node does not list a relay of its own region.
+    let config = pki.write_config(REGION_A);
+    append(
+        &config,
+        "\n[interconnect]\nrelays = [\"spiffe://region-a.credit.test/dept/tax\"]\n",
+    );
+    let loaded = credit_node::config::LoadedConfig::load(&config).unwrap();
+    let refused = credit_node::cli::serve::start(&loaded).await.err().unwrap();
+    assert!(
+        refused
+            .to_string()
+            .contains("interconnect.relays[0]: spiffe://region-a.credit.test/dept/tax is of this node's own trust domain"),
+        "{refused}"
+    );
+}

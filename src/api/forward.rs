@@ -25,18 +25,21 @@ use crate::{
     state::NodeState,
 };
 
-/// The route a query's `node` names: `None` for this node (or no node named).
-pub fn route_of<'s>(state: &'s NodeState, node: &str) -> Result<Option<&'s Route>, Status> {
+/// The other node a query's `node` names: `None` for this node, or no node named.
+pub fn target(state: &NodeState, node: &str) -> Result<Option<SpiffeId>, Status> {
     if node.is_empty() {
         return Ok(None);
     }
     let id = SpiffeId::parse(node).map_err(|e| Status::invalid_argument(format!("node: {e}")))?;
-    if id == *state.node_id() {
-        return Ok(None);
-    }
-    state.interconnect().route(&id).map(Some).ok_or_else(|| {
+    Ok((id != *state.node_id()).then_some(id))
+}
+
+/// The route to `node`; INVALID_ARGUMENT naming `node` when there is none.
+pub fn route<'s>(state: &'s NodeState, node: &SpiffeId) -> Result<&'s Route, Status> {
+    state.interconnect().route(node).ok_or_else(|| {
         Status::invalid_argument(format!(
-            "node: this node has no route to {id}; ask that node directly, or a node that has one"
+            "node: this node has no route to {node}; ask that node directly, or a node that has \
+             one"
         ))
     })
 }
@@ -50,14 +53,27 @@ pub async fn forward(
     route: &Route,
 ) -> Result<proto::QueryResponse, Status> {
     let asker = Asker::direct(caller);
+    // The other node takes relays only for callers of the relay's own trust domain: refused
+    // here, before anything is charged or sent.
+    if caller.spiffe_id.trust_domain() != state.node_id().trust_domain() {
+        let status = Status::permission_denied(format!(
+            "node: this node forwards queries of its own trust domain's departments only; ask \
+             {} directly, or through a node of {}",
+            route.node(),
+            caller.spiffe_id.trust_domain()
+        ));
+        return Err(refuse_on_record(state, asker, asked, status).await);
+    }
     let catalog = state.catalog();
     let decision = policy::decide(&catalog, &caller.spiffe_id, &asked.purpose, &asked.items);
     let key = state.pseudonym_key().recipient_key(&caller.spiffe_id);
     let items = granted_selection(&decision);
+    let today = state.clock().today();
+    let mut raised_suspension = false;
     let (pending, answer, upstream) = if items.is_empty() {
         // Nothing granted here that another node could send: nothing is forwarded, and the
         // answer says why, as a query of this node's own records would.
-        (None, narrow(&decision, &[], &[], &key), None)
+        (None, narrow(&decision, &[], &[], today, &key), None)
     } else {
         let pending = query::admission(state, asker, std::slice::from_ref(asked)).await?;
         let request = proto::QueryRequest {
@@ -76,11 +92,20 @@ pub async fn forward(
             Ok(received) => received,
             Err(status) => return Err(refuse_on_record(state, asker, asked, status).await),
         };
+        // Enumeration shows here too (sequential identifiers); whether a subject is unknown is
+        // the other node's to judge, so no miss is counted here.
+        let now = state.clock().now_ms();
+        if let Some(alert) = state
+            .guard()
+            .observe(&caller.spiffe_id, &asked.subject, false, now)
+        {
+            raised_suspension = query::raise_alert(state, asker, asked, alert).await?;
+        }
         let upstream = proto::Upstream {
             node: route.node().to_string(),
             receipt: Some(receipt),
         };
-        let answer = narrow(&decision, &relayed, &withheld, &key);
+        let answer = narrow(&decision, &relayed, &withheld, today, &key);
         (pending, answer, Some(upstream))
     };
     let result = convert::query_result(&asked.subject, &answer, &catalog);
@@ -103,7 +128,7 @@ pub async fn forward(
             upstream,
         },
         entry,
-        raised_suspension: false,
+        raised_suspension,
     };
     query::commit(state, pending, vec![prepared])
         .await?

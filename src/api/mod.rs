@@ -261,16 +261,14 @@ async fn query_as(
         &req.basis_reference,
         "subject",
     )
-    .and_then(|asked| {
-        let elsewhere = !req.node.is_empty() && req.node != state.node_id().to_string();
-        if elsewhere && hops == Hops::Relayed {
-            return Err(Status::invalid_argument(format!(
-                "node: a relayed query is answered by the node it was relayed to ({}), not \
-                 forwarded again",
-                state.node_id()
-            )));
-        }
-        Ok((asked, forward::route_of(state, &req.node)?))
+    .and_then(|asked| match (forward::target(state, &req.node)?, hops) {
+        (None, _) => Ok((asked, None)),
+        (Some(_), Hops::Relayed) => Err(Status::invalid_argument(format!(
+            "node: a relayed query is answered by the node it was relayed to ({}), not \
+             forwarded again",
+            state.node_id()
+        ))),
+        (Some(node), Hops::MayForward) => Ok((asked, Some(forward::route(state, &node)?))),
     });
     let (asked, route) = match checked {
         Ok(checked) => checked,

@@ -350,7 +350,7 @@ pub async fn refuse_invalid(
 /// `true` when this alert's suspension is the one now in force: only then is the query that
 /// raised it exempt from it. A caller already suspended (by another replica, say) stays
 /// refused.
-async fn raise_alert(
+pub(super) async fn raise_alert(
     state: &NodeState,
     asker: Asker<'_>,
     asked: &Asked,

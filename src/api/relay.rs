@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Hops, caller, query, query_as, refuse_on_record};
 use crate::{
+    harvest::Admission,
     identity::{Kind, SpiffeId},
     proto::{self, interconnect_server::Interconnect},
     state::NodeState,
@@ -46,6 +47,13 @@ impl Interconnect for InterconnectApi {
             return Err(refuse_on_record(state, caller, RPC, status).await);
         }
         query::admit(state, caller, 1).await?;
+        // A relay suspended after an enumeration alert (raised by what it relayed, say) is
+        // refused whomever it acts for, until an officer lifts it.
+        let now = state.clock().now_ms();
+        if let Admission::Refused(refusal) = state.guard().check(&caller.spiffe_id, &[], now) {
+            let status = query::refusal_status(state, &refusal);
+            return Err(super::record_refusal(state, caller, RPC, status).await);
+        }
         let req = request.get_ref();
         let on_behalf_of = match acting_for(&caller.spiffe_id, &req.on_behalf_of) {
             Ok(id) => id,

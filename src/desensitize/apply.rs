@@ -38,6 +38,55 @@ const NOT_DISTRICT_BEFORE_QU: &[char] = &[
 ];
 
 impl Rule {
+    /// Whether `value` has the shape of what this rule gives: what a node checks of a value
+    /// another node says it gave in this form before passing it on, so that a value sent in
+    /// clear under a form's name does not leave in clear. Shapes, not provenance: a pseudonym
+    /// is checked to look like one, not recomputed (it is keyed by the other node's secret).
+    pub fn could_have_given(&self, value: &str, key: &RecipientKey) -> bool {
+        let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+        match *self {
+            // Masks keep what they keep and mask the rest: applied again to what they gave,
+            // they change nothing, while a value in clear would be masked.
+            Rule::Mask { .. } | Rule::ResidentId | Rule::ChineseName | Rule::Address => {
+                matches!(self.apply(value, key), Ok(Applied::Value(v)) if v == value)
+            }
+            // `138****1234` is no mobile number itself: masked again it would be masked whole.
+            Rule::Mobile => {
+                let chars: Vec<char> = value.chars().collect();
+                let masked =
+                    |range: std::ops::Range<usize>| chars[range].iter().all(|&c| c == MASK);
+                !chars.is_empty()
+                    && (masked(0..chars.len())
+                        || (chars.len() == 11
+                            && masked(3..7)
+                            && chars[..3]
+                                .iter()
+                                .chain(&chars[7..])
+                                .all(char::is_ascii_digit)))
+            }
+            Rule::Pseudonym => value.strip_prefix("p_").is_some_and(|h| {
+                h.len() == 32 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            }),
+            Rule::Generalise(Generalise::Year) => value.len() == 4 && digits(value),
+            Rule::Generalise(Generalise::Month) => value
+                .split_once('-')
+                .is_some_and(|(y, m)| y.len() == 4 && digits(y) && m.len() == 2 && digits(m)),
+            Rule::Generalise(Generalise::Province) => {
+                value.len() == 6 && digits(value) && value.ends_with("0000")
+            }
+            Rule::Generalise(Generalise::City) => {
+                value.len() == 6 && digits(value) && value.ends_with("00")
+            }
+            Rule::Generalise(Generalise::Amount { width }) => value
+                .split_once('-')
+                .and_then(|(low, high)| Some((low.parse::<u64>().ok()?, high.parse::<u64>().ok()?)))
+                .is_some_and(|(low, high)| {
+                    width > 0 && low % width == 0 && high.checked_sub(low) == Some(width)
+                }),
+            Rule::Suppress => false,
+        }
+    }
+
     /// Applies the rule. Only `generalise` can fail (see the module documentation); every other
     /// rule returns a masked value for anything it does not recognise.
     pub fn apply(&self, value: &str, key: &RecipientKey) -> Result<Applied, RuleError> {

@@ -299,3 +299,40 @@ proptest! {
         prop_assert_ne!(p(&a1), Ok(Applied::Value(value.clone())));
     }
 }
+
+/// What a node checks of a value another node says it gave in a form: each rule's own output
+/// passes, and the value in clear under that form's name does not.
+#[test]
+fn a_value_passes_as_formed_only_in_its_forms_shape() {
+    let key = key("spiffe://region-a.credit.test/dept/tax");
+    for (form, clear) in [
+        ("mask(3,4)", "13812341234"),
+        ("resident_id", "11010519491231002X"),
+        ("chinese_name", "欧阳娜娜"),
+        ("chinese_name", "王艳"),
+        ("mobile", "13812341234"),
+        ("mobile", "02188886666"),
+        ("address", "浙江省杭州市西湖区文三路90号"),
+        ("pseudonym", "11010519491231002X"),
+        ("generalise(year)", "2009-03-17"),
+        ("generalise(month)", "2009-03-17"),
+        ("generalise(amount,10000)", "15000.00"),
+        ("generalise(province)", "330106"),
+        ("generalise(city)", "330106"),
+    ] {
+        let rule: Rule = form.parse().unwrap_or_else(|e| panic!("{e}"));
+        let Ok(Applied::Value(formed)) = rule.apply(clear, &key) else {
+            panic!("{form} applies to {clear}");
+        };
+        assert!(rule.could_have_given(&formed, &key), "{form}: {formed}");
+        assert!(
+            !rule.could_have_given(clear, &key),
+            "{form}: {clear} in clear"
+        );
+    }
+    let suppress: Rule = "suppress".parse().unwrap_or_else(|e| panic!("{e}"));
+    assert!(!suppress.could_have_given("", &key));
+    // One character more than a single surname keeps is not a Chinese-name form.
+    let name: Rule = "chinese_name".parse().unwrap_or_else(|e| panic!("{e}"));
+    assert!(!name.could_have_given("王小*", &key));
+}

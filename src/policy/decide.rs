@@ -165,10 +165,8 @@ fn decide_item<'c>(
         .filter(|f| f.ty == FieldType::Date && granted_raw(&f.name))
         .map(|f| f.name.as_str())
         .collect();
-    let dates = RecordDates::new(
-        raw_dates,
-        item.field("severity").is_none() || granted_raw("severity"),
-    );
+    let severity = item.field("severity").is_some();
+    let dates = RecordDates::new(raw_dates, !severity || granted_raw("severity"), severity);
     ItemDecision {
         item: Cow::Borrowed(item.id.as_str()),
         refused,

@@ -167,13 +167,16 @@ pub struct RecordDates<'c> {
     /// disclosure period (the decision date plus a period the severity sets) may go with the
     /// decision date without telling a withheld severity.
     end_with_date: bool,
+    /// The item declares a `severity` field.
+    severity: bool,
 }
 
 impl<'c> RecordDates<'c> {
-    pub(crate) fn new(raw_dates: Vec<&'c str>, end_with_date: bool) -> Self {
+    pub(crate) fn new(raw_dates: Vec<&'c str>, end_with_date: bool, severity: bool) -> Self {
         Self {
             raw_dates,
             end_with_date,
+            severity,
         }
     }
 
@@ -192,6 +195,12 @@ impl<'c> RecordDates<'c> {
     /// Whether the end of the disclosure period may go with a decision date that goes out.
     pub fn disclosure_end(&self) -> bool {
         self.end_with_date
+    }
+
+    /// [`RecordDates::disclosure_end`] for an answer another node sent: granting `severity`
+    /// raw here is not enough, the record must carry it raw in `sent` (it may have withheld it).
+    pub fn disclosure_end_with(&self, sent: &[(&str, String)]) -> bool {
+        self.end_with_date && (!self.severity || sent.iter().any(|(name, _)| *name == "severity"))
     }
 }
 
