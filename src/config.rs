@@ -617,24 +617,8 @@ impl LoadedConfig {
             if listed.id == *node {
                 return Err(self.error_at(listed.span, &listed.key, "is this node itself"));
             }
-            let trust = material
-                .trust
-                .iter()
-                .find(|t| t.domain == *listed.id.trust_domain())
-                .ok_or_else(|| {
-                    self.error_at(
-                        listed.span.clone(),
-                        &listed.key,
-                        "its trust domain's CA is not loaded",
-                    )
-                })?;
-            let tls = tls::client_config(
-                material.chain.clone(),
-                material.key.clone_key(),
-                &trust.roots,
-                trust.crls.clone(),
-            )
-            .map_err(|e| self.error_at(self.span_of("node.cert"), "node.cert", e))?;
+            let tls = crate::interconnect::route_tls(material, &listed.id)
+                .map_err(|e| self.error_at(listed.span.clone(), &listed.key, e))?;
             let timeout = std::time::Duration::from_millis(section.timeout_ms);
             let route = crate::interconnect::Route::new(
                 listed.id,

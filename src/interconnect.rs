@@ -14,12 +14,14 @@
 
 use std::{sync::Arc, time::Duration};
 
+use arc_swap::ArcSwap;
 use tonic::{Status, transport::Channel};
 
 use crate::{
     client::{self, ClientError},
     identity::SpiffeId,
     proto::{self, interconnect_client::InterconnectClient},
+    tls::{self, ServerMaterial},
 };
 
 /// The routes and relays of one node, fixed at start-up.
@@ -47,12 +49,58 @@ impl Interconnect {
     pub fn is_relay(&self, node: &SpiffeId) -> bool {
         self.relays.contains(node)
     }
+
+    /// Every route's TLS rebuilt from reloaded `material` (the node's certificate, the trust
+    /// domains' CAs and CRLs), as fresh channels for [`Interconnect::install`]. An error
+    /// leaves every route as it was.
+    pub fn renewal(&self, material: &ServerMaterial) -> Result<Renewal, String> {
+        let mut channels = Vec::with_capacity(self.routes.len());
+        for route in &self.routes {
+            let tls = route_tls(material, &route.node)?;
+            channels.push(route.channel_over(tls).map_err(|e| e.to_string())?);
+        }
+        Ok(Renewal(channels))
+    }
+
+    /// Puts a [`Renewal`]'s channels in place: a CRL that now revokes a route's node, or this
+    /// node's new certificate, takes effect from the next forwarded query. Connections of the
+    /// channels replaced end with the calls still on them.
+    pub fn install(&self, renewal: Renewal) {
+        for (route, channel) in self.routes.iter().zip(renewal.0) {
+            route.channel.store(Arc::new(channel));
+        }
+    }
+}
+
+/// Fresh channels for every route, in order ([`Interconnect::renewal`]).
+pub struct Renewal(Vec<Channel>);
+
+/// The TLS of a route to `node`: this node's certificate, and the CAs and CRLs of `node`'s
+/// trust domain alone.
+pub fn route_tls(
+    material: &ServerMaterial,
+    node: &SpiffeId,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let trust = material
+        .trust
+        .iter()
+        .find(|t| t.domain == *node.trust_domain())
+        .ok_or_else(|| format!("{node}: its trust domain's CA is not loaded"))?;
+    tls::client_config(
+        material.chain.clone(),
+        material.key.clone_key(),
+        &trust.roots,
+        trust.crls.clone(),
+    )
+    .map_err(|e| format!("{node}: {e}"))
 }
 
 /// One node of another region and the channel to it.
 pub struct Route {
     node: SpiffeId,
-    channel: Channel,
+    address: String,
+    /// Replaced whole when the TLS material is reloaded ([`Interconnect::renew`]).
+    channel: ArcSwap<Channel>,
     timeout: Duration,
     /// The largest answer taken from the node: this node's own message limit, so that an
     /// answer it takes in is one it can send on.
@@ -70,21 +118,19 @@ impl Route {
         timeout: Duration,
         max_message_bytes: usize,
     ) -> Result<Self, ClientError> {
-        let limits = client::Limits {
-            connect: timeout,
-            call: timeout,
-        };
-        let expected = client::Expected {
-            node: node.clone(),
-            named_by: "[[interconnect.route]]",
-        };
-        let channel = client::lazy_to_node(address, tls, expected, limits)?;
+        let channel = channel_to(&node, address, timeout, tls)?;
         Ok(Self {
             node,
-            channel,
+            address: address.to_owned(),
+            channel: ArcSwap::from_pointee(channel),
             timeout,
             max_message_bytes,
         })
+    }
+
+    /// A channel to the route's node over `tls`, connecting on first use.
+    fn channel_over(&self, tls: Arc<rustls::ClientConfig>) -> Result<Channel, ClientError> {
+        channel_to(&self.node, &self.address, self.timeout, tls)
     }
 
     pub fn node(&self) -> &SpiffeId {
@@ -99,7 +145,7 @@ impl Route {
         caller: &SpiffeId,
         query: proto::QueryRequest,
     ) -> Result<proto::QueryResponse, Status> {
-        let mut client = InterconnectClient::new(self.channel.clone())
+        let mut client = InterconnectClient::new(Channel::clone(&self.channel.load()))
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes);
         let request = proto::RelayRequest {
@@ -151,4 +197,23 @@ impl Route {
             self.timeout.as_millis()
         ))
     }
+}
+
+/// A channel to `node` at `address` over `tls`, connecting on first use, each connection and
+/// call bounded by `timeout`.
+fn channel_to(
+    node: &SpiffeId,
+    address: &str,
+    timeout: Duration,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Channel, ClientError> {
+    let limits = client::Limits {
+        connect: timeout,
+        call: timeout,
+    };
+    let expected = client::Expected {
+        node: node.clone(),
+        named_by: "[[interconnect.route]]",
+    };
+    client::lazy_to_node(address, tls, expected, limits)
 }

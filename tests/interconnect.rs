@@ -517,3 +517,30 @@ async fn a_node_forwards_for_its_own_regions_departments_only() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn a_reload_that_revokes_the_routes_node_stops_forwarding_to_it() {
+    let pki = TestPki::new();
+    let subject = Uscc::from_seed(16).to_string();
+    let b = holding_node(&pki, &subject).await;
+    let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
+    query(&pki, &a, "court", enforcement(&subject, NODE_B))
+        .await
+        .expect("forwarded while B's certificate is good");
+
+    // Region B's CA revokes B's node certificate; A reloads its TLS material (SIGHUP).
+    let (b_cert, _) = pki.identity(REGION_B, Kind::Dept, "samr");
+    pki::revoke(&pki.layout, REGION_B, &b_cert).unwrap();
+    credit_node::cli::serve::reload(&pki.dir.path().join(format!("{REGION_A}.toml")), &a);
+
+    let refused = query(&pki, &a, "court", enforcement(&subject, NODE_B))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    let at_b = ledger(&pki, &b, REGION_B).await;
+    assert_eq!(
+        at_b.iter().filter(|e| e.caller == NODE_A).count(),
+        1,
+        "only the query before the revocation reached B: {at_b:?}"
+    );
+}

@@ -247,7 +247,7 @@ enum Hops {
 /// recorded and refused), then answered from this node's records or forwarded to the node it
 /// names.
 async fn query_as(
-    state: &NodeState,
+    state: &Arc<NodeState>,
     asker: query::Asker<'_>,
     req: &proto::QueryRequest,
     hops: Hops,
@@ -268,7 +268,10 @@ async fn query_as(
              forwarded again",
             state.node_id()
         ))),
-        (Some(node), Hops::MayForward) => Ok((asked, Some(forward::route(state, &node)?))),
+        (Some(node), Hops::MayForward) => {
+            forward::route(state, &node)?;
+            Ok((asked, Some(node)))
+        }
     });
     let (asked, route) = match checked {
         Ok(checked) => checked,
@@ -284,8 +287,23 @@ async fn query_as(
             .await);
         }
     };
-    if let Some(route) = route {
-        return forward::forward(state, asker.caller, &asked, req.subject_type, route).await;
+    if let Some(node) = route {
+        // On a task of its own: once forwarded, the query is recorded here even if its call
+        // is dropped meanwhile (a caller's shorter `grpc-timeout`), as the other node has
+        // recorded it already.
+        let state = Arc::clone(state);
+        let caller = asker.caller.clone();
+        let subject_type = req.subject_type;
+        let forwarded = tokio::spawn(async move {
+            let route = forward::route(&state, &node)?;
+            forward::forward(&state, &caller, &asked, subject_type, route).await
+        });
+        return forwarded.await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "a forwarded query's task failed");
+            Err(Status::internal(
+                "the forwarded query failed; nothing was disclosed",
+            ))
+        });
     }
     let mut answers = query::answer_all(state, asker, std::slice::from_ref(&asked)).await?;
     answers.pop().ok_or_else(|| Status::internal("no answer"))

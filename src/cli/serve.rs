@@ -132,7 +132,15 @@ fn apply(loaded: &LoadedConfig, node: &RunningNode) {
     let tls = loaded
         .tls_material()
         .map_err(|e| e.to_string())
-        .and_then(|material| node.tls().reload(material).map_err(|e| e.to_string()));
+        .and_then(|material| {
+            // The routes first, all or nothing; installed only if the server side takes the
+            // material too, so that both sides of the node always use the same.
+            let interconnect = node.state().interconnect();
+            let routes = interconnect.renewal(&material)?;
+            node.tls().reload(material).map_err(|e| e.to_string())?;
+            interconnect.install(routes);
+            Ok(())
+        });
     match tls {
         Ok(()) => tracing::info!(config = %config_path.display(), "reloaded TLS material"),
         Err(error) => tracing::error!(
