@@ -12,7 +12,13 @@
 //! the answering node, and speaks only for callers of its own trust domain, so a region's relay
 //! cannot pass itself off as the voice of another region's departments.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use arc_swap::ArcSwap;
 use tonic::{Status, transport::Channel};
@@ -28,11 +34,53 @@ use crate::{
 pub struct Interconnect {
     routes: Vec<Route>,
     relays: Vec<SpiffeId>,
+    counts: Counts,
+}
+
+/// What crossed regions, for the metrics: counts by result, never a caller or a subject.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Forwarded queries the other node answered.
+    pub forwarded_answered: AtomicU64,
+    /// Forwarded queries the other node refused (its status passed on).
+    pub forwarded_refused: AtomicU64,
+    /// Forwarded queries that got no answer: unreachable, timed out, another identity, or a
+    /// malformed answer.
+    pub forwarded_unanswered: AtomicU64,
+    /// Relayed queries this node took from a listed relay.
+    pub relayed: AtomicU64,
+    /// Relay calls refused before any query: not a listed relay, suspended, or acting for a
+    /// caller it may not speak for.
+    pub relays_refused: AtomicU64,
+}
+
+impl Counts {
+    pub fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a forwarded query by how it ended: UNAVAILABLE is no answer (the route's or the
+    /// other node's), any other refusal the other node's word.
+    pub fn forwarded<T>(&self, answer: &Result<T, Status>) {
+        Self::add(match answer {
+            Ok(_) => &self.forwarded_answered,
+            Err(status) if status.code() == tonic::Code::Unavailable => &self.forwarded_unanswered,
+            Err(_) => &self.forwarded_refused,
+        });
+    }
 }
 
 impl Interconnect {
     pub fn new(routes: Vec<Route>, relays: Vec<SpiffeId>) -> Self {
-        Self { routes, relays }
+        Self {
+            routes,
+            relays,
+            counts: Counts::default(),
+        }
+    }
+
+    pub fn counts(&self) -> &Counts {
+        &self.counts
     }
 
     /// No routes and no relays: the node answers from its own records only.

@@ -221,6 +221,35 @@ pub(crate) async fn render(sources: &Sources) -> String {
         handshakes,
     );
 
+    let crossed = state.interconnect().counts();
+    let forwarded = Family::<[(&'static str, &'static str); 1], Counter>::default();
+    for (result, count) in [
+        ("answered", &crossed.forwarded_answered),
+        ("refused", &crossed.forwarded_refused),
+        ("unanswered", &crossed.forwarded_unanswered),
+    ] {
+        forwarded
+            .get_or_create(&[("result", result)])
+            .inc_by(load(count));
+    }
+    registry.register(
+        "forwarded",
+        "Queries forwarded to another region's node ([[interconnect.route]]): answered, refused \
+         by that node, or unanswered (unreachable, timed out, another identity, malformed)",
+        forwarded,
+    );
+    registry.register(
+        "relayed",
+        "Queries taken from another region's node on behalf of its callers (interconnect.relays)",
+        counter(load(&crossed.relayed)),
+    );
+    registry.register(
+        "relays_refused",
+        "Relay calls refused before any query: not a listed relay, suspended, or acting for a \
+         caller it may not speak for",
+        counter(load(&crossed.relays_refused)),
+    );
+
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);

@@ -25,6 +25,14 @@ use tonic::Code;
 const NODE_A: &str = "spiffe://region-a.credit.test/dept/samr";
 const NODE_B: &str = "spiffe://region-b.credit.test/dept/samr";
 const COURT_A: &str = "spiffe://region-a.credit.test/dept/court";
+/// Both nodes serve their metrics, on a free port.
+const METRICS: &str = "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+
+/// A node's count `name` (with its labels, as the scrape spells them).
+async fn count(node: &RunningNode, name: &str) -> f64 {
+    let (_, samples) = common::scrape(node).await;
+    common::get(&samples, name)
+}
 
 /// Region B's market regulator's node, holding `subject`'s registration (an item the market
 /// regulator records), answering relays from region A's node.
@@ -48,7 +56,7 @@ async fn holding_node_with(
             &cert.display().to_string(),
         )
         .replace(&hrss_key.display().to_string(), &key.display().to_string());
-    std::fs::write(&config, edit(text)).unwrap();
+    std::fs::write(&config, edit(text) + METRICS).unwrap();
     append(
         &config,
         &format!("\n[interconnect]\nrelays = [\"{NODE_A}\"]\n"),
@@ -84,7 +92,7 @@ async fn forwarding_node(
     append(
         &config,
         &format!(
-            "\n[[interconnect.route]]\nnode = \"{node}\"\naddress = \"127.0.0.1:{port}\"\n\
+            "{METRICS}\n[[interconnect.route]]\nnode = \"{node}\"\naddress = \"127.0.0.1:{port}\"\n\
              timeout_ms = 10000\n"
         ),
     );
@@ -207,6 +215,9 @@ async fn a_forwarded_query_is_answered_by_the_holding_node_and_recorded_by_both(
     assert_eq!(entry_b.subject, subject);
     assert_eq!(entry_b.purpose, "enforcement");
     assert_eq!(theirs.result_sha256, entry_b.response_sha256);
+    let answered = r#"credit_node_forwarded_total{result="answered"}"#;
+    assert_eq!(count(&a, answered).await, 1.0);
+    assert_eq!(count(&b, "credit_node_relayed_total").await, 1.0);
 
     // B's officers read it in `ledger list` as the relay acting for the court.
     let listed = std::process::Command::new(env!("CARGO_BIN_EXE_credit-node"))
@@ -339,6 +350,9 @@ async fn only_listed_relays_speak_and_only_for_their_own_region() {
         .map(|e| e.reason.as_str())
         .collect();
     assert_eq!(reasons.len(), 3, "{reasons:?}");
+    // Two refused as relay calls; the third was a relayed query, refused as malformed.
+    assert_eq!(count(&b, "credit_node_relays_refused_total").await, 2.0);
+    assert_eq!(count(&b, "credit_node_relayed_total").await, 1.0);
     assert!(reasons[0].starts_with("credit.v1.Interconnect/Relay: "));
     assert!(
         entries
@@ -364,6 +378,8 @@ async fn a_node_without_a_route_or_with_its_peer_down_refuses_on_record() {
         .unwrap_err();
     assert_eq!(unreachable.code(), Code::Unavailable, "{unreachable:?}");
     assert!(unreachable.message().contains(NODE_B), "{unreachable:?}");
+    let unanswered = r#"credit_node_forwarded_total{result="unanswered"}"#;
+    assert_eq!(count(&a, unanswered).await, 1.0);
 
     let no_route = query(
         &pki,

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::{collections::HashMap, net::SocketAddr};
-
-use common::{TestPki, endpoint};
+use common::{TestPki, endpoint, get, http, scrape};
 use credit_node::{
     identifier::Uscc,
     identity::Kind,
@@ -16,46 +14,6 @@ use credit_node::{
     },
     server::RunningNode,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The HTTP answer to `request` (status line, headers and body).
-async fn http(addr: SocketAddr, request: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    answer
-}
-
-/// One scrape: the body, and each sample by its name and labels.
-async fn scrape(node: &RunningNode) -> (String, HashMap<String, f64>) {
-    let addr = node.metrics_addr().expect("metrics are served");
-    let answer = http(
-        addr,
-        "GET /metrics HTTP/1.1\r\nHost: monitor\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: application/openmetrics-text"),
-        "{head}"
-    );
-    let samples = body
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .map(|(name, value)| (name.to_owned(), value.parse::<f64>().unwrap()))
-        .collect();
-    (body.to_owned(), samples)
-}
-
-fn get(samples: &HashMap<String, f64>, name: &str) -> f64 {
-    *samples
-        .get(name)
-        .unwrap_or_else(|| panic!("{name} in {samples:?}"))
-}
 
 async fn start() -> (TestPki, RunningNode) {
     start_on(None).await

@@ -88,6 +88,7 @@ pub async fn forward(
             .relay(&caller.spiffe_id, request)
             .await
             .and_then(|response| received(response, asked, route.node()));
+        state.interconnect().counts().forwarded(&answered);
         let (relayed, withheld, receipt) = match answered {
             Ok(received) => received,
             Err(status) => return Err(refuse_on_record(state, asker, asked, status).await),

@@ -14,6 +14,7 @@ use super::{Hops, caller, query, query_as, refuse_on_record};
 use crate::{
     harvest::Admission,
     identity::{Kind, SpiffeId},
+    interconnect::Counts,
     proto::{self, interconnect_server::Interconnect},
     state::NodeState,
 };
@@ -44,6 +45,7 @@ impl Interconnect for InterconnectApi {
                 "{} is not a relay of this node ([interconnect] relays)",
                 caller.spiffe_id
             ));
+            Counts::add(&state.interconnect().counts().relays_refused);
             return Err(refuse_on_record(state, caller, RPC, status).await);
         }
         query::admit(state, caller, 1).await?;
@@ -52,12 +54,14 @@ impl Interconnect for InterconnectApi {
         let now = state.clock().now_ms();
         if let Admission::Refused(refusal) = state.guard().check(&caller.spiffe_id, &[], now) {
             let status = query::refusal_status(state, &refusal);
+            Counts::add(&state.interconnect().counts().relays_refused);
             return Err(super::record_refusal(state, caller, RPC, status).await);
         }
         let req = request.get_ref();
         let on_behalf_of = match acting_for(&caller.spiffe_id, &req.on_behalf_of) {
             Ok(id) => id,
             Err(status) => {
+                Counts::add(&state.interconnect().counts().relays_refused);
                 return Err(super::record_refusal(state, caller, RPC, status).await);
             }
         };
@@ -65,6 +69,7 @@ impl Interconnect for InterconnectApi {
             let status = Status::invalid_argument("query: missing");
             return Err(super::record_refusal(state, caller, RPC, status).await);
         };
+        Counts::add(&state.interconnect().counts().relayed);
         let asker = query::Asker {
             caller,
             on_behalf_of: Some(&on_behalf_of),
