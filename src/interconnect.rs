@@ -30,7 +30,7 @@ use crate::{
     tls::{self, ServerMaterial},
 };
 
-/// The routes and relays of one node, fixed at start-up.
+/// The routes and relays of one node: fixed at start-up, the routes' TLS renewed on reloads.
 pub struct Interconnect {
     routes: Vec<Route>,
     relays: Vec<SpiffeId>,

@@ -560,3 +560,29 @@ async fn a_reload_that_revokes_the_routes_node_stops_forwarding_to_it() {
         "only the query before the revocation reached B: {at_b:?}"
     );
 }
+
+#[tokio::test]
+async fn a_query_granted_nothing_here_is_not_forwarded() {
+    let pki = TestPki::new();
+    let subject = Uscc::from_seed(17).to_string();
+    let b = holding_node(&pki, &subject).await;
+    let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
+    // No grant of penalties to anyone for social insurance.
+    let request = proto::QueryRequest {
+        node: NODE_B.into(),
+        ..ask_for(&subject, "admin-penalty", "social-insurance")
+    };
+    let answer = query(&pki, &a, "court", request).await.expect("answered");
+    let result = answer.result.unwrap();
+    assert!(result.records.is_empty());
+    assert_eq!(result.withheld[0].reason, "purpose not granted");
+    // Nothing went to B, so no receipt of B's, and the digest is of the result alone.
+    assert_eq!(answer.upstream, None);
+    let digest = ring::digest::digest(&ring::digest::SHA256, &result.encode_to_vec());
+    assert_eq!(answer.receipt.unwrap().result_sha256, digest.as_ref());
+    let at_b = ledger(&pki, &b, REGION_B).await;
+    assert!(at_b.iter().all(|e| e.caller != NODE_A), "{at_b:?}");
+    let at_a = ledger(&pki, &a, REGION_A).await;
+    let entry = at_a.iter().find(|e| e.caller == COURT_A).unwrap();
+    assert_eq!(entry.outcome, proto::EntryOutcome::Denied as i32);
+}

@@ -112,19 +112,25 @@ pub async fn forward(
     let result = convert::query_result(&asked.subject, &answer, &catalog);
     // What the entry's digest covers: the result and, when forwarded, the other node's
     // receipt, so this node's record of the query also binds the other's.
-    let covered = proto::QueryResponse {
-        result: Some(result),
-        receipt: None,
-        upstream,
+    let (result, upstream, result_sha256) = match upstream {
+        None => {
+            let digest = query::sha256(&prost::Message::encode_to_vec(&result));
+            (result, None, digest)
+        }
+        Some(upstream) => {
+            let covered = proto::QueryResponse {
+                result: Some(result),
+                receipt: None,
+                upstream: Some(upstream),
+            };
+            let digest = query::sha256(&prost::Message::encode_to_vec(&covered));
+            (covered.result.unwrap_or_default(), covered.upstream, digest)
+        }
     };
-    let result_sha256 = query::sha256(&prost::Message::encode_to_vec(&covered));
-    let proto::QueryResponse {
-        result, upstream, ..
-    } = covered;
     let entry = query::answered_entry(state, asker, asked, &answer, result_sha256);
     let prepared = Prepared {
         answer: Answered {
-            result: result.unwrap_or_default(),
+            result,
             result_sha256,
             upstream,
         },
