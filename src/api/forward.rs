@@ -240,9 +240,5 @@ async fn refuse_on_record(
     let outcome = entry::Outcome::Denied {
         reason: status.message().chars().take(200).collect(),
     };
-    let entry = query::new_entry(state, asker, asked, Vec::new(), outcome, [0; 32]);
-    match query::append(state, entry).await {
-        Ok(_) => status,
-        Err(unavailable) => unavailable,
-    }
+    query::on_record(state, asker, asked, outcome, status).await
 }

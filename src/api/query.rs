@@ -337,11 +337,29 @@ pub async fn refuse_invalid(
     let outcome = entry::Outcome::Invalid {
         reason: status.message().chars().take(200).collect(),
     };
-    let entry = new_entry(state, asker, &asked, Vec::new(), outcome, [0; 32]);
+    on_record(state, asker, &asked, outcome, status).await
+}
+
+/// Records `asked` as refused with `outcome` (nothing decided, nothing sent), then returns
+/// `status`; UNAVAILABLE instead if the refusal cannot be recorded.
+pub(super) async fn on_record(
+    state: &NodeState,
+    asker: Asker<'_>,
+    asked: &Asked,
+    outcome: entry::Outcome,
+    status: Status,
+) -> Status {
+    let entry = new_entry(state, asker, asked, Vec::new(), outcome, [0; 32]);
     match append(state, entry).await {
         Ok(_) => status,
         Err(unavailable) => unavailable,
     }
+}
+
+/// The refusal of a suspended `caller` (PERMISSION_DENIED), if it is suspended.
+pub(super) fn suspended(state: &NodeState, caller: &SpiffeId) -> Option<Status> {
+    let refusal = state.guard().suspended(caller)?;
+    Some(refusal_status(state, &refusal))
 }
 
 /// Records an enumeration alert (the query that raised it is still answered: it was within

@@ -12,7 +12,6 @@ use tonic::{Request, Response, Status};
 
 use super::{Hops, caller, query, query_as, refuse_on_record};
 use crate::{
-    harvest::Admission,
     identity::{Kind, SpiffeId},
     interconnect::Counts,
     proto::{self, interconnect_server::Interconnect},
@@ -49,21 +48,20 @@ impl Interconnect for InterconnectApi {
             return Err(refuse_on_record(state, caller, RPC, status).await);
         }
         query::admit(state, caller, 1).await?;
+        // Counted, recorded (already admitted: no second draw on the rate limit), returned.
+        let refuse = async |status: Status| {
+            Counts::add(&state.interconnect().counts().relays_refused);
+            super::record_refusal(state, caller, RPC, status).await
+        };
         // A relay suspended after an enumeration alert (raised by what it relayed, say) is
         // refused whomever it acts for, until an officer lifts it.
-        let now = state.clock().now_ms();
-        if let Admission::Refused(refusal) = state.guard().check(&caller.spiffe_id, &[], now) {
-            let status = query::refusal_status(state, &refusal);
-            Counts::add(&state.interconnect().counts().relays_refused);
-            return Err(super::record_refusal(state, caller, RPC, status).await);
+        if let Some(status) = query::suspended(state, &caller.spiffe_id) {
+            return Err(refuse(status).await);
         }
         let req = request.get_ref();
         let on_behalf_of = match acting_for(&caller.spiffe_id, &req.on_behalf_of) {
             Ok(id) => id,
-            Err(status) => {
-                Counts::add(&state.interconnect().counts().relays_refused);
-                return Err(super::record_refusal(state, caller, RPC, status).await);
-            }
+            Err(status) => return Err(refuse(status).await),
         };
         let Some(query) = &req.query else {
             let status = Status::invalid_argument("query: missing");

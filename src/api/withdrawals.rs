@@ -15,7 +15,6 @@ use tonic::Status;
 
 use super::{convert, query};
 use crate::{
-    harvest::Admission,
     identity::Caller,
     ledger::{
         entry::{self, Entry},
@@ -81,9 +80,7 @@ pub async fn answer(
     caller: &Caller,
     asked: &Asked,
 ) -> Result<proto::ListWithdrawalsResponse, Status> {
-    let now = state.clock().now_ms();
-    if let Admission::Refused(refusal) = state.guard().check(&caller.spiffe_id, &[], now) {
-        let status = query::refusal_status(state, &refusal);
+    if let Some(status) = query::suspended(state, &caller.spiffe_id) {
         let outcome = entry::Outcome::Denied {
             reason: status.message().chars().take(200).collect(),
         };

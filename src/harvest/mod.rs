@@ -272,6 +272,17 @@ impl Guard {
         }
     }
 
+    /// The suspension alone, for calls that disclose no subject's records yet must not serve a
+    /// suspended caller (a withdrawal listing, a relay's call): no quota is looked at.
+    pub fn suspended(&self, caller: &SpiffeId) -> Option<Refusal> {
+        if !self.enabled {
+            return None;
+        }
+        self.quota
+            .suspended_since(&caller.to_string())
+            .map(|since_ms| Refusal::Suspended { since_ms })
+    }
+
     /// Notes a charge as committed, so repeats of its subjects are answered from memory.
     pub fn charged(&self, charge: &QuotaCharge) {
         self.quota.remember(charge);

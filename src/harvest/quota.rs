@@ -156,6 +156,11 @@ impl QuotaStore {
         self.known.retain(|_, k| k.window >= window);
     }
 
+    /// Since when `caller` is suspended, as this replica knows it (see [`QuotaStore::check`]).
+    pub fn suspended_since(&self, caller: &str) -> Option<i64> {
+        self.suspended.get(caller).map(|s| *s)
+    }
+
     /// Re-reads the suspensions from the store (other replicas may have changed them).
     pub async fn refresh_suspensions(&self) -> Result<(), QuotaError> {
         let now: Vec<Suspension> = self.suspensions().await?;
@@ -173,7 +178,7 @@ impl QuotaStore {
     /// ([`charge_all`]), which checks the store itself, under lock: counted subjects cost
     /// nothing there either, and a suspension made on another replica is found there.
     pub fn check(&self, caller: &str, window: i64, subjects: &[&str], limit: u64) -> Check {
-        if let Some(since_ms) = self.suspended.get(caller).map(|s| *s) {
+        if let Some(since_ms) = self.suspended_since(caller) {
             return Check::Suspended { since_ms };
         }
         if self.all_known(caller, window, subjects) {
