@@ -71,12 +71,12 @@ async fn run(store: Store, max_batch: usize, seconds: f64, charged: bool) -> f64
                             limit: u64::MAX / 2,
                             raised_suspension: false,
                         };
-                        let reason = Box::new(|c| format!("{c:?}"));
+                        let reason = Box::new(|c: &[_]| format!("{c:?}"));
                         let (outcome, _) = ledger
-                            .append_charged(charge, vec![entry], reason)
+                            .append_charged(vec![charge], vec![entry], reason)
                             .await
                             .unwrap();
-                        assert_eq!(outcome, credit_node::harvest::Charge::Within);
+                        assert_eq!(outcome, [credit_node::harvest::Charge::Within]);
                     } else {
                         ledger.append(entry(n)).await.unwrap();
                     }

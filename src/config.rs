@@ -1081,7 +1081,7 @@ signing_key = "ledger.key"
         let cfg = parse(text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.config.trust_domains.len(), 2);
         assert_eq!(cfg.config.log.format, LogFormat::Json);
-        assert_eq!(cfg.config.harvest.callers.len(), 1);
+        assert_eq!(cfg.config.harvest.callers.len(), 2);
         assert_eq!(
             cfg.config.metrics.map(|m| m.listen.to_string()).as_deref(),
             Some("127.0.0.1:9464")

@@ -418,44 +418,52 @@ async fn a_route_talks_only_to_the_node_it_names() {
     assert!(entries.iter().all(|e| e.caller != NODE_A), "{entries:?}");
 }
 
+/// `config` (a node's, `[harvest]` its last section) with one distinct subject a day for every
+/// caller, and `relay` held to `relay_quota` of its own.
+fn quotas(config: String, relay_quota: u64) -> String {
+    let tight = config.replace("distinct_subjects = 200", "distinct_subjects = 1");
+    assert_ne!(tight, config, "the development config sets a quota");
+    format!(
+        "{tight}\n[[harvest.caller]]\nid = \"{NODE_A}\"\nrequests_per_second = 100\nburst = 200\n\
+         distinct_subjects = {relay_quota}\n"
+    )
+}
+
 #[tokio::test]
 async fn the_holding_node_counts_relayed_subjects_against_the_original_callers_quota() {
     let pki = TestPki::new();
-    let (first, second) = (
-        Uscc::from_seed(12).to_string(),
-        Uscc::from_seed(13).to_string(),
-    );
-    // One distinct subject a day per caller at B, whoever relays it.
-    let b = holding_node_with(&pki, &[&first, &second], |config| {
-        let tight = config.replace("distinct_subjects = 200", "distinct_subjects = 1");
-        assert_ne!(tight, config, "the development config sets a quota");
-        tight
-    })
-    .await;
+    let subjects: Vec<String> = (12..15).map(|s| Uscc::from_seed(s).to_string()).collect();
+    let [first, second, third] = &subjects[..] else {
+        unreachable!()
+    };
+    let held: Vec<&str> = subjects.iter().map(String::as_str).collect();
+    // One distinct subject a day per caller at B; its relay from A may obtain two in all.
+    let b = holding_node_with(&pki, &held, |config| quotas(config, 2)).await;
     let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
 
-    query(&pki, &a, "court", enforcement(&first, NODE_B))
+    query(&pki, &a, "court", enforcement(first, NODE_B))
         .await
         .expect("the court's first subject");
-    let refused = query(&pki, &a, "court", enforcement(&second, NODE_B))
+    let refused = query(&pki, &a, "court", enforcement(second, NODE_B))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(
         refused
             .message()
-            .starts_with(&format!("node {NODE_B}: quota: ")),
+            .starts_with(&format!("node {NODE_B}: quota: this caller ")),
         "{refused:?}"
     );
     assert!(
         refused.metadata().get("retry-after").is_some(),
         "{refused:?}"
     );
-    // The quota is the court's, not the relay's: another department of region A still gets
-    // the second subject through the same relay.
+    // The quota is the court's: another department of region A still gets a subject through
+    // the same relay, and the relay's own quota was not spent by the court's refused query
+    // (it holds two: the court's first, and this one).
     let tax = proto::QueryRequest {
         node: NODE_B.into(),
-        ..ask_for(&second, "registration", "tax-administration")
+        ..ask_for(third, "registration", "tax-administration")
     };
     let answer = query(&pki, &a, "tax", tax).await.expect("tax's own quota");
     assert_eq!(answer.result.unwrap().records.len(), 1);
@@ -464,11 +472,82 @@ async fn the_holding_node_counts_relayed_subjects_against_the_original_callers_q
     let entries = ledger(&pki, &a, REGION_A).await;
     let refusal = entries
         .iter()
-        .find(|e| e.caller == COURT_A && e.subject == second)
+        .find(|e| e.caller == COURT_A && e.subject == *second)
         .expect("the refusal is on record at A");
     assert_eq!(refusal.outcome, proto::EntryOutcome::Denied as i32);
     assert!(refusal.reason.contains("quota"), "{refusal:?}");
     assert!(refusal.decisions.is_empty(), "{refusal:?}");
+}
+
+#[tokio::test]
+async fn a_relay_obtains_no_more_subjects_than_its_own_quota_whomever_it_names() {
+    let pki = TestPki::new();
+    let subjects: Vec<String> = (15..18).map(|s| Uscc::from_seed(s).to_string()).collect();
+    let [first, second, third] = &subjects[..] else {
+        unreachable!()
+    };
+    let held: Vec<&str> = subjects.iter().map(String::as_str).collect();
+    // Every caller at B may obtain a hundred subjects a day; the relay from A two in all.
+    let b = holding_node_with(&pki, &held, |config| {
+        quotas(config, 2).replace("distinct_subjects = 1\n", "distinct_subjects = 100\n")
+    })
+    .await;
+    let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
+    let tax = |subject: &str| proto::QueryRequest {
+        node: NODE_B.into(),
+        ..ask_for(subject, "registration", "tax-administration")
+    };
+
+    query(&pki, &a, "court", enforcement(first, NODE_B))
+        .await
+        .expect("within the relay's quota");
+    query(&pki, &a, "tax", tax(second))
+        .await
+        .expect("within the relay's quota");
+    // A third subject, asked for by either department, would take the relay past its two.
+    for (id, request) in [("court", enforcement(third, NODE_B)), ("tax", tax(third))] {
+        let refused = query(&pki, &a, id, request).await.unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+        assert!(
+            refused.message().starts_with(&format!(
+                "node {NODE_B}: quota: the relay {NODE_A} has obtained records about its 2 \
+                 distinct subjects"
+            )),
+            "{refused:?}"
+        );
+    }
+    // Nor does naming another caller get round it: the relay itself asks for a department of
+    // its region that is granted the item and has asked for nothing yet.
+    let channel = pki.channel(&b, REGION_A, Kind::Dept, "samr").await;
+    let refused = InterconnectClient::new(channel)
+        .relay(proto::RelayRequest {
+            on_behalf_of: "spiffe://region-a.credit.test/dept/eco".into(),
+            query: Some(ask_for(third, "registration", "environmental-supervision")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    // Subjects it has obtained are still answered, for any caller it acts for.
+    let again = query(&pki, &a, "tax", tax(first))
+        .await
+        .expect("a subject the relay has obtained");
+    assert_eq!(again.result.unwrap().records.len(), 1);
+
+    // B recorded each refusal, and nothing of the third subject left it.
+    let entries = ledger(&pki, &b, REGION_B).await;
+    let third_entries: Vec<_> = entries
+        .iter()
+        .filter(|e| e.subject == *third && e.caller == NODE_A)
+        .collect();
+    assert_eq!(third_entries.len(), 3, "{entries:?}");
+    for e in third_entries {
+        assert_eq!(e.outcome, proto::EntryOutcome::Denied as i32, "{e:?}");
+        assert!(e.reason.contains("the relay"), "{e:?}");
+        assert!(
+            e.decisions.is_empty() && e.response_sha256.iter().all(|b| *b == 0),
+            "{e:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -872,10 +872,10 @@ async fn a_batch_past_postgres_parameter_limit_commits_whole_and_verifies() {
             raised_suspension: false,
         };
         let (outcome, receipts) = ledger
-            .append_charged(charge, entries, Box::new(|c| format!("{c:?}")))
+            .append_charged(vec![charge], entries, Box::new(|c| format!("{c:?}")))
             .await
             .unwrap();
-        assert_eq!(outcome, credit_node::harvest::Charge::Within, "{engine}");
+        assert_eq!(outcome, [credit_node::harvest::Charge::Within], "{engine}");
         let seqs: Vec<u64> = receipts.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, (3..3 + N).collect::<Vec<_>>(), "{engine}");
         assert_eq!(

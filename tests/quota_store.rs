@@ -192,11 +192,18 @@ async fn open_ledger(store: &Store) -> Ledger {
 /// the entry.
 async fn append_charged(ledger: &Ledger, store: &Store, charge: QuotaCharge) -> (Charge, String) {
     let entry = granted_entry(&charge.subjects[0]);
-    let (outcome, receipts) = ledger
-        .append_charged(charge, vec![entry], Box::new(|c| format!("quota: {c:?}")))
+    let (outcomes, receipts) = ledger
+        .append_charged(
+            vec![charge],
+            vec![entry],
+            Box::new(|c| format!("quota: {c:?}")),
+        )
         .await
         .unwrap();
     assert_eq!(receipts.len(), 1);
+    let [outcome] = outcomes[..] else {
+        panic!("one outcome per charge: {outcomes:?}")
+    };
     let seq = i64::try_from(receipts[0].seq).unwrap();
     let row = sqlx::query::<Any>("SELECT outcome FROM ledger_entries WHERE seq = $1")
         .bind(seq)
@@ -363,6 +370,86 @@ async fn near_the_quota_the_exact_charge_counts_waiting_subjects() {
         assert_eq!(new.0, Charge::Exhausted { used: 3 }, "{engine}");
         assert_eq!(usage(&store).await, vec![(1, 3)], "{engine}");
         ledger.shutdown().await;
+        store.close().await;
+    }
+}
+
+/// A relayed query's charges, as the node makes them: the caller's own, then the relay's.
+fn relayed(subjects: &[&str], own: u64, relay: u64) -> Vec<QuotaCharge> {
+    let relay_charge = QuotaCharge {
+        caller: RELAY.into(),
+        ..charge(1, subjects, relay)
+    };
+    vec![charge(1, subjects, own), relay_charge]
+}
+
+const RELAY: &str = "spiffe://region-b.credit.test/dept/samr";
+
+/// The usage row of `caller` in window 1.
+async fn used(store: &Store, caller: &str) -> Option<i64> {
+    sqlx::query::<Any>("SELECT used FROM quota_usage WHERE caller = $1 AND window_id = 1")
+        .bind(caller)
+        .fetch_optional(store.pool())
+        .await
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
+/// A relayed query is charged to its caller and to its relay, in one transaction with its
+/// entry: the relay's charge is made only when the caller's own fits (a department asking past
+/// its own quota must not spend the quota its relay shares with the others), and either one
+/// exhausted refuses the query on record.
+#[tokio::test]
+async fn a_relayed_query_spends_its_relays_quota_only_when_its_callers_own_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let denied = OutcomeKind::Denied.as_str();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let ledger = open_ledger(&store).await;
+        let append = |charges: Vec<QuotaCharge>| {
+            let entry = granted_entry(&charges[0].subjects[0]);
+            let reason = Box::new(|c: &[Charge]| format!("quota: {c:?}"));
+            ledger.append_charged(charges, vec![entry], reason)
+        };
+        let (outcomes, _) = append(relayed(&["a"], 1, 2)).await.unwrap();
+        assert_eq!(outcomes, vec![Charge::Within; 2], "{engine}");
+
+        // Past the caller's own quota: refused there, and the relay's charge is not made.
+        let (outcomes, receipts) = append(relayed(&["b"], 1, 2)).await.unwrap();
+        assert_eq!(outcomes, vec![Charge::Exhausted { used: 1 }], "{engine}");
+        assert_eq!(
+            used(&store, RELAY).await,
+            Some(1),
+            "{engine}: b not counted"
+        );
+        let row = sqlx::query::<Any>("SELECT outcome FROM ledger_entries WHERE seq = $1")
+            .bind(i64::try_from(receipts[0].seq).unwrap())
+            .fetch_one(&*store.pool())
+            .await
+            .unwrap();
+        assert_eq!(row.get::<String, _>(0), denied, "{engine}");
+
+        // Within the caller's own (a larger quota) but past the relay's: refused; the caller's
+        // charge stays counted, which only ever tightens its own quota.
+        let (outcomes, _) = append(relayed(&["c", "d"], 5, 2)).await.unwrap();
+        assert_eq!(
+            outcomes,
+            vec![Charge::Within, Charge::Exhausted { used: 1 }],
+            "{engine}"
+        );
+        assert_eq!(used(&store, RELAY).await, Some(1), "{engine}");
+        assert_eq!(used(&store, TAX).await, Some(3), "{engine}");
+
+        // Repeats of what both have counted cost neither anything.
+        let (outcomes, _) = append(relayed(&["a"], 1, 2)).await.unwrap();
+        assert_eq!(outcomes, vec![Charge::Within; 2], "{engine}");
+        ledger.shutdown().await;
+        let public = Ed25519KeyPair::from_seed_unchecked(&[1; 32])
+            .unwrap()
+            .public_key()
+            .as_ref()
+            .to_vec();
+        let report = audit::verify_store(&store, &public, |_| {}).await.unwrap();
+        assert_eq!(report.entries, 4, "{engine}: every query recorded once");
         store.close().await;
     }
 }

@@ -73,7 +73,7 @@ pub async fn forward(
     let (pending, answer, upstream) = if items.is_empty() {
         // Nothing granted here that another node could send: nothing is forwarded, and the
         // answer says why, as a query of this node's own records would.
-        (None, narrow(&decision, &[], &[], today, &key), None)
+        (Vec::new(), narrow(&decision, &[], &[], today, &key), None)
     } else {
         let pending = query::admission(state, asker, std::slice::from_ref(asked)).await?;
         let request = proto::QueryRequest {

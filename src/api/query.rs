@@ -93,7 +93,7 @@ pub async fn answer_all(
     // exists.
     let items: Vec<&str> = decision.granted_items().collect();
     let pending = if items.is_empty() {
-        None
+        Vec::new()
     } else {
         admission(state, asker, asked).await?
     };
@@ -109,22 +109,24 @@ pub async fn answer_all(
 }
 
 /// The suspension and distinct-subject quota, before anything is read or forwarded: the
-/// charge for new subjects to commit with the entries, if any. A refusal is recorded, one
-/// entry per query, and returned.
+/// charges for new subjects to commit with the entries (none if every subject is counted).
+/// A refusal is recorded, one entry per query, and returned.
 pub(super) async fn admission(
     state: &NodeState,
     asker: Asker<'_>,
     asked: &[Asked],
-) -> Result<Option<PendingCharge>, Status> {
+) -> Result<Vec<PendingCharge>, Status> {
     let mut subjects: Vec<&str> = asked.iter().map(|a| a.subject.as_str()).collect();
     subjects.sort_unstable();
     subjects.dedup();
-    let admission = state
-        .guard()
-        .check(asker.principal(), &subjects, state.clock().now_ms());
+    let relay = asker.on_behalf_of.map(|_| &asker.caller.spiffe_id);
+    let admission =
+        state
+            .guard()
+            .check(asker.principal(), relay, &subjects, state.clock().now_ms());
     match admission {
-        Admission::Free => Ok(None),
-        Admission::Charge(charge) => Ok(Some(charge)),
+        Admission::Free => Ok(Vec::new()),
+        Admission::Charge(pending) => Ok(pending),
         Admission::Refused(refusal) => {
             let status = refusal_status(state, &refusal);
             let entries = refusal_entries(state, asker, asked, status.message());
@@ -137,15 +139,15 @@ pub(super) async fn admission(
     }
 }
 
-/// Records the prepared answers (with the charge for new subjects, if any, in the same
-/// transaction) and returns them once durable. If the charge no longer fits, the entries are
+/// Records the prepared answers (with the charges for new subjects, if any, in the same
+/// transaction) and returns them once durable. If a charge no longer fits, the entries are
 /// recorded as refusals instead and the caller gets the refusal.
 pub(super) async fn commit(
     state: &NodeState,
-    pending: Option<PendingCharge>,
+    mut pending: Vec<PendingCharge>,
     prepared: Vec<Prepared>,
 ) -> Result<Vec<proto::QueryResponse>, Status> {
-    let Some(mut pending) = pending else {
+    if pending.is_empty() {
         let answered = prepared.into_iter().map(|p| async move {
             let receipt = append(state, p.entry).await?;
             Ok::<_, Status>(p.answer.response(&receipt))
@@ -154,24 +156,36 @@ pub(super) async fn commit(
             .await
             .into_iter()
             .collect();
-    };
-    pending.charge.raised_suspension = prepared.iter().any(|p| p.raised_suspension);
+    }
+    // The query's own alert suspended its principal, never the relay: the exemption is the
+    // principal's charge's alone.
+    let raised = prepared.iter().any(|p| p.raised_suspension);
+    for p in &mut pending {
+        p.charge.raised_suspension = raised
+            && !matches!(
+                p.if_exhausted,
+                Refusal::QuotaExhausted { relay: Some(_), .. }
+            );
+    }
     let (answers, entries): (Vec<Answered>, Vec<Entry>) =
         prepared.into_iter().map(|p| (p.answer, p.entry)).unzip();
-    let if_exhausted = pending.if_exhausted.clone();
-    let reason = Box::new(move |charge: Charge| {
-        harvest::refusal_of(charge, &if_exhausted)
+    let charges = pending.iter().map(|p| p.charge.clone()).collect();
+    let refusals = pending.clone();
+    let reason = Box::new(move |outcomes: &[Charge]| {
+        harvest::refusal_of(&refusals, outcomes)
             .map(|refusal| refusal_message(&refusal).chars().take(200).collect())
             .unwrap_or_default()
     });
-    let (charge, receipts) = state
+    let (outcomes, receipts) = state
         .ledger()
-        .append_charged(pending.charge.clone(), entries, reason)
+        .append_charged(charges, entries, reason)
         .await
         .map_err(|e| ledger_unavailable(&e))?;
-    match pending.refusal(charge) {
+    match harvest::refusal_of(&pending, &outcomes) {
         None => {
-            state.guard().charged(&pending.charge);
+            for p in &pending {
+                state.guard().charged(&p.charge);
+            }
             Ok(answers
                 .into_iter()
                 .zip(&receipts)
@@ -457,10 +471,21 @@ fn refusal_message(refusal: &Refusal) -> String {
         Refusal::QuotaExhausted {
             quota,
             resets_at_ms,
+            relay: None,
         } => format!(
             "quota: this caller has obtained records about its {quota} distinct \
              subjects for this window; repeats of those are still answered, new \
              subjects from {}",
+            rfc3339(*resets_at_ms)
+        ),
+        Refusal::QuotaExhausted {
+            quota,
+            resets_at_ms,
+            relay: Some(relay),
+        } => format!(
+            "quota: the relay {relay} has obtained records about its {quota} distinct \
+             subjects for this window, for all the callers it acts for together; repeats \
+             of those are still answered, new subjects from {}",
             rfc3339(*resets_at_ms)
         ),
         Refusal::Suspended { since_ms } => format!(

@@ -45,7 +45,13 @@ pub enum Refusal {
     /// A batch larger than the caller's burst can never pass.
     BatchOverBurst { subjects: u32, burst: u32 },
     /// The distinct-subject quota of the window is used up; it is fresh at `resets_at_ms`.
-    QuotaExhausted { quota: u64, resets_at_ms: i64 },
+    /// `relay` names the relay when the quota used up is the one it shares among every caller
+    /// it acts for, not the caller's own.
+    QuotaExhausted {
+        quota: u64,
+        resets_at_ms: i64,
+        relay: Option<String>,
+    },
     /// Suspended after an enumeration alert, until an officer lifts it.
     Suspended { since_ms: i64 },
 }
@@ -57,31 +63,29 @@ pub enum Admission {
     Free,
     /// Refused: record the refusal, disclose nothing.
     Refused(Refusal),
-    /// New subjects: the query may disclose only if this charge commits with its entries.
-    Charge(PendingCharge),
+    /// New subjects: the query may disclose only if every one of these charges (the caller's
+    /// own, and a relay's) commits with its entries.
+    Charge(Vec<PendingCharge>),
 }
 
 /// A charge to make with a query's entries, and the refusal to give if it does not fit.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PendingCharge {
     pub charge: QuotaCharge,
     pub if_exhausted: Refusal,
 }
 
-impl PendingCharge {
-    /// The refusal a charge that did not go through stands for.
-    pub fn refusal(&self, charge: Charge) -> Option<Refusal> {
-        refusal_of(charge, &self.if_exhausted)
-    }
-}
-
-/// The refusal a charge's outcome stands for, given the quota refusal of its caller.
-pub fn refusal_of(charge: Charge, if_exhausted: &Refusal) -> Option<Refusal> {
-    match charge {
-        Charge::Within => None,
-        Charge::Exhausted { .. } => Some(if_exhausted.clone()),
-        Charge::Suspended { since_ms } => Some(Refusal::Suspended { since_ms }),
-    }
+/// The refusal that the outcomes of `pending`'s charges (in order) stand for: the first charge
+/// that did not go through decides. `None` when all went through.
+pub fn refusal_of(pending: &[PendingCharge], outcomes: &[Charge]) -> Option<Refusal> {
+    pending
+        .iter()
+        .zip(outcomes)
+        .find_map(|(p, outcome)| match *outcome {
+            Charge::Within => None,
+            Charge::Exhausted { .. } => Some(p.if_exhausted.clone()),
+            Charge::Suspended { since_ms } => Some(Refusal::Suspended { since_ms }),
+        })
 }
 
 /// An enumeration alert to record; with `suspend`, the caller is suspended once it is. It is
@@ -248,27 +252,50 @@ impl Guard {
     }
 
     /// The suspension and quota check, before any record is read, from memory: subjects not
-    /// known counted come back as a [`PendingCharge`] for the ledger's writer to charge with
+    /// known counted come back as [`PendingCharge`]s for the ledger's writer to charge with
     /// the query's entries (see [`quota`]).
-    pub fn check(&self, caller: &SpiffeId, subjects: &[&str], now_ms: i64) -> Admission {
+    ///
+    /// A query a relay forwards for `principal` is charged twice: to the principal's own quota,
+    /// and to the relay's, which it shares with every caller it acts for. The relay's word on
+    /// whom it acts for cannot widen what it obtains: whatever names it gives, this node hands
+    /// it no more distinct subjects than its own quota (promise 7), as its rate limit already
+    /// counts all its requests together.
+    pub fn check(
+        &self,
+        principal: &SpiffeId,
+        relay: Option<&SpiffeId>,
+        subjects: &[&str],
+        now_ms: i64,
+    ) -> Admission {
         if !self.enabled {
             return Admission::Free;
         }
         let window = self.window.id(now_ms);
-        let quota = self.limits(caller).distinct_subjects;
-        match self
-            .quota
-            .check(&caller.to_string(), window, subjects, quota)
-        {
-            Check::Counted => Admission::Free,
-            Check::Suspended { since_ms } => Admission::Refused(Refusal::Suspended { since_ms }),
-            Check::New(charge) => Admission::Charge(PendingCharge {
-                charge,
-                if_exhausted: Refusal::QuotaExhausted {
-                    quota,
-                    resets_at_ms: self.window.end_ms(window),
-                },
-            }),
+        let mut pending = Vec::new();
+        // A node's own department asking through it is charged once.
+        let relay = relay.filter(|r| *r != principal);
+        let charged = std::iter::once((principal, false)).chain(relay.map(|r| (r, true)));
+        for (id, is_relay) in charged {
+            let quota = self.limits(id).distinct_subjects;
+            match self.quota.check(&id.to_string(), window, subjects, quota) {
+                Check::Counted => {}
+                Check::Suspended { since_ms } => {
+                    return Admission::Refused(Refusal::Suspended { since_ms });
+                }
+                Check::New(charge) => pending.push(PendingCharge {
+                    charge,
+                    if_exhausted: Refusal::QuotaExhausted {
+                        quota,
+                        resets_at_ms: self.window.end_ms(window),
+                        relay: is_relay.then(|| id.to_string()),
+                    },
+                }),
+            }
+        }
+        if pending.is_empty() {
+            Admission::Free
+        } else {
+            Admission::Charge(pending)
         }
     }
 

@@ -287,6 +287,36 @@ pub async fn charge_all(
     Ok(outcomes)
 }
 
+/// Charges sets of charges, each set all in order and only as far as it goes through: a
+/// set's second charge (a relay's) is made only if its first (the caller's own) fit, in a
+/// second round after every set's first. A query refused by its caller's own quota then
+/// costs its relay nothing, so one department cannot spend the quota a relay shares with the
+/// rest by asking past its own. Returns the outcomes of the charges made, per set; a set's
+/// list ends at its first charge that did not go through.
+pub async fn charge_sets(
+    conn: &mut AnyConnection,
+    sets: &[&[QuotaCharge]],
+    unflushed: Option<&Unflushed>,
+    deadline: Deadline,
+) -> Result<Vec<Vec<Charge>>, sqlx::Error> {
+    let mut outcomes: Vec<Vec<Charge>> = vec![Vec::new(); sets.len()];
+    let rounds = sets.iter().map(|s| s.len()).max().unwrap_or(0);
+    for round in 0..rounds {
+        let due: Vec<usize> = (0..sets.len())
+            .filter(|&i| sets[i].len() > round && outcomes[i].iter().all(|o| *o == Charge::Within))
+            .collect();
+        if due.is_empty() {
+            break;
+        }
+        let charges: Vec<&QuotaCharge> = due.iter().map(|&i| &sets[i][round]).collect();
+        let made = charge_all(&mut *conn, &charges, unflushed, deadline).await?;
+        for (i, outcome) in due.into_iter().zip(made) {
+            outcomes[i].push(outcome);
+        }
+    }
+    Ok(outcomes)
+}
+
 /// `charges` grouped by caller and window, in order of first appearance: a handful of
 /// statements per caller and batch, however many of its queries are queued.
 fn groups<'c>(charges: &[&'c QuotaCharge]) -> Vec<(&'c str, i64, Vec<usize>)> {

@@ -406,10 +406,16 @@ impl Ledger {
         }
     }
 
-    /// Appends `entries` if `charge` still fits the caller's distinct-subject quota (and the
-    /// caller is not suspended), charging it in the same transaction, or else their refusals
-    /// ([`Entry::refuse`]) with the reason `reason` gives for the charge's outcome; returns the
-    /// outcome, with the receipts of the entries appended.
+    /// Appends `entries` if every one of `charges` still fits its caller's distinct-subject
+    /// quota (and no such caller is suspended), charging them in the same transaction, or else
+    /// their refusals ([`Entry::refuse`]) with the reason `reason` gives for the charges'
+    /// outcomes; returns the outcomes, with the receipts of the entries appended.
+    ///
+    /// The charges are made in order, each all or nothing, and only as far as they go
+    /// through ([`crate::harvest::quota::charge_sets`]): the outcomes end at the first that did not. One that
+    /// went through stays counted when a later one does not (a relayed query refused by the
+    /// relay's quota still counts against the caller it acted for): counting more than was
+    /// disclosed only ever tightens a quota, and only that caller's.
     ///
     /// Why in the ledger's transaction: a first contact must both charge the quota and record
     /// the disclosure durably before anything is sent; one transaction makes that one fsync
@@ -417,12 +423,12 @@ impl Ledger {
     /// [`Ledger::append`] otherwise: an `Err` means disclose nothing.
     pub async fn append_charged(
         &self,
-        charge: QuotaCharge,
+        charges: Vec<QuotaCharge>,
         entries: Vec<Entry>,
         reason: RefusalReason,
-    ) -> Result<(Charge, Vec<Receipt>), LedgerError> {
+    ) -> Result<(Vec<Charge>, Vec<Receipt>), LedgerError> {
         self.request(|reply, sent| Command::AppendCharged {
-            charge,
+            charges,
             entries,
             reason,
             reply,
@@ -665,8 +671,8 @@ pub(super) async fn fetch_nodes(
 // ---------------------------------------------------------------------------------------------
 // Filtered listing.
 
-/// The reason recorded in the refusals of a charged append, from the charge's outcome.
-pub type RefusalReason = Box<dyn Fn(Charge) -> String + Send>;
+/// The reason recorded in the refusals of a charged append, from its charges' outcomes.
+pub type RefusalReason = Box<dyn Fn(&[Charge]) -> String + Send>;
 
 /// Keyset pagination in sequence order: entries with `seq > after` (all when `None`), at most
 /// `limit` of them. Stable while the log grows, unlike OFFSET. A limit of 0 lists nothing and

@@ -55,13 +55,13 @@ pub(super) enum Command {
         /// When the appender sent it, for [`Waits`].
         sent: Instant,
     },
-    /// Appends `entries` if `charge` fits the caller's quota, charged in the same
-    /// transaction; their refusals if it does not.
+    /// Appends `entries` if every one of `charges` fits its caller's quota, charged in the same
+    /// transaction; their refusals if one does not.
     AppendCharged {
-        charge: QuotaCharge,
+        charges: Vec<QuotaCharge>,
         entries: Vec<Entry>,
         reason: RefusalReason,
-        reply: oneshot::Sender<Result<(Charge, Vec<Receipt>), LedgerError>>,
+        reply: ChargedReply,
         sent: Instant,
     },
     SignNow {
@@ -115,14 +115,14 @@ pub(super) struct Writer {
 /// A charged append while its batch is written: which entries went in is known only once the
 /// charge has run inside the transaction.
 struct Charged {
-    charge: QuotaCharge,
+    charges: Vec<QuotaCharge>,
     entries: Vec<Entry>,
     reason: RefusalReason,
-    /// Set by the transaction: the charge's outcome and how many entries it appended.
-    outcome: Option<(Charge, usize)>,
+    /// Set by the transaction: the charges' outcomes and how many entries it appended.
+    outcome: Option<(Vec<Charge>, usize)>,
 }
 
-type ChargedReply = oneshot::Sender<Result<(Charge, Vec<Receipt>), LedgerError>>;
+type ChargedReply = oneshot::Sender<Result<(Vec<Charge>, Vec<Receipt>), LedgerError>>;
 
 /// What one transaction produced.
 struct Committed {
@@ -310,7 +310,7 @@ impl Writer {
                         queued += 1;
                     }
                     Command::AppendCharged {
-                        charge,
+                        charges,
                         entries,
                         reason,
                         reply,
@@ -319,7 +319,7 @@ impl Writer {
                         sent_at.push(sent);
                         queued += entries.len();
                         let group = Charged {
-                            charge,
+                            charges,
                             entries,
                             reason,
                             outcome: None,
@@ -447,9 +447,9 @@ impl Writer {
                 for (reply, receipt) in replies.into_iter().zip(receipts.by_ref()) {
                     let _ = reply.send(Ok(receipt));
                 }
-                for (group, reply) in groups.iter().zip(group_replies) {
-                    let (charge, count) = group.outcome.unwrap_or((Charge::Within, 0));
-                    let _ = reply.send(Ok((charge, receipts.by_ref().take(count).collect())));
+                for (group, reply) in groups.iter_mut().zip(group_replies) {
+                    let (charges, count) = group.outcome.take().unwrap_or_default();
+                    let _ = reply.send(Ok((charges, receipts.by_ref().take(count).collect())));
                 }
                 for reply in signers {
                     let _ = reply.send(done.sth.clone().ok_or(LedgerError::Empty));
@@ -617,7 +617,7 @@ impl Writer {
             Some(tree) if tree.size() == head.size => tree,
             _ => deadline.run(load_frontier(&mut tx, head.size)).await?,
         };
-        let charges: Vec<&QuotaCharge> = charged.iter().map(|c| &c.charge).collect();
+        let charges: Vec<&QuotaCharge> = charged.iter().flat_map(|c| &c.charges).collect();
         let presumed = presume
             .then(|| Presumed::new(&charges, self.unflushed.as_ref()))
             .flatten();
@@ -626,17 +626,18 @@ impl Writer {
         let frontier = presumed.is_some().then(|| tree.clone());
         if presumed.is_some() {
             for c in charged.iter_mut() {
-                c.outcome = Some((Charge::Within, c.entries.len()));
+                c.outcome = Some((vec![Charge::Within; c.charges.len()], c.entries.len()));
                 entries.append(&mut c.entries);
             }
         } else if !charged.is_empty() {
             // Under the head's lock, so replicas charge one at a time and always lock in the
             // same order (head, then usage rows).
+            let sets: Vec<&[QuotaCharge]> = charged.iter().map(|c| &c.charges[..]).collect();
             let outcomes =
-                quota::charge_all(&mut tx, &charges, self.unflushed.as_ref(), deadline).await?;
+                quota::charge_sets(&mut tx, &sets, self.unflushed.as_ref(), deadline).await?;
             for (c, outcome) in charged.iter_mut().zip(outcomes) {
-                if outcome != Charge::Within {
-                    let reason = (c.reason)(outcome);
+                if outcome.iter().any(|o| *o != Charge::Within) {
+                    let reason = (c.reason)(&outcome);
                     for entry in &mut c.entries {
                         entry.refuse(reason.clone());
                     }
@@ -702,7 +703,7 @@ impl Writer {
             self.head = Some(head);
             let mut back = entries.split_off(base).into_iter();
             for c in charged.iter_mut() {
-                let (_, count) = c.outcome.take().unwrap_or((Charge::Within, 0));
+                let (_, count) = c.outcome.take().unwrap_or_default();
                 c.entries = back.by_ref().take(count).collect();
             }
             return Ok(Attempt::Unconfirmed);
@@ -716,8 +717,8 @@ impl Writer {
             match &presumed {
                 Some(presumed) if presumed.deferred() => presumed.committed(unflushed),
                 _ => {
-                    for c in charged.iter() {
-                        unflushed.forget_before(&c.charge.caller, c.charge.window);
+                    for c in charged.iter().flat_map(|c| &c.charges) {
+                        unflushed.forget_before(&c.caller, c.window);
                     }
                 }
             }
