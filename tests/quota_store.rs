@@ -423,7 +423,7 @@ async fn a_relayed_query_spends_its_relays_quota_only_when_its_callers_own_fits(
         );
         let row = sqlx::query::<Any>("SELECT outcome FROM ledger_entries WHERE seq = $1")
             .bind(i64::try_from(receipts[0].seq).unwrap())
-            .fetch_one(&*store.pool())
+            .fetch_one(store.pool())
             .await
             .unwrap();
         assert_eq!(row.get::<String, _>(0), denied, "{engine}");
