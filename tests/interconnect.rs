@@ -548,6 +548,41 @@ async fn a_relay_obtains_no_more_subjects_than_its_own_quota_whomever_it_names()
             "{e:?}"
         );
     }
+
+    // B's officer reviews what the court obtained through the relay, and nothing else.
+    let channel = pki.channel(&b, REGION_B, Kind::Officer, "auditor").await;
+    let mut review = LedgerReviewClient::new(channel);
+    let courts = review
+        .list_entries(proto::ListEntriesRequest {
+            on_behalf_of: COURT_A.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let seen: Vec<(&str, i32)> = courts
+        .iter()
+        .map(|e| (e.subject.as_str(), e.outcome))
+        .collect();
+    let (granted, denied) = (
+        proto::EntryOutcome::Granted as i32,
+        proto::EntryOutcome::Denied as i32,
+    );
+    assert_eq!(
+        seen,
+        vec![(first.as_str(), granted), (third.as_str(), denied)]
+    );
+    assert!(courts.iter().all(|e| e.caller == NODE_A));
+    let refused = review
+        .list_entries(proto::ListEntriesRequest {
+            on_behalf_of: "court".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().starts_with("on_behalf_of"), "{refused:?}");
 }
 
 #[tokio::test]

@@ -39,6 +39,9 @@ fn public(seed: u8) -> Vec<u8> {
     key(seed).public_key().as_ref().to_vec()
 }
 
+/// Whom the relayed entries of [`entry`] were recorded on behalf of.
+const ACTED_FOR: &str = "spiffe://region-a.credit.test/dept/court";
+
 fn entry(n: u64) -> Entry {
     Entry {
         seq: 0,
@@ -46,7 +49,8 @@ fn entry(n: u64) -> Entry {
         query_id: [n as u8; 16],
         caller: format!("spiffe://region-a.credit.test/dept/d{}", n % 3),
         caller_cert_sha256: [0xab; 32],
-        on_behalf_of: None,
+        // Every seventh entry recorded by a relay, for a caller of its region.
+        on_behalf_of: (n % 7 == 6).then(|| ACTED_FOR.to_owned()),
         purpose: "licensing".into(),
         basis: "doc-2026-17".into(),
         subject: format!("9111000010000{:04}X", n % 5),
@@ -1490,6 +1494,27 @@ async fn entries_are_filtered_and_paged() {
                 ..Default::default()
             };
             assert!(all(nobody).await.is_empty(), "{context}");
+            // On behalf of a caller: matched on the entries, alone or beside the lookup's keys.
+            let acted_for = EntryFilter {
+                on_behalf_of: Some(ACTED_FOR.into()),
+                ..Default::default()
+            };
+            assert_eq!(all(acted_for).await, expect(&|n| n % 7 == 6), "{context}");
+            let relayed_by_d1 = EntryFilter {
+                caller: Some("spiffe://region-a.credit.test/dept/d1".into()),
+                on_behalf_of: Some(ACTED_FOR.into()),
+                ..Default::default()
+            };
+            assert_eq!(
+                all(relayed_by_d1).await,
+                expect(&|n| n % 3 == 1 && n % 7 == 6),
+                "{context}"
+            );
+            let for_another = EntryFilter {
+                on_behalf_of: Some("spiffe://region-a.credit.test/dept/tax".into()),
+                ..Default::default()
+            };
+            assert!(all(for_another).await.is_empty(), "{context}");
             let denied_in_time = EntryFilter {
                 outcome: Some(OutcomeKind::Denied),
                 from_ms: Some(T0 + 8),
@@ -1520,6 +1545,60 @@ async fn entries_are_filtered_and_paged() {
                 );
             }
         }
+    }
+}
+
+/// A listing on behalf of a caller reads the entries its other conditions select in rounds
+/// until its page is full: pages end where they should however sparse the matches are.
+#[tokio::test]
+async fn a_listing_on_behalf_of_a_caller_pages_through_sparse_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in common::test_stores(dir.path()).await {
+        let ledger = open(&store, 10_000).await;
+        // Relayed entries at a few places, far apart: before, between and after the reading
+        // rounds' bounds.
+        let relayed = [5_u64, 1023, 1024, 2100, 2999];
+        for chunk in (0..3000_u64).collect::<Vec<_>>().chunks(500) {
+            let appends = chunk.iter().map(|&n| {
+                let mut e = entry(0);
+                e.time_ms = T0 + n as i64;
+                e.on_behalf_of = relayed.contains(&n).then(|| ACTED_FOR.to_owned());
+                ledger.append(e)
+            });
+            for done in futures_util::future::join_all(appends).await {
+                done.unwrap();
+            }
+        }
+        let filter = EntryFilter {
+            on_behalf_of: Some(ACTED_FOR.into()),
+            ..Default::default()
+        };
+        let mut page = Page {
+            after: None,
+            limit: 2,
+        };
+        let mut pages = Vec::new();
+        loop {
+            let got = ledger.entries(&filter, page).await.unwrap();
+            let times: Vec<i64> = got.entries.iter().map(|e| e.entry.time_ms - T0).collect();
+            pages.push(times);
+            match got.next_after {
+                Some(after) => page.after = Some(after),
+                None => break,
+            }
+        }
+        // The appends of one chunk may commit in any order: what identifies an entry is its
+        // time here, not its sequence number.
+        let mut found: Vec<i64> = pages.concat();
+        found.sort_unstable();
+        assert_eq!(found, vec![5, 1023, 1024, 2100, 2999], "{engine}");
+        assert_eq!(
+            pages.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![2, 2, 1],
+            "{engine}"
+        );
+        ledger.shutdown().await;
+        store.close().await;
     }
 }
 

@@ -112,6 +112,11 @@ pub struct FilterArgs {
     /// Only entries of this caller: its SPIFFE ID, e.g. spiffe://region-a.credit.test/dept/tax.
     #[arg(long, value_parser = parse_caller)]
     pub caller: Option<String>,
+    /// Only entries a relay (another region's node) recorded on behalf of this caller: its
+    /// SPIFFE ID. Matched on each entry read: on a large ledger, give --caller (the relay) or
+    /// --subject with it.
+    #[arg(long, value_parser = parse_caller)]
+    pub on_behalf_of: Option<String>,
     /// Only entries about this subject (its identifier, exact).
     #[arg(long)]
     pub subject: Option<String>,
@@ -146,6 +151,7 @@ impl FilterArgs {
         }
         Ok(EntryFilter {
             caller: self.caller.clone(),
+            on_behalf_of: self.on_behalf_of.clone(),
             subject: self.subject.clone(),
             purpose: self.purpose.clone(),
             outcome: self.outcome,

@@ -92,6 +92,10 @@ impl std::str::FromStr for OutcomeKind {
 #[derive(Clone, Debug, Default)]
 pub struct EntryFilter {
     pub caller: Option<String>,
+    /// The caller a relay acted for ([`Entry::on_behalf_of`]). No column or lookup copies it:
+    /// it is matched on the decoded entry, among those the other conditions select (see
+    /// `store::entries`), so it needs no copy the audit would have to hold to the log.
+    pub on_behalf_of: Option<String>,
     pub subject: Option<String>,
     pub purpose: Option<String>,
     pub outcome: Option<OutcomeKind>,
@@ -293,6 +297,13 @@ impl EntryFilter {
 
     pub fn matches(&self, fields: &FilterFields<'_>) -> bool {
         self.first_unmet(fields).is_none()
+    }
+
+    /// Whether `entry` meets the condition no column copies ([`EntryFilter::on_behalf_of`]).
+    pub fn acting_for(&self, entry: &Entry) -> bool {
+        self.on_behalf_of
+            .as_deref()
+            .is_none_or(|want| entry.on_behalf_of.as_deref() == Some(want))
     }
 }
 

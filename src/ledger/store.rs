@@ -711,21 +711,73 @@ pub async fn entries(
     filter: &EntryFilter,
     page: Page,
 ) -> Result<EntryPage, LedgerError> {
-    let after = match page.after {
+    let mut after = match page.after {
         Some(a) => to_i64(a)?,
         None => -1,
     };
     let limit = page.limit as usize;
-    // One row more than the page holds: "more follow" only when one really does.
+    // One entry more than the page holds: "more follow" only when one really does.
     let want = limit.saturating_add(1);
+    let mut entries = Vec::with_capacity(limit.min(1024));
+    let mut more = false;
+    // Without `on_behalf_of` every row selected is listed: one round. With it, rows are read in
+    // rounds of at least `SCAN_ROUND` until the page is full or none are left.
+    loop {
+        let ask = if filter.on_behalf_of.is_some() {
+            want.max(SCAN_ROUND)
+        } else {
+            want
+        };
+        let rows = selected(store, filter, after, ask).await?;
+        // Every row read is checked, those beyond the page too: a page is refused whole rather
+        // than shown short of an entry whose copies were changed.
+        for (row, by_lookup) in &rows {
+            let entry = stored_entry(row, filter, *by_lookup)?;
+            after = to_i64(entry.seq)?;
+            if !filter.acting_for(&entry.entry) {
+                continue;
+            }
+            if entries.len() < limit {
+                entries.push(entry);
+            } else {
+                more = true;
+            }
+        }
+        if more || rows.len() < ask {
+            break;
+        }
+    }
+    let next_after = if more {
+        entries.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok(EntryPage {
+        entries,
+        next_after,
+    })
+}
+
+/// Rows a listing by `on_behalf_of` reads at a time: that condition is met or not only on
+/// the decoded entry, so a page may take several rounds.
+const SCAN_ROUND: usize = 1024;
+
+/// The rows of at most `want` entries after `after` that `filter`'s copied conditions select
+/// (all but `on_behalf_of`), in `seq` order, each with whether the lookup selected it (rather
+/// than the log's own columns).
+async fn selected(
+    store: &Store,
+    filter: &EntryFilter,
+    after: i64,
+    want: usize,
+) -> Result<Vec<(AnyRow, bool)>, LedgerError> {
     // The subject when both are given: it has the fewer entries.
     let key = match (&filter.subject, &filter.caller) {
         (Some(subject), _) => Some((Field::Subject, subject.as_str())),
         (None, Some(caller)) => Some((Field::Caller, caller.as_str())),
         (None, None) => None,
     };
-    // Each row with whether the lookup selected it (rather than the log's own columns).
-    let rows: Vec<(AnyRow, bool)> = match key {
+    Ok(match key {
         Some(key) => {
             let indexed = to_i64(lookup::indexed(store).await?)?;
             let mut rows: Vec<_> =
@@ -746,25 +798,6 @@ pub async fn entries(
             .into_iter()
             .map(|row| (row, false))
             .collect(),
-    };
-    let more = rows.len() > limit;
-    // Every row read is checked, the one beyond the page too: a page is refused whole rather
-    // than shown short of an entry whose copies were changed.
-    let mut entries = Vec::with_capacity(rows.len().min(limit));
-    for (row, by_lookup) in &rows {
-        let entry = stored_entry(row, filter, *by_lookup)?;
-        if entries.len() < limit {
-            entries.push(entry);
-        }
-    }
-    let next_after = if more {
-        entries.last().map(|e| e.seq)
-    } else {
-        None
-    };
-    Ok(EntryPage {
-        entries,
-        next_after,
     })
 }
 

@@ -169,6 +169,7 @@ fn the_filter_names_the_condition_an_entry_does_not_meet() {
     check(EntryFilter::default(), None);
     let all = EntryFilter {
         caller: Some(entry.caller.clone()),
+        on_behalf_of: None,
         subject: Some(entry.subject.clone()),
         purpose: Some(entry.purpose.clone()),
         outcome: Some(mine.outcome),
