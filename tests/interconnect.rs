@@ -81,6 +81,17 @@ async fn forwarding_node(
     port: u16,
     catalog: Option<&Path>,
 ) -> RunningNode {
+    forwarding_node_timed(pki, node, port, catalog, 10_000).await
+}
+
+/// [`forwarding_node`] whose route gives up after `timeout_ms`.
+async fn forwarding_node_timed(
+    pki: &TestPki,
+    node: &str,
+    port: u16,
+    catalog: Option<&Path>,
+    timeout_ms: u64,
+) -> RunningNode {
     let config = pki.write_config(REGION_A);
     if let Some(catalog) = catalog {
         let text = std::fs::read_to_string(&config).unwrap();
@@ -93,7 +104,7 @@ async fn forwarding_node(
         &config,
         &format!(
             "{METRICS}\n[[interconnect.route]]\nnode = \"{node}\"\naddress = \"127.0.0.1:{port}\"\n\
-             timeout_ms = 10000\n"
+             timeout_ms = {timeout_ms}\n"
         ),
     );
     common::start_from_config(&config).await
@@ -699,4 +710,54 @@ async fn a_query_granted_nothing_here_is_not_forwarded() {
     let at_a = ledger(&pki, &a, REGION_A).await;
     let entry = at_a.iter().find(|e| e.caller == COURT_A).unwrap();
     assert_eq!(entry.outcome, proto::EntryOutcome::Denied as i32);
+}
+
+/// Promise 5 at the asking node: once a query is on its way to another region, it is recorded
+/// whatever the department does meanwhile. Here the department hangs up while its node waits
+/// on a peer that took the connection and never answers; the node still records the query
+/// (refused: the peer did not answer in time), and nothing is left unrecorded.
+#[tokio::test]
+async fn a_forwarded_query_is_recorded_even_when_its_caller_hangs_up() {
+    let pki = TestPki::new();
+    let subject = Uscc::from_seed(30).to_string();
+    // Takes the route's connection and says nothing.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let a = forwarding_node_timed(&pki, NODE_B, port, None, 500).await;
+
+    let mut asking = Box::pin(query(&pki, &a, "court", enforcement(&subject, NODE_B)));
+    let held = tokio::select! {
+        accepted = silent.accept() => accepted.unwrap().0,
+        answer = &mut asking => panic!("answered before its node reached the peer: {answer:?}"),
+    };
+    // The forward is under way: the court hangs up (its call and connection dropped).
+    drop(asking);
+
+    let patience = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let entry = loop {
+        let entries = ledger(&pki, &a, REGION_A).await;
+        if let Some(e) = entries
+            .into_iter()
+            .find(|e| e.caller == COURT_A && e.subject == subject)
+        {
+            break e;
+        }
+        assert!(
+            std::time::Instant::now() < patience,
+            "the forwarded query was never recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        entry.outcome,
+        proto::EntryOutcome::Denied as i32,
+        "{entry:?}"
+    );
+    assert!(entry.reason.contains(NODE_B), "{entry:?}");
+    assert!(entry.decisions.is_empty(), "{entry:?}");
+    assert_eq!(
+        count(&a, "credit_node_forwarded_total{result=\"unanswered\"}").await,
+        1.0
+    );
+    drop(held);
 }
