@@ -92,6 +92,7 @@ fn batch(subjects: &[String]) -> proto::BatchQueryRequest {
         items: one.items,
         purpose: one.purpose,
         basis_reference: one.basis_reference,
+        node: String::new(),
     }
 }
 

@@ -242,6 +242,28 @@ async fn a_forwarded_query_is_answered_by_the_holding_node_and_recorded_by_both(
         table.contains(&format!("{NODE_A} for {COURT_A}")),
         "{table}"
     );
+    // And select what was obtained for the court alone.
+    let list_for = |department: &str| {
+        let listed = std::process::Command::new(env!("CARGO_BIN_EXE_credit-node"))
+            .args([
+                "ledger",
+                "list",
+                "--jsonl",
+                "--on-behalf-of",
+                department,
+                "--config",
+            ])
+            .arg(pki.dir.path().join(format!("{REGION_B}.toml")))
+            .output()
+            .unwrap();
+        assert!(listed.status.success(), "{listed:?}");
+        String::from_utf8(listed.stdout).unwrap()
+    };
+    let courts = list_for(COURT_A);
+    assert_eq!(courts.lines().count(), 1, "{courts}");
+    assert!(courts.contains(&subject), "{courts}");
+    let taxs = list_for("spiffe://region-a.credit.test/dept/tax");
+    assert_eq!(taxs.lines().count(), 0, "{taxs}");
 
     // The court may prove B's receipt against B's tree: the entry is its own.
     let channel = pki.channel(&b, REGION_A, Kind::Dept, "court").await;
@@ -760,4 +782,127 @@ async fn a_forwarded_query_is_recorded_even_when_its_caller_hangs_up() {
         1.0
     );
     drop(held);
+}
+
+fn batch(subjects: &[String], node: &str) -> proto::BatchQueryRequest {
+    let one = enforcement(&subjects[0], node);
+    proto::BatchQueryRequest {
+        subjects: subjects.to_vec(),
+        subject_type: one.subject_type,
+        items: one.items,
+        purpose: one.purpose,
+        basis_reference: one.basis_reference,
+        node: one.node,
+    }
+}
+
+async fn batch_query(
+    pki: &TestPki,
+    node: &RunningNode,
+    request: proto::BatchQueryRequest,
+) -> Result<proto::BatchQueryResponse, tonic::Status> {
+    let channel = pki.channel(node, REGION_A, Kind::Dept, "court").await;
+    CreditQueryClient::new(channel)
+        .batch_query(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn a_forwarded_batch_is_answered_in_order_and_recorded_per_subject_by_both() {
+    let pki = TestPki::new();
+    let subjects: Vec<String> = (40..43).map(|s| Uscc::from_seed(s).to_string()).collect();
+    let held: Vec<&str> = subjects.iter().map(String::as_str).collect();
+    let b = holding_node_with(&pki, &held, |config| config).await;
+    let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
+
+    // Asked in another order than ingested: the answers follow the request.
+    let asked = vec![
+        subjects[2].clone(),
+        subjects[0].clone(),
+        subjects[1].clone(),
+    ];
+    let answers = batch_query(&pki, &a, batch(&asked, NODE_B))
+        .await
+        .expect("the forwarded batch is answered")
+        .answers;
+    assert_eq!(answers.len(), 3);
+    let entries_a = ledger(&pki, &a, REGION_A).await;
+    let entries_b = ledger(&pki, &b, REGION_B).await;
+    for (subject, answer) in asked.iter().zip(&answers) {
+        let result = answer.result.as_ref().unwrap();
+        assert_eq!(&result.subject, subject);
+        assert_eq!(result.records.len(), 1, "{result:?}");
+        assert_eq!(
+            field(&result.records[0], "legal_rep_mobile").unwrap().value,
+            MOBILE
+        );
+        let ours = answer.receipt.as_ref().unwrap();
+        let theirs = answer.upstream.as_ref().unwrap().receipt.as_ref().unwrap();
+        let mine = entries_a.iter().find(|e| e.seq == ours.sequence).unwrap();
+        assert_eq!((mine.caller.as_str(), &mine.subject), (COURT_A, subject));
+        assert_eq!(mine.outcome, proto::EntryOutcome::Granted as i32);
+        let other = entries_b.iter().find(|e| e.seq == theirs.sequence).unwrap();
+        assert_eq!(other.on_behalf_of.as_deref(), Some(COURT_A));
+        assert_eq!(&other.subject, subject);
+        assert_eq!(theirs.result_sha256, other.response_sha256);
+    }
+    let answered = r#"credit_node_forwarded_total{result="answered"}"#;
+    assert_eq!(count(&a, answered).await, 3.0);
+
+    // A batch naming a node this node has no route to is refused whole, on record.
+    let nowhere = "spiffe://region-b.credit.test/dept/court";
+    let refused = batch_query(&pki, &a, batch(&asked, nowhere))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().starts_with("node:"), "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_forwarded_batch_the_holding_node_answers_in_part_is_refused_whole_on_record() {
+    let pki = TestPki::new();
+    let subjects: Vec<String> = (50..53).map(|s| Uscc::from_seed(s).to_string()).collect();
+    let held: Vec<&str> = subjects.iter().map(String::as_str).collect();
+    // B lets the relay obtain two subjects in all: one of the three is refused there.
+    let b = holding_node_with(&pki, &held, |config| {
+        quotas(config, 2).replace("distinct_subjects = 1\n", "distinct_subjects = 100\n")
+    })
+    .await;
+    let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
+
+    let refused = batch_query(&pki, &a, batch(&subjects, NODE_B))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .starts_with(&format!("node {NODE_B}: quota: the relay")),
+        "{refused:?}"
+    );
+    // A recorded every subject's query as refused, the two B did answer too: nothing of the
+    // batch reached the court.
+    let entries_a = ledger(&pki, &a, REGION_A).await;
+    let court: Vec<_> = entries_a.iter().filter(|e| e.caller == COURT_A).collect();
+    let mut recorded: Vec<&str> = court.iter().map(|e| e.subject.as_str()).collect();
+    recorded.sort_unstable();
+    let mut expected: Vec<&str> = held.clone();
+    expected.sort_unstable();
+    assert_eq!(recorded, expected, "{court:?}");
+    for e in &court {
+        assert_eq!(e.outcome, proto::EntryOutcome::Denied as i32, "{e:?}");
+        assert!(e.reason.contains("quota: the relay"), "{e:?}");
+        assert!(e.decisions.is_empty(), "{e:?}");
+    }
+    // B answered two of them and refused one, each on record.
+    let entries_b = ledger(&pki, &b, REGION_B).await;
+    let relayed: Vec<i32> = entries_b
+        .iter()
+        .filter(|e| e.caller == NODE_A)
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(relayed.len(), 3, "{entries_b:?}");
+    let denied = proto::EntryOutcome::Denied as i32;
+    assert_eq!(relayed.iter().filter(|o| **o == denied).count(), 1);
 }

@@ -413,6 +413,7 @@ async fn malformed_requests_are_refused_naming_the_field_and_the_node_keeps_serv
             items: vec![],
             purpose: "tax-administration".into(),
             basis_reference: "case 1".into(),
+            node: String::new(),
         })
         .await
         .unwrap_err();
@@ -430,6 +431,7 @@ async fn malformed_requests_are_refused_naming_the_field_and_the_node_keeps_serv
             items: vec![],
             purpose: "tax-administration".into(),
             basis_reference: "case 1".into(),
+            node: String::new(),
         })
         .await
         .unwrap_err();
@@ -449,6 +451,7 @@ async fn malformed_requests_are_refused_naming_the_field_and_the_node_keeps_serv
             items: vec![],
             purpose: "tax-administration".into(),
             basis_reference: "case 1".into(),
+            node: String::new(),
         })
         .await
         .unwrap_err();
@@ -468,6 +471,7 @@ async fn malformed_requests_are_refused_naming_the_field_and_the_node_keeps_serv
             }],
             purpose: "tax-administration".into(),
             basis_reference: "case 1".into(),
+            node: String::new(),
         })
         .await
         .expect("a good batch is served after the bad ones")

@@ -44,14 +44,19 @@ pub fn route<'s>(state: &'s NodeState, node: &SpiffeId) -> Result<&'s Route, Sta
     })
 }
 
-/// Forwards `asked` to `route`'s node for `caller` and answers with what both nodes grant.
-pub async fn forward(
+/// Forwards `asked` (one query, or a batch's, which share one selection) to `route`'s node
+/// for `caller` and answers with what both nodes grant, in the order asked.
+///
+/// A batch is answered whole or refused whole, as on this node: when the other node does not
+/// answer one of its subjects, every subject's query is recorded as refused, and the caller
+/// gets that subject's refusal and nothing else.
+pub async fn forward_all(
     state: &NodeState,
     caller: &Caller,
-    asked: &Asked,
+    asked: &[Asked],
     subject_type: i32,
     route: &Route,
-) -> Result<proto::QueryResponse, Status> {
+) -> Result<Vec<proto::QueryResponse>, Status> {
     let asker = Asker::direct(caller);
     // The other node takes relays only for callers of the relay's own trust domain: refused
     // here, before anything is charged or sent.
@@ -62,56 +67,102 @@ pub async fn forward(
             route.node(),
             caller.spiffe_id.trust_domain()
         ));
-        return Err(refuse_on_record(state, asker, asked, status).await);
+        return Err(refuse_all_on_record(state, asker, asked, status).await);
     }
+    let Some(first) = asked.first() else {
+        return Ok(Vec::new());
+    };
     let catalog = state.catalog();
-    let decision = policy::decide(&catalog, &caller.spiffe_id, &asked.purpose, &asked.items);
+    let decision = policy::decide(&catalog, &caller.spiffe_id, &first.purpose, &first.items);
     let key = state.pseudonym_key().recipient_key(&caller.spiffe_id);
     let items = granted_selection(&decision);
     let today = state.clock().today();
-    let mut raised_suspension = false;
-    let (pending, answer, upstream) = if items.is_empty() {
+    if items.is_empty() {
         // Nothing granted here that another node could send: nothing is forwarded, and the
         // answer says why, as a query of this node's own records would.
-        (Vec::new(), narrow(&decision, &[], &[], today, &key), None)
-    } else {
-        let pending = query::admission(state, asker, std::slice::from_ref(asked)).await?;
+        let prepared = asked
+            .iter()
+            .map(|a| {
+                let answer = narrow(&decision, &[], &[], today, &key);
+                prepare(state, asker, a, &answer, &catalog, None, false)
+            })
+            .collect();
+        return query::commit(state, Vec::new(), prepared).await;
+    }
+    let pending = query::admission(state, asker, asked).await?;
+    // Concurrently, one relayed query per subject: the other node records each on its own.
+    let relayed = asked.iter().map(|a| {
         let request = proto::QueryRequest {
-            subject: asked.subject.clone(),
+            subject: a.subject.clone(),
             subject_type,
-            items,
-            purpose: asked.purpose.clone(),
-            basis_reference: asked.basis.clone(),
+            items: items.clone(),
+            purpose: a.purpose.clone(),
+            basis_reference: a.basis.clone(),
             node: String::new(),
         };
-        let answered = route
-            .relay(&caller.spiffe_id, request)
-            .await
-            .and_then(|response| received(response, asked, route.node()));
-        state.interconnect().counts().forwarded(&answered);
-        let (relayed, withheld, receipt) = match answered {
-            Ok(received) => received,
-            Err(status) => return Err(refuse_on_record(state, asker, asked, status).await),
+        async move {
+            let answered = route
+                .relay(&caller.spiffe_id, request)
+                .await
+                .and_then(|response| received(response, a, route.node()));
+            state.interconnect().counts().forwarded(&answered);
+            answered
+        }
+    });
+    let answered = futures_util::future::join_all(relayed).await;
+    if let Some(failed) = answered.iter().position(Result::is_err) {
+        let status = match answered.into_iter().nth(failed) {
+            Some(Err(status)) => status,
+            _ => Status::internal("no refusal"),
         };
-        // Enumeration shows here too (sequential identifiers); whether a subject is unknown is
-        // the other node's to judge, so no miss is counted here.
+        return Err(refuse_all_on_record(state, asker, asked, status).await);
+    }
+    let mut prepared = Vec::with_capacity(asked.len());
+    for (a, received) in asked.iter().zip(answered) {
+        let Ok((relayed, withheld, receipt)) = received else {
+            return Err(Status::internal("a refusal passed unrecorded"));
+        };
+        // Enumeration shows here too (sequential identifiers); whether a subject is unknown
+        // is the other node's to judge, so no miss is counted here.
         let now = state.clock().now_ms();
+        let mut raised_suspension = false;
         if let Some(alert) = state
             .guard()
-            .observe(&caller.spiffe_id, &asked.subject, false, now)
+            .observe(&caller.spiffe_id, &a.subject, false, now)
         {
-            raised_suspension = query::raise_alert(state, asker, asked, alert).await?;
+            raised_suspension = query::raise_alert(state, asker, a, alert).await?;
         }
         let upstream = proto::Upstream {
             node: route.node().to_string(),
             receipt: Some(receipt),
         };
         let answer = narrow(&decision, &relayed, &withheld, today, &key);
-        (pending, answer, Some(upstream))
-    };
-    let result = convert::query_result(&asked.subject, &answer, &catalog);
-    // What the entry's digest covers: the result and, when forwarded, the other node's
-    // receipt, so this node's record of the query also binds the other's.
+        prepared.push(prepare(
+            state,
+            asker,
+            a,
+            &answer,
+            &catalog,
+            Some(upstream),
+            raised_suspension,
+        ));
+    }
+    query::commit(state, pending, prepared).await
+}
+
+/// One query's answer and entry, the entry not yet durable. When forwarded (`upstream`), the
+/// entry's digest covers the result and the other node's receipt, so this node's record of
+/// the query also binds the other's.
+fn prepare(
+    state: &NodeState,
+    asker: Asker<'_>,
+    asked: &Asked,
+    answer: &crate::query::Answer,
+    catalog: &crate::catalog::SignedCatalog,
+    upstream: Option<proto::Upstream>,
+    raised_suspension: bool,
+) -> Prepared {
+    let result = convert::query_result(&asked.subject, answer, catalog);
     let (result, upstream, result_sha256) = match upstream {
         None => {
             let digest = query::sha256(&prost::Message::encode_to_vec(&result));
@@ -127,8 +178,8 @@ pub async fn forward(
             (covered.result.unwrap_or_default(), covered.upstream, digest)
         }
     };
-    let entry = query::answered_entry(state, asker, asked, &answer, result_sha256);
-    let prepared = Prepared {
+    let entry = query::answered_entry(state, asker, asked, answer, result_sha256);
+    Prepared {
         answer: Answered {
             result,
             result_sha256,
@@ -136,11 +187,7 @@ pub async fn forward(
         },
         entry,
         raised_suspension,
-    };
-    query::commit(state, pending, vec![prepared])
-        .await?
-        .pop()
-        .ok_or_else(|| Status::internal("no answer"))
+    }
 }
 
 /// What to ask the other node for: the items and fields granted here, in a form that sends
@@ -230,15 +277,26 @@ fn received(
     Ok((relayed, withheld, receipt))
 }
 
-/// Records a forwarded query that got no answer to pass on, and returns why.
-async fn refuse_on_record(
+/// Records forwarded queries that got no answer to pass on, and returns why (UNAVAILABLE
+/// instead if one of them cannot be recorded).
+async fn refuse_all_on_record(
     state: &NodeState,
     asker: Asker<'_>,
-    asked: &Asked,
+    asked: &[Asked],
     status: Status,
 ) -> Status {
-    let outcome = entry::Outcome::Denied {
-        reason: status.message().chars().take(200).collect(),
-    };
-    query::on_record(state, asker, asked, outcome, status).await
+    let (code, message) = (status.code(), status.message().to_owned());
+    let reason: String = message.chars().take(200).collect();
+    let recorded = asked.iter().map(|a| {
+        let outcome = entry::Outcome::Denied {
+            reason: reason.clone(),
+        };
+        query::on_record(state, asker, a, outcome, Status::new(code, message.clone()))
+    });
+    let recorded = futures_util::future::join_all(recorded).await;
+    // The refusal as the other node gave it (with its retry metadata), unless a record failed.
+    let unrecorded = recorded
+        .into_iter()
+        .find(|r| r.code() == tonic::Code::Unavailable && code != tonic::Code::Unavailable);
+    unrecorded.unwrap_or(status)
 }

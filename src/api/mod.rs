@@ -172,24 +172,31 @@ impl CreditQuery for CreditQueryApi {
         let cells = u32::try_from(req.subjects.len().max(1)).unwrap_or(u32::MAX);
         query::admit(state, caller, cells).await?;
         let first = req.subjects.first().map(String::as_str).unwrap_or_default();
-        if req.subjects.is_empty() || req.subjects.len() > max {
-            let status = Status::invalid_argument(format!(
+        let checked = if req.subjects.is_empty() || req.subjects.len() > max {
+            Err(Status::invalid_argument(format!(
                 "subjects: between 1 and {max} subjects per batch, got {}",
                 req.subjects.len()
-            ));
-            return Err(query::refuse_invalid(
-                state,
-                query::Asker::direct(caller),
-                first,
-                &req.purpose,
-                &req.basis_reference,
-                status,
-            )
-            .await);
-        }
+            )))
+        } else {
+            forwardable(state, &req.node, Hops::MayForward)
+        };
+        let node = match checked {
+            Ok(node) => node,
+            Err(status) => {
+                return Err(query::refuse_invalid(
+                    state,
+                    query::Asker::direct(caller),
+                    first,
+                    &req.purpose,
+                    &req.basis_reference,
+                    status,
+                )
+                .await);
+            }
+        };
         let mut asked = Vec::with_capacity(req.subjects.len());
         for (i, subject) in req.subjects.iter().enumerate() {
-            match validate(
+            let checked = validate(
                 state,
                 subject,
                 req.subject_type,
@@ -197,7 +204,8 @@ impl CreditQuery for CreditQueryApi {
                 &req.purpose,
                 &req.basis_reference,
                 &format!("subjects[{i}]"),
-            ) {
+            );
+            match checked {
                 Ok(a) => asked.push(a),
                 Err(status) => {
                     return Err(query::refuse_invalid(
@@ -212,7 +220,10 @@ impl CreditQuery for CreditQueryApi {
                 }
             }
         }
-        let answers = query::answer_all(state, query::Asker::direct(caller), &asked).await?;
+        let answers = match node {
+            None => query::answer_all(state, query::Asker::direct(caller), &asked).await?,
+            Some(node) => forwarded(state, caller, node, asked, req.subject_type).await?,
+        };
         Ok(Response::new(proto::BatchQueryResponse { answers }))
     }
 
@@ -261,19 +272,8 @@ async fn query_as(
         &req.basis_reference,
         "subject",
     )
-    .and_then(|asked| match (forward::target(state, &req.node)?, hops) {
-        (None, _) => Ok((asked, None)),
-        (Some(_), Hops::Relayed) => Err(Status::invalid_argument(format!(
-            "node: a relayed query is answered by the node it was relayed to ({}), not \
-             forwarded again",
-            state.node_id()
-        ))),
-        (Some(node), Hops::MayForward) => {
-            forward::route(state, &node)?;
-            Ok((asked, Some(node)))
-        }
-    });
-    let (asked, route) = match checked {
+    .and_then(|asked| Ok((asked, forwardable(state, &req.node, hops)?)));
+    let (asked, node) = match checked {
         Ok(checked) => checked,
         Err(status) => {
             return Err(query::refuse_invalid(
@@ -287,26 +287,53 @@ async fn query_as(
             .await);
         }
     };
-    if let Some(node) = route {
-        // On a task of its own: once forwarded, the query is recorded here even if its call
-        // is dropped meanwhile (a caller's shorter `grpc-timeout`), as the other node has
-        // recorded it already.
-        let state = Arc::clone(state);
-        let caller = asker.caller.clone();
-        let subject_type = req.subject_type;
-        let forwarded = tokio::spawn(async move {
-            let route = forward::route(&state, &node)?;
-            forward::forward(&state, &caller, &asked, subject_type, route).await
-        });
-        return forwarded.await.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "a forwarded query's task failed");
-            Err(Status::internal(
-                "the forwarded query failed; nothing was disclosed",
-            ))
-        });
-    }
-    let mut answers = query::answer_all(state, asker, std::slice::from_ref(&asked)).await?;
+    let mut answers = match node {
+        Some(node) => forwarded(state, asker.caller, node, vec![asked], req.subject_type).await?,
+        None => query::answer_all(state, asker, std::slice::from_ref(&asked)).await?,
+    };
     answers.pop().ok_or_else(|| Status::internal("no answer"))
+}
+
+/// The other node a request's `node` names, which this node has a route to; `None` for this
+/// node (or none named). INVALID_ARGUMENT naming `node` otherwise, and for a relayed query
+/// naming another node (one hop only).
+fn forwardable(state: &NodeState, node: &str, hops: Hops) -> Result<Option<SpiffeId>, Status> {
+    match (forward::target(state, node)?, hops) {
+        (None, _) => Ok(None),
+        (Some(_), Hops::Relayed) => Err(Status::invalid_argument(format!(
+            "node: a relayed query is answered by the node it was relayed to ({}), not \
+             forwarded again",
+            state.node_id()
+        ))),
+        (Some(node), Hops::MayForward) => {
+            forward::route(state, &node)?;
+            Ok(Some(node))
+        }
+    }
+}
+
+/// `asked` forwarded to `node` for `caller`, on a task of its own: once forwarded, the queries
+/// are recorded here even if their call is dropped meanwhile (a caller's shorter
+/// `grpc-timeout`), as the other node has recorded them already.
+async fn forwarded(
+    state: &Arc<NodeState>,
+    caller: &Caller,
+    node: SpiffeId,
+    asked: Vec<query::Asked>,
+    subject_type: i32,
+) -> Result<Vec<proto::QueryResponse>, Status> {
+    let state = Arc::clone(state);
+    let caller = caller.clone();
+    let forwarding = tokio::spawn(async move {
+        let route = forward::route(&state, &node)?;
+        forward::forward_all(&state, &caller, &asked, subject_type, route).await
+    });
+    forwarding.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a forwarded query's task failed");
+        Err(Status::internal(
+            "the forwarded query failed; nothing was disclosed",
+        ))
+    })
 }
 
 /// Request fields to a validated query; errors name the field.
