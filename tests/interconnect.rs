@@ -462,10 +462,23 @@ fn quotas(config: String, relay_quota: u64) -> String {
     )
 }
 
+/// `config` (B's) where every caller may obtain a hundred subjects a day, and the relay from A
+/// two in all.
+fn relay_holds_two(config: String) -> String {
+    quotas(config, 2).replace("distinct_subjects = 1\n", "distinct_subjects = 100\n")
+}
+
+/// Three subjects' identifiers, of seeds `from`, `from + 1` and `from + 2`.
+fn three_subjects(from: u64) -> Vec<String> {
+    (from..from + 3)
+        .map(|s| Uscc::from_seed(s).to_string())
+        .collect()
+}
+
 #[tokio::test]
 async fn the_holding_node_counts_relayed_subjects_against_the_original_callers_quota() {
     let pki = TestPki::new();
-    let subjects: Vec<String> = (12..15).map(|s| Uscc::from_seed(s).to_string()).collect();
+    let subjects = three_subjects(12);
     let [first, second, third] = &subjects[..] else {
         unreachable!()
     };
@@ -515,16 +528,13 @@ async fn the_holding_node_counts_relayed_subjects_against_the_original_callers_q
 #[tokio::test]
 async fn a_relay_obtains_no_more_subjects_than_its_own_quota_whomever_it_names() {
     let pki = TestPki::new();
-    let subjects: Vec<String> = (15..18).map(|s| Uscc::from_seed(s).to_string()).collect();
+    let subjects = three_subjects(15);
     let [first, second, third] = &subjects[..] else {
         unreachable!()
     };
     let held: Vec<&str> = subjects.iter().map(String::as_str).collect();
     // Every caller at B may obtain a hundred subjects a day; the relay from A two in all.
-    let b = holding_node_with(&pki, &held, |config| {
-        quotas(config, 2).replace("distinct_subjects = 1\n", "distinct_subjects = 100\n")
-    })
-    .await;
+    let b = holding_node_with(&pki, &held, relay_holds_two).await;
     let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
     let tax = |subject: &str| proto::QueryRequest {
         node: NODE_B.into(),
@@ -811,7 +821,7 @@ async fn batch_query(
 #[tokio::test]
 async fn a_forwarded_batch_is_answered_in_order_and_recorded_per_subject_by_both() {
     let pki = TestPki::new();
-    let subjects: Vec<String> = (40..43).map(|s| Uscc::from_seed(s).to_string()).collect();
+    let subjects = three_subjects(40);
     let held: Vec<&str> = subjects.iter().map(String::as_str).collect();
     let b = holding_node_with(&pki, &held, |config| config).await;
     let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
@@ -862,13 +872,10 @@ async fn a_forwarded_batch_is_answered_in_order_and_recorded_per_subject_by_both
 #[tokio::test]
 async fn a_forwarded_batch_the_holding_node_answers_in_part_is_refused_whole_on_record() {
     let pki = TestPki::new();
-    let subjects: Vec<String> = (50..53).map(|s| Uscc::from_seed(s).to_string()).collect();
+    let subjects = three_subjects(50);
     let held: Vec<&str> = subjects.iter().map(String::as_str).collect();
     // B lets the relay obtain two subjects in all: one of the three is refused there.
-    let b = holding_node_with(&pki, &held, |config| {
-        quotas(config, 2).replace("distinct_subjects = 1\n", "distinct_subjects = 100\n")
-    })
-    .await;
+    let b = holding_node_with(&pki, &held, relay_holds_two).await;
     let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
 
     let refused = batch_query(&pki, &a, batch(&subjects, NODE_B))
