@@ -392,6 +392,22 @@ pub fn camel_words(name: &str, separator: &str) -> String {
     out
 }
 
+/// A status as gRPC names it (`PERMISSION_DENIED: …`), with its transport cause when it has one
+/// (a refused connection, the TLS alert of a failed handshake).
+pub fn status_text(status: &tonic::Status) -> String {
+    let code = camel_words(&format!("{:?}", status.code()), "_").to_uppercase();
+    let mut text = format!("{code}: {}", status.message());
+    if let Some(source) = std::error::Error::source(status) {
+        let chain = error_chain(source);
+        if !text.contains(&chain) {
+            text.push_str(" (");
+            text.push_str(&chain);
+            text.push(')');
+        }
+    }
+    text
+}
+
 /// The full `source()` chain of an error on one line: tonic's top-level transport error alone
 /// says only "transport error", while the TLS alert that explains it sits two levels down.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {

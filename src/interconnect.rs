@@ -88,6 +88,11 @@ impl Interconnect {
         Self::new(Vec::new(), Vec::new())
     }
 
+    /// Every route, in the config's order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
     /// The route to `node`, if the config names one.
     pub fn route(&self, node: &SpiffeId) -> Option<&Route> {
         self.routes.iter().find(|r| r.node == *node)
@@ -236,6 +241,49 @@ impl Route {
             }
             Err(_) => Err(self.no_answer()),
         }
+    }
+
+    /// Checks the route end to end without a query: the address answers, its certificate names
+    /// exactly the route's node under that node's trust domain's CA, and that node takes this
+    /// node's certificate; then `WhoAmI`, which the other node does not record. The error says
+    /// what failed, with its transport cause.
+    pub async fn who_am_i(&self) -> Result<proto::WhoAmIResponse, String> {
+        let channel = Channel::clone(&self.channel.load());
+        let mut client = proto::credit_query_client::CreditQueryClient::new(channel);
+        let call = client.who_am_i(proto::WhoAmIRequest {});
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) if !client::timed_out(&status) => Err(client::status_text(&status)),
+            _ => Err(format!("no answer within {} ms", self.timeout.as_millis())),
+        }
+    }
+
+    /// Whether the route's node takes relays from `this_node`: an empty `Relay` call, which a
+    /// node that lists this one as a relay refuses as INVALID_ARGUMENT (`query: missing`), and
+    /// any other as PERMISSION_DENIED. The other node records the call, as it records every
+    /// relay call; it discloses nothing. The error is the other node's refusal.
+    pub async fn takes_relays_from(&self, this_node: &SpiffeId) -> Result<(), String> {
+        let channel = Channel::clone(&self.channel.load());
+        let mut client = InterconnectClient::new(channel);
+        let probe = proto::RelayRequest {
+            on_behalf_of: this_node.to_string(),
+            query: None,
+        };
+        match tokio::time::timeout(self.timeout, client.relay(probe)).await {
+            Ok(Err(status))
+                if status.code() == tonic::Code::InvalidArgument
+                    && status.message().starts_with("query:") =>
+            {
+                Ok(())
+            }
+            Ok(Err(status)) if !client::timed_out(&status) => Err(client::status_text(&status)),
+            Ok(Ok(_)) => Err("answered a relay call without a query".into()),
+            _ => Err(format!("no answer within {} ms", self.timeout.as_millis())),
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     fn no_answer(&self) -> Status {

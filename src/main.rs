@@ -40,6 +40,10 @@ enum Command {
     GenData(cli::gen_data::Args),
     /// Ask a node who it thinks you are; prints the identity as JSON.
     Whoami(cli::whoami::Args),
+    /// Check every [[interconnect.route]] of a node's config from its machine, with its own
+    /// certificate: reachable, the right node, this node accepted (and, with --relay, taken as
+    /// a relay). Exit 1 if one fails.
+    Routes(cli::routes::Args),
     /// List the records a node has withdrawn (restored, removed from a list) since a time, as
     /// your department: stop using them. Each page is on record in the node's ledger.
     Withdrawals(cli::withdrawals::Args),
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
             Command::Ingest(args) => cli::ingest::run(args).await,
             Command::GenData(args) => cli::gen_data::run(args),
             Command::Whoami(args) => cli::whoami::run(args).await,
+            Command::Routes(args) => cli::routes::run(args).await,
             Command::Withdrawals(args) => cli::withdrawals::run(args).await,
             Command::HarvestSim(args) => cli::harvest_sim::run(args).await,
             Command::Demo(args) => cli::demo::run(args).await,

@@ -913,3 +913,79 @@ async fn a_forwarded_batch_the_holding_node_answers_in_part_is_refused_whole_on_
     let denied = proto::EntryOutcome::Denied as i32;
     assert_eq!(relayed.iter().filter(|o| **o == denied).count(), 1);
 }
+
+/// `credit-node routes --config CONFIG --relay --json`, run beside the nodes of this test
+/// (which keep serving meanwhile): its exit code, and the check of its one route.
+async fn check_routes(config: &Path) -> (Option<i32>, serde_json::Value) {
+    let config = config.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_credit-node"))
+            .args(["routes", "--relay", "--json", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), json["routes"][0].clone())
+}
+
+#[tokio::test]
+async fn routes_checks_each_route_with_the_nodes_own_certificate() {
+    let pki = TestPki::new();
+    let subject = Uscc::from_seed(60).to_string();
+    let b = holding_node(&pki, &subject).await;
+    let route = |port: u16| {
+        format!(
+            "\n[[interconnect.route]]\nnode = \"{NODE_B}\"\naddress = \"127.0.0.1:{port}\"\n\
+             timeout_ms = 5000\n"
+        )
+    };
+    // Region A's node as deployed: B answers, sees it as itself, and takes its relays.
+    let config = pki.write_config(REGION_A);
+    append(&config, &route(port(&b)));
+    let (code, checked) = check_routes(&config).await;
+    assert_eq!(code, Some(0), "{checked}");
+    assert_eq!(checked["ok"], true, "{checked}");
+    assert_eq!(checked["seen_as"], NODE_A, "{checked}");
+    assert_eq!(checked["relay"], "accepted", "{checked}");
+
+    // Another department's node of region A: B knows its certificate, but it is no relay there.
+    let (cert, key) = pki.identity(REGION_A, Kind::Dept, "samr");
+    let (tax_cert, tax_key) = pki.identity(REGION_A, Kind::Dept, "tax");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let tax_node = pki.dir.path().join("tax-node.toml");
+    let swapped = text
+        .replace(&cert.display().to_string(), &tax_cert.display().to_string())
+        .replace(&key.display().to_string(), &tax_key.display().to_string());
+    assert_ne!(swapped, text);
+    std::fs::write(&tax_node, swapped).unwrap();
+    let (code, checked) = check_routes(&tax_node).await;
+    assert_eq!(code, Some(1), "{checked}");
+    assert_eq!(checked["ok"], false, "{checked}");
+    assert_eq!(
+        checked["seen_as"], "spiffe://region-a.credit.test/dept/tax",
+        "{checked}"
+    );
+    let refusal = checked["relay"].as_str().unwrap();
+    assert!(
+        refusal.starts_with("PERMISSION_DENIED") && refusal.contains("not a relay"),
+        "{checked}"
+    );
+
+    // A route to an address where nothing listens: failed, and why.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = pki.write_config(REGION_A);
+    append(&nowhere, &route(closed));
+    let (code, checked) = check_routes(&nowhere).await;
+    assert_eq!(code, Some(1), "{checked}");
+    assert_eq!(checked["ok"], false, "{checked}");
+    let error = checked["error"].as_str().unwrap();
+    assert!(error.starts_with("UNAVAILABLE"), "{checked}");
+}

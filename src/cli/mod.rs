@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod output;
 pub mod progress;
 pub mod review;
+pub mod routes;
 pub mod serve;
 pub mod whoami;
 pub mod withdrawals;

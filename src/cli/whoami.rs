@@ -71,22 +71,11 @@ async fn who_am_i(channel: tonic::transport::Channel) -> Result<WhoAmIOutput, Cl
 /// The CLI's calls are made with [`client::LIMITS`], so a call it gave up on is said to have
 /// waited that long.
 pub fn describe_status(status: &tonic::Status) -> String {
-    use std::error::Error;
     if client::timed_out(status) {
         return format!(
             "CANCELLED: the node did not answer within {} s; the call was given up",
             client::LIMITS.call.as_secs()
         );
     }
-    let code = client::camel_words(&format!("{:?}", status.code()), "_").to_uppercase();
-    let mut text = format!("{code}: {}", status.message());
-    if let Some(source) = status.source() {
-        let chain = client::error_chain(source);
-        if !text.contains(&chain) {
-            text.push_str(" (");
-            text.push_str(&chain);
-            text.push(')');
-        }
-    }
-    text
+    client::status_text(status)
 }
