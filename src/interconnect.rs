@@ -56,17 +56,22 @@ pub struct Counts {
 
 impl Counts {
     pub fn add(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        Self::add_n(counter, 1);
     }
 
-    /// Counts a forwarded query by how it ended: UNAVAILABLE is no answer (the route's or the
-    /// other node's), any other refusal the other node's word.
-    pub fn forwarded<T>(&self, answer: &Result<T, Status>) {
-        Self::add(match answer {
+    pub fn add_n(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts `queries` forwarded together by how they ended: UNAVAILABLE is no answer (the
+    /// route's or the other node's), any other refusal the other node's word.
+    pub fn forwarded<T>(&self, answer: &Result<T, Status>, queries: u64) {
+        let counter = match answer {
             Ok(_) => &self.forwarded_answered,
             Err(status) if status.code() == tonic::Code::Unavailable => &self.forwarded_unanswered,
             Err(_) => &self.forwarded_refused,
-        });
+        };
+        Self::add_n(counter, queries);
     }
 }
 
@@ -198,14 +203,41 @@ impl Route {
         caller: &SpiffeId,
         query: proto::QueryRequest,
     ) -> Result<proto::QueryResponse, Status> {
-        let mut client = InterconnectClient::new(Channel::clone(&self.channel.load()))
-            .max_decoding_message_size(self.max_message_bytes)
-            .max_encoding_message_size(self.max_message_bytes);
         let request = proto::RelayRequest {
             on_behalf_of: caller.to_string(),
             query: Some(query),
         };
-        let answer = tokio::time::timeout(self.timeout, client.relay(request)).await;
+        let mut client = self.client();
+        self.answer(client.relay(request)).await
+    }
+
+    /// [`Route::relay`] for a batch, which the node answers or refuses whole.
+    pub async fn relay_batch(
+        &self,
+        caller: &SpiffeId,
+        batch: proto::BatchQueryRequest,
+    ) -> Result<proto::BatchQueryResponse, Status> {
+        let request = proto::RelayBatchRequest {
+            on_behalf_of: caller.to_string(),
+            batch: Some(batch),
+        };
+        let mut client = self.client();
+        self.answer(client.relay_batch(request)).await
+    }
+
+    fn client(&self) -> InterconnectClient<Channel> {
+        InterconnectClient::new(Channel::clone(&self.channel.load()))
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes)
+    }
+
+    /// The node's answer to `call` within the route's timeout, or why there is none: its
+    /// refusal (code, message naming it, retry metadata) or UNAVAILABLE.
+    async fn answer<T>(
+        &self,
+        call: impl Future<Output = Result<tonic::Response<T>, Status>>,
+    ) -> Result<T, Status> {
+        let answer = tokio::time::timeout(self.timeout, call).await;
         let node = &self.node;
         match answer {
             Ok(Ok(response)) => Ok(response.into_inner()),
@@ -263,8 +295,7 @@ impl Route {
     /// any other as PERMISSION_DENIED. The other node records the call, as it records every
     /// relay call; it discloses nothing. The error is the other node's refusal.
     pub async fn takes_relays_from(&self, this_node: &SpiffeId) -> Result<(), String> {
-        let channel = Channel::clone(&self.channel.load());
-        let mut client = InterconnectClient::new(channel);
+        let mut client = self.client();
         let probe = proto::RelayRequest {
             on_behalf_of: this_node.to_string(),
             query: None,

@@ -870,11 +870,11 @@ async fn a_forwarded_batch_is_answered_in_order_and_recorded_per_subject_by_both
 }
 
 #[tokio::test]
-async fn a_forwarded_batch_the_holding_node_answers_in_part_is_refused_whole_on_record() {
+async fn a_forwarded_batch_is_refused_whole_by_both_nodes_when_one_subject_does_not_fit() {
     let pki = TestPki::new();
     let subjects = three_subjects(50);
     let held: Vec<&str> = subjects.iter().map(String::as_str).collect();
-    // B lets the relay obtain two subjects in all: one of the three is refused there.
+    // B lets the relay obtain two subjects in all: the batch of three does not fit.
     let b = holding_node_with(&pki, &held, relay_holds_two).await;
     let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
 
@@ -888,30 +888,34 @@ async fn a_forwarded_batch_the_holding_node_answers_in_part_is_refused_whole_on_
             .starts_with(&format!("node {NODE_B}: quota: the relay")),
         "{refused:?}"
     );
-    // A recorded every subject's query as refused, the two B did answer too: nothing of the
-    // batch reached the court.
-    let entries_a = ledger(&pki, &a, REGION_A).await;
-    let court: Vec<_> = entries_a.iter().filter(|e| e.caller == COURT_A).collect();
-    let mut recorded: Vec<&str> = court.iter().map(|e| e.subject.as_str()).collect();
-    recorded.sort_unstable();
+    assert!(
+        refused.metadata().get("retry-after").is_some(),
+        "{refused:?}"
+    );
+    // Both nodes recorded every subject's query as refused: nothing of the batch left B.
     let mut expected: Vec<&str> = held.clone();
     expected.sort_unstable();
-    assert_eq!(recorded, expected, "{court:?}");
-    for e in &court {
-        assert_eq!(e.outcome, proto::EntryOutcome::Denied as i32, "{e:?}");
-        assert!(e.reason.contains("quota: the relay"), "{e:?}");
-        assert!(e.decisions.is_empty(), "{e:?}");
+    for (node, region, caller) in [(&a, REGION_A, COURT_A), (&b, REGION_B, NODE_A)] {
+        let entries = ledger(&pki, node, region).await;
+        let batch: Vec<_> = entries.iter().filter(|e| e.caller == caller).collect();
+        let mut recorded: Vec<&str> = batch.iter().map(|e| e.subject.as_str()).collect();
+        recorded.sort_unstable();
+        assert_eq!(recorded, expected, "{region}: {batch:?}");
+        for e in &batch {
+            assert_eq!(e.outcome, proto::EntryOutcome::Denied as i32, "{e:?}");
+            assert!(e.reason.contains("quota: the relay"), "{e:?}");
+            assert!(e.decisions.is_empty(), "{e:?}");
+        }
     }
-    // B answered two of them and refused one, each on record.
-    let entries_b = ledger(&pki, &b, REGION_B).await;
-    let relayed: Vec<i32> = entries_b
-        .iter()
-        .filter(|e| e.caller == NODE_A)
-        .map(|e| e.outcome)
-        .collect();
-    assert_eq!(relayed.len(), 3, "{entries_b:?}");
-    let denied = proto::EntryOutcome::Denied as i32;
-    assert_eq!(relayed.iter().filter(|o| **o == denied).count(), 1);
+    // Two subjects still fit, and are answered through the same relay.
+    let answers = batch_query(&pki, &a, batch(&subjects[..2], NODE_B))
+        .await
+        .expect("within the relay's quota")
+        .answers;
+    assert_eq!(answers.len(), 2);
+    let refused = r#"credit_node_forwarded_total{result="refused"}"#;
+    assert_eq!(count(&a, refused).await, 3.0);
+    assert_eq!(count(&b, "credit_node_relayed_total").await, 5.0);
 }
 
 /// `credit-node routes --config CONFIG --relay --json`, run beside the nodes of this test

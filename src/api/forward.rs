@@ -47,9 +47,9 @@ pub fn route<'s>(state: &'s NodeState, node: &SpiffeId) -> Result<&'s Route, Sta
 /// Forwards `asked` (one query, or a batch's, which share one selection) to `route`'s node
 /// for `caller` and answers with what both nodes grant, in the order asked.
 ///
-/// A batch is answered whole or refused whole, as on this node: when the other node does not
-/// answer one of its subjects, every subject's query is recorded as refused, and the caller
-/// gets that subject's refusal and nothing else.
+/// A batch goes as one `RelayBatch`, which the other node admits, charges and answers whole,
+/// as this node answers a `BatchQuery`: when it refuses (or its answer is malformed), every
+/// subject's query is recorded here as refused, and the caller gets the refusal alone.
 pub async fn forward_all(
     state: &NodeState,
     caller: &Caller,
@@ -90,38 +90,15 @@ pub async fn forward_all(
         return query::commit(state, Vec::new(), prepared).await;
     }
     let pending = query::admission(state, asker, asked).await?;
-    // Concurrently, one relayed query per subject: the other node records each on its own.
-    let relayed = asked.iter().map(|a| {
-        let request = proto::QueryRequest {
-            subject: a.subject.clone(),
-            subject_type,
-            items: items.clone(),
-            purpose: a.purpose.clone(),
-            basis_reference: a.basis.clone(),
-            node: String::new(),
-        };
-        async move {
-            let answered = route
-                .relay(&caller.spiffe_id, request)
-                .await
-                .and_then(|response| received(response, a, route.node()));
-            state.interconnect().counts().forwarded(&answered);
-            answered
-        }
-    });
-    let answered = futures_util::future::join_all(relayed).await;
-    if let Some(failed) = answered.iter().position(Result::is_err) {
-        let status = match answered.into_iter().nth(failed) {
-            Some(Err(status)) => status,
-            _ => Status::internal("no refusal"),
-        };
-        return Err(refuse_all_on_record(state, asker, asked, status).await);
-    }
+    let relayed = relay(route, caller, asked, subject_type, items).await;
+    let counts = state.interconnect().counts();
+    counts.forwarded(&relayed, u64::try_from(asked.len()).unwrap_or(u64::MAX));
+    let answered = match relayed {
+        Ok(answered) => answered,
+        Err(status) => return Err(refuse_all_on_record(state, asker, asked, status).await),
+    };
     let mut prepared = Vec::with_capacity(asked.len());
-    for (a, received) in asked.iter().zip(answered) {
-        let Ok((relayed, withheld, receipt)) = received else {
-            return Err(Status::internal("a refusal passed unrecorded"));
-        };
+    for (a, (relayed, withheld, receipt)) in asked.iter().zip(answered) {
         // Enumeration shows here too (sequential identifiers); whether a subject is unknown
         // is the other node's to judge, so no miss is counted here.
         let now = state.clock().now_ms();
@@ -130,7 +107,11 @@ pub async fn forward_all(
             .guard()
             .observe(&caller.spiffe_id, &a.subject, false, now)
         {
-            raised_suspension = query::raise_alert(state, asker, a, alert).await?;
+            raised_suspension = match query::raise_alert(state, asker, a, alert).await {
+                Ok(raised) => raised,
+                // The other node answered and recorded: so must this one, if only the refusal.
+                Err(status) => return Err(refuse_all_on_record(state, asker, asked, status).await),
+            };
         }
         let upstream = proto::Upstream {
             node: route.node().to_string(),
@@ -148,6 +129,57 @@ pub async fn forward_all(
         ));
     }
     query::commit(state, pending, prepared).await
+}
+
+/// The other node's answers to `asked`, in order, each checked ([`received`]): one `Relay` for
+/// a single query, one `RelayBatch` for a batch, which that node admits, charges and answers
+/// whole, so that both nodes record the same outcome for every subject.
+async fn relay(
+    route: &Route,
+    caller: &Caller,
+    asked: &[Asked],
+    subject_type: i32,
+    items: Vec<proto::ItemSelection>,
+) -> Result<Vec<Received>, Status> {
+    let node = route.node();
+    let Some(first) = asked.first() else {
+        return Ok(Vec::new());
+    };
+    if let [only] = asked {
+        let request = proto::QueryRequest {
+            subject: only.subject.clone(),
+            subject_type,
+            items,
+            purpose: only.purpose.clone(),
+            basis_reference: only.basis.clone(),
+            node: String::new(),
+        };
+        let response = route.relay(&caller.spiffe_id, request).await?;
+        return Ok(vec![received(response, only, node)?]);
+    }
+    let batch = proto::BatchQueryRequest {
+        subjects: asked.iter().map(|a| a.subject.clone()).collect(),
+        subject_type,
+        items,
+        purpose: first.purpose.clone(),
+        basis_reference: first.basis.clone(),
+        node: String::new(),
+    };
+    let answers = route.relay_batch(&caller.spiffe_id, batch).await?.answers;
+    if answers.len() != asked.len() {
+        tracing::warn!(node = %node, "a node answered a batch with another number of answers");
+        return Err(Status::unavailable(format!(
+            "node {node} sent a malformed answer (answers for {} subjects of {}); nothing was \
+             disclosed",
+            answers.len(),
+            asked.len()
+        )));
+    }
+    answers
+        .into_iter()
+        .zip(asked)
+        .map(|(answer, a)| received(answer, a, node))
+        .collect()
 }
 
 /// One query's answer and entry, the entry not yet durable. When forwarded (`upstream`), the

@@ -166,64 +166,11 @@ impl CreditQuery for CreditQueryApi {
         let caller = caller(&self.state, &request)?;
         let req = request.get_ref();
         let state = &self.state;
-        let max = state.limits().max_batch_subjects;
         // The rate limit first, at one cell per subject: a flood of oversized or malformed
         // batches is folded like any other flood instead of writing one entry each.
-        let cells = u32::try_from(req.subjects.len().max(1)).unwrap_or(u32::MAX);
-        query::admit(state, caller, cells).await?;
-        let first = req.subjects.first().map(String::as_str).unwrap_or_default();
-        let checked = if req.subjects.is_empty() || req.subjects.len() > max {
-            Err(Status::invalid_argument(format!(
-                "subjects: between 1 and {max} subjects per batch, got {}",
-                req.subjects.len()
-            )))
-        } else {
-            forwardable(state, &req.node, Hops::MayForward)
-        };
-        let node = match checked {
-            Ok(node) => node,
-            Err(status) => {
-                return Err(query::refuse_invalid(
-                    state,
-                    query::Asker::direct(caller),
-                    first,
-                    &req.purpose,
-                    &req.basis_reference,
-                    status,
-                )
-                .await);
-            }
-        };
-        let mut asked = Vec::with_capacity(req.subjects.len());
-        for (i, subject) in req.subjects.iter().enumerate() {
-            let checked = validate(
-                state,
-                subject,
-                req.subject_type,
-                &req.items,
-                &req.purpose,
-                &req.basis_reference,
-                &format!("subjects[{i}]"),
-            );
-            match checked {
-                Ok(a) => asked.push(a),
-                Err(status) => {
-                    return Err(query::refuse_invalid(
-                        state,
-                        query::Asker::direct(caller),
-                        subject,
-                        &req.purpose,
-                        &req.basis_reference,
-                        status,
-                    )
-                    .await);
-                }
-            }
-        }
-        let answers = match node {
-            None => query::answer_all(state, query::Asker::direct(caller), &asked).await?,
-            Some(node) => forwarded(state, caller, node, asked, req.subject_type).await?,
-        };
+        query::admit(state, caller, batch_cells(req)).await?;
+        let asker = query::Asker::direct(caller);
+        let answers = batch_as(state, asker, req, Hops::MayForward).await?;
         Ok(Response::new(proto::BatchQueryResponse { answers }))
     }
 
@@ -245,6 +192,60 @@ impl CreditQuery for CreditQueryApi {
         let page = withdrawals::answer(state, caller, &asked).await?;
         Ok(Response::new(page))
     }
+}
+
+/// `BatchQuery` for `asker`, already admitted by the rate limit (one cell per subject):
+/// validated (a malformed batch is recorded and refused whole), then answered from this node's
+/// records or forwarded to the node it names.
+async fn batch_as(
+    state: &Arc<NodeState>,
+    asker: query::Asker<'_>,
+    req: &proto::BatchQueryRequest,
+    hops: Hops,
+) -> Result<Vec<proto::QueryResponse>, Status> {
+    let max = state.limits().max_batch_subjects;
+    let first = req.subjects.first().map(String::as_str).unwrap_or_default();
+    let checked = if req.subjects.is_empty() || req.subjects.len() > max {
+        Err(Status::invalid_argument(format!(
+            "subjects: between 1 and {max} subjects per batch, got {}",
+            req.subjects.len()
+        )))
+    } else {
+        forwardable(state, &req.node, hops)
+    };
+    let refuse = async |subject: &str, status: Status| {
+        let (purpose, basis) = (&req.purpose, &req.basis_reference);
+        query::refuse_invalid(state, asker, subject, purpose, basis, status).await
+    };
+    let node = match checked {
+        Ok(node) => node,
+        Err(status) => return Err(refuse(first, status).await),
+    };
+    let mut asked = Vec::with_capacity(req.subjects.len());
+    for (i, subject) in req.subjects.iter().enumerate() {
+        let checked = validate(
+            state,
+            subject,
+            req.subject_type,
+            &req.items,
+            &req.purpose,
+            &req.basis_reference,
+            &format!("subjects[{i}]"),
+        );
+        match checked {
+            Ok(a) => asked.push(a),
+            Err(status) => return Err(refuse(subject, status).await),
+        }
+    }
+    match node {
+        None => query::answer_all(state, asker, &asked).await,
+        Some(node) => forwarded(state, asker.caller, node, asked, req.subject_type).await,
+    }
+}
+
+/// The rate-limit cells of a batch: one per subject (at least one, for an empty batch).
+fn batch_cells(req: &proto::BatchQueryRequest) -> u32 {
+    u32::try_from(req.subjects.len().max(1)).unwrap_or(u32::MAX)
 }
 
 /// Whether a query may be forwarded to another node: a relayed query may not (one hop).

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{Hops, caller, query, query_as, refuse_on_record};
+use super::{Hops, batch_as, caller, query, query_as, refuse_on_record};
 use crate::{
     identity::{Kind, SpiffeId},
     interconnect::Counts,
@@ -18,8 +18,9 @@ use crate::{
     state::NodeState,
 };
 
-/// How refusals of this RPC are named in the ledger (the full method name, as for the others).
-const RPC: &str = "credit.v1.Interconnect/Relay";
+/// How refusals of these RPCs are named in the ledger (the full method names, as for the others).
+const RELAY: &str = "credit.v1.Interconnect/Relay";
+const RELAY_BATCH: &str = "credit.v1.Interconnect/RelayBatch";
 
 pub struct InterconnectApi {
     state: Arc<NodeState>,
@@ -39,33 +40,11 @@ impl Interconnect for InterconnectApi {
     ) -> Result<Response<proto::QueryResponse>, Status> {
         let state = &self.state;
         let caller = caller(state, &request)?;
-        if !state.interconnect().is_relay(&caller.spiffe_id) {
-            let status = Status::permission_denied(format!(
-                "{} is not a relay of this node ([interconnect] relays)",
-                caller.spiffe_id
-            ));
-            Counts::add(&state.interconnect().counts().relays_refused);
-            return Err(refuse_on_record(state, caller, RPC, status).await);
-        }
-        query::admit(state, caller, 1).await?;
-        // Counted, recorded (already admitted: no second draw on the rate limit), returned.
-        let refuse = async |status: Status| {
-            Counts::add(&state.interconnect().counts().relays_refused);
-            super::record_refusal(state, caller, RPC, status).await
-        };
-        // A relay suspended after an enumeration alert (raised by what it relayed, say) is
-        // refused whomever it acts for, until an officer lifts it.
-        if let Some(status) = query::suspended(state, &caller.spiffe_id) {
-            return Err(refuse(status).await);
-        }
         let req = request.get_ref();
-        let on_behalf_of = match acting_for(&caller.spiffe_id, &req.on_behalf_of) {
-            Ok(id) => id,
-            Err(status) => return Err(refuse(status).await),
-        };
+        let on_behalf_of = admitted(state, caller, &req.on_behalf_of, RELAY, 1).await?;
         let Some(query) = &req.query else {
             let status = Status::invalid_argument("query: missing");
-            return Err(super::record_refusal(state, caller, RPC, status).await);
+            return Err(super::record_refusal(state, caller, RELAY, status).await);
         };
         Counts::add(&state.interconnect().counts().relayed);
         let asker = query::Asker {
@@ -75,6 +54,64 @@ impl Interconnect for InterconnectApi {
         query_as(state, asker, query, Hops::Relayed)
             .await
             .map(Response::new)
+    }
+
+    async fn relay_batch(
+        &self,
+        request: Request<proto::RelayBatchRequest>,
+    ) -> Result<Response<proto::BatchQueryResponse>, Status> {
+        let state = &self.state;
+        let caller = caller(state, &request)?;
+        let req = request.get_ref();
+        let cells = req.batch.as_ref().map_or(1, super::batch_cells);
+        let on_behalf_of = admitted(state, caller, &req.on_behalf_of, RELAY_BATCH, cells).await?;
+        let Some(batch) = &req.batch else {
+            let status = Status::invalid_argument("batch: missing");
+            return Err(super::record_refusal(state, caller, RELAY_BATCH, status).await);
+        };
+        let subjects = u64::try_from(batch.subjects.len()).unwrap_or(u64::MAX);
+        Counts::add_n(&state.interconnect().counts().relayed, subjects);
+        let asker = query::Asker {
+            caller,
+            on_behalf_of: Some(&on_behalf_of),
+        };
+        let answers = batch_as(state, asker, batch, Hops::Relayed).await?;
+        Ok(Response::new(proto::BatchQueryResponse { answers }))
+    }
+}
+
+/// Whom a relay call of `rpc` acts for, once the relay is admitted: listed as a relay, within
+/// its rate limit (`cells`), not suspended, and acting for a department of its own trust
+/// domain. Each refusal is counted and recorded.
+async fn admitted(
+    state: &NodeState,
+    caller: &crate::identity::Caller,
+    on_behalf_of: &str,
+    rpc: &str,
+    cells: u32,
+) -> Result<SpiffeId, Status> {
+    if !state.interconnect().is_relay(&caller.spiffe_id) {
+        let status = Status::permission_denied(format!(
+            "{} is not a relay of this node ([interconnect] relays)",
+            caller.spiffe_id
+        ));
+        Counts::add(&state.interconnect().counts().relays_refused);
+        return Err(refuse_on_record(state, caller, rpc, status).await);
+    }
+    query::admit(state, caller, cells).await?;
+    // Counted, recorded (already admitted: no second draw on the rate limit), returned.
+    let refuse = async |status: Status| {
+        Counts::add(&state.interconnect().counts().relays_refused);
+        super::record_refusal(state, caller, rpc, status).await
+    };
+    // A relay suspended after an enumeration alert (raised by what it relayed, say) is
+    // refused whomever it acts for, until an officer lifts it.
+    if let Some(status) = query::suspended(state, &caller.spiffe_id) {
+        return Err(refuse(status).await);
+    }
+    match acting_for(&caller.spiffe_id, on_behalf_of) {
+        Ok(id) => Ok(id),
+        Err(status) => Err(refuse(status).await),
     }
 }
 
