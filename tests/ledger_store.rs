@@ -1549,7 +1549,8 @@ async fn entries_are_filtered_and_paged() {
 }
 
 /// A listing on behalf of a caller reads the entries its other conditions select in rounds
-/// until its page is full: pages end where they should however sparse the matches are.
+/// until its page is full: pages end where they should however sparse the matches are, and a
+/// page whose rounds run out ends short, saying where to go on.
 #[tokio::test]
 async fn a_listing_on_behalf_of_a_caller_pages_through_sparse_matches() {
     let dir = tempfile::tempdir().unwrap();
@@ -1557,8 +1558,8 @@ async fn a_listing_on_behalf_of_a_caller_pages_through_sparse_matches() {
         let ledger = open(&store, 10_000).await;
         // Relayed entries at a few places, far apart: before, between and after the reading
         // rounds' bounds.
-        let relayed = [5_u64, 1023, 1024, 2100, 2999];
-        for chunk in (0..3000_u64).collect::<Vec<_>>().chunks(500) {
+        let relayed = [5_u64, 1023, 1024, 2100, 2999, 19_000];
+        for chunk in (0..19_500_u64).collect::<Vec<_>>().chunks(1000) {
             let appends = chunk.iter().map(|&n| {
                 let mut e = entry(0);
                 e.time_ms = T0 + n as i64;
@@ -1591,10 +1592,12 @@ async fn a_listing_on_behalf_of_a_caller_pages_through_sparse_matches() {
         // time here, not its sequence number.
         let mut found: Vec<i64> = pages.concat();
         found.sort_unstable();
-        assert_eq!(found, vec![5, 1023, 1024, 2100, 2999], "{engine}");
+        assert_eq!(found, vec![5, 1023, 1024, 2100, 2999, 19_000], "{engine}");
+        // The third page reads on from 2100 and finds 2999, then nothing more within its 16
+        // rounds of 1024 entries: it ends short, and the fourth finds 19,000.
         assert_eq!(
             pages.iter().map(Vec::len).collect::<Vec<_>>(),
-            vec![2, 2, 1],
+            vec![2, 2, 1, 1],
             "{engine}"
         );
         ledger.shutdown().await;

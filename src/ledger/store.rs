@@ -695,7 +695,9 @@ pub struct StoredEntry {
 #[derive(Clone, Debug)]
 pub struct EntryPage {
     pub entries: Vec<StoredEntry>,
-    /// Pass as `Page::after` for the next page; `None` when no matching entry follows.
+    /// Pass as `Page::after` for the next page; `None` when no matching entry follows. A page
+    /// selected by `on_behalf_of` may be short, even empty, and still have one: the entries
+    /// read for it ran out before it was full.
     pub next_after: Option<u64>,
 }
 
@@ -720,9 +722,14 @@ pub async fn entries(
     let want = limit.saturating_add(1);
     let mut entries = Vec::with_capacity(limit.min(1024));
     let mut more = false;
+    // Where the next page starts: after the last entry listed, or, when the rounds ran out
+    // before the page was full, after the last entry read.
+    let mut resume = None;
     // Without `on_behalf_of` every row selected is listed: one round. With it, rows are read in
-    // rounds of at least `SCAN_ROUND` until the page is full or none are left.
-    loop {
+    // rounds of at least `SCAN_ROUND`, until the page is full, none are left, or
+    // `SCAN_ROUNDS` rounds are read: a page of a sparse match then ends short, and says where
+    // to go on, rather than one call reading the whole ledger.
+    for round in 1.. {
         let ask = if filter.on_behalf_of.is_some() {
             want.max(SCAN_ROUND)
         } else {
@@ -746,11 +753,15 @@ pub async fn entries(
         if more || rows.len() < ask {
             break;
         }
+        if round == SCAN_ROUNDS {
+            resume = Some(to_u64(after, "seq")?);
+            break;
+        }
     }
     let next_after = if more {
         entries.last().map(|e| e.seq)
     } else {
-        None
+        resume
     };
     Ok(EntryPage {
         entries,
@@ -761,6 +772,9 @@ pub async fn entries(
 /// Rows a listing by `on_behalf_of` reads at a time: that condition is met or not only on
 /// the decoded entry, so a page may take several rounds.
 const SCAN_ROUND: usize = 1024;
+/// Rounds one page reads at most (some tens of milliseconds of decoding): past them the page
+/// ends, short, with where to go on.
+const SCAN_ROUNDS: usize = 16;
 
 /// The rows of at most `want` entries after `after` that `filter`'s copied conditions select
 /// (all but `on_behalf_of`), in `seq` order, each with whether the lookup selected it (rather
