@@ -161,11 +161,7 @@ pub(super) async fn commit(
     // principal's charge's alone.
     let raised = prepared.iter().any(|p| p.raised_suspension);
     for p in &mut pending {
-        p.charge.raised_suspension = raised
-            && !matches!(
-                p.if_exhausted,
-                Refusal::QuotaExhausted { relay: Some(_), .. }
-            );
+        p.charge.raised_suspension = raised && p.relay().is_none();
     }
     let (answers, entries): (Vec<Answered>, Vec<Entry>) =
         prepared.into_iter().map(|p| (p.answer, p.entry)).unzip();
@@ -488,9 +484,20 @@ fn refusal_message(refusal: &Refusal) -> String {
              of those are still answered, new subjects from {}",
             rfc3339(*resets_at_ms)
         ),
-        Refusal::Suspended { since_ms } => format!(
+        Refusal::Suspended {
+            since_ms,
+            relay: None,
+        } => format!(
             "this caller is suspended since {} after an enumeration alert, until an \
              officer lifts the suspension",
+            rfc3339(*since_ms)
+        ),
+        Refusal::Suspended {
+            since_ms,
+            relay: Some(relay),
+        } => format!(
+            "the relay {relay} is suspended since {} after an enumeration alert, until an \
+             officer lifts the suspension; it relays for no one meanwhile",
             rfc3339(*since_ms)
         ),
     }

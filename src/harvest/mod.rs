@@ -52,8 +52,12 @@ pub enum Refusal {
         resets_at_ms: i64,
         relay: Option<String>,
     },
-    /// Suspended after an enumeration alert, until an officer lifts it.
-    Suspended { since_ms: i64 },
+    /// Suspended after an enumeration alert, until an officer lifts it. `relay` names the
+    /// relay when it is the relay that is suspended, not the caller it acts for.
+    Suspended {
+        since_ms: i64,
+        relay: Option<String>,
+    },
 }
 
 /// What the guard asks of a query that passed the rate limit, before any record is read.
@@ -75,6 +79,16 @@ pub struct PendingCharge {
     pub if_exhausted: Refusal,
 }
 
+impl PendingCharge {
+    /// The relay the charge is of, when it is a relay's (not the caller's own).
+    pub fn relay(&self) -> Option<&str> {
+        match &self.if_exhausted {
+            Refusal::QuotaExhausted { relay, .. } => relay.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 /// The refusal that the outcomes of `pending`'s charges (in order) stand for: the first charge
 /// that did not go through decides. `None` when all went through.
 pub fn refusal_of(pending: &[PendingCharge], outcomes: &[Charge]) -> Option<Refusal> {
@@ -84,7 +98,10 @@ pub fn refusal_of(pending: &[PendingCharge], outcomes: &[Charge]) -> Option<Refu
         .find_map(|(p, outcome)| match *outcome {
             Charge::Within => None,
             Charge::Exhausted { .. } => Some(p.if_exhausted.clone()),
-            Charge::Suspended { since_ms } => Some(Refusal::Suspended { since_ms }),
+            Charge::Suspended { since_ms } => Some(Refusal::Suspended {
+                since_ms,
+                relay: p.relay().map(str::to_owned),
+            }),
         })
 }
 
@@ -280,7 +297,8 @@ impl Guard {
             match self.quota.check(&id.to_string(), window, subjects, quota) {
                 Check::Counted => {}
                 Check::Suspended { since_ms } => {
-                    return Admission::Refused(Refusal::Suspended { since_ms });
+                    let relay = is_relay.then(|| id.to_string());
+                    return Admission::Refused(Refusal::Suspended { since_ms, relay });
                 }
                 Check::New(charge) => pending.push(PendingCharge {
                     charge,
@@ -307,7 +325,10 @@ impl Guard {
         }
         self.quota
             .suspended_since(&caller.to_string())
-            .map(|since_ms| Refusal::Suspended { since_ms })
+            .map(|since_ms| Refusal::Suspended {
+                since_ms,
+                relay: None,
+            })
     }
 
     /// Notes a charge as committed, so repeats of its subjects are answered from memory.
@@ -376,5 +397,61 @@ impl Guard {
     /// How often [`Guard::housekeeping`] should run.
     pub fn housekeeping_every(&self) -> Duration {
         Duration::from_millis(1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(relay: Option<&str>) -> PendingCharge {
+        PendingCharge {
+            charge: QuotaCharge {
+                caller: relay
+                    .unwrap_or("spiffe://region-a.credit.test/dept/court")
+                    .into(),
+                window: 1,
+                subjects: vec!["a".into()],
+                limit: 5,
+                raised_suspension: false,
+            },
+            if_exhausted: Refusal::QuotaExhausted {
+                quota: 5,
+                resets_at_ms: 10,
+                relay: relay.map(str::to_owned),
+            },
+        }
+    }
+
+    #[test]
+    fn the_first_charge_that_did_not_go_through_names_whose_it_was() {
+        let relay = "spiffe://region-a.credit.test/dept/samr";
+        let both = [pending(None), pending(Some(relay))];
+        assert_eq!(refusal_of(&both, &[Charge::Within, Charge::Within]), None);
+        // The caller's own quota: the relay's charge was not made.
+        assert_eq!(
+            refusal_of(&both, &[Charge::Exhausted { used: 5 }]),
+            Some(both[0].if_exhausted.clone())
+        );
+        // The relay's quota, or the relay suspended (found in the store, by another replica's
+        // alert): the refusal says it is the relay's, not the caller's.
+        assert_eq!(
+            refusal_of(&both, &[Charge::Within, Charge::Exhausted { used: 5 }]),
+            Some(both[1].if_exhausted.clone())
+        );
+        assert_eq!(
+            refusal_of(&both, &[Charge::Within, Charge::Suspended { since_ms: 3 }]),
+            Some(Refusal::Suspended {
+                since_ms: 3,
+                relay: Some(relay.into())
+            })
+        );
+        assert_eq!(
+            refusal_of(&both, &[Charge::Suspended { since_ms: 3 }]),
+            Some(Refusal::Suspended {
+                since_ms: 3,
+                relay: None
+            })
+        );
     }
 }
