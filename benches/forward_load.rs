@@ -30,6 +30,9 @@ use credit_node::{
 };
 use tonic::transport::Channel;
 
+#[path = "common/nodes.rs"]
+mod nodes;
+
 const SUBJECTS: u64 = 20_000;
 const RUN: Duration = Duration::from_millis(1500);
 const ROUNDS: usize = 4;
@@ -89,13 +92,7 @@ async fn run() {
         .insert_records(&records, catalog.subject_types(), 1)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let subjects: Arc<Vec<String>> = Arc::new(
-        records
-            .iter()
-            .filter(|r| r.item == "registration")
-            .map(|r| r.subject.clone())
-            .collect(),
-    );
+    let subjects = nodes::registered(&records);
 
     // Region A's tax bureau, which may call either node (both trust its CA).
     let (cert, key) = layout.identity(REGION_A, Kind::Dept, "tax");
@@ -105,16 +102,7 @@ async fn run() {
         client::tls_config_from_files(&cert, &key, &ca_refs).unwrap_or_else(|e| panic!("{e}"));
     let mut channels = Vec::new();
     for node in [&a, &b] {
-        let endpoint = format!("https://127.0.0.1:{}", node.local_addr().port());
-        let mut of_node = Vec::new();
-        for _ in 0..CONNECTIONS {
-            of_node.push(
-                client::connect(&endpoint, tls.clone())
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}")),
-            );
-        }
-        channels.push(of_node);
+        channels.push(nodes::connections(node, &tls, CONNECTIONS).await);
     }
     let cases: [(&str, &[Channel], Ask); 3] = [
         ("WhoAmI on A (baseline)", &channels[0], Ask::WhoAmI),

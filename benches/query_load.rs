@@ -35,6 +35,9 @@ use credit_node::{
 };
 use tonic::transport::Channel;
 
+#[path = "common/nodes.rs"]
+mod nodes;
+
 #[path = "common/postgres.rs"]
 mod postgres;
 
@@ -98,29 +101,14 @@ async fn run() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    let subjects: Arc<Vec<String>> = Arc::new(
-        records
-            .iter()
-            .filter(|r| r.item == "registration")
-            .map(|r| r.subject.clone())
-            .collect(),
-    );
+    let subjects = nodes::registered(&records);
 
     let (cert, key) = layout.identity(REGION_A, Kind::Dept, "tax");
     let ca = layout.ca_cert(REGION_A);
     let tls = client::tls_config_from_files(&cert, &key, &[&ca]).unwrap_or_else(|e| panic!("{e}"));
     let mut channels = Vec::new();
     for node in &nodes {
-        let endpoint = format!("https://127.0.0.1:{}", node.local_addr().port());
-        let mut of_node = Vec::new();
-        for _ in 0..CONNECTIONS {
-            of_node.push(
-                client::connect(&endpoint, tls.clone())
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}")),
-            );
-        }
-        channels.push(of_node);
+        channels.push(nodes::connections(node, &tls, CONNECTIONS).await);
     }
     let (guarded, unguarded) = (&channels[0], &channels[1]);
 
