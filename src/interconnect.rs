@@ -243,9 +243,12 @@ impl Route {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) if client::timed_out(&status) => Err(self.no_answer()),
             Ok(Err(status)) => {
-                // A status our side made up (the connection failed) is not the node's word.
+                // A status our side made up (the connection failed, or an answer larger than
+                // this node takes) is not the node's word.
                 let code = match status.code() {
-                    tonic::Code::Unknown | tonic::Code::Internal => tonic::Code::Unavailable,
+                    tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::OutOfRange => {
+                        tonic::Code::Unavailable
+                    }
                     code => code,
                 };
                 // The other node's words, passed on and recorded: printable, and bounded.

@@ -646,7 +646,13 @@ async fn a_suspended_relay_is_refused_whomever_it_acts_for() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
-    assert!(refused.message().contains("suspended"), "{refused:?}");
+    // The relay is named as the one suspended, not the court it acts for.
+    assert!(
+        refused.message().starts_with(&format!(
+            "node {NODE_B}: the relay {NODE_A} is suspended since"
+        )),
+        "{refused:?}"
+    );
     let entries = ledger(&pki, &b, REGION_B).await;
     let relayed: Vec<_> = entries.iter().filter(|e| e.caller == NODE_A).collect();
     assert_eq!(relayed.len(), 1, "{entries:?}");

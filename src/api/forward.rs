@@ -133,7 +133,12 @@ pub async fn forward_all(
 
 /// The other node's answers to `asked`, in order, each checked ([`received`]): one `Relay` for
 /// a single query, one `RelayBatch` for a batch, which that node admits, charges and answers
-/// whole, so that both nodes record the same outcome for every subject.
+/// whole, as this node does a `BatchQuery`.
+///
+/// The two ledgers can still differ on a query, never by a disclosure without this node's
+/// record: an answer that comes after the route's timeout, that is malformed or too large, or
+/// that this node then cannot pass on (its own quota charge no longer fits at commit) is
+/// recorded there as answered and here as refused, and the caller receives nothing.
 async fn relay(
     route: &Route,
     caller: &Caller,

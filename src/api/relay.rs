@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Hops, batch_as, caller, query, query_as, refuse_on_record};
 use crate::{
+    harvest::Refusal,
     identity::{Kind, SpiffeId},
     interconnect::Counts,
     proto::{self, interconnect_server::Interconnect},
@@ -98,7 +99,11 @@ async fn admitted(
         Counts::add(&state.interconnect().counts().relays_refused);
         return Err(refuse_on_record(state, caller, rpc, status).await);
     }
-    query::admit(state, caller, cells).await?;
+    // The relay's rate limit, named as the relay's: its refusal reaches the caller it acts for,
+    // through the relay, who would otherwise read "this caller" as itself.
+    query::admit(state, caller, cells)
+        .await
+        .map_err(|refused| of_the_relay(refused, &caller.spiffe_id))?;
     // Counted, recorded (already admitted: no second draw on the rate limit), returned.
     let refuse = async |status: Status| {
         Counts::add(&state.interconnect().counts().relays_refused);
@@ -106,13 +111,31 @@ async fn admitted(
     };
     // A relay suspended after an enumeration alert (raised by what it relayed, say) is
     // refused whomever it acts for, until an officer lifts it.
-    if let Some(status) = query::suspended(state, &caller.spiffe_id) {
-        return Err(refuse(status).await);
+    if let Some(Refusal::Suspended { since_ms, .. }) = state.guard().suspended(&caller.spiffe_id) {
+        let refusal = Refusal::Suspended {
+            since_ms,
+            relay: Some(caller.spiffe_id.to_string()),
+        };
+        return Err(refuse(query::refusal_status(state, &refusal)).await);
     }
     match acting_for(&caller.spiffe_id, on_behalf_of) {
         Ok(id) => Ok(id),
         Err(status) => Err(refuse(status).await),
     }
+}
+
+/// A refusal of the relay's rate limit, its message saying it is the relay's.
+fn of_the_relay(refused: Status, relay: &SpiffeId) -> Status {
+    let mut status = Status::new(
+        refused.code(),
+        format!("the relay {relay}'s limit: {}", refused.message()),
+    );
+    for key in ["retry-after", "grpc-retry-pushback-ms"] {
+        if let Some(value) = refused.metadata().get(key) {
+            status.metadata_mut().insert(key, value.clone());
+        }
+    }
+    status
 }
 
 /// The caller `relay` acts for: a department of the relay's own trust domain (its own among

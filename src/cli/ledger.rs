@@ -455,7 +455,12 @@ async fn list(
         )
         .map_err(io)?;
         if page.entries.is_empty() {
-            writeln!(out, "(no entries match)").map_err(io)?;
+            let none = match page.next_after {
+                None => "(no entries match)",
+                // A listing by --on-behalf-of reads a bounded number of entries per page.
+                Some(_) => "(none of the entries read so far matches)",
+            };
+            writeln!(out, "{none}").map_err(io)?;
         }
         for e in &page.entries {
             writeln!(
