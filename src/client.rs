@@ -399,7 +399,11 @@ pub fn status_text(status: &tonic::Status) -> String {
     let mut text = format!("{code}: {}", status.message());
     if let Some(source) = std::error::Error::source(status) {
         let chain = error_chain(source);
-        if !text.contains(&chain) {
+        if chain.contains(status.message()) {
+            // The message is the chain's last words (tonic's for a refused connection): the
+            // chain alone, said once.
+            text = format!("{code}: {chain}");
+        } else if !text.contains(&chain) {
             text.push_str(" (");
             text.push_str(&chain);
             text.push(')');
