@@ -924,6 +924,44 @@ async fn a_forwarded_batch_is_refused_whole_by_both_nodes_when_one_subject_does_
     assert_eq!(count(&b, "credit_node_relayed_total").await, 5.0);
 }
 
+#[tokio::test]
+async fn a_forwarded_batch_past_the_relays_burst_is_refused_naming_the_relays_limit() {
+    let pki = TestPki::new();
+    let subjects = three_subjects(70);
+    let held: Vec<&str> = subjects.iter().map(String::as_str).collect();
+    // The relay may send two subjects at once; the court, at its own node, a hundred.
+    let b = holding_node_with(&pki, &held, |config| {
+        relay_holds_two(config).replace(
+            "burst = 200\ndistinct_subjects = 2",
+            "burst = 2\ndistinct_subjects = 2",
+        )
+    })
+    .await;
+    let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
+
+    let refused = batch_query(&pki, &a, batch(&subjects, NODE_B))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().starts_with(&format!(
+            "node {NODE_B}: the relay {NODE_A}'s limit: subjects: 3 subjects exceed"
+        )),
+        "{refused:?}"
+    );
+    // A recorded the court's three queries as refused; B read nothing.
+    let entries = ledger(&pki, &a, REGION_A).await;
+    let court = entries.iter().filter(|e| e.caller == COURT_A).count();
+    assert_eq!(court, 3, "{entries:?}");
+    let entries = ledger(&pki, &b, REGION_B).await;
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.caller != NODE_A || e.decisions.is_empty()),
+        "{entries:?}"
+    );
+}
+
 /// `credit-node routes --config CONFIG --relay --json`, run beside the nodes of this test
 /// (which keep serving meanwhile): its exit code, and the check of its one route.
 async fn check_routes(config: &Path) -> (Option<i32>, serde_json::Value) {
