@@ -25,7 +25,7 @@ use credit_node::{
     gen_data,
     identity::Kind,
     pki::{self, REGION_A, REGION_B},
-    proto::{self, credit_query_client::CreditQueryClient},
+    proto::credit_query_client::CreditQueryClient,
     server::RunningNode,
 };
 use tonic::transport::Channel;
@@ -201,34 +201,14 @@ async fn load(
                             .wrapping_mul(6364136223846793005)
                             .wrapping_add(1442695040888963407);
                         let subject = subjects[(i >> 33) % subjects.len()].clone();
-                        api.query(proto::QueryRequest {
-                            subject,
-                            subject_type: proto::SubjectType::LegalPerson.into(),
-                            items: vec![proto::ItemSelection {
-                                item: "registration".into(),
-                                fields: vec![],
-                            }],
-                            purpose: "tax-administration".into(),
-                            basis_reference: "bench".into(),
-                            node: node.clone(),
-                        })
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}"));
+                        nodes::query(&mut api, subject, node).await;
                     }
-                    None => {
-                        api.who_am_i(proto::WhoAmIRequest {})
-                            .await
-                            .unwrap_or_else(|e| panic!("{e}"));
-                    }
+                    None => nodes::who_am_i(&mut api).await,
                 }
                 latencies.push(t.elapsed().as_micros());
             }
             latencies
         }));
     }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap_or_else(|e| panic!("{e}")));
-    }
-    latencies
+    nodes::joined(tasks).await
 }

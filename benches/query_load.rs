@@ -31,7 +31,7 @@ use credit_node::{
     identity::Kind,
     ledger::store::Ledger,
     pki::{self, REGION_A},
-    proto::{self, credit_query_client::CreditQueryClient},
+    proto::credit_query_client::CreditQueryClient,
 };
 use tonic::transport::Channel;
 
@@ -399,33 +399,16 @@ async fn load(
                 if query {
                     let subject = subjects[i % subjects.len()].clone();
                     i += concurrency;
-                    api.query(proto::QueryRequest {
-                        subject,
-                        subject_type: proto::SubjectType::LegalPerson.into(),
-                        items: vec![proto::ItemSelection {
-                            item: "registration".into(),
-                            fields: vec![],
-                        }],
-                        purpose: "tax-administration".into(),
-                        basis_reference: "bench".into(),
-                        node: String::new(),
-                    })
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
+                    nodes::query(&mut api, subject, "").await;
                 } else {
-                    api.who_am_i(proto::WhoAmIRequest {})
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}"));
+                    nodes::who_am_i(&mut api).await;
                 }
                 latencies.push(t.elapsed().as_micros());
             }
             latencies
         }));
     }
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap_or_else(|e| panic!("{e}")));
-    }
+    let latencies = nodes::joined(tasks).await;
     let elapsed = started.elapsed().as_secs_f64();
     let waits = ledger.append_waits();
     Run {

@@ -136,6 +136,22 @@ fn narrower_catalog(pki: &TestPki) -> PathBuf {
     path
 }
 
+/// `refused` has `code`, and a message starting with `prefix`.
+#[track_caller]
+fn assert_refused(refused: &tonic::Status, code: Code, prefix: &str) {
+    assert_eq!(refused.code(), code, "{refused:?}");
+    assert!(refused.message().starts_with(prefix), "{refused:?}");
+}
+
+/// `refused` says when to try again (the other node's word, passed on).
+#[track_caller]
+fn assert_retry_after(refused: &tonic::Status) {
+    assert!(
+        refused.metadata().get("retry-after").is_some(),
+        "{refused:?}"
+    );
+}
+
 fn port(node: &RunningNode) -> u16 {
     node.local_addr().port()
 }
@@ -358,11 +374,7 @@ async fn only_listed_relays_speak_and_only_for_their_own_region() {
         .relay(asking("spiffe://region-b.credit.test/dept/tax"))
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
-    assert!(
-        refused.message().starts_with("on_behalf_of:"),
-        "{refused:?}"
-    );
+    assert_refused(&refused, Code::PermissionDenied, "on_behalf_of:");
 
     // Nor send a relayed query on to a further node.
     let mut onwards = asking(COURT_A);
@@ -372,8 +384,7 @@ async fn only_listed_relays_speak_and_only_for_their_own_region() {
         .relay(onwards)
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-    assert!(refused.message().starts_with("node:"), "{refused:?}");
+    assert_refused(&refused, Code::InvalidArgument, "node:");
 
     // Each refusal is on record at B, and none disclosed anything.
     let entries = ledger(&pki, &b, REGION_B).await;
@@ -493,17 +504,12 @@ async fn the_holding_node_counts_relayed_subjects_against_the_original_callers_q
     let refused = query(&pki, &a, "court", enforcement(second, NODE_B))
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert!(
-        refused
-            .message()
-            .starts_with(&format!("node {NODE_B}: quota: this caller ")),
-        "{refused:?}"
+    assert_refused(
+        &refused,
+        Code::ResourceExhausted,
+        &format!("node {NODE_B}: quota: this caller "),
     );
-    assert!(
-        refused.metadata().get("retry-after").is_some(),
-        "{refused:?}"
-    );
+    assert_retry_after(&refused);
     // The quota is the court's: another department of region A still gets a subject through
     // the same relay, and the relay's own quota was not spent by the court's refused query
     // (it holds two: the court's first, and this one).
@@ -550,13 +556,13 @@ async fn a_relay_obtains_no_more_subjects_than_its_own_quota_whomever_it_names()
     // A third subject, asked for by either department, would take the relay past its two.
     for (id, request) in [("court", enforcement(third, NODE_B)), ("tax", tax(third))] {
         let refused = query(&pki, &a, id, request).await.unwrap_err();
-        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-        assert!(
-            refused.message().starts_with(&format!(
+        assert_refused(
+            &refused,
+            Code::ResourceExhausted,
+            &format!(
                 "node {NODE_B}: quota: the relay {NODE_A} has obtained records about its 2 \
                  distinct subjects"
-            )),
-            "{refused:?}"
+            ),
         );
     }
     // Nor does naming another caller get round it: the relay itself asks for a department of
@@ -624,8 +630,7 @@ async fn a_relay_obtains_no_more_subjects_than_its_own_quota_whomever_it_names()
         })
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-    assert!(refused.message().starts_with("on_behalf_of"), "{refused:?}");
+    assert_refused(&refused, Code::InvalidArgument, "on_behalf_of");
 }
 
 #[tokio::test]
@@ -676,8 +681,7 @@ async fn a_node_forwards_for_its_own_regions_departments_only() {
         })
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
-    assert!(refused.message().starts_with("node: "), "{refused:?}");
+    assert_refused(&refused, Code::PermissionDenied, "node: ");
     let at_b = ledger(&pki, &b, REGION_B).await;
     assert!(at_b.iter().all(|e| e.caller != NODE_A), "{at_b:?}");
 
@@ -871,8 +875,7 @@ async fn a_forwarded_batch_is_answered_in_order_and_recorded_per_subject_by_both
     let refused = batch_query(&pki, &a, batch(&asked, nowhere))
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-    assert!(refused.message().starts_with("node:"), "{refused:?}");
+    assert_refused(&refused, Code::InvalidArgument, "node:");
 }
 
 #[tokio::test]
@@ -887,17 +890,12 @@ async fn a_forwarded_batch_is_refused_whole_by_both_nodes_when_one_subject_does_
     let refused = batch_query(&pki, &a, batch(&subjects, NODE_B))
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert!(
-        refused
-            .message()
-            .starts_with(&format!("node {NODE_B}: quota: the relay")),
-        "{refused:?}"
+    assert_refused(
+        &refused,
+        Code::ResourceExhausted,
+        &format!("node {NODE_B}: quota: the relay"),
     );
-    assert!(
-        refused.metadata().get("retry-after").is_some(),
-        "{refused:?}"
-    );
+    assert_retry_after(&refused);
     // Both nodes recorded every subject's query as refused: nothing of the batch left B.
     let mut expected: Vec<&str> = held.clone();
     expected.sort_unstable();
@@ -942,12 +940,10 @@ async fn a_forwarded_batch_past_the_relays_burst_is_refused_naming_the_relays_li
     let refused = batch_query(&pki, &a, batch(&subjects, NODE_B))
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert!(
-        refused.message().starts_with(&format!(
-            "node {NODE_B}: the relay {NODE_A}'s limit: subjects: 3 subjects exceed"
-        )),
-        "{refused:?}"
+    assert_refused(
+        &refused,
+        Code::ResourceExhausted,
+        &format!("node {NODE_B}: the relay {NODE_A}'s limit: subjects: 3 subjects exceed"),
     );
     // A recorded the court's three queries as refused; B read nothing.
     let entries = ledger(&pki, &a, REGION_A).await;

@@ -2,7 +2,12 @@
 
 use std::sync::Arc;
 
-use credit_node::{client, records::Record, server::RunningNode};
+use credit_node::{
+    client,
+    proto::{self, credit_query_client::CreditQueryClient},
+    records::Record,
+    server::RunningNode,
+};
 use tonic::transport::Channel;
 
 /// `n` connections to `node` over `tls`: one client's requests spread over several, as a
@@ -33,4 +38,38 @@ pub fn registered(records: &[Record]) -> Arc<Vec<String>> {
             .map(|r| r.subject.clone())
             .collect(),
     )
+}
+
+/// One Query about `subject`'s registration, for tax administration (as every bench's caller,
+/// a tax bureau, asks), naming `node` (empty: the node asked).
+pub async fn query(api: &mut CreditQueryClient<Channel>, subject: String, node: &str) {
+    api.query(proto::QueryRequest {
+        subject,
+        subject_type: proto::SubjectType::LegalPerson.into(),
+        items: vec![proto::ItemSelection {
+            item: "registration".into(),
+            fields: vec![],
+        }],
+        purpose: "tax-administration".into(),
+        basis_reference: "bench".into(),
+        node: node.to_owned(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// One WhoAmI: the bare mTLS round trip the benches measure against.
+pub async fn who_am_i(api: &mut CreditQueryClient<Channel>) {
+    api.who_am_i(proto::WhoAmIRequest {})
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The latencies of every worker, together.
+pub async fn joined(tasks: Vec<tokio::task::JoinHandle<Vec<u128>>>) -> Vec<u128> {
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    latencies
 }
