@@ -237,12 +237,10 @@ impl Route {
         &self,
         call: impl Future<Output = Result<tonic::Response<T>, Status>>,
     ) -> Result<T, Status> {
-        let answer = tokio::time::timeout(self.timeout, call).await;
         let node = &self.node;
-        match answer {
-            Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) if client::timed_out(&status) => Err(self.no_answer()),
-            Ok(Err(status)) => {
+        match self.in_time(call).await {
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(status)) => {
                 // A status our side made up (the connection failed, or an answer larger than
                 // this node takes) is not the node's word.
                 let code = match status.code() {
@@ -274,8 +272,25 @@ impl Route {
                 }
                 Err(refusal)
             }
-            Err(_) => Err(self.no_answer()),
+            None => Err(self.no_answer()),
         }
+    }
+
+    /// `call`'s outcome within the route's timeout; `None` when it was given up.
+    async fn in_time<T>(
+        &self,
+        call: impl Future<Output = Result<tonic::Response<T>, Status>>,
+    ) -> Option<Result<T, Status>> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Err(status)) if client::timed_out(&status) => None,
+            Ok(outcome) => Some(outcome.map(tonic::Response::into_inner)),
+            Err(_) => None,
+        }
+    }
+
+    /// Why a check of the route got no answer.
+    fn no_answer_text(&self) -> String {
+        format!("no answer within {} ms", self.timeout.as_millis())
     }
 
     /// Checks the route end to end without a query: the address answers, its certificate names
@@ -285,11 +300,10 @@ impl Route {
     pub async fn who_am_i(&self) -> Result<proto::WhoAmIResponse, String> {
         let channel = Channel::clone(&self.channel.load());
         let mut client = proto::credit_query_client::CreditQueryClient::new(channel);
-        let call = client.who_am_i(proto::WhoAmIRequest {});
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) if !client::timed_out(&status) => Err(client::status_text(&status)),
-            _ => Err(format!("no answer within {} ms", self.timeout.as_millis())),
+        match self.in_time(client.who_am_i(proto::WhoAmIRequest {})).await {
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(status)) => Err(client::status_text(&status)),
+            None => Err(self.no_answer_text()),
         }
     }
 
@@ -303,16 +317,16 @@ impl Route {
             on_behalf_of: this_node.to_string(),
             query: None,
         };
-        match tokio::time::timeout(self.timeout, client.relay(probe)).await {
-            Ok(Err(status))
+        match self.in_time(client.relay(probe)).await {
+            Some(Err(status))
                 if status.code() == tonic::Code::InvalidArgument
                     && status.message().starts_with("query:") =>
             {
                 Ok(())
             }
-            Ok(Err(status)) if !client::timed_out(&status) => Err(client::status_text(&status)),
-            Ok(Ok(_)) => Err("answered a relay call without a query".into()),
-            _ => Err(format!("no answer within {} ms", self.timeout.as_millis())),
+            Some(Err(status)) => Err(client::status_text(&status)),
+            Some(Ok(_)) => Err("answered a relay call without a query".into()),
+            None => Err(self.no_answer_text()),
         }
     }
 

@@ -43,7 +43,7 @@ async fn holding_node(pki: &TestPki, subject: &str) -> RunningNode {
 /// [`holding_node`] holding `subjects`, its config text passed through `edit` first.
 async fn holding_node_with(
     pki: &TestPki,
-    subjects: &[&str],
+    subjects: &[impl AsRef<str>],
     edit: impl FnOnce(String) -> String,
 ) -> RunningNode {
     let config = pki.write_config(REGION_B);
@@ -65,7 +65,10 @@ async fn holding_node_with(
     let channel = pki.channel(&node, REGION_B, Kind::Operator, "admin").await;
     let done = AdministrationClient::new(channel)
         .ingest_records(proto::IngestRecordsRequest {
-            json_lines: subjects.iter().map(|s| registration_row(s)).collect(),
+            json_lines: subjects
+                .iter()
+                .map(|s| registration_row(s.as_ref()))
+                .collect(),
         })
         .await
         .expect("operator ingests")
@@ -173,6 +176,14 @@ fn enforcement(subject: &str, node: &str) -> proto::QueryRequest {
     proto::QueryRequest {
         node: node.into(),
         ..ask_for(subject, "registration", "enforcement")
+    }
+}
+
+/// A tax bureau's query of `subject`'s registration, naming the node that holds it.
+fn tax_administration(subject: &str, node: &str) -> proto::QueryRequest {
+    proto::QueryRequest {
+        node: node.into(),
+        ..ask_for(subject, "registration", "tax-administration")
     }
 }
 
@@ -493,9 +504,8 @@ async fn the_holding_node_counts_relayed_subjects_against_the_original_callers_q
     let [first, second, third] = &subjects[..] else {
         unreachable!()
     };
-    let held: Vec<&str> = subjects.iter().map(String::as_str).collect();
     // One distinct subject a day per caller at B; its relay from A may obtain two in all.
-    let b = holding_node_with(&pki, &held, |config| quotas(config, 2)).await;
+    let b = holding_node_with(&pki, &subjects, |config| quotas(config, 2)).await;
     let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
 
     query(&pki, &a, "court", enforcement(first, NODE_B))
@@ -513,11 +523,9 @@ async fn the_holding_node_counts_relayed_subjects_against_the_original_callers_q
     // The quota is the court's: another department of region A still gets a subject through
     // the same relay, and the relay's own quota was not spent by the court's refused query
     // (it holds two: the court's first, and this one).
-    let tax = proto::QueryRequest {
-        node: NODE_B.into(),
-        ..ask_for(third, "registration", "tax-administration")
-    };
-    let answer = query(&pki, &a, "tax", tax).await.expect("tax's own quota");
+    let answer = query(&pki, &a, "tax", tax_administration(third, NODE_B))
+        .await
+        .expect("tax's own quota");
     assert_eq!(answer.result.unwrap().records.len(), 1);
 
     // A recorded the court's refused query, and nothing of the second subject reached it.
@@ -538,14 +546,10 @@ async fn a_relay_obtains_no_more_subjects_than_its_own_quota_whomever_it_names()
     let [first, second, third] = &subjects[..] else {
         unreachable!()
     };
-    let held: Vec<&str> = subjects.iter().map(String::as_str).collect();
     // Every caller at B may obtain a hundred subjects a day; the relay from A two in all.
-    let b = holding_node_with(&pki, &held, relay_holds_two).await;
+    let b = holding_node_with(&pki, &subjects, relay_holds_two).await;
     let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
-    let tax = |subject: &str| proto::QueryRequest {
-        node: NODE_B.into(),
-        ..ask_for(subject, "registration", "tax-administration")
-    };
+    let tax = |subject: &str| tax_administration(subject, NODE_B);
 
     query(&pki, &a, "court", enforcement(first, NODE_B))
         .await
@@ -675,10 +679,7 @@ async fn a_node_forwards_for_its_own_regions_departments_only() {
     // B would refuse anyway (a relay speaks for its own region only).
     let channel = pki.channel(&a, REGION_B, Kind::Dept, "tax").await;
     let refused = CreditQueryClient::new(channel)
-        .query(proto::QueryRequest {
-            node: NODE_B.into(),
-            ..ask_for(&subject, "registration", "tax-administration")
-        })
+        .query(tax_administration(&subject, NODE_B))
         .await
         .unwrap_err();
     assert_refused(&refused, Code::PermissionDenied, "node: ");
@@ -832,8 +833,7 @@ async fn batch_query(
 async fn a_forwarded_batch_is_answered_in_order_and_recorded_per_subject_by_both() {
     let pki = TestPki::new();
     let subjects = three_subjects(40);
-    let held: Vec<&str> = subjects.iter().map(String::as_str).collect();
-    let b = holding_node_with(&pki, &held, |config| config).await;
+    let b = holding_node_with(&pki, &subjects, |config| config).await;
     let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
 
     // Asked in another order than ingested: the answers follow the request.
@@ -882,9 +882,8 @@ async fn a_forwarded_batch_is_answered_in_order_and_recorded_per_subject_by_both
 async fn a_forwarded_batch_is_refused_whole_by_both_nodes_when_one_subject_does_not_fit() {
     let pki = TestPki::new();
     let subjects = three_subjects(50);
-    let held: Vec<&str> = subjects.iter().map(String::as_str).collect();
     // B lets the relay obtain two subjects in all: the batch of three does not fit.
-    let b = holding_node_with(&pki, &held, relay_holds_two).await;
+    let b = holding_node_with(&pki, &subjects, relay_holds_two).await;
     let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
 
     let refused = batch_query(&pki, &a, batch(&subjects, NODE_B))
@@ -897,7 +896,7 @@ async fn a_forwarded_batch_is_refused_whole_by_both_nodes_when_one_subject_does_
     );
     assert_retry_after(&refused);
     // Both nodes recorded every subject's query as refused: nothing of the batch left B.
-    let mut expected: Vec<&str> = held.clone();
+    let mut expected: Vec<&str> = subjects.iter().map(String::as_str).collect();
     expected.sort_unstable();
     for (node, region, caller) in [(&a, REGION_A, COURT_A), (&b, REGION_B, NODE_A)] {
         let entries = ledger(&pki, node, region).await;
@@ -926,9 +925,8 @@ async fn a_forwarded_batch_is_refused_whole_by_both_nodes_when_one_subject_does_
 async fn a_forwarded_batch_past_the_relays_burst_is_refused_naming_the_relays_limit() {
     let pki = TestPki::new();
     let subjects = three_subjects(70);
-    let held: Vec<&str> = subjects.iter().map(String::as_str).collect();
     // The relay may send two subjects at once; the court, at its own node, a hundred.
-    let b = holding_node_with(&pki, &held, |config| {
+    let b = holding_node_with(&pki, &subjects, |config| {
         relay_holds_two(config).replace(
             "burst = 200\ndistinct_subjects = 2",
             "burst = 2\ndistinct_subjects = 2",
