@@ -35,6 +35,7 @@ fn entry(seq: u64) -> Entry {
         }],
         outcome: Outcome::Granted,
         response_sha256: [0x11; 32],
+        forwarded: None,
     }
 }
 

@@ -189,13 +189,31 @@ fn tax_administration(subject: &str, node: &str) -> proto::QueryRequest {
 
 /// Every entry of `node`'s ledger, as its officer reads them.
 async fn ledger(pki: &TestPki, node: &RunningNode, region: &str) -> Vec<proto::LedgerEntry> {
+    ledger_selected(pki, node, region, proto::ListEntriesRequest::default()).await
+}
+
+/// The entries of `node`'s ledger that `request` selects, as its officer reads them.
+async fn ledger_selected(
+    pki: &TestPki,
+    node: &RunningNode,
+    region: &str,
+    request: proto::ListEntriesRequest,
+) -> Vec<proto::LedgerEntry> {
     let channel = pki.channel(node, region, Kind::Officer, "auditor").await;
     LedgerReviewClient::new(channel)
-        .list_entries(proto::ListEntriesRequest::default())
+        .list_entries(request)
         .await
         .unwrap()
         .into_inner()
         .entries
+}
+
+/// Where an entry says its query was forwarded: to `node`, with that node's receipt if any.
+fn sent_to(node: &str, receipt: Option<&proto::Receipt>) -> Option<proto::Upstream> {
+    Some(proto::Upstream {
+        node: node.to_owned(),
+        receipt: receipt.cloned(),
+    })
 }
 
 fn field<'r>(record: &'r proto::RecordView, name: &str) -> Option<&'r proto::FieldValue> {
@@ -234,6 +252,8 @@ async fn a_forwarded_query_is_answered_by_the_holding_node_and_recorded_by_both(
     assert_eq!(entry_a.on_behalf_of, None);
     assert_eq!(entry_a.subject, subject);
     assert_eq!(entry_a.outcome, proto::EntryOutcome::Granted as i32);
+    // It names where the query went and B's entry of it.
+    assert_eq!(entry_a.forwarded, sent_to(NODE_B, Some(&theirs)));
     let covered = proto::QueryResponse {
         result: Some(result),
         receipt: None,
@@ -253,8 +273,46 @@ async fn a_forwarded_query_is_answered_by_the_holding_node_and_recorded_by_both(
     assert_eq!(entry_b.subject, subject);
     assert_eq!(entry_b.purpose, "enforcement");
     assert_eq!(theirs.result_sha256, entry_b.response_sha256);
+    assert_eq!(entry_b.forwarded, None, "B answered it itself");
     let answered = r#"credit_node_forwarded_total{result="answered"}"#;
     assert_eq!(count(&a, answered).await, 1.0);
+
+    // A's officers select what went to B, over the RPC and in `ledger list`, which shows B's
+    // entry to look up there.
+    let to_b = |node: &str| proto::ListEntriesRequest {
+        forwarded_to: node.to_owned(),
+        ..Default::default()
+    };
+    let sent = ledger_selected(&pki, &a, REGION_A, to_b(NODE_B)).await;
+    assert_eq!(
+        sent.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![ours.sequence]
+    );
+    let elsewhere = "spiffe://region-b.credit.test/dept/court";
+    assert!(
+        ledger_selected(&pki, &a, REGION_A, to_b(elsewhere))
+            .await
+            .is_empty()
+    );
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_credit-node"))
+        .args(["ledger", "list", "--forwarded-to", NODE_B, "--config"])
+        .arg(pki.dir.path().join(format!("{REGION_A}.toml")))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{table}");
+    assert!(
+        table.contains(&format!(
+            "(forwarded to {NODE_B}, its #{})",
+            theirs.sequence
+        )),
+        "{table}"
+    );
+    assert_eq!(
+        table.lines().count(),
+        2,
+        "a heading and the one entry: {table}"
+    );
     assert_eq!(count(&b, "credit_node_relayed_total").await, 1.0);
 
     // B's officers read it in `ledger list` as the relay acting for the court.
@@ -452,7 +510,10 @@ async fn a_node_without_a_route_or_with_its_peer_down_refuses_on_record() {
     assert_eq!(court.len(), 2, "{entries:?}");
     assert_eq!(court[0].outcome, proto::EntryOutcome::Denied as i32);
     assert!(court[0].reason.contains(NODE_B), "{:?}", court[0]);
+    // Sent towards B, with no answer from it; the query with no route went nowhere.
+    assert_eq!(court[0].forwarded, sent_to(NODE_B, None));
     assert_eq!(court[1].outcome, proto::EntryOutcome::Invalid as i32);
+    assert_eq!(court[1].forwarded, None);
 }
 
 #[tokio::test]
@@ -862,6 +923,7 @@ async fn a_forwarded_batch_is_answered_in_order_and_recorded_per_subject_by_both
         let mine = entries_a.iter().find(|e| e.seq == ours.sequence).unwrap();
         assert_eq!((mine.caller.as_str(), &mine.subject), (COURT_A, subject));
         assert_eq!(mine.outcome, proto::EntryOutcome::Granted as i32);
+        assert_eq!(mine.forwarded, sent_to(NODE_B, Some(theirs)));
         let other = entries_b.iter().find(|e| e.seq == theirs.sequence).unwrap();
         assert_eq!(other.on_behalf_of.as_deref(), Some(COURT_A));
         assert_eq!(&other.subject, subject);
@@ -904,10 +966,13 @@ async fn a_forwarded_batch_is_refused_whole_by_both_nodes_when_one_subject_does_
         let mut recorded: Vec<&str> = batch.iter().map(|e| e.subject.as_str()).collect();
         recorded.sort_unstable();
         assert_eq!(recorded, expected, "{region}: {batch:?}");
+        // A sent the batch to B, which refused it: no receipt.
+        let sent = (caller == COURT_A).then(|| sent_to(NODE_B, None)).flatten();
         for e in &batch {
             assert_eq!(e.outcome, proto::EntryOutcome::Denied as i32, "{e:?}");
             assert!(e.reason.contains("quota: the relay"), "{e:?}");
             assert!(e.decisions.is_empty(), "{e:?}");
+            assert_eq!(e.forwarded, sent, "{e:?}");
         }
     }
     // Two subjects still fit, and are answered through the same relay.

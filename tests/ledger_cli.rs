@@ -56,6 +56,7 @@ fn entry(n: u64) -> Entry {
         decisions: vec![],
         outcome: Outcome::Granted,
         response_sha256: [3; 32],
+        forwarded: None,
     }
 }
 

@@ -831,6 +831,7 @@ async fn lifting_a_suspension_reviews_its_alert_and_lets_the_caller_back() {
                 reason: "sequential identifiers".into(),
             },
             response_sha256: [0; 32],
+            forwarded: None,
         })
         .await
         .unwrap();

@@ -17,7 +17,7 @@ use credit_node::{
     ledger::{
         Column, Copied, EntryFilter, Ledger, LedgerError, LedgerSettings, OutcomeKind, Page,
         audit::{self, AuditError},
-        entry::{Decision, Entry, FieldDecision, Outcome},
+        entry::{Decision, Entry, FieldDecision, Forwarded, Outcome, UpstreamReceipt},
         lookup,
         merkle::{verify_consistency, verify_inclusion},
         sth::TreeHead,
@@ -41,6 +41,8 @@ fn public(seed: u8) -> Vec<u8> {
 
 /// Whom the relayed entries of [`entry`] were recorded on behalf of.
 const ACTED_FOR: &str = "spiffe://region-a.credit.test/dept/court";
+/// Where the forwarded queries of [`entry`] went.
+const FORWARDED_TO: &str = "spiffe://region-b.credit.test/node/credit";
 
 fn entry(n: u64) -> Entry {
     Entry {
@@ -67,6 +69,17 @@ fn entry(n: u64) -> Entry {
             Outcome::Granted
         },
         response_sha256: [0x11; 32],
+        // Every eleventh forwarded to another region's node, every other one of those answered
+        // there.
+        forwarded: (n % 11 == 10).then(|| Forwarded {
+            node: FORWARDED_TO.into(),
+            receipt: n.is_multiple_of(2).then_some(UpstreamReceipt {
+                seq: n * 3,
+                leaf_hash: [0x22; 32],
+                result_sha256: [0x33; 32],
+                query_id: [n as u8; 16],
+            }),
+        }),
     }
 }
 
@@ -1515,6 +1528,27 @@ async fn entries_are_filtered_and_paged() {
                 ..Default::default()
             };
             assert!(all(for_another).await.is_empty(), "{context}");
+            // Forwarded to a node: matched on the entries too.
+            let forwarded = EntryFilter {
+                forwarded_to: Some(FORWARDED_TO.into()),
+                ..Default::default()
+            };
+            assert_eq!(all(forwarded).await, expect(&|n| n % 11 == 10), "{context}");
+            let forwarded_by_d1 = EntryFilter {
+                caller: Some("spiffe://region-a.credit.test/dept/d1".into()),
+                forwarded_to: Some(FORWARDED_TO.into()),
+                ..Default::default()
+            };
+            assert_eq!(
+                all(forwarded_by_d1).await,
+                expect(&|n| n % 3 == 1 && n % 11 == 10),
+                "{context}"
+            );
+            let to_another = EntryFilter {
+                forwarded_to: Some("spiffe://region-c.credit.test/node/credit".into()),
+                ..Default::default()
+            };
+            assert!(all(to_another).await.is_empty(), "{context}");
             let denied_in_time = EntryFilter {
                 outcome: Some(OutcomeKind::Denied),
                 from_ms: Some(T0 + 8),

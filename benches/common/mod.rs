@@ -21,5 +21,6 @@ pub fn entry(n: u64) -> Entry {
         }],
         outcome: Outcome::Granted,
         response_sha256: [0x11; 32],
+        forwarded: None,
     }
 }

@@ -282,6 +282,41 @@ pub fn receipt(
     }
 }
 
+/// Another node's receipt as its ledger entry records it; `Err` names the part of a receipt
+/// that is not the size a receipt's part has.
+pub fn upstream_receipt_from(
+    receipt: &proto::Receipt,
+) -> Result<crate::ledger::entry::UpstreamReceipt, &'static str> {
+    Ok(crate::ledger::entry::UpstreamReceipt {
+        seq: receipt.sequence,
+        leaf_hash: receipt
+            .leaf_hash
+            .as_slice()
+            .try_into()
+            .map_err(|_| "receipt.leaf_hash is not 32 bytes")?,
+        result_sha256: receipt
+            .result_sha256
+            .as_slice()
+            .try_into()
+            .map_err(|_| "receipt.result_sha256 is not 32 bytes")?,
+        query_id: receipt
+            .query_id
+            .as_slice()
+            .try_into()
+            .map_err(|_| "receipt.query_id is not 16 bytes")?,
+    })
+}
+
+/// A recorded receipt of another node, as that node sent it.
+pub fn upstream_receipt(receipt: &crate::ledger::entry::UpstreamReceipt) -> proto::Receipt {
+    proto::Receipt {
+        sequence: receipt.seq,
+        leaf_hash: receipt.leaf_hash.to_vec(),
+        result_sha256: receipt.result_sha256.to_vec(),
+        query_id: receipt.query_id.to_vec(),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ledger review: ledger types to `credit.v1.LedgerReview` messages and back.
 
@@ -369,6 +404,10 @@ pub fn ledger_entry(stored: &StoredEntry) -> proto::LedgerEntry {
         outcome: outcome_kind(OutcomeKind::of(&e.outcome)).into(),
         response_sha256: e.response_sha256.to_vec(),
         leaf_hash: stored.leaf_hash.to_vec(),
+        forwarded: e.forwarded.as_ref().map(|f| proto::Upstream {
+            node: f.node.clone(),
+            receipt: f.receipt.as_ref().map(upstream_receipt),
+        }),
         ..Default::default()
     };
     match &e.outcome {

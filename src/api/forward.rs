@@ -5,7 +5,9 @@
 //! distinct subjects), forwards only what its catalog grants, records the query in its own
 //! ledger before anything is sent, and charges a new subject only with that entry. When the
 //! other node cannot be reached or refuses, the refusal is recorded here too, and nothing is
-//! charged: nothing was received.
+//! charged: nothing was received. Every entry of a query sent on names the node it went to
+//! and, when that node answered, its receipt ([`entry::Forwarded`]): an officer of either node
+//! finds the other's record of the same query.
 
 use tonic::Status;
 
@@ -17,7 +19,7 @@ use crate::{
     desensitize::{Form, Rule},
     identity::{Caller, SpiffeId},
     interconnect::Route,
-    ledger::entry,
+    ledger::entry::{self, Forwarded, UpstreamReceipt},
     policy::{self, Decision, Outcome, Withheld},
     proto,
     query::{Relayed, narrow},
@@ -67,7 +69,7 @@ pub async fn forward_all(
             route.node(),
             caller.spiffe_id.trust_domain()
         ));
-        return Err(refuse_all_on_record(state, asker, asked, status).await);
+        return Err(refuse_all_on_record(state, asker, asked, |_| None, status).await);
     }
     let Some(first) = asked.first() else {
         return Ok(Vec::new());
@@ -93,10 +95,16 @@ pub async fn forward_all(
     let relayed = relay(route, caller, asked, subject_type, items).await;
     let counts = state.interconnect().counts();
     counts.forwarded(&relayed, u64::try_from(asked.len()).unwrap_or(u64::MAX));
+    let node = route.node();
     let answered = match relayed {
         Ok(answered) => answered,
-        Err(status) => return Err(refuse_all_on_record(state, asker, asked, status).await),
+        Err(status) => {
+            let unanswered = |_| Some(sent_to(node, None));
+            return Err(refuse_all_on_record(state, asker, asked, unanswered, status).await);
+        }
     };
+    let receipts: Vec<UpstreamReceipt> = answered.iter().map(|(_, _, r)| *r).collect();
+    let answered_there = |i: usize| Some(sent_to(node, receipts.get(i).copied()));
     let mut prepared = Vec::with_capacity(asked.len());
     for (a, (relayed, withheld, receipt)) in asked.iter().zip(answered) {
         // Enumeration shows here too (sequential identifiers); whether a subject is unknown
@@ -110,13 +118,13 @@ pub async fn forward_all(
             raised_suspension = match query::raise_alert(state, asker, a, alert).await {
                 Ok(raised) => raised,
                 // The other node answered and recorded: so must this one, if only the refusal.
-                Err(status) => return Err(refuse_all_on_record(state, asker, asked, status).await),
+                Err(status) => {
+                    return Err(
+                        refuse_all_on_record(state, asker, asked, answered_there, status).await,
+                    );
+                }
             };
         }
-        let upstream = proto::Upstream {
-            node: route.node().to_string(),
-            receipt: Some(receipt),
-        };
         let answer = narrow(&decision, &relayed, &withheld, today, &key);
         prepared.push(prepare(
             state,
@@ -124,7 +132,7 @@ pub async fn forward_all(
             a,
             &answer,
             &catalog,
-            Some(upstream),
+            Some(sent_to(node, Some(receipt))),
             raised_suspension,
         ));
     }
@@ -187,19 +195,32 @@ async fn relay(
         .collect()
 }
 
-/// One query's answer and entry, the entry not yet durable. When forwarded (`upstream`), the
-/// entry's digest covers the result and the other node's receipt, so this node's record of
-/// the query also binds the other's.
+/// What an entry records of a query sent to `node`: that node's receipt, if it answered.
+fn sent_to(node: &SpiffeId, receipt: Option<UpstreamReceipt>) -> Forwarded {
+    Forwarded {
+        node: node.to_string(),
+        receipt,
+    }
+}
+
+/// One query's answer and entry, the entry not yet durable. When forwarded and answered there
+/// (`forwarded`), the entry records the other node's receipt, and its digest covers the
+/// result with that receipt as the caller receives it, so this node's record of the query
+/// also binds the other's.
 fn prepare(
     state: &NodeState,
     asker: Asker<'_>,
     asked: &Asked,
     answer: &crate::query::Answer,
     catalog: &crate::catalog::SignedCatalog,
-    upstream: Option<proto::Upstream>,
+    forwarded: Option<Forwarded>,
     raised_suspension: bool,
 ) -> Prepared {
     let result = convert::query_result(&asked.subject, answer, catalog);
+    let upstream = forwarded.as_ref().map(|f| proto::Upstream {
+        node: f.node.clone(),
+        receipt: f.receipt.as_ref().map(convert::upstream_receipt),
+    });
     let (result, upstream, result_sha256) = match upstream {
         None => {
             let digest = query::sha256(&prost::Message::encode_to_vec(&result));
@@ -215,7 +236,8 @@ fn prepare(
             (covered.result.unwrap_or_default(), covered.upstream, digest)
         }
     };
-    let entry = query::answered_entry(state, asker, asked, answer, result_sha256);
+    let mut entry = query::answered_entry(state, asker, asked, answer, result_sha256);
+    entry.forwarded = forwarded;
     Prepared {
         answer: Answered {
             result,
@@ -256,11 +278,11 @@ fn granted_selection(decision: &Decision<'_>) -> Vec<proto::ItemSelection> {
 type Received = (
     Vec<Relayed>,
     Vec<(String, String, Withheld)>,
-    proto::Receipt,
+    UpstreamReceipt,
 );
 
 /// The other node's answer to `asked`, checked: an answer about another subject, without a
-/// receipt, or with a malformed record is refused (UNAVAILABLE), not passed on.
+/// well-formed receipt, or with a malformed record is refused (UNAVAILABLE), not passed on.
 fn received(
     response: proto::QueryResponse,
     asked: &Asked,
@@ -273,6 +295,7 @@ fn received(
         ))
     };
     let receipt = response.receipt.ok_or_else(|| malformed("no receipt"))?;
+    let receipt = convert::upstream_receipt_from(&receipt).map_err(malformed)?;
     let result = response.result.ok_or_else(|| malformed("no result"))?;
     if result.subject != asked.subject {
         return Err(malformed("result.subject is another subject"));
@@ -314,26 +337,29 @@ fn received(
     Ok((relayed, withheld, receipt))
 }
 
-/// Records forwarded queries that got no answer to pass on, and returns why (UNAVAILABLE
-/// instead if one of them cannot be recorded).
+/// Records queries that have no answer to pass on, each with where it was sent, if anywhere
+/// (`forwarded` of its index in `asked`), and returns why (UNAVAILABLE instead if one of them
+/// cannot be recorded).
 async fn refuse_all_on_record(
     state: &NodeState,
     asker: Asker<'_>,
     asked: &[Asked],
+    forwarded: impl Fn(usize) -> Option<Forwarded>,
     status: Status,
 ) -> Status {
-    let (code, message) = (status.code(), status.message().to_owned());
-    let reason: String = message.chars().take(200).collect();
-    let recorded = asked.iter().map(|a| {
+    let reason: String = status.message().chars().take(200).collect();
+    let recorded = asked.iter().enumerate().map(|(i, a)| {
         let outcome = entry::Outcome::Denied {
             reason: reason.clone(),
         };
-        query::on_record(state, asker, a, outcome, Status::new(code, message.clone()))
+        let mut entry = query::new_entry(state, asker, a, Vec::new(), outcome, [0; 32]);
+        entry.forwarded = forwarded(i);
+        query::append(state, entry)
     });
     let recorded = futures_util::future::join_all(recorded).await;
     // The refusal as the other node gave it (with its retry metadata), unless a record failed.
-    let unrecorded = recorded
-        .into_iter()
-        .find(|r| r.code() == tonic::Code::Unavailable && code != tonic::Code::Unavailable);
-    unrecorded.unwrap_or(status)
+    match recorded.into_iter().find_map(Result::err) {
+        Some(unrecorded) => unrecorded,
+        None => status,
+    }
 }

@@ -352,7 +352,7 @@ pub async fn refuse_invalid(
 
 /// Records `asked` as refused with `outcome` (nothing decided, nothing sent), then returns
 /// `status`; UNAVAILABLE instead if the refusal cannot be recorded.
-pub(super) async fn on_record(
+async fn on_record(
     state: &NodeState,
     asker: Asker<'_>,
     asked: &Asked,
@@ -545,6 +545,7 @@ pub(super) fn new_entry(
         decisions,
         outcome,
         response_sha256,
+        forwarded: None,
     }
 }
 

@@ -228,6 +228,10 @@ fn entry_filter(req: &proto::ListEntriesRequest) -> Result<EntryFilter, Status> 
         "" => None,
         id => Some(spiffe_id("on_behalf_of", id)?.to_string()),
     };
+    let forwarded_to = match req.forwarded_to.as_str() {
+        "" => None,
+        id => Some(spiffe_id("forwarded_to", id)?.to_string()),
+    };
     let outcome = proto::EntryOutcome::try_from(req.outcome)
         .map_err(|_| invalid("outcome", format!("unknown value {}", req.outcome)))?;
     if let (Some(from), Some(until)) = (req.from_ms, req.until_ms)
@@ -238,6 +242,7 @@ fn entry_filter(req: &proto::ListEntriesRequest) -> Result<EntryFilter, Status> 
     Ok(EntryFilter {
         caller,
         on_behalf_of,
+        forwarded_to,
         subject: text_filter("subject", &req.subject)?,
         purpose: text_filter("purpose", &req.purpose)?,
         outcome: convert::outcome_filter(outcome),

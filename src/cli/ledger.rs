@@ -117,6 +117,10 @@ pub struct FilterArgs {
     /// --subject with it.
     #[arg(long, value_parser = parse_caller)]
     pub on_behalf_of: Option<String>,
+    /// Only queries this node forwarded to the node of another region: that node's SPIFFE ID.
+    /// Matched on each entry read, as --on-behalf-of is.
+    #[arg(long, value_parser = parse_caller)]
+    pub forwarded_to: Option<String>,
     /// Only entries about this subject (its identifier, exact).
     #[arg(long)]
     pub subject: Option<String>,
@@ -152,6 +156,7 @@ impl FilterArgs {
         Ok(EntryFilter {
             caller: self.caller.clone(),
             on_behalf_of: self.on_behalf_of.clone(),
+            forwarded_to: self.forwarded_to.clone(),
             subject: self.subject.clone(),
             purpose: self.purpose.clone(),
             outcome: self.outcome,
@@ -457,7 +462,8 @@ async fn list(
         if page.entries.is_empty() {
             let none = match page.next_after {
                 None => "(no entries match)",
-                // A listing by --on-behalf-of reads a bounded number of entries per page.
+                // A listing by --on-behalf-of or --forwarded-to reads a bounded number of
+                // entries per page.
                 Some(_) => "(none of the entries read so far matches)",
             };
             writeln!(out, "{none}").map_err(io)?;
@@ -471,7 +477,7 @@ async fn list(
                 mask(&e.entry.subject),
                 OutcomeKind::of(&e.entry.outcome).as_str(),
                 caller_text(&e.entry),
-                what(&e.entry.outcome, &e.entry.purpose),
+                what(&e.entry),
             )
             .map_err(io)?;
         }
@@ -616,8 +622,9 @@ pub(super) fn time_text(ms: i64) -> String {
 
 /// The table's last column: a query's purpose, or what an entry that is not a query records;
 /// for a refusal, its reason. On one line whatever the text holds, so rows stay rows.
-fn what(outcome: &Outcome, purpose: &str) -> String {
-    let text = match outcome {
+fn what(entry: &crate::ledger::entry::Entry) -> String {
+    let purpose = entry.purpose.as_str();
+    let mut text = match &entry.outcome {
         Outcome::Administration(a) => a.action.as_str().to_owned(),
         Outcome::Review(r) => {
             let entries = if r.first_seq == r.last_seq {
@@ -639,6 +646,13 @@ fn what(outcome: &Outcome, purpose: &str) -> String {
         }
         Outcome::Granted | Outcome::PartlyWithheld => purpose.to_owned(),
     };
+    // Where the query went: the other node's entry of it is the one to look up there.
+    if let Some(f) = &entry.forwarded {
+        match &f.receipt {
+            Some(r) => text.push_str(&format!(" (forwarded to {}, its #{})", f.node, r.seq)),
+            None => text.push_str(&format!(" (forwarded to {}, no answer)", f.node)),
+        }
+    }
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -691,6 +705,15 @@ pub fn entry_json(e: &StoredEntry) -> Value {
         "outcome": OutcomeKind::of(&entry.outcome).as_str(),
         "outcome_detail": outcome,
         "response_sha256": hex::encode(&entry.response_sha256),
+        "forwarded": entry.forwarded.as_ref().map(|f| json!({
+            "node": f.node,
+            "receipt": f.receipt.map(|r| json!({
+                "seq": r.seq,
+                "leaf_hash": hex::encode(&r.leaf_hash),
+                "result_sha256": hex::encode(&r.result_sha256),
+                "query_id": hex::encode(&r.query_id),
+            })),
+        })),
     })
 }
 
@@ -711,7 +734,12 @@ mod tests {
 
     #[test]
     fn the_table_says_what_an_entry_that_is_not_a_query_records() {
-        use crate::ledger::entry::{Review, ReviewDecision};
+        use crate::ledger::entry::{Entry, Review, ReviewDecision};
+        let what = |outcome: &Outcome, purpose: &str| {
+            let mut entry = Entry::unanswered(String::new(), [0; 32], 0, outcome.clone());
+            entry.purpose = purpose.into();
+            what(&entry)
+        };
         let review = |first_seq, last_seq, comment: &str| {
             Outcome::Review(Review {
                 first_seq,
@@ -746,6 +774,28 @@ mod tests {
             "licensing — basis_reference: required"
         );
         assert_eq!(time_text(1_790_000_000_000), "2026-09-21T14:13:20.000Z");
+    }
+
+    #[test]
+    fn the_table_says_where_a_query_was_forwarded_and_the_other_nodes_entry_of_it() {
+        use crate::ledger::entry::tests::{forwarded_sample, sample};
+        let answered = forwarded_sample(1);
+        assert_eq!(
+            what(&answered),
+            "licensing (forwarded to spiffe://bj.gov.cn/node/credit, its #77)"
+        );
+        let mut unanswered = answered;
+        if let Some(f) = unanswered.forwarded.as_mut() {
+            f.receipt = None;
+        }
+        unanswered.outcome = Outcome::Denied {
+            reason: "node unreachable".into(),
+        };
+        assert_eq!(
+            what(&unanswered),
+            "licensing — node unreachable (forwarded to spiffe://bj.gov.cn/node/credit, no answer)"
+        );
+        assert_eq!(what(&sample(1)), "licensing");
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod reader;
 pub(crate) mod tests;
 mod validate;
 
-pub use codec::{DecodeError, FORMAT_V1};
+pub use codec::{DecodeError, FORMAT_V1, FORMAT_V2};
 
 use crate::ledger::filter::FilterFields;
 use crate::ledger::merkle::{self, Hash};
@@ -65,6 +65,29 @@ pub struct Entry {
     pub outcome: Outcome,
     /// SHA-256 of the exact response body sent; zeros when none was sent.
     pub response_sha256: [u8; 32],
+    /// Set when this node forwarded the query to the node of another region that holds the
+    /// records: the officers of both can then find the one query in either ledger.
+    pub forwarded: Option<Forwarded>,
+}
+
+/// Where a query was forwarded, and the other node's record of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The SPIFFE ID of the node the query was sent to.
+    pub node: String,
+    /// That node's receipt, when it answered: its entry of the same query. Absent when it
+    /// refused, could not be reached or answered out of time or malformed; its own ledger
+    /// then holds whatever it recorded, under this node's identity and `on_behalf_of`.
+    pub receipt: Option<UpstreamReceipt>,
+}
+
+/// The other node's receipt, as it sent it ([`crate::proto::Receipt`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpstreamReceipt {
+    pub seq: u64,
+    pub leaf_hash: [u8; 32],
+    pub result_sha256: [u8; 32],
+    pub query_id: [u8; 16],
 }
 
 /// What the policy decided for one requested field (promise 2).
@@ -188,6 +211,7 @@ impl Entry {
             decisions: Vec::new(),
             outcome,
             response_sha256: [0; 32],
+            forwarded: None,
         }
     }
 }
@@ -202,7 +226,7 @@ impl Entry {
         self.response_sha256 = [0; 32];
     }
 
-    /// The canonical bytes (format [`FORMAT_V1`]).
+    /// The canonical bytes: format [`FORMAT_V1`], or [`FORMAT_V2`] for a forwarded query.
     pub fn encode(&self) -> Vec<u8> {
         codec::encode(self)
     }

@@ -96,6 +96,9 @@ pub struct EntryFilter {
     /// it is matched on the decoded entry, among those the other conditions select (see
     /// `store::entries`), so it needs no copy the audit would have to hold to the log.
     pub on_behalf_of: Option<String>,
+    /// The node this node forwarded the query to ([`Entry::forwarded`]); matched on the
+    /// decoded entry, as `on_behalf_of` is.
+    pub forwarded_to: Option<String>,
     pub subject: Option<String>,
     pub purpose: Option<String>,
     pub outcome: Option<OutcomeKind>,
@@ -299,11 +302,21 @@ impl EntryFilter {
         self.first_unmet(fields).is_none()
     }
 
-    /// Whether `entry` meets the condition no column copies ([`EntryFilter::on_behalf_of`]).
-    pub fn acting_for(&self, entry: &Entry) -> bool {
+    /// Whether a condition no column copies is set (`on_behalf_of`, `forwarded_to`): then
+    /// only the decoded entries tell which match.
+    pub fn has_uncopied(&self) -> bool {
+        self.on_behalf_of.is_some() || self.forwarded_to.is_some()
+    }
+
+    /// Whether `entry` meets the conditions no column copies.
+    pub fn meets_uncopied(&self, entry: &Entry) -> bool {
         self.on_behalf_of
             .as_deref()
             .is_none_or(|want| entry.on_behalf_of.as_deref() == Some(want))
+            && self
+                .forwarded_to
+                .as_deref()
+                .is_none_or(|want| entry.forwarded.as_ref().is_some_and(|f| f.node == want))
     }
 }
 

@@ -696,8 +696,8 @@ pub struct StoredEntry {
 pub struct EntryPage {
     pub entries: Vec<StoredEntry>,
     /// Pass as `Page::after` for the next page; `None` when no matching entry follows. A page
-    /// selected by `on_behalf_of` may be short, even empty, and still have one: the entries
-    /// read for it ran out before it was full.
+    /// selected by `on_behalf_of` or `forwarded_to` may be short, even empty, and still have
+    /// one: the entries read for it ran out before it was full.
     pub next_after: Option<u64>,
 }
 
@@ -725,12 +725,12 @@ pub async fn entries(
     // Where the next page starts: after the last entry listed, or, when the rounds ran out
     // before the page was full, after the last entry read.
     let mut resume = None;
-    // Without `on_behalf_of` every row selected is listed: one round. With it, rows are read in
-    // rounds of at least `SCAN_ROUND`, until the page is full, none are left, or
-    // `SCAN_ROUNDS` rounds are read: a page of a sparse match then ends short, and says where
-    // to go on, rather than one call reading the whole ledger.
+    // Without `on_behalf_of` or `forwarded_to` every row selected is listed: one round. With
+    // either, rows are read in rounds of at least `SCAN_ROUND`, until the page is full, none
+    // are left, or `SCAN_ROUNDS` rounds are read: a page of a sparse match then ends short,
+    // and says where to go on, rather than one call reading the whole ledger.
     for round in 1.. {
-        let ask = if filter.on_behalf_of.is_some() {
+        let ask = if filter.has_uncopied() {
             want.max(SCAN_ROUND)
         } else {
             want
@@ -741,7 +741,7 @@ pub async fn entries(
         for (row, by_lookup) in &rows {
             let entry = stored_entry(row, filter, *by_lookup)?;
             after = to_i64(entry.seq)?;
-            if !filter.acting_for(&entry.entry) {
+            if !filter.meets_uncopied(&entry.entry) {
                 continue;
             }
             if entries.len() < limit {
@@ -769,15 +769,15 @@ pub async fn entries(
     })
 }
 
-/// Rows a listing by `on_behalf_of` reads at a time: that condition is met or not only on
-/// the decoded entry, so a page may take several rounds.
+/// Rows a listing by `on_behalf_of` or `forwarded_to` reads at a time: those conditions are
+/// met or not only on the decoded entry, so a page may take several rounds.
 const SCAN_ROUND: usize = 1024;
 /// Rounds one page reads at most (some tens of milliseconds of decoding): past them the page
 /// ends, short, with where to go on.
 const SCAN_ROUNDS: usize = 16;
 
 /// The rows of at most `want` entries after `after` that `filter`'s copied conditions select
-/// (all but `on_behalf_of`), in `seq` order, each with whether the lookup selected it (rather
+/// (all but `on_behalf_of` and `forwarded_to`), in `seq` order, each with whether the lookup selected it (rather
 /// than the log's own columns).
 async fn selected(
     store: &Store,

@@ -1,7 +1,7 @@
-//! Format v1 of the canonical entry encoding.
+//! Formats v1 and v2 of the canonical entry encoding.
 //!
 //! ```text
-//! u8  format = 0x01
+//! u8  format = 0x01 | 0x02
 //! u64 seq | i64 time_ms | [16] query_id            (big-endian)
 //! str caller | [32] caller_cert_sha256
 //! u8 0|1 then str on_behalf_of
@@ -10,18 +10,25 @@
 //! u32 count, (str field, u8 tag, [str])*  decisions
 //! u8 tag, payload  outcome
 //! [32] response_sha256
+//! v2 only, the query forwarded:
+//! str node | u8 0|1 then (u64 seq, [32] leaf_hash, [32] result_sha256, [16] query_id)
 //! ```
 //! `str` is a u32 big-endian byte length then UTF-8. Tags outside their
 //! enum, lengths past the end, and bytes after the last field are errors,
-//! which is what makes the encoding canonical.
+//! which is what makes the encoding canonical. An entry is v2 exactly when
+//! it was forwarded, so v1 entries keep their bytes (and leaf hashes), and
+//! no entry has two encodings.
 
 use super::reader::Reader;
 use super::{
-    AdminAction, Administration, Decision, Entry, FieldDecision, Outcome, Review, ReviewDecision,
+    AdminAction, Administration, Decision, Entry, FieldDecision, Forwarded, Outcome, Review,
+    ReviewDecision, UpstreamReceipt,
 };
 
-/// The leading format byte of entries written by this code.
+/// The leading format byte of an entry that was not forwarded.
 pub const FORMAT_V1: u8 = 0x01;
+/// The leading format byte of an entry of a forwarded query: v1, then where it went.
+pub const FORMAT_V2: u8 = 0x02;
 
 /// Why bytes are not a valid entry. `field` names where decoding stopped,
 /// so `ledger verify` can say precisely what is wrong with a stored row.
@@ -45,7 +52,10 @@ pub enum DecodeError {
 
 pub(super) fn encode(e: &Entry) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(256));
-    w.u8(FORMAT_V1);
+    w.u8(match e.forwarded {
+        None => FORMAT_V1,
+        Some(_) => FORMAT_V2,
+    });
     w.bytes(&e.seq.to_be_bytes());
     w.bytes(&e.time_ms.to_be_bytes());
     w.bytes(&e.query_id);
@@ -82,6 +92,19 @@ pub(super) fn encode(e: &Entry) -> Vec<u8> {
     }
     encode_outcome(&mut w, &e.outcome);
     w.bytes(&e.response_sha256);
+    if let Some(forwarded) = &e.forwarded {
+        w.str(&forwarded.node);
+        match &forwarded.receipt {
+            None => w.u8(0),
+            Some(r) => {
+                w.u8(1);
+                w.bytes(&r.seq.to_be_bytes());
+                w.bytes(&r.leaf_hash);
+                w.bytes(&r.result_sha256);
+                w.bytes(&r.query_id);
+            }
+        }
+    }
     w.0
 }
 
@@ -156,11 +179,11 @@ impl Writer {
 
 pub(super) fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
     let (&format, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
-    if format != FORMAT_V1 {
+    if format != FORMAT_V1 && format != FORMAT_V2 {
         return Err(DecodeError::UnknownFormat(format));
     }
     let mut r = Reader(rest);
-    let entry = Entry {
+    let mut entry = Entry {
         seq: r.u64("seq")?,
         time_ms: r.i64("time_ms")?,
         query_id: r.array("query_id")?,
@@ -178,7 +201,23 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
         decisions: r.list("decisions", decode_decision)?,
         outcome: decode_outcome(&mut r)?,
         response_sha256: r.array("response_sha256")?,
+        forwarded: None,
     };
+    if format == FORMAT_V2 {
+        entry.forwarded = Some(Forwarded {
+            node: r.str("forwarded.node")?,
+            receipt: match r.u8("forwarded.receipt")? {
+                0 => None,
+                1 => Some(UpstreamReceipt {
+                    seq: r.u64("forwarded.receipt.seq")?,
+                    leaf_hash: r.array("forwarded.receipt.leaf_hash")?,
+                    result_sha256: r.array("forwarded.receipt.result_sha256")?,
+                    query_id: r.array("forwarded.receipt.query_id")?,
+                }),
+                tag => return Err(bad("forwarded.receipt", tag)),
+            },
+        });
+    }
     if !r.0.is_empty() {
         return Err(DecodeError::TrailingBytes { count: r.0.len() });
     }

@@ -32,6 +32,23 @@ pub(crate) fn sample(seq: u64) -> Entry {
         ],
         outcome: Outcome::PartlyWithheld,
         response_sha256: [0x11; 32],
+        forwarded: None,
+    }
+}
+
+/// [`sample`] as the node that forwarded it records it, with the holding node's receipt.
+pub(crate) fn forwarded_sample(seq: u64) -> Entry {
+    Entry {
+        forwarded: Some(Forwarded {
+            node: "spiffe://bj.gov.cn/node/credit".into(),
+            receipt: Some(UpstreamReceipt {
+                seq: 77,
+                leaf_hash: [0x22; 32],
+                result_sha256: [0x33; 32],
+                query_id: [0x44; 16],
+            }),
+        }),
+        ..sample(seq)
     }
 }
 
@@ -82,9 +99,51 @@ fn every_outcome_round_trips() {
 }
 
 #[test]
+fn a_forwarded_entry_is_v2_and_round_trips_with_or_without_the_receipt() {
+    let with = forwarded_sample(3);
+    let bytes = with.encode();
+    assert_eq!(bytes[0], FORMAT_V2);
+    // v1's bytes, then the node and the receipt.
+    let v1 = sample(3).encode();
+    assert_eq!(bytes[1..v1.len()], v1[1..]);
+    assert_eq!(
+        bytes.len(),
+        v1.len() + 4 + "spiffe://bj.gov.cn/node/credit".len() + 1 + 88
+    );
+    assert_eq!(Entry::decode(&bytes).unwrap(), with);
+    assert_eq!(Entry::validate(&bytes), Ok(3));
+
+    let mut without = with;
+    if let Some(f) = without.forwarded.as_mut() {
+        f.receipt = None;
+    }
+    let bytes = without.encode();
+    assert_eq!(bytes[0], FORMAT_V2);
+    assert_eq!(Entry::decode(&bytes).unwrap(), without);
+}
+
+#[test]
+fn a_query_refused_at_the_last_moment_keeps_where_it_went_and_the_other_nodes_receipt() {
+    let mut e = forwarded_sample(4);
+    let sent = e.forwarded.clone();
+    e.refuse("quota: this caller has obtained records about its 1 distinct subjects".into());
+    assert_eq!(e.response_sha256, [0; 32], "nothing sent");
+    assert!(e.decisions.is_empty());
+    // The other node answered and recorded it: this entry says so.
+    assert_eq!(e.forwarded, sent);
+    assert_eq!(Entry::decode(&e.encode()).unwrap(), e);
+}
+
+#[test]
 fn golden_encoding_is_pinned() {
     // If this changes, old ledgers no longer verify: add a new format byte
-    // instead of changing v1.
+    // instead of changing v1 or v2.
+    let e = forwarded_sample(5);
+    assert_eq!(e.encode().len(), 292 + 4 + 30 + 1 + 88);
+    assert_eq!(
+        hex::encode(&e.leaf_hash()),
+        "56151e1edcc31a80290840e342070aba01dca2166b2e909cf890f43e4185f9ce"
+    );
     let e = sample(5);
     assert_eq!(e.encode().len(), 292);
     assert_eq!(
@@ -103,8 +162,36 @@ fn strict_rejections() {
 
     check(&[], DecodeError::Empty);
     let mut v = good.clone();
-    v[0] = 2;
-    check(&v, DecodeError::UnknownFormat(2));
+    v[0] = 3;
+    check(&v, DecodeError::UnknownFormat(3));
+    // A v1 body read as v2 lacks where it was forwarded; a v2 body read as v1 has bytes over.
+    let mut v = good.clone();
+    v[0] = FORMAT_V2;
+    check(
+        &v,
+        DecodeError::Truncated {
+            field: "forwarded.node",
+        },
+    );
+    let forwarded = forwarded_sample(1).encode();
+    let mut v = forwarded.clone();
+    v[0] = FORMAT_V1;
+    check(
+        &v,
+        DecodeError::TrailingBytes {
+            count: forwarded.len() - good.len(),
+        },
+    );
+    // The receipt's option tag other than 0/1.
+    let mut v = forwarded.clone();
+    v[good.len() + 4 + "spiffe://bj.gov.cn/node/credit".len()] = 2;
+    check(
+        &v,
+        DecodeError::BadTag {
+            field: "forwarded.receipt",
+            tag: 2,
+        },
+    );
     let mut v = good.clone();
     v.push(0);
     check(&v, DecodeError::TrailingBytes { count: 1 });
@@ -214,12 +301,29 @@ prop_compose! {
         requested_fields in proptest::collection::vec(text(), 0..4),
         decisions in proptest::collection::vec((text(), decision()), 0..4),
         outcome in outcome(), response_sha256: [u8; 32],
+        forwarded in proptest::option::of(forwarded()),
     ) -> Entry {
         Entry {
             seq, time_ms, query_id, caller, caller_cert_sha256, on_behalf_of, purpose, basis,
             subject, requested_fields,
             decisions: decisions.into_iter().map(|(field, decision)| FieldDecision { field, decision }).collect(),
-            outcome, response_sha256,
+            outcome, response_sha256, forwarded,
+        }
+    }
+}
+
+prop_compose! {
+    fn forwarded()(
+        node in text(),
+        receipt in proptest::option::of(
+            (any::<u64>(), any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u8; 16]>())
+        ),
+    ) -> Forwarded {
+        Forwarded {
+            node,
+            receipt: receipt.map(|(seq, leaf_hash, result_sha256, query_id)| UpstreamReceipt {
+                seq, leaf_hash, result_sha256, query_id,
+            }),
         }
     }
 }

@@ -3,22 +3,22 @@
 //! `ledger verify` must check that every stored entry decodes and carries
 //! its own position, at a million entries a second; building a full
 //! [`Entry`](super::Entry) allocates a dozen strings per entry. This walks
-//! the same v1 grammar as the decoder (through the same [`Reader`]) but only
+//! the same grammar as the decoder (through the same [`Reader`]) but only
 //! borrows. A property test holds it to the decoder: for any bytes,
 //! `validate(b) == decode(b).map(|e| e.seq)`, errors included. It also
 //! lends out the fields listings select by, so that the audit can compare
 //! them with their stored copies at no extra cost.
 
 use super::DecodeError;
-use super::FORMAT_V1;
 use super::reader::Reader;
+use super::{FORMAT_V1, FORMAT_V2};
 use crate::ledger::filter::{FilterFields, OutcomeKind};
 
 /// Validates canonical entry bytes exactly as `Entry::decode` would and
 /// returns the entry's own sequence number and its filter fields.
 pub(super) fn validate(bytes: &[u8]) -> Result<(u64, FilterFields<'_>), DecodeError> {
     let (&format, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
-    if format != FORMAT_V1 {
+    if format != FORMAT_V1 && format != FORMAT_V2 {
         return Err(DecodeError::UnknownFormat(format));
     }
     let mut r = Reader(rest);
@@ -65,6 +65,24 @@ pub(super) fn validate(bytes: &[u8]) -> Result<(u64, FilterFields<'_>), DecodeEr
     }
     let outcome = outcome(&mut r)?;
     r.array::<32>("response_sha256")?;
+    if format == FORMAT_V2 {
+        r.str_ref("forwarded.node")?;
+        match r.u8("forwarded.receipt")? {
+            0 => {}
+            1 => {
+                r.u64("forwarded.receipt.seq")?;
+                r.array::<32>("forwarded.receipt.leaf_hash")?;
+                r.array::<32>("forwarded.receipt.result_sha256")?;
+                r.array::<16>("forwarded.receipt.query_id")?;
+            }
+            tag => {
+                return Err(DecodeError::BadTag {
+                    field: "forwarded.receipt",
+                    tag,
+                });
+            }
+        }
+    }
     if !r.0.is_empty() {
         return Err(DecodeError::TrailingBytes { count: r.0.len() });
     }

@@ -170,6 +170,7 @@ fn the_filter_names_the_condition_an_entry_does_not_meet() {
     let all = EntryFilter {
         caller: Some(entry.caller.clone()),
         on_behalf_of: None,
+        forwarded_to: None,
         subject: Some(entry.subject.clone()),
         purpose: Some(entry.purpose.clone()),
         outcome: Some(mine.outcome),
@@ -220,6 +221,43 @@ fn the_filter_names_the_condition_an_entry_does_not_meet() {
         },
         Some(Column::TimeMs),
     );
+}
+
+#[test]
+fn the_conditions_no_column_copies_are_met_on_the_entry() {
+    let relayed = Entry {
+        on_behalf_of: Some("spiffe://gd.gov.cn/dept/court".into()),
+        ..sample(1)
+    };
+    let forwarded = crate::ledger::entry::tests::forwarded_sample(2);
+    let node = "spiffe://bj.gov.cn/node/credit";
+    assert!(!EntryFilter::default().has_uncopied());
+    let by_department = EntryFilter {
+        on_behalf_of: Some("spiffe://gd.gov.cn/dept/court".into()),
+        ..Default::default()
+    };
+    assert!(by_department.has_uncopied());
+    assert!(by_department.meets_uncopied(&relayed));
+    assert!(!by_department.meets_uncopied(&forwarded));
+    let by_node = EntryFilter {
+        forwarded_to: Some(node.into()),
+        ..Default::default()
+    };
+    assert!(by_node.has_uncopied());
+    assert!(by_node.meets_uncopied(&forwarded));
+    assert!(!by_node.meets_uncopied(&relayed));
+    let elsewhere = EntryFilter {
+        forwarded_to: Some("spiffe://sh.gov.cn/node/credit".into()),
+        ..Default::default()
+    };
+    assert!(!elsewhere.meets_uncopied(&forwarded));
+    // Both set: both must hold.
+    let both = EntryFilter {
+        forwarded_to: Some(node.into()),
+        ..by_department
+    };
+    assert!(!both.meets_uncopied(&forwarded));
+    assert!(!both.meets_uncopied(&relayed));
 }
 
 #[test]
