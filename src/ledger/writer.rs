@@ -203,16 +203,20 @@ impl Writer {
         }
     }
 
-    /// Loads the frontier of the committed log (at open, so a damaged log stops the node).
+    /// Loads the frontier of the committed log (at open, so a damaged log stops the node),
+    /// each round trip within the store's [`crate::store::Deadline`]: a database gone silent
+    /// stops the start with an error rather than holding it forever.
     pub(super) async fn load(&mut self) -> Result<(), LedgerError> {
         let mut conn = self.store.pool().acquire().await?;
-        let row = sqlx::query::<Any>(
-            "SELECT size, sth_size, sth_timestamp_ms FROM ledger_head WHERE id = 0",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        let head = Head::from_row(&row)?;
-        self.frontier = Some(load_frontier(&mut conn, head.size).await?);
+        let (head, frontier) = match committed(&mut conn, self.store.deadline()).await {
+            Ok(loaded) => loaded,
+            // Perhaps given up mid-exchange: not for the pool.
+            Err(e) => {
+                discard(conn);
+                return Err(e);
+            }
+        };
+        self.frontier = Some(frontier);
         self.head = Some(head);
         // A tail left unsigned by the last run (stopped without its final tree head) is signed
         // on time even if no entry ever follows.
@@ -1069,6 +1073,20 @@ fn sign_timer(now_ms: i64, due_ms: i64) -> Option<(tokio::time::Instant, i64)> {
 }
 
 /// Rebuilds the frontier of a committed log of `size` entries from its stored nodes.
+/// The committed log's head and frontier, each read within `deadline`.
+async fn committed(
+    conn: &mut AnyConnection,
+    deadline: crate::store::Deadline,
+) -> Result<(Head, CompactRange), LedgerError> {
+    let read = sqlx::query::<Any>(
+        "SELECT size, sth_size, sth_timestamp_ms FROM ledger_head WHERE id = 0",
+    )
+    .fetch_one(&mut *conn);
+    let head = Head::from_row(&deadline.run(read).await?)?;
+    let frontier = deadline.run(load_frontier(conn, head.size)).await?;
+    Ok((head, frontier))
+}
+
 async fn load_frontier(conn: &mut AnyConnection, size: u64) -> Result<CompactRange, LedgerError> {
     let mut keys = Vec::new();
     CompactRange::from_nodes(size, |level, index| {
