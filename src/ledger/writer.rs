@@ -1078,10 +1078,9 @@ async fn committed(
     conn: &mut AnyConnection,
     deadline: crate::store::Deadline,
 ) -> Result<(Head, CompactRange), LedgerError> {
-    let read = sqlx::query::<Any>(
-        "SELECT size, sth_size, sth_timestamp_ms FROM ledger_head WHERE id = 0",
-    )
-    .fetch_one(&mut *conn);
+    let read =
+        sqlx::query::<Any>("SELECT size, sth_size, sth_timestamp_ms FROM ledger_head WHERE id = 0")
+            .fetch_one(&mut *conn);
     let head = Head::from_row(&deadline.run(read).await?)?;
     let frontier = deadline.run(load_frontier(conn, head.size)).await?;
     Ok((head, frontier))
