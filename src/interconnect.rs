@@ -225,6 +225,20 @@ impl Route {
         self.answer(client.relay_batch(request)).await
     }
 
+    /// [`Route::relay`] for a listing of withdrawals.
+    pub async fn relay_withdrawals(
+        &self,
+        caller: &SpiffeId,
+        listing: proto::ListWithdrawalsRequest,
+    ) -> Result<proto::ListWithdrawalsResponse, Status> {
+        let request = proto::RelayWithdrawalsRequest {
+            on_behalf_of: caller.to_string(),
+            request: Some(listing),
+        };
+        let mut client = self.client();
+        self.answer(client.relay_withdrawals(request)).await
+    }
+
     fn client(&self) -> InterconnectClient<Channel> {
         InterconnectClient::new(Channel::clone(&self.channel.load()))
             .max_decoding_message_size(self.max_message_bytes)

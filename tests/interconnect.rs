@@ -126,14 +126,19 @@ fn narrower_catalog(pki: &TestPki) -> PathBuf {
                 forms = { legal_rep_name = \"raw\", legal_rep_id = \"raw\", legal_rep_mobile = \"raw\" }";
     let narrow =
         "fields = [\"legal_rep_name\", \"legal_rep_id\"]\nforms = { legal_rep_name = \"raw\" }";
-    let demo = credit_node::catalog::DEMO;
     assert!(
-        demo.contains(wide),
+        credit_node::catalog::DEMO.contains(wide),
         "the demo catalog grants the court in clear"
     );
-    let path = pki.dir.path().join("narrower-catalog.toml");
-    std::fs::write(&path, demo.replace(wide, narrow)).unwrap();
-    let sig = pki.dir.path().join("narrower-catalog.toml.sig");
+    signed_catalog(pki, "narrower", |demo| demo.replace(wide, narrow))
+}
+
+/// The demo catalog passed through `edit`, written as `<name>-catalog.toml` and signed by the
+/// catalog authority.
+fn signed_catalog(pki: &TestPki, name: &str, edit: impl FnOnce(&str) -> String) -> PathBuf {
+    let path = pki.dir.path().join(format!("{name}-catalog.toml"));
+    std::fs::write(&path, edit(credit_node::catalog::DEMO)).unwrap();
+    let sig = pki.dir.path().join(format!("{name}-catalog.toml.sig"));
     credit_node::catalog::keyfiles::sign_file(&path, &pki.layout.catalog_authority_key(), &sig)
         .unwrap();
     path
@@ -1095,4 +1100,161 @@ async fn routes_checks_each_route_with_the_nodes_own_certificate() {
     assert_eq!(checked["ok"], false, "{checked}");
     let error = checked["error"].as_str().unwrap();
     assert!(error.starts_with("UNAVAILABLE"), "{checked}");
+}
+
+/// A listing of withdrawals at `node` as region A's court, naming `through` (empty: `node`'s
+/// own).
+async fn withdrawals(
+    pki: &TestPki,
+    node: &RunningNode,
+    through: &str,
+) -> Result<proto::ListWithdrawalsResponse, tonic::Status> {
+    let channel = pki.channel(node, REGION_A, Kind::Dept, "court").await;
+    CreditQueryClient::new(channel)
+        .list_withdrawals(proto::ListWithdrawalsRequest {
+            node: through.into(),
+            ..Default::default()
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn a_department_learns_of_withdrawals_at_another_region_through_its_own_node() {
+    let pki = TestPki::new();
+    let subject = Uscc::from_seed(60).to_string();
+    let b = holding_node(&pki, &subject).await;
+    let operator = pki.channel(&b, REGION_B, Kind::Operator, "admin").await;
+    let mut admin = AdministrationClient::new(operator);
+    admin
+        .ingest_records(proto::IngestRecordsRequest {
+            json_lines: vec![
+                common::penalty_row(&subject, "京市监罚〔2026〕7号", "2026-05-01"),
+                common::listing_row(&subject),
+            ],
+        })
+        .await
+        .expect("operator ingests");
+    // Region A's catalog grants its court no administrative penalty at all: its node passes on
+    // no withdrawal of one, whatever region B's node lists.
+    let penalty = "id = \"admin-penalty\"";
+    let no_penalties = signed_catalog(&pki, "no-penalties", |demo| {
+        let start = demo.find(penalty).unwrap();
+        let end = start + demo[start..].find("\n[[items]]").unwrap();
+        let section = demo[start..end]
+            .replace("\"tax\", \"court\", \"hrss\"", "\"tax\", \"hrss\"")
+            .replace("departments = [\"court\"]", "departments = [\"samr\"]");
+        format!("{}{section}{}", &demo[..start], &demo[end..])
+    });
+    let a = forwarding_node(&pki, NODE_B, port(&b), Some(&no_penalties)).await;
+
+    // B withdraws both records of the subject the court may hold from it.
+    let ask = ask_for(&subject, "admin-penalty", "enforcement");
+    let penalty_id = query(&pki, &b, "court", ask)
+        .await
+        .unwrap()
+        .result
+        .unwrap()
+        .records[0]
+        .record_id
+        .clone();
+    admin
+        .restore_record(proto::RestoreRecordRequest {
+            record_id: penalty_id.clone(),
+            restored_on: "2026-11-01".into(),
+            basis: "信用修复决定〔2026〕9号".into(),
+        })
+        .await
+        .expect("operator restores");
+    admin
+        .remove_from_list(proto::RemoveFromListRequest {
+            subject: subject.clone(),
+            item: "serious-untrustworthy".into(),
+            removed_on: "2026-11-01".into(),
+            basis: "移出决定〔2026〕3号".into(),
+        })
+        .await
+        .expect("operator removes");
+    // Asked of B itself, the court's listing holds both.
+    let direct = withdrawals(&pki, &b, "").await.unwrap();
+    let mut items: Vec<&str> = direct.withdrawals.iter().map(|w| w.item.as_str()).collect();
+    items.sort_unstable();
+    assert_eq!(
+        items,
+        ["admin-penalty", "serious-untrustworthy"],
+        "{direct:?}"
+    );
+
+    // Through A: only the removal from the list, which A's catalog grants the court too.
+    let through_a = withdrawals(&pki, &a, NODE_B)
+        .await
+        .expect("forwarded listing");
+    assert_eq!(through_a.withdrawals.len(), 1, "{through_a:?}");
+    let removal = &through_a.withdrawals[0];
+    assert_eq!(removal.item, "serious-untrustworthy");
+    assert_eq!(
+        removal.reason,
+        proto::WithdrawalReason::RemovedFromList as i32
+    );
+    assert!(
+        through_a
+            .withdrawals
+            .iter()
+            .all(|w| w.record_id != penalty_id)
+    );
+    let upstream = through_a.upstream.clone().expect("B's receipt");
+    assert_eq!(upstream.node, NODE_B);
+    let theirs = upstream.receipt.clone().unwrap();
+    let ours = through_a.receipt.clone().unwrap();
+    let covered = proto::ListWithdrawalsResponse {
+        receipt: None,
+        ..through_a.clone()
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, &covered.encode_to_vec());
+    assert_eq!(ours.result_sha256, digest.as_ref());
+
+    // Both recorded it: A with where it went and B's receipt, B as the relay's for the court.
+    let entry_a = ledger(&pki, &a, REGION_A)
+        .await
+        .into_iter()
+        .find(|e| e.seq == ours.sequence)
+        .unwrap();
+    assert_eq!(entry_a.caller, COURT_A);
+    assert_eq!(entry_a.purpose, "withdrawal-notices");
+    assert_eq!(entry_a.forwarded, sent_to(NODE_B, Some(&theirs)));
+    let entry_b = ledger(&pki, &b, REGION_B)
+        .await
+        .into_iter()
+        .find(|e| e.seq == theirs.sequence)
+        .unwrap();
+    assert_eq!(entry_b.caller, NODE_A);
+    assert_eq!(entry_b.on_behalf_of.as_deref(), Some(COURT_A));
+    assert_eq!(entry_b.purpose, "withdrawal-notices");
+    assert_eq!(entry_b.response_sha256, theirs.result_sha256);
+
+    // A node A has no route to is refused, naming `node`.
+    let refused = withdrawals(&pki, &a, "spiffe://region-b.credit.test/dept/court")
+        .await
+        .unwrap_err();
+    assert_refused(&refused, Code::InvalidArgument, "node:");
+
+    // `credit-node withdrawals --from-node` lists the same, through A.
+    let (cert, key) = pki.identity(REGION_A, Kind::Dept, "court");
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_credit-node"));
+    cli.args(["withdrawals", "--json", "--from-node", NODE_B, "--endpoint"])
+        .arg(common::endpoint(&a))
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .arg("--ca")
+        .arg(pki.layout.ca_cert(REGION_A));
+    let out = tokio::task::spawn_blocking(move || cli.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let lines = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{lines}");
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    assert!(lines.contains(&removal.record_id), "{lines}");
 }

@@ -81,7 +81,13 @@ async fn client(
     args.extend(["--cert".into(), cert.into(), "--key".into(), key.into()]);
     args.extend(command.iter().map(OsString::from));
     let python = python.to_owned();
-    let out = tokio::task::spawn_blocking(move || Command::new(python).args(args).output())
+    let run = move || {
+        Command::new(python)
+            .args(args)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+    };
+    let out = tokio::task::spawn_blocking(run)
         .await
         .unwrap()
         .expect("python runs");
@@ -233,5 +239,21 @@ async fn the_python_client_gets_precise_refusals_and_its_proof_fails_closed() {
     .await;
     assert_eq!(code, 1, "{out}");
     assert_eq!(out["error"]["code"], "UNAVAILABLE", "{out}");
-    assert!(out.get("response").is_none(), "{out}");
+}
+
+/// The client's own proof checks, against trees built from RFC 9162's definitions and against
+/// tampered proofs (`clients/python/test_credit_client.py`).
+#[test]
+fn the_python_clients_proof_checks_hold_to_rfc_9162_and_refuse_tampered_proofs() {
+    let Some(python) = python() else { return };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python");
+    let out = Command::new(python)
+        .args(["-m", "unittest", "discover", "-s"])
+        .arg(&dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("python runs");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("Ran 3 tests"), "{report}");
 }

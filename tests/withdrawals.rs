@@ -180,6 +180,7 @@ async fn list(
             since_ms,
             page_token: page_token.into(),
             limit,
+            node: String::new(),
         })
         .await
         .map(tonic::Response::into_inner)

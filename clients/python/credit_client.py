@@ -6,10 +6,12 @@ step), connects over mutual TLS with a department's certificate (the node takes 
 identity from it, never from a request field), and asks:
 
     whoami   the identity the node established from the certificate
-    query    one subject; with --ledger-key, also proves the receipt: the result's digest,
-             the node's signed tree head (Ed25519, checked against the pinned key) and the
-             entry's inclusion in that tree (RFC 9162), all computed here, independently of
-             the node's own code
+    query    one subject; with --ledger-key, also checks the receipt: that its
+             `result_sha256` is the digest of the result received, that the node's tree head
+             is signed by the pinned key (Ed25519), and that the receipt's leaf is in that
+             tree (RFC 9162 inclusion proof), all computed here, independently of the node's
+             own code. (The entry's bytes are the node's officers' to read: that the leaf
+             records this digest is theirs to check, with `credit-node ledger verify`.)
 
 Output is one JSON object on stdout. Exit codes: 0 answered (and proved), 1 the node refused
 (`{"error": {"code": ..., "message": ...}}`), 2 a proof failed, 3 bad usage or files.
@@ -55,7 +57,7 @@ def compile_protos(proto_root, out_dir):
         *files,
     ]
     if protoc.main(args) != 0:
-        raise SystemExit(f"protoc failed on {proto_root}")
+        raise SystemExit(usage_error(f"protoc failed on the proto files under {proto_root}"))
     sys.path.insert(0, str(out_dir))
 
 
@@ -146,10 +148,16 @@ def prove(pb, review_pb, review, response, pinned_key):
     if sha256(covered.SerializeToString(deterministic=True)) != receipt.result_sha256:
         return {}, "result_sha256 is not the digest of the result received"
 
-    head = review.GetSignedTreeHead(review_pb.GetSignedTreeHeadRequest())
-    key = serialization.load_pem_public_key(pinned_key)
+    try:
+        key = serialization.load_pem_public_key(pinned_key)
+    except ValueError:
+        return {}, "the pinned ledger key is not a PEM public key"
     if not isinstance(key, ed25519.Ed25519PublicKey):
         return {}, "the pinned ledger key is not an Ed25519 key"
+    try:
+        head = review.GetSignedTreeHead(review_pb.GetSignedTreeHeadRequest())
+    except grpc.RpcError as e:
+        return {}, f"no signed tree head: {e.code().name}: {e.details()}"
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     if head.key_id != sha256(raw):
         return {}, "the tree head is signed by another key than the pinned one"
@@ -158,9 +166,12 @@ def prove(pb, review_pb, review, response, pinned_key):
     except InvalidSignature:
         return {}, "the tree head's signature does not verify with the pinned key"
 
-    proof = review.GetInclusionProof(
-        review_pb.GetInclusionProofRequest(seq=receipt.sequence, tree_size=head.tree_size)
-    )
+    try:
+        proof = review.GetInclusionProof(
+            review_pb.GetInclusionProofRequest(seq=receipt.sequence, tree_size=head.tree_size)
+        )
+    except grpc.RpcError as e:
+        return {}, f"no inclusion proof: {e.code().name}: {e.details()}"
     if proof.leaf_hash != receipt.leaf_hash:
         return {}, "the proof is for another leaf than the receipt's"
     root = root_from_inclusion_proof(
@@ -181,15 +192,22 @@ def prove(pb, review_pb, review, response, pinned_key):
 # --- commands ---------------------------------------------------------------------------------
 
 
+class Parser(argparse.ArgumentParser):
+    """Bad usage is exit 3 with a JSON error, as documented, not argparse's exit 2."""
+
+    def error(self, message):
+        raise SystemExit(usage_error(f"{self.prog}: {message}"))
+
+
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--endpoint", required=True, help="host:port of the node")
     parser.add_argument("--ca", action="append", required=True, help="trusted CA (PEM); repeat")
     parser.add_argument("--cert", required=True, help="this department's certificate (PEM)")
     parser.add_argument("--key", required=True, help="its private key (PEM)")
     parser.add_argument("--server-name", help="the name to expect in the node's certificate")
     parser.add_argument("--proto", default=str(PROTO_ROOT), help="the proto root directory")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     commands.add_parser("whoami")
     query = commands.add_parser("query")
     query.add_argument("--subject", required=True)

@@ -307,6 +307,14 @@ pub fn upstream_receipt_from(
     })
 }
 
+/// Where a request went and that node's receipt, as the caller receives them.
+pub fn upstream(forwarded: &crate::ledger::entry::Forwarded) -> proto::Upstream {
+    proto::Upstream {
+        node: forwarded.node.clone(),
+        receipt: forwarded.receipt.as_ref().map(upstream_receipt),
+    }
+}
+
 /// A recorded receipt of another node, as that node sent it.
 pub fn upstream_receipt(receipt: &crate::ledger::entry::UpstreamReceipt) -> proto::Receipt {
     proto::Receipt {
@@ -404,10 +412,7 @@ pub fn ledger_entry(stored: &StoredEntry) -> proto::LedgerEntry {
         outcome: outcome_kind(OutcomeKind::of(&e.outcome)).into(),
         response_sha256: e.response_sha256.to_vec(),
         leaf_hash: stored.leaf_hash.to_vec(),
-        forwarded: e.forwarded.as_ref().map(|f| proto::Upstream {
-            node: f.node.clone(),
-            receipt: f.receipt.as_ref().map(upstream_receipt),
-        }),
+        forwarded: e.forwarded.as_ref().map(upstream),
         ..Default::default()
     };
     match &e.outcome {

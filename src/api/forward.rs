@@ -195,8 +195,8 @@ async fn relay(
         .collect()
 }
 
-/// What an entry records of a query sent to `node`: that node's receipt, if it answered.
-fn sent_to(node: &SpiffeId, receipt: Option<UpstreamReceipt>) -> Forwarded {
+/// What an entry records of a request sent to `node`: that node's receipt, if it answered.
+pub(super) fn sent_to(node: &SpiffeId, receipt: Option<UpstreamReceipt>) -> Forwarded {
     Forwarded {
         node: node.to_string(),
         receipt,
@@ -217,10 +217,7 @@ fn prepare(
     raised_suspension: bool,
 ) -> Prepared {
     let result = convert::query_result(&asked.subject, answer, catalog);
-    let upstream = forwarded.as_ref().map(|f| proto::Upstream {
-        node: f.node.clone(),
-        receipt: f.receipt.as_ref().map(convert::upstream_receipt),
-    });
+    let upstream = forwarded.as_ref().map(convert::upstream);
     let (result, upstream, result_sha256) = match upstream {
         None => {
             let digest = query::sha256(&prost::Message::encode_to_vec(&result));
@@ -347,19 +344,19 @@ async fn refuse_all_on_record(
     forwarded: impl Fn(usize) -> Option<Forwarded>,
     status: Status,
 ) -> Status {
-    let reason: String = status.message().chars().take(200).collect();
+    let (code, message) = (status.code(), status.message().to_owned());
+    let reason: String = message.chars().take(200).collect();
     let recorded = asked.iter().enumerate().map(|(i, a)| {
         let outcome = entry::Outcome::Denied {
             reason: reason.clone(),
         };
-        let mut entry = query::new_entry(state, asker, a, Vec::new(), outcome, [0; 32]);
-        entry.forwarded = forwarded(i);
-        query::append(state, entry)
+        let status = Status::new(code, message.clone());
+        query::on_record(state, asker, a, outcome, forwarded(i), status)
     });
     let recorded = futures_util::future::join_all(recorded).await;
     // The refusal as the other node gave it (with its retry metadata), unless a record failed.
-    match recorded.into_iter().find_map(Result::err) {
-        Some(unrecorded) => unrecorded,
-        None => status,
-    }
+    let unrecorded = recorded
+        .into_iter()
+        .find(|r| r.code() == tonic::Code::Unavailable && code != tonic::Code::Unavailable);
+    unrecorded.unwrap_or(status)
 }

@@ -181,17 +181,53 @@ impl CreditQuery for CreditQueryApi {
         let caller = caller(&self.state, &request)?;
         let state = &self.state;
         query::admit(state, caller, 1).await?;
-        let asked = match withdrawals::validate(state, request.get_ref()) {
-            Ok(asked) => asked,
-            Err(status) => {
-                let purpose = withdrawals::PURPOSE;
-                let asker = query::Asker::direct(caller);
-                return Err(query::refuse_invalid(state, asker, "", purpose, "", status).await);
-            }
-        };
-        let page = withdrawals::answer(state, caller, &asked).await?;
-        Ok(Response::new(page))
+        let asker = query::Asker::direct(caller);
+        withdrawals_as(state, asker, request.get_ref(), Hops::MayForward)
+            .await
+            .map(Response::new)
     }
+}
+
+/// `ListWithdrawals` for `asker`, already admitted by the rate limit: validated (a malformed
+/// request is recorded and refused), then answered from this node's withdrawals or forwarded
+/// to the node it names, on a task of its own as a forwarded query is.
+async fn withdrawals_as(
+    state: &Arc<NodeState>,
+    asker: query::Asker<'_>,
+    req: &proto::ListWithdrawalsRequest,
+    hops: Hops,
+) -> Result<proto::ListWithdrawalsResponse, Status> {
+    let refuse = async |status: Status| {
+        let purpose = withdrawals::PURPOSE;
+        query::refuse_invalid(state, asker, "", purpose, "", status).await
+    };
+    let node = match forwardable(state, &req.node, hops) {
+        Ok(node) => node,
+        Err(status) => return Err(refuse(status).await),
+    };
+    let Some(node) = node else {
+        return match withdrawals::validate(state, req) {
+            Ok(asked) => withdrawals::answer(state, asker, &asked).await,
+            Err(status) => Err(refuse(status).await),
+        };
+    };
+    // The page token is the other node's to read; the page's size is checked here too.
+    if let Err(status) = withdrawals::page_limit(req) {
+        return Err(refuse(status).await);
+    }
+    let state = Arc::clone(state);
+    let caller = asker.caller.clone();
+    let req = req.clone();
+    let forwarding = tokio::spawn(async move {
+        let route = forward::route(&state, &node)?;
+        withdrawals::forward(&state, &caller, route, req).await
+    });
+    forwarding.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a forwarded listing's task failed");
+        Err(Status::internal(
+            "the forwarded listing failed; nothing was disclosed",
+        ))
+    })
 }
 
 /// `BatchQuery` for `asker`, already admitted by the rate limit (one cell per subject):

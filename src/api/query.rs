@@ -347,19 +347,22 @@ pub async fn refuse_invalid(
     let outcome = entry::Outcome::Invalid {
         reason: status.message().chars().take(200).collect(),
     };
-    on_record(state, asker, &asked, outcome, status).await
+    on_record(state, asker, &asked, outcome, None, status).await
 }
 
-/// Records `asked` as refused with `outcome` (nothing decided, nothing sent), then returns
-/// `status`; UNAVAILABLE instead if the refusal cannot be recorded.
-async fn on_record(
+/// Records `asked` as refused with `outcome` (nothing decided, nothing sent; sent on to
+/// `forwarded`'s node, if it was), then returns `status`; UNAVAILABLE instead if the refusal
+/// cannot be recorded.
+pub(super) async fn on_record(
     state: &NodeState,
     asker: Asker<'_>,
     asked: &Asked,
     outcome: entry::Outcome,
+    forwarded: Option<entry::Forwarded>,
     status: Status,
 ) -> Status {
-    let entry = new_entry(state, asker, asked, Vec::new(), outcome, [0; 32]);
+    let mut entry = new_entry(state, asker, asked, Vec::new(), outcome, [0; 32]);
+    entry.forwarded = forwarded;
     match append(state, entry).await {
         Ok(_) => status,
         Err(unavailable) => unavailable,

@@ -1,4 +1,5 @@
-//! `Interconnect/Relay`: a query another region's node forwards for one of its callers.
+//! `Interconnect/Relay`, `RelayBatch` and `RelayWithdrawals`: a query (a batch, a listing of
+//! withdrawals) another region's node forwards for one of its callers.
 //!
 //! The relay is authenticated by its certificate like any caller and must be listed in this
 //! node's `[interconnect] relays`; whom it acts for is its word, which this node takes only
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{Hops, batch_as, caller, query, query_as, refuse_on_record};
+use super::{Hops, batch_as, caller, query, query_as, refuse_on_record, withdrawals_as};
 use crate::{
     harvest::Refusal,
     identity::{Kind, SpiffeId},
@@ -22,6 +23,7 @@ use crate::{
 /// How refusals of these RPCs are named in the ledger (the full method names, as for the others).
 const RELAY: &str = "credit.v1.Interconnect/Relay";
 const RELAY_BATCH: &str = "credit.v1.Interconnect/RelayBatch";
+const RELAY_WITHDRAWALS: &str = "credit.v1.Interconnect/RelayWithdrawals";
 
 pub struct InterconnectApi {
     state: Arc<NodeState>,
@@ -78,6 +80,28 @@ impl Interconnect for InterconnectApi {
         };
         let answers = batch_as(state, asker, batch, Hops::Relayed).await?;
         Ok(Response::new(proto::BatchQueryResponse { answers }))
+    }
+
+    async fn relay_withdrawals(
+        &self,
+        request: Request<proto::RelayWithdrawalsRequest>,
+    ) -> Result<Response<proto::ListWithdrawalsResponse>, Status> {
+        let state = &self.state;
+        let caller = caller(state, &request)?;
+        let req = request.get_ref();
+        let on_behalf_of = admitted(state, caller, &req.on_behalf_of, RELAY_WITHDRAWALS, 1).await?;
+        let Some(listing) = &req.request else {
+            let status = Status::invalid_argument("request: missing");
+            return Err(super::record_refusal(state, caller, RELAY_WITHDRAWALS, status).await);
+        };
+        Counts::add(&state.interconnect().counts().relayed);
+        let asker = query::Asker {
+            caller,
+            on_behalf_of: Some(&on_behalf_of),
+        };
+        withdrawals_as(state, asker, listing, Hops::Relayed)
+            .await
+            .map(Response::new)
     }
 }
 

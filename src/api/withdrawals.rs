@@ -8,16 +8,25 @@
 //! and sent only once that entry is durable (promise 5: UNAVAILABLE and nothing sent when the
 //! ledger cannot be written). Default deny (promise 2): only the records of items the catalog
 //! grants the caller, for some purpose, are read; a caller granted nothing reads nothing.
+//!
+//! A department that received another region's records through this node learns of their
+//! withdrawal the same way ([`forward`]): this node asks that node for the department's
+//! listing and passes on the withdrawals of items its own catalog grants the department too;
+//! both record it.
 
 use std::collections::BTreeSet;
 
 use tonic::Status;
 
-use super::{convert, query};
+use super::{
+    convert, forward,
+    query::{self, Asker},
+};
 use crate::{
     identity::Caller,
+    interconnect::Route,
     ledger::{
-        entry::{self, Entry},
+        entry::{self, Entry, Forwarded, UpstreamReceipt},
         hex,
     },
     policy, proto,
@@ -41,17 +50,20 @@ pub struct Asked {
     limit: u32,
 }
 
-/// Request fields to a validated listing; errors name the field.
+/// The most withdrawals `req` asks for in its page; the error names `limit`.
+pub fn page_limit(req: &proto::ListWithdrawalsRequest) -> Result<u32, Status> {
+    match req.limit {
+        0 => Ok(MAX_PAGE),
+        n if n > MAX_PAGE => Err(Status::invalid_argument(format!(
+            "limit: at most {MAX_PAGE} (0 means {MAX_PAGE}), got {n}"
+        ))),
+        n => Ok(n),
+    }
+}
+
+/// Request fields to a validated listing of this node's withdrawals; errors name the field.
 pub fn validate(state: &NodeState, req: &proto::ListWithdrawalsRequest) -> Result<Asked, Status> {
-    let limit = match req.limit {
-        0 => MAX_PAGE,
-        n if n > MAX_PAGE => {
-            return Err(Status::invalid_argument(format!(
-                "limit: at most {MAX_PAGE} (0 means {MAX_PAGE}), got {n}"
-            )));
-        }
-        n => n,
-    };
+    let limit = page_limit(req)?;
     let after = if req.page_token.is_empty() {
         None
     } else {
@@ -72,26 +84,19 @@ pub fn validate(state: &NodeState, req: &proto::ListWithdrawalsRequest) -> Resul
     })
 }
 
-/// One page of withdrawals, returned only once its ledger entry is durable. A caller suspended
-/// after an enumeration alert gets none, as it gets no query answered (promise 7): a page
-/// discloses record ids, and an officer has yet to look at what it did.
+/// One page of withdrawals for `asker` (the caller, or the caller a relay acts for), returned
+/// only once its ledger entry is durable. A caller suspended after an enumeration alert gets
+/// none, as it gets no query answered (promise 7): a page discloses record ids, and an officer
+/// has yet to look at what it did.
 pub async fn answer(
     state: &NodeState,
-    caller: &Caller,
+    asker: Asker<'_>,
     asked: &Asked,
 ) -> Result<proto::ListWithdrawalsResponse, Status> {
-    if let Some(status) = query::suspended(state, &caller.spiffe_id) {
-        let outcome = entry::Outcome::Denied {
-            reason: status.message().chars().take(200).collect(),
-        };
-        query::append(state, listing_entry(state, caller, outcome, [0; 32])).await?;
-        return Err(status);
+    if let Some(status) = query::suspended(state, asker.principal()) {
+        return Err(refuse_on_record(state, asker, None, status).await);
     }
-    let catalog = state.catalog();
-    let granted: BTreeSet<String> = policy::effective_grants(&catalog, &caller.spiffe_id)
-        .into_iter()
-        .flat_map(|p| p.items.into_iter().map(|i| i.item))
-        .collect();
+    let granted = granted_items(state, asker.principal());
     let items: Vec<&str> = granted.iter().map(String::as_str).collect();
     // One more than the page: whether another page follows.
     let mut found = state
@@ -108,33 +113,166 @@ pub async fn answer(
         Some(last) if more => token(last.withdrawn_ms, state.record_ids().id_of(&last.key)),
         _ => String::new(),
     };
-    let mut response = proto::ListWithdrawalsResponse {
+    let response = proto::ListWithdrawalsResponse {
         withdrawals: found
             .iter()
             .map(|w: &Withdrawal| convert::withdrawal(w, state.record_ids()))
             .collect(),
         next_page_token,
         receipt: None,
+        upstream: None,
     };
+    sent_on_record(state, asker, response, None).await
+}
+
+/// The items of every grant `caller` holds under this node's catalog, for any purpose.
+fn granted_items(state: &NodeState, caller: &crate::identity::SpiffeId) -> BTreeSet<String> {
+    policy::effective_grants(&state.catalog(), caller)
+        .into_iter()
+        .flat_map(|p| p.items.into_iter().map(|i| i.item))
+        .collect()
+}
+
+/// `req` forwarded to `route`'s node for `caller`: that node's page for the caller, of the
+/// items this node's catalog grants the caller too, recorded here with where it came from and
+/// that node's receipt. The forwarding node is a hop like any other (design.md section 4): the
+/// caller must be of its own trust domain and not suspended here, and a refusal there, no
+/// answer or a malformed one is recorded here as refused, nothing passed on.
+pub async fn forward(
+    state: &NodeState,
+    caller: &Caller,
+    route: &Route,
+    req: proto::ListWithdrawalsRequest,
+) -> Result<proto::ListWithdrawalsResponse, Status> {
+    let asker = Asker::direct(caller);
+    if caller.spiffe_id.trust_domain() != state.node_id().trust_domain() {
+        let status = Status::permission_denied(format!(
+            "node: this node forwards listings of its own trust domain's departments only; ask \
+             {} directly, or through a node of {}",
+            route.node(),
+            caller.spiffe_id.trust_domain()
+        ));
+        return Err(refuse_on_record(state, asker, None, status).await);
+    }
+    if let Some(status) = query::suspended(state, &caller.spiffe_id) {
+        return Err(refuse_on_record(state, asker, None, status).await);
+    }
+    let granted = granted_items(state, &caller.spiffe_id);
+    let node = route.node();
+    let listing = proto::ListWithdrawalsRequest {
+        node: String::new(),
+        ..req
+    };
+    let listed = route.relay_withdrawals(&caller.spiffe_id, listing).await;
+    state.interconnect().counts().forwarded(&listed, 1);
+    let (page, receipt) = match listed.and_then(|page| received(page, node)) {
+        Ok(received) => received,
+        Err(status) => {
+            let sent = forward::sent_to(node, None);
+            return Err(refuse_on_record(state, asker, Some(sent), status).await);
+        }
+    };
+    let response = proto::ListWithdrawalsResponse {
+        withdrawals: page
+            .withdrawals
+            .into_iter()
+            .filter(|w| granted.contains(&w.item))
+            .collect(),
+        next_page_token: page.next_page_token,
+        receipt: None,
+        upstream: None,
+    };
+    let sent = forward::sent_to(node, Some(receipt));
+    let response = proto::ListWithdrawalsResponse {
+        upstream: Some(convert::upstream(&sent)),
+        ..response
+    };
+    sent_on_record(state, asker, response, Some(sent)).await
+}
+
+/// The other node's page, checked: without a well-formed receipt, with a record id or reason
+/// that is none, or with a page token no node of ours gives, it is refused (UNAVAILABLE), not
+/// passed on.
+fn received(
+    page: proto::ListWithdrawalsResponse,
+    node: &crate::identity::SpiffeId,
+) -> Result<(proto::ListWithdrawalsResponse, UpstreamReceipt), Status> {
+    let malformed = |what: &str| {
+        tracing::warn!(node = %node, what, "a node sent a malformed listing of withdrawals");
+        Status::unavailable(format!(
+            "node {node} sent a malformed answer ({what}); nothing was disclosed"
+        ))
+    };
+    let receipt = page
+        .receipt
+        .as_ref()
+        .ok_or_else(|| malformed("no receipt"))?;
+    let receipt = convert::upstream_receipt_from(receipt).map_err(malformed)?;
+    for (i, w) in page.withdrawals.iter().enumerate() {
+        if RecordId::parse(&w.record_id).is_none() {
+            return Err(malformed(&format!("withdrawals[{i}].record_id")));
+        }
+        if proto::WithdrawalReason::try_from(w.reason)
+            .map_or(true, |r| r == proto::WithdrawalReason::Unspecified)
+        {
+            return Err(malformed(&format!("withdrawals[{i}].reason")));
+        }
+    }
+    if !page.next_page_token.is_empty() && parse_token(&page.next_page_token).is_none() {
+        return Err(malformed("next_page_token"));
+    }
+    Ok((page, receipt))
+}
+
+/// Records `response` (its digest, and where it came from if forwarded) and returns it with
+/// its receipt, once durable.
+async fn sent_on_record(
+    state: &NodeState,
+    asker: Asker<'_>,
+    mut response: proto::ListWithdrawalsResponse,
+    forwarded: Option<Forwarded>,
+) -> Result<proto::ListWithdrawalsResponse, Status> {
     let digest = query::sha256(&prost::Message::encode_to_vec(&response));
-    let entry = listing_entry(state, caller, entry::Outcome::Granted, digest);
+    let mut entry = listing_entry(state, asker, entry::Outcome::Granted, digest);
+    entry.forwarded = forwarded;
     let receipt = query::append(state, entry).await?;
     response.receipt = Some(convert::receipt(&receipt, &digest));
     Ok(response)
 }
 
-/// The ledger entry of one listing: by the caller, about no subject, with the digest of the page
-/// sent (zero for a refusal).
+/// Records a refused listing (sent on to `forwarded`'s node, if it was) and returns `status`;
+/// UNAVAILABLE instead if it cannot be recorded.
+async fn refuse_on_record(
+    state: &NodeState,
+    asker: Asker<'_>,
+    forwarded: Option<Forwarded>,
+    status: Status,
+) -> Status {
+    let outcome = entry::Outcome::Denied {
+        reason: status.message().chars().take(200).collect(),
+    };
+    let mut entry = listing_entry(state, asker, outcome, [0; 32]);
+    entry.forwarded = forwarded;
+    match query::append(state, entry).await {
+        Ok(_) => status,
+        Err(unavailable) => unavailable,
+    }
+}
+
+/// The ledger entry of one listing: by the caller (and for whom, when a relay), about no
+/// subject, with the digest of the page sent (zero for a refusal).
 fn listing_entry(
     state: &NodeState,
-    caller: &Caller,
+    asker: Asker<'_>,
     outcome: entry::Outcome,
     response_sha256: [u8; 32],
 ) -> Entry {
+    let caller = asker.caller;
     Entry {
         purpose: PURPOSE.to_owned(),
         requested_fields: vec!["withdrawals".to_owned()],
         response_sha256,
+        on_behalf_of: asker.on_behalf_of.map(ToString::to_string),
         ..Entry::unanswered(
             caller.spiffe_id.to_string(),
             caller.fingerprint,

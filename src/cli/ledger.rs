@@ -650,7 +650,7 @@ fn what(entry: &crate::ledger::entry::Entry) -> String {
     if let Some(f) = &entry.forwarded {
         match &f.receipt {
             Some(r) => text.push_str(&format!(" (forwarded to {}, its #{})", f.node, r.seq)),
-            None => text.push_str(&format!(" (forwarded to {}, no answer)", f.node)),
+            None => text.push_str(&format!(" (forwarded to {}, no receipt)", f.node)),
         }
     }
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -793,7 +793,7 @@ mod tests {
         };
         assert_eq!(
             what(&unanswered),
-            "licensing — node unreachable (forwarded to spiffe://bj.gov.cn/node/credit, no answer)"
+            "licensing — node unreachable (forwarded to spiffe://bj.gov.cn/node/credit, no receipt)"
         );
         assert_eq!(what(&sample(1)), "licensing");
     }

@@ -23,6 +23,11 @@ pub struct Args {
     /// last `withdrawn_ms` seen to go on from an earlier run (that one is listed again).
     #[arg(long, default_value_t = 0)]
     pub since_ms: i64,
+    /// The withdrawals of this node of another region (its SPIFFE ID), asked through the node
+    /// at --endpoint, which passes on those of items its own catalog grants us too: for records
+    /// received from that node through this one.
+    #[arg(long)]
+    pub from_node: Option<String>,
     /// JSON Lines, one withdrawal per line, instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -41,6 +46,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
                 since_ms: args.since_ms,
                 page_token: std::mem::take(&mut page_token),
                 limit: 0,
+                node: args.from_node.clone().unwrap_or_default(),
             })
             .await
             .map_err(refused)?

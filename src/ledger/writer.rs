@@ -1072,7 +1072,6 @@ fn sign_timer(now_ms: i64, due_ms: i64) -> Option<(tokio::time::Instant, i64)> {
     Some((at, due_ms))
 }
 
-/// Rebuilds the frontier of a committed log of `size` entries from its stored nodes.
 /// The committed log's head and frontier, each read within `deadline`.
 async fn committed(
     conn: &mut AnyConnection,
@@ -1086,6 +1085,7 @@ async fn committed(
     Ok((head, frontier))
 }
 
+/// Rebuilds the frontier of a committed log of `size` entries from its stored nodes.
 async fn load_frontier(conn: &mut AnyConnection, size: u64) -> Result<CompactRange, LedgerError> {
     let mut keys = Vec::new();
     CompactRange::from_nodes(size, |level, index| {
