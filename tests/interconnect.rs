@@ -749,6 +749,16 @@ async fn a_node_forwards_for_its_own_regions_departments_only() {
         .await
         .unwrap_err();
     assert_refused(&refused, Code::PermissionDenied, "node: ");
+    // Its listing of withdrawals there likewise.
+    let channel = pki.channel(&a, REGION_B, Kind::Dept, "tax").await;
+    let refused = CreditQueryClient::new(channel)
+        .list_withdrawals(proto::ListWithdrawalsRequest {
+            node: NODE_B.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_refused(&refused, Code::PermissionDenied, "node: ");
     let at_b = ledger(&pki, &b, REGION_B).await;
     assert!(at_b.iter().all(|e| e.caller != NODE_A), "{at_b:?}");
 

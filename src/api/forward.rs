@@ -36,6 +36,20 @@ pub fn target(state: &NodeState, node: &str) -> Result<Option<SpiffeId>, Status>
     Ok((id != *state.node_id()).then_some(id))
 }
 
+/// The other node takes relays only for callers of the relay's own trust domain: anyone else
+/// is refused here (PERMISSION_DENIED naming `node`), before anything is charged or sent.
+pub fn of_this_region(state: &NodeState, caller: &Caller, route: &Route) -> Result<(), Status> {
+    if caller.spiffe_id.trust_domain() == state.node_id().trust_domain() {
+        return Ok(());
+    }
+    Err(Status::permission_denied(format!(
+        "node: this node forwards for its own trust domain's departments only; ask {} \
+         directly, or through a node of {}",
+        route.node(),
+        caller.spiffe_id.trust_domain()
+    )))
+}
+
 /// The route to `node`; INVALID_ARGUMENT naming `node` when there is none.
 pub fn route<'s>(state: &'s NodeState, node: &SpiffeId) -> Result<&'s Route, Status> {
     state.interconnect().route(node).ok_or_else(|| {
@@ -60,15 +74,7 @@ pub async fn forward_all(
     route: &Route,
 ) -> Result<Vec<proto::QueryResponse>, Status> {
     let asker = Asker::direct(caller);
-    // The other node takes relays only for callers of the relay's own trust domain: refused
-    // here, before anything is charged or sent.
-    if caller.spiffe_id.trust_domain() != state.node_id().trust_domain() {
-        let status = Status::permission_denied(format!(
-            "node: this node forwards queries of its own trust domain's departments only; ask \
-             {} directly, or through a node of {}",
-            route.node(),
-            caller.spiffe_id.trust_domain()
-        ));
+    if let Err(status) = of_this_region(state, caller, route) {
         return Err(refuse_all_on_record(state, asker, asked, |_| None, status).await);
     }
     let Some(first) = asked.first() else {

@@ -218,16 +218,11 @@ async fn withdrawals_as(
     let state = Arc::clone(state);
     let caller = asker.caller.clone();
     let req = req.clone();
-    let forwarding = tokio::spawn(async move {
+    on_own_task(async move {
         let route = forward::route(&state, &node)?;
         withdrawals::forward(&state, &caller, route, req).await
-    });
-    forwarding.await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "a forwarded listing's task failed");
-        Err(Status::internal(
-            "the forwarded listing failed; nothing was disclosed",
-        ))
     })
+    .await
 }
 
 /// `BatchQuery` for `asker`, already admitted by the rate limit (one cell per subject):
@@ -349,9 +344,7 @@ fn forwardable(state: &NodeState, node: &str, hops: Hops) -> Result<Option<Spiff
     }
 }
 
-/// `asked` forwarded to `node` for `caller`, on a task of its own: once forwarded, the queries
-/// are recorded here even if their call is dropped meanwhile (a caller's shorter
-/// `grpc-timeout`), as the other node has recorded them already.
+/// `asked` forwarded to `node` for `caller`, on a task of its own ([`on_own_task`]).
 async fn forwarded(
     state: &Arc<NodeState>,
     caller: &Caller,
@@ -361,14 +354,23 @@ async fn forwarded(
 ) -> Result<Vec<proto::QueryResponse>, Status> {
     let state = Arc::clone(state);
     let caller = caller.clone();
-    let forwarding = tokio::spawn(async move {
+    on_own_task(async move {
         let route = forward::route(&state, &node)?;
         forward::forward_all(&state, &caller, &asked, subject_type, route).await
-    });
-    forwarding.await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "a forwarded query's task failed");
+    })
+    .await
+}
+
+/// `forwarding` on a task of its own: once a request is sent on, it is recorded here even if
+/// its call is dropped meanwhile (a caller's shorter `grpc-timeout`), as the other node has
+/// recorded it already.
+async fn on_own_task<T: Send + 'static>(
+    forwarding: impl Future<Output = Result<T, Status>> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::spawn(forwarding).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a forwarded request's task failed");
         Err(Status::internal(
-            "the forwarded query failed; nothing was disclosed",
+            "the forwarded request failed; nothing was disclosed",
         ))
     })
 }

@@ -145,13 +145,7 @@ pub async fn forward(
     req: proto::ListWithdrawalsRequest,
 ) -> Result<proto::ListWithdrawalsResponse, Status> {
     let asker = Asker::direct(caller);
-    if caller.spiffe_id.trust_domain() != state.node_id().trust_domain() {
-        let status = Status::permission_denied(format!(
-            "node: this node forwards listings of its own trust domain's departments only; ask \
-             {} directly, or through a node of {}",
-            route.node(),
-            caller.spiffe_id.trust_domain()
-        ));
+    if let Err(status) = forward::of_this_region(state, caller, route) {
         return Err(refuse_on_record(state, asker, None, status).await);
     }
     if let Some(status) = query::suspended(state, &caller.spiffe_id) {
