@@ -225,15 +225,17 @@ impl Route {
         self.answer(client.relay_batch(request)).await
     }
 
-    /// [`Route::relay`] for a listing of withdrawals.
+    /// [`Route::relay`] for a listing of withdrawals, of `items` at most.
     pub async fn relay_withdrawals(
         &self,
         caller: &SpiffeId,
         listing: proto::ListWithdrawalsRequest,
+        items: Vec<String>,
     ) -> Result<proto::ListWithdrawalsResponse, Status> {
         let request = proto::RelayWithdrawalsRequest {
             on_behalf_of: caller.to_string(),
             request: Some(listing),
+            items,
         };
         let mut client = self.client();
         self.answer(client.relay_withdrawals(request)).await

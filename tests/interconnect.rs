@@ -761,6 +761,16 @@ async fn a_node_forwards_for_its_own_regions_departments_only() {
     assert_refused(&refused, Code::PermissionDenied, "node: ");
     let at_b = ledger(&pki, &b, REGION_B).await;
     assert!(at_b.iter().all(|e| e.caller != NODE_A), "{at_b:?}");
+    // A recorded both refusals, as sent nowhere.
+    let tax_b = "spiffe://region-b.credit.test/dept/tax";
+    let at_a = ledger(&pki, &a, REGION_A).await;
+    let refusals: Vec<_> = at_a.iter().filter(|e| e.caller == tax_b).collect();
+    assert_eq!(refusals.len(), 2, "{at_a:?}");
+    for e in refusals {
+        assert_eq!(e.outcome, proto::EntryOutcome::Denied as i32, "{e:?}");
+        assert!(e.reason.starts_with("node: "), "{e:?}");
+        assert_eq!(e.forwarded, None, "{e:?}");
+    }
 
     // And a node does not list a relay of its own region.
     let config = pki.write_config(REGION_A);
@@ -1119,12 +1129,21 @@ async fn withdrawals(
     node: &RunningNode,
     through: &str,
 ) -> Result<proto::ListWithdrawalsResponse, tonic::Status> {
+    let request = proto::ListWithdrawalsRequest {
+        node: through.into(),
+        ..Default::default()
+    };
+    withdrawals_page(pki, node, request).await
+}
+
+async fn withdrawals_page(
+    pki: &TestPki,
+    node: &RunningNode,
+    request: proto::ListWithdrawalsRequest,
+) -> Result<proto::ListWithdrawalsResponse, tonic::Status> {
     let channel = pki.channel(node, REGION_A, Kind::Dept, "court").await;
     CreditQueryClient::new(channel)
-        .list_withdrawals(proto::ListWithdrawalsRequest {
-            node: through.into(),
-            ..Default::default()
-        })
+        .list_withdrawals(request)
         .await
         .map(tonic::Response::into_inner)
 }
@@ -1241,6 +1260,25 @@ async fn a_department_learns_of_withdrawals_at_another_region_through_its_own_no
     assert_eq!(entry_b.on_behalf_of.as_deref(), Some(COURT_A));
     assert_eq!(entry_b.purpose, "withdrawal-notices");
     assert_eq!(entry_b.response_sha256, theirs.result_sha256);
+
+    // Page by page, nothing tells of the penalty either: B lists only the items A may pass on,
+    // so no page token names it (B withdrew it first).
+    let mut request = proto::ListWithdrawalsRequest {
+        node: NODE_B.into(),
+        limit: 1,
+        ..Default::default()
+    };
+    let mut listed = Vec::new();
+    loop {
+        let page = withdrawals_page(&pki, &a, request.clone()).await.unwrap();
+        assert!(!format!("{page:?}").contains(&penalty_id), "{page:?}");
+        listed.extend(page.withdrawals.into_iter().map(|w| w.record_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    assert_eq!(listed, [removal.record_id.clone()]);
 
     // A node A has no route to is refused, naming `node`.
     let refused = withdrawals(&pki, &a, "spiffe://region-b.credit.test/dept/court")

@@ -239,6 +239,7 @@ async fn the_python_client_gets_precise_refusals_and_its_proof_fails_closed() {
     .await;
     assert_eq!(code, 1, "{out}");
     assert_eq!(out["error"]["code"], "UNAVAILABLE", "{out}");
+    assert!(out.get("response").is_none(), "nothing received: {out}");
 }
 
 /// The client's own proof checks, against trees built from RFC 9162's definitions and against

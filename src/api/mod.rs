@@ -182,19 +182,21 @@ impl CreditQuery for CreditQueryApi {
         let state = &self.state;
         query::admit(state, caller, 1).await?;
         let asker = query::Asker::direct(caller);
-        withdrawals_as(state, asker, request.get_ref(), Hops::MayForward)
+        withdrawals_as(state, asker, request.get_ref(), None, Hops::MayForward)
             .await
             .map(Response::new)
     }
 }
 
 /// `ListWithdrawals` for `asker`, already admitted by the rate limit: validated (a malformed
-/// request is recorded and refused), then answered from this node's withdrawals or forwarded
-/// to the node it names, on a task of its own as a forwarded query is.
+/// request is recorded and refused), then answered from this node's withdrawals (of `only`
+/// these items, when a relay names them) or forwarded to the node it names, on a task of its
+/// own as a forwarded query is.
 async fn withdrawals_as(
     state: &Arc<NodeState>,
     asker: query::Asker<'_>,
     req: &proto::ListWithdrawalsRequest,
+    only: Option<&[String]>,
     hops: Hops,
 ) -> Result<proto::ListWithdrawalsResponse, Status> {
     let refuse = async |status: Status| {
@@ -206,21 +208,22 @@ async fn withdrawals_as(
         Err(status) => return Err(refuse(status).await),
     };
     let Some(node) = node else {
-        return match withdrawals::validate(state, req) {
+        return match withdrawals::validate(state, req, only) {
             Ok(asked) => withdrawals::answer(state, asker, &asked).await,
             Err(status) => Err(refuse(status).await),
         };
     };
     // The page token is the other node's to read; the page's size is checked here too.
-    if let Err(status) = withdrawals::page_limit(req) {
-        return Err(refuse(status).await);
-    }
+    let limit = match withdrawals::page_limit(req) {
+        Ok(limit) => limit,
+        Err(status) => return Err(refuse(status).await),
+    };
     let state = Arc::clone(state);
     let caller = asker.caller.clone();
     let req = req.clone();
     on_own_task(async move {
         let route = forward::route(&state, &node)?;
-        withdrawals::forward(&state, &caller, route, req).await
+        withdrawals::forward(&state, &caller, route, req, limit).await
     })
     .await
 }

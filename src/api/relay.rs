@@ -99,7 +99,7 @@ impl Interconnect for InterconnectApi {
             caller,
             on_behalf_of: Some(&on_behalf_of),
         };
-        withdrawals_as(state, asker, listing, Hops::Relayed)
+        withdrawals_as(state, asker, listing, Some(&req.items), Hops::Relayed)
             .await
             .map(Response::new)
     }

@@ -48,6 +48,9 @@ pub struct Asked {
     since_ms: i64,
     after: Option<After>,
     limit: u32,
+    /// The items a relay asks for (those its own catalog grants the caller it acts for): no
+    /// others are listed, whatever this node's catalog grants.
+    only: Option<BTreeSet<String>>,
 }
 
 /// The most withdrawals `req` asks for in its page; the error names `limit`.
@@ -61,8 +64,13 @@ pub fn page_limit(req: &proto::ListWithdrawalsRequest) -> Result<u32, Status> {
     }
 }
 
-/// Request fields to a validated listing of this node's withdrawals; errors name the field.
-pub fn validate(state: &NodeState, req: &proto::ListWithdrawalsRequest) -> Result<Asked, Status> {
+/// Request fields to a validated listing of this node's withdrawals, of `only` these items
+/// when a relay names them; errors name the field.
+pub fn validate(
+    state: &NodeState,
+    req: &proto::ListWithdrawalsRequest,
+    only: Option<&[String]>,
+) -> Result<Asked, Status> {
     let limit = page_limit(req)?;
     let after = if req.page_token.is_empty() {
         None
@@ -81,6 +89,7 @@ pub fn validate(state: &NodeState, req: &proto::ListWithdrawalsRequest) -> Resul
         since_ms: req.since_ms,
         after,
         limit,
+        only: only.map(|items| items.iter().cloned().collect()),
     })
 }
 
@@ -96,7 +105,10 @@ pub async fn answer(
     if let Some(status) = query::suspended(state, asker.principal()) {
         return Err(refuse_on_record(state, asker, None, status).await);
     }
-    let granted = granted_items(state, asker.principal());
+    let mut granted = granted_items(state, asker.principal());
+    if let Some(only) = &asked.only {
+        granted.retain(|item| only.contains(item));
+    }
     let items: Vec<&str> = granted.iter().map(String::as_str).collect();
     // One more than the page: whether another page follows.
     let mut found = state
@@ -143,6 +155,7 @@ pub async fn forward(
     caller: &Caller,
     route: &Route,
     req: proto::ListWithdrawalsRequest,
+    limit: u32,
 ) -> Result<proto::ListWithdrawalsResponse, Status> {
     let asker = Asker::direct(caller);
     if let Err(status) = forward::of_this_region(state, caller, route) {
@@ -152,14 +165,26 @@ pub async fn forward(
         return Err(refuse_on_record(state, asker, None, status).await);
     }
     let granted = granted_items(state, &caller.spiffe_id);
+    if granted.is_empty() {
+        // Nothing this node could pass on: nothing is asked, and the empty page is recorded
+        // as this node's own, as a caller granted nothing gets here.
+        let empty = proto::ListWithdrawalsResponse::default();
+        return sent_on_record(state, asker, empty, None).await;
+    }
     let node = route.node();
     let listing = proto::ListWithdrawalsRequest {
         node: String::new(),
         ..req
     };
-    let listed = route.relay_withdrawals(&caller.spiffe_id, listing).await;
+    // The other node lists only what this one may pass on: its page token, which names the
+    // page's last withdrawal, then names one the caller receives anyway.
+    let items = granted.iter().cloned().collect();
+    let listed = route
+        .relay_withdrawals(&caller.spiffe_id, listing, items)
+        .await;
+    let listed = listed.and_then(|page| received(page, node, limit));
     state.interconnect().counts().forwarded(&listed, 1);
-    let (page, receipt) = match listed.and_then(|page| received(page, node)) {
+    let (page, receipt) = match listed {
         Ok(received) => received,
         Err(status) => {
             let sent = forward::sent_to(node, None);
@@ -167,6 +192,7 @@ pub async fn forward(
         }
     };
     let response = proto::ListWithdrawalsResponse {
+        // Kept to what was asked for, whatever the other node sent.
         withdrawals: page
             .withdrawals
             .into_iter()
@@ -184,12 +210,13 @@ pub async fn forward(
     sent_on_record(state, asker, response, Some(sent)).await
 }
 
-/// The other node's page, checked: without a well-formed receipt, with a record id or reason
-/// that is none, or with a page token no node of ours gives, it is refused (UNAVAILABLE), not
-/// passed on.
+/// The other node's page, checked: with more than `limit` withdrawals, without a well-formed
+/// receipt, with a record id, reason, date or time that is none, out of order, or with a page
+/// token no node of ours gives, it is refused (UNAVAILABLE), not passed on.
 fn received(
     page: proto::ListWithdrawalsResponse,
     node: &crate::identity::SpiffeId,
+    limit: u32,
 ) -> Result<(proto::ListWithdrawalsResponse, UpstreamReceipt), Status> {
     let malformed = |what: &str| {
         tracing::warn!(node = %node, what, "a node sent a malformed listing of withdrawals");
@@ -202,6 +229,10 @@ fn received(
         .as_ref()
         .ok_or_else(|| malformed("no receipt"))?;
     let receipt = convert::upstream_receipt_from(receipt).map_err(malformed)?;
+    if page.withdrawals.len() > limit as usize {
+        return Err(malformed("more withdrawals than the limit"));
+    }
+    let mut last_ms = 0;
     for (i, w) in page.withdrawals.iter().enumerate() {
         if RecordId::parse(&w.record_id).is_none() {
             return Err(malformed(&format!("withdrawals[{i}].record_id")));
@@ -211,6 +242,14 @@ fn received(
         {
             return Err(malformed(&format!("withdrawals[{i}].reason")));
         }
+        let date = time::format_description::well_known::Iso8601::DATE;
+        if time::Date::parse(&w.on, &date).is_err() {
+            return Err(malformed(&format!("withdrawals[{i}].on")));
+        }
+        if w.withdrawn_ms < last_ms {
+            return Err(malformed(&format!("withdrawals[{i}].withdrawn_ms")));
+        }
+        last_ms = w.withdrawn_ms;
     }
     if !page.next_page_token.is_empty() && parse_token(&page.next_page_token).is_none() {
         return Err(malformed("next_page_token"));
