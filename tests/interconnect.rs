@@ -1278,7 +1278,7 @@ async fn a_department_learns_of_withdrawals_at_another_region_through_its_own_no
         }
         request.page_token = page.next_page_token;
     }
-    assert_eq!(listed, [removal.record_id.clone()]);
+    assert_eq!(listed, std::slice::from_ref(&removal.record_id));
 
     // A node A has no route to is refused, naming `node`.
     let refused = withdrawals(&pki, &a, "spiffe://region-b.credit.test/dept/court")
