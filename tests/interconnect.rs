@@ -736,6 +736,32 @@ async fn a_suspended_relay_is_refused_whomever_it_acts_for() {
 }
 
 #[tokio::test]
+async fn a_department_suspended_here_gets_no_listing_from_another_region() {
+    let pki = TestPki::new();
+    let b = holding_node(&pki, &Uscc::from_seed(16).to_string()).await;
+    let a = forwarding_node(&pki, NODE_B, port(&b), None).await;
+    let suspension = credit_node::harvest::Suspension {
+        caller: COURT_A.into(),
+        since_ms: 1,
+        alert_seq: 0,
+        reason: "enumeration suspected".into(),
+    };
+    a.state().guard().suspend(&suspension).await.unwrap();
+
+    let refused = withdrawals(&pki, &a, NODE_B).await.unwrap_err();
+    assert_refused(&refused, Code::PermissionDenied, "this caller is suspended");
+    // Refused at A, on record there; nothing asked of B.
+    let at_b = ledger(&pki, &b, REGION_B).await;
+    assert!(at_b.iter().all(|e| e.caller != NODE_A), "{at_b:?}");
+    let at_a = ledger(&pki, &a, REGION_A).await;
+    let court: Vec<_> = at_a.iter().filter(|e| e.caller == COURT_A).collect();
+    assert_eq!(court.len(), 1, "{at_a:?}");
+    assert_eq!(court[0].purpose, "withdrawal-notices");
+    assert_eq!(court[0].outcome, proto::EntryOutcome::Denied as i32);
+    assert_eq!(court[0].forwarded, None);
+}
+
+#[tokio::test]
 async fn a_node_forwards_for_its_own_regions_departments_only() {
     let pki = TestPki::new();
     let subject = Uscc::from_seed(15).to_string();
