@@ -65,11 +65,12 @@ impl Counts {
 
     /// Counts `queries` forwarded together by how they ended: UNAVAILABLE is no answer (the
     /// route's or the other node's), any other refusal the other node's word.
-    pub fn forwarded<T>(&self, answer: &Result<T, Status>, queries: u64) {
-        let counter = match answer {
-            Ok(_) => &self.forwarded_answered,
-            Err(status) if status.code() == tonic::Code::Unavailable => &self.forwarded_unanswered,
-            Err(_) => &self.forwarded_refused,
+    /// `refused`: why they got no answer to pass on, if they did not.
+    pub fn forwarded(&self, refused: Option<&Status>, queries: u64) {
+        let counter = match refused {
+            None => &self.forwarded_answered,
+            Some(status) if status.code() == tonic::Code::Unavailable => &self.forwarded_unanswered,
+            Some(_) => &self.forwarded_refused,
         };
         Self::add_n(counter, queries);
     }

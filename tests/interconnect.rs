@@ -1332,3 +1332,191 @@ async fn a_department_learns_of_withdrawals_at_another_region_through_its_own_no
     assert_eq!(lines.lines().count(), 1, "{lines}");
     assert!(lines.contains(&removal.record_id), "{lines}");
 }
+
+/// A node of region B that answers every relayed query with a well-formed receipt and an
+/// answer about another subject, as a buggy or hostile peer might: region A's node must pass
+/// none of it on, and keep the receipt.
+mod misbehaving {
+    use std::{
+        pin::Pin,
+        task::{Context, Poll},
+    };
+
+    use credit_node::{
+        identity::{Kind, TrustDomain},
+        pki::{self, REGION_A, REGION_B},
+        proto::{self, interconnect_server::InterconnectServer},
+        tls,
+    };
+    use tokio::{
+        io::{AsyncRead, AsyncWrite, ReadBuf},
+        net::{TcpListener, TcpStream},
+    };
+    use tonic::{Request, Response, Status, transport::server::Connected};
+
+    use super::TestPki;
+
+    /// The receipt it sends with its `n`th answer (from 0).
+    pub fn receipt(n: u64) -> proto::Receipt {
+        proto::Receipt {
+            sequence: 40 + n,
+            leaf_hash: vec![7; 32],
+            result_sha256: vec![8; 32],
+            query_id: vec![9; 16],
+        }
+    }
+
+    fn answer(n: u64, subject: &str) -> proto::QueryResponse {
+        proto::QueryResponse {
+            result: Some(proto::QueryResult {
+                subject: format!("{subject}-not"),
+                ..Default::default()
+            }),
+            receipt: Some(receipt(n)),
+            upstream: None,
+        }
+    }
+
+    struct Peer;
+
+    #[tonic::async_trait]
+    impl proto::interconnect_server::Interconnect for Peer {
+        async fn relay(
+            &self,
+            request: Request<proto::RelayRequest>,
+        ) -> Result<Response<proto::QueryResponse>, Status> {
+            let subject = request.into_inner().query.unwrap_or_default().subject;
+            Ok(Response::new(answer(0, &subject)))
+        }
+
+        async fn relay_batch(
+            &self,
+            request: Request<proto::RelayBatchRequest>,
+        ) -> Result<Response<proto::BatchQueryResponse>, Status> {
+            let batch = request.into_inner().batch.unwrap_or_default();
+            let answers = batch
+                .subjects
+                .iter()
+                .zip(0..)
+                .map(|(s, n)| answer(n, s))
+                .collect();
+            Ok(Response::new(proto::BatchQueryResponse { answers }))
+        }
+
+        async fn relay_withdrawals(
+            &self,
+            _: Request<proto::RelayWithdrawalsRequest>,
+        ) -> Result<Response<proto::ListWithdrawalsResponse>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+    }
+
+    /// A TLS connection as tonic takes it.
+    struct Tls(tokio_rustls::server::TlsStream<TcpStream>);
+
+    impl Connected for Tls {
+        type ConnectInfo = ();
+        fn connect_info(&self) {}
+    }
+
+    impl AsyncRead for Tls {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Tls {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    /// Starts the peer with region B's node certificate, trusting region A's CA; its port.
+    pub async fn start(pki: &TestPki) -> u16 {
+        let (cert, key) = pki::issue_identity(&pki.layout, REGION_B, Kind::Dept, "samr").unwrap();
+        let material = tls::ServerMaterial {
+            chain: tls::load_certs(&cert).unwrap(),
+            key: tls::load_key(&key).unwrap(),
+            trust: vec![tls::TrustDomainMaterial {
+                domain: TrustDomain::parse(REGION_A).unwrap(),
+                roots: tls::load_roots(&pki.layout.ca_cert(REGION_A)).unwrap(),
+                crls: Vec::new(),
+            }],
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_tls(material).unwrap().config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let incoming = futures_util::stream::unfold(listener, move |listener| {
+            let acceptor = acceptor.clone();
+            async move {
+                loop {
+                    let (tcp, _) = listener.accept().await.ok()?;
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        return Some((Ok::<_, std::io::Error>(Tls(tls)), listener));
+                    }
+                }
+            }
+        });
+        let server = tonic::transport::Server::builder()
+            .add_service(InterconnectServer::new(Peer))
+            .serve_with_incoming(incoming);
+        tokio::spawn(server);
+        port
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_answer_is_passed_on_to_no_one_and_its_receipt_is_kept() {
+    let pki = TestPki::new();
+    let port = misbehaving::start(&pki).await;
+    let a = forwarding_node(&pki, NODE_B, port, None).await;
+    let subjects = three_subjects(70);
+
+    let refused = query(&pki, &a, "court", enforcement(&subjects[0], NODE_B))
+        .await
+        .unwrap_err();
+    assert_refused(
+        &refused,
+        Code::Unavailable,
+        &format!("node {NODE_B} sent a malformed answer (result.subject is another subject)"),
+    );
+    let refused = batch_query(&pki, &a, batch(&subjects[1..], NODE_B))
+        .await
+        .unwrap_err();
+    assert_refused(
+        &refused,
+        Code::Unavailable,
+        &format!("node {NODE_B} sent a malformed"),
+    );
+    let unanswered = r#"credit_node_forwarded_total{result="unanswered"}"#;
+    assert_eq!(count(&a, unanswered).await, 3.0);
+
+    // Each refusal here names the other node's entry of the query, which it sent, answered.
+    let entries = ledger(&pki, &a, REGION_A).await;
+    let court: Vec<_> = entries.iter().filter(|e| e.caller == COURT_A).collect();
+    assert_eq!(court.len(), 3, "{entries:?}");
+    for (subject, n) in subjects.iter().zip([0, 0, 1]) {
+        let e = court.iter().find(|e| &e.subject == subject).unwrap();
+        assert_eq!(e.outcome, proto::EntryOutcome::Denied as i32, "{e:?}");
+        assert!(e.decisions.is_empty(), "{e:?}");
+        let theirs = misbehaving::receipt(n);
+        assert_eq!(e.forwarded, sent_to(NODE_B, Some(&theirs)), "{e:?}");
+    }
+}

@@ -100,13 +100,14 @@ pub async fn forward_all(
     let pending = query::admission(state, asker, asked).await?;
     let relayed = relay(route, caller, asked, subject_type, items).await;
     let counts = state.interconnect().counts();
-    counts.forwarded(&relayed, u64::try_from(asked.len()).unwrap_or(u64::MAX));
+    let refused = relayed.as_ref().err().map(|n| &n.status);
+    counts.forwarded(refused, u64::try_from(asked.len()).unwrap_or(u64::MAX));
     let node = route.node();
     let answered = match relayed {
         Ok(answered) => answered,
-        Err(status) => {
-            let unanswered = |_| Some(sent_to(node, None));
-            return Err(refuse_all_on_record(state, asker, asked, unanswered, status).await);
+        Err(NotPassedOn { status, receipts }) => {
+            let sent = |i: usize| Some(sent_to(node, receipts.get(i).copied().flatten()));
+            return Err(refuse_all_on_record(state, asker, asked, sent, status).await);
         }
     };
     let receipts: Vec<UpstreamReceipt> = answered.iter().map(|(_, _, r)| *r).collect();
@@ -152,14 +153,16 @@ pub async fn forward_all(
 /// The two ledgers can still differ on a query, never by a disclosure without this node's
 /// record: an answer that comes after the route's timeout, that is malformed or too large, or
 /// that this node then cannot pass on (its own quota charge no longer fits at commit) is
-/// recorded there as answered and here as refused, and the caller receives nothing.
+/// recorded there as answered and here as refused, and the caller receives nothing. Where the
+/// other node's receipt came (a malformed answer with a well-formed receipt; a batch's other
+/// answers), the refusal here records it.
 async fn relay(
     route: &Route,
     caller: &Caller,
     asked: &[Asked],
     subject_type: i32,
     items: Vec<proto::ItemSelection>,
-) -> Result<Vec<Received>, Status> {
+) -> Result<Vec<Received>, NotPassedOn> {
     let node = route.node();
     let Some(first) = asked.first() else {
         return Ok(Vec::new());
@@ -174,7 +177,14 @@ async fn relay(
             node: String::new(),
         };
         let response = route.relay(&caller.spiffe_id, request).await?;
-        return Ok(vec![received(response, only, node)?]);
+        let receipt = receipt_of(&response);
+        return match received(response, only, node) {
+            Ok(answer) => Ok(vec![answer]),
+            Err(status) => Err(NotPassedOn {
+                status,
+                receipts: vec![receipt],
+            }),
+        };
     }
     let batch = proto::BatchQueryRequest {
         subjects: asked.iter().map(|a| a.subject.clone()).collect(),
@@ -192,13 +202,39 @@ async fn relay(
              disclosed",
             answers.len(),
             asked.len()
-        )));
+        ))
+        .into());
     }
+    let receipts = answers.iter().map(receipt_of).collect();
     answers
         .into_iter()
         .zip(asked)
         .map(|(answer, a)| received(answer, a, node))
-        .collect()
+        .collect::<Result<_, _>>()
+        .map_err(|status| NotPassedOn { status, receipts })
+}
+
+/// Why the other node's answers are not passed on, and the receipts that came with them (by
+/// index in `asked`; none where it sent none, or its answers cannot be told apart): that
+/// node recorded those queries, and this node's refusals say where.
+struct NotPassedOn {
+    status: Status,
+    receipts: Vec<Option<UpstreamReceipt>>,
+}
+
+impl From<Status> for NotPassedOn {
+    fn from(status: Status) -> Self {
+        Self {
+            status,
+            receipts: Vec::new(),
+        }
+    }
+}
+
+/// The well-formed receipt of an answer, whatever the rest of it is.
+fn receipt_of(response: &proto::QueryResponse) -> Option<UpstreamReceipt> {
+    let receipt = response.receipt.as_ref()?;
+    convert::upstream_receipt_from(receipt).ok()
 }
 
 /// What an entry records of a request sent to `node`: that node's receipt, if it answered.

@@ -183,7 +183,10 @@ pub async fn forward(
         .relay_withdrawals(&caller.spiffe_id, listing, items)
         .await;
     let listed = listed.and_then(|page| received(page, node, limit));
-    state.interconnect().counts().forwarded(&listed, 1);
+    state
+        .interconnect()
+        .counts()
+        .forwarded(listed.as_ref().err(), 1);
     let (page, receipt) = match listed {
         Ok(received) => received,
         Err(status) => {
