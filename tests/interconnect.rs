@@ -1407,7 +1407,19 @@ mod misbehaving {
             &self,
             _: Request<proto::RelayWithdrawalsRequest>,
         ) -> Result<Response<proto::ListWithdrawalsResponse>, Status> {
-            Err(Status::unimplemented("not in this test"))
+            // A date no decision has, where the department's tools would print it.
+            let withdrawal = proto::Withdrawal {
+                record_id: "0123456789abcdef0123456789abcdef".into(),
+                item: "registration".into(),
+                withdrawn_ms: 1,
+                reason: proto::WithdrawalReason::Restored.into(),
+                on: "\u{1b}[2J2026-11-01".into(),
+            };
+            Ok(Response::new(proto::ListWithdrawalsResponse {
+                withdrawals: vec![withdrawal],
+                receipt: Some(receipt(9)),
+                ..Default::default()
+            }))
         }
     }
 
@@ -1519,4 +1531,20 @@ async fn a_malformed_answer_is_passed_on_to_no_one_and_its_receipt_is_kept() {
         let theirs = misbehaving::receipt(n);
         assert_eq!(e.forwarded, sent_to(NODE_B, Some(&theirs)), "{e:?}");
     }
+
+    // A listing of withdrawals likewise: nothing of the page reaches the court.
+    let refused = withdrawals(&pki, &a, NODE_B).await.unwrap_err();
+    assert_refused(
+        &refused,
+        Code::Unavailable,
+        &format!("node {NODE_B} sent a malformed answer (withdrawals[0].on)"),
+    );
+    let entries = ledger(&pki, &a, REGION_A).await;
+    let listing = entries
+        .iter()
+        .find(|e| e.purpose == "withdrawal-notices")
+        .unwrap();
+    assert_eq!(listing.outcome, proto::EntryOutcome::Denied as i32);
+    let theirs = misbehaving::receipt(9);
+    assert_eq!(listing.forwarded, sent_to(NODE_B, Some(&theirs)));
 }

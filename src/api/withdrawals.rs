@@ -182,6 +182,12 @@ pub async fn forward(
     let listed = route
         .relay_withdrawals(&caller.spiffe_id, listing, items)
         .await;
+    // Kept even when the rest of the page is malformed: that node recorded the listing.
+    let their_receipt = listed
+        .as_ref()
+        .ok()
+        .and_then(|page| page.receipt.as_ref())
+        .and_then(|r| convert::upstream_receipt_from(r).ok());
     let listed = listed.and_then(|page| received(page, node, limit));
     state
         .interconnect()
@@ -190,7 +196,7 @@ pub async fn forward(
     let (page, receipt) = match listed {
         Ok(received) => received,
         Err(status) => {
-            let sent = forward::sent_to(node, None);
+            let sent = forward::sent_to(node, their_receipt);
             return Err(refuse_on_record(state, asker, Some(sent), status).await);
         }
     };
