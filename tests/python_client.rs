@@ -258,3 +258,55 @@ fn the_python_clients_proof_checks_hold_to_rfc_9162_and_refuse_tampered_proofs()
     assert!(out.status.success(), "{report}");
     assert!(report.contains("Ran 3 tests"), "{report}");
 }
+
+#[tokio::test]
+async fn the_python_client_learns_which_records_it_received_were_withdrawn() {
+    let Some(python) = python() else { return };
+    let pki = TestPki::new();
+    let subject = Uscc::from_seed(33).to_string();
+    let node = node_holding(&pki, &subject).await;
+    let operator = pki.channel(&node, REGION_A, Kind::Operator, "admin").await;
+    let mut admin = AdministrationClient::new(operator);
+    admin
+        .ingest_records(proto::IngestRecordsRequest {
+            json_lines: vec![common::penalty_row(
+                &subject,
+                "京市监罚〔2026〕8号",
+                "2026-05-01",
+            )],
+        })
+        .await
+        .expect("operator ingests");
+    // The court receives the penalty, which is then restored.
+    let channel = pki.channel(&node, REGION_A, Kind::Dept, "court").await;
+    let received = CreditQueryClient::new(channel)
+        .query(ask_for(&subject, "admin-penalty", "enforcement"))
+        .await
+        .unwrap()
+        .into_inner();
+    let record_id = received.result.unwrap().records[0].record_id.clone();
+    admin
+        .restore_record(proto::RestoreRecordRequest {
+            record_id: record_id.clone(),
+            restored_on: "2026-11-01".into(),
+            basis: "信用修复决定〔2026〕9号".into(),
+        })
+        .await
+        .expect("operator restores");
+
+    let (cert, key) = pki.identity(REGION_A, Kind::Dept, "court");
+    let court = (cert.as_path(), key.as_path());
+    let (code, out) = client(&python, &pki, &node, court, &["withdrawals"]).await;
+    assert_eq!(code, 0, "{out}");
+    let listed = out["withdrawals"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{out}");
+    assert_eq!(listed[0]["record_id"], record_id.as_str(), "{out}");
+    assert_eq!(listed[0]["reason"], "WITHDRAWAL_REASON_RESTORED", "{out}");
+    assert_eq!(listed[0]["on"], "2026-11-01", "{out}");
+    // One page, on record at the node.
+    assert_eq!(
+        out["listed_in_entries"].as_array().unwrap().len(),
+        1,
+        "{out}"
+    );
+}

@@ -12,6 +12,9 @@ identity from it, never from a request field), and asks:
              tree (RFC 9162 inclusion proof), all computed here, independently of the node's
              own code. (The entry's bytes are the node's officers' to read: that the leaf
              records this digest is theirs to check, with `credit-node ledger verify`.)
+    withdrawals  every record the node withdrew since --since-ms that we may have received
+             (restored, or removed from a list): stop using them. All pages; with --node,
+             those of that node of another region, asked through this one
 
 Output is one JSON object on stdout. Exit codes: 0 answered (and proved), 1 the node refused
 (`{"error": {"code": ..., "message": ...}}`), 2 a proof failed, 3 bad usage or files.
@@ -192,6 +195,21 @@ def prove(pb, review_pb, review, response, pinned_key):
 # --- commands ---------------------------------------------------------------------------------
 
 
+def list_withdrawals(pb, credit, args):
+    """Every page of withdrawals since `args.since_ms`, and the ledger entries that recorded
+    each page (each page is a query on record at the node)."""
+    withdrawals, entries, token = [], [], ""
+    while True:
+        page = credit.ListWithdrawals(
+            pb.ListWithdrawalsRequest(since_ms=args.since_ms, page_token=token, node=args.node)
+        )
+        withdrawals.extend(as_json(w) for w in page.withdrawals)
+        entries.append(page.receipt.sequence)
+        token = page.next_page_token
+        if not token:
+            return {"withdrawals": withdrawals, "listed_in_entries": entries}
+
+
 class Parser(argparse.ArgumentParser):
     """Bad usage is exit 3 with a JSON error, as documented, not argparse's exit 2."""
 
@@ -216,6 +234,9 @@ def main(argv):
     query.add_argument("--basis", required=True, help="the legal basis or case reference")
     query.add_argument("--node", default="", help="the node of another region holding it")
     query.add_argument("--ledger-key", help="the node's ledger.pub (PEM): prove the receipt")
+    listing = commands.add_parser("withdrawals")
+    listing.add_argument("--since-ms", type=int, default=0, help="Unix ms, inclusive")
+    listing.add_argument("--node", default="", help="the node of another region to ask for")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as generated:
@@ -231,6 +252,9 @@ def main(argv):
             try:
                 if args.command == "whoami":
                     print(json.dumps(as_json(credit.WhoAmI(pb.WhoAmIRequest()))))
+                    return 0
+                if args.command == "withdrawals":
+                    print(json.dumps(list_withdrawals(pb, credit, args), ensure_ascii=False))
                     return 0
                 request = pb.QueryRequest(
                     subject=args.subject,
