@@ -164,17 +164,23 @@ fn port(node: &RunningNode) -> u16 {
     node.local_addr().port()
 }
 
+/// A `CreditQuery` client of `node` as region A's department `id`.
+async fn department(
+    pki: &TestPki,
+    node: &RunningNode,
+    id: &str,
+) -> CreditQueryClient<tonic::transport::Channel> {
+    CreditQueryClient::new(pki.channel(node, REGION_A, Kind::Dept, id).await)
+}
+
 async fn query(
     pki: &TestPki,
     node: &RunningNode,
     id: &str,
     request: proto::QueryRequest,
 ) -> Result<proto::QueryResponse, tonic::Status> {
-    let channel = pki.channel(node, REGION_A, Kind::Dept, id).await;
-    CreditQueryClient::new(channel)
-        .query(request)
-        .await
-        .map(tonic::Response::into_inner)
+    let answer = department(pki, node, id).await.query(request).await;
+    answer.map(tonic::Response::into_inner)
 }
 
 fn enforcement(subject: &str, node: &str) -> proto::QueryRequest {
@@ -934,11 +940,11 @@ async fn batch_query(
     node: &RunningNode,
     request: proto::BatchQueryRequest,
 ) -> Result<proto::BatchQueryResponse, tonic::Status> {
-    let channel = pki.channel(node, REGION_A, Kind::Dept, "court").await;
-    CreditQueryClient::new(channel)
-        .batch_query(request)
+    let answer = department(pki, node, "court")
         .await
-        .map(tonic::Response::into_inner)
+        .batch_query(request)
+        .await;
+    answer.map(tonic::Response::into_inner)
 }
 
 #[tokio::test]
@@ -1167,11 +1173,11 @@ async fn withdrawals_page(
     node: &RunningNode,
     request: proto::ListWithdrawalsRequest,
 ) -> Result<proto::ListWithdrawalsResponse, tonic::Status> {
-    let channel = pki.channel(node, REGION_A, Kind::Dept, "court").await;
-    CreditQueryClient::new(channel)
-        .list_withdrawals(request)
+    let listed = department(pki, node, "court")
         .await
-        .map(tonic::Response::into_inner)
+        .list_withdrawals(request)
+        .await;
+    listed.map(tonic::Response::into_inner)
 }
 
 #[tokio::test]
@@ -1213,14 +1219,7 @@ async fn a_department_learns_of_withdrawals_at_another_region_through_its_own_no
         .records[0]
         .record_id
         .clone();
-    admin
-        .restore_record(proto::RestoreRecordRequest {
-            record_id: penalty_id.clone(),
-            restored_on: "2026-11-01".into(),
-            basis: "信用修复决定〔2026〕9号".into(),
-        })
-        .await
-        .expect("operator restores");
+    common::restore(&mut admin, &penalty_id, "2026-11-01").await;
     admin
         .remove_from_list(proto::RemoveFromListRequest {
             subject: subject.clone(),

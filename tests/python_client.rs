@@ -285,14 +285,7 @@ async fn the_python_client_learns_which_records_it_received_were_withdrawn() {
         .unwrap()
         .into_inner();
     let record_id = received.result.unwrap().records[0].record_id.clone();
-    admin
-        .restore_record(proto::RestoreRecordRequest {
-            record_id: record_id.clone(),
-            restored_on: "2026-11-01".into(),
-            basis: "信用修复决定〔2026〕9号".into(),
-        })
-        .await
-        .expect("operator restores");
+    common::restore(&mut admin, &record_id, "2026-11-01").await;
 
     let (cert, key) = pki.identity(REGION_A, Kind::Dept, "court");
     let court = (cert.as_path(), key.as_path());

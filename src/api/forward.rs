@@ -177,7 +177,7 @@ async fn relay(
             node: String::new(),
         };
         let response = route.relay(&caller.spiffe_id, request).await?;
-        let receipt = receipt_of(&response);
+        let receipt = well_formed(response.receipt.as_ref());
         return match received(response, only, node) {
             Ok(answer) => Ok(vec![answer]),
             Err(status) => Err(NotPassedOn {
@@ -196,16 +196,13 @@ async fn relay(
     };
     let answers = route.relay_batch(&caller.spiffe_id, batch).await?.answers;
     if answers.len() != asked.len() {
-        tracing::warn!(node = %node, "a node answered a batch with another number of answers");
-        return Err(Status::unavailable(format!(
-            "node {node} sent a malformed answer (answers for {} subjects of {}); nothing was \
-             disclosed",
-            answers.len(),
-            asked.len()
-        ))
-        .into());
+        let what = format!("answers for {} subjects of {}", answers.len(), asked.len());
+        return Err(malformed(node, &what).into());
     }
-    let receipts = answers.iter().map(receipt_of).collect();
+    let receipts = answers
+        .iter()
+        .map(|answer| well_formed(answer.receipt.as_ref()))
+        .collect();
     answers
         .into_iter()
         .zip(asked)
@@ -231,10 +228,18 @@ impl From<Status> for NotPassedOn {
     }
 }
 
-/// The well-formed receipt of an answer, whatever the rest of it is.
-fn receipt_of(response: &proto::QueryResponse) -> Option<UpstreamReceipt> {
-    let receipt = response.receipt.as_ref()?;
-    convert::upstream_receipt_from(receipt).ok()
+/// The receipt of another node's answer, if it is well-formed, whatever the rest of the
+/// answer is.
+pub(super) fn well_formed(receipt: Option<&proto::Receipt>) -> Option<UpstreamReceipt> {
+    convert::upstream_receipt_from(receipt?).ok()
+}
+
+/// The refusal of another node's answer that is malformed (`what`), and its trace in the log.
+pub(super) fn malformed(node: &SpiffeId, what: &str) -> Status {
+    tracing::warn!(node = %node, what, "a node sent a malformed answer");
+    Status::unavailable(format!(
+        "node {node} sent a malformed answer ({what}); nothing was disclosed"
+    ))
 }
 
 /// What an entry records of a request sent to `node`: that node's receipt, if it answered.
@@ -327,12 +332,7 @@ fn received(
     asked: &Asked,
     node: &SpiffeId,
 ) -> Result<Received, Status> {
-    let malformed = |what: &str| {
-        tracing::warn!(node = %node, what, "a node sent a malformed answer to a forwarded query");
-        Status::unavailable(format!(
-            "node {node} sent a malformed answer ({what}); nothing was disclosed"
-        ))
-    };
+    let malformed = |what: &str| malformed(node, what);
     let receipt = response.receipt.ok_or_else(|| malformed("no receipt"))?;
     let receipt = convert::upstream_receipt_from(&receipt).map_err(malformed)?;
     let result = response.result.ok_or_else(|| malformed("no result"))?;

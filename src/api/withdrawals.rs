@@ -186,8 +186,7 @@ pub async fn forward(
     let their_receipt = listed
         .as_ref()
         .ok()
-        .and_then(|page| page.receipt.as_ref())
-        .and_then(|r| convert::upstream_receipt_from(r).ok());
+        .and_then(|page| forward::well_formed(page.receipt.as_ref()));
     let listed = listed.and_then(|page| received(page, node, limit));
     state
         .interconnect()
@@ -227,12 +226,7 @@ fn received(
     node: &crate::identity::SpiffeId,
     limit: u32,
 ) -> Result<(proto::ListWithdrawalsResponse, UpstreamReceipt), Status> {
-    let malformed = |what: &str| {
-        tracing::warn!(node = %node, what, "a node sent a malformed listing of withdrawals");
-        Status::unavailable(format!(
-            "node {node} sent a malformed answer ({what}); nothing was disclosed"
-        ))
-    };
+    let malformed = |what: &str| forward::malformed(node, what);
     let receipt = page
         .receipt
         .as_ref()

@@ -479,3 +479,21 @@ pub fn get(samples: &std::collections::HashMap<String, f64>, name: &str) -> f64 
         .get(name)
         .unwrap_or_else(|| panic!("{name} in {samples:?}"))
 }
+
+/// An operator's restoration of `record_id` from `on` (YYYY-MM-DD), on a decision of 2026.
+pub async fn restore(
+    admin: &mut credit_node::proto::administration_client::AdministrationClient<
+        tonic::transport::Channel,
+    >,
+    record_id: &str,
+    on: &str,
+) {
+    admin
+        .restore_record(credit_node::proto::RestoreRecordRequest {
+            record_id: record_id.into(),
+            restored_on: on.into(),
+            basis: "信用修复决定〔2026〕9号".into(),
+        })
+        .await
+        .expect("operator restores");
+}
